@@ -1,0 +1,177 @@
+"""Shared types of the accounting backends: the :class:`EpsilonCurve` value and helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.metadata
+import math
+from typing import Any
+
+from dpplan.plan import TrainingPlan
+
+__all__ = ["EpsilonCurve", "METHODS", "library_versions"]
+
+#: Accounting methods, in the order dpplan shows them.
+METHODS = ("rdp", "prv", "pld")
+
+_METHOD_LIBRARY = {"rdp": "dp-accounting", "pld": "dp-accounting", "prv": "prv-accountant"}
+
+
+@functools.cache
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - broken install
+        return "unknown"
+
+
+def library_versions(method: str) -> dict[str, str]:
+    """Return ``{library: version}`` for the library behind ``method``."""
+    library = _METHOD_LIBRARY[method]
+    return {library: _version(library), "dpplan": _version("dpplan")}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class EpsilonCurve:
+    """ε after every epoch of a plan, from one accounting method.
+
+    Attributes:
+        method: ``"rdp"``, ``"prv"`` or ``"pld"``.
+        plan: the plan that was accounted.
+        epochs: ``(1, 2, ..., plan.epochs)``.
+        epsilons: the ε upper bound after each epoch, never decreasing.
+        lower: for PRV, a lower bound on the true ε after each epoch (else ``None``).
+        estimates: for PRV, the point estimate after each epoch (else ``None``). Shown
+            for information only; it is not a guarantee.
+        settings: the numerical settings used (RDP orders, PLD discretisation, PRV errors).
+        versions: library name -> version.
+        warnings: valid-but-doubtful conditions, e.g. the optimal RDP order at the grid edge.
+    """
+
+    method: str
+    plan: TrainingPlan
+    epochs: tuple[int, ...]
+    epsilons: tuple[float, ...]
+    lower: tuple[float, ...] | None = None
+    estimates: tuple[float, ...] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    versions: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def epsilon(self) -> float:
+        """The ε upper bound after the last epoch."""
+        return self.epsilons[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the curve as a JSON-ready dict (infinite ε becomes the string "inf")."""
+        data: dict[str, Any] = {
+            "method": self.method,
+            "epsilon": _json_float(self.epsilon),
+            "curve": {
+                "epochs": list(self.epochs),
+                "epsilon": [_json_float(e) for e in self.epsilons],
+            },
+            "settings": dict(self.settings),
+            "versions": dict(self.versions),
+            "warnings": list(self.warnings),
+        }
+        if self.lower is not None:
+            data["curve"]["epsilon_lower"] = [_json_float(e) for e in self.lower]
+        if self.estimates is not None:
+            data["curve"]["epsilon_estimate"] = [_json_float(e) for e in self.estimates]
+        return data
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def monotone_upper(values: list[float]) -> list[float]:
+    """Return the suffix minimum of per-epoch upper bounds, which never decreases.
+
+    The true ε never decreases with more steps, so an upper bound for epoch e + 1 also
+    bounds epoch e: ``min(bound[e], bound[e + 1], ...)`` is still a valid upper bound for
+    epoch e. This irons out discretisation jitter without loosening any point, and keeps
+    the last point unchanged.
+    """
+    out = list(values)
+    for index in range(len(out) - 2, -1, -1):
+        out[index] = min(out[index], out[index + 1])
+    return out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Computation:
+    """What a backend computes for several step counts of one (sample_rate, σ, δ)."""
+
+    upper: tuple[float, ...]
+    lower: tuple[float, ...] | None = None
+    estimates: tuple[float, ...] | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    warnings: tuple[str, ...] = ()
+
+
+class Backend:
+    """Base class of the three accounting backends.
+
+    A backend implements :meth:`compute`, which returns ε upper bounds for several step
+    counts of the same Poisson-subsampled Gaussian (sharing the expensive work between
+    them). ``epsilon``, ``epsilon_curve`` and ``fresh`` are built on it here, once, so a
+    plan's final ε, its curve's last point and the solvers' ε are the same computation.
+    """
+
+    name: str = ""
+
+    def compute(
+        self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
+    ) -> Computation:
+        """Return ε bounds after each entry of ``steps`` (ascending, all >= 1)."""
+        raise NotImplementedError
+
+    def check(self, plan: TrainingPlan) -> None:
+        """Refuse plans this backend cannot answer in bounded time (raise AccountingError)."""
+
+    def epsilon(self, plan: TrainingPlan) -> float:
+        """Return the ε upper bound after all of ``plan``'s steps."""
+        self.check(plan)
+        return self.compute(
+            sample_rate=plan.sample_rate,
+            noise_multiplier=plan.noise_multiplier,
+            delta=plan.delta,
+            steps=(plan.total_steps,),
+        ).upper[-1]
+
+    def epsilon_curve(self, plan: TrainingPlan) -> EpsilonCurve:
+        """Return ε after every epoch of ``plan``; the last point equals ``epsilon(plan)``."""
+        self.check(plan)
+        epochs = tuple(range(1, plan.epochs + 1))
+        result = self.compute(
+            sample_rate=plan.sample_rate,
+            noise_multiplier=plan.noise_multiplier,
+            delta=plan.delta,
+            steps=tuple(plan.steps_after(epoch) for epoch in epochs),
+        )
+        return EpsilonCurve(
+            method=self.name,
+            plan=plan,
+            epochs=epochs,
+            epsilons=tuple(monotone_upper(list(result.upper))),
+            lower=result.lower,
+            estimates=result.estimates,
+            settings=result.settings,
+            versions=library_versions(self.name),
+            warnings=result.warnings,
+        )
+
+    def fresh(self) -> "dp_accounting.PrivacyAccountant":
+        """Return an empty dp-accounting ``PrivacyAccountant`` answering through this backend.
+
+        It accepts ``NoOpDpEvent`` and (self-composed) Poisson-subsampled Gaussian events with
+        one sample rate and noise multiplier, which is what dpplan's solvers compose, and lets
+        ``dp_accounting.calibrate_dp_mechanism`` drive any of the three backends.
+        """
+        from dpplan.accounting._adapter import BackendAccountant
+
+        return BackendAccountant(self)

@@ -1,0 +1,67 @@
+"""dpplan's exception hierarchy.
+
+Every error dpplan raises for bad input or an unanswerable question is a subclass of
+:class:`DpplanError`. The classes also subclass the matching standard-library exception,
+so callers that only know ``ValueError`` or ``OSError`` still catch them.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccountingError",
+    "DataError",
+    "DpplanError",
+    "InfeasibleTargetError",
+    "PlanError",
+]
+
+
+class DpplanError(Exception):
+    """Root of every exception dpplan raises on purpose."""
+
+
+class PlanError(DpplanError, ValueError):
+    """An input field is invalid.
+
+    Attributes:
+        field: the name of the offending field, spelled as in ``TrainingPlan`` and the CLI.
+        value: the value that was given.
+        expected: the allowed range or type, in words.
+        hint: what to do about it.
+    """
+
+    def __init__(self, field: str, value: object, expected: str, hint: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.hint = hint
+        message = f"{field}={value!r} is invalid: must be {expected}."
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the error as a JSON-ready mapping (used by the CLI's ``--json``)."""
+        value = self.value if isinstance(self.value, (int, float, str, bool)) else repr(self.value)
+        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+            value = repr(self.value)
+        return {
+            "type": type(self).__name__,
+            "field": self.field,
+            "value": value,
+            "expected": self.expected,
+            "hint": self.hint,
+            "message": str(self),
+        }
+
+
+class InfeasibleTargetError(DpplanError, ValueError):
+    """No value of the solved-for parameter meets the privacy target."""
+
+
+class AccountingError(DpplanError, RuntimeError):
+    """A wrapped accounting library failed, or a result broke an invariant."""
+
+
+class DataError(DpplanError, OSError):
+    """Training data is missing, unreadable, or fails its checksum."""
