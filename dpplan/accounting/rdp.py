@@ -8,6 +8,7 @@ the library's RDP-to-(ε, δ) conversion of ``steps * rdp_per_step``.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import dp_accounting
@@ -26,17 +27,38 @@ DEFAULT_ORDERS: tuple[float, ...] = tuple(rdp_privacy_accountant.DEFAULT_RDP_ORD
 )
 
 
+class _CountExcludedOrders(logging.Filter):
+    """Swallow dp-accounting's per-order "failed to converge" log lines, counting them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Excluding this order" in record.getMessage():
+            self.count += 1
+            return False
+        return True
+
+
 @functools.lru_cache(maxsize=256)
 def _rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple[float, ...]):
+    """Return (per-step RDP vector, number of orders dp-accounting excluded)."""
     accountant = rdp_privacy_accountant.RdpAccountant(orders=list(orders))
     event = dp_accounting.PoissonSampledDpEvent(
         sampling_probability=sample_rate,
         event=dp_accounting.GaussianDpEvent(noise_multiplier=noise_multiplier),
     )
-    accountant.compose(event, 1)
+    counter = _CountExcludedOrders()
+    logger = logging.getLogger("absl")
+    logger.addFilter(counter)
+    try:
+        accountant.compose(event, 1)
+    finally:
+        logger.removeFilter(counter)
     rdp = accountant.rdp
     rdp.setflags(write=False)
-    return rdp
+    return rdp, counter.count
 
 
 class RDPAccountant(Backend):
@@ -61,7 +83,7 @@ class RDPAccountant(Backend):
             AccountingError: if dp-accounting fails.
         """
         try:
-            rdp = _rdp_per_step(sample_rate, noise_multiplier, self.orders)
+            rdp, excluded = _rdp_per_step(sample_rate, noise_multiplier, self.orders)
             orders = np.asarray(self.orders)
             results = [
                 rdp_privacy_accountant.compute_epsilon(orders, rdp * count, delta)
@@ -75,8 +97,13 @@ class RDPAccountant(Backend):
         epsilons = tuple(float(epsilon) for epsilon, _ in results)
         optimal_order = float(results[-1][1])
         warnings: tuple[str, ...] = ()
+        if excluded:
+            warnings += (
+                f"dp-accounting excluded {excluded} of {len(self.orders)} RDP orders whose "
+                "series did not converge (they cannot lower ε, so the bound stays valid).",
+            )
         if optimal_order in (self.orders[0], self.orders[-1]) and math.isfinite(epsilons[-1]):
-            warnings = (
+            warnings += (
                 f"The optimal RDP order {optimal_order:g} is at the edge of the order grid "
                 f"[{self.orders[0]:g}, {self.orders[-1]:g}], so the RDP bound may be loose; "
                 "compare with method='prv' or 'pld'.",
