@@ -494,6 +494,23 @@ class LrController:
         if self._plateau is not None:
             self._plateau.step(float(validation_loss))
 
+    def state_dict(self) -> dict[str, Any]:
+        """Return the controller's state (steps taken and the torch scheduler's state)."""
+        state: dict[str, Any] = {"steps_taken": self._steps_taken}
+        for name in ("_one_cycle", "_plateau"):
+            scheduler = getattr(self, name)
+            if scheduler is not None:
+                state[name] = scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict` (used to resume a run)."""
+        self._steps_taken = int(state["steps_taken"])
+        for name in ("_one_cycle", "_plateau"):
+            scheduler = getattr(self, name)
+            if scheduler is not None and name in state:
+                scheduler.load_state_dict(state[name])
+
     def current_lr(self) -> float:
         """Return the learning rate the next optimizer step will use."""
         return float(self._optimizer.param_groups[0]["lr"])

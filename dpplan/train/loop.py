@@ -1,0 +1,446 @@
+"""The DP-SGD training loop: Opacus on MNIST, driven by a :class:`~dpplan.plan.TrainingPlan`.
+
+The plan is the single source of truth: batches are Poisson-sampled at exactly
+``plan.sample_rate`` for exactly ``plan.steps_per_epoch`` steps per epoch, with
+``plan.noise_multiplier`` and ``plan.max_grad_norm`` (STYLE §3.2; Opacus is never left to
+infer the sample rate from a data loader). After every epoch the run records dpplan's ε for
+the steps the optimizer hook counted, and the ε of Opacus' own RDP accountant fed by the same
+hook; if dpplan's RDP and Opacus' RDP disagree, the run carries a warning.
+
+Data stays on the training device as tensors; each step draws a Bernoulli mask on the device,
+so there is no per-step DataLoader overhead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dpplan import _validate
+from dpplan.accounting import METHODS, epsilon_curve
+from dpplan.errors import PlanError
+from dpplan.plan import TrainingPlan
+from dpplan.store import EpochRecord, RunRecord, RunStore
+from dpplan.train.data import load_mnist, split_validation
+from dpplan.train.models import ACTIVATIONS, MODELS, make_model
+from dpplan.train.schedules import (
+    ScheduleSpec,
+    make_optimizer,
+    make_scheduler,
+    schedule_from_dict,
+)
+
+__all__ = ["MNIST_TRAIN_SIZE", "RunOptions", "resume", "train", "training_set_size"]
+
+MNIST_TRAIN_SIZE = 60_000
+MNIST_TEST_SIZE = 10_000
+#: Relative disagreement between dpplan's RDP ε and Opacus' RDP ε that flags a run. The two
+#: use different RDP order grids, which alone moves ε by ~1e-4.
+EPSILON_AGREEMENT_RTOL = 1e-2
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class RunOptions:
+    """How to train a plan: settings that do not change ε (STYLE §3.2).
+
+    Attributes:
+        model: ``"seed"`` (the super-convergence study's network) or ``"tempered"``
+            (Papernot et al.'s CNN).
+        activation: ``"relu"`` or ``"tanh"`` (tempered model only).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        seed: seed of the model init, the validation split, sampling and noise.
+        data_dir: folder with the MNIST IDX files (see :func:`dpplan.train.data.load_mnist`).
+        download: whether missing MNIST files may be downloaded.
+        validation_size: examples held out of the training set for plateau scheduling and
+            learning-rate selection.
+        subset: train on the first ``subset`` MNIST training examples only (before the
+            validation split); ``None`` uses all 60,000.
+        test_subset: evaluate on the first ``test_subset`` test examples; ``None`` uses all.
+        method: dpplan accounting method for the recorded ε.
+        target_epsilon: stop before an epoch whose ε would exceed this; ``None`` never stops.
+        private: ``False`` trains the non-private baseline (no clipping, no noise; ε = ∞).
+        eval_batch_size: batch size for evaluation (no effect on results).
+    """
+
+    model: str = "seed"
+    activation: str = "relu"
+    device: str = "auto"
+    seed: int = 0
+    data_dir: str | None = None
+    download: bool = True
+    validation_size: int = 5000
+    subset: int | None = None
+    test_subset: int | None = None
+    method: str = "prv"
+    target_epsilon: float | None = None
+    private: bool = True
+    eval_batch_size: int = 4096
+
+    def __post_init__(self) -> None:
+        _validate.choice(options=MODELS, hint="Pick a model.", model=self.model)
+        _validate.choice(options=ACTIVATIONS, activation=self.activation)
+        if self.model == "seed" and self.activation != "relu":
+            raise PlanError("activation", self.activation, "'relu' for model='seed'",
+                            "Use model='tempered' for tanh.")
+        _validate.choice(options=DEVICES, device=self.device)
+        _validate.integer(minimum=0, maximum=2**63 - 1, seed=self.seed)
+        pool = MNIST_TRAIN_SIZE
+        if self.subset is not None:
+            pool = _validate.integer(minimum=2, maximum=MNIST_TRAIN_SIZE, subset=self.subset)
+        _validate.integer(minimum=1, maximum=pool - 1, validation_size=self.validation_size,
+                          hint="Keep some examples for training.")
+        if self.test_subset is not None:
+            _validate.integer(minimum=1, maximum=MNIST_TEST_SIZE, test_subset=self.test_subset)
+        _validate.choice(options=METHODS, method=self.method)
+        if self.target_epsilon is not None:
+            _validate.finite_positive(target_epsilon=self.target_epsilon)
+        if not isinstance(self.private, bool):
+            raise PlanError("private", self.private, "True or False")
+        if not isinstance(self.download, bool):
+            raise PlanError("download", self.download, "True or False")
+        _validate.integer(minimum=1, eval_batch_size=self.eval_batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunOptions:
+        """Build options from :meth:`to_dict` output.
+
+        Raises:
+            PlanError: for unknown keys or invalid values.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        for key in data:
+            if key not in known:
+                raise PlanError(key, data[key], "not present: it is not a run option")
+        return cls(**data)
+
+
+def training_set_size(options: RunOptions) -> int:
+    """Return the number of training examples a run samples from (its plan's dataset_size).
+
+    Example:
+        >>> training_set_size(RunOptions())
+        55000
+    """
+    return (options.subset or MNIST_TRAIN_SIZE) - options.validation_size
+
+
+def resolve_device(device: str) -> torch.device:
+    """Return the torch device for ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        PlanError: if ``"cuda"`` is asked for and CUDA is not available.
+    """
+    _validate.choice(options=DEVICES, device=device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PlanError("device", device, "'cpu' or 'auto' on this machine",
+                        "CUDA is not available here (torch.cuda.is_available() is False).")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in ("dpplan", "torch", "opacus", "dp-accounting", "prv-accountant"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+              batch_size: int) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start:start + batch_size])
+        target = labels[start:start + batch_size]
+        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == target).sum())
+    return loss_sum / len(images), correct / len(images)
+
+
+def _atomic_save(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+class _Run:
+    """One training run's state: model, optimizer, accountants, sampler, counters."""
+
+    def __init__(self, plan: TrainingPlan, schedule: ScheduleSpec, options: RunOptions,
+                 device: torch.device) -> None:
+        self.plan, self.schedule, self.options, self.device = plan, schedule, options, device
+        torch.manual_seed(options.seed)
+        data = load_mnist(options.data_dir, download=options.download, device=device)
+        pool = options.subset or MNIST_TRAIN_SIZE
+        (self.train_x, self.train_y), (self.val_x, self.val_y) = split_validation(
+            data.train_images[:pool], data.train_labels[:pool],
+            validation_size=options.validation_size, seed=options.seed,
+        )
+        test_count = options.test_subset or MNIST_TEST_SIZE
+        self.test_x, self.test_y = data.test_images[:test_count], data.test_labels[:test_count]
+        if plan.dataset_size != len(self.train_x):
+            raise PlanError(
+                "dataset_size", plan.dataset_size,
+                f"{len(self.train_x)}, the number of training examples after holding out "
+                f"validation_size={options.validation_size}",
+                "dpplan derives dataset_size from the data; build the plan with "
+                "dataset_size=training_set_size(options).",
+            )
+        model = make_model(options.model, activation=options.activation).to(device)
+        optimizer = make_optimizer(schedule, model.parameters())
+        self.opacus_accountant = None
+        self.steps = 0
+        if options.private:
+            from opacus import GradSampleModule
+            from opacus.accountants import RDPAccountant
+            from opacus.optimizers import DPOptimizer
+
+            model = GradSampleModule(model, loss_reduction="mean")
+            optimizer = DPOptimizer(
+                optimizer,
+                noise_multiplier=plan.noise_multiplier,
+                max_grad_norm=plan.max_grad_norm,
+                expected_batch_size=plan.batch_size,
+                loss_reduction="mean",
+            )
+            self.opacus_accountant = RDPAccountant()
+            optimizer.attach_step_hook(
+                self.opacus_accountant.get_optimizer_hook_fn(sample_rate=plan.sample_rate)
+            )
+        self.model, self.optimizer = model, optimizer
+        self.controller = make_scheduler(schedule, optimizer, total_steps=plan.total_steps)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(options.seed + 1)
+
+    @property
+    def hook_steps(self) -> int:
+        """Noisy steps counted by the optimizer hook (Opacus' accountant history)."""
+        if self.opacus_accountant is None:
+            return self.steps
+        return sum(count for _, _, count in self.opacus_accountant.history)
+
+    def _bare_model(self) -> torch.nn.Module:
+        return getattr(self.model, "_module", self.model)
+
+    def _bare_optimizer(self) -> torch.optim.Optimizer:
+        return getattr(self.optimizer, "original_optimizer", self.optimizer)
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "steps": self.steps,
+            "model": self._bare_model().state_dict(),
+            "optimizer": self._bare_optimizer().state_dict(),
+            "controller": self.controller.state_dict(),
+            "accountant": (self.opacus_accountant.state_dict()
+                           if self.opacus_accountant is not None else None),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "generator": self.generator.get_state(),
+        }
+
+    def load(self, state: dict[str, Any]) -> int:
+        self._bare_model().load_state_dict(state["model"])
+        self._bare_optimizer().load_state_dict(state["optimizer"])
+        self.controller.load_state_dict(state["controller"])
+        if self.opacus_accountant is not None:
+            self.opacus_accountant.load_state_dict(state["accountant"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.generator.set_state(state["generator"])
+        self.steps = int(state["steps"])
+        return int(state["epoch"])
+
+    def train_epoch(self) -> tuple[float, float]:
+        """Run exactly ``plan.steps_per_epoch`` Poisson-sampled steps; return (loss, seconds)."""
+        self.model.train()
+        count = len(self.train_x)
+        rate = self.plan.sample_rate
+        loss_sum, loss_batches = 0.0, 0
+        started = time.perf_counter()
+        for _ in range(self.plan.steps_per_epoch):
+            mask = torch.rand(count, generator=self.generator, device=self.device) < rate
+            index = mask.nonzero().squeeze(1)
+            images, labels = self.train_x[index], self.train_y[index]
+            self.optimizer.zero_grad(set_to_none=True)
+            logits = self.model(images)
+            if len(index):
+                loss = F.cross_entropy(logits, labels)
+                loss_sum += float(loss.detach())
+                loss_batches += 1
+            else:  # an empty Poisson batch is still a noisy step
+                loss = logits.sum() * 0.0
+            loss.backward()
+            self.optimizer.step()
+            self.controller.after_step()
+            self.steps += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - started
+        return (loss_sum / loss_batches if loss_batches else math.nan), seconds
+
+
+def train(
+    plan: TrainingPlan,
+    schedule: ScheduleSpec,
+    options: RunOptions | None = None,
+    *,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    store: RunStore | None = None,
+    group_id: str | None = None,
+) -> RunRecord:
+    """Train ``plan`` with DP-SGD (Opacus) on MNIST and store every epoch.
+
+    Args:
+        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        schedule: a learning-rate schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
+        options: run options; default ``RunOptions()``.
+        on_epoch: called with each :class:`EpochRecord` after it is stored.
+        store: the run store; default ``RunStore()`` (``$DPPLAN_HOME``).
+        group_id: tag shared by the runs of one comparison.
+
+    Returns:
+        The stored :class:`RunRecord`, with status ``finished`` (or ``stopped``).
+
+    Raises:
+        PlanError: for invalid plan, schedule or options (nothing is stored), or a
+            plan whose dataset_size does not match the data (stored as a failed run).
+        DataError: if MNIST is missing or corrupt (stored as a failed run).
+    """
+    options = options or RunOptions()
+    if not isinstance(plan, TrainingPlan):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    if not isinstance(options, RunOptions):
+        raise PlanError("options", options, "a RunOptions")
+    schedule = schedule_from_dict(schedule.to_dict()) if hasattr(schedule, "to_dict") else (
+        schedule_from_dict(schedule))
+    device = resolve_device(options.device)
+    store = store or RunStore()
+    run_id = store.create_run(
+        plan=plan, schedule=schedule.to_dict(), options=options.to_dict(), device=str(device),
+        seed=options.seed, private=options.private, versions=_versions(), group_id=group_id,
+    )
+    return _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state=None)
+
+
+def resume(run_id: int, *, store: RunStore | None = None,
+           on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
+    """Continue an interrupted (or stopped) run from its last checkpoint.
+
+    The model, optimizer, schedule, Opacus accountant and every random-number state are
+    restored, so accounting continues exactly where the checkpoint left it.
+
+    Raises:
+        PlanError: if the run does not exist, is still running or finished, or has no
+            checkpoint.
+    """
+    store = store or RunStore()
+    run = store.get_run(run_id)
+    if run.status not in ("interrupted", "stopped", "failed"):
+        raise PlanError("run_id", run_id, "an interrupted, stopped or failed run",
+                        f"Run {run_id} is {run.status}.")
+    path = store.checkpoint_path(run_id)
+    if not path.exists():
+        raise PlanError("run_id", run_id, "a run with a checkpoint",
+                        "It stopped before its first epoch finished; start a new run.")
+    options = RunOptions.from_dict(run.options)
+    device = resolve_device(options.device)
+    state = torch.load(path, map_location=device, weights_only=False)
+    store.claim(run_id)
+    return _execute(run_id, run.plan, schedule_from_dict(run.schedule), options, device,
+                    store, on_epoch, start_state=state)
+
+
+def _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state) -> RunRecord:
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Full backward hook.*")
+            warnings.filterwarnings("ignore", message=".*secure_mode.*")
+            warnings.filterwarnings("ignore", message=".*Optimal order is the.*")
+            _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, status="stopped", stop_reason="interrupted by the user")
+        raise
+    except Exception as exc:
+        store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return store.get_run(run_id)
+
+
+def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state) -> None:
+    run = _Run(plan, schedule, options, device)
+    first_epoch = 1
+    if start_state is not None:
+        first_epoch = run.load(start_state) + 1
+    if options.private:
+        curve = epsilon_curve(plan, method=options.method).epsilons
+        rdp_curve = epsilon_curve(plan, method="rdp").epsilons
+    run_warnings: list[str] = list(store.get_run(run_id).warnings)
+    for epoch in range(first_epoch, plan.epochs + 1):
+        if options.private and options.target_epsilon is not None and (
+            curve[epoch - 1] > options.target_epsilon
+        ):
+            store.finish_run(
+                run_id, status="finished",
+                stop_reason=f"stopped before epoch {epoch}: its ε={curve[epoch - 1]:.4g} would "
+                f"exceed target_epsilon={options.target_epsilon:g}",
+            )
+            return
+        if store.stop_requested(run_id):
+            store.finish_run(run_id, status="stopped", stop_reason="stop requested")
+            return
+        train_loss, seconds = run.train_epoch()
+        steps = run.hook_steps
+        if steps != plan.steps_after(epoch):
+            raise RuntimeError(
+                f"the optimizer took {steps} steps after epoch {epoch}, the plan says "
+                f"{plan.steps_after(epoch)}; accounting would not match training"
+            )
+        validation_loss, validation_accuracy = _evaluate(
+            run.model, run.val_x, run.val_y, options.eval_batch_size)
+        _, test_accuracy = _evaluate(run.model, run.test_x, run.test_y, options.eval_batch_size)
+        run.controller.after_epoch(validation_loss)
+        if options.private:
+            epsilon, epsilon_rdp = curve[epoch - 1], rdp_curve[epoch - 1]
+            epsilon_opacus = float(run.opacus_accountant.get_epsilon(plan.delta))
+            if not math.isclose(epsilon_rdp, epsilon_opacus, rel_tol=EPSILON_AGREEMENT_RTOL):
+                message = (f"epoch {epoch}: dpplan RDP ε={epsilon_rdp:.4g} and Opacus RDP "
+                           f"ε={epsilon_opacus:.4g} disagree by more than "
+                           f"{EPSILON_AGREEMENT_RTOL:.0%}")
+                if message not in run_warnings:
+                    run_warnings.append(message)
+        else:
+            epsilon = epsilon_rdp = epsilon_opacus = math.inf
+        record = EpochRecord(
+            epoch=epoch, steps=steps, epsilon=epsilon, epsilon_rdp=epsilon_rdp,
+            epsilon_opacus=epsilon_opacus, train_loss=train_loss,
+            validation_loss=validation_loss, validation_accuracy=validation_accuracy,
+            test_accuracy=test_accuracy, lr=run.controller.current_lr(), seconds=seconds,
+        )
+        store.record_epoch(run_id, record, tuple(run_warnings))
+        _atomic_save(run.state(epoch), store.checkpoint_path(run_id))
+        if on_epoch is not None:
+            on_epoch(record)
+    store.finish_run(run_id, status="finished")
