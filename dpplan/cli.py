@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from dpplan.errors import DpplanError, InfeasibleTargetError, PlanError
+from dpplan.errors import DataError, DpplanError, InfeasibleTargetError, PlanError
 
 __all__ = ["main"]
 
@@ -217,6 +217,196 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return EXIT_OK
 
 
+def _run_options(args: argparse.Namespace, *, seed: int | None = None):
+    from dpplan.train import RunOptions
+
+    values: dict[str, Any] = {
+        "model": args.model, "activation": args.activation, "device": args.device,
+        "seed": _number("seed", args.seed) if seed is None else seed,
+        "data_dir": args.data_dir, "validation_size": _number("validation_size",
+                                                             args.validation_size),
+        "method": args.accountant, "private": not args.non_private,
+    }
+    for field in ("subset", "test_subset", "target_epsilon"):
+        text = getattr(args, field)
+        if text is not None:
+            values[field] = _number(field, text)
+    return RunOptions(**values)
+
+
+def _train_plan(args: argparse.Namespace, options):
+    from dpplan.train import training_set_size
+
+    args.dataset_size = str(training_set_size(options))
+    return _plan_from_args(args)
+
+
+def _schedule(kind: str, args: argparse.Namespace):
+    from dpplan.train.schedules import Constant, OneCycle, Plateau
+
+    from dpplan import _validate
+
+    lr = _validate.finite_positive(lr=_number("lr", args.lr), hint="Pass --lr, e.g. 0.5.")
+    momentum = None if args.momentum is None else _number("momentum", args.momentum)
+    if kind == "one_cycle":
+        return OneCycle(max_lr=lr) if momentum is None else OneCycle(
+            max_lr=lr, momentum=momentum, cycle_momentum=False)
+    if kind == "plateau":
+        return Plateau(lr=lr, factor=0.1, patience=1, momentum=momentum or 0.0)
+    return Constant(lr=lr, momentum=momentum or 0.0)
+
+
+def _progress(total: int) -> Callable[[Any], None]:
+    def show(record: Any) -> None:
+        done = int(20 * record.epoch / total)
+        epsilon = "inf" if math.isinf(record.epsilon) else f"{record.epsilon:.3f}"
+        print(
+            f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  ε={epsilon}  "
+            f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
+            f"lr={record.lr:.3g}  {record.seconds:.1f}s",
+            file=sys.stderr, flush=True,
+        )
+
+    return show
+
+
+def _run_summary(run) -> list[str]:
+    lines = [f"run {run.id}: {run.status}"
+             + (f" ({run.stop_reason})" if run.stop_reason else "")
+             + (f" error: {run.error}" if run.error else ""),
+             f"  device={run.device} seed={run.seed} private={run.private} "
+             f"schedule={json.dumps(run.schedule)}"]
+    lines += ["  " + line for line in _plan_lines(run.plan)]
+    if run.records:
+        lines.append("  epoch  steps      ε  opacus ε  val acc  test acc    loss        lr  "
+                     "seconds")
+        for r in run.records:
+            lines.append(
+                f"  {r.epoch:5d} {r.steps:6d} {_fmt(r.epsilon):>6} {_fmt(r.epsilon_opacus):>9} "
+                f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
+                f"{r.lr:9.3g} {r.seconds:8.1f}"
+            )
+    for warning in run.warnings:
+        lines.append(f"  warning: {warning}")
+    return lines
+
+
+def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from dpplan.train import RunStore, resume, train
+
+    store = RunStore()
+    show = None if args.json else _progress
+    if args.resume is not None:
+        run_id = _number("resume", args.resume)
+        total = store.get_run(run_id).plan.epochs
+        run = resume(run_id, store=store, on_epoch=show(total) if show else None)
+    else:
+        options = _run_options(args)
+        plan = _train_plan(args, options)
+        schedule = _schedule(args.schedule, args)
+        run = train(plan, schedule, options, store=store,
+                    on_epoch=show(plan.epochs) if show else None)
+    out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from dpplan.train import RunStore
+    from dpplan.train.compare import compare_schedules, grid_for
+
+    options = _run_options(args, seed=0)
+    plan = _train_plan(args, options)
+    grids = {}
+    for kind, text in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
+        rates = [_number(f"{kind}_lrs", item) for item in text.split(",") if item.strip()]
+        grids[kind] = grid_for(kind, rates)
+    seeds = [_number("seeds", item) for item in args.seeds.split(",") if item.strip()]
+
+    def on_run(run: Any) -> None:
+        if not args.json:
+            last = run.records[-1] if run.records else None
+            lr = run.schedule.get("max_lr", run.schedule.get("lr"))
+            print(f"run {run.id} {run.schedule['kind']} lr={lr} seed={run.seed}: "
+                  + (f"val acc {last.validation_accuracy:.2%}, test acc "
+                     f"{last.test_accuracy:.2%}" if last else run.status),
+                  file=sys.stderr, flush=True)
+
+    result = compare_schedules(plan, grids=grids, seeds=seeds, options=options,
+                               store=RunStore(), on_run=on_run)
+    if args.json:
+        out(_dump(result.to_dict()))
+        return EXIT_OK
+    lines = _plan_lines(plan) + [f"{result.runs_tried} runs tried (group {result.group_id}); "
+                                 "selecting among them is not covered by ε.", ""]
+    for summary in result.summaries:
+        lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
+        lines.append("  epoch       ε   test acc (mean ± std over seeds)")
+        for epoch, eps, mean, std in zip(summary.epochs, summary.epsilons,
+                                         summary.accuracy_mean, summary.accuracy_std):
+            lines.append(f"  {epoch:5d} {_fmt(eps):>7}   {mean:.2%} ± {std:.2%}")
+    out("\n".join(lines))
+    return EXIT_OK
+
+
+def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from dpplan.store import RunStore
+
+    store = RunStore()
+    if args.action in ("show", "stop", "delete"):
+        if args.run_id is None:
+            raise PlanError("run_id", None, "given", f"Use 'dpplan runs {args.action} ID'.")
+        run_id = _number("run_id", args.run_id)
+        if args.action == "stop":
+            store.request_stop(run_id)
+        elif args.action == "delete":
+            store.delete_run(run_id)
+            out(_dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
+            return EXIT_OK
+        run = store.get_run(run_id)
+        out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
+        return EXIT_OK
+    runs = store.list_runs()
+    if args.json:
+        out(_dump({"runs": [run.to_dict() for run in runs], "store": str(store.path)}))
+        return EXIT_OK
+    lines = [f"store: {store.path}",
+             "   id  status       schedule    lr      epochs        ε  test acc  device"]
+    for run in runs:
+        last = run.records[-1] if run.records else None
+        lr = run.schedule.get("max_lr", run.schedule.get("lr"))
+        lines.append(
+            f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
+            f"{len(run.records):>3}/{run.plan.epochs:<3}  "
+            f"{_fmt(last.epsilon) if last else '-':>7}  "
+            f"{f'{last.test_accuracy:.2%}' if last else '-':>8}  {run.device}"
+        )
+    out("\n".join(lines))
+    return EXIT_OK
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training")
+    group.add_argument("--model", default="seed", help="seed (default) or tempered")
+    group.add_argument("--activation", default="relu", help="relu (default) or tanh")
+    group.add_argument("--seed", default="0", help="random seed (default 0)")
+    group.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    group.add_argument("--data-dir", default=None,
+                       help="folder with the MNIST IDX files (default $DPPLAN_DATA_DIR or a "
+                       "per-user cache; downloaded when missing)")
+    group.add_argument("--validation-size", default="5000",
+                       help="training examples held out for validation (default 5000)")
+    group.add_argument("--subset", default=None,
+                       help="use only the first N MNIST training examples (quick runs)")
+    group.add_argument("--test-subset", default=None, help="evaluate on the first N test examples")
+    group.add_argument("--target-epsilon", default=None,
+                       help="stop before an epoch whose ε would exceed this")
+    group.add_argument("--accountant", default="prv", choices=("rdp", "prv", "pld"),
+                       help="dpplan method for the recorded ε (default prv)")
+    group.add_argument("--non-private", action="store_true",
+                       help="train the non-private baseline (no clipping or noise; ε = ∞)")
+    group.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="dpplan",
@@ -241,6 +431,34 @@ def _build_parser() -> _Parser:
                      help="accounting method (default: prv)")
     slv.add_argument("--json", action="store_true", help="print JSON")
     slv.set_defaults(handler=_cmd_solve)
+
+    trn = commands.add_parser("train", help="train the plan with DP-SGD on MNIST (Opacus)")
+    _add_plan_flags(trn, skip="dataset_size")
+    trn.add_argument("--schedule", default="one_cycle",
+                     choices=("one_cycle", "plateau", "constant"), help="learning-rate schedule")
+    trn.add_argument("--lr", default="1.0", help="learning rate (the peak for one_cycle)")
+    trn.add_argument("--momentum", default=None,
+                     help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)")
+    trn.add_argument("--resume", default=None, metavar="RUN_ID",
+                     help="continue an interrupted run from its last checkpoint")
+    _add_run_flags(trn)
+    trn.set_defaults(handler=_cmd_train, dataset_size=None)
+
+    cmp_ = commands.add_parser(
+        "compare", help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)")
+    _add_plan_flags(cmp_, skip="dataset_size")
+    cmp_.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
+    cmp_.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
+    cmp_.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
+    _add_run_flags(cmp_)
+    cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
+
+    runs = commands.add_parser("runs", help="list, show, stop or delete stored runs")
+    runs.add_argument("action", nargs="?", default="list",
+                      choices=("list", "show", "stop", "delete"))
+    runs.add_argument("run_id", nargs="?", default=None)
+    runs.add_argument("--json", action="store_true", help="print JSON")
+    runs.set_defaults(handler=_cmd_runs)
     return parser
 
 
@@ -282,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = fail(EXIT_INVALID, {"type": "UsageError", "message": str(exc)})
         except PlanError as exc:
             code = fail(EXIT_INVALID, exc.to_dict())
+        except DataError as exc:
+            code = fail(EXIT_INVALID, {"type": type(exc).__name__, "message": str(exc)})
         except InfeasibleTargetError as exc:
             code = fail(EXIT_INFEASIBLE, {"type": type(exc).__name__, "message": str(exc)})
         except DpplanError as exc:
