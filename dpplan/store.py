@@ -273,9 +273,16 @@ class RunStore:
         """Mark a run as owned by this process (used when starting or resuming it)."""
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE runs SET status=?, pid=?, host=?, updated_at=?, error=NULL WHERE id=?",
+                "UPDATE runs SET status=?, pid=?, host=?, updated_at=?, error=NULL, "
+                "stop_reason=NULL WHERE id=?",
                 (status, os.getpid(), socket.gethostname(), time.time(), int(run_id)),
             )
+
+    def truncate_records(self, run_id: int, *, after_epoch: int) -> None:
+        """Delete the run's records after ``after_epoch`` (they are redone on resume)."""
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM epochs WHERE run_id=? AND epoch>?",
+                               (int(run_id), int(after_epoch)))
 
     def record_epoch(self, run_id: int, record: EpochRecord,
                      warnings: tuple[str, ...] = ()) -> None:

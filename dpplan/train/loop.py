@@ -369,6 +369,7 @@ def resume(run_id: int, *, store: RunStore | None = None,
     device = resolve_device(options.device)
     state = torch.load(path, map_location=device, weights_only=False)
     store.claim(run_id)
+    store.truncate_records(run_id, after_epoch=int(state["epoch"]))
     return _execute(run_id, run.plan, schedule_from_dict(run.schedule), options, device,
                     store, on_epoch, start_state=state)
 
