@@ -1,0 +1,111 @@
+"""The SQLite run store: round trips, WAL, interrupted detection, deletion."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import dpplan
+from dpplan.errors import PlanError
+from dpplan.store import EpochRecord, RunStore, default_home
+
+PLAN = dpplan.TrainingPlan(dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3,
+                           delta=1e-4)
+
+
+def _record(epoch: int, **changes) -> EpochRecord:
+    values = dict(epoch=epoch, steps=100 * epoch, epsilon=0.5 * epoch, epsilon_rdp=0.6 * epoch,
+                  epsilon_opacus=0.6 * epoch, train_loss=1.0 / epoch, validation_loss=1.1,
+                  validation_accuracy=0.8, test_accuracy=0.79, lr=0.1, seconds=1.5)
+    values.update(changes)
+    return EpochRecord(**values)
+
+
+def _create(store: RunStore, **changes) -> int:
+    values = dict(plan=PLAN, schedule={"kind": "constant", "lr": 0.1}, options={"seed": 0},
+                  device="cpu", seed=0, private=True, versions={"dpplan": "0.1.0"})
+    values.update(changes)
+    return store.create_run(**values)
+
+
+def test_round_trip_and_wal(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = _create(store)
+    store.record_epoch(run_id, _record(1))
+    store.record_epoch(run_id, _record(2), ("a warning",))
+    run = store.get_run(run_id)
+    assert run.plan == PLAN and run.status == "running"
+    assert run.records == (_record(1), _record(2)) and run.warnings == ("a warning",)
+    store.finish_run(run_id, status="finished")
+    assert store.get_run(run_id).status == "finished"
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_infinite_epsilon_round_trips(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = _create(store, private=False)
+    inf = math.inf
+    store.record_epoch(run_id, _record(1, epsilon=inf, epsilon_rdp=inf, epsilon_opacus=inf))
+    record = store.get_run(run_id).records[0]
+    assert math.isinf(record.epsilon) and record.to_dict()["epsilon"] == "inf"
+
+
+def test_dead_process_shows_as_interrupted(tmp_path):
+    store = RunStore(tmp_path)
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, dpplan; from dpplan.store import RunStore; s = RunStore(sys.argv[1]);"
+         "p = dpplan.TrainingPlan(dataset_size=100, batch_size=10, noise_multiplier=1.0,"
+         " epochs=1, delta=1e-3);"
+         "s.create_run(plan=p, schedule={'kind': 'constant', 'lr': 0.1}, options={}, "
+         "device='cpu', seed=0, private=True, versions={})", str(tmp_path)],
+        check=True, timeout=60,
+    )
+    assert child.returncode == 0
+    [run] = store.list_runs()
+    assert run.status == "interrupted"
+    assert store.get_run(_create(store)).status == "running"  # this process is alive
+
+
+def test_stop_request_and_delete(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = _create(store)
+    assert not store.stop_requested(run_id)
+    store.request_stop(run_id)
+    assert store.stop_requested(run_id)
+    with pytest.raises(PlanError, match="a run that is not running"):
+        store.delete_run(run_id)
+    store.finish_run(run_id, status="stopped")
+    store.checkpoint_path(run_id).parent.mkdir(parents=True, exist_ok=True)
+    store.checkpoint_path(run_id).write_bytes(b"x")
+    store.delete_run(run_id)
+    assert store.list_runs() == [] and not store.checkpoint_path(run_id).exists()
+    with pytest.raises(PlanError, match=f"run_id={run_id}"):
+        store.get_run(run_id)
+
+
+def test_bad_status_refused(tmp_path):
+    store = RunStore(tmp_path)
+    with pytest.raises(PlanError, match="status='done'"):
+        store.finish_run(_create(store), status="done")
+
+
+def test_reports_are_stored_with_the_run(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = _create(store)
+    assert store.load_report(run_id) is None
+    store.save_report(run_id, {"epsilon": 1.0})
+    assert store.load_report(run_id) == {"epsilon": 1.0}
+
+
+def test_home_resolution(monkeypatch, tmp_path):
+    monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "h"))
+    assert default_home() == tmp_path / "h"
+    monkeypatch.delenv("DPPLAN_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "x"))
+    assert default_home() == tmp_path / "x" / "dpplan"
