@@ -17,12 +17,20 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def test_readme_python_blocks_run(capsys):
+MNIST_DIR = README.parents[1] / "shared" / "data" / "mnist"
+
+
+def test_readme_python_blocks_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DPPLAN_HOME", str(tmp_path))
     blocks = _blocks("python")
-    assert blocks, "README has no python examples"
+    assert len(blocks) >= 2, "README has no python examples"
+    namespace = {"MNIST_DIR": str(MNIST_DIR)}  # blocks build on each other, as a reader would
     for block in blocks:
-        exec(compile(block, str(README), "exec"), {})  # noqa: S102 - our own README
-    assert "ε =" in capsys.readouterr().out
+        if "MNIST_DIR" in block and not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+            pytest.skip(f"MNIST not found in {MNIST_DIR}")
+        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own README
+    out = capsys.readouterr().out
+    assert "ε =" in out and "EpochRecord(epoch=1" in out
 
 
 def _cli_examples() -> list[list[str]]:
