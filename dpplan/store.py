@@ -319,9 +319,42 @@ class RunStore:
                 (status, error, stop_reason, time.time(), int(run_id)),
             )
 
-    def request_stop(self, run_id: int) -> None:
-        """Ask a running run to stop after its current epoch (the trainer polls this)."""
+    def claim_next_queued(self) -> int | None:
+        """Atomically mark the oldest queued run as running by this process; return its id."""
         with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT id FROM runs WHERE status='queued' ORDER BY id LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            connection.execute(
+                "UPDATE runs SET status='running', pid=?, host=?, updated_at=?, error=NULL, "
+                "stop_reason=NULL WHERE id=?",
+                (os.getpid(), socket.gethostname(), time.time(), row["id"]),
+            )
+            return int(row["id"])
+
+    def requeue(self, run_id: int) -> None:
+        """Queue an interrupted, stopped or failed run again (a worker resumes it).
+
+        Raises:
+            PlanError: if the run is queued, running or finished.
+        """
+        run = self.get_run(run_id)
+        if run.status not in ("interrupted", "stopped", "failed"):
+            raise PlanError("run_id", run_id, "an interrupted, stopped or failed run",
+                            f"Run {run_id} is {run.status}.")
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
+                "WHERE id=?", (time.time(), int(run_id)))
+
+    def request_stop(self, run_id: int) -> None:
+        """Ask a run to stop: a queued run is cancelled, a running one stops within seconds."""
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE runs SET status='stopped', stop_reason='cancelled before it started', "
+                "updated_at=? WHERE id=? AND status='queued'", (time.time(), int(run_id)))
             connection.execute(
                 "UPDATE runs SET stop_reason='stop requested', updated_at=? WHERE id=? "
                 "AND status IN ('running', 'queued')",

@@ -40,7 +40,15 @@ from dpplan.train.schedules import (
     schedule_from_dict,
 )
 
-__all__ = ["MNIST_TRAIN_SIZE", "RunOptions", "resume", "train", "training_set_size"]
+__all__ = [
+    "MNIST_TRAIN_SIZE",
+    "RunOptions",
+    "queue_run",
+    "resume",
+    "run_queued",
+    "train",
+    "training_set_size",
+]
 
 MNIST_TRAIN_SIZE = 60_000
 MNIST_TEST_SIZE = 10_000
@@ -48,6 +56,12 @@ MNIST_TEST_SIZE = 10_000
 #: use different RDP order grids, which alone moves ε by ~1e-4.
 EPSILON_AGREEMENT_RTOL = 1e-2
 DEVICES = ("auto", "cpu", "cuda")
+#: How often a running epoch checks the store for a stop request.
+STOP_POLL_SECONDS = 2.0
+
+
+class _StopRequested(Exception):
+    """A stop was requested mid-epoch; the partial epoch is discarded."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -273,14 +287,23 @@ class _Run:
         self.steps = int(state["steps"])
         return int(state["epoch"])
 
-    def train_epoch(self) -> tuple[float, float]:
-        """Run exactly ``plan.steps_per_epoch`` Poisson-sampled steps; return (loss, seconds)."""
+    def train_epoch(self, should_stop: Callable[[], bool] | None = None) -> tuple[float, float]:
+        """Run exactly ``plan.steps_per_epoch`` Poisson-sampled steps; return (loss, seconds).
+
+        ``should_stop`` is polled every few seconds; when it returns True the epoch is
+        abandoned (raise :class:`_StopRequested`) and the run continues later from the last
+        checkpoint, so a partial epoch is never recorded.
+        """
         self.model.train()
         count = len(self.train_x)
         rate = self.plan.sample_rate
         loss_sum, loss_batches = 0.0, 0
-        started = time.perf_counter()
+        started = last_poll = time.perf_counter()
         for _ in range(self.plan.steps_per_epoch):
+            if should_stop is not None and time.perf_counter() - last_poll > STOP_POLL_SECONDS:
+                last_poll = time.perf_counter()
+                if should_stop():
+                    raise _StopRequested
             mask = torch.rand(count, generator=self.generator, device=self.device) < rate
             index = mask.nonzero().squeeze(1)
             images, labels = self.train_x[index], self.train_y[index]
@@ -374,6 +397,55 @@ def resume(run_id: int, *, store: RunStore | None = None,
                     store, on_epoch, start_state=state)
 
 
+def run_queued(run_id: int, *, store: RunStore,
+               on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
+    """Execute a run that a worker claimed from the queue (fresh, or resumed from checkpoint).
+
+    Raises:
+        PlanError, DataError: as :func:`train` (the run is stored as failed).
+    """
+    run = store.get_run(run_id)
+    try:
+        options = RunOptions.from_dict(run.options)
+        schedule = schedule_from_dict(run.schedule)
+        device = resolve_device(options.device)
+    except Exception as exc:
+        store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    path = store.checkpoint_path(run_id)
+    state = None
+    if path.exists():
+        state = torch.load(path, map_location=device, weights_only=False)
+        store.truncate_records(run_id, after_epoch=int(state["epoch"]))
+    return _execute(run_id, run.plan, schedule, options, device, store, on_epoch,
+                    start_state=state)
+
+
+def queue_run(plan: TrainingPlan, schedule: ScheduleSpec, options: RunOptions, *,
+              store: RunStore, group_id: str | None = None) -> int:
+    """Validate and queue a run for a background worker; return its id.
+
+    Raises:
+        PlanError: for an invalid plan, schedule or options (nothing is stored).
+    """
+    if not isinstance(plan, TrainingPlan):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    if plan.dataset_size != training_set_size(options):
+        raise PlanError(
+            "dataset_size", plan.dataset_size,
+            f"{training_set_size(options)}, the number of training examples after holding out "
+            f"validation_size={options.validation_size}",
+            "dpplan derives dataset_size from the data.",
+        )
+    schedule = schedule_from_dict(schedule.to_dict())
+    device = resolve_device(options.device)
+    return store.create_run(
+        plan=plan, schedule=schedule.to_dict(), options=options.to_dict(), device=str(device),
+        seed=options.seed, private=options.private, versions=_versions(), group_id=group_id,
+        status="queued",
+    )
+
+
 def _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state) -> RunRecord:
     try:
         with warnings.catch_warnings():
@@ -412,7 +484,12 @@ def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state)
         if store.stop_requested(run_id):
             store.finish_run(run_id, status="stopped", stop_reason="stop requested")
             return
-        train_loss, seconds = run.train_epoch()
+        try:
+            train_loss, seconds = run.train_epoch(lambda: store.stop_requested(run_id))
+        except _StopRequested:
+            store.finish_run(run_id, status="stopped",
+                             stop_reason=f"stop requested during epoch {epoch}")
+            return
         steps = run.hook_steps
         if steps != plan.steps_after(epoch):
             raise RuntimeError(
