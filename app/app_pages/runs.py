@@ -1,0 +1,60 @@
+"""Runs page: the stored runs, their status and records; delete and export."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+from components import accuracy_frame, format_epsilon, run_label, store
+
+from dpplan.errors import PlanError
+
+st.title("Runs")
+run_store = store()
+st.caption(f"Stored in {run_store.path}")
+runs = run_store.list_runs()
+if not runs:
+    st.info("No runs yet. Queue one on the Train page.")
+    st.stop()
+
+overview = pd.DataFrame([{
+    "id": r.id,
+    "status": r.status,
+    "schedule": r.schedule["kind"],
+    "lr": r.schedule.get("max_lr", r.schedule.get("lr")),
+    "seed": r.seed,
+    "epochs": f"{len(r.records)}/{r.plan.epochs}",
+    "ε": format_epsilon(r.records[-1].epsilon) if r.records else "—",
+    "test accuracy": f"{r.records[-1].test_accuracy:.2%}" if r.records else "—",
+    "device": r.device,
+    "batch size": r.plan.batch_size,
+    "σ": r.plan.noise_multiplier,
+} for r in runs])
+st.dataframe(overview, hide_index=True, width="stretch")
+
+chosen = st.selectbox("Run", [r.id for r in runs],
+                      format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
+                      key="runs_selected")
+run = next(r for r in runs if r.id == chosen)
+st.markdown(f"**Plan**: `{json.dumps(run.plan.to_dict())}`")
+st.markdown(f"**Schedule**: `{json.dumps(run.schedule)}` · **device** {run.device} · "
+            f"**seed** {run.seed} · **status** {run.status}"
+            + (f" ({run.stop_reason})" if run.stop_reason else ""))
+if run.error:
+    st.error(run.error)
+for warning in run.warnings:
+    st.warning(warning)
+frame = accuracy_frame([run])
+if not frame.empty:
+    st.dataframe(frame.drop(columns=["run", "schedule", "lr", "seed"]), hide_index=True,
+                 width="stretch")
+cols = st.columns(3)
+cols[0].download_button("Export JSON", json.dumps(run.to_dict(), indent=2),
+                        file_name=f"dpplan-run-{run.id}.json", mime="application/json")
+cols[1].download_button("Export CSV", frame.to_csv(index=False),
+                        file_name=f"dpplan-run-{run.id}.csv", mime="text/csv")
+if cols[2].button("Delete run", key=f"delete_{run.id}"):
+    try:
+        run_store.delete_run(run.id)
+        st.rerun()
+    except PlanError as error:
+        st.error(str(error))

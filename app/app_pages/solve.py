@@ -1,0 +1,53 @@
+"""Solve page: the noise multiplier, epochs or batch size that meet a target ε."""
+
+import streamlit as st
+from components import METHOD_NAMES, format_epsilon
+
+import dpplan
+from dpplan.errors import AccountingError, InfeasibleTargetError, PlanError
+
+st.title("Solve")
+plan = st.session_state.get("plan")
+if plan is None:
+    st.info("Fix the highlighted field in the sidebar first.")
+    st.stop()
+
+SOLVERS = {
+    "noise_multiplier": ("Noise multiplier σ (smallest that fits)", dpplan.solve_noise_multiplier),
+    "epochs": ("Epochs (most that fit)", dpplan.solve_epochs),
+    "batch_size": ("Batch size B (largest that fits)", dpplan.solve_batch_size),
+}
+with st.form("solve_form"):
+    target = st.selectbox("Solve for", list(SOLVERS), format_func=lambda k: SOLVERS[k][0],
+                          key="solve_target")
+    target_epsilon = st.number_input("Target ε", value=2.0, step=0.1, format="%.3f",
+                                     key="solve_epsilon")
+    method = st.selectbox("Accounting method", dpplan.METHODS, index=1,
+                          format_func=lambda m: METHOD_NAMES[m], key="solve_method")
+    submitted = st.form_submit_button("Solve", type="primary")
+
+if submitted:
+    with st.spinner(f"Solving for {target} with {method.upper()}…"):
+        try:
+            solved = SOLVERS[target][1](plan, target_epsilon=target_epsilon, method=method)
+            st.session_state["solved"] = (solved, method, target, target_epsilon)
+        except (PlanError, InfeasibleTargetError, AccountingError) as error:
+            st.session_state.pop("solved", None)
+            st.error(str(error))
+
+if "solved" in st.session_state:
+    solved, method, target, target_epsilon = st.session_state["solved"]
+    value = getattr(solved, target)
+    curve = dpplan.epsilon_curve(solved, method=method)
+    cols = st.columns(3)
+    cols[0].metric(f"Solved {target}", f"{value:.4g}" if isinstance(value, float) else f"{value:,}")
+    cols[1].metric("Achieved ε", format_epsilon(curve.epsilon),
+                   help=f"{METHOD_NAMES[method]} upper bound; never above the target")
+    cols[2].metric("Target ε", f"{target_epsilon:g}")
+    st.line_chart({"ε (upper bound)": list(curve.epsilons)}, x_label="epoch",
+                  y_label="ε (upper bound)")
+    st.caption(f"Solved plan: {solved.to_dict()}")
+    if st.button("Adopt this plan", type="primary"):
+        st.session_state["adopt"] = solved.to_dict()
+        st.session_state.pop("solved")
+        st.rerun()

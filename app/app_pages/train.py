@@ -1,0 +1,112 @@
+"""Train page: queue DP-SGD runs of the current plan; watch them live; stop or resume."""
+
+import streamlit as st
+from components import (
+    accuracy_frame,
+    format_epsilon,
+    run_label,
+    start_worker,
+    store,
+)
+
+import dpplan
+from dpplan.errors import AccountingError, PlanError
+
+st.title("Train")
+plan = st.session_state.get("plan")
+if plan is None:
+    st.info("Fix the highlighted field in the sidebar first.")
+    st.stop()
+
+st.caption("Runs train in a background process and are kept in the run store, so they "
+           "survive page reloads and closed browsers. Queue several; they run one at a time.")
+
+with st.form("train_form"):
+    cols = st.columns(3)
+    model = cols[0].selectbox("Model", ["seed", "tempered"], key="train_model",
+                              help="seed: the super-convergence study's CNN; tempered: "
+                              "Papernot et al.'s CNN")
+    activation = cols[1].selectbox("Activation", ["relu", "tanh"], key="train_activation")
+    schedule_kind = cols[2].selectbox("Schedule", ["one_cycle", "plateau", "constant"],
+                                      key="train_schedule")
+    cols = st.columns(3)
+    lr = cols[0].number_input("Learning rate (peak for one-cycle)", value=4.0, step=0.5,
+                              format="%.3f", key="train_lr")
+    seed = cols[1].number_input("Seed", value=0, step=1, format="%d", key="train_seed")
+    device = cols[2].selectbox("Device", ["auto", "cpu", "cuda"], key="train_device",
+                               help="auto: the GPU when there is one")
+    cols = st.columns(3)
+    validation_size = cols[0].number_input("Validation examples", value=5000, step=500,
+                                           format="%d", key="train_validation")
+    subset = cols[1].number_input("Use first N MNIST training examples (0 = all)", value=0,
+                                  step=1000, format="%d", key="train_subset")
+    target = cols[2].number_input("Stop before ε exceeds (0 = never)", value=0.0, step=0.5,
+                                  key="train_target")
+    private = st.checkbox("Private (DP-SGD)", value=True, key="train_private",
+                          help="Unchecked: the non-private baseline, no clipping or noise, ε = ∞")
+    submitted = st.form_submit_button("Queue run", type="primary")
+
+if submitted:
+    from dpplan.train.loop import RunOptions, queue_run, training_set_size
+    from dpplan.train.schedules import Constant, OneCycle, Plateau
+
+    try:
+        options = RunOptions(
+            model=model, activation=activation, device=device, seed=int(seed),
+            validation_size=int(validation_size), subset=int(subset) or None,
+            target_epsilon=float(target) or None, private=private,
+        )
+        schedule = {"one_cycle": lambda: OneCycle(max_lr=lr),
+                    "plateau": lambda: Plateau(lr=lr, factor=0.1, patience=1),
+                    "constant": lambda: Constant(lr=lr)}[schedule_kind]()
+        trained = plan.replace(dataset_size=training_set_size(options))
+        run_store = store()
+        run_id = queue_run(trained, schedule, options, store=run_store)
+        start_worker(run_store)
+        st.session_state["train_last"] = run_id
+        if trained != plan:
+            st.info(f"MNIST gives {trained.dataset_size:,} training examples, so run #{run_id} "
+                    f"trains dataset_size={trained.dataset_size:,} "
+                    f"(ε = {format_epsilon(dpplan.epsilon(trained, method=options.method))}).")
+        st.success(f"Queued run #{run_id}.")
+    except (PlanError, AccountingError) as error:
+        st.error(str(error))
+
+
+@st.fragment(run_every="2s")
+def live_runs() -> None:
+    """Progress of queued and running runs, refreshed every two seconds."""
+    runs = store().list_runs()
+    active = [r for r in runs if r.status in ("queued", "running")]
+    st.subheader("Active runs")
+    if not active:
+        st.caption("No run is queued or running.")
+    for run in active:
+        cols = st.columns([5, 1])
+        done = len(run.records)
+        last = run.records[-1] if run.records else None
+        text = run_label(run)
+        if last is not None:
+            text += (f" · ε = {format_epsilon(last.epsilon)} · test accuracy "
+                     f"{last.test_accuracy:.2%}")
+        cols[0].progress(done / run.plan.epochs, text=text)
+        if cols[1].button("Stop", key=f"stop_{run.id}"):
+            store().request_stop(run.id)
+    shown = active or [r for r in runs if r.records][:1]
+    frame = accuracy_frame(shown)
+    if not frame.empty:
+        st.markdown("**Test accuracy against ε, per epoch**")
+        st.line_chart(frame.dropna(subset=["ε"]), x="ε", y="test accuracy", color="run")
+    stopped = [r for r in runs if r.status in ("interrupted", "stopped", "failed")]
+    if stopped:
+        st.subheader("Interrupted, stopped or failed runs")
+        for run in stopped[:10]:
+            cols = st.columns([5, 1])
+            cols[0].write(run_label(run) + (f" · {run.error}" if run.error else ""))
+            if cols[1].button("Resume", key=f"resume_{run.id}"):
+                run_store = store()
+                run_store.requeue(run.id)
+                start_worker(run_store)
+
+
+live_runs()
