@@ -148,16 +148,20 @@ def curves_frame(curves: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 def epsilon_chart(frame: pd.DataFrame) -> alt.Chart:
     """Interactive ε-over-epochs chart, one line per method, PRV's lower-upper band."""
-    base = alt.Chart(frame).encode(x=alt.X("epoch:Q", title="epoch"))
+    colors = alt.Scale(domain=list(METHOD_NAMES.values()),
+                       range=["#d62728", "#1f77b4", "#2ca02c"])
+    base = alt.Chart(frame).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")))
     lines = base.mark_line(point=True).encode(
         y=alt.Y("ε (upper bound):Q", title="ε (upper bound)"),
-        color=alt.Color("method:N", title="method"),
+        color=alt.Color("method:N", title="method", scale=colors),
         tooltip=["method", "epoch", alt.Tooltip("ε (upper bound):Q", format=".4f"),
                  alt.Tooltip("lower:Q", format=".4f", title="PRV lower bound")],
     )
-    band = alt.Chart(frame.dropna(subset=["lower"])).mark_area(opacity=0.2).encode(
+    band = alt.Chart(frame.dropna(subset=["lower"])).mark_area(opacity=0.25).encode(
         x="epoch:Q", y="lower:Q", y2="ε (upper bound):Q",
-        color=alt.Color("method:N", title="method"),
+        color=alt.Color("method:N", title="method", scale=colors),
+        tooltip=[alt.Tooltip("lower:Q", format=".4f", title="PRV lower bound")],
     )
     return (band + lines).interactive().properties(height=360)
 

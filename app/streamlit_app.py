@@ -14,16 +14,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import 
 
 from components import plan_form  # noqa: E402
 
-st.set_page_config(page_title="dpplan: DP-SGD budget planner", page_icon="🔒", layout="wide")
+st.set_page_config(page_title="dpplan: DP-SGD budget planner", page_icon=":material/lock:", layout="wide")
 
 PAGES = Path(__file__).resolve().parent / "app_pages"
 navigation = st.navigation(
     [
-        st.Page(PAGES / "plan.py", title="Plan", icon="📐", default=True),
-        st.Page(PAGES / "solve.py", title="Solve", icon="🎯"),
-        st.Page(PAGES / "train.py", title="Train", icon="🏋️"),
-        st.Page(PAGES / "compare.py", title="Compare", icon="📊"),
-        st.Page(PAGES / "runs.py", title="Runs", icon="🗂️"),
+        st.Page(PAGES / "plan.py", title="Plan", icon=":material/straighten:", default=True),
+        st.Page(PAGES / "solve.py", title="Solve", icon=":material/target:"),
+        st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
+        st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(PAGES / "runs.py", title="Runs", icon=":material/folder_open:"),
     ]
 )
 plan_form()

@@ -27,8 +27,10 @@ with st.form("train_form"):
                               help="seed: the super-convergence study's CNN; tempered: "
                               "Papernot et al.'s CNN")
     activation = cols[1].selectbox("Activation", ["relu", "tanh"], key="train_activation")
-    schedule_kind = cols[2].selectbox("Schedule", ["one_cycle", "plateau", "constant"],
-                                      key="train_schedule")
+    schedule_kind = cols[2].selectbox(
+        "Schedule", ["one_cycle", "plateau", "constant"], key="train_schedule",
+        format_func={"one_cycle": "one-cycle (super-convergence)",
+                     "plateau": "reduce on plateau (×0.1)", "constant": "constant"}.get)
     cols = st.columns(3)
     lr = cols[0].number_input("Learning rate (peak for one-cycle)", value=4.0, step=0.5,
                               format="%.3f", key="train_lr")
