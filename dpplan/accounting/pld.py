@@ -27,7 +27,7 @@ __all__ = ["DEFAULT_VALUE_DISCRETIZATION_INTERVAL", "PLDAccountant"]
 DEFAULT_VALUE_DISCRETIZATION_INTERVAL = 1e-4
 #: Curves with more intermediate points than this coarsen the grid of those points in
 #: proportion, which bounds the time of a curve to about this many queries.
-FULL_RESOLUTION_POINTS = 30
+FULL_RESOLUTION_POINTS = 10
 
 
 @functools.lru_cache(maxsize=32)
