@@ -82,6 +82,23 @@ def _calibrate(
         raise AccountingError(f"{method} solver failed in [{low}, {high}]: {exc}") from exc
 
 
+def _computable_end(epsilon_of: Callable[[float], float], *, bad: float, good: float,
+                    tol: float) -> float | None:
+    """Move the non-fitting end of a bracket towards the fitting one until ε is computable.
+
+    ``bad`` does not fit (or cannot be computed); ``good`` fits. Returns a value in
+    [bad, good) whose ε the backend computes, or None if none is found within ``tol``.
+    Monotonicity makes every value between the result and ``good`` computable too.
+    """
+    while abs(good - bad) > tol:
+        try:
+            epsilon_of(bad)
+            return bad
+        except AccountingError:
+            bad = (bad + good) / 2
+    return None
+
+
 def solve_noise_multiplier(
     plan: TrainingPlan, *, target_epsilon: float, method: str = "prv"
 ) -> TrainingPlan:
@@ -115,11 +132,14 @@ def solve_noise_multiplier(
     target_epsilon = _target(target_epsilon)
     backend = get_accountant(method)
 
-    def eps_at(sigma: float) -> float:
-        return backend.epsilon(plan.replace(noise_multiplier=sigma))
+    def fits(sigma: float) -> bool:
+        # A σ whose ε the backend cannot compute (ε too large for its grid) does not fit.
+        try:
+            return backend.epsilon(plan.replace(noise_multiplier=sigma)) <= target_epsilon
+        except AccountingError:
+            return False
 
-    high = NOISE_MULTIPLIER_MAX
-    if not (eps_at(high) <= target_epsilon):
+    if not fits(NOISE_MULTIPLIER_MAX):
         raise InfeasibleTargetError(
             f"no noise_multiplier <= {NOISE_MULTIPLIER_MAX:g} reaches ε <= {target_epsilon:g} "
             f"at delta={plan.delta:g} with sample_rate={plan.sample_rate:.4g} over "
@@ -133,13 +153,17 @@ def solve_noise_multiplier(
         guess = solve_noise_multiplier(plan, target_epsilon=target_epsilon,
                                        method="rdp").noise_multiplier
     high = min(guess, NOISE_MULTIPLIER_MAX)
-    while not (eps_at(high) <= target_epsilon):
+    while not fits(high):
         high = min(high * 2, NOISE_MULTIPLIER_MAX)
     low = max(high / (1.25 if method != "rdp" else 2), NOISE_MULTIPLIER_SEARCH_MIN)
-    while eps_at(low) <= target_epsilon:
+    while fits(low):
         if low == NOISE_MULTIPLIER_SEARCH_MIN:
             return _checked(plan.replace(noise_multiplier=low), method, target_epsilon)
         high, low = low, max(low / 2, NOISE_MULTIPLIER_SEARCH_MIN)
+    low = _computable_end(lambda sigma: backend.epsilon(plan.replace(noise_multiplier=sigma)),
+                          bad=low, good=high, tol=high * NOISE_MULTIPLIER_RELATIVE_TOL)
+    if low is None:  # nothing computable between: the fitting end is the answer
+        return _checked(plan.replace(noise_multiplier=high), method, target_epsilon)
     sigma = _calibrate(
         method,
         lambda value: plan.replace(noise_multiplier=value),
@@ -189,6 +213,17 @@ def _largest_fitting(
         low = upper
     else:
         return _checked(candidate(low), method, target_epsilon)
+    # `upper` does not fit; make sure its ε is computable, so the search can evaluate it.
+    while upper - low > 1:
+        try:
+            backend.epsilon(candidate(upper))
+            break
+        except AccountingError:
+            middle = (low + upper) // 2
+            if _fits_or_false(fits, middle):
+                low = middle
+            else:
+                upper = middle
     if upper - low <= 1:
         value = low
     else:

@@ -8,6 +8,8 @@ import importlib.metadata
 import math
 from typing import Any
 
+from dpplan import _validate
+from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 
 __all__ = ["EpsilonCurve", "METHODS", "library_versions"]
@@ -127,7 +129,34 @@ class Backend:
     def compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
     ) -> Computation:
-        """Return ε bounds after each entry of ``steps`` (ascending, all >= 1)."""
+        """Return ε bounds after each entry of ``steps`` (ascending, all >= 1).
+
+        Inputs are validated here, before any library sees them. A sample rate of 0 has the
+        defined answer ε = 0 (nothing is ever sampled), which some libraries cannot compute.
+
+        Raises:
+            PlanError: for a sample rate outside [0, 1], a noise multiplier that is not
+                finite and > 0, δ outside (0, 1), or steps that are not ascending ints >= 1.
+            AccountingError: if the library fails.
+        """
+        sample_rate = float(_validate.open_interval(low=-1e-300, high=1.0 + 1e-12,
+                                                    sample_rate=sample_rate))
+        noise_multiplier = _validate.finite_positive(noise_multiplier=noise_multiplier)
+        delta = _validate.open_interval(low=0.0, high=1.0, delta=delta)
+        if isinstance(steps, (str, bytes)) or not steps:
+            raise PlanError("steps", steps, "a non-empty tuple of step counts")
+        steps = tuple(_validate.integer(minimum=1, steps=count) for count in steps)
+        if any(b < a for a, b in zip(steps, steps[1:])):
+            raise PlanError("steps", steps, "ascending step counts")
+        if sample_rate == 0:
+            return Computation(upper=tuple(0.0 for _ in steps),
+                               settings={"note": "sample_rate = 0: no record is ever used"})
+        return self._compute(sample_rate=min(sample_rate, 1.0),
+                             noise_multiplier=noise_multiplier, delta=delta, steps=steps)
+
+    def _compute(
+        self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
+    ) -> Computation:
         raise NotImplementedError
 
     def check(self, plan: TrainingPlan) -> None:

@@ -18,7 +18,8 @@ def dpsgd_event(plan: TrainingPlan, *, steps: int | None = None) -> dp_accountin
         steps: number of noisy steps, 0..plan.total_steps; ``None`` means all of them.
 
     Returns:
-        ``SelfComposedDpEvent(PoissonSampledDpEvent(sample_rate, GaussianDpEvent(σ)), steps)``.
+        ``SelfComposedDpEvent(PoissonSampledDpEvent(sample_rate, GaussianDpEvent(σ)), steps)``,
+        or ``NoOpDpEvent()`` for zero steps.
 
     Raises:
         PlanError: if ``steps`` is not an integer in ``[0, plan.total_steps]``.
@@ -32,6 +33,8 @@ def dpsgd_event(plan: TrainingPlan, *, steps: int | None = None) -> dp_accountin
     if steps is None:
         steps = plan.total_steps
     steps = _validate.integer(minimum=0, maximum=plan.total_steps, steps=steps)
+    if steps == 0:
+        return dp_accounting.NoOpDpEvent()  # dp-accounting refuses a count of 0
     step_event = dp_accounting.PoissonSampledDpEvent(
         sampling_probability=plan.sample_rate,
         event=dp_accounting.GaussianDpEvent(noise_multiplier=plan.noise_multiplier),

@@ -56,7 +56,7 @@ class PLDAccountant(Backend):
     ) -> None:
         self.value_discretization_interval = float(value_discretization_interval)
 
-    def compute(
+    def _compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
     ) -> Computation:
         """Return PLD ε upper bounds after each entry of ``steps``.

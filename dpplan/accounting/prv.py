@@ -94,7 +94,7 @@ class PRVAccountant(Backend):
         domain = Domain(-left * mesh, (left + 1) * mesh, size)
         return domain, prv, left, delta_error
 
-    def compute(
+    def _compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
     ) -> Computation:
         """Return PRV ε bounds after each entry of ``steps``.
@@ -109,6 +109,8 @@ class PRVAccountant(Backend):
             )
             truncated = PrivacyRandomVariableTruncated(prv, domain.t_min(), domain.t_max())
             discrete = discretisers.CellCentred().discretise(truncated, domain)
+        except AccountingError:
+            raise
         except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
             raise AccountingError(
                 f"prv accountant failed for sample_rate={sample_rate:g}, "
@@ -192,7 +194,7 @@ def _epsilon_bounds(
     # computed one measures the noise floor. Budget it generously over the whole grid.
     noise_floor = max(-float(pmf.min()), 0.0) + 4 * _FLOAT_EPS * float(pmf.max())
     error_mass = noise_floor * len(pmf)
-    if error_mass * 4 > delta_fin - delta_error:
+    if error_mass * 4 > delta_fin - delta_error:  # mirrors prv-accountant's own check
         raise AccountingError(
             f"prv accountant cannot resolve delta={delta:g}: floating-point error "
             f"(~{error_mass:.1e}) would dominate. Increase delta or use method='rdp'."
@@ -223,25 +225,14 @@ def _epsilon_bounds(
 
     lower = find_epsilon(delta_fin + delta_error) - eps_error
     estimate = find_epsilon(delta_fin)
-    # For the upper bound, lower the δ target by the round-off allowance at the answer:
-    # an error of m in the mass moves δ(ε) by at most (1 + e^ε)·m.
-    upper = find_epsilon(delta_fin - delta_error)
-    for _ in range(5):
-        allowance = (1 + math.exp(min(upper + 1.0, 700.0))) * error_mass
-        target = delta_fin - delta_error - allowance
-        if not (target > 0):
-            raise AccountingError(
-                f"prv accountant cannot resolve delta={delta:g}: floating-point error would "
-                "dominate. Increase delta or use method='rdp'."
-            )
-        corrected = find_epsilon(target)
-        if corrected <= upper + 1.0:
-            upper = max(upper, corrected)
-            break
-        upper = corrected
-    else:
+    # For the upper bound, lower the δ target by the round-off allowance. With m_j the error
+    # of cell j, δ(ε) = Σ_{t_j ≥ ε} p_j (1 - e^{ε - t_j}) moves by Σ m_j (1 - e^{ε - t_j}),
+    # whose coefficients lie in [0, 1): at most the total error mass.
+    target = delta_fin - delta_error - error_mass
+    if not (target > 0):
         raise AccountingError(
             f"prv accountant cannot resolve delta={delta:g}: floating-point error would "
             "dominate. Increase delta or use method='rdp'."
         )
+    upper = find_epsilon(target)
     return (max(lower, 0.0), max(estimate, 0.0), max(upper + eps_error, 0.0))

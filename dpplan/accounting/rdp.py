@@ -74,7 +74,7 @@ class RDPAccountant(Backend):
     def __init__(self, orders: tuple[float, ...] = DEFAULT_ORDERS) -> None:
         self.orders = tuple(float(order) for order in orders)
 
-    def compute(
+    def _compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
     ) -> Computation:
         """Return RDP ε upper bounds after each entry of ``steps``.

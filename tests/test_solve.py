@@ -1,0 +1,235 @@
+"""Tests for dpplan.solve: input validation, infeasibility messages, returned plans.
+
+The properties (never overshoot, tight, maximal) are in tests/accounting/test_properties.py;
+this module checks the solvers' interface. It uses RDP (milliseconds per query) except where
+a method's own limits are the point.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dpplan import (
+    AccountingError,
+    InfeasibleTargetError,
+    PlanError,
+    TrainingPlan,
+    epsilon,
+    solve_batch_size,
+    solve_epochs,
+    solve_noise_multiplier,
+)
+from dpplan.accounting import get_accountant
+from dpplan.plan import NOISE_MULTIPLIER_MAX
+from dpplan.solve import NOISE_MULTIPLIER_SEARCH_MIN, TARGET_EPSILON_MAX
+
+SOLVERS = [
+    pytest.param(solve_noise_multiplier, "noise_multiplier", id="solve_noise_multiplier"),
+    pytest.param(solve_epochs, "epochs", id="solve_epochs"),
+    pytest.param(solve_batch_size, "batch_size", id="solve_batch_size"),
+]
+
+PLAN = TrainingPlan(
+    dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3, delta=1e-5, max_grad_norm=0.5
+)
+
+
+# --- target_epsilon and method validation --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        0,
+        0.0,
+        -1.0,
+        TARGET_EPSILON_MAX * 1.0001,
+        TARGET_EPSILON_MAX + 1,
+        True,
+        False,
+        "2.0",
+        None,
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize(("solver", "field"), SOLVERS)
+def test_invalid_target_epsilon_is_a_plan_error(solver, field, target):
+    with pytest.raises(PlanError, match=re.escape(f"target_epsilon={target!r} is invalid")) as info:
+        solver(PLAN, target_epsilon=target, method="rdp")
+    assert info.value.field == "target_epsilon"
+
+
+def test_target_epsilon_bound_is_stated():
+    with pytest.raises(PlanError, match=r"\(0, 100\]"):
+        solve_epochs(PLAN, target_epsilon=101, method="rdp")
+
+
+@pytest.mark.parametrize("method", ["foo", "RDP", "", None, 1])
+@pytest.mark.parametrize(("solver", "field"), SOLVERS)
+def test_unknown_method_is_a_plan_error_listing_the_methods(solver, field, method):
+    with pytest.raises(PlanError, match=re.escape(f"method={method!r} is invalid")) as info:
+        solver(PLAN, target_epsilon=1.0, method=method)
+    for name in ("'rdp'", "'prv'", "'pld'"):
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(("solver", "field"), SOLVERS)
+def test_non_plan_is_a_plan_error(solver, field):
+    with pytest.raises(PlanError, match=r"^plan="):
+        solver(PLAN.to_dict(), target_epsilon=1.0, method="rdp")
+
+
+@pytest.mark.parametrize(("solver", "field"), SOLVERS)
+def test_arguments_after_the_plan_are_keyword_only(solver, field):
+    with pytest.raises(TypeError):
+        solver(PLAN, 1.0)  # type: ignore[misc]
+
+
+# --- returned plans ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("solver", "field"), SOLVERS)
+def test_solvers_return_a_new_plan_changing_only_their_field(solver, field):
+    solved = solver(PLAN, target_epsilon=2.0, method="rdp")
+    assert isinstance(solved, TrainingPlan)
+    before, after = PLAN.to_dict(), solved.to_dict()
+    derived = {"sample_rate", "steps_per_epoch", "total_steps"}
+    changed = {k for k in before if before[k] != after[k]} - derived
+    assert changed <= {field}
+    assert solved == PLAN.replace(**{field: getattr(solved, field)})
+    assert PLAN.noise_multiplier == 1.0 and PLAN.epochs == 3 and PLAN.batch_size == 10
+    assert epsilon(solved, method="rdp") <= 2.0
+
+
+def test_solve_noise_multiplier_floor():
+    # A target that even the search floor meets returns the floor (documented).
+    # One full-batch step at δ = 1e-3: σ = 0.1 costs ε ≈ 85 (RDP).
+    plan = TrainingPlan(dataset_size=10, batch_size=10, noise_multiplier=1.0, epochs=1, delta=1e-3)
+    solved = solve_noise_multiplier(plan, target_epsilon=100.0, method="rdp")
+    assert solved.noise_multiplier == NOISE_MULTIPLIER_SEARCH_MIN
+    assert epsilon(solved, method="rdp") <= 100.0
+
+
+def test_solve_epochs_ignores_the_plans_epochs():
+    a = solve_epochs(PLAN, target_epsilon=2.0, method="rdp")
+    b = solve_epochs(PLAN.replace(epochs=500), target_epsilon=2.0, method="rdp")
+    assert a == b
+
+
+def test_solve_batch_size_ignores_the_plans_batch_size():
+    a = solve_batch_size(PLAN, target_epsilon=2.0, method="rdp")
+    b = solve_batch_size(PLAN.replace(batch_size=900), target_epsilon=2.0, method="rdp")
+    assert a == b
+
+
+# --- infeasible targets: numbers and a remedy ----------------------------------------
+
+
+def test_solve_epochs_below_one_epoch_names_the_cost_and_a_remedy():
+    plan = TrainingPlan(
+        dataset_size=1000, batch_size=100, noise_multiplier=0.5, epochs=4, delta=1e-5
+    )
+    one_epoch = epsilon(plan.replace(epochs=1), method="rdp")
+    assert one_epoch > 0.1
+    with pytest.raises(InfeasibleTargetError) as info:
+        solve_epochs(plan, target_epsilon=0.1, method="rdp")
+    message = str(info.value)
+    assert f"ε={one_epoch:.4g}" in message
+    assert "target_epsilon=0.1" in message
+    assert "delta=1e-05" in message
+    assert "noise_multiplier=0.5" in message
+    assert "sample_rate=0.1" in message
+    assert "(rdp)" in message
+    assert "Raise noise_multiplier or target_epsilon" in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_solve_noise_multiplier_tiny_target_names_the_numbers_and_a_remedy():
+    with pytest.raises(InfeasibleTargetError) as info:
+        solve_noise_multiplier(PLAN, target_epsilon=1e-4, method="rdp")
+    message = str(info.value)
+    assert f"noise_multiplier <= {NOISE_MULTIPLIER_MAX:g}" in message
+    assert "ε <= 0.0001" in message
+    assert "delta=1e-05" in message
+    assert "sample_rate=0.01" in message
+    assert "300 steps" in message
+    assert "Raise target_epsilon" in message
+    assert "lower epochs or" in message
+
+
+def test_solve_noise_multiplier_infeasible_for_prv_below_its_error_term():
+    # PRV's upper bound is estimate + eps_error (0.01), so it can never certify ε < 0.01,
+    # however large σ is; RDP can (ε ≈ 6e-4 at σ = 1000 here).
+    assert get_accountant("prv").epsilon(PLAN.replace(noise_multiplier=1000.0)) > 0.005
+    with pytest.raises(InfeasibleTargetError, match=r"\(prv\)"):
+        solve_noise_multiplier(PLAN, target_epsilon=0.005, method="prv")
+    solved = solve_noise_multiplier(PLAN, target_epsilon=0.005, method="rdp")
+    assert epsilon(solved, method="rdp") <= 0.005
+
+
+def test_solve_batch_size_infeasible_names_the_smallest_batch():
+    plan = TrainingPlan(
+        dataset_size=1000, batch_size=10, noise_multiplier=0.3, epochs=5, delta=1e-5
+    )
+    smallest = epsilon(plan.replace(batch_size=1), method="rdp")
+    with pytest.raises(InfeasibleTargetError) as info:
+        solve_batch_size(plan, target_epsilon=0.01, method="rdp")
+    message = str(info.value)
+    assert f"batch_size=1 costs ε={smallest:.4g}" in message
+    assert "target_epsilon=0.01" in message
+    assert "over 5 epochs" in message
+    assert "noise_multiplier=0.3" in message
+    assert "Raise noise_multiplier or target_epsilon, or lower epochs" in message
+
+
+def test_solve_batch_size_respects_the_total_steps_limit():
+    # 100 epochs over 10^5 records: batch_size 1 would be 10^7 steps, over MAX_TOTAL_STEPS,
+    # so the smallest candidate batch is 10 (10^6 steps).
+    plan = TrainingPlan(
+        dataset_size=100_000, batch_size=1000, noise_multiplier=0.3, epochs=100, delta=1e-6
+    )
+    with pytest.raises(InfeasibleTargetError, match=r"even batch_size=10 costs"):
+        solve_batch_size(plan, target_epsilon=0.01, method="rdp")
+
+
+# --- postcondition -------------------------------------------------------------------
+
+
+def test_postcondition_refuses_a_plan_over_budget():
+    from dpplan.solve import _checked
+
+    over = epsilon(PLAN, method="rdp")
+    with pytest.raises(AccountingError, match="postcondition"):
+        _checked(PLAN, "rdp", over * 0.99)
+    assert _checked(PLAN, "rdp", over) is PLAN
+
+
+# --- PRV's unresolvable region must not break the solvers ----------------------------
+#
+# dpplan's PRV backend refuses plans whose grid would be too large (very large ε or many
+# steps). A solver that merely *probes* such a point while searching must treat it as "over
+# budget" instead of failing when the answer itself is computable.
+
+
+def test_prv_solve_noise_multiplier_survives_unresolvable_probes():
+    plan = TrainingPlan(
+        dataset_size=10000, batch_size=100, noise_multiplier=1.0, epochs=3, delta=1e-5
+    )
+    # Feasible, and PRV answers near the solution (σ ≈ 0.478 gives ε ≈ 10.01).
+    assert epsilon(plan.replace(noise_multiplier=0.49), method="prv") < 10.0
+    solved = solve_noise_multiplier(plan, target_epsilon=10.0, method="prv")
+    assert epsilon(solved, method="prv") <= 10.0
+
+
+def test_prv_solve_epochs_survives_unresolvable_probes():
+    plan = TrainingPlan(
+        dataset_size=1000, batch_size=100, noise_multiplier=0.8, epochs=1, delta=1e-5
+    )
+    solved = solve_epochs(plan, target_epsilon=14.0, method="prv")
+    assert solved.epochs == 16
+    assert epsilon(solved, method="prv") <= 14.0 < epsilon(solved.replace(epochs=17), method="prv")
