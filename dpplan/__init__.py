@@ -9,7 +9,7 @@ Example:
     >>> plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256,
     ...                            noise_multiplier=1.1, epochs=10, delta=1e-5)
     >>> round(dpplan.epsilon(plan, method="rdp"), 3)
-    1.116
+    1.1
 """
 
 from dpplan.accounting import (

@@ -109,7 +109,7 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
         ...                     epochs=10, delta=1e-5)
         >>> round(epsilon(plan, method="rdp"), 3)
-        1.116
+        1.1
     """
     _check_plan(plan)
     _warn(plan)
