@@ -384,6 +384,66 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from pathlib import Path
+
+    from dpplan.report import (
+        build_report,
+        build_run_report,
+        load_run_report,
+        render,
+        save_run_report,
+    )
+    from dpplan.store import RunStore
+
+    plan_flags = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
+    if args.run is not None:
+        if plan_flags:
+            raise PlanError(plan_flags[0], getattr(args, plan_flags[0]), "omitted with --run",
+                            "A run's report uses the run's own plan.")
+        if args.tuning_runs is not None:
+            raise PlanError("tuning_runs", args.tuning_runs, "omitted with --run",
+                            "A run's comparison group comes from the run store.")
+        if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
+            raise PlanError("home", args.home, "a folder holding runs.sqlite3",
+                            "Pass the folder of the run store (DPPLAN_HOME).")
+        store = RunStore(args.home)
+        run_id = _number("run", args.run)
+        if args.stored:
+            if args.title is not None or args.notes is not None:
+                raise PlanError("title" if args.title is not None else "notes",
+                                args.title if args.title is not None else args.notes,
+                                "omitted with --stored", "A stored report is shown as stored.")
+            report = load_run_report(store, run_id)
+            if report is None:
+                raise PlanError("run", run_id, "a run with a stored report",
+                                f"Make one with 'dpplan report --run {run_id}'.")
+        else:
+            report = build_run_report(store, run_id, title=args.title, notes=args.notes)
+            save_run_report(store, report)
+    else:
+        if args.stored:
+            raise PlanError("stored", True, "used with --run ID", "Only runs store reports.")
+        plan = _plan_from_args(args)
+        tuning_runs = (None if args.tuning_runs is None
+                       else _number("tuning_runs", args.tuning_runs))
+        report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
+    text = render(report, args.format)
+    if args.output is None:
+        out(text.rstrip("\n"))
+        return EXIT_OK
+    path = Path(args.output).expanduser()
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise PlanError("output", args.output, "a writable file path", str(exc)) from None
+    print(f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = {report.delta:g}, "
+          f"{report.guarantee.method})", file=sys.stderr)
+    return EXIT_OK
+
+
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
     group.add_argument("--model", default="seed", help="seed (default) or tempered")
@@ -459,6 +519,27 @@ def _build_parser() -> _Parser:
     runs.add_argument("run_id", nargs="?", default=None)
     runs.add_argument("--json", action="store_true", help="print JSON")
     runs.set_defaults(handler=_cmd_runs)
+
+    rep = commands.add_parser(
+        "report", help="ε-budget report of a plan or a stored run (Markdown, HTML or JSON)")
+    _add_plan_flags(rep)
+    rep.add_argument("--run", default=None, metavar="ID",
+                     help="report on a stored run instead of a plan (saved with the run)")
+    rep.add_argument("--home", default=None, metavar="DIR",
+                     help="run store folder for --run (default $DPPLAN_HOME or a per-user "
+                     "folder)")
+    rep.add_argument("--stored", action="store_true",
+                     help="with --run: render the report stored with the run, unchanged")
+    rep.add_argument("--tuning-runs", default=None, metavar="K",
+                     help="number of training runs made on this data (hyper-parameter "
+                     "tuning); the report adds ε of all of them")
+    rep.add_argument("--format", choices=("md", "html", "json"), default="md",
+                     help="md (default), html (one self-contained file) or json")
+    rep.add_argument("--output", default=None, metavar="FILE",
+                     help="write to FILE instead of standard output")
+    rep.add_argument("--title", default=None, help="report title")
+    rep.add_argument("--notes", default=None, help="notes shown in the report, as written")
+    rep.set_defaults(handler=_cmd_report)
     return parser
 
 

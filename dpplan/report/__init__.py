@@ -1,0 +1,81 @@
+"""ε-budget reports of a plan or a run: Markdown, self-contained HTML and JSON.
+
+A report states exactly what was accounted and how, and what it bought: the (ε, δ)
+guarantee and its unit, adjacency and sampling; the DP-SGD mechanism; ε with Poisson
+sampling and without amplification; ε after every epoch from RDP, PRV and PLD; for a run,
+accuracy and loss against ε with Opacus' ε beside dpplan's; what (ε, δ) implies for a
+membership-inference attacker; and how to regenerate it.
+
+:func:`build_report` is pure apart from reading the clock and the git commit; the
+renderers are pure functions of the :class:`Report`. Nothing here imports torch or
+streamlit.
+
+Example:
+    >>> import dpplan
+    >>> from dpplan.report import build_report, report_from_dict, to_html, to_json, to_markdown
+    >>> plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
+    ...                            epochs=2, delta=1e-5)
+    >>> report = build_report(plan, title="MNIST, σ = 1.1")
+    >>> report.epsilon == dpplan.compare(plan).headline_epsilon
+    True
+    >>> to_markdown(report).startswith("# MNIST, σ = 1.1")
+    True
+"""
+
+from dpplan.report.build import (
+    FALSE_POSITIVE_RATES,
+    FORMATS,
+    build_report,
+    build_run_report,
+    load_run_report,
+    membership_tpr_bound,
+    plan_hash,
+    save_run_report,
+)
+from dpplan.report.html import to_html
+from dpplan.report.model import (
+    SCHEMA_ID,
+    SCHEMA_VERSION,
+    Report,
+    report_from_dict,
+    report_schema,
+)
+from dpplan.report.render import to_json, to_markdown
+
+__all__ = [
+    "FALSE_POSITIVE_RATES",
+    "FORMATS",
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "Report",
+    "build_report",
+    "build_run_report",
+    "load_run_report",
+    "membership_tpr_bound",
+    "plan_hash",
+    "render",
+    "report_from_dict",
+    "report_schema",
+    "save_run_report",
+    "to_html",
+    "to_json",
+    "to_markdown",
+]
+
+
+def render(report: Report, fmt: str) -> str:
+    """Return ``report`` rendered as ``fmt``: ``"md"``, ``"html"`` or ``"json"``.
+
+    Raises:
+        PlanError: (field ``format``) for another format.
+
+    Example:
+        >>> render(None, "pdf")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        dpplan.errors.PlanError: format='pdf' is invalid: must be one of 'md', 'html', 'json'...
+    """
+    from dpplan import _validate
+
+    fmt = _validate.choice(options=FORMATS, hint="Pick a report format.", format=fmt)
+    return {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report)

@@ -1,0 +1,243 @@
+"""Inline SVG line charts for the HTML report: no JavaScript, no fonts, no network.
+
+Every text written into the SVG is escaped with :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from collections.abc import Callable, Sequence
+
+__all__ = ["Series", "line_chart", "nice_ticks"]
+
+_FONT = "font-family=\"Helvetica, Arial, sans-serif\""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Series:
+    """One line of a chart.
+
+    Attributes:
+        label: legend text.
+        xs: x values.
+        ys: y values (non-finite points are skipped).
+        color: stroke colour.
+        dash: SVG ``stroke-dasharray`` (``None`` for solid), so lines differ in print.
+        marker: ``"circle"``, ``"square"``, ``"triangle"`` or ``None``.
+        width: stroke width.
+    """
+
+    label: str
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    color: str
+    dash: str | None = None
+    marker: str | None = "circle"
+    width: float = 2.0
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Return round tick values covering [low, high] (about ``count`` of them).
+
+    Example:
+        >>> nice_ticks(0.0, 2.7)
+        [0.0, 1.0, 2.0, 3.0]
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return [0.0, 1.0]
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    raw = (high - low) / max(1, count)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value < high + step * 0.5 and len(ticks) < 50:
+        ticks.append(round(value, 12))
+        if value >= high - 1e-12 * step:
+            break
+        value += step
+    return ticks
+
+
+def _default_format(value: float) -> str:
+    return f"{value:g}"
+
+
+def _power_of_ten(exponent: float) -> str:
+    return f"{10 ** exponent:g}"
+
+
+def _legend_layout(labels: Sequence[str], width: float) -> list[tuple[int, float]]:
+    """Return (row, x offset) of each legend entry, flowing left to right and wrapping."""
+    placed, row, offset = [], 0, 0.0
+    for label in labels:
+        size = 40 + 6.6 * len(label) + 18  # line sample, text (~6.6 px a character), gap
+        if offset > 0 and offset + size > width:
+            row, offset = row + 1, 0.0
+        placed.append((row, offset))
+        offset += size
+    return placed
+
+
+def _marker(kind: str | None, x: float, y: float, color: str) -> str:
+    if kind == "circle":
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
+    if kind == "square":
+        return f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{color}"/>'
+    if kind == "triangle":
+        return (f'<path d="M{x:.1f},{y - 3.8:.1f} L{x + 3.6:.1f},{y + 2.6:.1f} '
+                f'L{x - 3.6:.1f},{y + 2.6:.1f} Z" fill="{color}"/>')
+    return ""
+
+
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    width: int = 720,
+    height: int = 300,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+    x_format: Callable[[float], str] = _default_format,
+    y_format: Callable[[float], str] = _default_format,
+    integer_x: bool = False,
+    reference: Sequence[tuple[float, float]] | None = None,
+    reference_label: str | None = None,
+    log_scale: bool = False,
+) -> str:
+    """Return an ``<svg>`` element with one line per series, axes, ticks and a legend.
+
+    Args:
+        series: the lines.
+        title: accessible title (``<title>``), not drawn.
+        x_label: x-axis label.
+        y_label: y-axis label.
+        width: width in px (the SVG scales to its container).
+        height: height in px, legend included.
+        x_range: (min, max) of the x-axis; default from the data.
+        y_range: (min, max) of the y-axis; default 0 (or the data minimum) to the maximum.
+        x_format: tick label format for x.
+        y_format: tick label format for y.
+        integer_x: only whole-number x ticks (epochs).
+        reference: points of a grey dashed reference line (e.g. the diagonal).
+        reference_label: its legend text.
+        log_scale: both axes logarithmic (base 10); needs positive ranges and values.
+
+    Returns:
+        The SVG markup.
+    """
+    if log_scale:
+        def log(value: float) -> float:
+            return math.log10(value) if value > 0 else -math.inf
+
+        series = [dataclasses.replace(item, xs=tuple(log(x) for x in item.xs),
+                                      ys=tuple(log(y) for y in item.ys)) for item in series]
+        reference = [(log(x), log(y)) for x, y in reference] if reference else None
+        x_range = (log(x_range[0]), log(x_range[1])) if x_range else None
+        y_range = (log(y_range[0]), log(y_range[1])) if y_range else None
+        x_format = y_format = _power_of_ten
+    left, right, top = 64, 16, 14
+    entries = [(s.label, s.color, s.dash, s.marker, s.width) for s in series]
+    if reference:
+        entries.append((reference_label or "reference", "#888", "4 4", None, 1.2))
+    plot_w = width - left - right
+    placed = _legend_layout([label for label, *_ in entries], plot_w)
+    legend_rows = max((row for row, _ in placed), default=0) + 1
+    bottom = 44 + 20 * legend_rows
+    plot_h = height - top - bottom
+    points = [(x, y) for s in series for x, y in zip(s.xs, s.ys, strict=True)
+              if math.isfinite(x) and math.isfinite(y)]
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    if not xs:
+        xs, ys = [0.0, 1.0], [0.0, 1.0]
+    if x_range is None:
+        x_low, x_high = min(xs), max(xs)
+        if integer_x:
+            x_low = min(x_low, 1.0) if x_low >= 0 else x_low
+            x_low = 0.0 if x_high <= 10 else x_low
+    else:
+        x_low, x_high = x_range
+    if y_range is None:
+        y_low, y_high = min(0.0, min(ys)), max(ys)
+    else:
+        y_low, y_high = y_range
+    x_ticks = nice_ticks(x_low, x_high, 8 if width > 500 else 5)
+    if log_scale:
+        x_ticks = [float(k) for k in range(math.floor(x_low), math.ceil(x_high) + 1)]
+    if integer_x:
+        x_ticks = [t for t in x_ticks if float(t).is_integer()] or [x_low, x_high]
+    y_ticks = nice_ticks(y_low, y_high, 5)
+    if log_scale:
+        y_ticks = [float(k) for k in range(math.floor(y_low), math.ceil(y_high) + 1)]
+    if x_range is None:
+        x_low, x_high = min(x_ticks[0], x_low), max(x_ticks[-1], x_high)
+    if y_range is None:
+        y_low, y_high = min(y_ticks[0], y_low), max(y_ticks[-1], y_high)
+    x_span = (x_high - x_low) or 1.0
+    y_span = (y_high - y_low) or 1.0
+
+    def px(x: float) -> float:
+        return left + (x - x_low) / x_span * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (y - y_low) / y_span * plot_h
+
+    out = [
+        f'<svg viewBox="0 0 {width} {height}" '
+        f'width="100%" role="img" aria-label="{html.escape(title)}" class="chart">',
+        f"<title>{html.escape(title)}</title>",
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" '
+        'stroke="#999" stroke-width="1"/>',
+    ]
+    for tick in y_ticks:
+        if y_low - 1e-12 <= tick <= y_high + 1e-12:
+            y = py(tick)
+            out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+                       'stroke="#e4e4e4" stroke-width="1"/>')
+            out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+                       f'{_FONT} fill="#333">{html.escape(y_format(tick))}</text>')
+    for tick in x_ticks:
+        if x_low - 1e-12 <= tick <= x_high + 1e-12:
+            x = px(tick)
+            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
+                       'stroke="#f0f0f0" stroke-width="1"/>')
+            out.append(f'<text x="{x:.1f}" y="{top + plot_h + 15}" text-anchor="middle" '
+                       f'font-size="11" {_FONT} fill="#333">{html.escape(x_format(tick))}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
+               f'font-size="12" {_FONT} fill="#111">{html.escape(x_label)}</text>')
+    out.append(f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
+               f'text-anchor="middle" font-size="12" {_FONT} fill="#111">'
+               f"{html.escape(y_label)}</text>")
+    if reference:
+        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in reference)
+        out.append(f'<polyline points="{points}" fill="none" stroke="#888" stroke-width="1.2" '
+                   'stroke-dasharray="4 4"/>')
+    for item in series:
+        points = [(px(x), py(y)) for x, y in zip(item.xs, item.ys, strict=True)
+                  if math.isfinite(x) and math.isfinite(y)]
+        if not points:
+            continue
+        dash = f' stroke-dasharray="{item.dash}"' if item.dash else ""
+        if len(points) > 1:
+            text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            out.append(f'<polyline points="{text}" fill="none" stroke="{item.color}" '
+                       f'stroke-width="{item.width}" stroke-linejoin="round"{dash}/>')
+        if item.marker and len(points) <= 60:
+            out += [_marker(item.marker, x, y, item.color) for x, y in points]
+    for (row, offset), (label, color, dash, marker, stroke) in zip(placed, entries, strict=True):
+        x0 = left + offset
+        y0 = top + plot_h + 50 + row * 20
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        out.append(f'<line x1="{x0:.1f}" x2="{x0 + 28:.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
+                   f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>')
+        out.append(_marker(marker, x0 + 14, y0, color))
+        out.append(f'<text x="{x0 + 34:.1f}" y="{y0 + 4:.1f}" font-size="11.5" {_FONT} '
+                   f'fill="#222">{html.escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(part for part in out if part)

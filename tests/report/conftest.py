@@ -1,0 +1,44 @@
+"""Fixtures for the report tests: small plans, a run store, and one real CPU smoke run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from report_helpers import PLAN, SHARED_MNIST
+
+import dpplan
+from dpplan.store import RunStore
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> RunStore:
+    monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "home"))
+    return RunStore(tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def plan_report():
+    from dpplan.report import build_report
+
+    return build_report(PLAN, title="MNIST plan", notes="Planned for the MNIST study.")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One real DP-SGD run on 1,000 MNIST examples on the CPU (~20 s), shared by the tests."""
+    folder = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST))
+    if not (folder / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"MNIST IDX files not found in {folder} (set DPPLAN_TEST_MNIST)")
+    pytest.importorskip("torch")
+    pytest.importorskip("opacus")
+    from dpplan.train import Constant, RunOptions, train, training_set_size
+
+    options = RunOptions(subset=1200, validation_size=200, test_subset=300,
+                         data_dir=str(folder), device="cpu", method="rdp")
+    plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
+                               noise_multiplier=1.0, epochs=2, delta=1e-4)
+    store = RunStore(tmp_path_factory.mktemp("smoke-store"))
+    run = train(plan, Constant(lr=0.3), options, store=store)
+    return store, run

@@ -1,0 +1,124 @@
+"""`dpplan report`: plan and run reports, the regenerating command, errors, stored reports."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import jsonschema
+import pytest
+from report_helpers import PLAN, stored_run
+
+import dpplan
+from dpplan.cli import main
+from dpplan.report import load_run_report, report_from_dict, report_schema, to_markdown
+
+PLAN_FLAGS = ["--dataset-size", "60000", "--batch-size", "256", "--noise-multiplier", "1.1",
+              "--epochs", "3", "--delta", "1e-5"]
+
+
+@pytest.fixture(autouse=True)
+def frozen_git(monkeypatch):
+    """Pin the git state for the length of a test: other engineers commit to this checkout,
+    and a commit landing between a report and its regeneration would (rightly) change it."""
+    from dpplan.report import build
+
+    state = build._git_state()
+    monkeypatch.setattr(build, "_git_state", lambda: state)
+    return state
+
+
+def _without_time(data: dict) -> dict:
+    data = json.loads(json.dumps(data))
+    data["reproducibility"].pop("created_at")
+    return data
+
+
+def _regenerate(command: str, capsys) -> dict:
+    words = shlex.split(command)
+    assert words[:2] == ["dpplan", "report"]
+    capsys.readouterr()
+    assert main(words[1:]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_plan_report_to_file_and_regenerate(tmp_path, capsys):
+    output = tmp_path / "report.json"
+    title, notes = "It's a \"plan\" <b>", "line 1\nline 2 with 'quotes' and $HOME"
+    code = main(["report", *PLAN_FLAGS, "--format", "json", "--output", str(output),
+                 "--title", title, "--notes", notes])
+    assert code == 0
+    assert f"wrote {output}" in capsys.readouterr().err
+    data = json.loads(output.read_text(encoding="utf-8"))
+    jsonschema.validate(data, report_schema())
+    report = report_from_dict(data)
+    assert report.epsilon == dpplan.compare(PLAN).headline_epsilon
+    assert (report.title, report.notes) == (title, notes)
+    # The command in the reproducibility section regenerates the same JSON.
+    again = _regenerate(report.reproducibility.commands["json"], capsys)
+    assert _without_time(again) == _without_time(data)
+
+
+def test_plan_report_markdown_and_html_to_stdout(capsys):
+    assert main(["report", *PLAN_FLAGS]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# DP-SGD privacy report\n")
+    assert main(["report", *PLAN_FLAGS, "--format", "html"]) == 0
+    assert capsys.readouterr().out.startswith("<!DOCTYPE html>")
+
+
+def test_tuning_runs_flag_regenerates(capsys):
+    assert main(["report", *PLAN_FLAGS, "--tuning-runs", "3", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["guarantee"]["tuning"]["runs_tried"] == 3
+    assert "--tuning-runs 3" in data["reproducibility"]["commands"]["json"]
+    again = _regenerate(data["reproducibility"]["commands"]["json"], capsys)
+    assert _without_time(again) == _without_time(data)
+
+
+def test_run_report_is_stored_and_regenerates(store, capsys):
+    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2,
+                               delta=1e-4)
+    run_id = stored_run(store, plan)
+    assert main(["report", "--run", str(run_id), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.validate(data, report_schema())
+    assert data["kind"] == "run" and data["run"]["id"] == run_id
+    assert store.load_report(run_id) == data
+    command = data["reproducibility"]["commands"]["json"]
+    assert f"--run {run_id} --home {store.home.resolve()}" in command
+    assert _without_time(_regenerate(command, capsys)) == _without_time(data)
+    # --stored renders the stored report unchanged.
+    stored = load_run_report(store, run_id)
+    assert stored.run.id == run_id
+    assert main(["report", "--run", str(run_id), "--stored", "--format", "md"]) == 0
+    assert capsys.readouterr().out == to_markdown(stored).rstrip("\n") + "\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "--dataset-size", "60000"], "batch_size=None is invalid"),
+        (["report", *PLAN_FLAGS, "--run", "1"], "dataset_size='60000' is invalid: must be "
+                                                 "omitted with --run"),
+        (["report", *PLAN_FLAGS, "--stored"], "stored=True is invalid"),
+        (["report", *PLAN_FLAGS, "--tuning-runs", "0"], "tuning_runs=0 is invalid"),
+        (["report", *PLAN_FLAGS, "--title", " "], "title=' ' is invalid"),
+        (["report", "--run", "1", "--home", "/nonexistent/dpplan"], "home='/nonexistent/dpplan'"),
+        (["report", *PLAN_FLAGS, "--format", "pdf"], "invalid choice: 'pdf'"),
+    ],
+)
+def test_errors_exit_2(argv, message, store, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_missing_run_and_missing_stored_report(store, capsys):
+    assert main(["report", "--run", "7"]) == 2
+    assert "run_id=7 is invalid" in capsys.readouterr().err
+    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1,
+                               delta=1e-4)
+    run_id = stored_run(store, plan)
+    assert main(["report", "--run", str(run_id), "--stored"]) == 2
+    assert "a run with a stored report" in capsys.readouterr().err

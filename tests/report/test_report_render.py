@@ -1,0 +1,145 @@
+"""Renderers: self-contained, escaped HTML; Markdown; JSON; long curves thinned in tables."""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import re
+
+import pytest
+from report_helpers import PLAN
+
+import dpplan
+from dpplan.errors import PlanError
+from dpplan.report import build_report, render, to_html, to_json, to_markdown
+
+HOSTILE_TITLE = '<script>alert("title")</script> & <img src=x onerror=alert(1)>'
+HOSTILE_NOTES = "first line\n</p><script>alert('notes')</script>\n<a href=\"https://e.x\">x</a>"
+URL_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "formaction", "poster",
+                  "data", "background", "manifest", "ping", "codebase", "cite", "longdesc"}
+
+
+class _Collector(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.url_attributes: list[tuple[str, str, str | None]] = []
+        self.event_handlers: list[tuple[str, str]] = []
+        self.text: list[str] = []
+        self.title: list[str] = []
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self._in_title = tag == "title" and len(self.tags) < 12
+        for name, value in attrs:
+            if name in URL_ATTRIBUTES:
+                self.url_attributes.append((tag, name, value))
+            if name.startswith("on"):
+                self.event_handlers.append((tag, name))
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_title:
+            self.title.append(data)
+
+
+@pytest.fixture(scope="module")
+def hostile_report():
+    return build_report(PLAN.replace(epochs=2), title=HOSTILE_TITLE, notes=HOSTILE_NOTES)
+
+
+def _parse(page: str) -> _Collector:
+    parser = _Collector()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_html_loads_nothing(plan_report):
+    page = to_html(plan_report)
+    parsed = _parse(page)
+    assert page.startswith("<!DOCTYPE html>")
+    assert parsed.url_attributes == []
+    assert "script" not in parsed.tags and "link" not in parsed.tags
+    assert "iframe" not in parsed.tags and "img" not in parsed.tags
+    assert not re.search(r"url\s*\(|@import|https?://", page)
+    # A Content-Security-Policy forbids any request even if something slipped in.
+    assert "default-src 'none'" in page
+    assert parsed.tags.count("svg") == 2  # ε curve and the membership-inference bound
+
+
+def test_html_escapes_user_strings(hostile_report):
+    page = to_html(hostile_report)
+    parsed = _parse(page)
+    assert "script" not in parsed.tags and "img" not in parsed.tags and "a" not in parsed.tags
+    assert parsed.url_attributes == [] and parsed.event_handlers == []
+    text = "".join(parsed.text)
+    # The title and notes come back as text, exactly as given.
+    assert "".join(parsed.title) == HOSTILE_TITLE
+    assert HOSTILE_TITLE in text
+    assert HOSTILE_NOTES in text
+    assert "&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt;" in page
+
+
+def test_html_is_a_printable_document(plan_report):
+    page = to_html(plan_report)
+    assert "@media print" in page and "@page" in page
+    for heading in ("1. Guarantee", "2. Mechanism", "3. Sampling", "4. Accounting",
+                    "5. Training run", "6. Interpretation", "7. Reproducibility"):
+        assert f"<h2>{heading}</h2>" in page
+    assert f"{plan_report.epsilon:.4f}" in page
+    assert plan_report.reproducibility.commands["html"].replace("'", "&#x27;") in page
+
+
+def test_markdown_has_every_section_and_the_numbers(plan_report):
+    text = to_markdown(plan_report)
+    assert text.startswith("# MNIST plan\n")
+    for heading in ("## 1. Guarantee", "## 2. Mechanism", "## 3. Sampling", "## 4. Accounting",
+                    "## 5. Training run", "## 6. Interpretation", "## 7. Reproducibility"):
+        assert heading in text
+    expected = dpplan.compare(PLAN)
+    for curve in expected.curves:
+        for value in curve.epsilons:
+            assert f"{value:.4f}" in text
+    assert f"ε = {expected.headline_epsilon:.4f}" in text
+    assert f"{plan_report.sampling.epsilon_no_amplification:.4f}" in text
+    assert plan_report.reproducibility.commands["md"] in text
+    assert "Planned for the MNIST study." in text
+
+
+def test_markdown_escapes_user_strings(hostile_report):
+    text = to_markdown(hostile_report)
+    assert "<script>" not in text.split("```console")[0]
+    assert text.splitlines()[0] == ("# &lt;script&gt;alert(\"title\")&lt;/script&gt; &amp; "
+                                    "&lt;img src=x onerror=alert(1)&gt;")
+
+
+def test_json_is_standard_and_complete(plan_report):
+    text = to_json(plan_report)
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard {name}"))
+    assert data["schema"] == "dpplan-report" and data["schema_version"] == 1
+    assert set(data["reproducibility"]["commands"]) == {"md", "html", "json"}
+
+
+def test_render_dispatch_and_unknown_format(plan_report):
+    assert render(plan_report, "json") == to_json(plan_report)
+    assert render(plan_report, "md") == to_markdown(plan_report)
+    with pytest.raises(PlanError, match=r"format='pdf' is invalid"):
+        render(plan_report, "pdf")
+
+
+def test_long_curves_are_thinned_in_tables_not_in_json():
+    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=500, noise_multiplier=2.0,
+                               epochs=100, delta=1e-4)
+    report = build_report(plan)
+    assert len(report.accounting.curves[0].epsilons) == 100
+    text = to_markdown(report)
+    assert "Every 3rd of 100 epochs is shown, and the last" in text
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \| [\d,]+ \| \d", line)]
+    assert 30 <= len(rows) <= 41 and rows[-1].startswith("| 100 |")
+    assert "of 100 epochs is shown" in to_html(report)
