@@ -242,7 +242,7 @@ def accuracy_vs_epsilon_chart(grouped: pd.DataFrame) -> alt.Chart:
     """Test accuracy against ε, one line per schedule (+lr), band = spread over seeds."""
     base = alt.Chart(grouped).encode(
         x=alt.X("epsilon:Q", title="ε (upper bound)"),
-        color=alt.Color("line:N", title="schedule"),
+        color=alt.Color("line:N", title="schedule", scale=alt.Scale(scheme="category10")),
     )
     band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title="test accuracy",
                                                       scale=alt.Scale(zero=False)), y2="high:Q")

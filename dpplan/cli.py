@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from dpplan.errors import DataError, DpplanError, InfeasibleTargetError, PlanError
@@ -467,6 +468,43 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--json", action="store_true", help="print JSON")
 
 
+def app_path() -> Path:
+    """Return the planner app's entry point (``app/streamlit_app.py`` next to the package)."""
+    return Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
+
+
+def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    entry = app_path()
+    if not entry.exists():
+        raise PlanError("app", str(entry), "the planner's entry point",
+                        "Install dpplan from a clone of its repository (pip install -e .) to "
+                        "get the app.")
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise PlanError("app", "streamlit", "installed",
+                        "Install the app's dependencies: pip install -e '.[app]'.") from None
+    port = _validate_port(args.port)
+    command = [sys.executable, "-m", "streamlit", "run", str(entry),
+               "--server.port", str(port), "--server.address", args.address,
+               "--client.toolbarMode", "minimal", "--browser.gatherUsageStats", "false"]
+    if args.headless:
+        command += ["--server.headless", "true"]
+    from dpplan.store import default_home
+
+    print(f"dpplan planner: http://{args.address}:{port}  (runs are stored in "
+          f"{default_home() / 'runs.sqlite3'}; Ctrl+C stops)", file=sys.stderr, flush=True)
+    import subprocess
+
+    return subprocess.call(command)
+
+
+def _validate_port(text: str) -> int:
+    from dpplan import _validate
+
+    return _validate.integer(minimum=1, maximum=65535, port=_number("port", text))
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="dpplan",
@@ -512,6 +550,13 @@ def _build_parser() -> _Parser:
     cmp_.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
     _add_run_flags(cmp_)
     cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
+
+    app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
+    app.add_argument("--port", default="8501", help="port to serve on (default 8501)")
+    app.add_argument("--address", default="localhost", help="address to bind (default localhost)")
+    app.add_argument("--headless", action="store_true",
+                     help="do not open a browser window")
+    app.set_defaults(handler=_cmd_app)
 
     runs = commands.add_parser("runs", help="list, show, stop or delete stored runs")
     runs.add_argument("action", nargs="?", default="list",

@@ -15,7 +15,7 @@ import dpplan  # noqa: E402
 from dpplan.store import EpochRecord, RunStore  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
-PAGES = ["app_pages/plan.py", "app_pages/solve.py", "app_pages/train.py",
+PAGES = ["app_pages/plan.py", "app_pages/solve.py", "app_pages/train.py", "app_pages/report.py",
          "app_pages/compare.py", "app_pages/runs.py"]
 
 
@@ -183,3 +183,32 @@ def test_compare_bad_grid_shows_error():
     at.text_input(key="cmp_oc").set_value("fast")
     at.button[0].click().run()
     assert any("one_cycle_lrs='fast'" in e.value for e in at.error)
+
+
+def test_report_page_for_the_plan():
+    at = _app(epochs=2).run()
+    at.switch_page("app_pages/report.py").run()
+    assert not at.exception, at.exception
+    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
+                               epochs=2, delta=1e-5)
+    assert at.metric[0].value == f"{dpplan.compare(plan).headline_epsilon:.3f}"
+    assert len(at.get("download_button")) == 3
+
+
+def test_report_page_for_a_run(home):
+    with mock.patch("dpplan.train.worker.ensure_worker", _fake_worker):
+        at = _app(epochs=2).run()
+        at.switch_page("app_pages/train.py").run()
+        at.selectbox(key="train_device").set_value("cpu")
+        at.button[0].click().run()
+    at.switch_page("app_pages/report.py").run()
+    at.radio(key="report_source").set_value("a stored run").run()
+    assert not at.exception, at.exception
+    run_store = RunStore(home)
+    [run] = run_store.list_runs()
+    assert run_store.load_report(run.id) is not None  # stored with the run
+    from dpplan.report import build_run_report
+
+    expected = build_run_report(run_store, run.id).epsilon
+    assert at.metric[0].value == f"{expected:.3f}"
+    assert expected <= run.records[-1].epsilon  # the headline is the smallest upper bound

@@ -23,11 +23,36 @@ import dpplan
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PAGES = ["Plan", "Solve", "Train", "Compare", "Runs"]
+PAGES = ["Plan", "Solve", "Train", "Compare", "Runs", "Report"]
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
                                 reason="no system Chromium (apt-get install chromium)")
+
+
+def _store_example_runs(home: Path) -> None:
+    """Stored runs for the Compare, Runs and Report pages to show (stand-in records: ε is
+    dpplan's for the plan, accuracies are made up; the trainer has its own tests)."""
+    from dpplan.store import EpochRecord, RunStore
+
+    store = RunStore(home)
+    plan = dpplan.TrainingPlan(dataset_size=55000, batch_size=512, noise_multiplier=1.0,
+                               epochs=4, delta=1e-5)
+    curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
+    for kind, key, lr, base in (("one_cycle", "max_lr", 4.0, 0.90), ("plateau", "lr", 0.5, 0.85)):
+        for seed in (0, 1):
+            run_id = store.create_run(plan=plan, schedule={"kind": kind, key: lr},
+                                      options={"seed": seed}, device="cpu", seed=seed,
+                                      private=True, versions={}, group_id="example")
+            for epoch in range(1, 5):
+                accuracy = base + 0.015 * epoch + 0.004 * seed
+                store.record_epoch(run_id, EpochRecord(
+                    epoch=epoch, steps=plan.steps_after(epoch), epsilon=curve[epoch - 1],
+                    epsilon_rdp=curve[epoch - 1], epsilon_opacus=curve[epoch - 1],
+                    train_loss=0.5 / epoch, validation_loss=0.4 / epoch,
+                    validation_accuracy=accuracy, test_accuracy=accuracy, lr=lr / epoch,
+                    seconds=20.0))
+            store.finish_run(run_id, status="finished")
 
 
 def _free_port() -> int:
@@ -40,11 +65,13 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     port = _free_port()
     home = tmp_path_factory.mktemp("home")
+    _store_example_runs(home)
     env = dict(os.environ, DPPLAN_HOME=str(home), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
          "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+         "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--client.toolbarMode", "minimal"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
