@@ -160,3 +160,41 @@ def test_console_script_runs_as_a_process():
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["method"] == "rdp"
+
+
+def test_app_rejects_a_bad_port(capsys):
+    assert main(["app", "--port", "0"]) == 2
+    assert "port=0" in capsys.readouterr().err
+
+
+def test_app_command_serves_the_planner(tmp_path):
+    pytest.importorskip("streamlit")
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(__import__("os").environ, DPPLAN_HOME=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dpplan.cli", "app", "--headless", "--port", str(port),
+         "--address", "127.0.0.1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None, process.stderr.read().decode()
+                time.sleep(0.25)
+        else:
+            pytest.fail("dpplan app did not serve within 90 s")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
