@@ -78,6 +78,22 @@ def open_interval(*, low: float, high: float, hint: str = "", **kwargs: object) 
     return result
 
 
+def closed_interval(*, low: float, high: float, hint: str = "", **kwargs: object) -> float:
+    """Return the value as a ``float`` if ``low <= value <= high``.
+
+    Raises:
+        PlanError: if the value is not a number in ``[low, high]`` (NaN never is).
+    """
+    name, value = _single(kwargs)
+    expected = f"a number in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise PlanError(name, value, expected, hint)
+    result = float(value)
+    if not (low <= result <= high):
+        raise PlanError(name, value, expected, hint)
+    return result
+
+
 def choice(*, options: tuple[str, ...], hint: str = "", **kwargs: object) -> str:
     """Return the value if it is one of ``options``.
 

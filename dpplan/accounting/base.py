@@ -139,8 +139,7 @@ class Backend:
                 finite and > 0, δ outside (0, 1), or steps that are not ascending ints >= 1.
             AccountingError: if the library fails.
         """
-        sample_rate = float(_validate.open_interval(low=-1e-300, high=1.0 + 1e-12,
-                                                    sample_rate=sample_rate))
+        sample_rate = _validate.closed_interval(low=0.0, high=1.0, sample_rate=sample_rate)
         noise_multiplier = _validate.finite_positive(noise_multiplier=noise_multiplier)
         delta = _validate.open_interval(low=0.0, high=1.0, delta=delta)
         if isinstance(steps, (str, bytes)) or not steps:
@@ -151,7 +150,7 @@ class Backend:
         if sample_rate == 0:
             return Computation(upper=tuple(0.0 for _ in steps),
                                settings={"note": "sample_rate = 0: no record is ever used"})
-        return self._compute(sample_rate=min(sample_rate, 1.0),
+        return self._compute(sample_rate=sample_rate,
                              noise_multiplier=noise_multiplier, delta=delta, steps=steps)
 
     def _compute(
