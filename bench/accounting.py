@@ -104,8 +104,7 @@ GOALS = {
 
 
 def clear_caches() -> None:
-    dpplan_rdp._rdp_per_step.cache_clear()
-    dpplan_pld._pld_per_step.cache_clear()
+    dpplan.accounting.clear_caches()
 
 
 def time_dpplan(fn: Callable[[], Any], repeats: int, *, cold: bool = True):

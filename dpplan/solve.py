@@ -172,7 +172,7 @@ def solve_noise_multiplier(
         low=low,
         high=high,
         discrete=False,
-        tol=high * NOISE_MULTIPLIER_RELATIVE_TOL,
+        tol=low * NOISE_MULTIPLIER_RELATIVE_TOL / 2,  # calibrate may add tol once more
     )
     return _checked(plan.replace(noise_multiplier=sigma), method, target_epsilon)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 import warnings
 from typing import Any
 
@@ -24,6 +25,7 @@ from dpplan.plan import TrainingPlan
 __all__ = [
     "METHODS",
     "Comparison",
+    "clear_caches",
     "EpsilonCurve",
     "compare",
     "epsilon",
@@ -63,6 +65,22 @@ def get_accountant(method: str) -> Backend:
         module_name, class_name = _BACKEND_CLASSES[method]
         _BACKENDS[method] = getattr(importlib.import_module(module_name), class_name)()
     return _BACKENDS[method]
+
+
+def clear_caches() -> None:
+    """Forget every cached accounting result (per-step RDP vectors, PLDs, query results).
+
+    Results are cached because they are pure functions of their inputs; benchmarks clear
+    the caches to time cold queries.
+    """
+    for backend in _BACKENDS.values():
+        backend.clear_cache()
+    for module_name in ("dpplan.accounting.rdp", "dpplan.accounting.pld"):
+        module = sys.modules.get(module_name)
+        if module is not None:
+            for name in ("_rdp_per_step", "_pld_per_step"):
+                if hasattr(module, name):
+                    getattr(module, name).cache_clear()
 
 
 def plan_warnings(plan: TrainingPlan) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import importlib.metadata
@@ -125,6 +126,8 @@ class Backend:
     """
 
     name: str = ""
+    #: Results kept per backend instance; solvers and the app ask for the same values often.
+    CACHE_SIZE = 64
 
     def compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
@@ -150,8 +153,22 @@ class Backend:
         if sample_rate == 0:
             return Computation(upper=tuple(0.0 for _ in steps),
                                settings={"note": "sample_rate = 0: no record is ever used"})
-        return self._compute(sample_rate=sample_rate,
-                             noise_multiplier=noise_multiplier, delta=delta, steps=steps)
+        cache = self.__dict__.setdefault("_cache", collections.OrderedDict())
+        key = (sample_rate, noise_multiplier, delta, steps)
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            cache[key] = self._compute(sample_rate=sample_rate,
+                                       noise_multiplier=noise_multiplier, delta=delta,
+                                       steps=steps)
+            while len(cache) > self.CACHE_SIZE:
+                cache.popitem(last=False)
+        result = cache[key]
+        return dataclasses.replace(result, settings=dict(result.settings))
+
+    def clear_cache(self) -> None:
+        """Forget cached results (benchmarks use this to time cold queries)."""
+        self.__dict__.pop("_cache", None)
 
     def _compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]

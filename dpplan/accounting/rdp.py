@@ -20,11 +20,10 @@ from dpplan.errors import AccountingError
 
 __all__ = ["DEFAULT_ORDERS", "RDPAccountant"]
 
-#: dp-accounting's default orders, extended upwards for very small ε.
-DEFAULT_ORDERS: tuple[float, ...] = tuple(rdp_privacy_accountant.DEFAULT_RDP_ORDERS) + (
-    2048.0,
-    4096.0,
-)
+#: dp-accounting's default orders (1.1 ... 1024). When the optimal order lands on an edge
+#: of the grid the curve carries a warning.
+DEFAULT_ORDERS: tuple[float, ...] = tuple(float(o) for o in
+                                          rdp_privacy_accountant.DEFAULT_RDP_ORDERS)
 
 
 class _CountExcludedOrders(logging.Filter):
