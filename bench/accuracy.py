@@ -42,11 +42,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-tanh", action="store_true")
     parser.add_argument("--output", default=None, help="also write the table here")
+    parser.add_argument("--one-cycle-lrs", default="2,4,8", help="one-cycle peak LR grid")
+    parser.add_argument("--plateau-lrs", default="0.25,0.5,1", help="plateau start LR grid")
+    parser.add_argument("--tanh-only", action="store_true", help="only the tanh CNN run")
     args = parser.parse_args()
     store = RunStore(tempfile.mkdtemp(prefix="dpplan-accuracy-"))
     subset = 10_000 if args.quick else None
-    one_cycle_grid = (4.0,) if args.quick else (2.0, 4.0, 8.0)
-    plateau_grid = (0.5,) if args.quick else (0.25, 0.5, 1.0)
+    one_cycle_grid = tuple(float(x) for x in args.one_cycle_lrs.split(","))
+    plateau_grid = tuple(float(x) for x in args.plateau_lrs.split(","))
+    if args.quick:
+        one_cycle_grid, plateau_grid = one_cycle_grid[:1], plateau_grid[:1]
     options = RunOptions(device=args.device, data_dir=args.data_dir, subset=subset,
                          validation_size=5000 if not args.quick else 1000, method="prv")
     base = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=512,
@@ -65,13 +70,15 @@ def main() -> int:
               f"({sum(r.seconds for r in result.records):.0f} s)", file=sys.stderr, flush=True)
         return result
 
-    for epochs in (1, 4):
+    for epochs in () if args.tanh_only else (1, 4):
         plan = base.replace(epochs=epochs)
         best = _best([run(plan, OneCycle(max_lr=lr)) for lr in one_cycle_grid])
         rows.append(("seed net, one-cycle", best, len(one_cycle_grid)))
-    plan = base.replace(epochs=4)
-    best = _best([run(plan, Plateau(lr=lr, factor=0.1, patience=1)) for lr in plateau_grid])
-    rows.append(("seed net, plateau (tuned)", best, len(plateau_grid)))
+    if not args.tanh_only:
+        plan = base.replace(epochs=4)
+        best = _best([run(plan, Plateau(lr=lr, factor=0.1, patience=1))
+                      for lr in plateau_grid])
+        rows.append(("seed net, plateau (tuned)", best, len(plateau_grid)))
     if not args.skip_tanh:
         tanh_options = RunOptions(device=args.device, data_dir=args.data_dir, subset=subset,
                                   validation_size=options.validation_size, method="prv",
