@@ -20,6 +20,7 @@ from importlib import resources
 from typing import Any
 
 from dpplan.errors import PlanError
+from dpplan.store import EpochRecord
 
 __all__ = [
     "SCHEMA_ID",
@@ -271,35 +272,8 @@ class Accounting:
         return None
 
 
-@dataclasses.dataclass(**_FROZEN)
-class RunEpoch:
-    """One epoch of a run, as the trainer stored it (see :class:`dpplan.store.EpochRecord`).
-
-    Attributes:
-        epoch: 1-based epoch number.
-        steps: noisy optimizer steps so far, counted by the optimizer hook.
-        epsilon: dpplan's ε after these steps, with the run's accounting method.
-        epsilon_rdp: dpplan's RDP ε after these steps.
-        epsilon_opacus: ε of Opacus' own RDP accountant, fed by the same hook.
-        train_loss: mean training loss over the epoch's batches (not private).
-        validation_loss: loss on the validation split.
-        validation_accuracy: accuracy on the validation split, in [0, 1].
-        test_accuracy: accuracy on the test set, in [0, 1].
-        lr: learning rate at the end of the epoch.
-        seconds: wall time of the epoch's training steps.
-    """
-
-    epoch: int
-    steps: int
-    epsilon: float
-    epsilon_rdp: float
-    epsilon_opacus: float
-    train_loss: float
-    validation_loss: float
-    validation_accuracy: float
-    test_accuracy: float
-    lr: float
-    seconds: float
+#: One epoch of a run in a report: the trainer's stored record itself.
+RunEpoch = EpochRecord
 
 
 @dataclasses.dataclass(**_FROZEN)
