@@ -116,6 +116,14 @@ class Computation:
     warnings: tuple[str, ...] = ()
 
 
+def _evaluated_epochs(epochs: int, limit: int | None) -> tuple[int, ...]:
+    """Epochs a curve evaluates: all of them, or ``limit`` evenly spaced ones incl. the last."""
+    if limit is None or epochs <= limit:
+        return tuple(range(1, epochs + 1))
+    chosen = {round(epochs * (k + 1) / limit) for k in range(limit)}
+    return tuple(sorted(max(1, e) for e in chosen | {epochs}))
+
+
 class Backend:
     """Base class of the three accounting backends.
 
@@ -128,6 +136,11 @@ class Backend:
     name: str = ""
     #: Results kept per backend instance; solvers and the app ask for the same values often.
     CACHE_SIZE = 64
+    #: Most epochs a curve evaluates directly (None: all). Longer curves evaluate this many
+    #: evenly spaced epochs, always including the last, and give every other epoch the bound
+    #: of the next evaluated one: still an upper bound (ε never decreases with more steps),
+    #: only looser between evaluated epochs. This keeps any curve within bounded time.
+    MAX_CURVE_POINTS: int | None = None
 
     def compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
@@ -175,6 +188,10 @@ class Backend:
     ) -> Computation:
         raise NotImplementedError
 
+    def max_curve_points(self, plan: TrainingPlan) -> int | None:
+        """Most epochs of ``plan``'s curve to evaluate directly (see MAX_CURVE_POINTS)."""
+        return self.MAX_CURVE_POINTS
+
     def check(self, plan: TrainingPlan) -> None:
         """Refuse plans this backend cannot answer in bounded time (raise AccountingError)."""
 
@@ -192,20 +209,46 @@ class Backend:
         """Return ε after every epoch of ``plan``; the last point equals ``epsilon(plan)``."""
         self.check(plan)
         epochs = tuple(range(1, plan.epochs + 1))
+        evaluated = _evaluated_epochs(plan.epochs, self.max_curve_points(plan))
         result = self.compute(
             sample_rate=plan.sample_rate,
             noise_multiplier=plan.noise_multiplier,
             delta=plan.delta,
-            steps=tuple(plan.steps_after(epoch) for epoch in epochs),
+            steps=tuple(plan.steps_after(epoch) for epoch in evaluated),
         )
+        settings = dict(result.settings)
+        # Each epoch takes the values of the first evaluated epoch at or after it.
+        index, source = [], 0
+        for epoch in epochs:
+            while evaluated[source] < epoch:
+                source += 1
+            index.append(source)
+        if len(evaluated) < len(epochs):
+            settings["evaluated_epochs"] = (
+                f"{len(evaluated)} of {len(epochs)}; other epochs carry the bound of the next "
+                "evaluated epoch (valid, looser)"
+            )
+
+        def spread(values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+            return None if values is None else tuple(values[i] for i in index)
+
+        lower = result.lower
+        if lower is not None and len(evaluated) < len(epochs):
+            # A lower bound must not be carried backwards: use the previous evaluated epoch's.
+            lower = tuple(
+                lower[i] if evaluated[i] == epoch else (lower[i - 1] if i > 0 else 0.0)
+                for epoch, i in zip(epochs, index)
+            )
+        else:
+            lower = spread(lower)
         return EpsilonCurve(
             method=self.name,
             plan=plan,
             epochs=epochs,
-            epsilons=tuple(monotone_upper(list(result.upper))),
-            lower=result.lower,
-            estimates=result.estimates,
-            settings=result.settings,
+            epsilons=tuple(monotone_upper(list(spread(result.upper)))),
+            lower=lower,
+            estimates=spread(result.estimates),
+            settings=settings,
             versions=library_versions(self.name),
             warnings=result.warnings,
         )

@@ -49,6 +49,7 @@ class PLDAccountant(Backend):
             and slower. The pessimistic discretisation keeps every ε an upper bound.
     """
 
+    MAX_CURVE_POINTS = 100
     name = "pld"
 
     def __init__(

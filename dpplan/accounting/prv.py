@@ -54,6 +54,9 @@ class PRVAccountant(Backend):
         delta_error_fraction: δ error as a fraction of δ, in (0, 1).
     """
 
+    MAX_CURVE_POINTS = 400
+    #: Budget of grid points × evaluated epochs for one curve (~2 s of inverse FFTs here).
+    CURVE_WORK = 80_000_000
     name = "prv"
 
     def __init__(
@@ -63,6 +66,16 @@ class PRVAccountant(Backend):
     ) -> None:
         self.eps_error = float(eps_error)
         self.delta_error_fraction = float(delta_error_fraction)
+
+    def max_curve_points(self, plan) -> int:
+        """Evaluate fewer epochs directly on large grids, so a curve stays within seconds."""
+        try:
+            points = self.grid_points(sample_rate=plan.sample_rate,
+                                      noise_multiplier=plan.noise_multiplier,
+                                      delta=plan.delta, steps=plan.total_steps)
+        except (AccountingError, ValueError, ArithmeticError):
+            return self.MAX_CURVE_POINTS  # compute() reports the error
+        return max(20, min(self.MAX_CURVE_POINTS, self.CURVE_WORK // points))
 
     def grid_points(self, *, sample_rate: float, noise_multiplier: float, delta: float,
                     steps: int) -> int:
@@ -133,7 +146,9 @@ class PRVAccountant(Backend):
                 power = transform**count
             else:
                 if gap not in step_powers:
-                    step_powers = {gap: transform**gap}
+                    if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
+                        step_powers.clear()
+                    step_powers[gap] = transform**gap
                 power = power * step_powers[gap]
             power_steps = count
             pmf = fft.irfft(power, n=size, workers=-1)
