@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--one-cycle-lrs", default="2,4,8", help="one-cycle peak LR grid")
     parser.add_argument("--plateau-lrs", default="0.25,0.5,1", help="plateau start LR grid")
     parser.add_argument("--tanh-only", action="store_true", help="only the tanh CNN run")
+    parser.add_argument("--tanh-lrs", default="2", help="tanh CNN constant-LR grid")
     args = parser.parse_args()
     store = RunStore(tempfile.mkdtemp(prefix="dpplan-accuracy-"))
     subset = 10_000 if args.quick else None
@@ -84,9 +85,10 @@ def main() -> int:
                                   validation_size=options.validation_size, method="prv",
                                   model="tempered", activation="tanh")
         plan = base.replace(epochs=25 if not args.quick else 2)
-        rows.append(("tempered CNN, tanh, constant lr 2", run(plan, Constant(lr=2.0,
-                                                                            momentum=0.5),
-                                                              tanh_options), 1))
+        tanh_grid = tuple(float(x) for x in args.tanh_lrs.split(","))
+        best = _best([run(plan, Constant(lr=lr, momentum=0.5), tanh_options)
+                      for lr in tanh_grid])
+        rows.append(("tempered CNN, tanh, constant lr", best, len(tanh_grid)))
     lines = [
         f"machine: {platform.platform()}; device {rows[0][1].device}; "
         f"{'QUICK (10k examples) ' if args.quick else ''}{tried} runs, "
