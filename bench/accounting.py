@@ -63,7 +63,6 @@ from opacus.accountants import RDPAccountant as OpacusRDP
 from opacus.accountants.utils import get_noise_multiplier
 
 import dpplan
-from dpplan.accounting import pld as dpplan_pld
 from dpplan.accounting import rdp as dpplan_rdp
 
 DELTA = 1e-5

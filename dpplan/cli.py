@@ -386,8 +386,6 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    from pathlib import Path
-
     from dpplan.report import (
         build_report,
         build_run_report,

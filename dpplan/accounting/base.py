@@ -7,11 +7,14 @@ import dataclasses
 import functools
 import importlib.metadata
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpplan import _validate
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
+
+if TYPE_CHECKING:
+    import dp_accounting
 
 __all__ = ["EpsilonCurve", "METHODS", "library_versions"]
 

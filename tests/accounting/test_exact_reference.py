@@ -17,7 +17,6 @@ import pytest
 from prv_accountant import PoissonSubsampledGaussianMechanism, PRVAccountant
 
 from dpplan.accounting import METHODS, get_accountant
-from dpplan.errors import AccountingError
 from dpplan.plan import TrainingPlan
 
 SLACK = 1e-9
