@@ -227,6 +227,7 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None):
         "data_dir": args.data_dir, "validation_size": _number("validation_size",
                                                              args.validation_size),
         "method": args.accountant, "private": not args.non_private,
+        "reproducible": args.reproducible,
     }
     for field in ("subset", "test_subset", "target_epsilon"):
         text = getattr(args, field)
@@ -463,6 +464,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                        help="dpplan method for the recorded ε (default prv)")
     group.add_argument("--non-private", action="store_true",
                        help="train the non-private baseline (no clipping or noise; ε = ∞)")
+    group.add_argument("--reproducible", action="store_true",
+                       help="derive sampling and noise from --seed (experiments only: no "
+                       "privacy against anyone who knows the seed)")
     group.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import secrets
 import time
 import warnings
 from collections.abc import Callable
@@ -73,7 +74,16 @@ class RunOptions:
             (Papernot et al.'s CNN).
         activation: ``"relu"`` or ``"tanh"`` (tempered model only).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
-        seed: seed of the model init, the validation split, sampling and noise.
+        seed: seed of the model initialisation and of dropout. The Poisson sampling and the
+            DP noise are drawn from generators seeded with fresh OS entropy (``secrets``),
+            never from this public seed: the guarantee needs the noise to be secret.
+        split_seed: seed of the validation split. It is the same for every run by default,
+            so one run's training examples are never another run's (unprotected) validation
+            examples.
+        reproducible: derive sampling and noise from ``seed`` too, so a run can be repeated
+            bit for bit. For experiments only: anyone who knows the seed can recompute the
+            noise, so such a run carries no privacy guarantee against them (the run records
+            a warning).
         data_dir: folder with the MNIST IDX files (see :func:`dpplan.train.data.load_mnist`).
         download: whether missing MNIST files may be downloaded.
         validation_size: examples held out of the training set for plateau scheduling and
@@ -91,6 +101,8 @@ class RunOptions:
     activation: str = "relu"
     device: str = "auto"
     seed: int = 0
+    split_seed: int = 0
+    reproducible: bool = False
     data_dir: str | None = None
     download: bool = True
     validation_size: int = 5000
@@ -109,6 +121,9 @@ class RunOptions:
                             "Use model='tempered' for tanh.")
         _validate.choice(options=DEVICES, device=self.device)
         _validate.integer(minimum=0, maximum=2**63 - 1, seed=self.seed)
+        _validate.integer(minimum=0, maximum=2**63 - 1, split_seed=self.split_seed)
+        if not isinstance(self.reproducible, bool):
+            raise PlanError("reproducible", self.reproducible, "True or False")
         pool = MNIST_TRAIN_SIZE
         if self.subset is not None:
             pool = _validate.integer(minimum=2, maximum=MNIST_TRAIN_SIZE, subset=self.subset)
@@ -209,7 +224,7 @@ class _Run:
         pool = options.subset or MNIST_TRAIN_SIZE
         (self.train_x, self.train_y), (self.val_x, self.val_y) = split_validation(
             data.train_images[:pool], data.train_labels[:pool],
-            validation_size=options.validation_size, seed=options.seed,
+            validation_size=options.validation_size, seed=options.split_seed,
         )
         test_count = options.test_subset or MNIST_TEST_SIZE
         self.test_x, self.test_y = data.test_images[:test_count], data.test_labels[:test_count]
@@ -225,6 +240,16 @@ class _Run:
         optimizer = make_optimizer(schedule, model.parameters())
         self.opacus_accountant = None
         self.steps = 0
+        # Sampling and noise come from their own generators, seeded with fresh entropy unless
+        # the run is explicitly reproducible (then from the public seed: no guarantee).
+        noise_seed, sample_seed = (
+            (options.seed + 2, options.seed + 1) if options.reproducible
+            else (secrets.randbits(63), secrets.randbits(63))
+        )
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(sample_seed)
+        self.noise_generator = torch.Generator(device=device)
+        self.noise_generator.manual_seed(noise_seed)
         if options.private:
             from opacus import GradSampleModule
             from opacus.accountants import RDPAccountant
@@ -237,6 +262,7 @@ class _Run:
                 max_grad_norm=plan.max_grad_norm,
                 expected_batch_size=plan.batch_size,
                 loss_reduction="mean",
+                generator=self.noise_generator,
             )
             self.opacus_accountant = RDPAccountant()
             optimizer.attach_step_hook(
@@ -244,8 +270,6 @@ class _Run:
             )
         self.model, self.optimizer = model, optimizer
         self.controller = make_scheduler(schedule, optimizer, total_steps=plan.total_steps)
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(options.seed + 1)
 
     @property
     def hook_steps(self) -> int:
@@ -272,6 +296,7 @@ class _Run:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "generator": self.generator.get_state(),
+            "noise_generator": self.noise_generator.get_state(),
         }
 
     def load(self, state: dict[str, Any]) -> int:
@@ -284,6 +309,7 @@ class _Run:
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.generator.set_state(state["generator"])
+        self.noise_generator.set_state(state["noise_generator"])
         self.steps = int(state["steps"])
         return int(state["epoch"])
 
@@ -304,7 +330,10 @@ class _Run:
                 last_poll = time.perf_counter()
                 if should_stop():
                     raise _StopRequested
-            mask = torch.rand(count, generator=self.generator, device=self.device) < rate
+            # float64: float32 uniforms are multiples of 2^-24, which would sample slightly
+            # above the accounted rate.
+            mask = torch.rand(count, generator=self.generator, device=self.device,
+                              dtype=torch.float64) < rate
             index = mask.nonzero().squeeze(1)
             images, labels = self.train_x[index], self.train_y[index]
             self.optimizer.zero_grad(set_to_none=True)
@@ -471,6 +500,12 @@ def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state)
         curve = epsilon_curve(plan, method=options.method).epsilons
         rdp_curve = epsilon_curve(plan, method="rdp").epsilons
     run_warnings: list[str] = list(store.get_run(run_id).warnings)
+    if options.private and options.reproducible:
+        message = ("reproducible=True: sampling and noise were derived from the public seed, "
+                   "so this run has no privacy guarantee against anyone who knows the seed "
+                   "(for experiments only)")
+        if message not in run_warnings:
+            run_warnings.append(message)
     for epoch in range(first_epoch, plan.epochs + 1):
         if options.private and options.target_epsilon is not None and (
             curve[epoch - 1] > options.target_epsilon

@@ -62,13 +62,34 @@ def test_training_learns_something(mnist_dir, store):
     assert run.records[-1].test_accuracy > 0.5, run.records
 
 
-def test_runs_are_reproducible_for_a_seed(mnist_dir, store):
-    options = _options(mnist_dir, method="rdp")
+def test_reproducible_runs_repeat_and_carry_a_warning(mnist_dir, store):
+    options = _options(mnist_dir, method="rdp", reproducible=True)
     plan = _plan(options, epochs=1)
     first = train(plan, Constant(lr=0.3), options, store=store)
     second = train(plan, Constant(lr=0.3), options, store=store)
     assert first.records[0].train_loss == second.records[0].train_loss
     assert first.records[0].test_accuracy == second.records[0].test_accuracy
+    assert any("no privacy guarantee" in w for w in first.warnings)
+
+
+def test_noise_and_sampling_do_not_come_from_the_public_seed(mnist_dir, store):
+    # Same seed, same everything: the secret noise and sampling still differ between runs.
+    options = _options(mnist_dir, method="rdp")
+    plan = _plan(options, epochs=1)
+    first = train(plan, Constant(lr=0.3), options, store=store)
+    second = train(plan, Constant(lr=0.3), options, store=store)
+    assert first.records[0].train_loss != second.records[0].train_loss
+    assert first.warnings == ()
+
+
+def test_validation_split_does_not_depend_on_the_run_seed(mnist_dir):
+    from dpplan.train.loop import _Run, resolve_device
+
+    first = _Run(_plan(_options(mnist_dir)), Constant(lr=0.1), _options(mnist_dir, seed=1),
+                 resolve_device("cpu"))
+    second = _Run(_plan(_options(mnist_dir)), Constant(lr=0.1), _options(mnist_dir, seed=2),
+                  resolve_device("cpu"))
+    assert torch.equal(first.val_x, second.val_x) and torch.equal(first.train_y, second.train_y)
 
 
 def test_non_private_baseline_reports_infinite_epsilon(mnist_dir, store):
