@@ -501,7 +501,9 @@ def _run_summary(run: RunRecord) -> RunSummary:
         options=_jsonable(dict(run.options)), versions=dict(run.versions),
         created_at=_iso(run.created_at), updated_at=_iso(run.updated_at),
         training_seconds=math.fsum(r.seconds for r in run.records),
-        epochs=tuple(RunEpoch(**dataclasses.asdict(r)) for r in run.records),
+        # The logged training loss is computed on private batches without noise: left out.
+        epochs=tuple(RunEpoch(**{k: v for k, v in dataclasses.asdict(r).items()
+                                 if k != "train_loss"}) for r in run.records),
         opacus_max_relative_difference=max(differences) if differences else None,
         warnings=run.warnings,
     )
@@ -540,7 +542,7 @@ def _check_text(name: str, value: object, maximum: int) -> str | None:
 def _guarantee_lists(run: RunRecord | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     protects = (
         "every noisy gradient update, and therefore every intermediate model, including "
-        "the checkpoint saved after each epoch",
+        "the model parameters of the checkpoint saved after each epoch",
         "the final model",
         "anything computed from the models alone (post-processing), e.g. predictions",
     )
@@ -554,7 +556,10 @@ def _guarantee_lists(run: RunRecord | None) -> tuple[tuple[str, ...], tuple[str,
     if run is not None:
         does_not += [
             "the per-epoch mean training loss the trainer logs: it is computed from the "
-            "training batches without noise; keep it internal",
+            "training batches without noise, so this report leaves it out; keep the run "
+            "store internal",
+            "the random-number state in checkpoint files and the run store (it would let "
+            "its holder recompute the noise): keep those files private",
             "the validation and test examples: they are not in the training set, and "
             "accuracies and losses on them are computed exactly (validation accuracy is "
             "also used to select learning rates)",

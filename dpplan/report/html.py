@@ -173,9 +173,7 @@ def _run_charts(run: RunSummary) -> str:
         title="Accuracy against ε", x_label=x_label, y_label="accuracy (%)", width=440,
         height=300, x_format=lambda v: f"{v:g}")
     loss = line_chart(
-        [Series(label="train loss", xs=xs, ys=tuple(e.train_loss for e in run.epochs),
-                color="#6a3d9a", marker="circle"),
-         Series(label="validation loss", xs=xs, ys=tuple(e.validation_loss for e in run.epochs),
+        [Series(label="validation loss", xs=xs, ys=tuple(e.validation_loss for e in run.epochs),
                 color="#c77c02", dash="6 3", marker="square")],
         title="Loss against ε", x_label=x_label, y_label="cross-entropy loss", width=440,
         height=300)
@@ -418,12 +416,12 @@ def to_html(report: Report) -> str:
         shown, stride = f.table_rows(len(run.epochs))
         add(_table(
             ["Epoch", "Steps", f"ε ({f.method(run.epsilon_method)})", "ε dpplan RDP",
-             "ε Opacus RDP", "Test acc.", "Val. acc.", "Train loss", "Val. loss", "LR", "Time (s)"],
+             "ε Opacus RDP", "Test acc.", "Val. acc.", "Val. loss", "LR", "Time (s)"],
             [[e.epoch, f"{e.steps:,}", f.eps(e.epsilon), f.eps(e.epsilon_rdp),
               f.eps(e.epsilon_opacus), f.pct(e.test_accuracy), f.pct(e.validation_accuracy),
-              f.num(e.train_loss, ".4f"), f.num(e.validation_loss, ".4f"), f.num(e.lr, ".3g"),
+              f.num(e.validation_loss, ".4f"), f.num(e.lr, ".3g"),
               f.num(e.seconds, ".1f")] for e in (run.epochs[k] for k in shown)],
-            [True] * 11,
+            [True] * 10,
             caption=f.thinned_note(len(run.epochs), stride) if stride > 1 else None))
         if run.warnings:
             add("<h3>Run warnings</h3>" + _ul(run.warnings))

@@ -20,7 +20,6 @@ from importlib import resources
 from typing import Any
 
 from dpplan.errors import PlanError
-from dpplan.store import EpochRecord
 
 __all__ = [
     "SCHEMA_ID",
@@ -272,8 +271,35 @@ class Accounting:
         return None
 
 
-#: One epoch of a run in a report: the trainer's stored record itself.
-RunEpoch = EpochRecord
+@dataclasses.dataclass(**_FROZEN)
+class RunEpoch:
+    """One epoch of a run, as the trainer stored it (see :class:`dpplan.store.EpochRecord`),
+    without the training loss: it is computed on private batches without noise, so a report
+    meant to be shared leaves it out.
+
+    Attributes:
+        epoch: 1-based epoch number.
+        steps: noisy optimizer steps so far, counted by the optimizer hook.
+        epsilon: dpplan's ε after these steps, with the run's accounting method.
+        epsilon_rdp: dpplan's RDP ε after these steps.
+        epsilon_opacus: ε of Opacus' own RDP accountant, fed by the same hook.
+        validation_loss: loss on the validation split.
+        validation_accuracy: accuracy on the validation split, in [0, 1].
+        test_accuracy: accuracy on the test set, in [0, 1].
+        lr: learning rate at the end of the epoch.
+        seconds: wall time of the epoch's training steps.
+    """
+
+    epoch: int
+    steps: int
+    epsilon: float
+    epsilon_rdp: float
+    epsilon_opacus: float
+    validation_loss: float
+    validation_accuracy: float
+    test_accuracy: float
+    lr: float
+    seconds: float
 
 
 @dataclasses.dataclass(**_FROZEN)

@@ -236,11 +236,11 @@ def to_markdown(report: Report) -> str:
                 ""]
         out += _table(
             ["Epoch", "Steps", f"ε ({f.method(run.epsilon_method)})", "ε dpplan RDP",
-             "ε Opacus RDP", "Test acc.", "Val. acc.", "Train loss", "Val. loss", "LR",
+             "ε Opacus RDP", "Test acc.", "Val. acc.", "Val. loss", "LR",
              "Seconds"],
             [[e.epoch, f"{e.steps:,}", f.eps(e.epsilon), f.eps(e.epsilon_rdp),
               f.eps(e.epsilon_opacus), f.pct(e.test_accuracy), f.pct(e.validation_accuracy),
-              f.num(e.train_loss, ".4f"), f.num(e.validation_loss, ".4f"), f.num(e.lr, ".3g"),
+              f.num(e.validation_loss, ".4f"), f.num(e.lr, ".3g"),
               f.num(e.seconds, ".1f")]
              for e in (run.epochs[k] for k in rows_shown)],
             ["r"] * 11,

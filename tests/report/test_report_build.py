@@ -294,6 +294,7 @@ def test_save_and_load_run_report(store, plan_report):
     save_run_report(store, report)
     assert load_run_report(store, run_id) == report
     assert store.load_report(run_id) == json.loads(to_json(report))
+    assert "train_loss" not in to_json(report)  # noise-free loss on private batches
     with pytest.raises(PlanError, match=r"report='plan' is invalid: must be the report of a run"):
         save_run_report(store, plan_report)
     with pytest.raises(PlanError, match=r"run_id=1.5 is invalid"):
