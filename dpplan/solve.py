@@ -82,21 +82,27 @@ def _calibrate(
         raise AccountingError(f"{method} solver failed in [{low}, {high}]: {exc}") from exc
 
 
-def _computable_end(epsilon_of: Callable[[float], float], *, bad: float, good: float,
-                    tol: float) -> float | None:
-    """Move the non-fitting end of a bracket towards the fitting one until ε is computable.
+def _computable_bracket(status: Callable[[float], bool | None], *, bad: float, good: float,
+                        tol: float) -> tuple[float | None, float]:
+    """Narrow ``[bad, good]`` until its low end is computable and does not fit.
 
-    ``bad`` does not fit (or cannot be computed); ``good`` fits. Returns a value in
-    [bad, good) whose ε the backend computes, or None if none is found within ``tol``.
-    Monotonicity makes every value between the result and ``good`` computable too.
+    ``status(x)`` is True (fits), False (computable, does not fit) or None (the backend
+    cannot compute ε there, which happens only for large ε). ``good`` fits. Returns
+    ``(low, high)`` with ``status(low) is False`` and ``status(high) is True``, or
+    ``(None, high)`` when nothing computable and unfitting is left within ``tol``.
     """
-    while abs(good - bad) > tol:
-        try:
-            epsilon_of(bad)
-            return bad
-        except AccountingError:
-            bad = (bad + good) / 2
-    return None
+    while good - bad > tol:
+        if status(bad) is False:
+            return bad, good
+        middle = (bad + good) / 2
+        found = status(middle)
+        if found is True:
+            good = middle
+        elif found is False:
+            return middle, good
+        else:
+            bad = middle
+    return None, good
 
 
 def solve_noise_multiplier(
@@ -160,9 +166,15 @@ def solve_noise_multiplier(
         if low == NOISE_MULTIPLIER_SEARCH_MIN:
             return _checked(plan.replace(noise_multiplier=low), method, target_epsilon)
         high, low = low, max(low / 2, NOISE_MULTIPLIER_SEARCH_MIN)
-    low = _computable_end(lambda sigma: backend.epsilon(plan.replace(noise_multiplier=sigma)),
-                          bad=low, good=high, tol=high * NOISE_MULTIPLIER_RELATIVE_TOL)
-    if low is None:  # nothing computable between: the fitting end is the answer
+    def status(sigma: float) -> bool | None:
+        try:
+            return backend.epsilon(plan.replace(noise_multiplier=sigma)) <= target_epsilon
+        except AccountingError:
+            return None
+
+    low, high = _computable_bracket(status, bad=low, good=high,
+                                    tol=high * NOISE_MULTIPLIER_RELATIVE_TOL / 2)
+    if low is None:  # nothing computable and unfitting is left: the fitting end is the answer
         return _checked(plan.replace(noise_multiplier=high), method, target_epsilon)
     sigma = _calibrate(
         method,
@@ -299,7 +311,9 @@ def solve_batch_size(
     """Return ``plan`` with the largest expected batch size whose ε meets ``target_epsilon``.
 
     Epochs stay fixed, so a larger batch means a higher sample rate and fewer steps. The
-    answer is maximal: one more record per batch exceeds the target.
+    answer is locally maximal: one more record per batch exceeds the target. ε is not
+    monotone in the batch size where ``ceil(dataset_size / batch_size)`` drops a step, so a
+    larger batch past such a threshold can occasionally fit as well.
 
     Args:
         plan: the plan; its batch_size is ignored.

@@ -421,9 +421,14 @@ class RunStore:
             PlanError: if there is no such run, or it is still running.
         """
         run = self.get_run(run_id)
-        if run.status == "running":
-            raise PlanError("run_id", run_id, "a run that is not running",
+        if run.status in ("running", "queued"):
+            raise PlanError("run_id", run_id, "a run that is not running or queued",
                             "Stop it first with 'dpplan runs stop ID'.")
+        if run.group_id is not None and run.records:
+            raise PlanError(
+                "run_id", run_id, "a run outside a comparison group",
+                f"Run {run_id} belongs to group {run.group_id}; its training touched the data, "
+                "and the group's composed ε in reports must keep counting it.")
         with self._transaction() as connection:
             connection.execute("DELETE FROM epochs WHERE run_id=?", (int(run_id),))
             connection.execute("DELETE FROM runs WHERE id=?", (int(run_id),))

@@ -233,3 +233,12 @@ def test_prv_solve_epochs_survives_unresolvable_probes():
     solved = solve_epochs(plan, target_epsilon=14.0, method="prv")
     assert solved.epochs == 16
     assert epsilon(solved, method="prv") <= 14.0 < epsilon(solved.replace(epochs=17), method="prv")
+
+
+def test_prv_sigma_solve_survives_a_bracket_whose_low_end_cannot_be_computed():
+    # Large targets put the low end of the bracket where PRV's grid is too large; the solver
+    # must narrow the bracket instead of failing, and never exceed the target.
+    plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.0, epochs=20,
+                        delta=1e-5)
+    solved = solve_noise_multiplier(plan, target_epsilon=30.0, method="prv")
+    assert epsilon(solved, method="prv") <= 30.0

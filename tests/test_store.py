@@ -78,7 +78,7 @@ def test_stop_request_and_delete(tmp_path):
     assert not store.stop_requested(run_id)
     store.request_stop(run_id)
     assert store.stop_requested(run_id)
-    with pytest.raises(PlanError, match="a run that is not running"):
+    with pytest.raises(PlanError, match="a run that is not running or queued"):
         store.delete_run(run_id)
     store.finish_run(run_id, status="stopped")
     store.checkpoint_path(run_id).parent.mkdir(parents=True, exist_ok=True)
@@ -109,3 +109,12 @@ def test_home_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv("DPPLAN_HOME")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "x"))
     assert default_home() == tmp_path / "x" / "dpplan"
+
+
+def test_runs_of_a_comparison_group_cannot_be_deleted(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = _create(store, group_id="g1")
+    store.record_epoch(run_id, _record(1))
+    store.finish_run(run_id, status="finished")
+    with pytest.raises(PlanError, match="belongs to group g1"):
+        store.delete_run(run_id)

@@ -140,7 +140,7 @@ class PRVAccountant(Backend):
         start_epsilon = 0.0
         for position, count in enumerate(steps):
             gap = count - power_steps
-            if power is None or gap > 4 * count or position == len(steps) - 1:
+            if power is None or 4 * gap > count or position == len(steps) - 1:
                 # The last count is always a direct power, so it is bit-for-bit the value a
                 # single query for that count returns.
                 power = transform**count
@@ -238,7 +238,7 @@ def _epsilon_bounds(
             )
         return math.log((d1[index] - target) / d2[index])
 
-    lower = find_epsilon(delta_fin + delta_error) - eps_error
+    lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
     estimate = find_epsilon(delta_fin)
     # For the upper bound, lower the δ target by the round-off allowance. With m_j the error
     # of cell j, δ(ε) = Σ_{t_j ≥ ε} p_j (1 - e^{ε - t_j}) moves by Σ m_j (1 - e^{ε - t_j}),
