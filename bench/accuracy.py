@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--one-cycle-lrs", default="2,4,8", help="one-cycle peak LR grid")
     parser.add_argument("--plateau-lrs", default="0.25,0.5,1", help="plateau start LR grid")
     parser.add_argument("--tanh-only", action="store_true", help="only the tanh CNN run")
-    parser.add_argument("--tanh-lrs", default="2", help="tanh CNN constant-LR grid")
+    parser.add_argument("--tanh-lrs", default="0.5,1,2", help="tanh CNN constant-LR grid")
     args = parser.parse_args()
     store = RunStore(tempfile.mkdtemp(prefix="dpplan-accuracy-"))
     subset = 10_000 if args.quick else None
