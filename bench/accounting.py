@@ -58,6 +58,7 @@ logging.disable(logging.WARNING)
 
 import dp_accounting
 import dp_accounting.pld
+from _machine import cpu_model, usable_cores
 from opacus.accountants import PRVAccountant as OpacusPRV
 from opacus.accountants import RDPAccountant as OpacusRDP
 from opacus.accountants.utils import get_noise_multiplier
@@ -234,18 +235,8 @@ def tree_state() -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        usable = os.cpu_count()
+    cpu = cpu_model()
+    usable = usable_cores()
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _machine import cpu_model, usable_cores
+
 from dpplan.plan import TrainingPlan
 from dpplan.train.data import DATA_DIR_ENV
 from dpplan.train.loop import RunOptions, _Run, training_set_size
@@ -102,18 +104,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     Returns:
         A JSON-ready dict.
     """
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        usable = os.cpu_count()
+    cpu = cpu_model()
+    usable = usable_cores()
     versions = {}
     for name in ("dpplan", "torch", "opacus"):
         try:
