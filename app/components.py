@@ -114,15 +114,6 @@ def cached_curve(plan_dict: dict[str, Any], method: str) -> dict[str, Any]:
         return {"method": method, "error": str(error)}
 
 
-def curves_for(plan: dpplan.TrainingPlan) -> dict[str, dict[str, Any]]:
-    """All three methods' curves for ``plan`` (cached per method).
-
-    The clipping norm does not change ε, so it is left out of the cache key.
-    """
-    key = plan.replace(max_grad_norm=1.0).to_dict()
-    return {method: cached_curve(key, method) for method in dpplan.METHODS}
-
-
 def headline(curves: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
     """The smallest final upper bound and its method (as ``dpplan.compare`` chooses it)."""
     ok = [(c["epsilon"], dpplan.METHODS.index(m), m) for m, c in curves.items()

@@ -127,8 +127,8 @@ def _curve_table(curves) -> list[str]:
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, float):
-        return repr(value)
+    if hasattr(value, "item"):  # numpy scalars from the libraries' settings
+        return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
