@@ -280,6 +280,7 @@ def load_mnist(
     device: str | torch.device = "cpu",
     mirrors: Sequence[str] | None = None,
     timeout: float = 30.0,
+    create_folder: bool = True,
 ) -> MnistData:
     """Load MNIST from the four IDX files as normalised tensors on ``device``.
 
@@ -295,6 +296,11 @@ def load_mnist(
         mirrors: base URLs for downloads; ``None`` means ``DPPLAN_MNIST_MIRRORS`` or
             :data:`DEFAULT_MIRRORS`. Only used when a file must be downloaded.
         timeout: seconds to wait on each connection or read while downloading, > 0.
+        create_folder: whether a data folder that does not exist may be created to
+            download into. With ``False`` (what the trainer passes for a folder the user
+            named: a mistyped name must not become a new folder) a missing folder is a
+            :class:`DataError` that names it, the four files it needs and how to get them,
+            and nothing is created or downloaded.
 
     Returns:
         An :class:`MnistData` with float32 images of shape Nx1x28x28 normalised with
@@ -306,10 +312,12 @@ def load_mnist(
             missing files and the folder); a file fails its checksum or cannot be read
             and ``download`` is false; a file has a bad IDX magic number, is truncated,
             or its label count differs from its image count; a download failed on every
-            mirror.
+            mirror (the message first says which files the folder lacks, then why each
+            download failed); the folder does not exist and ``create_folder`` is false.
         PlanError: ``device`` is not a torch device, or is a CUDA device on a machine
             without CUDA; ``timeout`` or ``data_dir`` is invalid; ``download`` is true
-            and ``mirrors`` (or ``DPPLAN_MNIST_MIRRORS``) is invalid.
+            and ``mirrors`` (or ``DPPLAN_MNIST_MIRRORS``) is invalid; ``create_folder``
+            is not a bool.
 
     Example:
         >>> data = load_mnist(download=False)  # doctest: +SKIP
@@ -321,8 +329,12 @@ def load_mnist(
     # Mirrors only matter for downloads: a bad DPPLAN_MNIST_MIRRORS must not break offline use.
     mirror_list = _resolve_mirrors(mirrors) if download else ()
     _check_timeout(timeout)
+    if not isinstance(create_folder, bool):
+        raise PlanError("create_folder", create_folder, "True or False")
     if directory.exists() and not directory.is_dir():
         raise DataError(f"MNIST data folder {str(directory)!r} exists but is not a folder.")
+    if not create_folder and not directory.exists():
+        raise DataError(_no_folder_message(directory))
 
     payloads: dict[str, bytearray] = {}
     missing: list[str] = []
@@ -342,7 +354,11 @@ def load_mnist(
             raise DataError(_not_loadable_message(directory, missing=missing, broken=broken))
         _ensure_directory(directory)
         for name in [*missing, *broken]:
-            _download_file(directory, name=name, mirrors=mirror_list, timeout=timeout)
+            try:
+                _download_file(directory, name=name, mirrors=mirror_list, timeout=timeout)
+            except DataError as exc:  # say first what the folder lacks, then the download
+                lacking = _lacking_summary(directory, missing=missing, broken=broken)
+                raise DataError(f"{lacking} Downloading them failed: {exc}") from exc
             try:
                 payloads[name] = _check_content(directory / name, name=name)
             except (_ContentError, OSError) as exc:  # replaced by another process meanwhile
@@ -574,6 +590,28 @@ def _not_loadable_message(directory: Path, *, missing: list[str], broken: dict[s
         "folder that holds them."
     )
     return " ".join(parts)
+
+
+def _lacking_summary(directory: Path, *, missing: list[str], broken: dict[str, str]) -> str:
+    """Say that ``directory`` does not hold MNIST, and which files are missing or broken."""
+    parts = [f"MNIST data folder {str(directory)!r} does not hold MNIST:"]
+    if missing:
+        parts.append(f"missing {', '.join(missing)}" + (";" if broken else "."))
+    if broken:
+        parts.append("; ".join(f"{name} {reason}" for name, reason in broken.items()) + ".")
+    return " ".join(parts)
+
+
+def _no_folder_message(directory: Path) -> str:
+    """Build the DataError message for a named data folder that does not exist."""
+    return (
+        f"MNIST data folder {str(directory)!r} does not exist (is the name mistyped?); "
+        "nothing was created or downloaded. It must hold the four MNIST files "
+        f"{', '.join(MNIST_FILES)}. Point --data-dir (or {DATA_DIR_ENV}) at a folder that "
+        "holds them; or create the folder to have the files downloaded into it; or leave "
+        f"--data-dir and {DATA_DIR_ENV} unset to use the per-user cache folder, where they "
+        "are downloaded when missing."
+    )
 
 
 def _resolve_mirrors(mirrors: Sequence[str] | None) -> tuple[str, ...]:

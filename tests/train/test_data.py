@@ -397,6 +397,35 @@ def test_unreachable_mirror_raises_data_error_naming_it(tmp_path: Path) -> None:
     assert list(target.iterdir()) == []
 
 
+def test_download_failure_says_first_that_the_folder_lacks_mnist(tmp_path: Path) -> None:
+    target = tmp_path / "mnist"
+    target.mkdir()
+    mirror = f"http://127.0.0.1:{_closed_port()}/mnist/"
+    with pytest.raises(DataError) as info:
+        load_mnist(target, mirrors=(mirror,), timeout=5.0)
+    message = str(info.value)
+    assert message.startswith(f"MNIST data folder {str(target)!r} does not hold MNIST: missing ")
+    assert all(name in message.split("Downloading")[0] for name in MNIST_FILES)
+    assert message.index("does not hold MNIST") < message.index("could not download")
+
+
+def test_named_folder_that_does_not_exist_is_refused_and_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "mnsit"
+    mirror = f"http://127.0.0.1:{_closed_port()}/mnist/"
+    with pytest.raises(DataError, match="does not exist") as info:
+        load_mnist(typo, mirrors=(mirror,), timeout=5.0, create_folder=False)
+    message = str(info.value)
+    assert str(typo) in message and DATA_DIR_ENV in message
+    assert all(name in message for name in MNIST_FILES)
+    assert "could not download" not in message  # nothing was tried
+    assert not typo.exists()
+
+
+def test_create_folder_must_be_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="create_folder='no'"):
+        load_mnist(tmp_path, download=False, create_folder="no")
+
+
 def test_http_404_is_reported(tmp_path: Path, http_root: tuple[Path, str]) -> None:
     _, base = http_root
     with pytest.raises(DataError, match="HTTP error 404"):
