@@ -12,19 +12,54 @@ Example:
     1.1
 """
 
-from dpplan.accounting import (
-    METHODS,
-    Comparison,
-    EpsilonCurve,
-    compare,
-    epsilon,
-    epsilon_curve,
-    get_accountant,
-    plan_warnings,
-)
+from typing import TYPE_CHECKING
+
 from dpplan.errors import AccountingError, DataError, DpplanError, InfeasibleTargetError, PlanError
 from dpplan.plan import TrainingPlan
-from dpplan.solve import solve_batch_size, solve_epochs, solve_noise_multiplier
+
+if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
+    from dpplan.accounting import (
+        METHODS,
+        Comparison,
+        EpsilonCurve,
+        compare,
+        epsilon,
+        epsilon_curve,
+        get_accountant,
+        plan_warnings,
+    )
+    from dpplan.solve import solve_batch_size, solve_epochs, solve_noise_multiplier
+
+#: Names whose modules import dp-accounting (~1 s); they load on first use, so
+#: ``import dpplan``, ``dpplan --version`` and ``--help`` stay fast.
+_LAZY = {
+    "METHODS": "dpplan.accounting",
+    "Comparison": "dpplan.accounting",
+    "EpsilonCurve": "dpplan.accounting",
+    "compare": "dpplan.accounting",
+    "epsilon": "dpplan.accounting",
+    "epsilon_curve": "dpplan.accounting",
+    "get_accountant": "dpplan.accounting",
+    "plan_warnings": "dpplan.accounting",
+    "solve_batch_size": "dpplan.solve",
+    "solve_epochs": "dpplan.solve",
+    "solve_noise_multiplier": "dpplan.solve",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dpplan' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

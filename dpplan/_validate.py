@@ -13,6 +13,14 @@ import numbers
 from dpplan.errors import PlanError
 
 
+def _as_float(name: str, value: object, expected: str, hint: str) -> float:
+    """Return ``float(value)``, turning an overflow (e.g. a 400-digit integer) into PlanError."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (OverflowError, ValueError, TypeError):
+        raise PlanError(name, value, expected, hint) from None
+
+
 def _single(kwargs: dict[str, object]) -> tuple[str, object]:
     if len(kwargs) != 1:
         raise TypeError(f"validators take exactly one name=value argument, got {sorted(kwargs)}")
@@ -37,7 +45,7 @@ def integer(*, minimum: int, maximum: int | None = None, hint: str = "", **kwarg
     if isinstance(value, numbers.Integral):
         result = int(value)
     else:
-        as_float = float(value)
+        as_float = _as_float(name, value, expected, hint)
         if not math.isfinite(as_float) or not as_float.is_integer():
             raise PlanError(name, value, expected, hint)
         result = int(as_float)
@@ -56,7 +64,7 @@ def finite_positive(*, maximum: float | None = None, hint: str = "", **kwargs: o
     expected = "a finite number > 0" if maximum is None else f"a finite number in (0, {maximum:g}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PlanError(name, value, expected, hint)
-    result = float(value)
+    result = _as_float(name, value, expected, hint)
     if not math.isfinite(result) or not (result > 0) or (maximum is not None and result > maximum):
         raise PlanError(name, value, expected, hint)
     return result
@@ -72,7 +80,7 @@ def open_interval(*, low: float, high: float, hint: str = "", **kwargs: object) 
     expected = f"a number in the open interval ({low:g}, {high:g})"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PlanError(name, value, expected, hint)
-    result = float(value)
+    result = _as_float(name, value, expected, hint)
     if not (low < result < high):
         raise PlanError(name, value, expected, hint)
     return result
@@ -88,7 +96,7 @@ def closed_interval(*, low: float, high: float, hint: str = "", **kwargs: object
     expected = f"a number in [{low:g}, {high:g}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PlanError(name, value, expected, hint)
-    result = float(value)
+    result = _as_float(name, value, expected, hint)
     if not (low <= result <= high):
         raise PlanError(name, value, expected, hint)
     return result

@@ -23,6 +23,7 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 _PLAN_FLAGS = ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta", "max_grad_norm")
+_SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
 _SOLVE_TARGETS = {
     "noise-multiplier": "noise_multiplier",
     "epochs": "epochs",
@@ -39,6 +40,16 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Show a flag's default in its help, unless it has none worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
 def _number(field: str, text: str) -> int | float:
     """Parse a flag value: integers stay ints, anything else numeric becomes a float."""
     try:
@@ -51,21 +62,45 @@ def _number(field: str, text: str) -> int | float:
         raise PlanError(field, text, "a number", f"Pass --{field.replace('_', '-')} NUMBER.")
 
 
-def _add_plan_flags(parser: argparse.ArgumentParser, *, skip: str | None = None) -> None:
-    group = parser.add_argument_group("plan")
-    helps = {
-        "dataset_size": "number of training records N",
-        "batch_size": "expected batch size B (Poisson sampling, sample rate B/N)",
-        "noise_multiplier": "noise multiplier σ (noise std / clipping norm)",
-        "epochs": "number of epochs",
-        "delta": "δ of the (ε, δ) guarantee, e.g. 1e-5",
-        "max_grad_norm": "per-example clipping norm (default 1.0; does not change ε)",
-    }
+#: Largest run id: SQLite's INTEGER PRIMARY KEY is a signed 64-bit integer.
+_MAX_RUN_ID = 2**63 - 1
+
+
+def _run_id(field: str, text: str) -> int:
+    """Parse a run id: decimal digits only (``1.7``, ``1e30`` and ``-1`` are refused)."""
+    digits = text.strip()
+    if (digits.isascii() and digits.isdigit() and len(digits) <= 19
+            and 1 <= int(digits) <= _MAX_RUN_ID):
+        return int(digits)
+    raise PlanError(field, text, f"a run id, a whole number in [1, {_MAX_RUN_ID}]",
+                    "List the runs and their ids with 'dpplan runs'.")
+
+
+_PLAN_HELP = {
+    "dataset_size": "number of training records N",
+    "batch_size": "expected batch size B (Poisson sampling, sample rate B/N)",
+    "noise_multiplier": "noise multiplier σ (noise std / clipping norm), in [0.01, 1000]",
+    "epochs": "number of epochs",
+    "delta": "δ of the (ε, δ) guarantee, e.g. 1e-5",
+    "max_grad_norm": "per-example clipping norm (default 1.0; does not change ε)",
+}
+
+
+def _flag(field: str) -> str:
+    return f"--{field.replace('_', '-')}"
+
+
+def _add_plan_flags(
+    parser: argparse.ArgumentParser, *, skip: str | None = None, required: str | None = "always"
+) -> None:
+    """Add the plan's flags; ``required`` is "always", or the condition under which they are."""
+    group = parser.add_argument_group("plan (required" + (
+        ")" if required == "always" else f" {required})") if required else "plan")
     for field in _PLAN_FLAGS:
         if field == skip:
             continue
-        group.add_argument(f"--{field.replace('_', '-')}", dest=field, metavar="X",
-                           help=helps[field])
+        group.add_argument(_flag(field), dest=field, metavar="X", help=_PLAN_HELP[field],
+                           required=required == "always" and field != "max_grad_norm")
 
 
 def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
@@ -73,15 +108,17 @@ def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | N
 
     placeholder = placeholder or {}
     values: dict[str, Any] = {}
+    missing = [field for field in _PLAN_FLAGS
+               if field != "max_grad_norm" and field not in placeholder
+               and getattr(args, field, None) is None]
+    if missing:  # every missing flag at once, not one per try
+        raise PlanError(missing[0], None, "given",
+                        "Missing: " + ", ".join(f"{_flag(f)} X" for f in missing) + ".")
     for field in _PLAN_FLAGS:
         text = getattr(args, field, None)
         if field in placeholder:
             values[field] = placeholder[field]
-        elif text is None:
-            if field == "max_grad_norm":
-                continue
-            raise PlanError(field, None, "given", f"Pass --{field.replace('_', '-')}.")
-        else:
+        elif text is not None:
             values[field] = _number(field, text)
     return TrainingPlan(**values)
 
@@ -108,7 +145,15 @@ def _plan_lines(plan) -> list[str]:
     ]
 
 
-def _curve_table(curves) -> list[str]:
+def _every(args: argparse.Namespace) -> int:
+    from dpplan import _validate
+
+    return _validate.integer(minimum=1, every=_number("every", args.every),
+                             hint="Show every K-th epoch, e.g. --every 10.")
+
+
+def _curve_table(curves, every: int = 1) -> list[str]:
+    """Return a per-epoch table of the curves: every ``every``-th epoch and the last."""
     headers = ["epoch", "steps"]
     columns: list[list[float]] = []
     for curve in curves:
@@ -120,7 +165,10 @@ def _curve_table(curves) -> list[str]:
     widths = [max(7, len(h) + 2) for h in headers]
     lines = ["".join(h.rjust(w) for h, w in zip(headers, widths))]
     plan = curves[0].plan
+    last = len(curves[0].epochs) - 1
     for row, epoch in enumerate(curves[0].epochs):
+        if epoch % every and row != last:
+            continue
         cells = [str(epoch), str(plan.steps_after(epoch))] + [_fmt(c[row]) for c in columns]
         lines.append("".join(c.rjust(w) for c, w in zip(cells, widths)))
     return lines
@@ -149,6 +197,7 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.accounting import compare, epsilon_curve
 
     plan = _plan_from_args(args)
+    every = _every(args)
     if args.method == "all":
         result = compare(plan)
         if args.json:
@@ -157,7 +206,10 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             data["epsilon"] = result.headline_epsilon
             out(_dump(data))
             return EXIT_OK
-        lines = _plan_lines(plan) + [""] + _curve_table(result.curves) + [""]
+        if args.brief:
+            lines = [f"{c.method}: ε = {_fmt(c.epsilon)}" for c in result.curves]
+        else:
+            lines = _plan_lines(plan) + [""] + _curve_table(result.curves, every) + [""]
         for method, message in result.failures.items():
             lines.append(f"{method}: failed: {message}")
         lines.append(
@@ -171,7 +223,7 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         data = {"plan": plan.to_dict(), **curve.to_dict(), "delta": plan.delta}
         out(_dump(data))
         return EXIT_OK
-    lines = _plan_lines(plan) + [""] + _curve_table([curve]) + [""]
+    lines = [] if args.brief else _plan_lines(plan) + [""] + _curve_table([curve], every) + [""]
     lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {plan.delta:g} ({curve.method} upper bound)")
     out("\n".join(lines))
     return EXIT_OK
@@ -186,6 +238,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         raise PlanError("method", "all", "one of 'rdp', 'prv', 'pld' for solve",
                         "A solve uses one accounting method.")
     target_epsilon = _number("target_epsilon", args.target_epsilon)
+    every = _every(args)
     # The solved field's own value is ignored; give it a valid placeholder.
     placeholder: dict[str, Any] = {}
     if field == "noise_multiplier":
@@ -212,7 +265,8 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     value = getattr(solved, field)
     lines = [f"solved: {field} = {value:.6g} for target ε <= {target_epsilon:g} "
              f"({args.method})"]
-    lines += _plan_lines(solved) + [""] + _curve_table([curve]) + [""]
+    if not args.brief:
+        lines += _plan_lines(solved) + [""] + _curve_table([curve], every) + [""]
     lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
     out("\n".join(lines))
     return EXIT_OK
@@ -226,7 +280,7 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None):
         "seed": _number("seed", args.seed) if seed is None else seed,
         "data_dir": args.data_dir, "validation_size": _number("validation_size",
                                                              args.validation_size),
-        "method": args.accountant, "private": not args.non_private,
+        "method": args.method, "private": not args.non_private,
         "reproducible": args.reproducible,
     }
     for field in ("subset", "test_subset", "target_epsilon"):
@@ -299,7 +353,7 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     store = RunStore()
     show = None if args.json else _progress
     if args.resume is not None:
-        run_id = _number("resume", args.resume)
+        run_id = _run_id("resume", args.resume)
         total = store.get_run(run_id).plan.epochs
         run = resume(run_id, store=store, on_epoch=show(total) if show else None)
     else:
@@ -357,7 +411,7 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.action in ("show", "stop", "delete"):
         if args.run_id is None:
             raise PlanError("run_id", None, "given", f"Use 'dpplan runs {args.action} ID'.")
-        run_id = _number("run_id", args.run_id)
+        run_id = _run_id("run_id", args.run_id)
         if args.action == "stop":
             store.request_stop(run_id)
         elif args.action == "delete":
@@ -408,7 +462,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             raise PlanError("home", args.home, "a folder holding runs.sqlite3",
                             "Pass the folder of the run store (DPPLAN_HOME).")
         store = RunStore(args.home)
-        run_id = _number("run", args.run)
+        run_id = _run_id("run", args.run)
         if args.stored:
             if args.title is not None or args.notes is not None:
                 raise PlanError("title" if args.title is not None else "notes",
@@ -446,22 +500,27 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--model", default="seed", help="seed (default) or tempered")
-    group.add_argument("--activation", default="relu", help="relu (default) or tanh")
-    group.add_argument("--seed", default="0", help="random seed (default 0)")
-    group.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    group.add_argument("--model", default="seed", choices=("seed", "tempered"),
+                       help="network: the super-convergence study's (seed) or Papernot et "
+                       "al.'s tempered CNN")
+    group.add_argument("--activation", default="relu", choices=("relu", "tanh"),
+                       help="activation of the tempered CNN")
+    group.add_argument("--seed", default="0",
+                       help="seed of the model initialisation and dropout (not of the noise)")
+    group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="training device (auto: CUDA when available)")
     group.add_argument("--data-dir", default=None,
                        help="folder with the MNIST IDX files (default $DPPLAN_DATA_DIR or a "
                        "per-user cache; downloaded when missing)")
     group.add_argument("--validation-size", default="5000",
-                       help="training examples held out for validation (default 5000)")
+                       help="training examples held out for validation")
     group.add_argument("--subset", default=None,
                        help="use only the first N MNIST training examples (quick runs)")
     group.add_argument("--test-subset", default=None, help="evaluate on the first N test examples")
     group.add_argument("--target-epsilon", default=None,
                        help="stop before an epoch whose ε would exceed this")
-    group.add_argument("--accountant", default="prv", choices=("rdp", "prv", "pld"),
-                       help="dpplan method for the recorded ε (default prv)")
+    group.add_argument("--method", default="prv", choices=("rdp", "prv", "pld"),
+                       help="accounting method of the recorded ε")
     group.add_argument("--non-private", action="store_true",
                        help="train the non-private baseline (no clipping or noise; ε = ∞)")
     group.add_argument("--reproducible", action="store_true",
@@ -496,9 +555,15 @@ def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     print(f"dpplan planner: http://{args.address}:{port}  (runs are stored in "
           f"{default_home() / 'runs.sqlite3'}; Ctrl+C stops)", file=sys.stderr, flush=True)
-    import subprocess
+    if os.name != "posix":  # pragma: no cover - no exec that keeps the process on Windows
+        import subprocess
 
-    return subprocess.call(command)
+        return subprocess.call(command)
+    # Become the server: a SIGTERM or Ctrl+C sent to `dpplan app` reaches Streamlit itself,
+    # so stopping the command never leaves a server behind.
+    sys.stdout.flush()
+    os.execv(sys.executable, command)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _validate_port(text: str) -> int:
@@ -516,24 +581,46 @@ def _build_parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"dpplan {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    eps = commands.add_parser("epsilon", help="ε after every epoch of a plan")
+    defaults = _DefaultsFormatter
+    eps = commands.add_parser("epsilon", help="ε after every epoch of a plan",
+                              formatter_class=defaults)
     _add_plan_flags(eps)
     eps.add_argument("--method", choices=("rdp", "prv", "pld", "all"), default="all",
-                     help="accounting method (default: all three and the headline)")
+                     help="accounting method (all: the three and the headline)")
+    eps.add_argument("--every", default="1", metavar="K",
+                     help="plain output: show every K-th epoch (and the last)")
+    eps.add_argument("--brief", action="store_true",
+                     help="plain output: only the final ε per method and the headline")
     eps.add_argument("--json", action="store_true", help="print JSON")
     eps.set_defaults(handler=_cmd_epsilon)
 
-    slv = commands.add_parser("solve", help="solve for noise multiplier, epochs or batch size")
-    slv.add_argument("target", choices=tuple(_SOLVE_TARGETS), help="what to solve for")
-    slv.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
-    _add_plan_flags(slv)
-    slv.add_argument("--method", choices=("rdp", "prv", "pld"), default="prv",
-                     help="accounting method (default: prv)")
-    slv.add_argument("--json", action="store_true", help="print JSON")
-    slv.set_defaults(handler=_cmd_solve)
+    slv = commands.add_parser(
+        "solve", help="solve for noise multiplier, epochs or batch size",
+        description="Solve for one plan field so that ε meets a target. Run "
+        "'dpplan solve TARGET --help' for the flags of one target.")
+    targets = slv.add_subparsers(dest="target", required=True, metavar="TARGET",
+                                 parser_class=_Parser)
+    for target, field in _SOLVE_TARGETS.items():
+        words = field.replace("_", " ")
+        sub = targets.add_parser(
+            target, help=f"the {_SOLVE_WHAT[field]} {words} that meets the target ε",
+            description=f"Find the {_SOLVE_WHAT[field]} {words} whose ε (an upper bound) is at "
+            "most --target-epsilon; the other plan fields are given.",
+            formatter_class=defaults)
+        sub.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
+        _add_plan_flags(sub, skip=field)
+        sub.add_argument("--method", choices=("rdp", "prv", "pld"), default="prv",
+                         help="accounting method")
+        sub.add_argument("--every", default="1", metavar="K",
+                         help="plain output: show every K-th epoch (and the last)")
+        sub.add_argument("--brief", action="store_true",
+                         help="plain output: only the solved value and its final ε")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        sub.set_defaults(handler=_cmd_solve)
 
-    trn = commands.add_parser("train", help="train the plan with DP-SGD on MNIST (Opacus)")
-    _add_plan_flags(trn, skip="dataset_size")
+    trn = commands.add_parser("train", help="train the plan with DP-SGD on MNIST (Opacus)",
+                              formatter_class=defaults)
+    _add_plan_flags(trn, skip="dataset_size", required="unless --resume")
     trn.add_argument("--schedule", default="one_cycle",
                      choices=("one_cycle", "plateau", "constant"), help="learning-rate schedule")
     trn.add_argument("--lr", default="1.0", help="learning rate (the peak for one_cycle)")
@@ -545,7 +632,8 @@ def _build_parser() -> _Parser:
     trn.set_defaults(handler=_cmd_train, dataset_size=None)
 
     cmp_ = commands.add_parser(
-        "compare", help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)")
+        "compare", help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)",
+        formatter_class=defaults)
     _add_plan_flags(cmp_, skip="dataset_size")
     cmp_.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
     cmp_.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
@@ -562,14 +650,18 @@ def _build_parser() -> _Parser:
 
     runs = commands.add_parser("runs", help="list, show, stop or delete stored runs")
     runs.add_argument("action", nargs="?", default="list",
-                      choices=("list", "show", "stop", "delete"))
-    runs.add_argument("run_id", nargs="?", default=None)
+                      choices=("list", "show", "stop", "delete"),
+                      help="list (default): every stored run; show: one run's plan and "
+                      "records; stop: ask a running run to stop, or cancel a queued one; "
+                      "delete: remove a run, its records and checkpoint")
+    runs.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID",
+                      help="the run's id, as listed by 'dpplan runs' (show, stop, delete)")
     runs.add_argument("--json", action="store_true", help="print JSON")
     runs.set_defaults(handler=_cmd_runs)
 
     rep = commands.add_parser(
         "report", help="ε-budget report of a plan or a stored run (Markdown, HTML or JSON)")
-    _add_plan_flags(rep)
+    _add_plan_flags(rep, required="unless --run")
     rep.add_argument("--run", default=None, metavar="ID",
                      help="report on a stored run instead of a plan (saved with the run)")
     rep.add_argument("--home", default=None, metavar="DIR",

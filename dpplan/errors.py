@@ -13,6 +13,7 @@ __all__ = [
     "DpplanError",
     "InfeasibleTargetError",
     "PlanError",
+    "StoreError",
 ]
 
 
@@ -35,7 +36,7 @@ class PlanError(DpplanError, ValueError):
         self.value = value
         self.expected = expected
         self.hint = hint
-        message = f"{field}={value!r} is invalid: must be {expected}."
+        message = f"{field}={_shown(value)} is invalid: must be {expected}."
         if hint:
             message += f" {hint}"
         super().__init__(message)
@@ -45,6 +46,10 @@ class PlanError(DpplanError, ValueError):
         value = self.value if isinstance(self.value, (int, float, str, bool)) else repr(self.value)
         if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
             value = repr(self.value)
+        if isinstance(value, str) and len(value) > SHOWN_VALUE_CHARS or (
+            isinstance(value, int) and len(str(value)) > SHOWN_VALUE_CHARS
+        ):
+            value = _shown(self.value)
         return {
             "type": type(self).__name__,
             "field": self.field,
@@ -53,6 +58,18 @@ class PlanError(DpplanError, ValueError):
             "hint": self.hint,
             "message": str(self),
         }
+
+
+#: Longest value an error message quotes: a 20,000-character note or a 400-digit number is
+#: cut, so the message stays readable.
+SHOWN_VALUE_CHARS = 80
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    if len(text) <= SHOWN_VALUE_CHARS:
+        return text
+    return f"{text[: SHOWN_VALUE_CHARS - 20]}… ({len(text):,} characters)"
 
 
 class InfeasibleTargetError(DpplanError, ValueError):
@@ -65,3 +82,11 @@ class AccountingError(DpplanError, RuntimeError):
 
 class DataError(DpplanError, OSError):
     """Training data is missing, unreadable, or fails its checksum."""
+
+
+class StoreError(DpplanError, OSError):
+    """The run store or a run's checkpoint is missing, damaged, read-only or inconsistent.
+
+    The message names the file and says what to do; dpplan never deletes stored records
+    because of such a file.
+    """

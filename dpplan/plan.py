@@ -27,6 +27,7 @@ __all__ = [
     "MAX_EPOCHS",
     "MAX_TOTAL_STEPS",
     "NOISE_MULTIPLIER_MAX",
+    "NOISE_MULTIPLIER_MIN",
     "TrainingPlan",
 ]
 
@@ -39,6 +40,10 @@ MAX_EPOCHS = 10_000
 MAX_TOTAL_STEPS = 1_000_000
 #: Largest noise multiplier accepted. Beyond it ε is ~0 for any practical plan.
 NOISE_MULTIPLIER_MAX = 1000.0
+#: Smallest noise multiplier accepted. Below it a single Gaussian step already costs
+#: ε in the hundreds for any sample rate (ε₀ ≈ √(2 ln(1.25/δ))/σ), and the accountants'
+#: arithmetic leaves float range (σ = 1e-320 divides by zero).
+NOISE_MULTIPLIER_MIN = 0.01
 
 _DERIVED = ("sample_rate", "steps_per_epoch", "total_steps")
 
@@ -51,7 +56,7 @@ class TrainingPlan:
         dataset_size: number of training records N the batches are sampled from, 1..10^10.
         batch_size: expected batch size B under Poisson sampling, in [1, dataset_size].
         noise_multiplier: noise standard deviation σ divided by the clipping norm,
-            finite, in (0, 1000].
+            finite, in [0.01, 1000].
         epochs: number of epochs E, an integer in [1, 10000].
         delta: the δ of the (ε, δ) guarantee, in (0, 1). Choose δ well below 1/N.
         max_grad_norm: per-example clipping norm C > 0. It does not change ε; it is
@@ -90,9 +95,11 @@ class TrainingPlan:
                 f"in [1, dataset_size={dataset_size}]",
                 "Lower batch_size or check dataset_size.",
             )
-        noise_multiplier = _validate.finite_positive(
-            maximum=NOISE_MULTIPLIER_MAX,
-            hint="The noise multiplier is the noise std divided by max_grad_norm, e.g. 1.1.",
+        noise_multiplier = _validate.closed_interval(
+            low=NOISE_MULTIPLIER_MIN,
+            high=NOISE_MULTIPLIER_MAX,
+            hint="The noise multiplier is the noise std divided by max_grad_norm, e.g. 1.1; "
+            "below 0.01 no plan has a meaningful ε.",
             noise_multiplier=self.noise_multiplier,
         )
         epochs = _validate.integer(

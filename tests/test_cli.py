@@ -78,7 +78,9 @@ def test_epsilon_json_all_has_results_and_headline(capsys):
         ({"epochs": "2.5"}, "epochs=2.5"),
         ({"delta": "1"}, "delta=1"),
         ({"delta": "abc"}, "delta='abc'"),
-        ({"dataset_size": None}, "dataset_size=None"),
+        ({"dataset_size": None}, "--dataset-size"),
+        ({"noise_multiplier": "1e-320"}, "noise_multiplier=1e-320"),
+        ({"noise_multiplier": "9" * 400}, "(400 characters)"),
         ({"max_grad_norm": "inf"}, "max_grad_norm=inf"),
     ],
 )
@@ -196,5 +198,97 @@ def test_app_command_serves_the_planner(tmp_path):
         else:
             pytest.fail("dpplan app did not serve within 90 s")
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM, as a service manager or `kill` would send
         process.wait(timeout=20)
+    # Nothing is left serving: `dpplan app` became the server, so SIGTERM stopped it.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+
+
+def test_missing_plan_flags_are_named_together_and_marked_required_in_help(capsys):
+    # A bare `dpplan epsilon` used to reveal one missing flag per try.
+    assert main(["epsilon"]) == 2
+    err = capsys.readouterr().err
+    for flag in ("--dataset-size", "--batch-size", "--noise-multiplier", "--epochs", "--delta"):
+        assert flag in err
+    assert "--max-grad-norm" not in err
+    with pytest.raises(SystemExit):
+        main(["epsilon", "--help"])
+    assert "plan (required)" in capsys.readouterr().out
+
+
+def test_report_names_every_missing_plan_flag_at_once(capsys):
+    assert main(["report", "--batch-size", "256"]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset-size X, --noise-multiplier X, --epochs X, --delta X" in err
+
+
+def test_solve_target_help_is_specific_and_omits_the_solved_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["solve", "noise-multiplier", "--help"])
+    text = capsys.readouterr().out
+    assert "smallest noise multiplier" in text
+    assert "--noise-multiplier" not in text and "--dataset-size" in text
+
+
+def test_train_help_shows_defaults_and_runs_help_describes_positionals(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: one_cycle)" in text and "(default: prv)" in text
+    assert "--accountant" not in text and "--method" in text
+    with pytest.raises(SystemExit):
+        main(["runs", "--help"])
+    text = capsys.readouterr().out
+    assert "RUN_ID" in text and "delete: remove a run" in text
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_do_not_import_the_accounting_libraries(flag):
+    code = (
+        "import sys\n"
+        "from dpplan.cli import main\n"
+        "try:\n"
+        f"    main([{flag!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dp_accounting', 'prv_accountant', 'scipy', 'torch')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs", "delete", "1.7"],
+        ["runs", "show", "1.9"],
+        ["runs", "stop", "-1"],
+        ["runs", "show", "0"],
+        ["train", "--resume", "1.5"],
+        ["train", "--resume", "1e30"],
+        ["runs", "show", "9" * 400],
+        ["report", "--run", "2.0"],
+    ],
+)
+def test_run_ids_are_whole_numbers_everywhere(argv, capsys, tmp_path, monkeypatch):
+    # `runs delete 1.7` deleted run 1; 400 digits and 1e30 overflowed (exit 1).
+    monkeypatch.setenv("DPPLAN_HOME", str(tmp_path))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is invalid: must be a run id, a whole number" in err
+    assert "unexpected" not in err and len(err) < 400
+
+
+def test_every_and_brief_shorten_the_epoch_table(capsys):
+    plan = _flags(epochs="30")
+    assert main(["epsilon", *plan, "--method", "rdp", "--every", "10"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [row[0] for row in rows if row and row[0].isdigit()] == ["10", "20", "30"]
+    assert main(["epsilon", *plan, "--method", "rdp", "--brief"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("ε = ")
+    assert main(["epsilon", *plan, "--method", "rdp", "--every", "0"]) == 2
+    assert "every=0" in capsys.readouterr().err

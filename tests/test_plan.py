@@ -22,6 +22,7 @@ from dpplan.plan import (
     MAX_EPOCHS,
     MAX_TOTAL_STEPS,
     NOISE_MULTIPLIER_MAX,
+    NOISE_MULTIPLIER_MIN,
     TrainingPlan,
 )
 
@@ -137,8 +138,28 @@ def test_batch_size_error_names_dataset_size_and_a_remedy():
 
 
 def test_noise_multiplier_error_states_the_bound():
-    with pytest.raises(PlanError, match=r"noise_multiplier=1001 is invalid: .*\(0, 1000\]"):
+    with pytest.raises(PlanError, match=r"noise_multiplier=1001 is invalid: .*\[0.01, 1000\]"):
         make(noise_multiplier=1001)
+
+
+@pytest.mark.parametrize("value", [1e-320, 5e-324, 0.0099])
+def test_tiny_noise_multiplier_is_refused_before_any_accounting(value):
+    # σ = 1e-320 reached the accountants and failed with "float division by zero".
+    with pytest.raises(PlanError, match=r"\[0.01, 1000\]") as info:
+        make(noise_multiplier=value)
+    assert info.value.field == "noise_multiplier"
+
+
+@pytest.mark.parametrize(
+    "field", ["dataset_size", "batch_size", "noise_multiplier", "epochs", "delta", "max_grad_norm"]
+)
+def test_huge_integer_is_a_plan_error_not_an_overflow(field):
+    # A 400-digit integer overflowed float() deep inside validation (OverflowError).
+    with pytest.raises(PlanError) as info:
+        make(**{field: 10**400})
+    assert info.value.field == field
+    assert "(401 characters)" in str(info.value)
+    assert len(str(info.value)) < 300
 
 
 def test_total_steps_one_past_the_limit_is_refused_with_the_arithmetic():
@@ -169,7 +190,7 @@ def test_total_steps_over_limit_through_epochs():
         {"batch_size": 60000},  # sample rate 1: full batch is allowed
         {"batch_size": 1},
         {"noise_multiplier": NOISE_MULTIPLIER_MAX},
-        {"noise_multiplier": 1e-6},
+        {"noise_multiplier": NOISE_MULTIPLIER_MIN},
         {"dataset_size": 100, "batch_size": 100, "epochs": MAX_EPOCHS},
         {"dataset_size": MAX_DATASET_SIZE, "batch_size": MAX_DATASET_SIZE, "epochs": 1},
         {"dataset_size": MAX_TOTAL_STEPS, "batch_size": 1, "epochs": 1},  # exactly at the limit
@@ -368,7 +389,7 @@ def plans(draw) -> TrainingPlan:
     return TrainingPlan(
         dataset_size=dataset_size,
         batch_size=batch_size,
-        noise_multiplier=draw(st.floats(min_value=1e-6, max_value=NOISE_MULTIPLIER_MAX)),
+        noise_multiplier=draw(st.floats(min_value=NOISE_MULTIPLIER_MIN, max_value=NOISE_MULTIPLIER_MAX)),
         epochs=draw(st.integers(min_value=1, max_value=max_epochs)),
         delta=draw(st.floats(min_value=0, max_value=1, exclude_min=True, exclude_max=True)),
         max_grad_norm=draw(st.floats(min_value=1e-6, max_value=1e6)),
