@@ -14,7 +14,7 @@ PLAN = ["--batch-size", "64", "--noise-multiplier", "1.0", "--epochs", "1", "--d
 @pytest.fixture
 def data_flags(mnist_dir):
     return ["--subset", "1200", "--validation-size", "200", "--test-subset", "300",
-            "--data-dir", str(mnist_dir), "--device", "cpu", "--accountant", "rdp"]
+            "--data-dir", str(mnist_dir), "--device", "cpu", "--method", "rdp"]
 
 
 def test_train_json_then_runs(store, data_flags, capsys):
