@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dpplan.errors import DataError, DpplanError, InfeasibleTargetError, PlanError
+from dpplan.errors import DataError, DpplanError, InfeasibleTargetError, PlanError, StoreError
 
 __all__ = ["main"]
 
@@ -412,8 +412,13 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if args.run_id is None:
             raise PlanError("run_id", None, "given", f"Use 'dpplan runs {args.action} ID'.")
         run_id = _run_id("run_id", args.run_id)
+        if args.force and args.action != "stop":
+            raise PlanError("force", True, "used with 'dpplan runs stop'",
+                            "Only stopping can be forced.")
         if args.action == "stop":
-            store.request_stop(run_id)
+            done = store.request_stop(run_id, force=args.force)
+            if not args.json:
+                out(done)
         elif args.action == "delete":
             store.delete_run(run_id)
             out(_dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
@@ -656,6 +661,9 @@ def _build_parser() -> _Parser:
                       "delete: remove a run, its records and checkpoint")
     runs.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID",
                       help="the run's id, as listed by 'dpplan runs' (show, stop, delete)")
+    runs.add_argument("--force", action="store_true",
+                      help="with stop: mark a run stopped now, e.g. one whose host or process "
+                      "is gone (its heartbeat is stale); records and checkpoint are kept")
     runs.add_argument("--json", action="store_true", help="print JSON")
     runs.set_defaults(handler=_cmd_runs)
 
@@ -720,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = fail(EXIT_INVALID, {"type": "UsageError", "message": str(exc)})
         except PlanError as exc:
             code = fail(EXIT_INVALID, exc.to_dict())
-        except DataError as exc:
+        except (DataError, StoreError) as exc:
             code = fail(EXIT_INVALID, {"type": type(exc).__name__, "message": str(exc)})
         except InfeasibleTargetError as exc:
             code = fail(EXIT_INFEASIBLE, {"type": type(exc).__name__, "message": str(exc)})

@@ -8,6 +8,17 @@ Durability: the database runs in WAL mode and every epoch is written in one tran
 so a process killed mid-epoch loses at most the epoch in flight. A run whose status is
 still ``running`` but whose process is gone is reported as ``interrupted``.
 
+Liveness: the process that runs a run holds a lease on it. It stores its host, PID and the
+PID's start time (so a reused PID is not mistaken for it), and writes ``heartbeat_at`` every
+:data:`HEARTBEAT_SECONDS` from a background thread (and at every stop poll of the training
+loop). A ``running`` run is ``interrupted`` when, on this host, its process is gone or its PID
+now belongs to another process, or, on another host, its heartbeat is older than
+:data:`LEASE_SECONDS`. Only the lease holder can record epochs or set the final status.
+
+Failures of the database file itself (damaged, a folder in its place, read-only for a
+command that writes) raise :class:`~dpplan.errors.StoreError` with the path and what to do.
+A store whose folder or file is read-only is opened read-only, so listing still works.
+
 This module imports neither torch nor opacus, so the CLI's ``runs`` command and the planner
 app can read runs on any machine.
 """
@@ -20,16 +31,19 @@ import math
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dpplan.errors import PlanError
+from dpplan.errors import PlanError, StoreError
 from dpplan.plan import TrainingPlan
 
 __all__ = [
+    "HEARTBEAT_SECONDS",
+    "LEASE_SECONDS",
     "STATUSES",
     "EpochRecord",
     "RunRecord",
@@ -39,6 +53,10 @@ __all__ = [
 
 #: Run statuses. ``interrupted`` is derived on read for runs whose process died.
 STATUSES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+#: A running run on another host whose last heartbeat is older than this is ``interrupted``.
+LEASE_SECONDS = 120.0
+#: How often the process that runs a run writes its heartbeat.
+HEARTBEAT_SECONDS = 15.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS plans (
@@ -57,7 +75,9 @@ CREATE TABLE IF NOT EXISTS runs (
     private INTEGER NOT NULL,
     group_id TEXT,
     pid INTEGER,
+    pid_started TEXT,
     host TEXT,
+    heartbeat_at REAL,
     error TEXT,
     stop_reason TEXT,
     warnings TEXT NOT NULL DEFAULT '[]',
@@ -81,6 +101,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+#: Columns added to ``runs`` after the first release; older stores get them on open.
+_ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"))
 
 
 def default_home() -> Path:
@@ -178,7 +200,22 @@ def _plan_id(plan: TrainingPlan) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _process_alive(pid: int | None, host: str | None) -> bool:
+def _process_start(pid: int) -> str | None:
+    """Return the start time of process ``pid`` (``/proc/PID/stat`` field 22), if known."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            fields = handle.read().rsplit(") ", 1)[-1].split()
+    except OSError:
+        return None
+    return fields[19] if len(fields) > 19 else None  # fields[0] is field 3 (the state)
+
+
+def _process_alive(pid: int | None, host: str | None, started: str | None = None) -> bool:
+    """Return whether ``pid`` on ``host`` still runs (True when it cannot be told from here).
+
+    With ``started`` (a :func:`_process_start` value), a PID that now belongs to a process
+    started at another time counts as gone.
+    """
     if pid is None or host != socket.gethostname():
         return True  # cannot tell from here; assume it runs
     try:
@@ -186,13 +223,48 @@ def _process_alive(pid: int | None, host: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     # A zombie child of this process still "exists"; look at its state on Linux.
     try:
         with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ")[-1][:1] != "Z"
+            if handle.read().rsplit(") ", 1)[-1][:1] == "Z":
+                return False
     except OSError:
         return True
+    if started is not None:
+        now_started = _process_start(pid)
+        return now_started is None or now_started == started
+    return True
+
+
+def _column(row: sqlite3.Row, name: str) -> Any:
+    return row[name] if name in row.keys() else None  # noqa: SIM118 - Row `in` tests values
+
+
+def _owner_alive(row: sqlite3.Row, now: float) -> bool:
+    """Return whether the process holding a ``running`` row's lease still runs."""
+    host, pid = row["host"], row["pid"]
+    if pid is not None and host == socket.gethostname():
+        return _process_alive(pid, host, _column(row, "pid_started"))
+    beat = _column(row, "heartbeat_at")
+    beat = row["updated_at"] if beat is None else beat
+    return now - float(beat) <= LEASE_SECONDS
+
+
+def _owner_text(row: sqlite3.Row, now: float) -> str:
+    beat = _column(row, "heartbeat_at")
+    beat = row["updated_at"] if beat is None else beat
+    return (f"pid {row['pid']} on host {row['host']}, last heartbeat "
+            f"{max(0.0, now - float(beat)):.0f} s ago")
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+#: Heartbeat threads of this process, by (database path, run id).
+_LEASES: dict[tuple[str, int], threading.Event] = {}
+_LEASES_LOCK = threading.Lock()
 
 
 class RunStore:
@@ -201,29 +273,92 @@ class RunStore:
     Args:
         home: folder holding ``runs.sqlite3`` and ``checkpoints/``; default
             :func:`default_home`.
+
+    Attributes:
+        read_only: True when the folder or database file is not writable; the store is then
+            opened read-only (listing and showing work, writing raises :class:`StoreError`).
+
+    Raises:
+        StoreError: if ``home`` is a file, ``runs.sqlite3`` is a folder or is damaged or not
+            a database, or the store does not exist and cannot be created.
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
         self.home = Path(home).expanduser() if home is not None else default_home()
-        self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "runs.sqlite3"
+        if self.home.exists() and not self.home.is_dir():
+            raise StoreError(
+                f"the dpplan home {self.home} is a file, not a folder. Set DPPLAN_HOME to a "
+                "folder (it is created if missing), or move the file away.")
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(
+                f"the run store {self.path} is not a file (a folder is in its place). Move "
+                "it away, or set DPPLAN_HOME to another folder.")
+        if not self.home.exists():
+            try:
+                self.home.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the dpplan home {self.home}: {exc}. Set DPPLAN_HOME to "
+                    "a folder you can write to.") from exc
+        self.read_only = not _writable(self.home) or (
+            self.path.exists() and not _writable(self.path))
+        if self.read_only and not self.path.exists():
+            raise StoreError(
+                f"there is no run store at {self.path}, and {self.home} is read-only so "
+                "none can be created. Set DPPLAN_HOME to a folder you can write to.")
         with self._connect() as connection:
-            connection.executescript(_SCHEMA)
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if not self.read_only:
+                connection.executescript(_SCHEMA)
+                present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
+                for name, kind in _ADDED_COLUMNS:
+                    if name not in present:
+                        connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text:
+            return StoreError(
+                f"the run store {self.path} is read-only ({text}); this command writes to "
+                f"it. Make {self.home} and the file writable, or set DPPLAN_HOME to a "
+                "folder you can write to.")
+        if "locked" in text or "busy" in text:
+            return StoreError(
+                f"the run store {self.path} is busy ({text}): another dpplan process holds "
+                "it. Try again in a moment.")
+        return StoreError(
+            f"the run store {self.path} cannot be used: {type(exc).__name__}: {text}. It is "
+            f"damaged or is not a dpplan run store. Move it aside (e.g. 'mv {self.path} "
+            f"{self.path}.damaged') and dpplan starts a new, empty store; nothing else is "
+            "changed.")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.read_only else 'rwc'}"
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA foreign_keys=ON")
+            connection = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
             connection.row_factory = sqlite3.Row
+            if not self.read_only:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA foreign_keys=ON")
             yield connection
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
         finally:
             connection.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            raise StoreError(
+                f"the run store {self.path} is read-only; this command writes to it. Make "
+                f"{self.home} and the file writable, or set DPPLAN_HOME to a folder you can "
+                "write to.")
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -232,6 +367,54 @@ class RunStore:
                 connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
+
+    # -- the lease of the process that runs a run ------------------------------------------
+
+    def _owner_values(self) -> tuple[int, str | None, str, float]:
+        return os.getpid(), _process_start(os.getpid()), socket.gethostname(), time.time()
+
+    def _start_heartbeat(self, run_id: int) -> None:
+        key = (str(self.path), int(run_id))
+        with _LEASES_LOCK:
+            current = _LEASES.get(key)
+            if current is not None and not current.is_set():
+                return
+            stop = _LEASES[key] = threading.Event()
+        threading.Thread(target=self._beat, args=(int(run_id), stop), daemon=True,
+                         name=f"dpplan-heartbeat-{run_id}").start()
+
+    def _stop_heartbeat(self, run_id: int) -> None:
+        with _LEASES_LOCK:
+            stop = _LEASES.pop((str(self.path), int(run_id)), None)
+        if stop is not None:
+            stop.set()
+
+    def _beat(self, run_id: int, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                if not self.heartbeat(run_id):
+                    break
+            except StoreError:
+                if not self.path.exists():
+                    break
+        stop.set()
+
+    def heartbeat(self, run_id: int) -> bool:
+        """Renew this process's lease on a running run; return False if it holds none.
+
+        Raises:
+            StoreError: if the database cannot be written.
+        """
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running' AND pid=? "
+                "AND host=?", (time.time(), int(run_id), os.getpid(), socket.gethostname()))
+            return cursor.rowcount == 1
+
+    @staticmethod
+    def _owned(row: sqlite3.Row | None) -> bool:
+        return (row is not None and row["pid"] == os.getpid()
+                and row["host"] == socket.gethostname())
 
     def checkpoint_path(self, run_id: int) -> Path:
         """Return the path of the run's latest checkpoint (may not exist)."""
@@ -250,8 +433,11 @@ class RunStore:
         group_id: str | None = None,
         status: str = "running",
     ) -> int:
-        """Insert a run (and its plan) and return the run id."""
-        now = time.time()
+        """Insert a run (and its plan) and return the run id.
+
+        A ``running`` run is leased to this process (see the module docstring).
+        """
+        pid, started, host, now = self._owner_values()
         with self._transaction() as connection:
             connection.execute(
                 "INSERT OR IGNORE INTO plans (id, plan) VALUES (?, ?)",
@@ -259,36 +445,61 @@ class RunStore:
             )
             cursor = connection.execute(
                 "INSERT INTO runs (plan_id, status, schedule, options, device, seed, versions, "
-                "private, group_id, pid, host, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "private, group_id, pid, pid_started, host, heartbeat_at, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     _plan_id(plan), status, json.dumps(dict(schedule)),
                     json.dumps(dict(options)), device, int(seed), json.dumps(dict(versions)),
-                    int(private), group_id, os.getpid(), socket.gethostname(), now, now,
+                    int(private), group_id, pid, started, host, now, now, now,
                 ),
             )
-            return int(cursor.lastrowid)
+            run_id = int(cursor.lastrowid)
+        if status == "running":
+            self._start_heartbeat(run_id)
+        return run_id
 
     def claim(self, run_id: int, *, status: str = "running") -> None:
-        """Mark a run as owned by this process (used when starting or resuming it)."""
-        with self._transaction() as connection:
-            connection.execute(
-                "UPDATE runs SET status=?, pid=?, host=?, updated_at=?, error=NULL, "
-                "stop_reason=NULL WHERE id=?",
-                (status, os.getpid(), socket.gethostname(), time.time(), int(run_id)),
-            )
+        """Lease a run to this process (used when resuming it); takes over a stale lease.
 
-    def truncate_records(self, run_id: int, *, after_epoch: int) -> None:
-        """Delete the run's records after ``after_epoch`` (they are redone on resume)."""
+        Raises:
+            PlanError: if there is no such run, or its status is ``running`` and the process
+                holding it still runs (or, on another host, its heartbeat is fresh).
+        """
+        pid, started, host, now = self._owner_values()
         with self._transaction() as connection:
-            connection.execute("DELETE FROM epochs WHERE run_id=? AND epoch>?",
-                               (int(run_id), int(after_epoch)))
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            if row is None:
+                raise PlanError("run_id", run_id, "the id of a stored run",
+                                "List the runs with 'dpplan runs'.")
+            if row["status"] == "running" and not self._owned(row) and _owner_alive(row, now):
+                raise PlanError(
+                    "run_id", run_id, "a run that no live process is running",
+                    f"Run {run_id} is running ({_owner_text(row, now)}). Stop it with "
+                    f"'dpplan runs stop {run_id}' first.")
+            connection.execute(
+                "UPDATE runs SET status=?, pid=?, pid_started=?, host=?, heartbeat_at=?, "
+                "updated_at=?, error=NULL, stop_reason=NULL WHERE id=?",
+                (status, pid, started, host, now, now, int(run_id)),
+            )
+        if status == "running":
+            self._start_heartbeat(run_id)
 
     def record_epoch(self, run_id: int, record: EpochRecord,
                      warnings: tuple[str, ...] = ()) -> None:
-        """Write one epoch's record (and the run's warnings) in one transaction."""
+        """Write one epoch's record (and the run's warnings) in one transaction.
+
+        Raises:
+            StoreError: if this process no longer holds the run (another process resumed
+                it); nothing is written.
+        """
         values = dataclasses.asdict(record)
         with self._transaction() as connection:
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            if not self._owned(row):
+                raise StoreError(
+                    f"run {run_id} in {self.path} is no longer held by this process (pid "
+                    f"{os.getpid()}): it was deleted or another process took it over; epoch "
+                    f"{record.epoch} was not recorded.")
             connection.execute(
                 "INSERT OR REPLACE INTO epochs (run_id, epoch, steps, epsilon, epsilon_rdp, "
                 "epsilon_opacus, train_loss, validation_loss, validation_accuracy, "
@@ -310,13 +521,20 @@ class RunStore:
 
     def finish_run(self, run_id: int, *, status: str, error: str | None = None,
                    stop_reason: str | None = None) -> None:
-        """Set a run's final status (finished, failed or stopped)."""
+        """Set a run's final status (finished, failed or stopped) and end this process's lease.
+
+        Only the process holding the run changes it; for a run another process has taken
+        over, this does nothing.
+        """
         if status not in STATUSES:
             raise PlanError("status", status, "one of " + ", ".join(STATUSES))
+        self._stop_heartbeat(run_id)
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE runs SET status=?, error=?, stop_reason=?, updated_at=? WHERE id=?",
-                (status, error, stop_reason, time.time(), int(run_id)),
+                "UPDATE runs SET status=?, error=?, stop_reason=?, updated_at=? WHERE id=? "
+                "AND pid=? AND host=?",
+                (status, error, stop_reason, time.time(), int(run_id), os.getpid(),
+                 socket.gethostname()),
             )
 
     def claim_next_queued(self) -> int | None:
@@ -327,12 +545,14 @@ class RunStore:
             ).fetchone()
             if row is None:
                 return None
+            pid, started, host, now = self._owner_values()
             connection.execute(
-                "UPDATE runs SET status='running', pid=?, host=?, updated_at=?, error=NULL, "
-                "stop_reason=NULL WHERE id=?",
-                (os.getpid(), socket.gethostname(), time.time(), row["id"]),
+                "UPDATE runs SET status='running', pid=?, pid_started=?, host=?, heartbeat_at=?, "
+                "updated_at=?, error=NULL, stop_reason=NULL WHERE id=?",
+                (pid, started, host, now, now, row["id"]),
             )
-            return int(row["id"])
+        self._start_heartbeat(row["id"])
+        return int(row["id"])
 
     def requeue(self, run_id: int) -> None:
         """Queue an interrupted, stopped or failed run again (a worker resumes it).
@@ -349,25 +569,73 @@ class RunStore:
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
                 "WHERE id=?", (time.time(), int(run_id)))
 
-    def request_stop(self, run_id: int) -> None:
-        """Ask a run to stop: a queued run is cancelled, a running one stops within seconds."""
+    def request_stop(self, run_id: int, *, force: bool = False) -> str:
+        """Stop a run and return what was done, in words.
+
+        A queued run is cancelled. A running run is asked to stop and stops within seconds.
+        A run whose process on this host is gone is marked ``stopped``. A run on another host
+        whose heartbeat is stale is only asked to stop, since its process may still run;
+        ``force=True`` marks any queued or running run ``stopped`` at once (if its process
+        still runs, it stops at its next check and records nothing more). Records and the
+        checkpoint are kept either way, so the run can be resumed.
+
+        Raises:
+            PlanError: if there is no such run.
+        """
+        now = time.time()
         with self._transaction() as connection:
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            if row is None:
+                raise PlanError("run_id", run_id, "the id of a stored run",
+                                "List the runs with 'dpplan runs'.")
+            status = row["status"]
+            if status == "queued":
+                connection.execute(
+                    "UPDATE runs SET status='stopped', stop_reason='cancelled before it "
+                    "started', updated_at=? WHERE id=?", (now, int(run_id)))
+                return f"cancelled queued run {run_id}"
+            if status != "running":
+                return f"run {run_id} is already {status}; nothing to stop"
+            owner = _owner_text(row, now)
+            alive = _owner_alive(row, now)
+            same_host = row["host"] == socket.gethostname()
+            if force or (not alive and same_host):
+                reason = ("stop forced with 'dpplan runs stop --force'" if force
+                          else "stopped after its process ended")
+                connection.execute(
+                    "UPDATE runs SET status='stopped', stop_reason=?, updated_at=? WHERE id=?",
+                    (reason, now, int(run_id)))
+                was = "running" if alive else "interrupted"
+                return (f"marked run {run_id} as stopped (it showed as {was}: {owner}); its "
+                        f"records and checkpoint are kept; 'dpplan train --resume {run_id}' "
+                        "continues it" + (". If that process still runs, it stops at its next "
+                                          "check" if force and alive else ""))
             connection.execute(
-                "UPDATE runs SET status='stopped', stop_reason='cancelled before it started', "
-                "updated_at=? WHERE id=? AND status='queued'", (time.time(), int(run_id)))
-            connection.execute(
-                "UPDATE runs SET stop_reason='stop requested', updated_at=? WHERE id=? "
-                "AND status IN ('running', 'queued')",
-                (time.time(), int(run_id)),
-            )
+                "UPDATE runs SET stop_reason='stop requested', updated_at=? WHERE id=?",
+                (now, int(run_id)))
+            if not alive:
+                return (f"asked run {run_id} to stop, but it has not sent a heartbeat for more "
+                        f"than {LEASE_SECONDS:.0f} s ({owner}). If its process is gone, "
+                        f"mark it stopped with 'dpplan runs stop --force {run_id}'")
+            return f"asked run {run_id} to stop; it stops within seconds"
 
     def stop_requested(self, run_id: int) -> bool:
-        """Return whether :meth:`request_stop` was called for the run."""
-        with self._connect() as connection:
-            row = connection.execute(
-                "SELECT stop_reason FROM runs WHERE id=?", (int(run_id),)
-            ).fetchone()
-        return row is not None and row["stop_reason"] == "stop requested"
+        """Return whether the run should stop, and renew this process's lease on it.
+
+        True when :meth:`request_stop` was called for the run, or when this process no
+        longer holds it (stopped with ``force``, taken over by another process, deleted).
+        """
+        if self.read_only:
+            return True
+        with self._transaction() as connection:
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            if row is None or row["stop_reason"] == "stop requested":
+                return True
+            if row["status"] != "running" or not self._owned(row):
+                return True
+            connection.execute("UPDATE runs SET heartbeat_at=? WHERE id=?",
+                               (time.time(), int(run_id)))
+        return False
 
     def save_report(self, run_id: int, report: Mapping[str, Any]) -> None:
         """Store a JSON report with the run."""
@@ -419,6 +687,7 @@ class RunStore:
 
         Raises:
             PlanError: if there is no such run, or it is still running.
+            StoreError: if the store is read-only, or the checkpoint cannot be removed.
         """
         run = self.get_run(run_id)
         if run.status in ("running", "queued"):
@@ -432,12 +701,17 @@ class RunStore:
         with self._transaction() as connection:
             connection.execute("DELETE FROM epochs WHERE run_id=?", (int(run_id),))
             connection.execute("DELETE FROM runs WHERE id=?", (int(run_id),))
-        self.checkpoint_path(run_id).unlink(missing_ok=True)
+        path = self.checkpoint_path(run_id)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"run {run_id} was deleted, but its checkpoint {path} could not "
+                             f"be removed ({exc}); remove it by hand.") from exc
 
     @staticmethod
     def _to_record(row: sqlite3.Row, epochs: list[sqlite3.Row]) -> RunRecord:
         status = row["status"]
-        if status == "running" and not _process_alive(row["pid"], row["host"]):
+        if status == "running" and not _owner_alive(row, time.time()):
             status = "interrupted"
         records = tuple(
             EpochRecord(
