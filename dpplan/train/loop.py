@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import secrets
 import time
 import warnings
@@ -29,9 +30,9 @@ import torch.nn.functional as F
 
 from dpplan import _validate
 from dpplan.accounting import METHODS, epsilon_curve
-from dpplan.errors import PlanError
+from dpplan.errors import PlanError, StoreError
 from dpplan.plan import TrainingPlan
-from dpplan.store import EpochRecord, RunRecord, RunStore
+from dpplan.store import EpochRecord, RunRecord, RunStore, _plan_id
 from dpplan.train.data import load_mnist, split_validation
 from dpplan.train.models import ACTIVATIONS, MODELS, make_model
 from dpplan.train.schedules import (
@@ -57,6 +58,8 @@ MNIST_TEST_SIZE = 10_000
 #: use different RDP order grids, which alone moves ε by ~1e-4.
 EPSILON_AGREEMENT_RTOL = 1e-2
 DEVICES = ("auto", "cpu", "cuda")
+#: Layout version of run checkpoints (read with ``torch.load(weights_only=True)``).
+CHECKPOINT_FORMAT = 2
 #: How often a running epoch checks the store for a stop request.
 STOP_POLL_SECONDS = 2.0
 
@@ -209,8 +212,102 @@ def _evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 def _atomic_save(state: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
+    with open(temporary, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
+    """Return why a loaded checkpoint does not fit the stored run, or None if it does."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a dpplan checkpoint"
+    if state.get("format") != CHECKPOINT_FORMAT:
+        return (f"it has format {state.get('format')!r}, this dpplan reads format "
+                f"{CHECKPOINT_FORMAT} (it was written by an older dpplan, or not by dpplan)")
+    if state.get("run_id") != run.id:
+        return f"it belongs to run {state.get('run_id')!r}, not run {run.id}"
+    if state.get("plan_id") != _plan_id(run.plan):
+        return "it was written for another plan than the run's"
+    epoch, steps = state.get("epoch"), state.get("steps")
+    if not _is_int(epoch) or not 1 <= epoch <= run.plan.epochs:
+        return f"its epoch {epoch!r} is not in [1, {run.plan.epochs}]"
+    # The loop records an epoch, then writes its checkpoint: a process killed in between
+    # leaves the checkpoint one epoch behind; that epoch is then redone from the same state.
+    if not (epoch == last or epoch == last - 1):
+        return (f"it is at epoch {epoch}, but the store has {last} recorded epoch(s); a "
+                f"checkpoint must be at the last recorded epoch ({last}) or the one before")
+    if not _is_int(steps) or steps != run.plan.steps_after(epoch):
+        return (f"its step count {steps!r} is not the plan's {run.plan.steps_after(epoch)} "
+                f"steps after epoch {epoch}")
+    history = state.get("accountant_history")
+    if run.private:
+        if not isinstance(history, list) or not all(
+            isinstance(item, list) and len(item) == 3 and _is_int(item[2])
+            and all(isinstance(x, float) and math.isfinite(x) for x in item[:2])
+            for item in history
+        ):
+            return "its Opacus accountant history is not a list of [σ, q, steps]"
+        if sum(item[2] for item in history) != steps or any(
+            not math.isclose(item[0], run.plan.noise_multiplier, rel_tol=1e-12)
+            or not math.isclose(item[1], run.plan.sample_rate, rel_tol=1e-12)
+            for item in history
+        ):
+            return "its Opacus accountant history does not match the plan's σ, q and steps"
+    elif history is not None:
+        return "it carries an accountant history, but the run is not private"
+    for key in ("torch_rng", "generator", "noise_generator"):
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8:
+            return f"its {key} is not a random-number state (a uint8 tensor)"
+    for key in ("model", "optimizer", "controller"):
+        if not isinstance(state.get(key), dict):
+            return f"its {key} state is missing"
+    return None
+
+
+def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
+    """Load a run's checkpoint and check it against the store before anything changes.
+
+    The file is read with ``torch.load(weights_only=True)``, so it cannot run code. Returns
+    None when there is no checkpoint and no recorded epoch (the run starts afresh).
+
+    Raises:
+        StoreError: if the checkpoint is missing while epochs are recorded, cannot be read,
+            or does not match the stored run (run id, plan, epoch, steps, accountant).
+    """
+    path = store.checkpoint_path(run.id)
+    last = run.records[-1].epoch if run.records else 0
+    kept = (f"Nothing was changed; the run's {last} recorded epoch(s) are kept in "
+            f"{store.path}.")
+    if not path.exists() and not path.is_symlink():
+        if last == 0:
+            return None
+        raise StoreError(
+            f"run {run.id}'s checkpoint {path} is missing, though {last} epoch(s) of the run "
+            f"are recorded, so it cannot continue. Restore the file, or start a new run. {kept}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0][:300] if text else ""
+        raise StoreError(
+            f"run {run.id}'s checkpoint {path} cannot be read ({type(exc).__name__}: {first}). "
+            "It is damaged, truncated, or was not written by dpplan; it was loaded with "
+            "weights_only=True, so nothing in it ran. Move it aside and start a new run, or "
+            f"restore it from a backup. {kept}") from exc
+    problem = _checkpoint_problem(state, run, last)
+    if problem is not None:
+        raise StoreError(
+            f"run {run.id}'s checkpoint {path} does not match the run store: {problem}. Move "
+            f"it aside and start a new run, or restore the right file. {kept}")
+    state["path"] = str(path)
+    return state
 
 
 class _Run:
@@ -284,32 +381,54 @@ class _Run:
     def _bare_optimizer(self) -> torch.optim.Optimizer:
         return getattr(self.optimizer, "original_optimizer", self.optimizer)
 
-    def state(self, epoch: int) -> dict[str, Any]:
+    def state(self, epoch: int, run_id: int | None = None) -> dict[str, Any]:
+        """Return the checkpoint after ``epoch``: only tensors and plain Python values, so
+        ``torch.load(weights_only=True)`` reads it (see :func:`_read_checkpoint`)."""
+        history = None
+        if self.opacus_accountant is not None:
+            history = [[float(sigma), float(rate), int(count)]
+                       for sigma, rate, count in self.opacus_accountant.history]
         return {
-            "epoch": epoch,
-            "steps": self.steps,
+            "format": CHECKPOINT_FORMAT,
+            "run_id": run_id,
+            "plan_id": _plan_id(self.plan),
+            "epoch": int(epoch),
+            "steps": int(self.steps),
             "model": self._bare_model().state_dict(),
             "optimizer": self._bare_optimizer().state_dict(),
             "controller": self.controller.state_dict(),
-            "accountant": (self.opacus_accountant.state_dict()
-                           if self.opacus_accountant is not None else None),
+            "accountant_history": history,
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "cuda_rng": (list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available()
+                         else None),
             "generator": self.generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
         }
 
     def load(self, state: dict[str, Any]) -> int:
-        self._bare_model().load_state_dict(state["model"])
-        self._bare_optimizer().load_state_dict(state["optimizer"])
-        self.controller.load_state_dict(state["controller"])
-        if self.opacus_accountant is not None:
-            self.opacus_accountant.load_state_dict(state["accountant"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.generator.set_state(state["generator"])
-        self.noise_generator.set_state(state["noise_generator"])
+        """Restore a checkpoint checked by :func:`_read_checkpoint`; return its epoch.
+
+        Raises:
+            StoreError: if the checkpoint's tensors do not fit this run's model or optimizer.
+        """
+        try:
+            self._bare_model().load_state_dict(state["model"])
+            self._bare_optimizer().load_state_dict(state["optimizer"])
+            self.controller.load_state_dict(state["controller"])
+            if self.opacus_accountant is not None:
+                self.opacus_accountant.history = [
+                    (float(sigma), float(rate), int(count))
+                    for sigma, rate, count in state["accountant_history"]]
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            self.generator.set_state(state["generator"])
+            self.noise_generator.set_state(state["noise_generator"])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise StoreError(
+                f"checkpoint {state.get('path', '(unnamed)')} does not fit this run's model, "
+                f"optimizer or random states ({type(exc).__name__}: {exc}). Move it aside and "
+                "start a new run; the recorded epochs are kept.") from exc
         self.steps = int(state["steps"])
         return int(state["epoch"])
 
@@ -404,24 +523,30 @@ def resume(run_id: int, *, store: RunStore | None = None,
     The model, optimizer, schedule, Opacus accountant and every random-number state are
     restored, so accounting continues exactly where the checkpoint left it.
 
+    The checkpoint is read with ``weights_only=True`` and checked against the store (run id,
+    plan, epoch, steps, accountant) before anything changes; no stored record is ever
+    deleted because of it. A run on another host whose heartbeat is stale (``interrupted``)
+    is taken over.
+
     Raises:
-        PlanError: if the run does not exist, is still running or finished, or has no
-            checkpoint.
+        PlanError: if the run does not exist, is still running or finished, or stopped
+            before its first epoch finished.
+        StoreError: if the checkpoint is missing (while epochs are recorded), unreadable, or
+            does not match the stored run; nothing is changed.
     """
     store = store or RunStore()
     run = store.get_run(run_id)
     if run.status not in ("interrupted", "stopped", "failed"):
         raise PlanError("run_id", run_id, "an interrupted, stopped or failed run",
                         f"Run {run_id} is {run.status}.")
-    path = store.checkpoint_path(run_id)
-    if not path.exists():
+    state = _read_checkpoint(store, run)
+    if state is None:
         raise PlanError("run_id", run_id, "a run with a checkpoint",
-                        "It stopped before its first epoch finished; start a new run.")
+                        f"It stopped before its first epoch finished (no epoch is recorded, "
+                        f"no {store.checkpoint_path(run_id)}); start a new run.")
     options = RunOptions.from_dict(run.options)
     device = resolve_device(options.device)
-    state = torch.load(path, map_location=device, weights_only=False)
     store.claim(run_id)
-    store.truncate_records(run_id, after_epoch=int(state["epoch"]))
     return _execute(run_id, run.plan, schedule_from_dict(run.schedule), options, device,
                     store, on_epoch, start_state=state)
 
@@ -432,20 +557,17 @@ def run_queued(run_id: int, *, store: RunStore,
 
     Raises:
         PlanError, DataError: as :func:`train` (the run is stored as failed).
+        StoreError: as :func:`resume`, for its checkpoint (the run is stored as failed).
     """
     run = store.get_run(run_id)
     try:
         options = RunOptions.from_dict(run.options)
         schedule = schedule_from_dict(run.schedule)
         device = resolve_device(options.device)
+        state = _read_checkpoint(store, run)
     except Exception as exc:
         store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    path = store.checkpoint_path(run_id)
-    state = None
-    if path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        store.truncate_records(run_id, after_epoch=int(state["epoch"]))
     return _execute(run_id, run.plan, schedule, options, device, store, on_epoch,
                     start_state=state)
 
@@ -553,7 +675,7 @@ def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state)
             test_accuracy=test_accuracy, lr=run.controller.current_lr(), seconds=seconds,
         )
         store.record_epoch(run_id, record, tuple(run_warnings))
-        _atomic_save(run.state(epoch), store.checkpoint_path(run_id))
+        _atomic_save(run.state(epoch, run_id), store.checkpoint_path(run_id))
         if on_epoch is not None:
             on_epoch(record)
     store.finish_run(run_id, status="finished")
