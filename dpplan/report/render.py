@@ -1,7 +1,10 @@
 """Render a :class:`~dpplan.report.model.Report` as JSON or Markdown (pure functions).
 
-User-supplied strings (title, notes, run errors, option values) are HTML-escaped in the
-Markdown too, so a Markdown viewer that passes HTML through cannot be made to run it.
+User-supplied strings (title, notes, run errors, option values) are text, not markup: in
+the Markdown every character that could start Markdown markup (links, images, emphasis,
+code, headings, lists, tables, autolinks) is backslash-escaped, and ``<``, ``>``, ``&`` are
+HTML-escaped, so a Markdown viewer neither loads, links nor runs anything from them. The
+title is put on one line.
 """
 
 from __future__ import annotations
@@ -35,14 +38,43 @@ def to_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+#: Characters that start inline Markdown (CommonMark and GitHub's extensions: links,
+#: images, emphasis, code, strikethrough, tables, math, autolinks, mentions, emoji,
+#: headings). ``<``, ``>`` and ``&`` are HTML-escaped instead.
+_INLINE_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$:@^])")
+
+
 def _text(value: Any) -> str:
-    """Escape a user-supplied string for Markdown running text."""
-    return html.escape(str(value), quote=False)
+    r"""Escape a user-supplied string for Markdown running text (it stays on its lines).
+
+    Every line is text, not markup: inline markup characters get a backslash, a line
+    cannot open a list, setext heading or indented code block, and ``<>&`` become entities.
+
+    Example:
+        >>> print(_text("![x](https://e.x/a.png) <b>\n1. - item"))
+        \!\[x\]\(https\://e.x/a.png\) &lt;b&gt;
+        1\. - item
+    """
+    lines = []
+    for line in str(value).splitlines() or [""]:
+        line = _INLINE_SPECIAL.sub(r"\\\1", line)
+        line = re.sub(r"^(\s*)([-+=])", r"\1\\\2", line)  # bullet list, setext underline
+        line = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", line)  # ordered list
+        line = html.escape(line, quote=False)
+        indent = len(line) - len(line.lstrip(" \t"))  # no indented code block
+        line = "&nbsp;" * len(line[:indent].expandtabs(4)) + line[indent:]
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _line(value: Any) -> str:
+    """Escape a user-supplied string for one line of Markdown (whitespace runs collapsed)."""
+    return _text(" ".join(str(value).split()))
 
 
 def _cell(value: Any) -> str:
-    """Escape a value for a Markdown table cell (no pipes, no newlines)."""
-    return _text(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    """Escape a value for a Markdown table cell (one line; pipes escaped by :func:`_text`)."""
+    return _line(value)
 
 
 def _table(headers: list[str], rows: list[list[Any]], align: list[str] | None = None) -> list[str]:
@@ -75,7 +107,7 @@ def to_markdown(report: Report) -> str:
     g, m, s, a, i, r = (report.guarantee, report.mechanism, report.sampling, report.accounting,
                         report.interpretation, report.reproducibility)
     subject = f"run {report.run.id}" if report.run is not None else "a training plan"
-    out = [f"# {_text(report.title)}", ""]
+    out = [f"# {_line(report.title)}", ""]  # one line: a newline cannot add headings
     out += [
         f"> **(ε = {f.eps(g.epsilon)}, δ = {g.delta:g})-differential privacy** · example-level · "
         f"add-or-remove adjacency · Poisson sampling · central model · headline method "

@@ -115,8 +115,66 @@ def test_markdown_has_every_section_and_the_numbers(plan_report):
 def test_markdown_escapes_user_strings(hostile_report):
     text = to_markdown(hostile_report)
     assert "<script>" not in text.split("```console")[0]
-    assert text.splitlines()[0] == ("# &lt;script&gt;alert(\"title\")&lt;/script&gt; &amp; "
-                                    "&lt;img src=x onerror=alert(1)&gt;")
+    assert text.splitlines()[0] == ("# &lt;script&gt;alert\\(\"title\"\\)&lt;/script&gt; &amp; "
+                                    "&lt;img src=x onerror=alert\\(1\\)&gt;")
+
+
+# Markdown markup that a user string must not produce: images and links (which make a
+# viewer fetch or link a URL, data: URLs included), autolinks, headings, emphasis, code,
+# lists, tables and raw HTML.
+MARKUP_TITLE = "Plan\n# Injected heading\r\n\n## Another ![img](https://e.x/t.png)"
+MARKUP_NOTES = ("![pixel](https://e.x/pixel.png)\n[click](data:text/html,<b>hi</b>)\n"
+                "<https://e.x/auto> https://e.x/bare *em* _em_ `code` ~~del~~ $x$ @user :smile:\n"
+                "# heading\n- item\n+ item\n1. item\n2) item\n===\n    indented code\n"
+                "| a | b |\n[ref]: https://e.x/ref\n> quote")
+_UNESCAPED = re.compile(r"(?<!\\)[\[\]()!`*_~$@:|<>]")
+
+
+@pytest.fixture(scope="module")
+def markup_report():
+    return build_report(PLAN.replace(epochs=1), title=MARKUP_TITLE, notes=MARKUP_NOTES)
+
+
+def _notes_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index("## Notes from the author") + 2
+    end = lines.index("## 1. Guarantee")
+    return [line for line in lines[start:end] if line]
+
+
+def test_markdown_title_is_one_line_of_text(markup_report):
+    text = to_markdown(markup_report).split("```console")[0]  # commands are in a code fence
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings[0] == ("# Plan \\# Injected heading \\#\\# Another "
+                           "\\!\\[img\\]\\(https\\://e.x/t.png\\)")
+    assert headings[1:] == ["## Warnings", "## Notes from the author", "## 1. Guarantee",
+                            "## 2. Mechanism", "## 3. Sampling", "## 4. Accounting",
+                            "## 5. Training run", "## 6. Interpretation",
+                            "## 7. Reproducibility"]
+
+
+def test_markdown_notes_are_text_not_markup(markup_report):
+    lines = _notes_lines(to_markdown(markup_report))
+    assert len(lines) == len(MARKUP_NOTES.splitlines())
+    for line in lines:
+        assert line.startswith("> ")
+        body = line[2:]
+        assert not _UNESCAPED.search(body), line  # every markup character is escaped
+        assert not re.match(r"(\s|[-+=#>]|\d+[.)])", body), line  # no block starts
+    assert "https" in lines[0] and "data" in lines[1]  # the text itself is kept
+
+
+def test_markdown_cells_escape_user_strings():
+    from dpplan.report.render import _cell
+
+    assert _cell("a | b\n![x](y)") == "a \\| b \\!\\[x\\]\\(y\\)"
+
+
+@pytest.mark.parametrize(("field", "limit"), [("notes", 20_000), ("title", 300)])
+def test_too_long_text_is_not_echoed_whole(field, limit):
+    with pytest.raises(PlanError, match=rf"{field}='x+… \(\d[\d,]* characters\) is invalid") as info:
+        build_report(PLAN.replace(epochs=1), **{field: "x" * (limit + 1)})
+    assert len(str(info.value)) < 200
 
 
 def test_json_is_standard_and_complete(plan_report):
