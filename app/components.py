@@ -3,11 +3,23 @@
 Pages only lay things out; every number comes from ``dpplan``. Accounting calls are cached
 with ``st.cache_data`` keyed on the plan's dict and the method; widgets are never read inside
 cached code (STYLE §3.5).
+
+Numbers stay numbers: cached results are :class:`dpplan.EpsilonCurve` objects, never their
+JSON form (``to_dict`` writes an infinite ε as the string ``"inf"``), so ε = ∞ compares
+and plots as the float ``math.inf``.
+
+Bounded work: every cache has ``max_entries`` and a ``ttl``, so results nobody asks for
+again are dropped; the app starts no threads. A session whose browser is gone stops at its
+next Streamlit call (between two accounting methods); the accounting call already running
+finishes (the accountants bound their own work) and its result is cached.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import math
+import re
 from typing import Any
 
 import altair as alt
@@ -15,7 +27,7 @@ import pandas as pd
 import streamlit as st
 
 import dpplan
-from dpplan.errors import AccountingError, PlanError
+from dpplan.errors import DpplanError, PlanError
 
 PLAN_FIELDS = ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta",
                "max_grad_norm")
@@ -31,6 +43,11 @@ LABELS = {
 }
 METHOD_NAMES = {"rdp": "RDP (dp-accounting)", "prv": "PRV (prv-accountant)",
                 "pld": "PLD (dp-accounting)"}
+#: Cached results expire after this long, and each cache holds at most a few entries.
+CACHE_TTL = datetime.timedelta(hours=1)
+#: Longest piece of a query value quoted back in a warning.
+SHOWN_QUERY_CHARS = 40
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def format_epsilon(value: float) -> str:
@@ -40,21 +57,83 @@ def format_epsilon(value: float) -> str:
     return f"{value:.3f}"
 
 
-def _initial_values() -> dict[str, Any]:
-    """Plan values from the URL (a shared link), else the defaults."""
+def format_accuracy(value: float | None) -> str:
+    """Format an accuracy (a fraction) as a percentage, the same way in every table."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.2%}"
+
+
+def plain(text: object) -> str:
+    """Return ``text`` as Markdown that shows it literally (no links, images or markup).
+
+    Streamlit renders alerts and captions as Markdown; user-supplied text is escaped with a
+    backslash before every ASCII punctuation character (CommonMark shows those literally)
+    and put on one line.
+    """
+    return _ASCII_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def _shown_query_value(text: str) -> str:
+    """A query value as quoted in a warning: cut to a readable length."""
+    if len(text) <= SHOWN_QUERY_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_QUERY_CHARS]!r}… ({len(text):,} characters)"
+
+
+def _parse_query_value(field: str, text: str) -> int | float:
+    """Parse one plan field from the URL; raise PlanError naming what is wrong."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise PlanError(field, text, "a number") from None
+    if not math.isfinite(number):
+        raise PlanError(field, text, "a finite number")
+    if isinstance(DEFAULT_PLAN[field], int):
+        if not number.is_integer():
+            raise PlanError(field, text, "a whole number")
+        if abs(number) > 2**53:  # beyond exact integers (and any plan's bounds)
+            raise PlanError(field, text, "a whole number of sensible size")
+        return int(number)
+    return number
+
+
+def _initial_values() -> tuple[dict[str, Any], list[str]]:
+    """Plan values from the URL (a shared link), else the defaults, and what was refused.
+
+    A value that does not parse, or that the plan refuses (out of range), is replaced by
+    the default, and a note names the parameter, the given value and the reason.
+    """
     values = dict(DEFAULT_PLAN)
+    notes: list[str] = []
+    from_url: set[str] = set()
+    given: dict[str, str] = {}
     params = st.query_params
     for field in PLAN_FIELDS:
-        if field in params:
-            text = params[field]
-            try:
-                number = float(text)
-            except ValueError:
-                continue
-            if isinstance(DEFAULT_PLAN[field], int) and number.is_integer():
-                number = int(number)
-            values[field] = number
-    return values
+        if field not in params:
+            continue
+        given[field] = text = params[field]
+        try:
+            values[field] = _parse_query_value(field, text)
+            from_url.add(field)
+        except PlanError as error:
+            notes.append(_refused(field, text, error))
+    for _ in PLAN_FIELDS:  # each pass drops at most one refused value from the URL
+        try:
+            dpplan.TrainingPlan(**values)
+            break
+        except PlanError as error:
+            if error.field not in from_url:
+                break  # not caused by the link; the form shows the error
+            notes.append(_refused(error.field, given[error.field], error))
+            values[error.field] = DEFAULT_PLAN[error.field]
+            from_url.discard(error.field)
+    return values, notes
+
+
+def _refused(field: str, text: str, error: PlanError) -> str:
+    return (f"Ignored {field}={_shown_query_value(text)} from the link: it must be "
+            f"{error.expected}. Using the default {field}={DEFAULT_PLAN[field]:g} instead.")
 
 
 def plan_form() -> dpplan.TrainingPlan | None:
@@ -64,8 +143,10 @@ def plan_form() -> dpplan.TrainingPlan | None:
     parameters, so a link reproduces it.
     """
     if "plan_values" not in st.session_state:
-        st.session_state["plan_values"] = _initial_values()
-        for field, value in st.session_state["plan_values"].items():
+        values, notes = _initial_values()
+        st.session_state["plan_values"] = values
+        st.session_state["plan_url_notes"] = notes
+        for field, value in values.items():
             st.session_state[f"plan_{field}"] = value
     if "adopt" in st.session_state:  # a page asked to adopt a solved plan
         for field, value in st.session_state.pop("adopt").items():
@@ -73,6 +154,10 @@ def plan_form() -> dpplan.TrainingPlan | None:
                 st.session_state[f"plan_{field}"] = value
     sidebar = st.sidebar
     sidebar.header("Plan")
+    current = {field: st.session_state[f"plan_{field}"] for field in PLAN_FIELDS}
+    if current == st.session_state["plan_values"]:  # shown until the plan is edited
+        for note in st.session_state.get("plan_url_notes", []):
+            sidebar.warning(plain(note), icon=":material/link_off:")
     slots = {}
     for field in PLAN_FIELDS:
         label, help_text = LABELS[field]
@@ -91,7 +176,7 @@ def plan_form() -> dpplan.TrainingPlan | None:
         plan = dpplan.TrainingPlan(**values)
     except PlanError as error:
         target = slots.get(error.field, sidebar)
-        target.error(str(error))
+        target.error(str(error))  # numbers from the widgets only: nothing to escape
         st.session_state["plan"] = None
         return None
     st.session_state["plan"] = plan
@@ -104,41 +189,79 @@ def plan_form() -> dpplan.TrainingPlan | None:
     return plan
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
-def cached_curve(plan_dict: dict[str, Any], method: str) -> dict[str, Any]:
-    """ε curve of one method as a dict, or ``{"error": message}`` if the library failed."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class MethodResult:
+    """One accounting method's answer for a plan: its ε curve, or why it has none."""
+
+    method: str
+    curve: dpplan.EpsilonCurve | None = None
+    error: str | None = None
+
+
+@st.cache_data(max_entries=64, ttl=CACHE_TTL, show_spinner=False)
+def cached_curve(plan_dict: dict[str, Any], method: str) -> MethodResult:
+    """ε curve of one method (floats, ∞ included), or the error dpplan raised for it."""
     plan = dpplan.TrainingPlan.from_dict(plan_dict)
     try:
-        return dpplan.epsilon_curve(plan, method=method).to_dict()
-    except AccountingError as error:
-        return {"method": method, "error": str(error)}
+        return MethodResult(method, curve=dpplan.epsilon_curve(plan, method=method))
+    except DpplanError as error:
+        return MethodResult(method, error=str(error))
 
 
-def headline(curves: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
+def method_result(plan_dict: dict[str, Any], method: str) -> MethodResult:
+    """:func:`cached_curve`, with any unexpected failure turned into that method's error.
+
+    This is the app's outer boundary for accounting calls (STYLE §3.7): one method that
+    breaks is reported beside the others instead of crashing the page. Such failures are
+    not cached, so a rerun tries again.
+    """
+    try:
+        return cached_curve(plan_dict, method)
+    except Exception as error:  # noqa: BLE001 - outer boundary, shown to the user
+        return MethodResult(method, error=f"unexpected {type(error).__name__}: {error}")
+
+
+@st.cache_data(max_entries=16, ttl=CACHE_TTL, show_spinner=False)
+def cached_plan_report(plan_dict: dict[str, Any], title: str | None, notes: str | None,
+                       tuning_runs: int | None):
+    """The report of a plan (``dpplan.report.build_report``); cached, so editing the title
+    does not recompute every ε. Errors are raised, not cached."""
+    from dpplan.report import build_report
+
+    return build_report(dpplan.TrainingPlan.from_dict(plan_dict), title=title, notes=notes,
+                        tuning_runs=tuning_runs)
+
+
+def headline(results: dict[str, MethodResult]) -> tuple[str, float] | None:
     """The smallest final upper bound and its method (as ``dpplan.compare`` chooses it)."""
-    ok = [(c["epsilon"], dpplan.METHODS.index(m), m) for m, c in curves.items()
-          if "error" not in c]
+    ok = [(r.curve.epsilon, dpplan.METHODS.index(m), m) for m, r in results.items()
+          if r.curve is not None]
     if not ok:
         return None
     value, _, method = min(ok)
-    return method, float(value)
+    return method, value
 
 
-def curves_frame(curves: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Long-form frame: epoch, method, ε (upper), lower (PRV only)."""
+def curves_frame(results: dict[str, MethodResult]) -> pd.DataFrame:
+    """Long-form frame: epoch, method, ε (upper), lower (PRV only); ∞ is left out (None)."""
+
+    def drawable(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
+
     rows = []
-    for method, curve in curves.items():
-        if "error" in curve:
+    for method, result in results.items():
+        if result.curve is None:
             continue
-        lower = curve["curve"].get("epsilon_lower")
-        for index, epoch in enumerate(curve["curve"]["epochs"]):
+        curve = result.curve
+        lower = curve.lower or (None,) * len(curve.epochs)
+        for epoch, value, low in zip(curve.epochs, curve.epsilons, lower, strict=True):
             rows.append({
                 "epoch": epoch,
                 "method": METHOD_NAMES[method],
-                "ε (upper bound)": float(curve["curve"]["epsilon"][index]),
-                "lower": float(lower[index]) if lower else None,
+                "ε (upper bound)": drawable(value),
+                "lower": drawable(low),
             })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["epoch", "method", "ε (upper bound)", "lower"])
 
 
 def epsilon_chart(frame: pd.DataFrame) -> alt.Chart:
@@ -161,11 +284,12 @@ def epsilon_chart(frame: pd.DataFrame) -> alt.Chart:
     return (band + lines).interactive().properties(height=360)
 
 
-def show_error_list(curves: dict[str, dict[str, Any]]) -> None:
+def show_error_list(results: dict[str, MethodResult]) -> None:
     """Explain methods that failed for this plan (the others are still shown)."""
-    for method, curve in curves.items():
-        if "error" in curve:
-            st.warning(f"{METHOD_NAMES[method]} could not account this plan: {curve['error']}")
+    for method, result in results.items():
+        if result.error is not None:
+            st.warning(f"{METHOD_NAMES[method]} could not account this plan: "
+                       f"{plain(result.error)}")
 
 
 def store():
@@ -189,6 +313,50 @@ def run_label(run) -> str:
     private = "" if run.private else " · non-private"
     return (f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
             f"{len(run.records)}/{run.plan.epochs} epochs{private}")
+
+
+SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "reduce on plateau",
+                  "constant": "constant"}
+SCHEDULE_LABELS = {
+    "max_lr": "peak learning rate", "lr": "learning rate", "momentum": "momentum",
+    "pct_start": "warm-up fraction", "div_factor": "initial divisor",
+    "final_div_factor": "final divisor", "three_phase": "three phases",
+    "base_momentum": "lowest momentum", "max_momentum": "highest momentum",
+    "factor": "factor on plateau", "patience": "patience (epochs)",
+    "min_lr": "lowest learning rate",
+}
+
+
+def plan_fields(plan: dpplan.TrainingPlan) -> list[tuple[str, str]]:
+    """The plan as (label, formatted value) pairs, labelled as in the sidebar form."""
+    return [
+        (LABELS["dataset_size"][0], f"{plan.dataset_size:,}"),
+        (LABELS["batch_size"][0], f"{plan.batch_size:,}"),
+        (LABELS["noise_multiplier"][0], f"{plan.noise_multiplier:g}"),
+        (LABELS["epochs"][0], f"{plan.epochs:,}"),
+        (LABELS["delta"][0], f"{plan.delta:g}"),
+        (LABELS["max_grad_norm"][0], f"{plan.max_grad_norm:g}"),
+        ("Sample rate q", f"{plan.sample_rate:.5g}"),
+        ("Steps per epoch", f"{plan.steps_per_epoch:,}"),
+        ("Total steps", f"{plan.total_steps:,}"),
+    ]
+
+
+def schedule_fields(schedule: dict[str, Any]) -> list[tuple[str, str]]:
+    """A stored schedule as (label, formatted value) pairs, its kind first."""
+    kind = schedule.get("kind", "?")
+    fields = [("Schedule", SCHEDULE_NAMES.get(kind, str(kind)))]
+    for key, value in schedule.items():
+        if key == "kind":
+            continue
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        fields.append((SCHEDULE_LABELS.get(key, key.replace("_", " ")), text))
+    return fields
+
+
+def fields_table(fields: list[tuple[str, str]]) -> pd.DataFrame:
+    """A two-column (setting, value) frame for ``st.dataframe``/``st.table``."""
+    return pd.DataFrame(fields, columns=["setting", "value"])
 
 
 def accuracy_frame(runs) -> pd.DataFrame:

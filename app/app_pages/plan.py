@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 from components import (
     METHOD_NAMES,
-    cached_curve,
     curves_frame,
     epsilon_chart,
     format_epsilon,
     headline,
+    method_result,
     show_error_list,
 )
 
@@ -30,7 +30,11 @@ summary_slot, chart_slot, table_slot, settings_slot = (st.empty() for _ in range
 
 
 def draw(curves: dict, pending: list[str]) -> None:
-    """Draw everything known so far; ``pending`` methods are still being computed."""
+    """Draw everything known so far; ``pending`` methods are still being computed.
+
+    ``curves`` maps a method to its :class:`components.MethodResult`; ε values are floats
+    (``math.inf`` when a method cannot bound ε at this δ).
+    """
     best = headline(curves)
     with summary_slot.container():
         if best is None:
@@ -59,26 +63,26 @@ def draw(curves: dict, pending: list[str]) -> None:
     table = pd.DataFrame({"epoch": range(1, plan.epochs + 1)})
     table["steps"] = [plan.steps_after(e) for e in table["epoch"]]
     for name in dpplan.METHODS:
-        curve = curves.get(name)
-        if curve is None or "error" in curve:
+        result = curves.get(name)
+        if result is None or result.curve is None:
             continue
-        table[f"{name.upper()} ε"] = [float(x) for x in curve["curve"]["epsilon"]]
-        if "epsilon_lower" in curve["curve"]:
-            table["PRV lower bound"] = [float(x) for x in curve["curve"]["epsilon_lower"]]
+        table[f"{name.upper()} ε"] = list(result.curve.epsilons)
+        if result.curve.lower is not None:
+            table["PRV lower bound"] = list(result.curve.lower)
     table_slot.dataframe(table, hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="%.4f")
                                         for c in table.columns if "ε" in c or "lower" in c})
     with settings_slot.expander("Numerical settings and library versions"):
-        for name, curve in curves.items():
-            if "error" not in curve:
+        for name, result in curves.items():
+            if result.curve is not None:
                 st.markdown(f"**{METHOD_NAMES[name]}**: " + ", ".join(
-                    f"{k} = {v}" for k, v in curve["settings"].items()) + " · " + ", ".join(
-                    f"{k} {v}" for k, v in curve["versions"].items()))
+                    f"{k} = {v}" for k, v in result.curve.settings.items()) + " · " + ", ".join(
+                    f"{k} {v}" for k, v in result.curve.versions.items()))
 
 
 key = plan.replace(max_grad_norm=1.0).to_dict()  # the clipping norm does not change ε
 order = ["rdp", "pld", "prv"]  # fastest first
 curves: dict = {}
 for index, method in enumerate(order):
-    curves[method] = cached_curve(key, method)
+    curves[method] = method_result(key, method)
     draw(curves, pending=order[index + 1:])

@@ -2,11 +2,10 @@
 
 import streamlit as st
 import streamlit.components.v1 as st_components
-from components import run_label, store
+from components import cached_plan_report, format_epsilon, plain, run_label, store
 
 from dpplan.errors import DpplanError
-from dpplan.report import build_report, build_run_report, save_run_report, to_html, to_json
-from dpplan.report import to_markdown
+from dpplan.report import build_run_report, save_run_report, to_html, to_json, to_markdown
 
 st.title("Report")
 st.caption("A report states exactly what was accounted and how, and what it bought, so "
@@ -23,6 +22,7 @@ tuning = st.number_input("Training runs tried while tuning (0 = not stated)", va
                          format="%d", key="report_tuning",
                          help="Reported ε covers one run; composing all runs covers selection.")
 
+
 report = None
 try:
     if source == "the current plan":
@@ -31,8 +31,8 @@ try:
             st.info("Fix the highlighted field in the sidebar first.")
             st.stop()
         with st.spinner("Accounting…"):
-            report = build_report(plan, title=title or None, notes=notes or None,
-                                  tuning_runs=int(tuning) or None)
+            report = cached_plan_report(plan.to_dict(), title or None, notes or None,
+                                        int(tuning) or None)
     elif not runs:
         st.info("No private run with records yet. Train one on the Train page.")
         st.stop()
@@ -45,7 +45,10 @@ try:
                                       notes=notes or None)
             save_run_report(run_store, report)
 except DpplanError as error:
-    st.error(str(error))
+    st.error(plain(error))  # may quote the title or notes: shown as text
+    st.stop()
+except Exception as error:  # noqa: BLE001 - the page is the outer boundary (STYLE §3.7)
+    st.error(f"Could not build the report: unexpected {type(error).__name__}: {plain(error)}")
     st.stop()
 
 cols = st.columns(3)
@@ -56,10 +59,11 @@ cols[1].download_button("Download Markdown", to_markdown(report), file_name=f"{s
                         mime="text/markdown")
 cols[2].download_button("Download JSON", to_json(report), file_name=f"{stem}.json",
                         mime="application/json")
-st.metric("ε (headline upper bound)", f"{report.epsilon:.3f}",
+st.metric("ε (headline upper bound)", format_epsilon(report.epsilon),
           help=f"at δ = {report.delta:g}")
 preview_html, preview_md = st.tabs(["Preview", "Markdown"])
 with preview_html:
     st_components.html(to_html(report), height=1400, scrolling=True)
 with preview_md:
-    st.markdown(to_markdown(report))
+    # The Markdown source, not rendered: nothing in a preview loads or links anywhere.
+    st.code(to_markdown(report), language="markdown", wrap_lines=True)

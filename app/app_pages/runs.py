@@ -4,7 +4,17 @@ import json
 
 import pandas as pd
 import streamlit as st
-from components import accuracy_frame, format_epsilon, run_label, store
+from components import (
+    accuracy_frame,
+    fields_table,
+    format_accuracy,
+    format_epsilon,
+    plain,
+    plan_fields,
+    run_label,
+    schedule_fields,
+    store,
+)
 
 from dpplan.errors import PlanError
 
@@ -24,7 +34,7 @@ overview = pd.DataFrame([{
     "seed": r.seed,
     "epochs": f"{len(r.records)}/{r.plan.epochs}",
     "ε": format_epsilon(r.records[-1].epsilon) if r.records else "—",
-    "test accuracy": f"{r.records[-1].test_accuracy:.2%}" if r.records else "—",
+    "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",
     "device": r.device,
     "batch size": r.plan.batch_size,
     "σ": r.plan.noise_multiplier,
@@ -35,18 +45,24 @@ chosen = st.selectbox("Run", [r.id for r in runs],
                       format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
                       key="runs_selected")
 run = next(r for r in runs if r.id == chosen)
-st.markdown(f"**Plan**: `{json.dumps(run.plan.to_dict())}`")
-st.markdown(f"**Schedule**: `{json.dumps(run.schedule)}` · **device** {run.device} · "
-            f"**seed** {run.seed} · **status** {run.status}"
-            + (f" ({run.stop_reason})" if run.stop_reason else ""))
+st.markdown(f"**device** {plain(run.device)} · **seed** {run.seed} · **status** "
+            f"{plain(run.status)}" + (f" ({plain(run.stop_reason)})" if run.stop_reason else ""))
+plan_col, schedule_col = st.columns(2)
+plan_col.markdown("**Plan**")
+plan_col.dataframe(fields_table(plan_fields(run.plan)), hide_index=True, width="stretch")
+schedule_col.markdown("**Schedule**")
+schedule_col.dataframe(fields_table(schedule_fields(run.schedule)), hide_index=True,
+                       width="stretch")
 if run.error:
-    st.error(run.error)
+    st.error(plain(run.error))
 for warning in run.warnings:
-    st.warning(warning)
+    st.warning(plain(warning))
 frame = accuracy_frame([run])
 if not frame.empty:
-    st.dataframe(frame.drop(columns=["run", "schedule", "lr", "seed"]), hide_index=True,
-                 width="stretch")
+    shown = frame.drop(columns=["run", "schedule", "lr", "seed"])
+    for column in ("test accuracy", "validation accuracy"):  # percent, as in the overview
+        shown[column] = shown[column].map(format_accuracy)
+    st.dataframe(shown, hide_index=True, width="stretch")
 cols = st.columns(3)
 cols[0].download_button("Export JSON", json.dumps(run.to_dict(), indent=2),
                         file_name=f"dpplan-run-{run.id}.json", mime="application/json")

@@ -1,7 +1,9 @@
 """Solve page: the noise multiplier, epochs or batch size that meet a target ε."""
 
+import math
+
 import streamlit as st
-from components import METHOD_NAMES, format_epsilon
+from components import METHOD_NAMES, format_epsilon, method_result, plain, plan_fields
 
 import dpplan
 from dpplan.errors import AccountingError, InfeasibleTargetError, PlanError
@@ -38,15 +40,22 @@ if submitted:
 if "solved" in st.session_state:
     solved, method, target, target_epsilon = st.session_state["solved"]
     value = getattr(solved, target)
-    curve = dpplan.epsilon_curve(solved, method=method)
+    result = method_result(solved.to_dict(), method)  # cached: reruns do not recompute
+    if result.curve is None:
+        st.error(f"{METHOD_NAMES[method]} could not account the solved plan: "
+                 f"{plain(result.error)}")
+        st.stop()
+    curve = result.curve
     cols = st.columns(3)
     cols[0].metric(f"Solved {target}", f"{value:.4g}" if isinstance(value, float) else f"{value:,}")
     cols[1].metric("Achieved ε", format_epsilon(curve.epsilon),
                    help=f"{METHOD_NAMES[method]} upper bound; never above the target")
     cols[2].metric("Target ε", f"{target_epsilon:g}")
-    st.line_chart({"ε (upper bound)": list(curve.epsilons)}, x_label="epoch",
-                  y_label="ε (upper bound)")
-    st.caption(f"Solved plan: {solved.to_dict()}")
+    st.line_chart({"ε (upper bound)": [e if math.isfinite(e) else None
+                                       for e in curve.epsilons]},
+                  x_label="epoch", y_label="ε (upper bound)")
+    st.caption("Solved plan: " + " · ".join(f"{label} = {text}"
+                                            for label, text in plan_fields(solved)))
     if st.button("Adopt this plan", type="primary"):
         st.session_state["adopt"] = solved.to_dict()
         st.session_state.pop("solved")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from unittest import mock
 
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-import dpplan  # noqa: E402
-from dpplan.store import EpochRecord, RunStore  # noqa: E402
+import dpplan
+from dpplan.store import EpochRecord, RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 PAGES = ["app_pages/plan.py", "app_pages/solve.py", "app_pages/train.py", "app_pages/report.py",
@@ -23,6 +24,21 @@ PAGES = ["app_pages/plan.py", "app_pages/solve.py", "app_pages/train.py", "app_p
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture
+def fresh_cache():
+    """Forget the app's cached accounting results (they outlive one AppTest)."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def _unescape(markdown: str) -> str:
+    """The text a Markdown alert shows (the app backslash-escapes user text)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def _app(**params) -> AppTest:
@@ -212,3 +228,111 @@ def test_report_page_for_a_run(home):
     expected = build_run_report(run_store, run.id).epsilon
     assert at.metric[0].value == f"{expected:.3f}"
     assert expected <= run.records[-1].epsilon  # the headline is the smallest upper bound
+
+
+def test_tiny_delta_shows_infinity_not_a_crash(fresh_cache):
+    # PLD's ε is ∞ at this δ and PRV refuses it; the app compares floats, never "inf".
+    at = _app(epochs=2, delta=1e-15).run()
+    assert not at.exception, at.exception
+    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
+                               epochs=2, delta=1e-15)
+    assert at.metric[0].value == _fmt(dpplan.epsilon(plan, method="rdp"))
+    table = at.dataframe[0].value
+    assert table["PLD ε"].tolist() == [math.inf, math.inf]
+    assert any("PRV" in w.value for w in at.warning)
+
+
+def test_one_failing_method_is_shown_beside_the_others(fresh_cache):
+    real = dpplan.epsilon_curve
+
+    def flaky(plan, *, method="prv"):
+        if method == "prv":
+            raise RuntimeError("library broke")
+        if method == "pld":
+            raise dpplan.errors.AccountingError("pld refused this plan")
+        return real(plan, method=method)
+
+    with mock.patch("dpplan.epsilon_curve", flaky):
+        at = _app(epochs=2, noise_multiplier=1.7).run()
+    assert not at.exception, at.exception
+    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.7,
+                               epochs=2, delta=1e-5)
+    assert at.metric[0].value == _fmt(dpplan.epsilon(plan, method="rdp"))
+    shown = [_unescape(w.value) for w in at.warning]
+    assert any("PRV" in w and "RuntimeError: library broke" in w for w in shown), shown
+    assert any("PLD" in w and "pld refused this plan" in w for w in shown), shown
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "reason"),
+    [("batch_size", "abc", "a number"), ("epochs", "1e308", "whole number"),
+     ("epochs", "2.5", "whole number"), ("noise_multiplier", "nan", "finite"),
+     ("batch_size", "70000", "dataset_size=60000"), ("delta", "1.5", "(0, 1)"),
+     ("epochs", "20000", "10000")],
+)
+def test_refused_link_values_are_named(field, text, reason):
+    at = _app(**({"epochs": 2} | {field: text})).run()
+    assert not at.exception, at.exception
+    shown = [_unescape(w.value) for w in at.warning]
+    assert any(f"{field}={text!r}" in w and reason in w for w in shown), shown
+    assert all(len(w) < 300 for w in shown)
+    default = components_default(field)
+    assert at.number_input(key=f"plan_{field}").value == default
+    assert at.metric  # the plan with the default is computed
+    at.number_input(key="plan_epochs").set_value(3).run()  # editing the plan hides the note
+    assert not any(field in _unescape(w.value) for w in at.warning)
+
+
+def test_long_link_value_is_cut_and_shown_as_text():
+    at = _app(epochs=2, batch_size="![x](https://e.x/a.png)" + "9" * 500).run()
+    assert not at.exception
+    [warning] = [w.value for w in at.warning if "batch" in w.value]
+    assert "![" not in warning and "](" not in warning  # escaped: no image, no link
+    assert "(523 characters)" in _unescape(warning) and len(warning) < 300
+
+
+def components_default(field: str):
+    return {"dataset_size": 60000, "batch_size": 256, "noise_multiplier": 1.1, "epochs": 10,
+            "delta": 1e-5, "max_grad_norm": 1.0}[field]
+
+
+def test_runs_page_shows_readable_plan_and_percent_accuracy(home):
+    with mock.patch("dpplan.train.worker.ensure_worker", _fake_worker):
+        at = _app(epochs=2).run()
+        at.switch_page("app_pages/train.py").run()
+        at.selectbox(key="train_device").set_value("cpu")
+        at.button[0].click().run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert not any("{" in m.value for m in at.markdown)  # no raw JSON
+    overview, plan_table, schedule_table, epochs = (d.value for d in at.dataframe)
+    plan_rows = dict(zip(plan_table["setting"], plan_table["value"], strict=True))
+    assert plan_rows["Expected batch size B"] == "256"
+    assert plan_rows["Dataset size N"] == "55,000" and plan_rows["Epochs"] == "2"
+    schedule_rows = dict(zip(schedule_table["setting"], schedule_table["value"], strict=True))
+    assert schedule_rows["Schedule"] == "one-cycle" and schedule_rows["peak learning rate"] == "4"
+    assert overview["test accuracy"].tolist() == ["70.00%"]
+    assert epochs["test accuracy"].tolist() == ["60.00%", "70.00%"]
+    assert epochs["validation accuracy"].tolist() == ["60.00%", "70.00%"]
+
+
+def test_report_preview_loads_nothing():
+    at = _app(epochs=1).run()
+    at.switch_page("app_pages/report.py").run()
+    notes = "![pixel](https://e.x/pixel.png) [click](data:text/html,<b>hi</b>)"
+    at.text_area(key="report_notes").set_value(notes).run()
+    at.text_input(key="report_title").set_value("T\n# injected").run()
+    assert not at.exception, at.exception
+    assert not any("pixel" in m.value or "injected" in m.value for m in at.markdown)
+    [source] = [c.value for c in at.code if "Notes from the author" in c.value]
+    assert "\\!\\[pixel\\]\\(https\\://e.x/pixel.png\\)" in source
+    assert source.startswith("# T \\# injected\n")
+
+
+def test_report_page_error_is_cut_and_escaped():
+    at = _app(epochs=1).run()
+    at.switch_page("app_pages/report.py").run()
+    at.text_area(key="report_notes").set_value("![x](https://e.x/a.png)" * 1000).run()
+    assert not at.exception, at.exception
+    [error] = [e.value for e in at.error]
+    assert "notes=" in _unescape(error) and len(error) < 400 and "![" not in error
