@@ -1,0 +1,384 @@
+"""DP-SGD step engines: the per-step work behind one small interface.
+
+A step engine takes the batch that the run's Poisson sampler drew and performs **one noisy
+step** of DP-SGD on it: per-example gradients, each clipped to ``plan.max_grad_norm`` as a
+whole (all parameters, one L2 norm), summed, Gaussian noise N(0, σ²C²) added from the run's
+secret generator, divided by the expected batch size B (Opacus' ``loss_reduction="mean"``
+convention), then the optimizer's update. Every engine steps an Opacus ``RDPAccountant`` with
+(σ, q) once per noisy step, so the run can cross-check dpplan's ε against Opacus' and count
+the steps it took.
+
+Engines:
+
+* ``"opacus"``: Opacus' ``GradSampleModule`` (per-example gradients from backward hooks) and
+  ``DPOptimizer``; its accountant is fed by the optimizer's step hook.
+* ``"fused"``: per-example gradients with ``torch.func`` (``functional_call`` and
+  ``vmap(grad)``, dropout with ``randomness="different"``), clipping and summing in one
+  function, optionally ``torch.compile``d. With compilation the batch is padded to a fixed
+  cap with a mask so shapes stay static; a batch larger than the cap is processed whole, in
+  several chunks: it is never truncated or resampled, since either would change the mechanism
+  that the accountant bounds.
+* ``"non_private"`` (used for ``RunOptions(private=False)`` whatever the engine): plain SGD on
+  the batch's mean loss, no clipping, no noise, no accountant.
+
+Both private engines draw the noise for each parameter, in parameter order, with
+``torch.normal(0, σC, shape, generator=...)`` exactly as Opacus does, so for the same batch,
+dropout and generator state they give the same update (tested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dpplan.errors import PlanError
+from dpplan.plan import TrainingPlan
+
+__all__ = [
+    "ENGINES",
+    "FusedEngine",
+    "Mechanism",
+    "NonPrivateEngine",
+    "OpacusEngine",
+    "StepEngine",
+    "batch_cap",
+    "make_engine",
+]
+
+#: Engine names accepted by :class:`~dpplan.train.RunOptions` and ``--engine``.
+ENGINES = ("fused", "opacus")
+
+#: Opacus' guard against dividing by a zero norm in the clip factor (kept identical so the
+#: engines agree to round-off).
+_NORM_EPSILON = 1e-6
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Mechanism:
+    """What one noisy step does: the part of a plan a step engine needs.
+
+    Attributes:
+        noise_multiplier: σ; the noise added to the clipped sum has std σ·C.
+        max_grad_norm: the clipping norm C of each example's whole gradient.
+        expected_batch_size: B; the noisy sum is divided by it.
+        sample_rate: q, the Poisson sample rate (for Opacus' accountant).
+    """
+
+    noise_multiplier: float
+    max_grad_norm: float
+    expected_batch_size: int
+    sample_rate: float
+
+    @classmethod
+    def from_plan(cls, plan: TrainingPlan) -> Mechanism:
+        """Return the mechanism that ``plan`` accounts for."""
+        return cls(
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            expected_batch_size=plan.batch_size,
+            sample_rate=plan.sample_rate,
+        )
+
+
+def batch_cap(batch_size: int) -> int:
+    """Return the padded batch length for an expected Poisson batch of ``batch_size``.
+
+    The cap is the expected size plus six standard deviations of the Poisson batch size,
+    rounded up to a multiple of 8; a larger batch (rare) is processed in extra chunks.
+    """
+    cap = batch_size + 6 * math.sqrt(batch_size) + 1
+    return int(8 * math.ceil(cap / 8))
+
+
+class StepEngine:
+    """One DP-SGD step on a sampled batch; see the module docstring.
+
+    Attributes:
+        name: the engine's name (``"fused"``, ``"opacus"`` or ``"non_private"``).
+        model: the bare model (what is evaluated and checkpointed).
+        optimizer: the bare optimizer (what schedules adjust and checkpoints hold).
+        accountant: Opacus' RDP accountant, stepped once per noisy step (``None`` when
+            non-private).
+    """
+
+    name: ClassVar[str]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    accountant: Any
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """Take one step on the batch; return its mean loss (NaN for an empty batch)."""
+        raise NotImplementedError
+
+    @property
+    def steps(self) -> int:
+        """Noisy steps counted by the accountant (steps taken, when non-private)."""
+        if self.accountant is None:
+            return self._plain_steps
+        return sum(count for _, _, count in self.accountant.history)
+
+    _plain_steps: int = 0
+
+
+def _rdp_accountant():
+    from opacus.accountants import RDPAccountant
+
+    return RDPAccountant()
+
+
+def _refuse_batch_mixing(model: nn.Module, engine: str) -> None:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            raise PlanError(
+                "model",
+                f"{type(module).__name__} at '{name or 'model'}'",
+                "a model whose layers treat each example on its own",
+                f"BatchNorm mixes the examples of a batch, so per-example gradients (engine "
+                f"'{engine}') are not defined; use GroupNorm or LayerNorm instead.",
+            )
+
+
+class NonPrivateEngine(StepEngine):
+    """Plain SGD on the batch's mean loss (the non-private baseline)."""
+
+    name = "non_private"
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer, self.accountant = model, optimizer, None
+        self._plain_steps = 0
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = math.nan
+        if len(images):
+            batch_loss = F.cross_entropy(self.model(images), labels)
+            batch_loss.backward()
+            loss = float(batch_loss.detach())
+        self.optimizer.step()
+        self._plain_steps += 1
+        return loss
+
+
+class OpacusEngine(StepEngine):
+    """Opacus' hook-based per-example gradients and ``DPOptimizer``."""
+
+    name = "opacus"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mechanism: Mechanism,
+        *,
+        noise_generator: torch.Generator,
+    ) -> None:
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        _refuse_batch_mixing(model, self.name)
+        self.model, self.optimizer = model, optimizer
+        self._wrapped = GradSampleModule(model, loss_reduction="mean")
+        self._dp_optimizer = DPOptimizer(
+            optimizer,
+            noise_multiplier=mechanism.noise_multiplier,
+            max_grad_norm=mechanism.max_grad_norm,
+            expected_batch_size=mechanism.expected_batch_size,
+            loss_reduction="mean",
+            generator=noise_generator,
+        )
+        self.accountant = _rdp_accountant()
+        self._dp_optimizer.attach_step_hook(
+            self.accountant.get_optimizer_hook_fn(sample_rate=mechanism.sample_rate)
+        )
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        self._dp_optimizer.zero_grad(set_to_none=True)
+        logits = self._wrapped(images)
+        if len(images):
+            batch_loss = F.cross_entropy(logits, labels)
+            loss = float(batch_loss.detach())
+        else:  # an empty Poisson batch is still a noisy step
+            batch_loss, loss = logits.sum() * 0.0, math.nan
+        batch_loss.backward()
+        self._dp_optimizer.step()
+        return loss
+
+
+class FusedEngine(StepEngine):
+    """Per-example gradients with ``torch.func``, clipped and summed in one function.
+
+    Args:
+        model: the model (its parameters are updated in place by ``optimizer``).
+        optimizer: a torch optimizer over ``model.parameters()``.
+        mechanism: σ, C, the expected batch size B and the sample rate q
+            (:meth:`Mechanism.from_plan`).
+        noise_generator: the run's secret noise generator.
+        compile: ``torch.compile`` the per-example gradient function; ``None`` compiles on
+            CUDA only (on 2 CPU cores compilation costs more than it saves). If compilation
+            fails the engine warns and runs eagerly.
+        cap: padded chunk length when compiled (default :func:`batch_cap`); eager chunks
+            have at most ``cap`` examples and are not padded.
+    """
+
+    name = "fused"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        mechanism: Mechanism,
+        *,
+        noise_generator: torch.Generator,
+        compile: bool | None = None,
+        cap: int | None = None,
+    ) -> None:
+        from torch.func import functional_call, grad, vmap
+
+        _refuse_batch_mixing(model, self.name)
+        self.model, self.optimizer = model, optimizer
+        self.noise_generator = noise_generator
+        self.mechanism = mechanism
+        self.noise_std = mechanism.noise_multiplier * mechanism.max_grad_norm
+        self.max_grad_norm = mechanism.max_grad_norm
+        self.cap = batch_cap(mechanism.expected_batch_size) if cap is None else int(cap)
+        self.accountant = _rdp_accountant()
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        device = self.params[0].device
+        self.compiled = device.type == "cuda" if compile is None else bool(compile)
+
+        def example_loss(
+            params: dict[str, torch.Tensor],
+            buffers: dict[str, torch.Tensor],
+            image: torch.Tensor,
+            label: torch.Tensor,
+        ) -> tuple[torch.Tensor, ...]:
+            logits = functional_call(model, (params, buffers), (image.unsqueeze(0),))
+            loss = F.cross_entropy(logits, label.unsqueeze(0))
+            return loss, loss.detach()
+
+        per_example = vmap(
+            grad(example_loss, has_aux=True), in_dims=(None, None, 0, 0), randomness="different"
+        )
+        max_norm = self.max_grad_norm
+
+        def clipped_sum(params, buffers, images, labels, weights):
+            """Sum over the chunk of each example's gradient clipped to C, times ``weights``.
+
+            ``weights`` is 1 for a sampled example and 0 for padding. Returns the sums, the
+            per-example gradient norms and the weighted sum of the per-example losses.
+            """
+            grads, losses = per_example(params, buffers, images, labels)
+            flat = [grads[n].reshape(len(images), -1) for n in params]
+            norms = torch.stack([g.norm(2, dim=1) for g in flat], dim=1).norm(2, dim=1)
+            factor = (max_norm / (norms + _NORM_EPSILON)).clamp(max=1.0) * weights
+            sums = {n: torch.einsum("i,i...->...", factor, grads[n]) for n in params}
+            return sums, norms, (losses * weights).sum()
+
+        self._eager = clipped_sum
+        self._function: Callable[..., Any] = clipped_sum
+        if self.compiled:
+            try:
+                self._function = torch.compile(clipped_sum, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back
+                warnings.warn(
+                    f"torch.compile failed ({exc}); the fused engine runs eagerly", stacklevel=2
+                )
+                self.compiled = False
+        self.last_norms: torch.Tensor | None = None
+
+    def _chunks(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        count = len(images)
+        for start in range(0, max(count, 1), self.cap):
+            chunk_x, chunk_y = images[start : start + self.cap], labels[start : start + self.cap]
+            weights = torch.ones(len(chunk_x), device=images.device, dtype=self.params[0].dtype)
+            if self.compiled and len(chunk_x) < self.cap:  # static shapes: pad with a mask
+                pad = self.cap - len(chunk_x)
+                chunk_x = torch.cat([chunk_x, chunk_x.new_zeros((pad, *chunk_x.shape[1:]))])
+                chunk_y = torch.cat([chunk_y, chunk_y.new_zeros((pad,))])
+                weights = torch.cat([weights, weights.new_zeros((pad,))])
+            if len(chunk_x):
+                yield chunk_x, chunk_y, weights
+
+    def _call(self, *args: Any) -> Any:
+        try:
+            return self._function(*args)
+        except Exception as exc:  # a compiled graph that fails at run time
+            if self._function is self._eager:
+                raise
+            warnings.warn(
+                f"the compiled fused step failed ({type(exc).__name__}: {exc}); running eagerly",
+                stacklevel=3,
+            )
+            self._function, self.compiled = self._eager, False
+            return self._eager(*args)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        params = {n: p.detach() for n, p in zip(self.names, self.params)}
+        buffers = {n: b.detach() for n, b in self.model.named_buffers()}
+        totals = [torch.zeros_like(p) for p in self.params]
+        norms, loss_sum = [], 0.0
+        for chunk_x, chunk_y, weights in self._chunks(images, labels):
+            sums, chunk_norms, chunk_loss = self._call(params, buffers, chunk_x, chunk_y, weights)
+            for total, name in zip(totals, self.names):
+                total.add_(sums[name])
+            norms.append(chunk_norms[weights > 0])
+            loss_sum += float(chunk_loss)
+        self.last_norms = torch.cat(norms) if norms else None
+        for p, total in zip(self.params, totals):
+            noise = torch.normal(
+                mean=0.0,
+                std=self.noise_std,
+                size=p.shape,
+                device=p.device,
+                generator=self.noise_generator,
+                dtype=p.dtype,
+            )
+            p.grad = (total + noise) / self.mechanism.expected_batch_size
+        self.optimizer.step()
+        self.accountant.step(
+            noise_multiplier=self.mechanism.noise_multiplier,
+            sample_rate=self.mechanism.sample_rate,
+        )
+        return loss_sum / len(images) if len(images) else math.nan
+
+
+def make_engine(
+    name: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    plan: TrainingPlan,
+    *,
+    private: bool,
+    noise_generator: torch.Generator,
+    compile: bool | None = None,
+) -> StepEngine:
+    """Return the step engine ``name`` (or the non-private one when ``private`` is False).
+
+    Raises:
+        PlanError: for an unknown engine name, or a model that mixes examples (BatchNorm).
+    """
+    if name not in ENGINES:
+        raise PlanError(
+            "engine",
+            name,
+            "one of " + ", ".join(repr(e) for e in ENGINES),
+            "fused: torch.func + compile (fast); opacus: Opacus' hooks.",
+        )
+    if not private:
+        return NonPrivateEngine(model, optimizer)
+    mechanism = Mechanism.from_plan(plan)
+    if name == "opacus":
+        return OpacusEngine(model, optimizer, mechanism, noise_generator=noise_generator)
+    return FusedEngine(
+        model, optimizer, mechanism, noise_generator=noise_generator, compile=compile
+    )
