@@ -336,6 +336,10 @@ class RunStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.read_only else 'rwc'}"
+        if self.read_only and not _writable(self.home) and not Path(f"{self.path}-wal").exists():
+            # SQLite cannot create the WAL index in a read-only folder; with no WAL file
+            # nobody can change the database there, so it is read as immutable.
+            uri += "&immutable=1"
         try:
             connection = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
@@ -600,7 +604,7 @@ class RunStore:
             alive = _owner_alive(row, now)
             same_host = row["host"] == socket.gethostname()
             if force or (not alive and same_host):
-                reason = ("stop forced with 'dpplan runs stop --force'" if force
+                reason = ("stop forced with 'dpplan runs stop ID --force'" if force
                           else "stopped after its process ended")
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason=?, updated_at=? WHERE id=?",
@@ -616,7 +620,7 @@ class RunStore:
             if not alive:
                 return (f"asked run {run_id} to stop, but it has not sent a heartbeat for more "
                         f"than {LEASE_SECONDS:.0f} s ({owner}). If its process is gone, "
-                        f"mark it stopped with 'dpplan runs stop --force {run_id}'")
+                        f"mark it stopped with 'dpplan runs stop {run_id} --force'")
             return f"asked run {run_id} to stop; it stops within seconds"
 
     def stop_requested(self, run_id: int) -> bool:
