@@ -2,7 +2,7 @@
 
 >>> from dpplan.train import RunOptions, training_set_size
 >>> training_set_size(RunOptions(subset=1000, validation_size=200))
-800
+1000
 """
 
 from dpplan.store import EpochRecord, RunRecord, RunStore

@@ -33,7 +33,7 @@ from dpplan.accounting import METHODS, epsilon_curve
 from dpplan.errors import PlanError, StoreError
 from dpplan.plan import TrainingPlan
 from dpplan.store import EpochRecord, RunRecord, RunStore, _plan_id
-from dpplan.train.data import load_mnist, split_validation
+from dpplan.train.data import DATA_DIR_ENV, load_mnist, split_validation
 from dpplan.train.models import ACTIVATIONS, MODELS, make_model
 from dpplan.train.schedules import (
     ScheduleSpec,
@@ -62,6 +62,8 @@ DEVICES = ("auto", "cpu", "cuda")
 CHECKPOINT_FORMAT = 2
 #: How often a running epoch checks the store for a stop request.
 STOP_POLL_SECONDS = 2.0
+#: How often a running epoch reports its progress to ``on_step`` (at most once per interval).
+PROGRESS_SECONDS = 2.0
 
 
 class _StopRequested(Exception):
@@ -88,11 +90,18 @@ class RunOptions:
             noise, so such a run carries no privacy guarantee against them (the run records
             a warning).
         data_dir: folder with the MNIST IDX files (see :func:`dpplan.train.data.load_mnist`).
+            Stored as an absolute path, so a run can be resumed from any working folder.
+            ``None`` takes ``$DPPLAN_DATA_DIR`` (made absolute) when it is set, else means
+            the per-user cache folder. A folder named here or in ``$DPPLAN_DATA_DIR`` must
+            exist (a mistyped name is refused, never created); only the cache folder is
+            created and downloaded into.
         download: whether missing MNIST files may be downloaded.
-        validation_size: examples held out of the training set for plateau scheduling and
-            learning-rate selection.
-        subset: train on the first ``subset`` MNIST training examples only (before the
-            validation split); ``None`` uses all 60,000.
+        validation_size: examples held out of the 60,000 MNIST training examples for
+            plateau scheduling and learning-rate selection, chosen by ``split_seed``.
+        subset: train on ``subset`` examples only: the first ``subset`` of the examples
+            left after the validation split (which always splits all 60,000, so the
+            validation examples do not depend on ``subset``); ``None`` uses all
+            ``60,000 - validation_size``.
         test_subset: evaluate on the first ``test_subset`` test examples; ``None`` uses all.
         method: dpplan accounting method for the recorded ε.
         target_epsilon: stop before an epoch whose ε would exceed this; ``None`` never stops.
@@ -127,11 +136,15 @@ class RunOptions:
         _validate.integer(minimum=0, maximum=2**63 - 1, split_seed=self.split_seed)
         if not isinstance(self.reproducible, bool):
             raise PlanError("reproducible", self.reproducible, "True or False")
-        pool = MNIST_TRAIN_SIZE
-        if self.subset is not None:
-            pool = _validate.integer(minimum=2, maximum=MNIST_TRAIN_SIZE, subset=self.subset)
-        _validate.integer(minimum=1, maximum=pool - 1, validation_size=self.validation_size,
+        _validate.integer(minimum=1, maximum=MNIST_TRAIN_SIZE - 1,
+                          validation_size=self.validation_size,
                           hint="Keep some examples for training.")
+        if self.subset is not None:
+            _validate.integer(minimum=1, maximum=MNIST_TRAIN_SIZE - self.validation_size,
+                              subset=self.subset,
+                              hint=f"validation_size={self.validation_size} examples are held "
+                              f"out of the {MNIST_TRAIN_SIZE:,} first.")
+        object.__setattr__(self, "data_dir", _absolute_data_dir(self.data_dir))
         if self.test_subset is not None:
             _validate.integer(minimum=1, maximum=MNIST_TEST_SIZE, test_subset=self.test_subset)
         _validate.choice(options=METHODS, method=self.method)
@@ -164,11 +177,83 @@ class RunOptions:
 def training_set_size(options: RunOptions) -> int:
     """Return the number of training examples a run samples from (its plan's dataset_size).
 
+    That is ``options.subset`` when set, else the 60,000 MNIST training examples less the
+    ``validation_size`` held out.
+
     Example:
         >>> training_set_size(RunOptions())
         55000
+        >>> training_set_size(RunOptions(subset=1000, validation_size=200))
+        1000
     """
-    return (options.subset or MNIST_TRAIN_SIZE) - options.validation_size
+    if options.subset is not None:
+        return options.subset
+    return MNIST_TRAIN_SIZE - options.validation_size
+
+
+def _absolute_data_dir(data_dir: object) -> str | None:
+    """Return ``data_dir`` (or ``$DPPLAN_DATA_DIR``) as an absolute path; None for the cache.
+
+    Raises:
+        PlanError: ``data_dir`` is not None, a non-empty str or an os.PathLike.
+    """
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+        if data_dir is None:
+            return None
+    if not isinstance(data_dir, (str, os.PathLike)) or isinstance(data_dir, bytes):
+        raise PlanError("data_dir", data_dir, "a folder path (str or os.PathLike) or None")
+    text = os.fspath(data_dir)
+    if not text:
+        raise PlanError("data_dir", data_dir, "a non-empty folder path or None",
+                        f"Pass None to use {DATA_DIR_ENV} or the per-user cache folder.")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class _Data:
+    """The tensors one run uses: its training part, validation part and test part."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def _split_indices(options: RunOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (training, validation) indices into the 60,000 MNIST training examples.
+
+    The validation examples depend only on ``split_seed`` and ``validation_size``, never on
+    ``subset`` or the run's seed, so one run's training examples are never another's
+    validation examples; the training examples are the first ``training_set_size`` of the
+    rest, in MNIST order.
+    """
+    everything = torch.arange(MNIST_TRAIN_SIZE)
+    (train_index, _), (validation_index, _) = split_validation(
+        everything, everything, validation_size=options.validation_size, seed=options.split_seed,
+    )
+    return train_index[:training_set_size(options)], validation_index
+
+
+def _load_data(options: RunOptions, device: torch.device) -> _Data:
+    """Load, verify and split MNIST for a run (before anything is stored).
+
+    Raises:
+        DataError: MNIST is missing or corrupt, cannot be downloaded, or the folder the
+            options name does not exist (it is not created).
+    """
+    data = load_mnist(options.data_dir, download=options.download, device=device,
+                      create_folder=options.data_dir is None)
+    train_index, validation_index = _split_indices(options)
+    train_index, validation_index = train_index.to(device), validation_index.to(device)
+    test_count = options.test_subset or MNIST_TEST_SIZE
+    return _Data(
+        train_x=data.train_images[train_index], train_y=data.train_labels[train_index],
+        val_x=data.train_images[validation_index], val_y=data.train_labels[validation_index],
+        test_x=data.test_images[:test_count], test_y=data.test_labels[:test_count],
+    )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -314,17 +399,14 @@ class _Run:
     """One training run's state: model, optimizer, accountants, sampler, counters."""
 
     def __init__(self, plan: TrainingPlan, schedule: ScheduleSpec, options: RunOptions,
-                 device: torch.device) -> None:
+                 device: torch.device, data: _Data | None = None) -> None:
         self.plan, self.schedule, self.options, self.device = plan, schedule, options, device
         torch.manual_seed(options.seed)
-        data = load_mnist(options.data_dir, download=options.download, device=device)
-        pool = options.subset or MNIST_TRAIN_SIZE
-        (self.train_x, self.train_y), (self.val_x, self.val_y) = split_validation(
-            data.train_images[:pool], data.train_labels[:pool],
-            validation_size=options.validation_size, seed=options.split_seed,
-        )
-        test_count = options.test_subset or MNIST_TEST_SIZE
-        self.test_x, self.test_y = data.test_images[:test_count], data.test_labels[:test_count]
+        if data is None:
+            data = _load_data(options, device)
+        self.train_x, self.train_y = data.train_x, data.train_y
+        self.val_x, self.val_y = data.val_x, data.val_y
+        self.test_x, self.test_y = data.test_x, data.test_y
         if plan.dataset_size != len(self.train_x):
             raise PlanError(
                 "dataset_size", plan.dataset_size,
@@ -432,19 +514,23 @@ class _Run:
         self.steps = int(state["steps"])
         return int(state["epoch"])
 
-    def train_epoch(self, should_stop: Callable[[], bool] | None = None) -> tuple[float, float]:
+    def train_epoch(self, should_stop: Callable[[], bool] | None = None,
+                    on_step: Callable[[int, int], None] | None = None) -> tuple[float, float]:
         """Run exactly ``plan.steps_per_epoch`` Poisson-sampled steps; return (loss, seconds).
 
         ``should_stop`` is polled every few seconds; when it returns True the epoch is
         abandoned (raise :class:`_StopRequested`) and the run continues later from the last
-        checkpoint, so a partial epoch is never recorded.
+        checkpoint, so a partial epoch is never recorded. ``on_step(k, steps_per_epoch)`` is
+        called after step ``k`` at most once every ``PROGRESS_SECONDS`` (never after the
+        last step: the epoch's record follows).
         """
         self.model.train()
         count = len(self.train_x)
         rate = self.plan.sample_rate
+        steps_per_epoch = self.plan.steps_per_epoch
         loss_sum, loss_batches = 0.0, 0
-        started = last_poll = time.perf_counter()
-        for _ in range(self.plan.steps_per_epoch):
+        started = last_poll = last_report = time.perf_counter()
+        for step in range(1, steps_per_epoch + 1):
             if should_stop is not None and time.perf_counter() - last_poll > STOP_POLL_SECONDS:
                 last_poll = time.perf_counter()
                 if should_stop():
@@ -467,6 +553,10 @@ class _Run:
             self.optimizer.step()
             self.controller.after_step()
             self.steps += 1
+            if (on_step is not None and step < steps_per_epoch
+                    and time.perf_counter() - last_report >= PROGRESS_SECONDS):
+                last_report = time.perf_counter()
+                on_step(step, steps_per_epoch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
@@ -481,8 +571,13 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     store: RunStore | None = None,
     group_id: str | None = None,
+    on_start: Callable[[RunRecord], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> RunRecord:
     """Train ``plan`` with DP-SGD (Opacus) on MNIST and store every epoch.
+
+    Input is checked and MNIST is loaded and verified **before** the run is stored, so a
+    bad argument or a bad data folder leaves no run behind.
 
     Args:
         plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
@@ -491,14 +586,19 @@ def train(
         on_epoch: called with each :class:`EpochRecord` after it is stored.
         store: the run store; default ``RunStore()`` (``$DPPLAN_HOME``).
         group_id: tag shared by the runs of one comparison.
+        on_start: called with the stored :class:`RunRecord` (status ``running``, no
+            epochs) as soon as the run is created, before its first step.
+        on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
+            every ``PROGRESS_SECONDS`` seconds.
 
     Returns:
         The stored :class:`RunRecord`, with status ``finished`` (or ``stopped``).
 
     Raises:
-        PlanError: for invalid plan, schedule or options (nothing is stored), or a
-            plan whose dataset_size does not match the data (stored as a failed run).
-        DataError: if MNIST is missing or corrupt (stored as a failed run).
+        PlanError: for invalid plan, schedule or options, or a plan whose dataset_size is
+            not ``training_set_size(options)`` (nothing is stored).
+        DataError: if MNIST is missing or corrupt, cannot be downloaded, or a named data
+            folder does not exist (nothing is stored).
     """
     options = options or RunOptions()
     if not isinstance(plan, TrainingPlan):
@@ -507,21 +607,34 @@ def train(
         raise PlanError("options", options, "a RunOptions")
     schedule = schedule_from_dict(schedule.to_dict()) if hasattr(schedule, "to_dict") else (
         schedule_from_dict(schedule))
+    if plan.dataset_size != training_set_size(options):
+        raise PlanError(
+            "dataset_size", plan.dataset_size,
+            f"{training_set_size(options)}, the number of training examples of these options",
+            "dpplan derives dataset_size from the data; build the plan with "
+            "dataset_size=training_set_size(options).",
+        )
     device = resolve_device(options.device)
     store = store or RunStore()
+    data = _load_data(options, device)
     run_id = store.create_run(
         plan=plan, schedule=schedule.to_dict(), options=options.to_dict(), device=str(device),
         seed=options.seed, private=options.private, versions=_versions(), group_id=group_id,
     )
-    return _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state=None)
+    if on_start is not None:
+        on_start(store.get_run(run_id))
+    return _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state=None,
+                    data=data, on_step=on_step)
 
 
 def resume(run_id: int, *, store: RunStore | None = None,
-           on_epoch: Callable[[EpochRecord], None] | None = None) -> RunRecord:
+           on_epoch: Callable[[EpochRecord], None] | None = None,
+           data_dir: str | os.PathLike[str] | None = None) -> RunRecord:
     """Continue an interrupted (or stopped) run from its last checkpoint.
 
     The model, optimizer, schedule, Opacus accountant and every random-number state are
-    restored, so accounting continues exactly where the checkpoint left it.
+    restored, so accounting continues exactly where the checkpoint left it. ``data_dir``
+    reads MNIST from another folder than the run's (the checksums make it the same data).
 
     The checkpoint is read with ``weights_only=True`` and checked against the store (run id,
     plan, epoch, steps, accountant) before anything changes; no stored record is ever
@@ -545,6 +658,8 @@ def resume(run_id: int, *, store: RunStore | None = None,
                         f"It stopped before its first epoch finished (no epoch is recorded, "
                         f"no {store.checkpoint_path(run_id)}); start a new run.")
     options = RunOptions.from_dict(run.options)
+    if data_dir is not None:
+        options = dataclasses.replace(options, data_dir=data_dir)
     device = resolve_device(options.device)
     store.claim(run_id)
     return _execute(run_id, run.plan, schedule_from_dict(run.schedule), options, device,
@@ -597,13 +712,16 @@ def queue_run(plan: TrainingPlan, schedule: ScheduleSpec, options: RunOptions, *
     )
 
 
-def _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state) -> RunRecord:
+def _execute(run_id, plan, schedule, options, device, store, on_epoch, start_state, *,
+             data: _Data | None = None,
+             on_step: Callable[[int, int], None] | None = None) -> RunRecord:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Full backward hook.*")
             warnings.filterwarnings("ignore", message=".*secure_mode.*")
             warnings.filterwarnings("ignore", message=".*Optimal order is the.*")
-            _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state)
+            _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state,
+                  data=data, on_step=on_step)
     except KeyboardInterrupt:
         store.finish_run(run_id, status="stopped", stop_reason="interrupted by the user")
         raise
@@ -613,8 +731,10 @@ def _execute(run_id, plan, schedule, options, device, store, on_epoch, start_sta
     return store.get_run(run_id)
 
 
-def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state) -> None:
-    run = _Run(plan, schedule, options, device)
+def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state, *,
+          data: _Data | None = None,
+          on_step: Callable[[int, int], None] | None = None) -> None:
+    run = _Run(plan, schedule, options, device, data)
     first_epoch = 1
     if start_state is not None:
         first_epoch = run.load(start_state) + 1
@@ -642,7 +762,7 @@ def _loop(run_id, plan, schedule, options, device, store, on_epoch, start_state)
             store.finish_run(run_id, status="stopped", stop_reason="stop requested")
             return
         try:
-            train_loss, seconds = run.train_epoch(lambda: store.stop_requested(run_id))
+            train_loss, seconds = run.train_epoch(lambda: store.stop_requested(run_id), on_step)
         except _StopRequested:
             store.finish_run(run_id, status="stopped",
                              stop_reason=f"stop requested during epoch {epoch}")

@@ -1,4 +1,9 @@
-"""Shared fixtures for the trainer tests: real MNIST from the shared folder, a temp store."""
+"""Shared fixtures for the trainer tests: real MNIST from the shared folder, a temp store.
+
+In-process training tests read the shared MNIST folder through a loader that verifies and
+parses the four files once per session (each load costs ~0.6 s); any other folder goes
+through the real :func:`dpplan.train.data.load_mnist`, so the data-folder checks are real.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pathlib import Path
 import pytest
 
 SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+
+_LOADED: dict[tuple[Path, str], object] = {}
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +31,25 @@ def store(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "home"))
     return RunStore(tmp_path / "home")
+
+
+@pytest.fixture(autouse=True)
+def _shared_mnist_loaded_once(monkeypatch):
+    """Make the trainer load the shared MNIST folder once per session, not once per run."""
+    from dpplan.train import loop
+
+    real = loop.load_mnist
+    shared = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST)).resolve()
+
+    def load(data_dir=None, *, download=True, device="cpu", create_folder=True):
+        folder = Path(data_dir).resolve() if data_dir is not None else None
+        if folder != shared:
+            return real(data_dir, download=download, device=device, create_folder=create_folder)
+        key = (folder, str(device))
+        if key not in _LOADED:
+            _LOADED[key] = real(
+                data_dir, download=download, device=device, create_folder=create_folder
+            )
+        return _LOADED[key]
+
+    monkeypatch.setattr(loop, "load_mnist", load)

@@ -15,11 +15,21 @@ import torch
 
 import dpplan
 from dpplan.errors import DataError, PlanError
-from dpplan.train import Constant, OneCycle, Plateau, RunOptions, resume, train, training_set_size
+from dpplan.train import (
+    Constant,
+    OneCycle,
+    Plateau,
+    RunOptions,
+    loop,
+    resume,
+    train,
+    training_set_size,
+)
+from dpplan.train.data import DATA_DIR_ENV, MIRRORS_ENV, MNIST_FILES
 
 
 def _options(mnist_dir, **changes):
-    values = dict(subset=1600, validation_size=400, test_subset=500, data_dir=str(mnist_dir),
+    values = dict(subset=1200, validation_size=400, test_subset=500, data_dir=str(mnist_dir),
                   device="cpu", method="rdp", seed=3)
     values.update(changes)
     return RunOptions(**values)
@@ -32,12 +42,21 @@ def _plan(options, **changes):
     return dpplan.TrainingPlan(**values)
 
 
-def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store):
+def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store, monkeypatch):
+    # The one real end-to-end DP-SGD run of the default suite (a few seconds on CPU).
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)  # report every step
     options = _options(mnist_dir)
     plan = _plan(options)
-    seen = []
-    run = train(plan, OneCycle(max_lr=0.5), options, store=store, on_epoch=seen.append)
+    seen, started, steps = [], [], []
+    run = train(plan, OneCycle(max_lr=0.5), options, store=store, on_epoch=seen.append,
+                on_start=started.append, on_step=lambda k, n: steps.append((len(seen), k, n)))
     assert run.status == "finished" and run.device == "cpu"
+    # The run is announced (stored, running, no epoch yet) before its first step, and every
+    # step but an epoch's last reports its progress within the epoch.
+    [first] = started
+    assert first.id == run.id and first.status == "running" and first.records == ()
+    per_epoch = plan.steps_per_epoch
+    assert steps == [(done, k, per_epoch) for done in (0, 1) for k in range(1, per_epoch)]
     assert [r.epoch for r in run.records] == [1, 2] == [r.epoch for r in seen]
     # Exactly steps_per_epoch optimizer steps per epoch, counted by the optimizer hook.
     assert [r.steps for r in run.records] == [plan.steps_after(1), plan.steps_after(2)]
@@ -55,6 +74,7 @@ def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store):
     assert store.checkpoint_path(run.id).exists()
 
 
+@pytest.mark.slow
 def test_training_learns_something(mnist_dir, store):
     options = _options(mnist_dir, subset=6000, validation_size=1000, test_subset=1000)
     plan = _plan(options, batch_size=256, noise_multiplier=0.8, epochs=2)
@@ -82,14 +102,61 @@ def test_noise_and_sampling_do_not_come_from_the_public_seed(mnist_dir, store):
     assert first.warnings == ()
 
 
-def test_validation_split_does_not_depend_on_the_run_seed(mnist_dir):
+def test_validation_split_does_not_depend_on_the_run_seed_or_subset(mnist_dir):
     from dpplan.train.loop import _Run, resolve_device
 
-    first = _Run(_plan(_options(mnist_dir)), Constant(lr=0.1), _options(mnist_dir, seed=1),
-                 resolve_device("cpu"))
-    second = _Run(_plan(_options(mnist_dir)), Constant(lr=0.1), _options(mnist_dir, seed=2),
-                  resolve_device("cpu"))
-    assert torch.equal(first.val_x, second.val_x) and torch.equal(first.train_y, second.train_y)
+    options = _options(mnist_dir, seed=1)
+    smaller = _options(mnist_dir, seed=2, subset=800)
+    first = _Run(_plan(options), Constant(lr=0.1), options, resolve_device("cpu"))
+    second = _Run(_plan(smaller), Constant(lr=0.1), smaller, resolve_device("cpu"))
+    assert len(first.train_x) == 1200 and len(second.train_x) == 800
+    assert torch.equal(first.val_x, second.val_x) and torch.equal(first.val_y, second.val_y)
+    assert torch.equal(first.train_x[:800], second.train_x)
+
+
+def test_subset_counts_training_examples_and_the_split_is_fixed():
+    from dpplan.train.loop import MNIST_TRAIN_SIZE, _split_indices
+
+    full_train, full_validation = _split_indices(RunOptions(validation_size=500))
+    assert len(full_train) == MNIST_TRAIN_SIZE - 500 and len(full_validation) == 500
+    assert not set(full_train.tolist()) & set(full_validation.tolist())
+    for subset in (1, 1000, 30_000, MNIST_TRAIN_SIZE - 500):
+        options = RunOptions(validation_size=500, subset=subset)
+        assert training_set_size(options) == subset  # --subset N trains on N examples
+        train_index, validation_index = _split_indices(options)
+        # The validation examples never depend on the subset, and the training examples are
+        # the first N of the rest: no run trains on another run's validation examples.
+        assert torch.equal(validation_index, full_validation)
+        assert torch.equal(train_index, full_train[:subset])
+    # A smaller validation set keeps its examples out of every larger one's training part.
+    _, small_validation = _split_indices(RunOptions(validation_size=200))
+    assert set(small_validation.tolist()) <= set(full_validation.tolist())
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"subset": 0}, "subset=0"),
+        ({"subset": 59_501, "validation_size": 500}, "subset=59501"),
+        ({"validation_size": 60_000}, "validation_size=60000"),
+        ({"data_dir": ""}, "data_dir=''"),
+        ({"data_dir": 3}, "data_dir=3"),
+    ],
+)
+def test_subset_and_data_dir_bounds(changes, field):
+    with pytest.raises(PlanError, match=field):
+        RunOptions(**changes)
+
+
+def test_data_dir_is_stored_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    assert RunOptions(data_dir="../data/mnist").data_dir == str(tmp_path.parent / "data" / "mnist")
+    assert RunOptions(data_dir=tmp_path / "m").to_dict()["data_dir"] == str(tmp_path / "m")
+    assert RunOptions().data_dir is None  # the per-user cache folder
+    monkeypatch.setenv(DATA_DIR_ENV, "from-env")
+    assert RunOptions().data_dir == str(tmp_path / "from-env")
+    assert RunOptions.from_dict(RunOptions().to_dict()).data_dir == str(tmp_path / "from-env")
 
 
 def test_non_private_baseline_reports_infinite_epsilon(mnist_dir, store):
@@ -115,8 +182,7 @@ def test_dataset_size_must_match_the_data(mnist_dir, store):
     options = _options(mnist_dir)
     with pytest.raises(PlanError, match=r"dataset_size=60000 is invalid: must be 1200"):
         train(_plan(options, dataset_size=60000), Constant(lr=0.1), options, store=store)
-    [failed] = store.list_runs()
-    assert failed.status == "failed" and "dataset_size" in failed.error
+    assert store.list_runs() == []  # an input error records no run
 
 
 @pytest.mark.parametrize(
@@ -146,19 +212,91 @@ def test_cuda_requested_without_cuda(mnist_dir, store):
     assert store.list_runs() == []
 
 
-def test_missing_data_is_a_failed_run(tmp_path, store):
-    options = RunOptions(subset=1000, validation_size=100, data_dir=str(tmp_path / "none"),
-                         download=False, device="cpu")
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+def _closed_mirror(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv(MIRRORS_ENV, f"http://127.0.0.1:{port}/mnist/")
+
+
+@pytest.mark.parametrize("download", [True, False])
+@pytest.mark.parametrize("named_by", ["data_dir", "env"])
+def test_mistyped_data_folder_is_refused_created_nowhere_and_stores_no_run(
+        tmp_path, store, monkeypatch, download, named_by):
+    _closed_mirror(monkeypatch)
+    typo = tmp_path / "mnsit"
+    if named_by == "env":
+        monkeypatch.setenv(DATA_DIR_ENV, str(typo))
+        options = RunOptions(subset=1000, validation_size=100, download=download, device="cpu")
+    else:
+        options = RunOptions(subset=1000, validation_size=100, data_dir=str(typo),
+                             download=download, device="cpu")
+    with pytest.raises(DataError, match="does not exist") as info:
         train(_plan(options), Constant(lr=0.1), options, store=store)
-    assert [run.status for run in store.list_runs()] == ["failed"]
+    message = str(info.value)
+    assert str(typo) in message and all(name in message for name in MNIST_FILES)
+    assert "could not download" not in message
+    assert not typo.exists()
+    assert store.list_runs() == []
+
+
+def test_folder_without_mnist_says_so_before_the_download_failure(tmp_path, store, monkeypatch):
+    _closed_mirror(monkeypatch)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    options = RunOptions(subset=1000, validation_size=100, data_dir=str(empty), device="cpu")
+    with pytest.raises(DataError) as info:
+        train(_plan(options), Constant(lr=0.1), options, store=store)
+    message = str(info.value)
+    assert message.startswith(f"MNIST data folder {str(empty)!r} does not hold MNIST: missing")
+    assert "could not download" in message
+    assert store.list_runs() == []
+
+
+def test_resume_from_another_folder_and_with_another_data_dir(mnist_dir, store, tmp_path,
+                                                             monkeypatch):
+    # A run started with a relative --data-dir resumes from any folder, and resume can read
+    # the same MNIST from another folder.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "a" / "mnist").symlink_to(mnist_dir, target_is_directory=True)
+    (tmp_path / "b").symlink_to(mnist_dir, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "a")
+    options = _options("mnist", test_subset=200)
+    plan = _plan(options, epochs=3)
+    ids = []
+    run = train(plan, Constant(lr=0.2), options, store=store, on_start=lambda r: ids.append(r.id),
+                on_epoch=lambda r: store.request_stop(ids[0]))
+    assert run.status == "stopped" and len(run.records) == 1
+    assert run.options["data_dir"] == str(tmp_path / "a" / "mnist")
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run = resume(run.id, store=store, on_epoch=lambda r: store.request_stop(run.id))
+    assert run.status == "stopped" and len(run.records) == 2
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+    missing = tmp_path / "missing"
+    with pytest.raises(DataError, match="does not exist"):
+        resume(run.id, store=store, data_dir=missing)
+    assert not missing.exists()
+
+    (tmp_path / "a" / "mnist").unlink()
+    finished = resume(run.id, store=store, data_dir=tmp_path / "b")
+    assert finished.status == "finished"
+    assert [r.steps for r in finished.records] == [plan.steps_after(e) for e in (1, 2, 3)]
+    curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
+    for record in finished.records:
+        assert record.epsilon == curve[record.epoch - 1]
+        assert record.epsilon_opacus == pytest.approx(record.epsilon_rdp, rel=1e-3)
 
 
 _CHILD = """
 import sys
 import dpplan
 from dpplan.train import Constant, RunOptions, train, training_set_size
-options = RunOptions(subset=1600, validation_size=400, test_subset=200, data_dir=sys.argv[1],
+options = RunOptions(subset=1200, validation_size=400, test_subset=200, data_dir=sys.argv[1],
                      device="cpu", method="rdp", seed=5)
 plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=32,
                            noise_multiplier=1.0, epochs=int(sys.argv[2]), delta=1e-4)
@@ -172,6 +310,7 @@ def _start_child(mnist_dir, home, epochs):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_leaves_epochs_intact_and_resumes(mnist_dir, tmp_path):
     from dpplan.store import RunStore
 
