@@ -78,7 +78,8 @@ def clear_caches() -> None:
     for module_name in ("dpplan.accounting.rdp", "dpplan.accounting.pld"):
         module = sys.modules.get(module_name)
         if module is not None:
-            for name in ("_rdp_per_step", "_pld_per_step"):
+            for name in ("_rdp_per_step", "_pld_per_step", "_probe_pld", "_step_loss_width",
+                         "_composed_loss_width"):
                 if hasattr(module, name):
                     getattr(module, name).cache_clear()
 
