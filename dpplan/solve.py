@@ -9,6 +9,7 @@ reported for the answer are one computation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -56,6 +57,55 @@ def _checked(plan: TrainingPlan, method: str, target_epsilon: float) -> Training
     return plan
 
 
+class _Probe:
+    """Memoised "does ``value`` meet the target?" for one plan field and method.
+
+    ``probe(value)`` is True (fits), False (ε computed and over the target) or None (the
+    backend refused: it cannot bound ε there). A refusal is not an answer, so it is never
+    read as "over budget because ε is large": the searches below treat it as unknown.
+    """
+
+    def __init__(self, backend, make_plan: Callable[[float], TrainingPlan], target: float):
+        self.backend = backend
+        self.make_plan = make_plan
+        self.target = target
+        self.results: dict[float, bool | None] = {}
+        self.epsilons: dict[float, float] = {}
+        self.refusals: dict[float, str] = {}
+
+    def __call__(self, value: float) -> bool | None:
+        if value not in self.results:
+            try:
+                found = self.backend.epsilon(self.make_plan(value))
+            except AccountingError as exc:
+                self.results[value] = None
+                self.refusals[value] = str(exc)
+            else:
+                self.epsilons[value] = found
+                self.results[value] = found <= self.target
+        return self.results[value]
+
+    def refusal_note(self, field: str) -> str:
+        """A sentence naming where the backend refused, in the plan's own terms ('' if not)."""
+        if not self.refusals:
+            return ""
+        values = sorted(self.refusals)
+        reason = _refusal_reason(self.refusals[values[0]])
+        shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if len(values) > 4 else "")
+        return (
+            f" {self.backend.name} could not compute ε at {field}={shown} ({reason}); "
+            "method='rdp' or 'pld' may reach the target."
+        )
+
+
+def _refusal_reason(message: str) -> str:
+    if "grid" in message and "would need" in message:
+        return "its grid would be too large"
+    if "floating-point" in message:
+        return "delta is too small for its floating-point error budget"
+    return "it cannot bound ε there"
+
+
 def _calibrate(
     method: str,
     make_plan: Callable[[float], TrainingPlan],
@@ -67,10 +117,15 @@ def _calibrate(
     discrete: bool,
     tol: float | None = None,
 ) -> float:
+    """dp-accounting's calibration on ``[low, high]``, where ``high`` fits and ``low`` does not.
+
+    Where the backend refuses, its ε counts as +inf (a valid upper bound): the search treats
+    the point as over budget, and the answer is still one the backend computed.
+    """
     backend = get_accountant(method)
     try:
         return dp_accounting.calibrate_dp_mechanism(
-            make_fresh_accountant=backend.fresh,
+            make_fresh_accountant=lambda: backend.fresh(refusal_as_infinity=True),
             make_event_from_param=lambda value: dpsgd_event(make_plan(value)),
             target_epsilon=target_epsilon,
             target_delta=delta,
@@ -82,27 +137,51 @@ def _calibrate(
         raise AccountingError(f"{method} solver failed in [{low}, {high}]: {exc}") from exc
 
 
-def _computable_bracket(status: Callable[[float], bool | None], *, bad: float, good: float,
-                        tol: float) -> tuple[float | None, float]:
-    """Narrow ``[bad, good]`` until its low end is computable and does not fit.
+def _fitting_noise(probe: _Probe, guess: float) -> float | None:
+    """Return a noise multiplier in [NOISE_MULTIPLIER_SEARCH_MIN, NOISE_MULTIPLIER_MAX] that
+    the backend computes and that fits, or None.
 
-    ``status(x)`` is True (fits), False (computable, does not fit) or None (the backend
-    cannot compute ε there, which happens only for large ε). ``good`` fits. Returns
-    ``(low, high)`` with ``status(low) is False`` and ``status(high) is True``, or
-    ``(None, high)`` when nothing computable and unfitting is left within ``tol``.
+    ε falls as σ grows, so it walks up from ``guess`` by factors of 2. PRV refuses both at
+    small σ (ε, hence its grid, too large) and, for small δ, at large σ (round-off), so a
+    refusal met above a computable σ that did not fit narrows down between the two; a refusal
+    at the guess and everywhere above it means the computable σ lie below the guess.
     """
-    while good - bad > tol:
-        if status(bad) is False:
-            return bad, good
-        middle = (bad + good) / 2
-        found = status(middle)
-        if found is True:
-            good = middle
-        elif found is False:
-            return middle, good
+    sigma, over = guess, None
+    while True:
+        found = probe(sigma)
+        if found:
+            return sigma
+        if found is None and over is not None:
+            return _fitting_between(probe, over=over, refused=sigma)
+        if found is False:
+            over = sigma
+        if sigma >= NOISE_MULTIPLIER_MAX:
+            break
+        sigma = min(sigma * 2, NOISE_MULTIPLIER_MAX)
+    if probe(guess) is None:
+        sigma = guess
+        while sigma > NOISE_MULTIPLIER_SEARCH_MIN:
+            sigma = max(sigma / 2, NOISE_MULTIPLIER_SEARCH_MIN)
+            found = probe(sigma)
+            if found:
+                return sigma
+            if found is False:
+                return _fitting_between(probe, over=sigma, refused=guess)
+    return None
+
+
+def _fitting_between(probe: _Probe, *, over: float, refused: float) -> float | None:
+    """Bisect (over, refused) for a σ that is computed and fits; None if there is none."""
+    while refused - over > over * NOISE_MULTIPLIER_RELATIVE_TOL:
+        middle = (over + refused) / 2
+        found = probe(middle)
+        if found:
+            return middle
+        if found is False:
+            over = middle
         else:
-            bad = middle
-    return None, good
+            refused = middle
+    return None
 
 
 def solve_noise_multiplier(
@@ -110,9 +189,10 @@ def solve_noise_multiplier(
 ) -> TrainingPlan:
     """Return ``plan`` with the smallest noise multiplier whose ε meets ``target_epsilon``.
 
-    The answer is within 0.1% of the smallest σ that ``method`` accepts and never exceeds
+    The answer is within 0.1% of the smallest σ that ``method`` certifies and never exceeds
     the target. The search covers σ in [0.1, 1000]; if even σ = 0.1 meets the target, σ = 0.1
-    is returned.
+    is returned. Where ``method`` cannot compute ε (PRV's grid or round-off limits) it
+    certifies nothing; the search looks past such points, never reading them as "over".
 
     Args:
         plan: the plan; its noise_multiplier is ignored.
@@ -124,7 +204,7 @@ def solve_noise_multiplier(
 
     Raises:
         PlanError: for an invalid plan, target or method.
-        InfeasibleTargetError: if no σ <= 1000 meets the target.
+        InfeasibleTargetError: if no σ <= 1000 that ``method`` can compute meets the target.
         AccountingError: if the library fails, or (never expected) the answer overshoots.
 
     Example:
@@ -137,45 +217,33 @@ def solve_noise_multiplier(
     _check_plan(plan)
     target_epsilon = _target(target_epsilon)
     backend = get_accountant(method)
-
-    def fits(sigma: float) -> bool:
-        # A σ whose ε the backend cannot compute (ε too large for its grid) does not fit.
+    probe = _Probe(backend, lambda sigma: plan.replace(noise_multiplier=sigma), target_epsilon)
+    # Start near RDP's answer (cheap; PRV and PLD usually certify a little less noise).
+    guess = 1.0
+    if method != "rdp":
         try:
-            return backend.epsilon(plan.replace(noise_multiplier=sigma)) <= target_epsilon
-        except AccountingError:
-            return False
-
-    if not fits(NOISE_MULTIPLIER_MAX):
+            guess = solve_noise_multiplier(
+                plan, target_epsilon=target_epsilon, method="rdp"
+            ).noise_multiplier
+        except InfeasibleTargetError:
+            guess = NOISE_MULTIPLIER_MAX
+    high = _fitting_noise(probe, guess)
+    if high is None:
         raise InfeasibleTargetError(
             f"no noise_multiplier <= {NOISE_MULTIPLIER_MAX:g} reaches ε <= {target_epsilon:g} "
             f"at delta={plan.delta:g} with sample_rate={plan.sample_rate:.4g} over "
             f"{plan.total_steps:,} steps ({method}). Raise target_epsilon, or lower epochs or "
-            "batch_size, or raise delta."
+            "batch_size, or raise delta." + probe.refusal_note("noise_multiplier")
         )
-    # Bracket: start near σ = 1 (or RDP's answer, which is never below PRV's or PLD's by
-    # more than the PRV error term) and walk by factors of 2.
-    guess = 1.0
-    if method != "rdp":
-        guess = solve_noise_multiplier(plan, target_epsilon=target_epsilon,
-                                       method="rdp").noise_multiplier
-    high = min(guess, NOISE_MULTIPLIER_MAX)
-    while not fits(high):
-        high = min(high * 2, NOISE_MULTIPLIER_MAX)
-    low = max(high / (1.25 if method != "rdp" else 2), NOISE_MULTIPLIER_SEARCH_MIN)
-    while fits(low):
-        if low == NOISE_MULTIPLIER_SEARCH_MIN:
-            return _checked(plan.replace(noise_multiplier=low), method, target_epsilon)
-        high, low = low, max(low / 2, NOISE_MULTIPLIER_SEARCH_MIN)
-    def status(sigma: float) -> bool | None:
-        try:
-            return backend.epsilon(plan.replace(noise_multiplier=sigma)) <= target_epsilon
-        except AccountingError:
-            return None
-
-    low, high = _computable_bracket(status, bad=low, good=high,
-                                    tol=high * NOISE_MULTIPLIER_RELATIVE_TOL / 2)
-    if low is None:  # nothing computable and unfitting is left: the fitting end is the answer
-        return _checked(plan.replace(noise_multiplier=high), method, target_epsilon)
+    # Walk down until a σ does not fit (or the backend refuses it: no certificate there).
+    factor = 2.0 if method == "rdp" else 1.25
+    while True:
+        if high <= NOISE_MULTIPLIER_SEARCH_MIN:
+            return _checked(plan.replace(noise_multiplier=high), method, target_epsilon)
+        low = max(high / factor, NOISE_MULTIPLIER_SEARCH_MIN)
+        if not probe(low):
+            break
+        high = low
     sigma = _calibrate(
         method,
         lambda value: plan.replace(noise_multiplier=value),
@@ -189,6 +257,15 @@ def solve_noise_multiplier(
     return _checked(plan.replace(noise_multiplier=sigma), method, target_epsilon)
 
 
+@dataclasses.dataclass(frozen=True)
+class _NoFit:
+    """Why no value fits: the smallest value ``method`` computes and its ε (None: none)."""
+
+    value: int | None
+    epsilon: float | None
+    note: str
+
+
 def _largest_fitting(
     plan: TrainingPlan,
     field: str,
@@ -197,70 +274,82 @@ def _largest_fitting(
     high: int,
     target_epsilon: float,
     method: str,
-) -> TrainingPlan:
-    """Largest integer ``field`` in [low, high] whose plan meets the target (ε increasing)."""
+) -> TrainingPlan | _NoFit:
+    """Largest integer ``field`` in [low, high] whose plan meets the target (ε increasing).
+
+    Values the backend cannot compute (e.g. PRV's grid too large for many steps) certify
+    nothing; they are never taken as the answer, and never read as "over budget" when
+    deciding that no value fits.
+    """
     backend = get_accountant(method)
 
     def candidate(value: float) -> TrainingPlan:
         return plan.replace(**{field: int(round(value))})
 
-    def fits(value: int) -> bool:
-        return backend.epsilon(candidate(value)) <= target_epsilon
-
-    if not fits(low):
-        return None
+    probe = _Probe(backend, candidate, target_epsilon)
+    found = probe(low)
+    if found is None:
+        # The smallest value is not computable (typically: too many steps for the grid).
+        # Find the smallest computable one by doubling, then bisect back for a fitting one.
+        refused, value = low, low
+        while found is None and value < high:
+            refused, value = value, min(high, value * 2)
+            found = probe(value)
+        if found is None:
+            return _NoFit(None, None, probe.refusal_note(field))
+        while not found and value - refused > 1:
+            middle = (refused + value) // 2
+            result = probe(middle)
+            if result is None:
+                refused = middle
+            elif result:
+                value, found = middle, True
+            else:
+                value = middle
+        if not found:
+            return _NoFit(value, probe.epsilons[value], probe.refusal_note(field))
+        low = value
+    elif not found:
+        return _NoFit(low, probe.epsilons[low], "")
     # Find an upper end that does not fit by doubling from `low`, so the search stays where
-    # one query is cheap. A value the backend cannot compute (AccountingError: grid too
-    # large) is treated as not fitting: the answer may then be smaller than the true
-    # maximum, never larger.
+    # one query is cheap. A refused value is not a fitting one: the answer may then be
+    # smaller than the true maximum, never larger.
     upper = low
     while upper < high:
         upper = min(high, upper * 2)
-        try:
-            fitted = fits(upper)
-        except AccountingError:
-            fitted = False
-        if not fitted:
+        if not probe(upper):
             break
         low = upper
     else:
         return _checked(candidate(low), method, target_epsilon)
-    # `upper` does not fit; make sure its ε is computable, so the search can evaluate it.
-    while upper - low > 1:
-        try:
-            backend.epsilon(candidate(upper))
-            break
-        except AccountingError:
-            middle = (low + upper) // 2
-            if _fits_or_false(fits, middle):
-                low = middle
-            else:
-                upper = middle
     if upper - low <= 1:
         value = low
     else:
-        value = _calibrate(
-            method,
-            candidate,
-            target_epsilon=target_epsilon,
-            delta=plan.delta,
-            low=low,
-            high=upper,
-            discrete=True,
+        value = int(
+            _calibrate(
+                method,
+                candidate,
+                target_epsilon=target_epsilon,
+                delta=plan.delta,
+                low=low,
+                high=upper,
+                discrete=True,
+            )
         )
-        value = int(value)
-        while value > low and not fits(value):  # calibrate is one-sided; stay safe anyway
+        while value > low and not probe(value):  # calibrate is one-sided; stay safe anyway
             value -= 1
-    while value < high and _fits_or_false(fits, value + 1):  # maximality: next must not fit
+    while value < high and probe(value + 1):  # maximality: the next must not fit
         value += 1
     return _checked(candidate(value), method, target_epsilon)
 
 
-def _fits_or_false(fits: Callable[[int], bool], value: int) -> bool:
-    try:
-        return fits(value)
-    except AccountingError:
-        return False
+def _no_fit(result: _NoFit, method: str) -> None:
+    """Raise AccountingError when ``method`` could compute ε for no candidate at all."""
+    if result.value is None:
+        raise AccountingError(
+            f"{method} cannot compute ε for any candidate value of this plan."
+            + result.note.replace(" may reach the target.", " may answer.")
+        )
 
 
 def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "prv") -> TrainingPlan:
@@ -294,13 +383,18 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "pr
     solved = _largest_fitting(
         plan, "epochs", low=1, high=high, target_epsilon=target_epsilon, method=method
     )
-    if solved is None:
-        one = get_accountant(method).epsilon(plan.replace(epochs=1))
+    if isinstance(solved, _NoFit):
+        _no_fit(solved, method)
+        first = (
+            "one epoch already costs"
+            if solved.value == 1
+            else (f"even epochs={solved.value}, the fewest {method} can compute, costs")
+        )
         raise InfeasibleTargetError(
-            f"one epoch already costs ε={one:.4g} > target_epsilon={target_epsilon:g} at "
+            f"{first} ε={solved.epsilon:.4g} > target_epsilon={target_epsilon:g} at "
             f"delta={plan.delta:g} with noise_multiplier={plan.noise_multiplier:g} and "
             f"sample_rate={plan.sample_rate:.4g} ({method}). Raise noise_multiplier or "
-            "target_epsilon, or lower batch_size."
+            "target_epsilon, or lower batch_size." + solved.note
         )
     return solved
 
@@ -345,15 +439,21 @@ def solve_batch_size(
     while plan.epochs * math.ceil(plan.dataset_size / low) > MAX_TOTAL_STEPS:
         low += 1
     solved = _largest_fitting(
-        plan, "batch_size", low=low, high=plan.dataset_size, target_epsilon=target_epsilon,
+        plan,
+        "batch_size",
+        low=low,
+        high=plan.dataset_size,
+        target_epsilon=target_epsilon,
         method=method,
     )
-    if solved is None:
-        smallest = get_accountant(method).epsilon(plan.replace(batch_size=low))
+    if isinstance(solved, _NoFit):
+        _no_fit(solved, method)
         raise InfeasibleTargetError(
-            f"even batch_size={low} costs ε={smallest:.4g} > target_epsilon="
+            f"even batch_size={solved.value}"
+            + (f", the smallest {method} can compute," if solved.note else "")
+            + f" costs ε={solved.epsilon:.4g} > target_epsilon="
             f"{target_epsilon:g} over {plan.epochs} epochs at delta={plan.delta:g} with "
             f"noise_multiplier={plan.noise_multiplier:g} ({method}). Raise noise_multiplier "
-            "or target_epsilon, or lower epochs."
+            "or target_epsilon, or lower epochs." + solved.note
         )
     return solved

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import dp_accounting
 from dp_accounting import dp_event
 from dp_accounting.privacy_accountant import NeighboringRelation
+
+from dpplan.errors import AccountingError
 
 CompositionErrorDetails = dp_accounting.PrivacyAccountant.CompositionErrorDetails
 
@@ -17,9 +21,10 @@ class BackendAccountant(dp_accounting.PrivacyAccountant):
     before the ledger changes, so a refused event leaves the accountant untouched.
     """
 
-    def __init__(self, backend) -> None:
+    def __init__(self, backend, *, refusal_as_infinity: bool = False) -> None:
         super().__init__(NeighboringRelation.ADD_OR_REMOVE_ONE)
         self._backend = backend
+        self._refusal_as_infinity = refusal_as_infinity
         self._mechanism: tuple[float, float] | None = None
         self._steps = 0
 
@@ -52,12 +57,19 @@ class BackendAccountant(dp_accounting.PrivacyAccountant):
         if self._mechanism is None or self._steps == 0:
             return 0.0
         sample_rate, noise_multiplier = self._mechanism
-        return self._backend.compute(
-            sample_rate=sample_rate,
-            noise_multiplier=noise_multiplier,
-            delta=target_delta,
-            steps=(self._steps,),
-        ).upper[-1]
+        try:
+            return self._backend.compute(
+                sample_rate=sample_rate,
+                noise_multiplier=noise_multiplier,
+                delta=target_delta,
+                steps=(self._steps,),
+            ).upper[-1]
+        except AccountingError:
+            if not self._refusal_as_infinity:
+                raise
+            # The backend cannot bound ε here; +inf is a valid (if useless) upper bound, so
+            # a calibration treats this point as over budget and searches elsewhere.
+            return math.inf
 
     def get_delta(self, target_epsilon: float) -> float:
         raise NotImplementedError("dpplan backends answer epsilon for a given delta only")

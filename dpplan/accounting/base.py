@@ -256,13 +256,19 @@ class Backend:
             warnings=result.warnings,
         )
 
-    def fresh(self) -> "dp_accounting.PrivacyAccountant":
+    def fresh(self, *, refusal_as_infinity: bool = False) -> "dp_accounting.PrivacyAccountant":
         """Return an empty dp-accounting ``PrivacyAccountant`` answering through this backend.
 
         It accepts ``NoOpDpEvent`` and (self-composed) Poisson-subsampled Gaussian events with
         one sample rate and noise multiplier, which is what dpplan's solvers compose, and lets
         ``dp_accounting.calibrate_dp_mechanism`` drive any of the three backends.
+
+        Args:
+            refusal_as_infinity: if True, ``get_epsilon`` answers +inf where the backend
+                refuses (raises ``AccountingError``) instead of raising. +inf is a valid
+                upper bound, and it lets a calibration search past points the backend
+                cannot compute; the solvers use this.
         """
         from dpplan.accounting._adapter import BackendAccountant
 
-        return BackendAccountant(self)
+        return BackendAccountant(self, refusal_as_infinity=refusal_as_infinity)
