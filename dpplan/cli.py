@@ -312,18 +312,40 @@ def _schedule(kind: str, args: argparse.Namespace):
     return Constant(lr=lr, momentum=momentum or 0.0)
 
 
-def _progress(total: int) -> Callable[[Any], None]:
+def _progress(total: int, method: str, *, first_epoch: int = 1,
+              ) -> tuple[Callable[[Any], None], Callable[[int, int], None]]:
+    """Return (on_epoch, on_step) callbacks that print a run's progress on stderr."""
+    current = [first_epoch]
+
     def show(record: Any) -> None:
+        current[0] = record.epoch + 1
         done = int(20 * record.epoch / total)
-        epsilon = "inf" if math.isinf(record.epsilon) else f"{record.epsilon:.3f}"
         print(
-            f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  ε={epsilon}  "
+            f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
+            f"ε ({method})={_fmt(record.epsilon)}  "
+            f"Opacus ε (rdp)={_fmt(record.epsilon_opacus)}  "
             f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
             file=sys.stderr, flush=True,
         )
 
-    return show
+    def step(done: int, steps: int) -> None:
+        print(f"  epoch {current[0]}/{total}: step {done}/{steps}", file=sys.stderr, flush=True)
+
+    return show, step
+
+
+def _started(run: Any, *, verb: str = "started") -> None:
+    """Print that a run started (or resumed): its id, plan, device and ε method."""
+    plan = run.plan
+    method = run.options.get("method", "prv") if run.private else "none (non-private)"
+    print(
+        f"run {run.id} {verb} on {run.device}: dataset_size={plan.dataset_size} "
+        f"batch_size={plan.batch_size} noise_multiplier={plan.noise_multiplier:g} "
+        f"epochs={plan.epochs} delta={plan.delta:g} ({plan.steps_per_epoch} steps per "
+        f"epoch); ε by {method}",
+        file=sys.stderr, flush=True,
+    )
 
 
 def _run_summary(run) -> list[str]:
@@ -334,11 +356,12 @@ def _run_summary(run) -> list[str]:
              f"schedule={json.dumps(run.schedule)}"]
     lines += ["  " + line for line in _plan_lines(run.plan)]
     if run.records:
-        lines.append("  epoch  steps      ε  opacus ε  val acc  test acc    loss        lr  "
-                     "seconds")
+        method = f"ε ({run.options.get('method', '?')})"
+        lines.append(f"  epoch  steps {method:>8}  Opacus ε (rdp)  val acc  test acc    loss"
+                     "        lr  seconds")
         for r in run.records:
             lines.append(
-                f"  {r.epoch:5d} {r.steps:6d} {_fmt(r.epsilon):>6} {_fmt(r.epsilon_opacus):>9} "
+                f"  {r.epoch:5d} {r.steps:6d} {_fmt(r.epsilon):>8} {_fmt(r.epsilon_opacus):>15} "
                 f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
                 f"{r.lr:9.3g} {r.seconds:8.1f}"
             )
@@ -349,19 +372,31 @@ def _run_summary(run) -> list[str]:
 
 def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.train import RunStore, resume, train
+    from dpplan.train.data import DATA_DIR_ENV
 
     store = RunStore()
-    show = None if args.json else _progress
     if args.resume is not None:
         run_id = _run_id("resume", args.resume)
-        total = store.get_run(run_id).plan.epochs
-        run = resume(run_id, store=store, on_epoch=show(total) if show else None)
+        stored = store.get_run(run_id)
+        # The folder given now (--data-dir, else $DPPLAN_DATA_DIR) wins over the stored one;
+        # the checksums make sure it is the same MNIST.
+        data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
+        on_epoch = None
+        if not args.json:
+            _started(stored, verb=f"resuming after epoch {len(stored.records)}")
+            on_epoch, _ = _progress(stored.plan.epochs, stored.options.get("method", "prv"),
+                                    first_epoch=len(stored.records) + 1)
+        run = resume(run_id, store=store, on_epoch=on_epoch, data_dir=data_dir)
     else:
         options = _run_options(args)
         plan = _train_plan(args, options)
         schedule = _schedule(args.schedule, args)
-        run = train(plan, schedule, options, store=store,
-                    on_epoch=show(plan.epochs) if show else None)
+        on_epoch = on_step = on_start = None
+        if not args.json:
+            on_epoch, on_step = _progress(plan.epochs, options.method)
+            on_start = _started
+        run = train(plan, schedule, options, store=store, on_epoch=on_epoch, on_step=on_step,
+                    on_start=on_start)
     out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
     return EXIT_OK
 
@@ -515,12 +550,14 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="training device (auto: CUDA when available)")
     group.add_argument("--data-dir", default=None,
-                       help="folder with the MNIST IDX files (default $DPPLAN_DATA_DIR or a "
-                       "per-user cache; downloaded when missing)")
+                       help="existing folder with the MNIST IDX files (default "
+                       "$DPPLAN_DATA_DIR, else a per-user cache folder where missing files "
+                       "are downloaded); with --resume, read the run's MNIST from here")
     group.add_argument("--validation-size", default="5000",
-                       help="training examples held out for validation")
+                       help="examples held out of the 60,000 for validation")
     group.add_argument("--subset", default=None,
-                       help="use only the first N MNIST training examples (quick runs)")
+                       help="train on N examples only: the first N left after the "
+                       "validation split (quick runs)")
     group.add_argument("--test-subset", default=None, help="evaluate on the first N test examples")
     group.add_argument("--target-epsilon", default=None,
                        help="stop before an epoch whose ε would exceed this")

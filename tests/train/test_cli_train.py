@@ -6,14 +6,18 @@ import json
 
 import pytest
 
+import dpplan
 from dpplan.cli import main
+from dpplan.store import EpochRecord
+from dpplan.train import Constant, loop, train, training_set_size
+from dpplan.train.data import DATA_DIR_ENV, MIRRORS_ENV, MNIST_FILES
 
 PLAN = ["--batch-size", "64", "--noise-multiplier", "1.0", "--epochs", "1", "--delta", "1e-4"]
 
 
 @pytest.fixture
 def data_flags(mnist_dir):
-    return ["--subset", "1200", "--validation-size", "200", "--test-subset", "300",
+    return ["--subset", "1000", "--validation-size", "200", "--test-subset", "300",
             "--data-dir", str(mnist_dir), "--device", "cpu", "--method", "rdp"]
 
 
@@ -34,17 +38,52 @@ def test_train_json_then_runs(store, data_flags, capsys):
     assert "finished" in capsys.readouterr().out
 
 
-def test_train_plain_shows_progress(store, data_flags, capsys):
+def test_train_plain_shows_progress(store, data_flags, capsys, monkeypatch):
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)  # report every step
     assert main(["train", *PLAN, *data_flags, "--lr", "0.5"]) == 0
     captured = capsys.readouterr()
-    assert "epoch 1/1" in captured.err and "ε=" in captured.err
+    lines = captured.err.splitlines()
+    # First that the run started (id, plan, device, method), then steps within the epoch,
+    # then the epoch with both ε labelled by their method.
+    assert lines[0].startswith("run 1 started on cpu: dataset_size=1000 batch_size=64 ")
+    assert "ε by rdp" in lines[0]
+    steps = 1000 // 64 + (1000 % 64 > 0)  # steps_per_epoch of the plan
+    assert lines[1] == f"  epoch 1/1: step 1/{steps}"
+    assert "epoch 1/1  ε (rdp)=" in lines[-1] and "Opacus ε (rdp)=" in lines[-1]
     assert "finished" in captured.out
+    assert "ε (rdp)  Opacus ε (rdp)" in captured.out  # the summary labels its columns
+
+
+def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    options = loop.RunOptions(subset=1000, validation_size=200, test_subset=300,
+                              data_dir=str(mnist_dir), device="cpu", method="rdp")
+    plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
+                               noise_multiplier=1.0, epochs=2, delta=1e-4)
+    ids = []
+    stopped = train(plan, Constant(lr=0.2), options, store=store,
+                    on_start=lambda run: ids.append(run.id),
+                    on_epoch=lambda record: store.request_stop(ids[0]))
+    assert stopped.status == "stopped" and len(stopped.records) == 1
+    run_id = str(stopped.id)
+    given, from_env = tmp_path / "given", tmp_path / "from-env"
+    assert main(["train", "--resume", run_id, "--data-dir", str(given)]) == 2
+    assert f"{str(given)!r} does not exist" in capsys.readouterr().err
+    monkeypatch.setenv(DATA_DIR_ENV, str(from_env))
+    assert main(["train", "--resume", run_id]) == 2
+    assert f"{str(from_env)!r} does not exist" in capsys.readouterr().err
+    assert not given.exists() and not from_env.exists()
+    assert main(["train", "--resume", run_id, "--data-dir", str(mnist_dir)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"run {run_id} resuming after epoch 1 on cpu: ")
+    assert "epoch 2/2  ε (rdp)=" in captured.err
+    assert f"run {run_id}: finished" in captured.out
 
 
 @pytest.mark.parametrize(
     ("flags", "field"),
     [
-        (["--model", "vgg"], "model='vgg'"),
+        (["--model", "vgg"], "invalid choice: 'vgg'"),
         (["--schedule", "cosine"], "invalid choice"),
         (["--lr", "0"], "lr=0"),
         (["--lr", "nan"], "lr=nan"),
@@ -58,14 +97,62 @@ def test_train_bad_input_exits_2_and_stores_nothing(store, data_flags, capsys, f
     assert store.list_runs() == []
 
 
-def test_train_missing_data_exits_2(store, tmp_path, capsys):
+def test_train_mistyped_data_dir_exits_2_and_leaves_nothing(store, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.setenv(MIRRORS_ENV, "http://127.0.0.1:9/never/")
+    typo = tmp_path / "mnsit"
     argv = ["train", *PLAN, "--subset", "1200", "--validation-size", "200", "--device", "cpu",
-            "--data-dir", str(tmp_path / "missing")]
+            "--data-dir", str(typo)]
     assert main(argv) == 2
-    assert "error: could not download" in capsys.readouterr().err
-    assert [run.status for run in store.list_runs()] == ["failed"]
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: MNIST data folder {str(typo)!r} does not exist")
+    assert all(name in err for name in MNIST_FILES) and "could not download" not in err
+    assert not typo.exists()
+    assert store.list_runs() == []  # an input error records no run
 
 
+def _stub_train(plan, schedule, options, *, store, group_id):
+    """Store a finished one-epoch-per-epoch run without training: validation accuracy grows
+    with the learning rate, test accuracy with the seed."""
+    spec = schedule.to_dict()
+    lr = spec.get("max_lr", spec.get("lr"))
+    run_id = store.create_run(plan=plan, schedule=spec, options=options.to_dict(),
+                              device="cpu", seed=options.seed, private=True, versions={},
+                              group_id=group_id)
+    curve = dpplan.epsilon_curve(plan, method=options.method).epsilons
+    for epoch in range(1, plan.epochs + 1):
+        record = EpochRecord(
+            epoch=epoch, steps=plan.steps_after(epoch), epsilon=curve[epoch - 1],
+            epsilon_rdp=curve[epoch - 1], epsilon_opacus=curve[epoch - 1], train_loss=1.0,
+            validation_loss=1.0, validation_accuracy=lr / 10, test_accuracy=0.5 + options.seed / 10,
+            lr=lr, seconds=0.0,
+        )
+        store.record_epoch(run_id, record)
+    store.finish_run(run_id, status="finished")
+    return store.get_run(run_id)
+
+
+def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch):
+    monkeypatch.setattr("dpplan.train.compare.train", _stub_train)
+    argv = ["compare", *PLAN, *data_flags, "--one-cycle-lrs", "0.5,1", "--plateau-lrs",
+            "0.1,0.3", "--seeds", "0,1", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["runs_tried"] == 2 + 2 + 2  # grid runs + repeats with the second seed
+    assert [s["kind"] for s in result["schedules"]] == ["one_cycle", "plateau"]
+    one_cycle, plateau = result["schedules"]
+    # Each schedule's rate is selected on validation accuracy (here: the largest rate) ...
+    assert one_cycle["selected"]["max_lr"] == 1.0 and plateau["selected"]["lr"] == 0.3
+    # ... then repeated with the other seed; the test accuracy is averaged over seeds.
+    assert one_cycle["accuracy_mean"] == [pytest.approx(0.55)]
+    assert one_cycle["accuracy_std"] == [pytest.approx(0.05)]
+    assert one_cycle["epsilons"] == plateau["epsilons"]  # compared at equal ε
+    assert "not covered" in result["tuning_note"]
+    runs = store.list_runs()
+    assert len(runs) == 6 and len({run.group_id for run in runs}) == 1
+
+
+@pytest.mark.slow
 def test_compare_small_grid(store, data_flags, capsys):
     argv = ["compare", *PLAN, *data_flags, "--one-cycle-lrs", "0.5,1", "--plateau-lrs", "0.1",
             "--seeds", "0,1", "--json"]

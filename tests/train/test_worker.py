@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+
+import pytest
 
 import dpplan
 from dpplan.train import Constant, RunOptions, training_set_size
+from dpplan.train import worker as worker_module
 from dpplan.train.loop import queue_run
 from dpplan.train.worker import ensure_worker, worker_running
 
@@ -18,6 +22,48 @@ def _queue(store, mnist_dir, **changes):
     return queue_run(plan, Constant(lr=0.2), options, store=store)
 
 
+def test_worker_main_runs_the_queue_in_order_then_exits(store, mnist_dir, monkeypatch):
+    # The worker's loop with a stub trainer (the real one runs in the slow test below).
+    ran = []
+
+    def stub_run_queued(run_id, *, store):
+        ran.append(run_id)
+        if len(ran) == 2:
+            raise RuntimeError("this run fails")  # a failed run does not stop the worker
+        store.finish_run(run_id, status="finished")
+        return store.get_run(run_id)
+
+    monkeypatch.setattr("dpplan.train.loop.run_queued", stub_run_queued)
+    first, second, third = (_queue(store, mnist_dir, seed=seed) for seed in (0, 1, 2))
+    cancelled = _queue(store, mnist_dir, seed=3)
+    store.request_stop(cancelled)
+    assert worker_module.main() == 0
+    assert ran == [first, second, third]  # in queue order, the cancelled one skipped
+    assert store.get_run(first).status == store.get_run(third).status == "finished"
+    assert store.get_run(cancelled).status == "stopped"
+    assert not (store.home / "worker.pid").exists()  # it exits when the queue is empty
+
+
+def test_ensure_worker_starts_one_worker_per_store(store, monkeypatch):
+    started = []
+
+    class FakeChild:
+        pid = os.getpid()  # alive, on this host
+
+    def fake_popen(command, **kwargs):
+        started.append((command, kwargs["env"]["DPPLAN_HOME"]))
+        return FakeChild()
+
+    monkeypatch.setattr("subprocess.Popen", fake_popen)
+    assert not worker_running(store)
+    assert ensure_worker(store) is True
+    assert worker_running(store)
+    assert ensure_worker(store) is False
+    assert [home for _, home in started] == [str(store.home)]
+    assert started[0][0][1:] == ["-m", "dpplan.train.worker"]
+
+
+@pytest.mark.slow
 def test_worker_runs_the_queue_in_the_background(store, mnist_dir):
     first = _queue(store, mnist_dir)
     second = _queue(store, mnist_dir, seed=1)
