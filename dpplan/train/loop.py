@@ -30,10 +30,10 @@ import torch.nn.functional as F
 
 from dpplan import _validate
 from dpplan.accounting import METHODS, epsilon_curve
-from dpplan.errors import PlanError, StoreError
+from dpplan.errors import DataError, PlanError, StoreError
 from dpplan.plan import TrainingPlan
 from dpplan.store import EpochRecord, RunRecord, RunStore, _plan_id
-from dpplan.train.data import DATA_DIR_ENV, load_mnist, split_validation
+from dpplan.train.data import DATA_DIR_ENV, _no_folder_message, load_mnist, split_validation
 from dpplan.train.models import ACTIVATIONS, MODELS, make_model
 from dpplan.train.schedules import (
     ScheduleSpec,
@@ -693,18 +693,21 @@ def queue_run(plan: TrainingPlan, schedule: ScheduleSpec, options: RunOptions, *
 
     Raises:
         PlanError: for an invalid plan, schedule or options (nothing is stored).
+        DataError: the data folder the options name does not exist (nothing is stored; the
+            files themselves are verified when the worker loads them).
     """
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan")
     if plan.dataset_size != training_set_size(options):
         raise PlanError(
             "dataset_size", plan.dataset_size,
-            f"{training_set_size(options)}, the number of training examples after holding out "
-            f"validation_size={options.validation_size}",
+            f"{training_set_size(options)}, the number of training examples of these options",
             "dpplan derives dataset_size from the data.",
         )
     schedule = schedule_from_dict(schedule.to_dict())
     device = resolve_device(options.device)
+    if options.data_dir is not None and not os.path.isdir(options.data_dir):
+        raise DataError(_no_folder_message(Path(options.data_dir)))
     return store.create_run(
         plan=plan, schedule=schedule.to_dict(), options=options.to_dict(), device=str(device),
         seed=options.seed, private=options.private, versions=_versions(), group_id=group_id,

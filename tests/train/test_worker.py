@@ -104,3 +104,12 @@ def test_requeue_resumes_from_the_checkpoint(store, mnist_dir):
     assert finished.status == "finished"
     assert [r.epoch for r in finished.records] == [1, 2]
     assert finished.records[0] == stopped.records[0]
+
+
+def test_queue_refuses_a_mistyped_data_folder_and_stores_nothing(store, tmp_path):
+    from dpplan.errors import DataError
+
+    typo = tmp_path / "mnsit"
+    with pytest.raises(DataError, match="does not exist"):
+        _queue(store, typo)
+    assert store.list_runs() == [] and not typo.exists()
