@@ -14,7 +14,14 @@ Example:
 
 from typing import TYPE_CHECKING
 
-from dpplan.errors import AccountingError, DataError, DpplanError, InfeasibleTargetError, PlanError
+from dpplan.errors import (
+    AccountingError,
+    DataError,
+    DpplanError,
+    InfeasibleTargetError,
+    PlanError,
+    StoreError,
+)
 from dpplan.plan import TrainingPlan
 
 if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
@@ -72,6 +79,7 @@ __all__ = [
     "EpsilonCurve",
     "InfeasibleTargetError",
     "PlanError",
+    "StoreError",
     "TrainingPlan",
     "__version__",
     "compare",

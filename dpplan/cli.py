@@ -444,12 +444,7 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     store = RunStore()
     if args.action in ("show", "stop", "delete"):
-        if args.run_id is None:
-            raise PlanError("run_id", None, "given", f"Use 'dpplan runs {args.action} ID'.")
         run_id = _run_id("run_id", args.run_id)
-        if args.force and args.action != "stop":
-            raise PlanError("force", True, "used with 'dpplan runs stop'",
-                            "Only stopping can be forced.")
         if args.action == "stop":
             done = store.request_stop(run_id, force=args.force)
             if not args.json:
@@ -690,19 +685,28 @@ def _build_parser() -> _Parser:
                      help="do not open a browser window")
     app.set_defaults(handler=_cmd_app)
 
-    runs = commands.add_parser("runs", help="list, show, stop or delete stored runs")
-    runs.add_argument("action", nargs="?", default="list",
-                      choices=("list", "show", "stop", "delete"),
-                      help="list (default): every stored run; show: one run's plan and "
-                      "records; stop: ask a running run to stop, or cancel a queued one; "
-                      "delete: remove a run, its records and checkpoint")
-    runs.add_argument("run_id", nargs="?", default=None, metavar="RUN_ID",
-                      help="the run's id, as listed by 'dpplan runs' (show, stop, delete)")
-    runs.add_argument("--force", action="store_true",
-                      help="with stop: mark a run stopped now, e.g. one whose host or process "
-                      "is gone (its heartbeat is stale); records and checkpoint are kept")
+    runs = commands.add_parser(
+        "runs", help="list, show, stop or delete stored runs",
+        description="Without an action, list every stored run.")
     runs.add_argument("--json", action="store_true", help="print JSON")
-    runs.set_defaults(handler=_cmd_runs)
+    runs.set_defaults(handler=_cmd_runs, action="list", run_id=None, force=False)
+    actions = runs.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    for action, text in (
+        ("list", "every stored run (the default)"),
+        ("show", "one run's plan, status and per-epoch records"),
+        ("stop", "ask a running run to stop, or cancel a queued one"),
+        ("delete", "remove a run, its records and its checkpoint"),
+    ):
+        sub = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        if action != "list":
+            sub.add_argument("run_id", metavar="RUN_ID",
+                             help="the run's id, as listed by 'dpplan runs'")
+        if action == "stop":
+            sub.add_argument("--force", action="store_true",
+                             help="mark a run stopped now, e.g. one whose host or process is "
+                             "gone (its heartbeat is stale); records and checkpoint are kept")
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="print JSON")
 
     rep = commands.add_parser(
         "report", help="ε-budget report of a plan or a stored run (Markdown, HTML or JSON)")

@@ -240,7 +240,23 @@ def test_train_help_shows_defaults_and_runs_help_describes_positionals(capsys):
     with pytest.raises(SystemExit):
         main(["runs", "--help"])
     text = capsys.readouterr().out
-    assert "RUN_ID" in text and "delete: remove a run" in text
+    assert "delete    remove a run" in text and "list      every stored run" in text
+    with pytest.raises(SystemExit):
+        main(["runs", "stop", "--help"])
+    text = capsys.readouterr().out
+    assert "RUN_ID" in text and "--force" in text
+
+
+def test_runs_flags_may_come_before_the_run_id(capsys, tmp_path, monkeypatch):
+    # `runs stop --force 3` and `runs show --json 1` were usage errors (two optional
+    # positionals); each action is its own sub-command now.
+    monkeypatch.setenv("DPPLAN_HOME", str(tmp_path))
+    assert main(["runs", "stop", "--force", "3"]) == 2
+    assert "run_id=3 is invalid: must be the id of a stored run" in capsys.readouterr().err
+    assert main(["runs", "show", "--json", "1"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["field"] == "run_id"
+    assert main(["runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"] == []
 
 
 @pytest.mark.parametrize("flag", ["--version", "--help"])
