@@ -238,7 +238,151 @@ def test_prv_solve_epochs_survives_unresolvable_probes():
 def test_prv_sigma_solve_survives_a_bracket_whose_low_end_cannot_be_computed():
     # Large targets put the low end of the bracket where PRV's grid is too large; the solver
     # must narrow the bracket instead of failing, and never exceed the target.
-    plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.0, epochs=20,
-                        delta=1e-5)
+    plan = TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.0, epochs=20, delta=1e-5
+    )
     solved = solve_noise_multiplier(plan, target_epsilon=30.0, method="prv")
     assert epsilon(solved, method="prv") <= 30.0
+
+
+# --- a refusal is not an answer (issue 9) ---------------------------------------------
+#
+# PRV refuses both where ε is huge (its grid would be too large) and, for small δ, where σ
+# is large (round-off would dominate). Neither refusal says "this σ does not fit".
+
+
+@pytest.mark.parametrize(
+    ("plan", "target"),
+    [
+        pytest.param(
+            TrainingPlan(
+                dataset_size=100_000, batch_size=100, noise_multiplier=1.0, epochs=30, delta=1e-7
+            ),
+            1.70929,
+            id="tf_privacy-compute_noise-N1e5-B100-30epochs-delta1e-7",
+        ),
+        pytest.param(
+            TrainingPlan(
+                dataset_size=60_000, batch_size=256, noise_multiplier=1.0, epochs=10, delta=1e-8
+            ),
+            3.0,
+            id="N60000-B256-10epochs-delta1e-8",
+        ),
+    ],
+)
+def test_prv_sigma_solve_is_feasible_where_prv_refuses_large_sigma(plan, target):
+    backend = get_accountant("prv")
+    with pytest.raises(AccountingError, match="floating-point"):
+        backend.epsilon(plan.replace(noise_multiplier=NOISE_MULTIPLIER_MAX))
+    assert backend.epsilon(plan) < target  # σ = 1 already fits: the target is feasible
+    solved = solve_noise_multiplier(plan, target_epsilon=target, method="prv")
+    assert solved.noise_multiplier < 1.0
+    assert epsilon(solved, method="prv") <= target
+    # Within the solver's tolerance of the smallest σ that fits.
+    assert (
+        epsilon(solved.replace(noise_multiplier=solved.noise_multiplier * 0.998), method="prv")
+        > target
+    )
+
+
+@pytest.fixture
+def rdp_refusing(monkeypatch):
+    """Make the RDP backend refuse (AccountingError) for σ in a given set of ranges."""
+    backend = get_accountant("rdp")
+    original = type(backend)._compute
+    ranges: list[tuple[float, float]] = []
+
+    def compute(self, *, sample_rate, noise_multiplier, delta, steps):
+        for low, high in ranges:
+            if low <= noise_multiplier < high:
+                raise AccountingError(f"rdp accountant refuses noise_multiplier={noise_multiplier}")
+        return original(
+            self,
+            sample_rate=sample_rate,
+            noise_multiplier=noise_multiplier,
+            delta=delta,
+            steps=steps,
+        )
+
+    backend.clear_cache()
+    monkeypatch.setattr(type(backend), "_compute", compute)
+    yield ranges
+    backend.clear_cache()
+
+
+MNIST = TrainingPlan(
+    dataset_size=60000, batch_size=256, noise_multiplier=1.0, epochs=10, delta=1e-5
+)
+
+
+def test_sigma_solve_looks_below_a_guess_refused_like_prv_round_off(rdp_refusing):
+    expected = solve_noise_multiplier(MNIST, target_epsilon=2.0, method="rdp").noise_multiplier
+    assert 0.8 < expected < 0.9
+    rdp_refusing.append((0.9, float("inf")))  # the start (σ = 1) and everything above refused
+    solved = solve_noise_multiplier(MNIST, target_epsilon=2.0, method="rdp")
+    assert solved.noise_multiplier == pytest.approx(expected, rel=2e-3)
+    assert epsilon(solved, method="rdp") <= 2.0
+
+
+def test_sigma_solve_treats_refusals_inside_the_bracket_as_over_budget(rdp_refusing):
+    rdp_refusing.append((0.3, 0.86))  # refused from below up to just past the answer
+    solved = solve_noise_multiplier(MNIST, target_epsilon=2.0, method="rdp")
+    assert solved.noise_multiplier >= 0.86  # never a refused value
+    assert epsilon(solved, method="rdp") <= 2.0
+
+
+def test_sigma_solve_with_nothing_computable_names_the_refusal(rdp_refusing):
+    rdp_refusing.append((0.0, float("inf")))
+    with pytest.raises(InfeasibleTargetError) as info:
+        solve_noise_multiplier(MNIST, target_epsilon=2.0, method="rdp")
+    message = str(info.value)
+    assert "rdp could not compute ε at noise_multiplier=" in message
+    assert "method='rdp' or 'pld'" in message
+
+
+@pytest.fixture
+def small_prv_grid(monkeypatch):
+    """Lower PRV's grid limit, so refusals for 'too many steps' come at small, fast plans."""
+    from dpplan.accounting import prv
+
+    backend = get_accountant("prv")
+    backend.clear_cache()
+    monkeypatch.setattr(prv, "MAX_GRID_POINTS", 1 << 16)
+    yield
+    backend.clear_cache()
+
+
+BATCH_PLAN = TrainingPlan(
+    dataset_size=2000, batch_size=100, noise_multiplier=2.0, epochs=5, delta=1e-5
+)
+
+
+@pytest.mark.usefixtures("small_prv_grid")
+def test_prv_batch_solve_unmeetable_with_refused_small_batches_is_infeasible():
+    # Issue 9: the smallest batches need more steps than PRV's grid allows. That refusal used
+    # to escape as AccountingError (CLI exit 1) naming internal probe values.
+    with pytest.raises(AccountingError, match="grid"):
+        epsilon(BATCH_PLAN.replace(batch_size=1), method="prv")
+    with pytest.raises(InfeasibleTargetError) as info:
+        solve_batch_size(BATCH_PLAN, target_epsilon=0.05, method="prv")
+    message = str(info.value)
+    assert re.search(r"even batch_size=\d+, the smallest prv can compute, costs ε=", message)
+    assert "prv could not compute ε at batch_size=1" in message
+    assert "its grid would be too large" in message
+    assert "Raise noise_multiplier or target_epsilon, or lower epochs" in message
+    assert "sample_rate" not in message and "steps" not in message
+
+
+@pytest.mark.usefixtures("small_prv_grid")
+def test_prv_batch_solve_feasible_with_refused_small_batches():
+    solved = solve_batch_size(BATCH_PLAN, target_epsilon=3.0, method="prv")
+    assert epsilon(solved, method="prv") <= 3.0
+    bigger = solved.replace(batch_size=solved.batch_size + 1)
+    assert epsilon(bigger, method="prv") > 3.0
+
+
+def test_solve_epochs_with_nothing_computable_is_an_accounting_error(rdp_refusing):
+    rdp_refusing.append((0.0, float("inf")))
+    with pytest.raises(AccountingError, match=r"rdp cannot compute ε for any candidate") as info:
+        solve_epochs(MNIST, target_epsilon=2.0, method="rdp")
+    assert "epochs=1" in str(info.value)

@@ -21,6 +21,11 @@ __all__ = ["EpsilonCurve", "METHODS", "library_versions"]
 #: Accounting methods, in the order dpplan shows them.
 METHODS = ("rdp", "prv", "pld")
 
+#: Smallest noise multiplier a backend accepts (TrainingPlan enforces the same floor). Below
+#: it one step costs ε in the hundreds, and the libraries' arithmetic leaves float range
+#: (σ = 1e-320 divides by zero in dp-accounting and hangs prv-accountant).
+MIN_NOISE_MULTIPLIER = 0.01
+
 _METHOD_LIBRARY = {"rdp": "dp-accounting", "pld": "dp-accounting", "prv": "prv-accountant"}
 
 
@@ -155,11 +160,20 @@ class Backend:
 
         Raises:
             PlanError: for a sample rate outside [0, 1], a noise multiplier that is not
-                finite and > 0, δ outside (0, 1), or steps that are not ascending ints >= 1.
+                finite and >= MIN_NOISE_MULTIPLIER (0.01), δ outside (0, 1), or steps that
+                are not ascending ints >= 1.
             AccountingError: if the library fails.
         """
         sample_rate = _validate.closed_interval(low=0.0, high=1.0, sample_rate=sample_rate)
         noise_multiplier = _validate.finite_positive(noise_multiplier=noise_multiplier)
+        if not (noise_multiplier >= MIN_NOISE_MULTIPLIER):
+            raise PlanError(
+                "noise_multiplier",
+                noise_multiplier,
+                f"a finite number >= {MIN_NOISE_MULTIPLIER:g}",
+                "Below it a single step already costs ε in the hundreds, and the accountants' "
+                "arithmetic leaves float range.",
+            )
         delta = _validate.open_interval(low=0.0, high=1.0, delta=delta)
         if isinstance(steps, (str, bytes)) or not steps:
             raise PlanError("steps", steps, "a non-empty tuple of step counts")
