@@ -150,6 +150,8 @@ def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch
     assert "not covered" in result["tuning_note"]
     runs = store.list_runs()
     assert len(runs) == 6 and len({run.group_id for run in runs}) == 1
+    assert main([arg for arg in argv if arg != "--json"]) == 0
+    assert "  epoch   ε (rdp)   test acc (mean ± std over seeds)" in capsys.readouterr().out
 
 
 @pytest.mark.slow
