@@ -94,7 +94,7 @@ class _Probe:
         shown = ", ".join(f"{v:g}" for v in values[:4]) + (", ..." if len(values) > 4 else "")
         return (
             f" {self.backend.name} could not compute ε at {field}={shown} ({reason}); "
-            "method='rdp' or 'pld' may reach the target."
+            "method='rdp' or 'pld' can account for those values."
         )
 
 
@@ -347,8 +347,7 @@ def _no_fit(result: _NoFit, method: str) -> None:
     """Raise AccountingError when ``method`` could compute ε for no candidate at all."""
     if result.value is None:
         raise AccountingError(
-            f"{method} cannot compute ε for any candidate value of this plan."
-            + result.note.replace(" may reach the target.", " may answer.")
+            f"{method} cannot compute ε for any candidate value of this plan." + result.note
         )
 
 
