@@ -354,7 +354,8 @@ def _no_fit(result: _NoFit, method: str) -> None:
 def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "prv") -> TrainingPlan:
     """Return ``plan`` with the largest number of epochs whose ε meets ``target_epsilon``.
 
-    Adding one more epoch to the answer exceeds the target (or the epoch limit).
+    Adding one more epoch to the answer exceeds the target (or the epoch limit, or is a
+    plan ``method`` cannot compute, e.g. PRV's grid limit: such a plan certifies nothing).
 
     Args:
         plan: the plan; its epochs are ignored.
@@ -366,8 +367,10 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "pr
 
     Raises:
         PlanError: for an invalid plan, target or method.
-        InfeasibleTargetError: if even one epoch exceeds the target.
-        AccountingError: if the library fails, or (never expected) the answer overshoots.
+        InfeasibleTargetError: if even one epoch (or the fewest ``method`` can compute)
+            exceeds the target.
+        AccountingError: if ``method`` can compute no candidate at all, the library fails,
+            or (never expected) the answer overshoots.
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
@@ -418,8 +421,10 @@ def solve_batch_size(
 
     Raises:
         PlanError: for an invalid plan, target or method.
-        InfeasibleTargetError: if even the smallest batch exceeds the target.
-        AccountingError: if the library fails, or (never expected) the answer overshoots.
+        InfeasibleTargetError: if even the smallest batch (or the smallest ``method`` can
+            compute) exceeds the target.
+        AccountingError: if ``method`` can compute no candidate at all, the library fails,
+            or (never expected) the answer overshoots.
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=1, noise_multiplier=1.1,
