@@ -24,7 +24,7 @@ from pathlib import Path
 
 import dpplan
 from dpplan.store import RunStore
-from dpplan.train import Constant, OneCycle, Plateau, RunOptions, train, training_set_size
+from dpplan.train import Constant, OneCycle, Plateau, RunOptions, start_run, training_set_size
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -64,7 +64,7 @@ def main() -> int:
     def run(plan, spec, run_options=options):
         nonlocal tried
         tried += 1
-        result = train(plan, spec, run_options, store=store)
+        result = start_run(plan, spec, run_options, store=store)
         last = result.records[-1]
         print(f"  {spec.kind} {spec.to_dict()} {plan.epochs} ep: val {last.validation_accuracy:.4f}"
               f" test {last.test_accuracy:.4f} ε {last.epsilon:.3f} "
@@ -77,7 +77,7 @@ def main() -> int:
         rows.append(("seed net, one-cycle", best, len(one_cycle_grid)))
     if not args.tanh_only:
         plan = base.replace(epochs=4)
-        best = _best([run(plan, Plateau(lr=lr, factor=0.1, patience=1))
+        best = _best([run(plan, Plateau(lr=lr))
                       for lr in plateau_grid])
         rows.append(("seed net, plateau (tuned)", best, len(plateau_grid)))
     if not args.skip_tanh:

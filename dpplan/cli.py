@@ -281,7 +281,7 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None):
         "data_dir": args.data_dir, "validation_size": _number("validation_size",
                                                              args.validation_size),
         "method": args.method, "private": not args.non_private,
-        "reproducible": args.reproducible,
+        "reproducible": args.reproducible, "engine": args.engine,
     }
     for field in ("subset", "test_subset", "target_epsilon"):
         text = getattr(args, field)
@@ -298,7 +298,7 @@ def _train_plan(args: argparse.Namespace, options):
 
 
 def _schedule(kind: str, args: argparse.Namespace):
-    from dpplan.train.schedules import Constant, OneCycle, Plateau
+    from dpplan.train.specs import Constant, OneCycle, Plateau
 
     from dpplan import _validate
 
@@ -308,7 +308,7 @@ def _schedule(kind: str, args: argparse.Namespace):
         return OneCycle(max_lr=lr) if momentum is None else OneCycle(
             max_lr=lr, momentum=momentum, cycle_momentum=False)
     if kind == "plateau":
-        return Plateau(lr=lr, factor=0.1, patience=1, momentum=momentum or 0.0)
+        return Plateau(lr=lr, momentum=momentum or 0.0)
     return Constant(lr=lr, momentum=momentum or 0.0)
 
 
@@ -371,8 +371,8 @@ def _run_summary(run) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    from dpplan.train import RunStore, resume, train
-    from dpplan.train.data import DATA_DIR_ENV
+    from dpplan.train import RunStore, resume, start_run
+    from dpplan.train.specs import DATA_DIR_ENV
 
     store = RunStore()
     if args.resume is not None:
@@ -381,12 +381,12 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         # The folder given now (--data-dir, else $DPPLAN_DATA_DIR) wins over the stored one;
         # the checksums make sure it is the same MNIST.
         data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
-        on_epoch = None
+        on_epoch = on_step = None
         if not args.json:
             _started(stored, verb=f"resuming after epoch {len(stored.records)}")
-            on_epoch, _ = _progress(stored.plan.epochs, stored.options.get("method", "prv"),
-                                    first_epoch=len(stored.records) + 1)
-        run = resume(run_id, store=store, on_epoch=on_epoch, data_dir=data_dir)
+            on_epoch, on_step = _progress(stored.plan.epochs, stored.options.get("method", "prv"),
+                                          first_epoch=len(stored.records) + 1)
+        run = resume(run_id, store=store, on_epoch=on_epoch, on_step=on_step, data_dir=data_dir)
     else:
         options = _run_options(args)
         plan = _train_plan(args, options)
@@ -395,8 +395,8 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if not args.json:
             on_epoch, on_step = _progress(plan.epochs, options.method)
             on_start = _started
-        run = train(plan, schedule, options, store=store, on_epoch=on_epoch, on_step=on_step,
-                    on_start=on_start)
+        run = start_run(plan, schedule, options, store=store, on_epoch=on_epoch, on_step=on_step,
+                        on_start=on_start)
     out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
     return EXIT_OK
 
@@ -558,6 +558,10 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                        help="stop before an epoch whose ε would exceed this")
     group.add_argument("--method", default="prv", choices=("rdp", "prv", "pld"),
                        help="accounting method of the recorded ε")
+    group.add_argument("--engine", default="fused", choices=("fused", "opacus"),
+                       help="how each DP-SGD step is computed: fused (torch.func per-example "
+                       "gradients, compiled on CUDA) or opacus (Opacus' hooks); same mechanism "
+                       "and ε")
     group.add_argument("--non-private", action="store_true",
                        help="train the non-private baseline (no clipping or noise; ε = ∞)")
     group.add_argument("--reproducible", action="store_true",

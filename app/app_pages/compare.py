@@ -60,7 +60,8 @@ with st.form("compare_form"):
     launch = st.form_submit_button("Queue comparison runs", disabled=plan is None)
 if launch and plan is not None:
     from dpplan.train.compare import grid_for
-    from dpplan.train.loop import RunOptions, queue_run, training_set_size
+    from dpplan.train.runs import queue_run
+    from dpplan.train.specs import RunOptions, training_set_size
 
     try:
         def numbers(text: str, field: str) -> list[float]:

@@ -49,7 +49,8 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Queue run", type="primary")
 
 if submitted:
-    from dpplan.train.loop import RunOptions, queue_run, training_set_size
+    from dpplan.train.runs import queue_run
+    from dpplan.train.specs import RunOptions, training_set_size
     from dpplan.train.schedules import Constant, OneCycle, Plateau
 
     try:
@@ -59,7 +60,7 @@ if submitted:
             target_epsilon=float(target) or None, private=private,
         )
         schedule = {"one_cycle": lambda: OneCycle(max_lr=lr),
-                    "plateau": lambda: Plateau(lr=lr, factor=0.1, patience=1),
+                    "plateau": lambda: Plateau(lr=lr),
                     "constant": lambda: Constant(lr=lr)}[schedule_kind]()
         trained = plan.replace(dataset_size=training_set_size(options))
         run_store = store()

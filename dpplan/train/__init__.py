@@ -1,4 +1,12 @@
-"""DP-SGD training on MNIST with Opacus: the only part of dpplan that imports torch.
+"""DP-SGD training on MNIST: the only part of dpplan that imports torch.
+
+Layers, bottom up:
+
+* :mod:`dpplan.train.specs`: schedules and :class:`RunOptions`, torch-free typed specs;
+* :mod:`dpplan.train.engines`: the per-step work (``fused`` or ``opacus``);
+* :mod:`dpplan.train.core`: :class:`Trainer` and :func:`train`, storage-free;
+* :mod:`dpplan.train.runs`: :func:`start_run`, :func:`resume` and the queue, which store
+  runs in SQLite with checkpoints.
 
 >>> from dpplan.train import RunOptions, training_set_size
 >>> training_set_size(RunOptions(subset=1000, validation_size=200))
@@ -6,10 +14,12 @@
 """
 
 from dpplan.store import EpochRecord, RunRecord, RunStore
-from dpplan.train.loop import RunOptions, resume, train, training_set_size
-from dpplan.train.schedules import Constant, OneCycle, Plateau
+from dpplan.train.core import Trainer, TrainingResult, train
+from dpplan.train.runs import resume, start_run
+from dpplan.train.specs import ENGINES, Constant, OneCycle, Plateau, RunOptions, training_set_size
 
 __all__ = [
+    "ENGINES",
     "Constant",
     "EpochRecord",
     "OneCycle",
@@ -17,7 +27,10 @@ __all__ = [
     "RunOptions",
     "RunRecord",
     "RunStore",
+    "Trainer",
+    "TrainingResult",
     "resume",
+    "start_run",
     "train",
     "training_set_size",
 ]

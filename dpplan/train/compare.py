@@ -23,8 +23,8 @@ from typing import Any
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.store import RunRecord, RunStore
-from dpplan.train.loop import RunOptions, train
-from dpplan.train.schedules import Constant, OneCycle, Plateau, ScheduleSpec
+from dpplan.train.runs import start_run
+from dpplan.train.specs import Constant, OneCycle, Plateau, RunOptions, ScheduleSpec
 
 __all__ = ["DEFAULT_GRIDS", "ScheduleComparison", "ScheduleSummary", "compare_schedules"]
 
@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_GRIDS", "ScheduleComparison", "ScheduleSummary", "compare_sc
 #: plateau schedule started at 0.05 and fell by 10x on plateaus.
 DEFAULT_GRIDS: Mapping[str, tuple[ScheduleSpec, ...]] = {
     "one_cycle": tuple(OneCycle(max_lr=lr) for lr in (1.0, 4.0, 15.62)),
-    "plateau": tuple(Plateau(lr=lr, factor=0.1, patience=1) for lr in (0.05, 0.2, 0.8)),
+    "plateau": tuple(Plateau(lr=lr) for lr in (0.05, 0.2, 0.8)),
 }
 
 
@@ -45,7 +45,7 @@ def grid_for(kind: str, learning_rates: Sequence[float]) -> tuple[ScheduleSpec, 
     if kind == "one_cycle":
         return tuple(OneCycle(max_lr=lr) for lr in learning_rates)
     if kind == "plateau":
-        return tuple(Plateau(lr=lr, factor=0.1, patience=1) for lr in learning_rates)
+        return tuple(Plateau(lr=lr) for lr in learning_rates)
     if kind == "constant":
         return tuple(Constant(lr=lr) for lr in learning_rates)
     raise PlanError("schedule", kind, "one of 'one_cycle', 'plateau', 'constant'")
@@ -167,7 +167,7 @@ def compare_schedules(
     def run(spec: ScheduleSpec, seed: int) -> RunRecord:
         nonlocal runs_tried
         runs_tried += 1
-        result = train(plan, spec, dataclasses.replace(options, seed=seed), store=store,
+        result = start_run(plan, spec, dataclasses.replace(options, seed=seed), store=store,
                        group_id=group_id)
         if on_run is not None:
             on_run(result)

@@ -53,6 +53,7 @@ from typing import BinaryIO
 import torch
 
 from dpplan.errors import DataError, PlanError
+from dpplan.train.specs import DATA_DIR_ENV
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -73,9 +74,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-
-DATA_DIR_ENV = "DPPLAN_DATA_DIR"
-"""Environment variable naming the folder that holds (or will hold) the MNIST files."""
 
 MIRRORS_ENV = "DPPLAN_MNIST_MIRRORS"
 """Environment variable with comma-separated mirror base URLs; replaces the defaults."""

@@ -20,14 +20,10 @@ from torch import nn
 
 from dpplan import _validate
 from dpplan.errors import PlanError
+from dpplan.train.specs import ACTIVATIONS, MODELS
 
 __all__ = ["ACTIVATIONS", "MODELS", "SeedNet", "TemperedCNN", "make_model"]
 
-MODELS: tuple[str, ...] = ("seed", "tempered")
-"""Model names accepted by :func:`make_model`."""
-
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu")
-"""Hidden-layer activations accepted by :class:`TemperedCNN`."""
 
 _ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 

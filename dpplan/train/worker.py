@@ -56,7 +56,7 @@ def main() -> int:
     """Run queued runs until the queue is empty."""
     import socket
 
-    from dpplan.train.loop import run_queued
+    from dpplan.train.runs import run_queued
 
     store = RunStore()
     path = _pid_file(store)

@@ -33,12 +33,12 @@ def smoke_run(tmp_path_factory):
         pytest.skip(f"MNIST IDX files not found in {folder} (set DPPLAN_TEST_MNIST)")
     pytest.importorskip("torch")
     pytest.importorskip("opacus")
-    from dpplan.train import Constant, RunOptions, train, training_set_size
+    from dpplan.train import Constant, RunOptions, start_run, training_set_size
 
     options = RunOptions(subset=1200, validation_size=200, test_subset=300,
                          data_dir=str(folder), device="cpu", method="rdp")
     plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
                                noise_multiplier=1.0, epochs=2, delta=1e-4)
     store = RunStore(tmp_path_factory.mktemp("smoke-store"))
-    run = train(plan, Constant(lr=0.3), options, store=store)
+    run = start_run(plan, Constant(lr=0.3), options, store=store)
     return store, run

@@ -48,9 +48,9 @@ def _one_torch_thread():
 @pytest.fixture(autouse=True)
 def _shared_mnist_loaded_once(monkeypatch):
     """Make the trainer load the shared MNIST folder once per session, not once per run."""
-    from dpplan.train import loop
+    from dpplan.train import core
 
-    real = loop.load_mnist
+    real = core.load_mnist
     shared = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST)).resolve()
 
     def load(data_dir=None, *, download=True, device="cpu", create_folder=True):
@@ -64,4 +64,4 @@ def _shared_mnist_loaded_once(monkeypatch):
             )
         return _LOADED[key]
 
-    monkeypatch.setattr(loop, "load_mnist", load)
+    monkeypatch.setattr(core, "load_mnist", load)

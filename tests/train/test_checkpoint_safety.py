@@ -17,7 +17,7 @@ from dpplan.cli import main
 from dpplan.errors import PlanError, StoreError
 from dpplan.store import EpochRecord, RunStore, _plan_id
 from dpplan.train import RunOptions, resume, training_set_size
-from dpplan.train.loop import CHECKPOINT_FORMAT, _read_checkpoint, run_queued
+from dpplan.train.runs import CHECKPOINT_FORMAT, _read_checkpoint, run_queued
 
 OPTIONS = RunOptions(subset=1600, validation_size=400, test_subset=500, device="cpu",
                      method="rdp")

@@ -9,7 +9,7 @@ import pytest
 import dpplan
 from dpplan.cli import main
 from dpplan.store import EpochRecord
-from dpplan.train import Constant, loop, train, training_set_size
+from dpplan.train import Constant, RunOptions, core, start_run, training_set_size
 from dpplan.train.data import DATA_DIR_ENV, MIRRORS_ENV, MNIST_FILES
 
 PLAN = ["--batch-size", "64", "--noise-multiplier", "1.0", "--epochs", "1", "--delta", "1e-4"]
@@ -39,7 +39,7 @@ def test_train_json_then_runs(store, data_flags, capsys):
 
 
 def test_train_plain_shows_progress(store, data_flags, capsys, monkeypatch):
-    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)  # report every step
+    monkeypatch.setattr(core, "PROGRESS_SECONDS", 0.0)  # report every step
     assert main(["train", *PLAN, *data_flags, "--lr", "0.5"]) == 0
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
@@ -56,12 +56,12 @@ def test_train_plain_shows_progress(store, data_flags, capsys, monkeypatch):
 
 def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    options = loop.RunOptions(subset=1000, validation_size=200, test_subset=300,
+    options = RunOptions(subset=1000, validation_size=200, test_subset=300,
                               data_dir=str(mnist_dir), device="cpu", method="rdp")
     plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
                                noise_multiplier=1.0, epochs=2, delta=1e-4)
     ids = []
-    stopped = train(plan, Constant(lr=0.2), options, store=store,
+    stopped = start_run(plan, Constant(lr=0.2), options, store=store,
                     on_start=lambda run: ids.append(run.id),
                     on_epoch=lambda record: store.request_stop(ids[0]))
     assert stopped.status == "stopped" and len(stopped.records) == 1
@@ -133,7 +133,7 @@ def _stub_train(plan, schedule, options, *, store, group_id):
 
 
 def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch):
-    monkeypatch.setattr("dpplan.train.compare.train", _stub_train)
+    monkeypatch.setattr("dpplan.train.compare.start_run", _stub_train)
     argv = ["compare", *PLAN, *data_flags, "--one-cycle-lrs", "0.5,1", "--plateau-lrs",
             "0.1,0.3", "--seeds", "0,1", "--json"]
     assert main(argv) == 0

@@ -20,11 +20,13 @@ from dpplan.train import (
     OneCycle,
     Plateau,
     RunOptions,
-    loop,
+    Trainer,
     resume,
+    start_run,
     train,
     training_set_size,
 )
+from dpplan.train import core
 from dpplan.train.data import DATA_DIR_ENV, MIRRORS_ENV, MNIST_FILES
 
 
@@ -44,11 +46,11 @@ def _plan(options, **changes):
 
 def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store, monkeypatch):
     # The one real end-to-end DP-SGD run of the default suite (a few seconds on CPU).
-    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)  # report every step
+    monkeypatch.setattr(core, "PROGRESS_SECONDS", 0.0)  # report every step
     options = _options(mnist_dir)
     plan = _plan(options)
     seen, started, steps = [], [], []
-    run = train(plan, OneCycle(max_lr=0.5), options, store=store, on_epoch=seen.append,
+    run = start_run(plan, OneCycle(max_lr=0.5), options, store=store, on_epoch=seen.append,
                 on_start=started.append, on_step=lambda k, n: steps.append((len(seen), k, n)))
     assert run.status == "finished" and run.device == "cpu"
     # The run is announced (stored, running, no epoch yet) before its first step, and every
@@ -78,15 +80,15 @@ def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store, monkeypatch
 def test_training_learns_something(mnist_dir, store):
     options = _options(mnist_dir, subset=6000, validation_size=1000, test_subset=1000)
     plan = _plan(options, batch_size=256, noise_multiplier=0.8, epochs=2)
-    run = train(plan, Constant(lr=2.0, momentum=0.5), options, store=store)
+    run = start_run(plan, Constant(lr=2.0, momentum=0.5), options, store=store)
     assert run.records[-1].test_accuracy > 0.5, run.records
 
 
 def test_reproducible_runs_repeat_and_carry_a_warning(mnist_dir, store):
     options = _options(mnist_dir, method="rdp", reproducible=True)
     plan = _plan(options, epochs=1)
-    first = train(plan, Constant(lr=0.3), options, store=store)
-    second = train(plan, Constant(lr=0.3), options, store=store)
+    first = start_run(plan, Constant(lr=0.3), options, store=store)
+    second = start_run(plan, Constant(lr=0.3), options, store=store)
     assert first.records[0].train_loss == second.records[0].train_loss
     assert first.records[0].test_accuracy == second.records[0].test_accuracy
     assert any("no privacy guarantee" in w for w in first.warnings)
@@ -96,40 +98,39 @@ def test_noise_and_sampling_do_not_come_from_the_public_seed(mnist_dir, store):
     # Same seed, same everything: the secret noise and sampling still differ between runs.
     options = _options(mnist_dir, method="rdp")
     plan = _plan(options, epochs=1)
-    first = train(plan, Constant(lr=0.3), options, store=store)
-    second = train(plan, Constant(lr=0.3), options, store=store)
+    first = start_run(plan, Constant(lr=0.3), options, store=store)
+    second = start_run(plan, Constant(lr=0.3), options, store=store)
     assert first.records[0].train_loss != second.records[0].train_loss
     assert first.warnings == ()
 
 
 def test_validation_split_does_not_depend_on_the_run_seed_or_subset(mnist_dir):
-    from dpplan.train.loop import _Run, resolve_device
-
     options = _options(mnist_dir, seed=1)
     smaller = _options(mnist_dir, seed=2, subset=800)
-    first = _Run(_plan(options), Constant(lr=0.1), options, resolve_device("cpu"))
-    second = _Run(_plan(smaller), Constant(lr=0.1), smaller, resolve_device("cpu"))
+    first = Trainer(_plan(options), Constant(lr=0.1), options).data
+    second = Trainer(_plan(smaller), Constant(lr=0.1), smaller).data
     assert len(first.train_x) == 1200 and len(second.train_x) == 800
     assert torch.equal(first.val_x, second.val_x) and torch.equal(first.val_y, second.val_y)
     assert torch.equal(first.train_x[:800], second.train_x)
 
 
 def test_subset_counts_training_examples_and_the_split_is_fixed():
-    from dpplan.train.loop import MNIST_TRAIN_SIZE, _split_indices
+    from dpplan.train.core import split_indices
+    from dpplan.train.specs import MNIST_TRAIN_SIZE
 
-    full_train, full_validation = _split_indices(RunOptions(validation_size=500))
+    full_train, full_validation = split_indices(RunOptions(validation_size=500))
     assert len(full_train) == MNIST_TRAIN_SIZE - 500 and len(full_validation) == 500
     assert not set(full_train.tolist()) & set(full_validation.tolist())
     for subset in (1, 1000, 30_000, MNIST_TRAIN_SIZE - 500):
         options = RunOptions(validation_size=500, subset=subset)
         assert training_set_size(options) == subset  # --subset N trains on N examples
-        train_index, validation_index = _split_indices(options)
+        train_index, validation_index = split_indices(options)
         # The validation examples never depend on the subset, and the training examples are
         # the first N of the rest: no run trains on another run's validation examples.
         assert torch.equal(validation_index, full_validation)
         assert torch.equal(train_index, full_train[:subset])
     # A smaller validation set keeps its examples out of every larger one's training part.
-    _, small_validation = _split_indices(RunOptions(validation_size=200))
+    _, small_validation = split_indices(RunOptions(validation_size=200))
     assert set(small_validation.tolist()) <= set(full_validation.tolist())
 
 
@@ -161,7 +162,7 @@ def test_data_dir_is_stored_as_an_absolute_path(tmp_path, monkeypatch):
 
 def test_non_private_baseline_reports_infinite_epsilon(mnist_dir, store):
     options = _options(mnist_dir, private=False)
-    run = train(_plan(options, epochs=1), Plateau(lr=0.1), options, store=store)
+    run = start_run(_plan(options, epochs=1), Plateau(lr=0.1), options, store=store)
     record = run.records[0]
     assert math.isinf(record.epsilon) and math.isinf(record.epsilon_opacus)
     assert json.loads(json.dumps(run.to_dict()))["records"][0]["epsilon"] == "inf"
@@ -173,7 +174,7 @@ def test_target_epsilon_stops_before_exceeding(mnist_dir, store):
     plan = _plan(options, epochs=4)
     curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
     options = _options(mnist_dir, target_epsilon=(curve[1] + curve[2]) / 2)
-    run = train(plan, Constant(lr=0.3), options, store=store)
+    run = start_run(plan, Constant(lr=0.3), options, store=store)
     assert len(run.records) == 2 and run.records[-1].epsilon <= options.target_epsilon
     assert run.status == "finished" and "would exceed target_epsilon" in run.stop_reason
 
@@ -181,7 +182,7 @@ def test_target_epsilon_stops_before_exceeding(mnist_dir, store):
 def test_dataset_size_must_match_the_data(mnist_dir, store):
     options = _options(mnist_dir)
     with pytest.raises(PlanError, match=r"dataset_size=60000 is invalid: must be 1200"):
-        train(_plan(options, dataset_size=60000), Constant(lr=0.1), options, store=store)
+        start_run(_plan(options, dataset_size=60000), Constant(lr=0.1), options, store=store)
     assert store.list_runs() == []  # an input error records no run
 
 
@@ -208,7 +209,7 @@ def test_bad_options_are_refused_before_anything_is_stored(mnist_dir, store, cha
 def test_cuda_requested_without_cuda(mnist_dir, store):
     options = _options(mnist_dir, device="cuda")
     with pytest.raises(PlanError, match="device='cuda'"):
-        train(_plan(options), Constant(lr=0.1), options, store=store)
+        start_run(_plan(options), Constant(lr=0.1), options, store=store)
     assert store.list_runs() == []
 
 
@@ -234,7 +235,7 @@ def test_mistyped_data_folder_is_refused_created_nowhere_and_stores_no_run(
         options = RunOptions(subset=1000, validation_size=100, data_dir=str(typo),
                              download=download, device="cpu")
     with pytest.raises(DataError, match="does not exist") as info:
-        train(_plan(options), Constant(lr=0.1), options, store=store)
+        start_run(_plan(options), Constant(lr=0.1), options, store=store)
     message = str(info.value)
     assert str(typo) in message and all(name in message for name in MNIST_FILES)
     assert "could not download" not in message
@@ -248,7 +249,7 @@ def test_folder_without_mnist_says_so_before_the_download_failure(tmp_path, stor
     empty.mkdir()
     options = RunOptions(subset=1000, validation_size=100, data_dir=str(empty), device="cpu")
     with pytest.raises(DataError) as info:
-        train(_plan(options), Constant(lr=0.1), options, store=store)
+        start_run(_plan(options), Constant(lr=0.1), options, store=store)
     message = str(info.value)
     assert message.startswith(f"MNIST data folder {str(empty)!r} does not hold MNIST: missing")
     assert "could not download" in message
@@ -267,7 +268,7 @@ def test_resume_from_another_folder_and_with_another_data_dir(mnist_dir, store, 
     options = _options("mnist", test_subset=200)
     plan = _plan(options, epochs=3)
     ids = []
-    run = train(plan, Constant(lr=0.2), options, store=store, on_start=lambda r: ids.append(r.id),
+    run = start_run(plan, Constant(lr=0.2), options, store=store, on_start=lambda r: ids.append(r.id),
                 on_epoch=lambda r: store.request_stop(ids[0]))
     assert run.status == "stopped" and len(run.records) == 1
     assert run.options["data_dir"] == str(tmp_path / "a" / "mnist")
@@ -295,12 +296,12 @@ def test_resume_from_another_folder_and_with_another_data_dir(mnist_dir, store, 
 _CHILD = """
 import sys
 import dpplan
-from dpplan.train import Constant, RunOptions, train, training_set_size
+from dpplan.train import Constant, RunOptions, start_run, training_set_size
 options = RunOptions(subset=1200, validation_size=400, test_subset=200, data_dir=sys.argv[1],
                      device="cpu", method="rdp", seed=5)
 plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=32,
                            noise_multiplier=1.0, epochs=int(sys.argv[2]), delta=1e-4)
-train(plan, Constant(lr=0.2, momentum=0.5), options)
+start_run(plan, Constant(lr=0.2, momentum=0.5), options)
 """
 
 
@@ -358,7 +359,7 @@ def test_sigkill_mid_run_leaves_epochs_intact_and_resumes(mnist_dir, tmp_path):
 
 def test_resume_refuses_finished_runs(mnist_dir, store):
     options = _options(mnist_dir)
-    run = train(_plan(options, epochs=1), Constant(lr=0.1), options, store=store)
+    run = start_run(_plan(options, epochs=1), Constant(lr=0.1), options, store=store)
     with pytest.raises(PlanError, match="an interrupted, stopped or failed run"):
         resume(run.id, store=store)
     with pytest.raises(PlanError, match="run_id=999"):

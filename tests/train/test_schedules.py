@@ -438,7 +438,7 @@ def test_make_scheduler_rejects_bad_spec_and_optimizer() -> None:
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 @pytest.mark.parametrize(
     "spec",
-    [OneCycle(max_lr=2.0), Plateau(lr=0.1, patience=0), Constant(lr=0.1, momentum=0.5)],
+    [OneCycle(max_lr=2.0), Plateau(lr=0.1, factor=0.5, patience=0), Constant(lr=0.1, momentum=0.5)],
     ids=lambda spec: spec.kind,
 )
 def test_controller_drives_a_dp_optimizer(spec: ScheduleSpec) -> None:
@@ -480,3 +480,10 @@ def test_controller_drives_a_dp_optimizer(spec: ScheduleSpec) -> None:
     else:
         assert set(lrs) == {0.1}
         assert controller.current_lr() == 0.1
+
+
+def test_plateau_defaults_are_the_ones_used_everywhere() -> None:
+    # The CLI, app, comparison and report all use Plateau's own defaults (×0.1 after two
+    # non-improving epochs); they used to spell out factor=0.1, patience=1 against 0.5 and 2.
+    spec = Plateau(lr=0.05)
+    assert (spec.factor, spec.patience) == (0.1, 1)

@@ -10,7 +10,7 @@ import pytest
 import dpplan
 from dpplan.train import Constant, RunOptions, training_set_size
 from dpplan.train import worker as worker_module
-from dpplan.train.loop import queue_run
+from dpplan.train.runs import queue_run
 from dpplan.train.worker import ensure_worker, worker_running
 
 
@@ -33,7 +33,7 @@ def test_worker_main_runs_the_queue_in_order_then_exits(store, mnist_dir, monkey
         store.finish_run(run_id, status="finished")
         return store.get_run(run_id)
 
-    monkeypatch.setattr("dpplan.train.loop.run_queued", stub_run_queued)
+    monkeypatch.setattr("dpplan.train.runs.run_queued", stub_run_queued)
     first, second, third = (_queue(store, mnist_dir, seed=seed) for seed in (0, 1, 2))
     cancelled = _queue(store, mnist_dir, seed=3)
     store.request_stop(cancelled)
@@ -91,7 +91,7 @@ def test_worker_runs_the_queue_in_the_background(store, mnist_dir):
 
 
 def test_requeue_resumes_from_the_checkpoint(store, mnist_dir):
-    from dpplan.train.loop import run_queued
+    from dpplan.train.runs import run_queued
 
     run_id = _queue(store, mnist_dir)
     assert store.claim_next_queued() == run_id

@@ -1,0 +1,589 @@
+"""The storage-free training core: DP-SGD on MNIST, driven by a :class:`~dpplan.plan.TrainingPlan`.
+
+The plan is the single source of truth: batches are Poisson-sampled at exactly
+``plan.sample_rate`` for exactly ``plan.steps_per_epoch`` steps per epoch, with
+``plan.noise_multiplier`` and ``plan.max_grad_norm`` (STYLE §3.2). The per-step work is done
+by a step engine (:mod:`dpplan.train.engines`: ``fused`` or ``opacus``); after every epoch
+the trainer records dpplan's ε for the steps the engine counted, and the ε of Opacus' own RDP
+accountant stepped by the same engine; if dpplan's RDP and Opacus' RDP disagree, the run
+carries a warning.
+
+:class:`Trainer` is the public step/epoch seam (benchmarks and tests drive it directly);
+:func:`train` runs a whole plan in memory and returns a :class:`TrainingResult`. Neither
+writes a file: the run store, checkpoints, resuming and the background queue are the runs
+layer on top (:mod:`dpplan.train.runs`).
+
+Data stays on the training device as tensors; each step draws a Bernoulli mask on the
+device, so there is no per-step DataLoader overhead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dpplan import _validate
+from dpplan.errors import PlanError
+from dpplan.plan import TrainingPlan
+from dpplan.store import EpochRecord
+from dpplan.train.data import load_mnist, split_validation
+from dpplan.train.engines import StepEngine, make_engine
+from dpplan.train.models import make_model
+from dpplan.train.schedules import LrController, make_optimizer, make_scheduler
+from dpplan.train.specs import (
+    DEVICES,
+    MNIST_TEST_SIZE,
+    MNIST_TRAIN_SIZE,
+    RunOptions,
+    ScheduleSpec,
+    schedule_from_dict,
+    training_set_size,
+)
+
+__all__ = [
+    "EPSILON_AGREEMENT_RTOL",
+    "PROGRESS_SECONDS",
+    "STOP_POLL_SECONDS",
+    "MnistSplit",
+    "StopRequested",
+    "Trainer",
+    "TrainingResult",
+    "load_split",
+    "resolve_device",
+    "train",
+]
+
+#: Relative disagreement between dpplan's RDP ε and Opacus' RDP ε that flags a run. The two
+#: use different RDP order grids, which alone moves ε by ~1e-4.
+EPSILON_AGREEMENT_RTOL = 1e-2
+#: How often a running epoch polls ``should_stop``.
+STOP_POLL_SECONDS = 2.0
+#: How often a running epoch reports its progress to ``on_step`` (at most once per interval).
+PROGRESS_SECONDS = 2.0
+
+_REPRODUCIBLE_WARNING = (
+    "reproducible=True: sampling and noise were derived from the public seed, so this run has "
+    "no privacy guarantee against anyone who knows the seed (for experiments only)"
+)
+
+
+class StopRequested(Exception):
+    """``should_stop`` returned True mid-epoch; the partial epoch is discarded."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False)
+class MnistSplit:
+    """The tensors one run uses: its training part, validation part and test part."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class TrainingResult:
+    """What :func:`train` produced: the plan, how it was trained, and every epoch's record.
+
+    Attributes:
+        plan: the plan trained.
+        schedule: the learning-rate schedule spec.
+        options: the run options.
+        device: the torch device it ran on (e.g. ``"cpu"``, ``"cuda:0"``).
+        engine: the step engine (``"fused"``, ``"opacus"`` or ``"non_private"``).
+        status: ``"finished"`` (every epoch, or stopped before ``target_epsilon``) or
+            ``"stopped"`` (``should_stop`` asked).
+        stop_reason: why it ended early, or ``None``.
+        records: one :class:`~dpplan.store.EpochRecord` per finished epoch.
+        warnings: warnings about the run (e.g. ε cross-check, reproducible noise).
+    """
+
+    plan: TrainingPlan
+    schedule: ScheduleSpec
+    options: RunOptions
+    device: str
+    engine: str
+    status: str
+    stop_reason: str | None
+    records: tuple[EpochRecord, ...]
+    warnings: tuple[str, ...]
+
+
+def resolve_device(device: str) -> torch.device:
+    """Return the torch device for ``"auto"``, ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        PlanError: if ``"cuda"`` is asked for and CUDA is not available.
+    """
+    _validate.choice(options=DEVICES, device=device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PlanError(
+            "device",
+            device,
+            "'cpu' or 'auto' on this machine",
+            "CUDA is not available here (torch.cuda.is_available() is False).",
+        )
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def versions() -> dict[str, str]:
+    """Return the versions of dpplan and the libraries a run depends on."""
+    found = {}
+    for name in ("dpplan", "torch", "opacus", "dp-accounting", "prv-accountant"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def split_indices(options: RunOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (training, validation) indices into the 60,000 MNIST training examples.
+
+    The validation examples depend only on ``split_seed`` and ``validation_size``, never on
+    ``subset`` or the run's seed, so one run's training examples are never another's
+    validation examples; the training examples are the first ``training_set_size`` of the
+    rest, in MNIST order.
+    """
+    everything = torch.arange(MNIST_TRAIN_SIZE)
+    (train_index, _), (validation_index, _) = split_validation(
+        everything, everything, validation_size=options.validation_size, seed=options.split_seed
+    )
+    return train_index[: training_set_size(options)], validation_index
+
+
+def load_split(options: RunOptions, device: torch.device) -> MnistSplit:
+    """Load, verify and split MNIST for a run.
+
+    Raises:
+        DataError: MNIST is missing or corrupt, cannot be downloaded, or the folder the
+            options name does not exist (it is not created).
+    """
+    data = load_mnist(
+        options.data_dir,
+        download=options.download,
+        device=device,
+        create_folder=options.data_dir is None,
+    )
+    train_index, validation_index = split_indices(options)
+    train_index, validation_index = train_index.to(device), validation_index.to(device)
+    test_count = options.test_subset or MNIST_TEST_SIZE
+    return MnistSplit(
+        train_x=data.train_images[train_index],
+        train_y=data.train_labels[train_index],
+        val_x=data.train_images[validation_index],
+        val_y=data.train_labels[validation_index],
+        test_x=data.test_images[:test_count],
+        test_y=data.test_labels[:test_count],
+    )
+
+
+def check_inputs(
+    plan: object, schedule: object, options: object
+) -> tuple[TrainingPlan, ScheduleSpec, RunOptions]:
+    """Validate what a run is asked to do, once, before anything is loaded or stored.
+
+    Returns:
+        The plan, the schedule as a spec (a mapping is read with ``schedule_from_dict``) and
+        the options (``RunOptions()`` for ``None``).
+
+    Raises:
+        PlanError: for a wrong type, an invalid schedule, or a plan whose ``dataset_size``
+            is not ``training_set_size(options)``.
+    """
+    options = RunOptions() if options is None else options
+    if not isinstance(plan, TrainingPlan):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    if not isinstance(options, RunOptions):
+        raise PlanError("options", options, "a RunOptions")
+    spec = schedule_from_dict(schedule.to_dict() if hasattr(schedule, "to_dict") else schedule)
+    if plan.dataset_size != training_set_size(options):
+        raise PlanError(
+            "dataset_size",
+            plan.dataset_size,
+            f"{training_set_size(options)}, the number of training examples of these options",
+            "dpplan derives dataset_size from the data; build the plan with "
+            "dataset_size=training_set_size(options).",
+        )
+    return plan, spec, options
+
+
+@torch.no_grad()
+def _evaluate(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size])
+        target = labels[start : start + batch_size]
+        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == target).sum())
+    return loss_sum / len(images), correct / len(images)
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence the libraries' known, harmless warnings during training."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Full backward hook.*")
+        warnings.filterwarnings("ignore", message=".*secure_mode.*")
+        warnings.filterwarnings("ignore", message=".*Optimal order is the.*")
+        yield
+
+
+class Trainer:
+    """One training run in memory: model, step engine, schedule, sampler and counters.
+
+    This is the public seam below :func:`train`: build one, call :meth:`step` or
+    :meth:`train_epoch` and :meth:`finish_epoch`, read :attr:`model` and :attr:`steps`.
+
+    Args:
+        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        schedule: a schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
+        options: run options; default ``RunOptions()``.
+        data: the MNIST split to use (default: loaded with :func:`load_split`).
+        device: the torch device (default: ``options.device`` resolved).
+
+    Raises:
+        PlanError: for invalid input (see :func:`check_inputs`), or data whose training
+            part does not have ``plan.dataset_size`` examples.
+        DataError: if MNIST cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        plan: TrainingPlan,
+        schedule: ScheduleSpec,
+        options: RunOptions | None = None,
+        *,
+        data: MnistSplit | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        plan, schedule, options = check_inputs(plan, schedule, options)
+        self.plan, self.schedule, self.options = plan, schedule, options
+        self.device = resolve_device(options.device) if device is None else device
+        torch.manual_seed(options.seed)
+        self.data = load_split(options, self.device) if data is None else data
+        if plan.dataset_size != len(self.data.train_x):
+            raise PlanError(
+                "dataset_size",
+                plan.dataset_size,
+                f"{len(self.data.train_x)}, the number of training examples of the data",
+                "dpplan derives dataset_size from the data; build the plan with "
+                "dataset_size=training_set_size(options).",
+            )
+        model = make_model(options.model, activation=options.activation).to(self.device)
+        optimizer = make_optimizer(schedule, model.parameters())
+        # Sampling and noise come from their own generators, seeded with fresh entropy
+        # unless the run is explicitly reproducible (then from the public seed: no guarantee).
+        noise_seed, sample_seed = (
+            (options.seed + 2, options.seed + 1)
+            if options.reproducible
+            else (secrets.randbits(63), secrets.randbits(63))
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(sample_seed)
+        self.noise_generator = torch.Generator(device=self.device)
+        self.noise_generator.manual_seed(noise_seed)
+        self.engine: StepEngine = make_engine(
+            options.engine,
+            model,
+            optimizer,
+            plan,
+            private=options.private,
+            noise_generator=self.noise_generator,
+        )
+        self.controller: LrController = make_scheduler(
+            schedule, optimizer, total_steps=plan.total_steps
+        )
+        self.warnings: list[str] = []
+        if options.private and options.reproducible:
+            self.warnings.append(_REPRODUCIBLE_WARNING)
+        self._curves: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model being trained."""
+        return self.engine.model
+
+    @property
+    def steps(self) -> int:
+        """Noisy steps taken, as counted by the engine's accountant."""
+        return self.engine.steps
+
+    def step(self) -> float:
+        """Draw one Poisson batch at exactly ``plan.sample_rate`` and take one noisy step.
+
+        Returns:
+            The batch's mean training loss (NaN for an empty batch, which is still a step).
+        """
+        # float64: float32 uniforms are multiples of 2^-24, which would sample slightly
+        # above the accounted rate.
+        mask = (
+            torch.rand(
+                len(self.data.train_x),
+                generator=self.generator,
+                device=self.device,
+                dtype=torch.float64,
+            )
+            < self.plan.sample_rate
+        )
+        index = mask.nonzero().squeeze(1)
+        loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
+        self.controller.after_step()
+        return loss
+
+    def train_epoch(
+        self,
+        should_stop: Callable[[], bool] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> tuple[float, float]:
+        """Run exactly ``plan.steps_per_epoch`` steps; return (mean loss, seconds).
+
+        ``should_stop`` is polled every ``STOP_POLL_SECONDS``; when it returns True the
+        epoch is abandoned (:class:`StopRequested`), so a partial epoch is never recorded.
+        ``on_step(k, steps_per_epoch)`` is called after step ``k`` at most once every
+        ``PROGRESS_SECONDS`` (never after the last step: the epoch's record follows).
+        """
+        self.model.train()
+        steps_per_epoch = self.plan.steps_per_epoch
+        loss_sum, loss_batches = 0.0, 0
+        started = last_poll = last_report = time.perf_counter()
+        for step in range(1, steps_per_epoch + 1):
+            if should_stop is not None and time.perf_counter() - last_poll > STOP_POLL_SECONDS:
+                last_poll = time.perf_counter()
+                if should_stop():
+                    raise StopRequested
+            loss = self.step()
+            if not math.isnan(loss):
+                loss_sum += loss
+                loss_batches += 1
+            if (
+                on_step is not None
+                and step < steps_per_epoch
+                and time.perf_counter() - last_report >= PROGRESS_SECONDS
+            ):
+                last_report = time.perf_counter()
+                on_step(step, steps_per_epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - started
+        return (loss_sum / loss_batches if loss_batches else math.nan), seconds
+
+    def epsilon_after(self, epoch: int) -> float:
+        """dpplan's ε (``options.method``) after ``epoch`` epochs; ``inf`` if non-private."""
+        if not self.options.private:
+            return math.inf
+        return self._epsilon_curves()[0][epoch - 1]
+
+    def _epsilon_curves(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self._curves is None:
+            from dpplan.accounting import epsilon_curve
+
+            self._curves = (
+                tuple(epsilon_curve(self.plan, method=self.options.method).epsilons),
+                tuple(epsilon_curve(self.plan, method="rdp").epsilons),
+            )
+        return self._curves
+
+    def finish_epoch(self, epoch: int, train_loss: float, seconds: float) -> EpochRecord:
+        """Check the step count, evaluate, step the epoch schedule and return the record.
+
+        Raises:
+            RuntimeError: if the engine took another number of steps than the plan says
+                (accounting would not match training).
+        """
+        steps = self.steps
+        if steps != self.plan.steps_after(epoch):
+            raise RuntimeError(
+                f"the engine took {steps} steps after epoch {epoch}, the plan says "
+                f"{self.plan.steps_after(epoch)}; accounting would not match training"
+            )
+        batch = self.options.eval_batch_size
+        validation_loss, validation_accuracy = _evaluate(
+            self.model, self.data.val_x, self.data.val_y, batch
+        )
+        _, test_accuracy = _evaluate(self.model, self.data.test_x, self.data.test_y, batch)
+        self.controller.after_epoch(validation_loss)
+        epsilon = epsilon_rdp = epsilon_opacus = math.inf
+        if self.options.private:
+            curve, rdp_curve = self._epsilon_curves()
+            epsilon, epsilon_rdp = curve[epoch - 1], rdp_curve[epoch - 1]
+            epsilon_opacus = float(self.engine.accountant.get_epsilon(self.plan.delta))
+            if not math.isclose(epsilon_rdp, epsilon_opacus, rel_tol=EPSILON_AGREEMENT_RTOL):
+                message = (
+                    f"epoch {epoch}: dpplan RDP ε={epsilon_rdp:.4g} and Opacus RDP "
+                    f"ε={epsilon_opacus:.4g} disagree by more than {EPSILON_AGREEMENT_RTOL:.0%}"
+                )
+                if message not in self.warnings:
+                    self.warnings.append(message)
+        return EpochRecord(
+            epoch=epoch,
+            steps=steps,
+            epsilon=epsilon,
+            epsilon_rdp=epsilon_rdp,
+            epsilon_opacus=epsilon_opacus,
+            train_loss=train_loss,
+            validation_loss=validation_loss,
+            validation_accuracy=validation_accuracy,
+            test_accuracy=test_accuracy,
+            lr=self.controller.current_lr(),
+            seconds=seconds,
+        )
+
+    def run(
+        self,
+        first_epoch: int = 1,
+        *,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[str, str | None]:
+        """Train from ``first_epoch`` to the plan's last epoch; return (status, stop reason).
+
+        Stops before an epoch whose ε would exceed ``options.target_epsilon`` (status
+        ``finished``), or when ``should_stop`` returns True (status ``stopped``; a partial
+        epoch is discarded). ``on_epoch`` receives every epoch's record.
+        """
+        with quiet_libraries():
+            for epoch in range(first_epoch, self.plan.epochs + 1):
+                target = self.options.target_epsilon
+                if target is not None and self.epsilon_after(epoch) > target:
+                    return "finished", (
+                        f"stopped before epoch {epoch}: its ε={self.epsilon_after(epoch):.4g} "
+                        f"would exceed target_epsilon={target:g}"
+                    )
+                if should_stop is not None and should_stop():
+                    return "stopped", "stop requested"
+                try:
+                    train_loss, seconds = self.train_epoch(should_stop, on_step)
+                except StopRequested:
+                    return "stopped", f"stop requested during epoch {epoch}"
+                record = self.finish_epoch(epoch, train_loss, seconds)
+                if on_epoch is not None:
+                    on_epoch(record)
+        return "finished", None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the run's state: only tensors and plain Python values, so
+        ``torch.load(weights_only=True)`` reads it back."""
+        accountant = self.engine.accountant
+        history = None
+        if accountant is not None:
+            history = [
+                [float(sigma), float(rate), int(count)] for sigma, rate, count in accountant.history
+            ]
+        return {
+            "steps": int(self.steps),
+            "model": self.model.state_dict(),
+            "optimizer": self.engine.optimizer.state_dict(),
+            "controller": self.controller.state_dict(),
+            "accountant_history": history,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": (
+                list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else None
+            ),
+            "generator": self.generator.get_state(),
+            "noise_generator": self.noise_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (checked by the caller).
+
+        Raises:
+            KeyError, RuntimeError, ValueError, TypeError, IndexError: if the state does not
+                fit this run's model, optimizer or random states.
+        """
+        self.model.load_state_dict(state["model"])
+        self.engine.optimizer.load_state_dict(state["optimizer"])
+        self.controller.load_state_dict(state["controller"])
+        if self.engine.accountant is not None:
+            self.engine.accountant.history = [
+                (float(sigma), float(rate), int(count))
+                for sigma, rate, count in state["accountant_history"]
+            ]
+        else:
+            self.engine._plain_steps = int(state["steps"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.generator.set_state(state["generator"])
+        self.noise_generator.set_state(state["noise_generator"])
+
+
+def train(
+    plan: TrainingPlan,
+    schedule: ScheduleSpec,
+    options: RunOptions | None = None,
+    *,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train ``plan`` with DP-SGD on MNIST, in memory: nothing is stored, no file written.
+
+    To store runs, checkpoint and resume them, use :func:`dpplan.train.start_run`.
+
+    Args:
+        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        schedule: a learning-rate schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
+        options: run options; default ``RunOptions()``.
+        on_epoch: called with each epoch's :class:`~dpplan.store.EpochRecord`.
+        on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
+            every ``PROGRESS_SECONDS`` seconds.
+        should_stop: polled every few seconds; True stops the run (status ``stopped``).
+
+    Returns:
+        A :class:`TrainingResult` with every epoch's record.
+
+    Raises:
+        PlanError: for invalid plan, schedule or options.
+        DataError: if MNIST is missing or corrupt, cannot be downloaded, or a named data
+            folder does not exist.
+
+    Example:
+        >>> import dpplan, os
+        >>> from dpplan.train import Constant, RunOptions, train, training_set_size
+        >>> options = RunOptions(subset=256, validation_size=100, test_subset=100,
+        ...                      device="cpu", method="rdp")
+        >>> plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
+        ...                            noise_multiplier=1.0, epochs=1, delta=1e-3)
+        >>> result = train(plan, Constant(lr=0.1), options)  # doctest: +SKIP
+        >>> result.status, result.records[-1].steps  # doctest: +SKIP
+        ('finished', 4)
+    """
+    trainer = Trainer(plan, schedule, options)
+    records: list[EpochRecord] = []
+
+    def keep(record: EpochRecord) -> None:
+        records.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    status, reason = trainer.run(on_epoch=keep, on_step=on_step, should_stop=should_stop)
+    return TrainingResult(
+        plan=trainer.plan,
+        schedule=trainer.schedule,
+        options=trainer.options,
+        device=str(trainer.device),
+        engine=trainer.engine.name,
+        status=status,
+        stop_reason=reason,
+        records=tuple(records),
+        warnings=tuple(trainer.warnings),
+    )

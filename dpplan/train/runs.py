@@ -1,0 +1,394 @@
+"""The runs layer: training runs stored in SQLite, checkpointed, resumable and queued.
+
+On top of the storage-free core (:mod:`dpplan.train.core`): :func:`start_run` trains a plan
+and stores every epoch (one transaction each) with a checkpoint after it; :func:`resume`
+continues an interrupted run from its checkpoint with its accounting intact;
+:func:`queue_run` and :func:`run_queued` are the background worker's queue
+(:mod:`dpplan.train.worker`).
+
+Input is checked and MNIST is loaded and verified **before** a run is stored, so a bad
+argument or a bad data folder leaves no run behind. Checkpoints hold only tensors and plain
+values and are read with ``torch.load(weights_only=True)``; what is loaded is checked against
+the store (run id, plan, epoch, steps, accountant) before anything changes, and no stored
+record is ever deleted because of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dpplan.errors import DataError, PlanError, StoreError
+from dpplan.plan import TrainingPlan
+from dpplan.store import EpochRecord, RunRecord, RunStore, _plan_id
+from dpplan.train.core import (
+    MnistSplit,
+    Trainer,
+    check_inputs,
+    load_split,
+    resolve_device,
+    versions,
+)
+from dpplan.train.data import _no_folder_message
+from dpplan.train.specs import RunOptions, ScheduleSpec, schedule_from_dict
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "queue_run",
+    "resume",
+    "run_queued",
+    "start_run",
+]
+
+#: Layout version of run checkpoints (read with ``torch.load(weights_only=True)``).
+CHECKPOINT_FORMAT = 2
+
+
+def _stored_options(run: RunRecord) -> RunOptions:
+    """The run's options; runs stored before engines existed were trained by Opacus."""
+    return RunOptions.from_dict({"engine": "opacus", **run.options})
+
+
+def _atomic_save(state: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
+    """Return why a loaded checkpoint does not fit the stored run, or None if it does."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a dpplan checkpoint"
+    if state.get("format") != CHECKPOINT_FORMAT:
+        return (f"it has format {state.get('format')!r}, this dpplan reads format "
+                f"{CHECKPOINT_FORMAT} (it was written by an older dpplan, or not by dpplan)")
+    if state.get("run_id") != run.id:
+        return f"it belongs to run {state.get('run_id')!r}, not run {run.id}"
+    if state.get("plan_id") != _plan_id(run.plan):
+        return "it was written for another plan than the run's"
+    epoch, steps = state.get("epoch"), state.get("steps")
+    if not _is_int(epoch) or not 1 <= epoch <= run.plan.epochs:
+        return f"its epoch {epoch!r} is not in [1, {run.plan.epochs}]"
+    # The loop records an epoch, then writes its checkpoint: a process killed in between
+    # leaves the checkpoint one epoch behind; that epoch is then redone from the same state.
+    if not (epoch == last or epoch == last - 1):
+        return (f"it is at epoch {epoch}, but the store has {last} recorded epoch(s); a "
+                f"checkpoint must be at the last recorded epoch ({last}) or the one before")
+    if not _is_int(steps) or steps != run.plan.steps_after(epoch):
+        return (f"its step count {steps!r} is not the plan's {run.plan.steps_after(epoch)} "
+                f"steps after epoch {epoch}")
+    history = state.get("accountant_history")
+    if run.private:
+        if not isinstance(history, list) or not all(
+            isinstance(item, list) and len(item) == 3 and _is_int(item[2])
+            and all(isinstance(x, float) and math.isfinite(x) for x in item[:2])
+            for item in history
+        ):
+            return "its Opacus accountant history is not a list of [σ, q, steps]"
+        if sum(item[2] for item in history) != steps or any(
+            not math.isclose(item[0], run.plan.noise_multiplier, rel_tol=1e-12)
+            or not math.isclose(item[1], run.plan.sample_rate, rel_tol=1e-12)
+            for item in history
+        ):
+            return "its Opacus accountant history does not match the plan's σ, q and steps"
+    elif history is not None:
+        return "it carries an accountant history, but the run is not private"
+    for key in ("torch_rng", "generator", "noise_generator"):
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8:
+            return f"its {key} is not a random-number state (a uint8 tensor)"
+    for key in ("model", "optimizer", "controller"):
+        if not isinstance(state.get(key), dict):
+            return f"its {key} state is missing"
+    return None
+
+
+def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
+    """Load a run's checkpoint and check it against the store before anything changes.
+
+    The file is read with ``torch.load(weights_only=True)``, so it cannot run code. Returns
+    None when there is no checkpoint and no recorded epoch (the run starts afresh).
+
+    Raises:
+        StoreError: if the checkpoint is missing while epochs are recorded, cannot be read,
+            or does not match the stored run (run id, plan, epoch, steps, accountant).
+    """
+    path = store.checkpoint_path(run.id)
+    last = run.records[-1].epoch if run.records else 0
+    kept = (f"Nothing was changed; the run's {last} recorded epoch(s) are kept in "
+            f"{store.path}.")
+    if not path.exists() and not path.is_symlink():
+        if last == 0:
+            return None
+        raise StoreError(
+            f"run {run.id}'s checkpoint {path} is missing, though {last} epoch(s) of the run "
+            f"are recorded, so it cannot continue. Restore the file, or start a new run. {kept}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0][:300] if text else ""
+        raise StoreError(
+            f"run {run.id}'s checkpoint {path} cannot be read ({type(exc).__name__}: {first}). "
+            "It is damaged, truncated, or was not written by dpplan; it was loaded with "
+            "weights_only=True, so nothing in it ran. Move it aside and start a new run, or "
+            f"restore it from a backup. {kept}") from exc
+    problem = _checkpoint_problem(state, run, last)
+    if problem is not None:
+        raise StoreError(
+            f"run {run.id}'s checkpoint {path} does not match the run store: {problem}. Move "
+            f"it aside and start a new run, or restore the right file. {kept}")
+    state["path"] = str(path)
+    return state
+
+
+def _checkpoint(trainer: Trainer, epoch: int, run_id: int) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "run_id": run_id,
+        "plan_id": _plan_id(trainer.plan),
+        "epoch": int(epoch),
+        **trainer.state_dict(),
+    }
+
+
+def _restore(trainer: Trainer, state: dict[str, Any]) -> int:
+    """Restore a checkpoint checked by :func:`_read_checkpoint`; return its epoch.
+
+    Raises:
+        StoreError: if the checkpoint's tensors do not fit this run's model or optimizer.
+    """
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise StoreError(
+            f"checkpoint {state.get('path', '(unnamed)')} does not fit this run's model, "
+            f"optimizer or random states ({type(exc).__name__}: {exc}). Move it aside and "
+            "start a new run; the recorded epochs are kept."
+        ) from exc
+    return int(state["epoch"])
+
+
+def start_run(
+    plan: TrainingPlan,
+    schedule: ScheduleSpec,
+    options: RunOptions | None = None,
+    *,
+    store: RunStore | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    group_id: str | None = None,
+    on_start: Callable[[RunRecord], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> RunRecord:
+    """Train ``plan`` with DP-SGD on MNIST, storing every epoch and a checkpoint after it.
+
+    Input is checked and MNIST is loaded and verified **before** the run is stored, so a
+    bad argument or a bad data folder leaves no run behind.
+
+    Args:
+        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        schedule: a learning-rate schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
+        options: run options; default ``RunOptions()``.
+        store: the run store; default ``RunStore()`` (``$DPPLAN_HOME``).
+        on_epoch: called with each :class:`EpochRecord` after it is stored.
+        group_id: tag shared by the runs of one comparison.
+        on_start: called with the stored :class:`RunRecord` (status ``running``, no
+            epochs) as soon as the run is created, before its first step.
+        on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
+            every ``PROGRESS_SECONDS`` seconds.
+
+    Returns:
+        The stored :class:`RunRecord`, with status ``finished`` (or ``stopped``).
+
+    Raises:
+        PlanError: for invalid plan, schedule or options (nothing is stored).
+        DataError: if MNIST is missing or corrupt, cannot be downloaded, or a named data
+            folder does not exist (nothing is stored).
+    """
+    plan, schedule, options = check_inputs(plan, schedule, options)
+    device = resolve_device(options.device)
+    store = store or RunStore()
+    data = load_split(options, device)
+    run_id = store.create_run(
+        plan=plan,
+        schedule=schedule.to_dict(),
+        options=options.to_dict(),
+        device=str(device),
+        seed=options.seed,
+        private=options.private,
+        versions=versions(),
+        group_id=group_id,
+    )
+    if on_start is not None:
+        on_start(store.get_run(run_id))
+    return _execute(
+        run_id, plan, schedule, options, device, store, on_epoch, None, data=data, on_step=on_step
+    )
+
+
+def resume(
+    run_id: int,
+    *,
+    store: RunStore | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> RunRecord:
+    """Continue an interrupted (or stopped) run from its last checkpoint.
+
+    The model, optimizer, schedule, Opacus accountant and every random-number state are
+    restored, so accounting continues exactly where the checkpoint left it. ``data_dir``
+    reads MNIST from another folder than the run's (the checksums make it the same data).
+
+    The checkpoint is read with ``weights_only=True`` and checked against the store (run id,
+    plan, epoch, steps, accountant) before anything changes; no stored record is ever
+    deleted because of it. A run on another host whose heartbeat is stale (``interrupted``)
+    is taken over.
+
+    Raises:
+        PlanError: if the run does not exist, is still running or finished, or stopped
+            before its first epoch finished.
+        StoreError: if the checkpoint is missing (while epochs are recorded), unreadable, or
+            does not match the stored run; nothing is changed.
+    """
+    store = store or RunStore()
+    run = store.get_run(run_id)
+    if run.status not in ("interrupted", "stopped", "failed"):
+        raise PlanError(
+            "run_id", run_id, "an interrupted, stopped or failed run", f"Run {run_id} is {run.status}."
+        )
+    state = _read_checkpoint(store, run)
+    if state is None:
+        raise PlanError(
+            "run_id",
+            run_id,
+            "a run with a checkpoint",
+            f"It stopped before its first epoch finished (no epoch is recorded, "
+            f"no {store.checkpoint_path(run_id)}); start a new run.",
+        )
+    options = _stored_options(run)
+    if data_dir is not None:
+        options = dataclasses.replace(options, data_dir=data_dir)
+    device = resolve_device(options.device)
+    store.claim(run_id)
+    return _execute(
+        run_id,
+        run.plan,
+        schedule_from_dict(run.schedule),
+        options,
+        device,
+        store,
+        on_epoch,
+        state,
+        on_step=on_step,
+    )
+
+
+def run_queued(
+    run_id: int, *, store: RunStore, on_epoch: Callable[[EpochRecord], None] | None = None
+) -> RunRecord:
+    """Execute a run that a worker claimed from the queue (fresh, or resumed from checkpoint).
+
+    Raises:
+        PlanError, DataError: as :func:`start_run` (the run is stored as failed).
+        StoreError: as :func:`resume`, for its checkpoint (the run is stored as failed).
+    """
+    run = store.get_run(run_id)
+    try:
+        options = _stored_options(run)
+        schedule = schedule_from_dict(run.schedule)
+        device = resolve_device(options.device)
+        state = _read_checkpoint(store, run)
+    except Exception as exc:
+        store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return _execute(run_id, run.plan, schedule, options, device, store, on_epoch, state)
+
+
+def queue_run(
+    plan: TrainingPlan,
+    schedule: ScheduleSpec,
+    options: RunOptions,
+    *,
+    store: RunStore,
+    group_id: str | None = None,
+) -> int:
+    """Validate and queue a run for a background worker; return its id.
+
+    Raises:
+        PlanError: for an invalid plan, schedule or options (nothing is stored).
+        DataError: the data folder the options name does not exist (nothing is stored; the
+            files themselves are verified when the worker loads them).
+    """
+    plan, schedule, options = check_inputs(plan, schedule, options)
+    device = resolve_device(options.device)
+    if options.data_dir is not None and not os.path.isdir(options.data_dir):
+        raise DataError(_no_folder_message(Path(options.data_dir)))
+    return store.create_run(
+        plan=plan,
+        schedule=schedule.to_dict(),
+        options=options.to_dict(),
+        device=str(device),
+        seed=options.seed,
+        private=options.private,
+        versions=versions(),
+        group_id=group_id,
+        status="queued",
+    )
+
+
+def _execute(
+    run_id: int,
+    plan: TrainingPlan,
+    schedule: ScheduleSpec,
+    options: RunOptions,
+    device: torch.device,
+    store: RunStore,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    start_state: dict[str, Any] | None,
+    *,
+    data: MnistSplit | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> RunRecord:
+    try:
+        trainer = Trainer(plan, schedule, options, data=data, device=device)
+        first_epoch = 1 if start_state is None else _restore(trainer, start_state) + 1
+        for warning in store.get_run(run_id).warnings:
+            if warning not in trainer.warnings:
+                trainer.warnings.insert(0, warning)
+
+        def keep(record: EpochRecord) -> None:
+            store.record_epoch(run_id, record, tuple(trainer.warnings))
+            _atomic_save(_checkpoint(trainer, record.epoch, run_id), store.checkpoint_path(run_id))
+            if on_epoch is not None:
+                on_epoch(record)
+
+        status, reason = trainer.run(
+            first_epoch,
+            on_epoch=keep,
+            on_step=on_step,
+            should_stop=lambda: store.stop_requested(run_id),
+        )
+        store.finish_run(run_id, status=status, stop_reason=reason)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, status="stopped", stop_reason="interrupted by the user")
+        raise
+    except Exception as exc:
+        store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return store.get_run(run_id)
