@@ -98,11 +98,14 @@ CREATE TABLE IF NOT EXISTS epochs (
     test_accuracy REAL,
     lr REAL,
     seconds REAL,
+    epsilons TEXT,
     PRIMARY KEY (run_id, epoch)
 );
 """
 #: Columns added to ``runs`` after the first release; older stores get them on open.
 _ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"))
+#: Columns added to ``epochs`` after the first release (every method's ε, as JSON).
+_ADDED_EPOCH_COLUMNS = (("epsilons", "TEXT"),)
 
 
 def default_home() -> Path:
@@ -130,6 +133,9 @@ class EpochRecord:
         test_accuracy: accuracy on the test set, in [0, 1].
         lr: learning rate at the end of the epoch.
         seconds: wall time of the epoch's training steps.
+        epsilons: every accounting method's ε after these steps (method -> upper bound;
+            ``dpplan.accounting.epoch_epsilons``). Empty for runs recorded before dpplan
+            recorded them: then only ``epsilon``, from the run's ``method``, is known.
     """
 
     epoch: int
@@ -143,10 +149,27 @@ class EpochRecord:
     test_accuracy: float
     lr: float
     seconds: float
+    epsilons: dict[str, float] = dataclasses.field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict (infinite ε as the string ``"inf"``)."""
-        return {k: _json_value(v) for k, v in dataclasses.asdict(self).items()}
+        data = {k: _json_value(v) for k, v in dataclasses.asdict(self).items()}
+        data["epsilons"] = {k: _json_value(v) for k, v in self.epsilons.items()}
+        return data
+
+    def best_epsilon(self, method: str) -> tuple[float, str]:
+        """Return (ε, its method): the smallest upper bound recorded for this epoch.
+
+        Args:
+            method: the method of :attr:`epsilon` (the run's ``options["method"]``), used
+                when no per-method ε was recorded.
+        """
+        if not self.epsilons:
+            return self.epsilon, method
+        from dpplan.accounting.composition import headline_of
+
+        best, value = headline_of(self.epsilons)
+        return value, best
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -182,6 +205,17 @@ class RunRecord:
         data["records"] = [record.to_dict() for record in self.records]
         return data
 
+    @property
+    def method(self) -> str:
+        """The accounting method of each record's ``epsilon`` (the run's option)."""
+        return str(self.options.get("method", "prv"))
+
+    def best_epsilon(self) -> tuple[float, str] | None:
+        """Return (ε, method) of the last completed epoch: the smallest upper bound recorded
+        (only the run's own method for runs recorded before every method was), or ``None``
+        without a completed epoch. This is the one ε shown for a run."""
+        return self.records[-1].best_epsilon(self.method) if self.records else None
+
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -191,6 +225,11 @@ def _json_value(value: Any) -> Any:
 
 def _float_or_inf(value: Any) -> float:
     return math.inf if value is None else float(value)
+
+
+def _epsilons(row: sqlite3.Row) -> dict[str, float]:
+    text = row["epsilons"] if "epsilons" in row.keys() else None  # noqa: SIM118 - Row
+    return {k: float(v) for k, v in json.loads(text).items()} if text else {}
 
 
 def _plan_id(plan: TrainingPlan) -> str:
@@ -315,6 +354,10 @@ class RunStore:
                 for name, kind in _ADDED_COLUMNS:
                     if name not in present:
                         connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                present = {row["name"] for row in connection.execute("PRAGMA table_info(epochs)")}
+                for name, kind in _ADDED_EPOCH_COLUMNS:
+                    if name not in present:
+                        connection.execute(f"ALTER TABLE epochs ADD COLUMN {name} {kind}")
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
@@ -507,7 +550,8 @@ class RunStore:
             connection.execute(
                 "INSERT OR REPLACE INTO epochs (run_id, epoch, steps, epsilon, epsilon_rdp, "
                 "epsilon_opacus, train_loss, validation_loss, validation_accuracy, "
-                "test_accuracy, lr, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "test_accuracy, lr, seconds, epsilons) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     int(run_id), values["epoch"], values["steps"],
                     *(None if isinstance(values[k], float) and math.isinf(values[k])
@@ -516,6 +560,7 @@ class RunStore:
                     values["train_loss"], values["validation_loss"],
                     values["validation_accuracy"], values["test_accuracy"], values["lr"],
                     values["seconds"],
+                    json.dumps({k: _json_value(float(v)) for k, v in record.epsilons.items()}),
                 ),
             )
             connection.execute(
@@ -724,7 +769,7 @@ class RunStore:
                 epsilon_opacus=_float_or_inf(e["epsilon_opacus"]),
                 train_loss=e["train_loss"], validation_loss=e["validation_loss"],
                 validation_accuracy=e["validation_accuracy"], test_accuracy=e["test_accuracy"],
-                lr=e["lr"], seconds=e["seconds"],
+                lr=e["lr"], seconds=e["seconds"], epsilons=_epsilons(e),
             )
             for e in epochs
         )

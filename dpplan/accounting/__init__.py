@@ -19,12 +19,30 @@ from typing import Any
 
 from dpplan import _validate
 from dpplan.accounting.base import METHODS, Backend, EpsilonCurve
+from dpplan.accounting.composition import (
+    ComposedEpsilon,
+    MembershipBound,
+    compose_runs,
+    epoch_epsilons,
+    headline_of,
+    membership_tpr_bounds,
+    no_amplification_epsilon,
+    repeat_and_select_epsilon,
+)
 from dpplan.errors import AccountingError, PlanError
 from dpplan.plan import TrainingPlan
 
 __all__ = [
     "METHODS",
+    "ComposedEpsilon",
     "Comparison",
+    "MembershipBound",
+    "compose_runs",
+    "epoch_epsilons",
+    "headline_of",
+    "membership_tpr_bounds",
+    "no_amplification_epsilon",
+    "repeat_and_select_epsilon",
     "clear_caches",
     "EpsilonCurve",
     "compare",

@@ -1,18 +1,18 @@
-"""ε-budget reports of a plan or a run: Markdown, self-contained HTML and JSON.
+"""ε-budget reports of a plan or a run: Markdown, self-contained HTML, PDF and JSON.
 
 A report states exactly what was accounted and how, and what it bought: the (ε, δ)
 guarantee and its unit, adjacency and sampling; the DP-SGD mechanism; ε with Poisson
 sampling and without amplification; ε after every epoch from RDP, PRV and PLD; for a run,
-accuracy and loss against ε with Opacus' ε beside dpplan's; what (ε, δ) implies for a
-membership-inference attacker; and how to regenerate it.
+accuracy and loss against ε with Opacus' ε beside dpplan's; what the mechanism's privacy
+profile implies for a membership-inference attacker; and how to regenerate it.
 
-:func:`build_report` is pure apart from reading the clock and the git commit; the
-renderers are pure functions of the :class:`Report`. Nothing here imports torch or
-streamlit.
+:func:`build_report` gathers numbers and facts into a :class:`Report` (every ε from
+:mod:`dpplan.accounting`); the renderers lay them out with one template per format. Nothing
+here imports torch or streamlit.
 
 Example:
     >>> import dpplan
-    >>> from dpplan.report import build_report, report_from_dict, to_html, to_json, to_markdown
+    >>> from dpplan.report import build_report, to_markdown
     >>> plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
     ...                            epochs=2, delta=1e-5)
     >>> report = build_report(plan, title="MNIST, σ = 1.1")
@@ -28,11 +28,9 @@ from dpplan.report.build import (
     build_report,
     build_run_report,
     load_run_report,
-    membership_tpr_bound,
     plan_hash,
     save_run_report,
 )
-from dpplan.report.html import to_html
 from dpplan.report.model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
@@ -40,7 +38,7 @@ from dpplan.report.model import (
     report_from_dict,
     report_schema,
 )
-from dpplan.report.render import to_json, to_markdown
+from dpplan.report.render import to_html, to_json, to_markdown, to_pdf
 
 __all__ = [
     "FALSE_POSITIVE_RATES",
@@ -51,7 +49,6 @@ __all__ = [
     "build_report",
     "build_run_report",
     "load_run_report",
-    "membership_tpr_bound",
     "plan_hash",
     "render",
     "report_from_dict",
@@ -60,22 +57,23 @@ __all__ = [
     "to_html",
     "to_json",
     "to_markdown",
+    "to_pdf",
 ]
 
 
-def render(report: Report, fmt: str) -> str:
-    """Return ``report`` rendered as ``fmt``: ``"md"``, ``"html"`` or ``"json"``.
+def render(report: Report, fmt: str) -> str | bytes:
+    """Return ``report`` as ``fmt``: ``"md"``, ``"html"``, ``"json"`` (text) or ``"pdf"`` (bytes).
 
     Raises:
-        PlanError: (field ``format``) for another format.
+        PlanError: (field ``format``) for another format, or PDF without WeasyPrint.
 
     Example:
-        >>> render(None, "pdf")  # doctest: +ELLIPSIS
+        >>> render(None, "docx")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        dpplan.errors.PlanError: format='pdf' is invalid: must be one of 'md', 'html', 'json'...
+        dpplan.errors.PlanError: format='docx' is invalid: must be one of 'md', 'html', 'json', 'pdf'...
     """
     from dpplan import _validate
 
     fmt = _validate.choice(options=FORMATS, hint="Pick a report format.", format=fmt)
-    return {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report)
+    return {"md": to_markdown, "html": to_html, "json": to_json, "pdf": to_pdf}[fmt](report)

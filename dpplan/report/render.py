@@ -1,30 +1,50 @@
-"""Render a :class:`~dpplan.report.model.Report` as JSON or Markdown (pure functions).
+"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
-User-supplied strings (title, notes, run errors, option values) are text, not markup: in
-the Markdown every character that could start Markdown markup (links, images, emphasis,
-code, headings, lists, tables, autolinks) is backslash-escaped, and ``<``, ``>``, ``&`` are
-HTML-escaped, so a Markdown viewer neither loads, links nor runs anything from them. The
-title is put on one line.
+The words are in ``templates/_words.j2``, written once; ``report.md.j2`` and
+``report.html.j2`` lay them out. Numbers come only from the model, through the filters here.
+
+User-supplied strings (title, notes, run errors, option values) are text, not markup. The
+HTML environment escapes every value (Jinja2 autoescape). In the Markdown environment every
+value printed is escaped unless a filter here marked it safe: every character that could
+start Markdown markup (links, images, emphasis, code, headings, lists, tables, autolinks) gets
+a backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go
+through :func:`_quote`, line by line). The HTML loads nothing: inline CSS and SVG, no script,
+no URL, and a Content-Security-Policy that forbids any request.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+import logging
+import math
 import re
 from typing import Any
 
-from dpplan.report import _format as f
-from dpplan.report.model import Report
+import jinja2
+from markupsafe import Markup
 
-__all__ = ["to_json", "to_markdown"]
+from dpplan.report.model import Report
+from dpplan.report.svg import Series, line_chart
+
+__all__ = ["to_html", "to_json", "to_markdown", "to_pdf"]
+
+#: Tables show at most about this many epochs; longer curves are thinned (the JSON and the
+#: charts keep every epoch).
+MAX_TABLE_ROWS = 40
+#: Starts each item of a list a words macro returns (see ``_words.j2``).
+SEP = "\x1e"
+_METHODS = {"rdp": "RDP", "prv": "PRV", "pld": "PLD"}
+_STYLE = {
+    "rdp": ("#1f5fa8", None, "circle"),
+    "prv": ("#c0392b", "7 4", "square"),
+    "pld": ("#2e7d32", "2 3", "triangle"),
+}
 
 
 def to_json(report: Report) -> str:
     """Return the report as JSON text (2-space indent, UTF-8 characters kept).
-
-    Non-finite floats are the strings ``"inf"``/``"-inf"``/``"nan"``, so the text is
-    standard JSON that ``report.schema.json`` validates.
 
     Example:
         >>> import dpplan
@@ -38,6 +58,183 @@ def to_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def to_markdown(report: Report) -> str:
+    """Return the report as a Markdown document (GitHub-flavoured tables; no charts).
+
+    Example:
+        >>> import dpplan
+        >>> from dpplan.report import build_report
+        >>> plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256,
+        ...                            noise_multiplier=1.1, epochs=1, delta=1e-5)
+        >>> to_markdown(build_report(plan, title="A <b>plan</b>")).splitlines()[0]
+        '# A &lt;b&gt;plan&lt;/b&gt;'
+    """
+    text = (
+        _env("md")
+        .get_template("report.md.j2")
+        .render(r=report, command_format="md", plan_json=_plan_json(report))
+    )
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+
+
+def to_html(report: Report, *, command_format: str = "html") -> str:
+    """Return the report as one self-contained HTML document (inline CSS and SVG charts).
+
+    Example:
+        >>> import dpplan
+        >>> from dpplan.report import build_report
+        >>> plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256,
+        ...                            noise_multiplier=1.1, epochs=1, delta=1e-5)
+        >>> page = to_html(build_report(plan, title="<script>x</script>"))
+        >>> "<script>" in page, "&lt;script&gt;x&lt;/script&gt;" in page
+        (False, True)
+    """
+    return (
+        _env("html")
+        .get_template("report.html.j2")
+        .render(
+            r=report,
+            charts=_charts(report),
+            command_format=command_format,
+            plan_json=_plan_json(report),
+        )
+    )
+
+
+def to_pdf(report: Report) -> bytes:
+    """Return the HTML report printed to PDF (A4) by WeasyPrint, which fetches nothing.
+
+    Raises:
+        PlanError: (field ``format``) if WeasyPrint is not installed.
+    """
+    from dpplan.errors import PlanError
+
+    try:
+        import weasyprint
+    except ImportError:
+        raise PlanError(
+            "format",
+            "pdf",
+            "a format whose renderer is installed",
+            "PDF needs WeasyPrint: pip install 'dpplan[pdf]'.",
+        ) from None
+
+    def refuse(url: str, *args: Any, **kwargs: Any) -> dict:
+        raise ValueError(f"the report loads nothing (asked for {url[:60]!r})")
+
+    logger = logging.getLogger("weasyprint")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # font-subsetting and unknown-CSS notes are not news
+    try:
+        return weasyprint.HTML(
+            string=to_html(report, command_format="pdf"), url_fetcher=refuse
+        ).write_pdf()
+    finally:
+        logger.setLevel(level)
+
+
+def _plan_json(report: Report) -> str:
+    plan = report.plan.model_dump()
+    return json.dumps(
+        {
+            k: plan[k]
+            for k in (
+                "dataset_size",
+                "batch_size",
+                "noise_multiplier",
+                "epochs",
+                "delta",
+                "max_grad_norm",
+            )
+        },
+        indent=2,
+    )
+
+
+# ---- filters (numbers are formatted here, and only here) -------------------------------
+
+
+def _eps(value: float | None) -> Markup:
+    if value is None:
+        return Markup("–")
+    if math.isnan(value):
+        return Markup("nan")
+    if math.isinf(value):
+        return Markup("∞")
+    return Markup(f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}")
+
+
+def _num(value: float | None, spec: str = "g") -> Markup:
+    if value is None:
+        return Markup("–")
+    if isinstance(value, float) and math.isinf(value):
+        return Markup("∞")
+    return Markup(html.escape(format(value, spec)))
+
+
+def _pct(value: float | None, digits: int = 2) -> Markup:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Markup("–")
+    return Markup(f"{value:.{digits}%}")
+
+
+def _delta_html(value: float) -> Markup:
+    """δ for the headline: 10<sup>−5</sup> rather than 1e-05."""
+    if not 0 < value < 0.01:
+        return Markup(f"{value:g}")
+    mantissa, exponent = f"{value:.3e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    power = f"10<sup>{int(exponent)}</sup>".replace("-", "−")
+    return Markup(power if mantissa == "1" else f"{mantissa} × {power}")
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    def one(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        if isinstance(value, list):
+            return "[" + ", ".join(one(v) for v in value) + "]"
+        return str(value)
+
+    return "; ".join(f"{key} = {one(value)}" for key, value in settings.items())
+
+
+def _words(value: Any) -> Markup:
+    """A words macro's output as one paragraph (its values were escaped in the macro)."""
+    return Markup(" ".join(str(value).split()))
+
+
+def _items(value: Any) -> list[Markup]:
+    """A words macro's list: the items that start with :data:`SEP`, one paragraph each."""
+    return [_words(item) for item in str(value).split(SEP)[1:] if item.strip()]
+
+
+def table_rows(count: int, limit: int = MAX_TABLE_ROWS) -> tuple[list[int], int]:
+    """Return (indices to show, stride): every ``stride``-th row plus the last one.
+
+    Example:
+        >>> table_rows(5)
+        ([0, 1, 2, 3, 4], 1)
+    """
+    if count <= limit:
+        return list(range(count)), 1
+    stride = math.ceil(count / limit)
+    rows = list(range(stride - 1, count, stride))
+    return (rows if rows[-1] == count - 1 else rows + [count - 1]), stride
+
+
+def _thinned(count: int, stride: int) -> str:
+    suffix = (
+        "th" if 10 <= stride % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(stride % 10, "th")
+    )
+    return (
+        f"Every {stride}{suffix} of {count} epochs is shown, and the last; the JSON report "
+        "holds every epoch."
+    )
+
+
+# ---- Markdown escaping ------------------------------------------------------------------
+
 #: Characters that start inline Markdown (CommonMark and GitHub's extensions: links,
 #: images, emphasis, code, strikethrough, tables, math, autolinks, mentions, emoji,
 #: headings). ``<``, ``>`` and ``&`` are HTML-escaped instead.
@@ -45,7 +242,7 @@ _INLINE_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|~$:@^])")
 
 
 def _text(value: Any) -> str:
-    r"""Escape a user-supplied string for Markdown running text (it stays on its lines).
+    r"""Escape a string for Markdown running text (it stays on its lines).
 
     Every line is text, not markup: inline markup characters get a backslash, a line
     cannot open a list, setext heading or indented code block, and ``<>&`` become entities.
@@ -62,257 +259,161 @@ def _text(value: Any) -> str:
         line = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", line)  # ordered list
         line = html.escape(line, quote=False)
         indent = len(line) - len(line.lstrip(" \t"))  # no indented code block
-        line = "&nbsp;" * len(line[:indent].expandtabs(4)) + line[indent:]
-        lines.append(line)
+        lines.append("&nbsp;" * len(line[:indent].expandtabs(4)) + line[indent:])
     return "\n".join(lines)
 
 
-def _line(value: Any) -> str:
-    """Escape a user-supplied string for one line of Markdown (whitespace runs collapsed)."""
-    return _text(" ".join(str(value).split()))
+def _cell(value: Any) -> Markup:
+    """Escape any value printed in Markdown: one line, whitespace runs collapsed."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(_text(re.sub(r"\s+", " ", str(value))))
 
 
-def _cell(value: Any) -> str:
-    """Escape a value for a Markdown table cell (one line; pipes escaped by :func:`_text`)."""
-    return _line(value)
+def _quote(value: str) -> Markup:
+    """The author's notes as a Markdown block quote of escaped lines."""
+    return Markup(
+        "\n".join("> " + _text(line) if line.strip() else ">" for line in value.splitlines())
+    )
 
 
-def _table(headers: list[str], rows: list[list[Any]], align: list[str] | None = None) -> list[str]:
-    align = align or ["l"] * len(headers)
-    rule = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
-
-
-def _fence(text: str, info: str = "") -> list[str]:
+def _fence(text: str, info: str = "") -> Markup:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return [fence + info, text, fence]
+    return Markup(f"{fence}{info}\n{text}\n{fence}")
 
 
-def to_markdown(report: Report) -> str:
-    """Return the report as a Markdown document (GitHub-flavoured tables).
-
-    The Markdown has tables only; the HTML report adds the charts.
-
-    Example:
-        >>> import dpplan
-        >>> from dpplan.report import build_report
-        >>> plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256,
-        ...                            noise_multiplier=1.1, epochs=1, delta=1e-5)
-        >>> to_markdown(build_report(plan, title="A <b>plan</b>")).splitlines()[0]
-        '# A &lt;b&gt;plan&lt;/b&gt;'
-    """
-    g, m, s, a, i, r = (report.guarantee, report.mechanism, report.sampling, report.accounting,
-                        report.interpretation, report.reproducibility)
-    subject = f"run {report.run.id}" if report.run is not None else "a training plan"
-    out = [f"# {_line(report.title)}", ""]  # one line: a newline cannot add headings
-    out += [
-        f"> **(ε = {f.eps(g.epsilon)}, δ = {g.delta:g})-differential privacy** · example-level · "
-        f"add-or-remove adjacency · Poisson sampling · central model · headline method "
-        f"{f.method(g.method)} · tier {i.tier}",
-        ">",
-        f"> {g.statement}",
-        "",
-        f"Report on {subject}, made by dpplan {r.dpplan_version} at {r.created_at} "
-        f"(plan hash `{r.plan_hash[:16]}`).",
-        "",
-    ]
-    if report.warnings:
-        out += ["## Warnings", ""] + [f"- {_text(w)}" for w in report.warnings] + [""]
-    if report.notes is not None:
-        out += ["## Notes from the author", ""]
-        out += ["> " + _text(line) if line.strip() else ">" for line in report.notes.splitlines()]
-        out += [""]
-
-    # 1. Guarantee
-    t = g.tuning
-    out += ["## 1. Guarantee", ""]
-    out += _table(["", ""], [
-        ["Definition", g.definition],
-        ["ε (headline)",
-         f"{f.eps(g.epsilon)}: the smallest upper bound, from {f.method(g.method)}"],
-        ["δ", f"{g.delta:g}"],
-        ["Trust model", f"{g.trust_model}: {g.trust_model_description}"],
-        ["Unit of privacy", f"{g.unit}: {g.unit_description}"],
-        ["Adjacency", g.adjacency],
-        ["Sampling assumed", g.sampling],
-        ["Hyper-parameter tuning covered by the headline", f.tuning_coverage(t)],
-        ["Runs on this data", f"{t.runs_tried} ({t.source})"],
-    ])
-    out += ["", "**Protected:**", ""] + [f"- {p}" for p in g.protects]
-    out += ["", "**Not protected:**", ""] + [f"- {p}" for p in g.does_not_protect]
-    out += ["", f"**Hyper-parameter tuning.** {_text(t.statement)}", ""]
-    if t.accounted:
-        rows = [
-            ["One run (the headline)", f.eps(t.epsilon_one_run),
-             "this run only" if report.run is not None else "one run of this plan", "yes"],
-            [f"All {t.runs_tried} runs composed", f.eps(t.epsilon_all_runs),
-             f"every run, hence any selection ({f.method(t.epsilon_all_runs_method)})", "yes"],
-        ]
-        if t.repeat_and_select_epsilon is not None:
-            rows.append([f"Repeat-and-select, Poisson({t.runs_tried}) runs",
-                         f.eps(t.repeat_and_select_epsilon), "the best run only (RDP)",
-                         "yes" if t.repeat_and_select_applies else "**no**: fixed number of runs"])
-        out += _table(["Scope", "ε", "covers", "applies here"], rows, ["l", "r", "l", "l"])
-        out += [""]
-        if t.all_runs_description:
-            out += [f"*All runs:* {t.all_runs_description}", ""]
-        if t.repeat_and_select_description:
-            out += [f"*Repeat-and-select:* {t.repeat_and_select_description}", ""]
-
-    # 2. Mechanism
-    out += ["## 2. Mechanism", "", m.algorithm, ""]
-    rows = [
-        ["Dataset size N", f"{m.dataset_size:,}"],
-        ["Expected batch size B", f"{m.batch_size:,}"],
-        ["Sample rate q = B/N", f"{m.sample_rate:.6g}"],
-        ["Steps per epoch ⌈N/B⌉", f"{m.steps_per_epoch:,}"],
-        ["Epochs accounted", f"{m.epochs:,}" + (f" (of {m.epochs_planned:,} planned)"
-                                               if m.epochs != m.epochs_planned else "")],
-        ["Noisy steps accounted", f"{m.total_steps:,}" + (
-            f" (of {m.total_steps_planned:,} planned)" if m.epochs != m.epochs_planned else "")],
-        ["Noise multiplier σ", f"{m.noise_multiplier:g}"],
-        ["Clipping norm C", f"{m.max_grad_norm:g}"],
-        ["Noise standard deviation σ·C", f"{m.noise_standard_deviation:g}"],
-        ["Optimizer", _cell(m.optimizer) if m.optimizer else
-         "not part of a plan (it does not change ε)"],
-        ["Learning-rate schedule", _cell(m.schedule_description) if m.schedule_description
-         else "not part of a plan (it does not change ε)"],
-        ["Model", _cell(m.model) if m.model else "not part of a plan (it does not change ε)"],
-    ]
-    out += _table(["Setting", "Value"], rows) + [""]
-
-    # 3. Sampling
-    out += ["## 3. Sampling", ""]
-    out += _table(
-        ["Sampling", "ε at δ = " + f"{g.delta:g}", "computed by"],
-        [
-            ["Poisson at rate q (assumed by the accounting)", f.eps(s.epsilon_poisson),
-             f"{f.method(s.epsilon_poisson_method)} (headline)"],
-            ["Each example once per epoch, arbitrary order (no amplification)",
-             f.eps(s.epsilon_no_amplification), s.no_amplification_method],
-        ],
-        ["l", "r", "l"],
+@functools.cache
+def _env(fmt: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dpplan.report", "templates"),
+        autoescape=fmt == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_cell if fmt == "md" else None,
     )
-    out += ["", f"- **Assumed:** {s.assumed_description}",
-            f"- **Used by the trainer:** {_text(s.used_description)}",
-            f"- **Used sampling matches the assumption:** {f.yes_no(s.matches)}"
-            + (" (no trainer ran)" if s.matches is None else ""),
-            f"- **Without amplification:** {s.no_amplification_description}", ""]
+    env.filters.update(
+        eps=_eps,
+        num=_num,
+        pct=_pct,
+        delta_html=_delta_html,
+        settings=_settings,
+        words=_words,
+        items=_items,
+        quote=_quote,
+        fence=_fence,
+        method=lambda m: Markup(_METHODS.get(m, "–")),
+    )
+    env.globals.update(SEP=Markup(SEP), thin=table_rows, thinned=_thinned)
+    return env
 
-    # 4. Accounting
-    out += ["## 4. Accounting", "", a.bound_note, ""]
-    headers, align = ["Epoch", "Steps"], ["r", "r"]
-    columns = []
-    for curve in a.curves:
-        headers.append(f"{f.method(curve.method)} ε")
-        columns.append(curve.epsilons)
-        align.append("r")
-        if curve.lower is not None:
-            headers.append(f"{f.method(curve.method)} lower")
-            columns.append(curve.lower)
-            align.append("r")
-    rows_shown, stride = f.table_rows(len(a.epochs))
-    rows = [[a.epochs[k], f"{a.steps[k]:,}"] + [f.eps(c[k]) for c in columns]
-            for k in rows_shown]
-    out += ["ε after every epoch (upper bounds; PRV's lower bound beside it):", ""]
-    out += _table(headers, rows, align)
-    if stride > 1:
-        out += ["", f.thinned_note(len(a.epochs), stride)]
-    out += [
-        "",
-        f"- **Headline:** ε = {f.eps(a.headline_epsilon)} from {f.method(a.headline_method)}, "
-        "the smallest final upper bound.",
-        f"- **PRV lower bound on the true ε:** {f.eps(a.prv_lower_bound)}",
-        f"- **δ = {a.delta:g}; 1/N = {a.one_over_dataset_size:.3g}; δ < 1/N:** "
-        f"{f.yes_no(a.delta_below_one_over_dataset_size)}"
-        + ("" if a.delta_below_one_over_dataset_size else
-           " (**warning**: a mechanism that publishes one random example outright meets this δ)"),
-    ]
-    for method_name, message in a.failures.items():
-        out.append(f"- **{f.method(method_name)} failed:** {_text(message)}")
-    out += ["", "| Method | Library | What is reported | Numerical settings |",
-            "| --- | --- | --- | --- |"]
-    for curve in a.curves:
-        notes = "".join(f" Note: {_cell(w)}" for w in curve.warnings)
-        out.append(f"| {f.method(curve.method)} ({curve.name}) | {curve.library} "
-                   f"{curve.library_version} | {curve.description}{notes} | "
-                   f"{_cell(f.settings_text(curve.settings))} |")
-    out += ["", "Libraries: " + ", ".join(f"{k} {v}" for k, v in a.libraries.items()) + ".", ""]
 
-    # 5. Run
-    if report.run is not None:
-        run = report.run
-        out += [f"## 5. Training run {run.id}", ""]
-        out += _table(["", ""], [
-            ["Status", _cell(run.status) + (f" ({_cell(run.stop_reason)})" if run.stop_reason
-                                            else "")],
-            ["Error", _cell(run.error) if run.error else "none"],
-            ["Device", _cell(run.device)],
-            ["Seed", str(run.seed)],
-            ["Started / last update (UTC)", f"{run.created_at} / {run.updated_at}"],
-            ["Training time", f"{run.training_seconds:.1f} s over {len(run.epochs)} epoch(s)"],
-            ["Comparison group", _cell(run.group_id) if run.group_id else "none"],
-            ["ε recorded per epoch by", f"dpplan {f.method(run.epsilon_method)}"],
-            ["Largest dpplan RDP vs Opacus RDP difference",
-             f"{run.opacus_max_relative_difference:.2e} (relative)"
-             if run.opacus_max_relative_difference is not None else "–"],
-            ["Options", _cell(", ".join(f"{k}={v}" for k, v in run.options.items()))],
-            ["Versions at training time",
-             _cell(", ".join(f"{k} {v}" for k, v in run.versions.items()))],
-        ])
-        rows_shown, stride = f.table_rows(len(run.epochs))
-        out += ["", "Per epoch: accuracy and loss against ε, with Opacus' own ε beside dpplan's:",
-                ""]
-        out += _table(
-            ["Epoch", "Steps", f"ε ({f.method(run.epsilon_method)})", "ε dpplan RDP",
-             "ε Opacus RDP", "Test acc.", "Val. acc.", "Val. loss", "LR",
-             "Seconds"],
-            [[e.epoch, f"{e.steps:,}", f.eps(e.epsilon), f.eps(e.epsilon_rdp),
-              f.eps(e.epsilon_opacus), f.pct(e.test_accuracy), f.pct(e.validation_accuracy),
-              f.num(e.validation_loss, ".4f"), f.num(e.lr, ".3g"),
-              f.num(e.seconds, ".1f")]
-             for e in (run.epochs[k] for k in rows_shown)],
-            ["r"] * 11,
+# ---- charts (inline SVG) ------------------------------------------------------------------
+
+
+def _charts(report: Report) -> dict[str, Markup]:
+    a, m, run = report.accounting, report.membership, report.run
+    xs = (0.0,) + tuple(float(e) for e in a.epochs)  # ε after 0 epochs is 0
+    series = []
+    for curve in a.curves:
+        color, dash, marker = _STYLE[curve.method]
+        label = _METHODS[curve.method]
+        series.append(
+            Series(
+                label=f"{label} upper bound",
+                xs=xs,
+                ys=(0.0,) + curve.epsilons,
+                color=color,
+                dash=dash,
+                marker=marker,
+            )
         )
-        if stride > 1:
-            out += ["", f.thinned_note(len(run.epochs), stride)]
-        if run.warnings:
-            out += ["", "Run warnings:", ""] + [f"- {_text(w)}" for w in run.warnings]
-        out += [""]
-    else:
-        out += ["## 5. Training run", "", f.NO_RUN, ""]
-
-    # 6. Interpretation
-    out += ["## 6. Interpretation", ""]
-    out += [f"**Membership inference** is {i.attack}. Whatever the attack, its true-positive "
-            f"rate (TPR) at a false-positive rate (FPR) obeys `{i.formula}` ({i.source}). "
-            f"With ε = {f.eps(i.epsilon)} and δ = {i.delta:g}:", ""]
-    out += _table(["FPR", "TPR at most", "random guessing"],
-                  [[f"{b.false_positive_rate:g}", f"{b.true_positive_rate_bound:.4g}",
-                    f"{b.false_positive_rate:g}"] for b in i.membership_inference],
-                  ["r", "r", "r"])
-    out += ["", f"**ε tier: {i.tier}.**", ""]
-    out += _table(["Tier", "", "What it means", "What it does not mean"],
-                  [[t_.name, "**this report**" if t_.applies else "", t_.means, t_.does_not_mean]
-                   for t_ in i.tiers])
-    out += [""]
-
-    # 7. Reproducibility
-    out += ["## 7. Reproducibility", ""]
-    out += _table(["", ""], [
-        ["dpplan version", r.dpplan_version],
-        ["Python", r.python_version],
-        ["Git commit", f"`{r.git_commit}`" + (" (uncommitted changes)" if r.git_dirty else "")
-         if r.git_commit else "not a git checkout"],
-        ["Plan hash (SHA-256)", f"`{r.plan_hash}`"],
-        ["Created (UTC)", r.created_at],
-    ])
-    out += ["", "Regenerate this report (the JSON is identical except `created_at`):", ""]
-    out += _fence(r.commands["md"], "console")
-    out += ["", "Plan:", ""]
-    out += _fence(json.dumps(report.plan, indent=2, allow_nan=False), "json")
-    return "\n".join(out) + "\n"
-
+        if curve.lower is not None:
+            series.append(
+                Series(
+                    label=f"{label} lower bound",
+                    xs=xs,
+                    ys=(0.0,) + curve.lower,
+                    color="#e6a29b",
+                    dash="1 3",
+                    marker=None,
+                    width=1.6,
+                )
+            )
+    charts = {
+        "epsilon": line_chart(
+            series,
+            title="ε after every epoch, by accounting method",
+            x_label="epoch",
+            y_label=f"ε at δ = {report.delta:g}",
+            integer_x=True,
+            height=320,
+        ),
+        "membership": line_chart(
+            [
+                Series(
+                    label="largest possible TPR (privacy profile)",
+                    xs=m.roc_false_positive_rates,
+                    ys=m.roc_true_positive_rates,
+                    color="#c0392b",
+                    marker=None,
+                    width=2.2,
+                )
+            ],
+            title="Upper bound on a membership-inference attack's ROC curve (log-log)",
+            x_label="false-positive rate (log scale)",
+            y_label="true-positive rate (log scale)",
+            width=420,
+            height=340,
+            x_range=(1e-5, 1.0),
+            y_range=(1e-5, 1.0),
+            reference=((1e-5, 1e-5), (1.0, 1.0)),
+            reference_label="random guessing",
+            log_scale=True,
+        ),
+    }
+    if run is not None:
+        xs = tuple(e.epsilon for e in run.epochs)
+        x_label = "ε after each epoch (smallest upper bound)"
+        charts["accuracy"] = line_chart(
+            [
+                Series(
+                    label="test accuracy",
+                    xs=xs,
+                    color="#1f5fa8",
+                    marker="circle",
+                    ys=tuple(e.test_accuracy * 100 for e in run.epochs),
+                ),
+                Series(
+                    label="validation accuracy",
+                    xs=xs,
+                    color="#c77c02",
+                    dash="6 3",
+                    marker="square",
+                    ys=tuple(e.validation_accuracy * 100 for e in run.epochs),
+                ),
+            ],
+            title="Accuracy against ε",
+            x_label=x_label,
+            y_label="accuracy (%)",
+            width=440,
+            height=300,
+        )
+        charts["loss"] = line_chart(
+            [
+                Series(
+                    label="validation loss",
+                    xs=xs,
+                    color="#c77c02",
+                    dash="6 3",
+                    marker="square",
+                    ys=tuple(e.validation_loss for e in run.epochs),
+                )
+            ],
+            title="Validation loss against ε",
+            x_label=x_label,
+            y_label="cross-entropy loss",
+            width=440,
+            height=300,
+        )
+    return {name: Markup(svg) for name, svg in charts.items()}

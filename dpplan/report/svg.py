@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 __all__ = ["Series", "line_chart", "nice_ticks"]
 
-_FONT = "font-family=\"Helvetica, Arial, sans-serif\""
+_FONT = 'font-family="Helvetica, Arial, sans-serif"'
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -68,7 +68,7 @@ def _default_format(value: float) -> str:
 
 
 def _power_of_ten(exponent: float) -> str:
-    return f"{10 ** exponent:g}"
+    return f"{10**exponent:g}"
 
 
 def _legend_layout(labels: Sequence[str], width: float) -> list[tuple[int, float]]:
@@ -89,8 +89,10 @@ def _marker(kind: str | None, x: float, y: float, color: str) -> str:
     if kind == "square":
         return f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{color}"/>'
     if kind == "triangle":
-        return (f'<path d="M{x:.1f},{y - 3.8:.1f} L{x + 3.6:.1f},{y + 2.6:.1f} '
-                f'L{x - 3.6:.1f},{y + 2.6:.1f} Z" fill="{color}"/>')
+        return (
+            f'<path d="M{x:.1f},{y - 3.8:.1f} L{x + 3.6:.1f},{y + 2.6:.1f} '
+            f'L{x - 3.6:.1f},{y + 2.6:.1f} Z" fill="{color}"/>'
+        )
     return ""
 
 
@@ -133,11 +135,16 @@ def line_chart(
         The SVG markup.
     """
     if log_scale:
+
         def log(value: float) -> float:
             return math.log10(value) if value > 0 else -math.inf
 
-        series = [dataclasses.replace(item, xs=tuple(log(x) for x in item.xs),
-                                      ys=tuple(log(y) for y in item.ys)) for item in series]
+        series = [
+            dataclasses.replace(
+                item, xs=tuple(log(x) for x in item.xs), ys=tuple(log(y) for y in item.ys)
+            )
+            for item in series
+        ]
         reference = [(log(x), log(y)) for x, y in reference] if reference else None
         x_range = (log(x_range[0]), log(x_range[1])) if x_range else None
         y_range = (log(y_range[0]), log(y_range[1])) if y_range else None
@@ -151,8 +158,12 @@ def line_chart(
     legend_rows = max((row for row, _ in placed), default=0) + 1
     bottom = 44 + 20 * legend_rows
     plot_h = height - top - bottom
-    points = [(x, y) for s in series for x, y in zip(s.xs, s.ys, strict=True)
-              if math.isfinite(x) and math.isfinite(y)]
+    points = [
+        (x, y)
+        for s in series
+        for x, y in zip(s.xs, s.ys, strict=True)
+        if math.isfinite(x) and math.isfinite(y)
+    ]
     xs, ys = [x for x, _ in points], [y for _, y in points]
     if not xs:
         xs, ys = [0.0, 1.0], [0.0, 1.0]
@@ -189,55 +200,82 @@ def line_chart(
         return top + plot_h - (y - y_low) / y_span * plot_h
 
     out = [
-        f'<svg viewBox="0 0 {width} {height}" '
-        f'width="100%" role="img" aria-label="{html.escape(title)}" class="chart">',
+        (
+            f'<svg viewBox="0 0 {width} {height}" '
+            f'width="100%" role="img" aria-label="{html.escape(title)}" class="chart">'
+        ),
         f"<title>{html.escape(title)}</title>",
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" '
-        'stroke="#999" stroke-width="1"/>',
+        (
+            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" '
+            'stroke="#999" stroke-width="1"/>'
+        ),
     ]
     for tick in y_ticks:
         if y_low - 1e-12 <= tick <= y_high + 1e-12:
             y = py(tick)
-            out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
-                       'stroke="#e4e4e4" stroke-width="1"/>')
-            out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                       f'{_FONT} fill="#333">{html.escape(y_format(tick))}</text>')
+            out.append(
+                f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
+                'stroke="#e4e4e4" stroke-width="1"/>'
+            )
+            out.append(
+                f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+                f'{_FONT} fill="#333">{html.escape(y_format(tick))}</text>'
+            )
     for tick in x_ticks:
         if x_low - 1e-12 <= tick <= x_high + 1e-12:
             x = px(tick)
-            out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
-                       'stroke="#f0f0f0" stroke-width="1"/>')
-            out.append(f'<text x="{x:.1f}" y="{top + plot_h + 15}" text-anchor="middle" '
-                       f'font-size="11" {_FONT} fill="#333">{html.escape(x_format(tick))}</text>')
-    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
-               f'font-size="12" {_FONT} fill="#111">{html.escape(x_label)}</text>')
-    out.append(f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
-               f'text-anchor="middle" font-size="12" {_FONT} fill="#111">'
-               f"{html.escape(y_label)}</text>")
+            out.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
+                'stroke="#f0f0f0" stroke-width="1"/>'
+            )
+            out.append(
+                f'<text x="{x:.1f}" y="{top + plot_h + 15}" text-anchor="middle" '
+                f'font-size="11" {_FONT} fill="#333">{html.escape(x_format(tick))}</text>'
+            )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
+        f'font-size="12" {_FONT} fill="#111">{html.escape(x_label)}</text>'
+    )
+    out.append(
+        f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle" font-size="12" {_FONT} fill="#111">'
+        f"{html.escape(y_label)}</text>"
+    )
     if reference:
         points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in reference)
-        out.append(f'<polyline points="{points}" fill="none" stroke="#888" stroke-width="1.2" '
-                   'stroke-dasharray="4 4"/>')
+        out.append(
+            f'<polyline points="{points}" fill="none" stroke="#888" stroke-width="1.2" '
+            'stroke-dasharray="4 4"/>'
+        )
     for item in series:
-        points = [(px(x), py(y)) for x, y in zip(item.xs, item.ys, strict=True)
-                  if math.isfinite(x) and math.isfinite(y)]
+        points = [
+            (px(x), py(y))
+            for x, y in zip(item.xs, item.ys, strict=True)
+            if math.isfinite(x) and math.isfinite(y)
+        ]
         if not points:
             continue
         dash = f' stroke-dasharray="{item.dash}"' if item.dash else ""
         if len(points) > 1:
             text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            out.append(f'<polyline points="{text}" fill="none" stroke="{item.color}" '
-                       f'stroke-width="{item.width}" stroke-linejoin="round"{dash}/>')
+            out.append(
+                f'<polyline points="{text}" fill="none" stroke="{item.color}" '
+                f'stroke-width="{item.width}" stroke-linejoin="round"{dash}/>'
+            )
         if item.marker and len(points) <= 60:
             out += [_marker(item.marker, x, y, item.color) for x, y in points]
     for (row, offset), (label, color, dash, marker, stroke) in zip(placed, entries, strict=True):
         x0 = left + offset
         y0 = top + plot_h + 50 + row * 20
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(f'<line x1="{x0:.1f}" x2="{x0 + 28:.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
-                   f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>')
+        out.append(
+            f'<line x1="{x0:.1f}" x2="{x0 + 28:.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
+            f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>'
+        )
         out.append(_marker(marker, x0 + 14, y0, color))
-        out.append(f'<text x="{x0 + 34:.1f}" y="{y0 + 4:.1f}" font-size="11.5" {_FONT} '
-                   f'fill="#222">{html.escape(label)}</text>')
+        out.append(
+            f'<text x="{x0 + 34:.1f}" y="{y0 + 4:.1f}" font-size="11.5" {_FONT} '
+            f'fill="#222">{html.escape(label)}</text>'
+        )
     out.append("</svg>")
     return "\n".join(part for part in out if part)

@@ -1,4 +1,4 @@
-"""build_report: every number equals dpplan's API; tuning; errors; the schema round trip."""
+"""build_report: every number equals dpplan's API; tuning; membership bound; errors; schema."""
 
 from __future__ import annotations
 
@@ -11,12 +11,16 @@ import dp_accounting
 import jsonschema
 import pytest
 from dp_accounting import dp_event
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from report_helpers import PLAN, stored_run
+from scipy.stats import norm
 
 import dpplan
-from dpplan.accounting import get_accountant
+from dpplan.accounting import (
+    get_accountant,
+    membership_tpr_bounds,
+    no_amplification_epsilon,
+    repeat_and_select_epsilon,
+)
 from dpplan.accounting.events import dpsgd_event
 from dpplan.errors import PlanError
 from dpplan.report import (
@@ -24,14 +28,19 @@ from dpplan.report import (
     build_report,
     build_run_report,
     load_run_report,
-    membership_tpr_bound,
     plan_hash,
     report_from_dict,
     report_schema,
     save_run_report,
     to_json,
+    to_markdown,
 )
 from dpplan.report import build as build_module
+
+#: The plan of the README's Python example.
+README_PLAN = dpplan.TrainingPlan(
+    dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=3, delta=1e-5
+)
 
 
 def _best(plan: dpplan.TrainingPlan) -> float:
@@ -42,115 +51,112 @@ def test_numbers_equal_the_api(plan_report):
     report = plan_report
     expected = dpplan.compare(PLAN)
     assert report.kind == "plan" and report.run is None
-    assert report.epsilon == expected.headline_epsilon
-    assert report.guarantee.method == expected.headline_method
-    assert report.accounting.headline_epsilon == expected.headline_epsilon
-    assert report.sampling.epsilon_poisson == expected.headline_epsilon
-    assert report.interpretation.epsilon == expected.headline_epsilon
-    assert report.accounting.epochs == (1, 2, 3)
-    assert report.accounting.steps == tuple(PLAN.steps_after(e) for e in (1, 2, 3))
-    assert [c.method for c in report.accounting.curves] == [c.method for c in expected.curves]
-    for got, want in zip(report.accounting.curves, expected.curves, strict=True):
+    assert (report.epsilon, report.method) == (expected.headline_epsilon, expected.headline_method)
+    assert dpplan.accounting.headline_of({c.method: c.epsilon for c in expected.curves}) == (
+        report.method,
+        report.epsilon,
+    )
+    a = report.accounting
+    assert a.epochs == (1, 2, 3) and a.steps == tuple(PLAN.steps_after(e) for e in (1, 2, 3))
+    assert [c.method for c in a.curves] == [c.method for c in expected.curves]
+    for got, want in zip(a.curves, expected.curves, strict=True):
         assert got.epsilons == want.epsilons
-        assert got.epsilon == dpplan.epsilon(PLAN, method=want.method)
+        assert got.epsilons[-1] == dpplan.epsilon(PLAN, method=want.method)
         assert got.lower == want.lower and got.estimates == want.estimates
         assert got.library_version == want.versions[got.library]
-    prv = expected.curve("prv")
-    assert report.accounting.prv_lower_bound == prv.lower[-1] <= report.epsilon
-    assert report.accounting.delta == PLAN.delta == report.delta
-    assert report.accounting.delta_below_one_over_dataset_size is True
-    # Mechanism fields are the plan's.
-    m = report.mechanism
-    assert (m.dataset_size, m.batch_size, m.sample_rate, m.steps_per_epoch, m.epochs,
-            m.total_steps, m.noise_multiplier, m.max_grad_norm) == (
-        PLAN.dataset_size, PLAN.batch_size, PLAN.sample_rate, PLAN.steps_per_epoch,
-        PLAN.epochs, PLAN.total_steps, PLAN.noise_multiplier, PLAN.max_grad_norm)
-    assert report.plan == PLAN.to_dict()
+    assert (
+        a.no_amplification_epsilon
+        == no_amplification_epsilon(PLAN)
+        == (
+            dp_accounting.get_epsilon_gaussian(
+                PLAN.noise_multiplier / math.sqrt(PLAN.epochs), PLAN.delta
+            )
+        )
+    )
+    assert a.no_amplification_epsilon > report.epsilon  # amplification makes it small
+    assert (report.epochs, report.total_steps) == (PLAN.epochs, PLAN.total_steps)
+    assert report.plan.model_dump() == PLAN.to_dict()
     assert report.reproducibility.plan_hash == plan_hash(PLAN)
 
 
 def test_json_numbers_equal_the_api(plan_report):
     data = json.loads(to_json(plan_report))
     expected = dpplan.compare(PLAN)
-    assert data["guarantee"]["epsilon"] == expected.headline_epsilon
+    assert data["accounting"]["epsilon"] == expected.headline_epsilon
     for got, want in zip(data["accounting"]["curves"], expected.curves, strict=True):
         assert got["epsilons"] == list(want.epsilons)
-    assert data["sampling"]["epsilon_no_amplification"] == dp_accounting.get_epsilon_gaussian(
-        PLAN.noise_multiplier / math.sqrt(PLAN.epochs), PLAN.delta)
 
 
-def test_no_amplification_is_the_exact_gaussian_and_larger(plan_report):
-    exact = dp_accounting.get_epsilon_gaussian(PLAN.noise_multiplier / math.sqrt(PLAN.epochs),
-                                               PLAN.delta)
-    assert plan_report.sampling.epsilon_no_amplification == exact
-    # Poisson amplification is what makes the headline small.
-    assert plan_report.sampling.epsilon_no_amplification > plan_report.epsilon
-    assert plan_report.sampling.used is None and plan_report.sampling.matches is None
-
-
-def test_membership_rows_and_tier(plan_report):
-    rows = plan_report.interpretation.membership_inference
-    assert tuple(r.false_positive_rate for r in rows) == FALSE_POSITIVE_RATES
+def test_membership_rows_come_from_the_privacy_profile(plan_report):
+    m = plan_report.membership
+    assert m.false_positive_rates == FALSE_POSITIVE_RATES == (1e-4, 1e-3, 1e-2, 0.1)
+    bound = membership_tpr_bounds(PLAN, FALSE_POSITIVE_RATES, epsilon=plan_report.epsilon)
+    assert (m.profile, m.single, m.profile_method) == (bound.profile, bound.single, "pld")
     eps, delta = plan_report.epsilon, PLAN.delta
-    for row in rows:
-        fpr = row.false_positive_rate
-        assert row.true_positive_rate_bound == min(
-            1.0, math.exp(eps) * fpr + delta, 1 - math.exp(-eps) * (1 - delta - fpr))
-    tiers = plan_report.interpretation.tiers
-    assert [t.name for t in tiers] == ["ε ≤ 1", "1 < ε ≤ 10", "ε > 10"]
-    assert sum(t.applies for t in tiers) == 1
-    assert plan_report.interpretation.tier == ("ε ≤ 1" if eps <= 1 else "1 < ε ≤ 10")
-    assert all(t.means and t.does_not_mean.startswith("It does not mean") for t in tiers)
+    for fpr, profile, single in zip(m.false_positive_rates, m.profile, m.single, strict=True):
+        assert single == pytest.approx(
+            min(1.0, math.exp(eps) * fpr + delta, 1 - math.exp(-eps) * (1 - delta - fpr)), rel=1e-12
+        )
+        assert fpr <= profile <= single + 1e-12
+    assert len(m.roc_false_positive_rates) == len(m.roc_true_positive_rates) > 100
 
 
-@settings(max_examples=40, deadline=None)
-@given(epsilon=st.floats(0, 50), delta=st.sampled_from([0.0, 1e-6, 1e-5, 1e-3]),
-       fpr=st.floats(0, 1))
-def test_membership_bound_is_between_fpr_and_one(epsilon, delta, fpr):
-    bound = membership_tpr_bound(epsilon, delta, fpr)
-    assert fpr - 1e-12 <= bound <= 1.0
-    assert membership_tpr_bound(epsilon + 1.0, delta, fpr) >= bound - 1e-12
+def test_profile_bound_is_tighter_than_one_pair_for_the_readme_plan():
+    epsilon = dpplan.compare(README_PLAN).headline_epsilon
+    bound = membership_tpr_bounds(README_PLAN, [1e-3], epsilon=epsilon)
+    assert bound.profile[0] < bound.single[0]
 
 
-def test_membership_bound_known_values():
-    assert membership_tpr_bound(0.0, 0.0, 0.3) == pytest.approx(0.3)
-    assert membership_tpr_bound(math.inf, 1e-5, 0.01) == 1.0
-    assert membership_tpr_bound(1.0, 0.0, 0.01) == pytest.approx(math.e * 0.01)
+@pytest.mark.parametrize(("noise_multiplier", "steps"), [(2.0, 50), (1.0, 4), (0.8, 10)])
+def test_profile_bound_is_above_the_exact_gaussian_trade_off(noise_multiplier, steps):
+    """q = 1: T steps at σ are one Gaussian mechanism, μ = √T/σ, whose exact trade-off curve
+    gives the largest TPR Φ(Φ⁻¹(FPR) + μ) (Dong, Roth & Su 2019). The bound must be above it
+    (it is an upper bound), and close (the PLD is tight here)."""
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000,
+        batch_size=1000,
+        epochs=steps,
+        delta=1e-5,
+        noise_multiplier=noise_multiplier,
+    )
+    mu = math.sqrt(steps) / noise_multiplier
+    rates = (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 0.5)
+    bound = membership_tpr_bounds(plan, rates, epsilon=_best(plan))
+    for fpr, tpr in zip(rates, bound.profile, strict=True):
+        exact = norm.cdf(norm.ppf(fpr) + mu)
+        assert exact <= tpr <= exact + 1e-3 + 0.01 * exact
 
 
-def test_guarantee_is_explicit(plan_report):
-    g = plan_report.guarantee
-    assert (g.trust_model, g.unit, g.adjacency, g.sampling) == (
-        "central", "example", "add-or-remove one example", "Poisson")
-    assert "60,000" in g.unit_description
-    assert any("final model" in item for item in g.protects)
-    assert any("checkpoint" in item for item in g.protects)
-    assert not g.tuning.accounted and g.tuning.runs_tried == 1
-    assert "not covered" in g.tuning.statement
-    assert "Hyper-parameter tuning is not accounted (no --tuning-runs)." in plan_report.warnings
+def test_guarantee_and_tuning_facts(plan_report):
+    t = plan_report.tuning
+    assert (t.source, t.runs, t.epsilon_all) == ("none", 1, None)
 
 
-def test_schema_validates_plan_report_and_round_trips(plan_report):
+def test_schema_is_generated_validates_and_round_trips(plan_report):
     schema = report_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     data = json.loads(to_json(plan_report))
     jsonschema.validate(data, schema)
     assert report_from_dict(data) == plan_report
     assert report_from_dict(plan_report.to_dict()) == plan_report
+    assert schema["additionalProperties"] is False
+    assert all(d.get("additionalProperties") is False for d in schema["$defs"].values())
 
 
 def test_schema_rejects_bad_reports(plan_report):
     data = json.loads(to_json(plan_report))
-    with pytest.raises(PlanError, match=r"report=.*schema 'dpplan-report', version 1"):
-        report_from_dict({**data, "schema_version": 2})
+    with pytest.raises(PlanError, match=r"older dpplan \(report schema 1\); rebuild it"):
+        report_from_dict({**data, "schema_version": 1})
+    with pytest.raises(PlanError, match=r"must be a dpplan report"):
+        report_from_dict({**data, "schema": "other"})
     broken = json.loads(to_json(plan_report))
-    broken["guarantee"]["epsilon"] = "big"
+    broken["accounting"]["epsilon"] = "big"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, report_schema())
-    with pytest.raises(PlanError, match=r"guarantee/epsilon"):
+    with pytest.raises(PlanError, match=r"accounting/epsilon"):
         report_from_dict(broken)
     extra = json.loads(to_json(plan_report))
-    extra["mechanism"]["surprise"] = 1
+    extra["plan"]["surprise"] = 1
     with pytest.raises(PlanError, match=r"report="):
         report_from_dict(extra)
     with pytest.raises(PlanError, match=r"report=.*a mapping"):
@@ -159,85 +165,103 @@ def test_schema_rejects_bad_reports(plan_report):
 
 def test_declared_tuning_runs_compose_and_repeat_and_select():
     report = build_report(PLAN, tuning_runs=4)
-    tuning = report.guarantee.tuning
-    assert tuning.accounted and tuning.runs_tried == 4 and tuning.source == "declared"
-    assert tuning.epsilon_one_run == report.epsilon
+    tuning = report.tuning
+    assert (tuning.source, tuning.runs, tuning.same_mechanism) == ("declared", 4, True)
     # Four runs of E epochs compose to one plan of 4E epochs.
-    assert tuning.epsilon_all_runs == _best(PLAN.replace(epochs=4 * PLAN.epochs))
-    assert tuning.epsilon_all_runs > report.epsilon
-    # Repeat-and-select: dp-accounting's RDP with a Poisson(4) number of runs; never applies
-    # to a fixed number of runs.
+    assert tuning.epsilon_all == _best(PLAN.replace(epochs=4 * PLAN.epochs))
+    assert tuning.epsilon_all > report.epsilon
+    # Repeat-and-select: dp-accounting's RDP with a Poisson(4) number of runs.
     accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
-    accountant.compose(dp_event.RepeatAndSelectDpEvent(event=dpsgd_event(PLAN), mean=4.0,
-                                                       shape=math.inf))
+    accountant.compose(
+        dp_event.RepeatAndSelectDpEvent(event=dpsgd_event(PLAN), mean=4.0, shape=math.inf)
+    )
     assert tuning.repeat_and_select_epsilon == accountant.get_epsilon(PLAN.delta)
-    assert tuning.repeat_and_select_applies is False
-    assert "does not apply" in tuning.repeat_and_select_description
-    assert any("4 training runs on this data were declared" in w for w in report.warnings)
+    assert tuning.repeat_and_select_epsilon == repeat_and_select_epsilon(PLAN, mean_runs=4)
     assert report.reproducibility.commands["json"].count("--tuning-runs 4") == 1
 
 
 def test_one_declared_run_is_covered():
     report = build_report(PLAN.replace(epochs=1), tuning_runs=1)
-    assert report.guarantee.tuning.source == "declared"
-    assert report.guarantee.tuning.epsilon_all_runs is None
+    assert report.tuning.source == "declared" and report.tuning.epsilon_all is None
 
 
 def test_group_runs_from_the_store(store):
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
     ids = [stored_run(store, plan, group_id="g1") for _ in range(2)]
-    ids.append(stored_run(store, plan, group_id="g1", epochs=1, status="stopped",
-                          stop_reason="stop requested"))
+    ids.append(
+        stored_run(
+            store, plan, group_id="g1", epochs=1, status="stopped", stop_reason="stop requested"
+        )
+    )
     stored_run(store, plan, group_id="other")
     report = build_run_report(store, ids[0])
-    tuning = report.guarantee.tuning
-    assert tuning.runs_tried == 3 and tuning.source == "run store group"
-    assert tuning.group_id == "g1" and tuning.run_ids == tuple(ids)
+    tuning = report.tuning
+    assert (tuning.runs, tuning.source, tuning.group_id) == (3, "group", "g1")
+    assert tuning.run_ids == tuple(ids)
     # 2 + 2 + 1 completed epochs of the same mechanism.
-    assert tuning.epsilon_all_runs == _best(plan.replace(epochs=5))
-    assert tuning.repeat_and_select_applies is False
-    assert "3 runs were trained on the same data" in tuning.statement
+    assert tuning.epsilon_all == _best(plan.replace(epochs=5))
+    assert tuning.total_steps == plan.steps_after(5)
     assert report.epsilon == dpplan.compare(plan).headline_epsilon
     with pytest.raises(PlanError, match=r"tuning_runs=2 is invalid"):
-        build_report(plan, run=store.get_run(ids[0]),
-                     group_runs=[store.get_run(i) for i in ids], tuning_runs=2)
+        build_report(
+            plan,
+            run=store.get_run(ids[0]),
+            group_runs=[store.get_run(i) for i in ids],
+            tuning_runs=2,
+        )
 
 
 def test_group_with_different_plans_composes_events(store):
-    first = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2,
-                                epochs=2, delta=1e-4)
+    first = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
     second = first.replace(noise_multiplier=2.0)
     run_id = stored_run(store, first, group_id="mixed")
     stored_run(store, second, group_id="mixed")
-    tuning = build_run_report(store, run_id).guarantee.tuning
+    tuning = build_run_report(store, run_id).tuning
     event = dp_event.ComposedDpEvent(events=[dpsgd_event(first), dpsgd_event(second)])
     rdp = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
     pld = dp_accounting.pld.PLDAccountant()
-    expected = min(rdp.compose(event).get_epsilon(first.delta),
-                   pld.compose(event).get_epsilon(first.delta))
-    assert tuning.epsilon_all_runs == pytest.approx(expected, rel=1e-12)
-    assert tuning.repeat_and_select_epsilon is None
+    expected = min(
+        rdp.compose(event).get_epsilon(first.delta), pld.compose(event).get_epsilon(first.delta)
+    )
+    assert tuning.epsilon_all == pytest.approx(expected, rel=1e-12)
+    assert tuning.same_mechanism is False and tuning.repeat_and_select_epsilon is None
 
 
 def test_stopped_run_accounts_completed_epochs(store):
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=3,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=3, delta=1e-4
+    )
     run_id = stored_run(store, plan, epochs=1, status="stopped", stop_reason="stop requested")
     report = build_run_report(store, run_id)
-    assert report.mechanism.epochs == 1 and report.mechanism.epochs_planned == 3
+    assert (report.epochs, report.plan.epochs) == (1, 3)
     assert report.epsilon == dpplan.compare(plan.replace(epochs=1)).headline_epsilon
     assert report.accounting.epochs == (1,)
-    assert any("covers the 1 completed epoch(s) of 3" in w for w in report.warnings)
-    assert report.plan == plan.to_dict()
+    assert "covers the 1 completed epoch(s) of 3" in to_markdown(report)
+
+
+def test_run_epochs_show_the_smallest_recorded_bound_with_its_method(store):
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
+    old = build_run_report(store, stored_run(store, plan))  # records only the run's method
+    assert [(e.method, e.epsilons) for e in old.run.epochs] == [("prv", {}), ("prv", {})]
+    per_epoch = dpplan.accounting.epoch_epsilons(plan)
+    new = build_run_report(store, stored_run(store, plan, every_method=True))
+    for epoch, recorded in zip(new.run.epochs, per_epoch, strict=True):
+        assert (epoch.method, epoch.epsilon) == dpplan.accounting.headline_of(recorded)
+    assert (new.run.epochs[-1].method, new.run.epochs[-1].epsilon) == (new.method, new.epsilon)
 
 
 def test_delta_at_least_one_over_n_is_flagged():
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1,
-                               delta=0.01)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1, delta=0.01
+    )
     with pytest.warns(UserWarning, match="delta=0.01 >= 1/dataset_size"):
         report = build_report(plan)
-    assert report.accounting.delta_below_one_over_dataset_size is False
     assert any(w.startswith("delta=0.01 >= 1/dataset_size") for w in report.warnings)
 
 
@@ -260,8 +284,9 @@ def test_invalid_arguments(kwargs, pattern):
 def test_invalid_plan_and_runs(store):
     with pytest.raises(PlanError, match=r"plan=.* is invalid: must be a dpplan.TrainingPlan"):
         build_report(PLAN.to_dict())
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
     baseline = store.get_run(stored_run(store, plan, private=False))
     with pytest.raises(PlanError, match=r"run=\d+ is invalid: must be a private run"):
         build_report(plan, run=baseline)
@@ -278,16 +303,18 @@ def test_invalid_plan_and_runs(store):
 
 
 def test_report_module_imports_neither_torch_nor_streamlit():
-    code = ("import sys, dpplan.report; "
-            "print(sorted(m for m in ('torch', 'opacus', 'streamlit') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    code = (
+        "import sys, dpplan.report; "
+        "print(sorted(m for m in ('torch', 'opacus', 'streamlit') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
 def test_save_and_load_run_report(store, plan_report):
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1, delta=1e-4
+    )
     run_id = stored_run(store, plan)
     assert load_run_report(store, run_id) is None
     report = build_run_report(store, run_id)
@@ -309,21 +336,3 @@ def test_git_state_names_the_checkout(plan_report):
     else:
         assert len(commit) == 40 and int(commit, 16) >= 0 and isinstance(dirty, bool)
         assert repro.git_commit is not None and len(repro.git_commit) == 40
-
-
-def test_schema_lists_every_field_of_every_report_type():
-    """The published schema and the dataclasses must not drift apart."""
-    import dataclasses
-
-    from dpplan.report import model
-
-    schema = report_schema()
-    types = {"Report": schema, **schema["$defs"]}
-    for name, definition in types.items():
-        cls = getattr(model, name, None)
-        if cls is None:
-            continue
-        fields = [f.name for f in dataclasses.fields(cls)]
-        assert definition["required"] == fields, name
-        assert list(definition["properties"]) == fields, name
-        assert definition["additionalProperties"] is False

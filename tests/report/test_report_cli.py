@@ -13,8 +13,18 @@ import dpplan
 from dpplan.cli import main
 from dpplan.report import load_run_report, report_from_dict, report_schema, to_markdown
 
-PLAN_FLAGS = ["--dataset-size", "60000", "--batch-size", "256", "--noise-multiplier", "1.1",
-              "--epochs", "3", "--delta", "1e-5"]
+PLAN_FLAGS = [
+    "--dataset-size",
+    "60000",
+    "--batch-size",
+    "256",
+    "--noise-multiplier",
+    "1.1",
+    "--epochs",
+    "3",
+    "--delta",
+    "1e-5",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +54,21 @@ def _regenerate(command: str, capsys) -> dict:
 
 def test_plan_report_to_file_and_regenerate(tmp_path, capsys):
     output = tmp_path / "report.json"
-    title, notes = "It's a \"plan\" <b>", "line 1\nline 2 with 'quotes' and $HOME"
-    code = main(["report", *PLAN_FLAGS, "--format", "json", "--output", str(output),
-                 "--title", title, "--notes", notes])
+    title, notes = 'It\'s a "plan" <b>', "line 1\nline 2 with 'quotes' and $HOME"
+    code = main(
+        [
+            "report",
+            *PLAN_FLAGS,
+            "--format",
+            "json",
+            "--output",
+            str(output),
+            "--title",
+            title,
+            "--notes",
+            notes,
+        ]
+    )
     assert code == 0
     assert f"wrote {output}" in capsys.readouterr().err
     data = json.loads(output.read_text(encoding="utf-8"))
@@ -70,15 +92,16 @@ def test_plan_report_markdown_and_html_to_stdout(capsys):
 def test_tuning_runs_flag_regenerates(capsys):
     assert main(["report", *PLAN_FLAGS, "--tuning-runs", "3", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["guarantee"]["tuning"]["runs_tried"] == 3
+    assert data["tuning"]["runs"] == 3
     assert "--tuning-runs 3" in data["reproducibility"]["commands"]["json"]
     again = _regenerate(data["reproducibility"]["commands"]["json"], capsys)
     assert _without_time(again) == _without_time(data)
 
 
 def test_run_report_is_stored_and_regenerates(store, capsys):
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
     run_id = stored_run(store, plan)
     assert main(["report", "--run", str(run_id), "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -99,13 +122,16 @@ def test_run_report_is_stored_and_regenerates(store, capsys):
     ("argv", "message"),
     [
         (["report", "--dataset-size", "60000"], "batch_size=None is invalid"),
-        (["report", *PLAN_FLAGS, "--run", "1"], "dataset_size='60000' is invalid: must be "
-                                                 "omitted with --run"),
+        (
+            ["report", *PLAN_FLAGS, "--run", "1"],
+            "dataset_size='60000' is invalid: must be omitted with --run",
+        ),
         (["report", *PLAN_FLAGS, "--stored"], "stored=True is invalid"),
         (["report", *PLAN_FLAGS, "--tuning-runs", "0"], "tuning_runs=0 is invalid"),
         (["report", *PLAN_FLAGS, "--title", " "], "title=' ' is invalid"),
         (["report", "--run", "1", "--home", "/nonexistent/dpplan"], "home='/nonexistent/dpplan'"),
-        (["report", *PLAN_FLAGS, "--format", "pdf"], "invalid choice: 'pdf'"),
+        (["report", *PLAN_FLAGS, "--format", "docx"], "invalid choice: 'docx'"),
+        (["report", *PLAN_FLAGS, "--format", "pdf"], "output=None is invalid"),
     ],
 )
 def test_errors_exit_2(argv, message, store, capsys):
@@ -117,8 +143,32 @@ def test_errors_exit_2(argv, message, store, capsys):
 def test_missing_run_and_missing_stored_report(store, capsys):
     assert main(["report", "--run", "7"]) == 2
     assert "run_id=7 is invalid" in capsys.readouterr().err
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1, delta=1e-4
+    )
     run_id = stored_run(store, plan)
     assert main(["report", "--run", str(run_id), "--stored"]) == 2
     assert "a run with a stored report" in capsys.readouterr().err
+
+
+def test_stored_report_of_an_older_version_must_be_rebuilt(store, capsys):
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=1, delta=1e-4
+    )
+    run_id = stored_run(store, plan)
+    store.save_report(run_id, {"schema": "dpplan-report", "schema_version": 1, "guarantee": {}})
+    assert main(["report", "--run", str(run_id), "--stored"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "stored by an older dpplan (report schema 1)" in err
+    assert f"rebuild it with 'dpplan report --run {run_id}'" in err
+    assert main(["report", "--run", str(run_id), "--format", "json"]) == 0  # rebuilt
+    assert load_run_report(store, run_id).schema_version == 2
+
+
+def test_pdf_report(tmp_path, capsys):
+    pytest.importorskip("weasyprint")
+    output = tmp_path / "plan.pdf"
+    assert main(["report", *PLAN_FLAGS, "--format", "pdf", "--output", str(output)]) == 0
+    assert f"wrote {output} (pdf;" in capsys.readouterr().err
+    data = output.read_bytes()
+    assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF") and len(data) > 30_000

@@ -7,7 +7,9 @@ import json
 import re
 
 import pytest
-from report_helpers import PLAN
+from markdown_it import MarkdownIt
+from markupsafe import escape
+from report_helpers import PLAN, stored_run
 
 import dpplan
 from dpplan.errors import PlanError
@@ -15,8 +17,22 @@ from dpplan.report import build_report, render, to_html, to_json, to_markdown
 
 HOSTILE_TITLE = '<script>alert("title")</script> & <img src=x onerror=alert(1)>'
 HOSTILE_NOTES = "first line\n</p><script>alert('notes')</script>\n<a href=\"https://e.x\">x</a>"
-URL_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "formaction", "poster",
-                  "data", "background", "manifest", "ping", "codebase", "cite", "longdesc"}
+URL_ATTRIBUTES = {
+    "src",
+    "href",
+    "xlink:href",
+    "srcset",
+    "action",
+    "formaction",
+    "poster",
+    "data",
+    "background",
+    "manifest",
+    "ping",
+    "codebase",
+    "cite",
+    "longdesc",
+}
 
 
 class _Collector(html.parser.HTMLParser):
@@ -83,31 +99,45 @@ def test_html_escapes_user_strings(hostile_report):
     assert "".join(parsed.title) == HOSTILE_TITLE
     assert HOSTILE_TITLE in text
     assert HOSTILE_NOTES in text
-    assert "&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt;" in page
+    assert str(escape('<script>alert("title")</script>')) in page
 
 
 def test_html_is_a_printable_document(plan_report):
     page = to_html(plan_report)
     assert "@media print" in page and "@page" in page
-    for heading in ("1. Guarantee", "2. Mechanism", "3. Sampling", "4. Accounting",
-                    "5. Training run", "6. Interpretation", "7. Reproducibility"):
+    for heading in (
+        "1. Guarantee",
+        "2. Mechanism",
+        "3. Sampling",
+        "4. Accounting",
+        "5. Training run",
+        "6. Interpretation",
+        "7. Reproducibility",
+    ):
         assert f"<h2>{heading}</h2>" in page
     assert f"{plan_report.epsilon:.4f}" in page
-    assert plan_report.reproducibility.commands["html"].replace("'", "&#x27;") in page
+    assert str(escape(plan_report.reproducibility.commands["html"])) in page
 
 
 def test_markdown_has_every_section_and_the_numbers(plan_report):
     text = to_markdown(plan_report)
     assert text.startswith("# MNIST plan\n")
-    for heading in ("## 1. Guarantee", "## 2. Mechanism", "## 3. Sampling", "## 4. Accounting",
-                    "## 5. Training run", "## 6. Interpretation", "## 7. Reproducibility"):
+    for heading in (
+        "## 1. Guarantee",
+        "## 2. Mechanism",
+        "## 3. Sampling",
+        "## 4. Accounting",
+        "## 5. Training run",
+        "## 6. Interpretation",
+        "## 7. Reproducibility",
+    ):
         assert heading in text
     expected = dpplan.compare(PLAN)
     for curve in expected.curves:
         for value in curve.epsilons:
             assert f"{value:.4f}" in text
     assert f"ε = {expected.headline_epsilon:.4f}" in text
-    assert f"{plan_report.sampling.epsilon_no_amplification:.4f}" in text
+    assert f"{plan_report.accounting.no_amplification_epsilon:.4f}" in text
     assert plan_report.reproducibility.commands["md"] in text
     assert "Planned for the MNIST study." in text
 
@@ -115,18 +145,22 @@ def test_markdown_has_every_section_and_the_numbers(plan_report):
 def test_markdown_escapes_user_strings(hostile_report):
     text = to_markdown(hostile_report)
     assert "<script>" not in text.split("```console")[0]
-    assert text.splitlines()[0] == ("# &lt;script&gt;alert\\(\"title\"\\)&lt;/script&gt; &amp; "
-                                    "&lt;img src=x onerror=alert\\(1\\)&gt;")
+    assert text.splitlines()[0] == (
+        '# &lt;script&gt;alert\\("title"\\)&lt;/script&gt; &amp; '
+        "&lt;img src=x onerror=alert\\(1\\)&gt;"
+    )
 
 
 # Markdown markup that a user string must not produce: images and links (which make a
 # viewer fetch or link a URL, data: URLs included), autolinks, headings, emphasis, code,
 # lists, tables and raw HTML.
 MARKUP_TITLE = "Plan\n# Injected heading\r\n\n## Another ![img](https://e.x/t.png)"
-MARKUP_NOTES = ("![pixel](https://e.x/pixel.png)\n[click](data:text/html,<b>hi</b>)\n"
-                "<https://e.x/auto> https://e.x/bare *em* _em_ `code` ~~del~~ $x$ @user :smile:\n"
-                "# heading\n- item\n+ item\n1. item\n2) item\n===\n    indented code\n"
-                "| a | b |\n[ref]: https://e.x/ref\n> quote")
+MARKUP_NOTES = (
+    "![pixel](https://e.x/pixel.png)\n[click](data:text/html,<b>hi</b>)\n"
+    "<https://e.x/auto> https://e.x/bare *em* _em_ `code` ~~del~~ $x$ @user :smile:\n"
+    "# heading\n- item\n+ item\n1. item\n2) item\n===\n    indented code\n"
+    "| a | b |\n[ref]: https://e.x/ref\n> quote"
+)
 _UNESCAPED = re.compile(r"(?<!\\)[\[\]()!`*_~$@:|<>]")
 
 
@@ -145,12 +179,20 @@ def _notes_lines(text: str) -> list[str]:
 def test_markdown_title_is_one_line_of_text(markup_report):
     text = to_markdown(markup_report).split("```console")[0]  # commands are in a code fence
     headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings[0] == ("# Plan \\# Injected heading \\#\\# Another "
-                           "\\!\\[img\\]\\(https\\://e.x/t.png\\)")
-    assert headings[1:] == ["## Warnings", "## Notes from the author", "## 1. Guarantee",
-                            "## 2. Mechanism", "## 3. Sampling", "## 4. Accounting",
-                            "## 5. Training run", "## 6. Interpretation",
-                            "## 7. Reproducibility"]
+    assert headings[0] == (
+        "# Plan \\# Injected heading \\#\\# Another \\!\\[img\\]\\(https\\://e.x/t.png\\)"
+    )
+    assert headings[1:] == [
+        "## Warnings",
+        "## Notes from the author",
+        "## 1. Guarantee",
+        "## 2. Mechanism",
+        "## 3. Sampling",
+        "## 4. Accounting",
+        "## 5. Training run",
+        "## 6. Interpretation",
+        "## 7. Reproducibility",
+    ]
 
 
 def test_markdown_notes_are_text_not_markup(markup_report):
@@ -172,7 +214,9 @@ def test_markdown_cells_escape_user_strings():
 
 @pytest.mark.parametrize(("field", "limit"), [("notes", 20_000), ("title", 300)])
 def test_too_long_text_is_not_echoed_whole(field, limit):
-    with pytest.raises(PlanError, match=rf"{field}='x+… \(\d[\d,]* characters\) is invalid") as info:
+    with pytest.raises(
+        PlanError, match=rf"{field}='x+… \(\d[\d,]* characters\) is invalid"
+    ) as info:
         build_report(PLAN.replace(epochs=1), **{field: "x" * (limit + 1)})
     assert len(str(info.value)) < 200
 
@@ -180,20 +224,21 @@ def test_too_long_text_is_not_echoed_whole(field, limit):
 def test_json_is_standard_and_complete(plan_report):
     text = to_json(plan_report)
     data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard {name}"))
-    assert data["schema"] == "dpplan-report" and data["schema_version"] == 1
-    assert set(data["reproducibility"]["commands"]) == {"md", "html", "json"}
+    assert data["schema"] == "dpplan-report" and data["schema_version"] == 2
+    assert set(data["reproducibility"]["commands"]) == {"md", "html", "json", "pdf"}
 
 
 def test_render_dispatch_and_unknown_format(plan_report):
     assert render(plan_report, "json") == to_json(plan_report)
     assert render(plan_report, "md") == to_markdown(plan_report)
-    with pytest.raises(PlanError, match=r"format='pdf' is invalid"):
-        render(plan_report, "pdf")
+    with pytest.raises(PlanError, match=r"format='docx' is invalid"):
+        render(plan_report, "docx")
 
 
 def test_long_curves_are_thinned_in_tables_not_in_json():
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=500, noise_multiplier=2.0,
-                               epochs=100, delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=500, noise_multiplier=2.0, epochs=100, delta=1e-4
+    )
     report = build_report(plan)
     assert len(report.accounting.curves[0].epsilons) == 100
     text = to_markdown(report)
@@ -201,3 +246,60 @@ def test_long_curves_are_thinned_in_tables_not_in_json():
     rows = [line for line in text.splitlines() if re.match(r"\| \d+ \| [\d,]+ \| \d", line)]
     assert 30 <= len(rows) <= 41 and rows[-1].startswith("| 100 |")
     assert "of 100 epochs is shown" in to_html(report)
+
+
+_GFM = MarkdownIt("commonmark").enable("table")
+
+
+def assert_tables_parse(text: str) -> int:
+    """Every block of lines starting with '|' is one GFM table whose rows all parse."""
+    blocks, current, fenced = [], [], False
+    for line in text.splitlines() + [""]:
+        fenced ^= line.startswith("```")  # commands and the plan are in code fences
+        if line.startswith("|") and not fenced:
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    for block in blocks:
+        tokens = _GFM.parse("\n".join(block) + "\n")
+        assert tokens and tokens[0].type == "table_open", block[:2]
+        rows = sum(token.type == "tr_open" for token in tokens)
+        assert rows == len(block) - 1, block[:2]  # every line but the delimiter is a row
+        cells = [len(re.split(r"(?<!\\)\|", line)) - 2 for line in block]
+        assert set(cells) == {cells[0]}, block[:2]  # header, delimiter and rows agree
+    return len(blocks)
+
+
+def test_every_markdown_table_of_a_plan_report_parses(plan_report, markup_report):
+    assert assert_tables_parse(to_markdown(plan_report)) >= 8
+    assert assert_tables_parse(to_markdown(markup_report)) >= 8
+    assert assert_tables_parse(to_markdown(build_report(PLAN, tuning_runs=3))) >= 9
+
+
+def test_every_markdown_table_of_a_run_report_parses(store):
+    from dpplan.report import build_run_report
+
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
+    first = stored_run(store, plan, group_id="g", every_method=True)
+    stored_run(store, plan, group_id="g", epochs=1, status="stopped", stop_reason="a | b")
+    text = to_markdown(build_run_report(store, first, title="run | title"))
+    assert assert_tables_parse(text) >= 10
+    header = next(line for line in text.splitlines() if line.startswith("| Epoch | Steps | ε |"))
+    assert header.count("|") == 12  # 11 columns
+
+
+def test_same_information_in_every_format(plan_report):
+    text, page = to_markdown(plan_report), to_html(plan_report)
+    numbers = [
+        f"{plan_report.epsilon:.4f}",
+        f"{plan_report.membership.profile[1]:.4g}",
+        f"{plan_report.membership.single[1]:.4g}",
+        f"{plan_report.accounting.no_amplification_epsilon:.4f}",
+    ]
+    for curve in plan_report.accounting.curves:
+        numbers += [f"{value:.4f}" for value in curve.epsilons]
+    for number in numbers:
+        assert number in text and number in page, number

@@ -7,6 +7,7 @@ import math
 
 import jsonschema
 import pytest
+from test_report_render import assert_tables_parse
 
 import dpplan
 from dpplan.report import (
@@ -37,30 +38,30 @@ def test_run_report_numbers(smoke_run, run_report):
     # Per-epoch records are the stored ones, Opacus' ε beside dpplan's.
     assert len(report.run.epochs) == run.plan.epochs
     for got, want in zip(report.run.epochs, run.records, strict=True):
-        assert (got.epoch, got.steps, got.epsilon, got.epsilon_rdp, got.epsilon_opacus,
-                got.test_accuracy, got.validation_accuracy, got.seconds) == (
-            want.epoch, want.steps, want.epsilon, want.epsilon_rdp, want.epsilon_opacus,
-            want.test_accuracy, want.validation_accuracy, want.seconds)
+        assert (
+            got.epoch,
+            got.steps,
+            got.epsilon_rdp,
+            got.epsilon_opacus,
+            got.test_accuracy,
+            got.validation_accuracy,
+            got.seconds,
+        ) == (
+            want.epoch,
+            want.steps,
+            want.epsilon_rdp,
+            want.epsilon_opacus,
+            want.test_accuracy,
+            want.validation_accuracy,
+            want.seconds,
+        )
+        assert (got.epsilon, got.method) == want.best_epsilon(run.method)
         assert not hasattr(got, "train_loss")  # computed on private batches without noise
         assert got.epsilon_opacus == pytest.approx(got.epsilon_rdp, rel=1e-3)
-    # The recorded ε (RDP, as the run was configured) is dpplan's RDP curve.
-    assert [e.epsilon for e in report.run.epochs] == list(
-        dpplan.epsilon_curve(run.plan, method="rdp").epsilons)
     assert report.run.opacus_max_relative_difference < 1e-2
     assert report.run.training_seconds == pytest.approx(math.fsum(r.seconds for r in run.records))
     assert (report.run.device, report.run.seed, report.run.status) == ("cpu", 0, "finished")
-    assert report.run.epsilon_method == "rdp"
-
-
-def test_run_report_sampling_and_mechanism(smoke_run, run_report):
-    _, run = smoke_run
-    s, m = run_report.sampling, run_report.mechanism
-    assert s.used == "Poisson" and s.matches is True
-    assert f"counted {run.plan.total_steps} noisy steps" in s.used_description
-    assert "DPOptimizer" in m.optimizer and "constant learning rate 0.3" in m.schedule_description
-    assert m.schedule == {"kind": "constant", "lr": 0.3, "momentum": 0.0}
-    assert "MNIST" in run_report.guarantee.unit_description
-    assert any("training loss" in item for item in run_report.guarantee.does_not_protect)
+    assert report.run.recorded_method == "rdp" and report.run.steps_counted == run.plan.total_steps
 
 
 def test_run_report_validates_and_renders(run_report):
@@ -69,6 +70,10 @@ def test_run_report_validates_and_renders(run_report):
     assert report_from_dict(data) == run_report
     text = to_markdown(run_report)
     assert "## 5. Training run" in text and "ε Opacus RDP" in text
+    assert "DPOptimizer" in text and "constant learning rate 0.3" in text
+    assert "Poisson, as assumed" in text and "training loss" in text
+    assert_tables_parse(text)
     page = to_html(run_report)
     assert page.count("<svg") == 4  # ε curve, accuracy and loss against ε, membership bound
     assert "Opacus" in page and "CPU smoke test." in page
+    assert "Mean training loss" not in page  # only validation loss is plotted
