@@ -12,9 +12,11 @@ bounds, each divided by the discretisation interval. Before any expensive call b
 are estimated cheaply (dp-accounting's own loss range and its self-convolution tail bounds,
 on a coarse 2,000-point copy of the single-step PLD). If the configured interval would need
 more than :data:`MAX_STEP_POINTS` or :data:`MAX_COMPOSED_POINTS` cells, the interval is
-widened until it fits. A wider pessimistic grid still gives an upper bound, only a looser
-one (by about the interval per unit of ε for the extreme plans where it happens: those with
-ε in the hundreds or more); the curve's settings record the interval used and why.
+widened until it fits. A wider pessimistic grid still gives an upper bound, only a looser one.
+It happens only for extreme plans (σ below about 0.2, or composed privacy-loss ranges of
+hundreds of nats, typically ε in the hundreds or more); in the cases measured the bound moved
+by less than 0.1% (e.g. 1025.927 instead of 1025.925 for σ = 0.1 over 976,570 steps). The
+curve's settings record the interval used and why.
 
 For long curves the intermediate epochs use a coarser grid (still pessimistic, so still upper
 bounds, looser by a few thousandths of ε); the last point always uses the grid of a single
