@@ -461,14 +461,18 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         out(_dump({"runs": [run.to_dict() for run in runs], "store": str(store.path)}))
         return EXIT_OK
     lines = [f"store: {store.path}",
-             "   id  status       schedule    lr      epochs        ε  test acc  device"]
+             "   id  status       schedule    lr      epochs   ε (method)  test acc  device"]
     for run in runs:
         last = run.records[-1] if run.records else None
         lr = run.schedule.get("max_lr", run.schedule.get("lr"))
+        # One ε per run: the smallest upper bound recorded, labelled with its method.
+        best = run.best_epsilon() if run.private else None
+        shown = "-" if last is None else (
+            f"{_fmt(best[0])} ({best[1]})" if best else f"{_fmt(last.epsilon)} (none)")
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
             f"{len(run.records):>3}/{run.plan.epochs:<3}  "
-            f"{_fmt(last.epsilon) if last else '-':>7}  "
+            f"{shown:>13}  "
             f"{f'{last.test_accuracy:.2%}' if last else '-':>8}  {run.device}"
         )
     out("\n".join(lines))
@@ -517,6 +521,9 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         tuning_runs = (None if args.tuning_runs is None
                        else _number("tuning_runs", args.tuning_runs))
         report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
+    if args.format == "pdf" and args.output is None:
+        raise PlanError("output", None, "a file path with --format pdf",
+                        "A PDF is binary: add --output report.pdf.")
     text = render(report, args.format)
     if args.output is None:
         out(text.rstrip("\n"))
@@ -524,12 +531,15 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     path = Path(args.output).expanduser()
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        temporary.write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            temporary.write_bytes(text)
+        else:
+            temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as exc:
         raise PlanError("output", args.output, "a writable file path", str(exc)) from None
     print(f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = {report.delta:g}, "
-          f"{report.guarantee.method})", file=sys.stderr)
+          f"{report.method})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -725,8 +735,9 @@ def _build_parser() -> _Parser:
     rep.add_argument("--tuning-runs", default=None, metavar="K",
                      help="number of training runs made on this data (hyper-parameter "
                      "tuning); the report adds ε of all of them")
-    rep.add_argument("--format", choices=("md", "html", "json"), default="md",
-                     help="md (default), html (one self-contained file) or json")
+    rep.add_argument("--format", choices=("md", "html", "json", "pdf"), default="md",
+                     help="md (default), html (one self-contained file), json, or pdf (the "
+                     "HTML printed by WeasyPrint; needs --output and dpplan[pdf])")
     rep.add_argument("--output", default=None, metavar="FILE",
                      help="write to FILE instead of standard output")
     rep.add_argument("--title", default=None, help="report title")

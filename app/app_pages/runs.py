@@ -33,7 +33,9 @@ overview = pd.DataFrame([{
     "lr": r.schedule.get("max_lr", r.schedule.get("lr")),
     "seed": r.seed,
     "epochs": f"{len(r.records)}/{r.plan.epochs}",
-    "ε": format_epsilon(r.records[-1].epsilon) if r.records else "—",
+    # One ε per run: the smallest upper bound recorded, labelled with its method.
+    "ε": (f"{format_epsilon(r.best_epsilon()[0])} ({r.best_epsilon()[1].upper()})"
+          if r.records and r.private else "—"),
     "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",
     "device": r.device,
     "batch size": r.plan.batch_size,

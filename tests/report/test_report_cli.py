@@ -11,7 +11,13 @@ from report_helpers import PLAN, stored_run
 
 import dpplan
 from dpplan.cli import main
-from dpplan.report import load_run_report, report_from_dict, report_schema, to_markdown
+from dpplan.report import (
+    build_run_report,
+    load_run_report,
+    report_from_dict,
+    report_schema,
+    to_markdown,
+)
 
 PLAN_FLAGS = [
     "--dataset-size",
@@ -172,3 +178,15 @@ def test_pdf_report(tmp_path, capsys):
     assert f"wrote {output} (pdf;" in capsys.readouterr().err
     data = output.read_bytes()
     assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF") and len(data) > 30_000
+
+
+def test_runs_listing_shows_one_labelled_epsilon_per_run(store, capsys):
+    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2,
+                               delta=1e-4)
+    old = stored_run(store, plan)  # recorded only its own method (prv)
+    new = stored_run(store, plan, every_method=True)
+    assert main(["runs"]) == 0
+    lines = {int(line.split()[0]): line for line in capsys.readouterr().out.splitlines()[2:]}
+    report = build_run_report(store, new)
+    assert f"{report.epsilon:.4f} ({report.method})" in lines[new]
+    assert "(prv)" in lines[old]
