@@ -311,8 +311,9 @@ def run_label(run) -> str:
     lr = run.schedule.get("max_lr", run.schedule.get("lr"))
     kind = run.schedule["kind"].replace("_", "-")
     private = "" if run.private else " · non-private"
+    engine = f" · {run.options.get('engine', 'opacus')} engine" if run.private else ""
     return (f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
-            f"{len(run.records)}/{run.plan.epochs} epochs{private}")
+            f"{len(run.records)}/{run.plan.epochs} epochs{private}{engine}")
 
 
 SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "reduce on plateau",

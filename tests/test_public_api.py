@@ -114,3 +114,24 @@ def test_rdp_backend_does_not_import_prv_accountant(snapshots):
 def test_prv_backend_imports_prv_accountant_lazily(snapshots):
     assert snapshots["prv"]["prv_accountant"]
     assert not any(snapshots["prv"][name] for name in HEAVY), snapshots["prv"]
+
+
+def test_run_specs_are_torch_free():
+    # The store, report, app and CLI hold typed schedule specs and RunOptions; importing
+    # them must not load torch or opacus.
+    code = (
+        "import sys\n"
+        "from dpplan.train import Constant, OneCycle, Plateau, RunOptions, training_set_size\n"
+        "from dpplan.train.specs import schedule_from_dict, ENGINES\n"
+        "RunOptions(engine='opacus'); schedule_from_dict(Plateau(lr=0.1).to_dict())\n"
+        "print(sorted(m for m in ('torch', 'opacus') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO_ROOT).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_specs_know_the_accounting_methods():
+    from dpplan.train import specs
+
+    assert specs._METHODS == dpplan.METHODS

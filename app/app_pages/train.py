@@ -40,24 +40,29 @@ with st.form("train_form"):
     cols = st.columns(3)
     validation_size = cols[0].number_input("Validation examples", value=5000, step=500,
                                            format="%d", key="train_validation")
-    subset = cols[1].number_input("Use first N MNIST training examples (0 = all)", value=0,
+    subset = cols[1].number_input("Training examples N (0 = all left after validation)", value=0,
                                   step=1000, format="%d", key="train_subset")
     target = cols[2].number_input("Stop before ε exceeds (0 = never)", value=0.0, step=0.5,
                                   key="train_target")
-    private = st.checkbox("Private (DP-SGD)", value=True, key="train_private",
-                          help="Unchecked: the non-private baseline, no clipping or noise, ε = ∞")
+    cols = st.columns(3)
+    private = cols[0].checkbox("Private (DP-SGD)", value=True, key="train_private",
+                               help="Unchecked: the non-private baseline, no clipping or noise, "
+                               "ε = ∞")
+    engine = cols[1].selectbox(
+        "Engine", ["fused", "opacus"], key="train_engine",
+        help="How each DP-SGD step is computed; the mechanism and ε are the same. fused: "
+        "per-example gradients with torch.func (compiled on a GPU); opacus: Opacus' hooks.")
     submitted = st.form_submit_button("Queue run", type="primary")
 
 if submitted:
     from dpplan.train.runs import queue_run
-    from dpplan.train.specs import RunOptions, training_set_size
-    from dpplan.train.schedules import Constant, OneCycle, Plateau
+    from dpplan.train.specs import Constant, OneCycle, Plateau, RunOptions, training_set_size
 
     try:
         options = RunOptions(
             model=model, activation=activation, device=device, seed=int(seed),
             validation_size=int(validation_size), subset=int(subset) or None,
-            target_epsilon=float(target) or None, private=private,
+            target_epsilon=float(target) or None, private=private, engine=engine,
         )
         schedule = {"one_cycle": lambda: OneCycle(max_lr=lr),
                     "plateau": lambda: Plateau(lr=lr),

@@ -13,10 +13,38 @@ Layers, bottom up:
 1000
 """
 
+from typing import TYPE_CHECKING
+
 from dpplan.store import EpochRecord, RunRecord, RunStore
-from dpplan.train.core import Trainer, TrainingResult, train
-from dpplan.train.runs import resume, start_run
 from dpplan.train.specs import ENGINES, Constant, OneCycle, Plateau, RunOptions, training_set_size
+
+if TYPE_CHECKING:
+    from dpplan.train.core import Trainer, TrainingResult, train
+    from dpplan.train.runs import resume, start_run
+
+#: Names that import torch; they load on first use, so the specs above (and the store, the
+#: app and the CLI that use them) stay torch-free.
+_LAZY = {
+    "Trainer": "dpplan.train.core",
+    "TrainingResult": "dpplan.train.core",
+    "train": "dpplan.train.core",
+    "resume": "dpplan.train.runs",
+    "start_run": "dpplan.train.runs",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dpplan.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "ENGINES",

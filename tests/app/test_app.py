@@ -155,6 +155,7 @@ def test_train_queues_a_run_and_shows_it(home):
         at.selectbox(key="train_schedule").set_value("plateau")
         at.number_input(key="train_lr").set_value(0.1)
         at.selectbox(key="train_device").set_value("cpu")
+        at.selectbox(key="train_engine").set_value("opacus")
         at.button[0].click().run()
         assert not at.exception, at.exception
         assert any("Queued run #1" in s.value for s in at.success)
@@ -162,6 +163,7 @@ def test_train_queues_a_run_and_shows_it(home):
     [run] = RunStore(home).list_runs()
     assert run.status == "finished" and run.plan.dataset_size == 55000
     assert run.schedule["kind"] == "plateau" and len(run.records) == 2
+    assert run.options["engine"] == "opacus"
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert at.dataframe[0].value["status"].tolist() == ["finished"]
