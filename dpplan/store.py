@@ -108,6 +108,19 @@ _ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"))
 _ADDED_EPOCH_COLUMNS = (("epsilons", "TEXT"),)
 
 
+def _run_id(value: object) -> int:
+    """Return a run id as an int; ``1.7``, ``"1"``, ``True`` and ids beyond SQLite's range are
+    refused (``int(1.7)`` once made ``runs delete 1.7`` delete run 1).
+
+    Raises:
+        PlanError: field ``run_id``.
+    """
+    from dpplan import _validate
+
+    return _validate.integer(minimum=1, maximum=2**63 - 1, run_id=value,
+                             hint="Run ids are whole numbers; list them with 'dpplan runs'.")
+
+
 def default_home() -> Path:
     """Return the dpplan home folder (``$DPPLAN_HOME``, else a per-user data folder)."""
     if os.environ.get("DPPLAN_HOME"):
@@ -421,18 +434,18 @@ class RunStore:
         return os.getpid(), _process_start(os.getpid()), socket.gethostname(), time.time()
 
     def _start_heartbeat(self, run_id: int) -> None:
-        key = (str(self.path), int(run_id))
+        key = (str(self.path), _run_id(run_id))
         with _LEASES_LOCK:
             current = _LEASES.get(key)
             if current is not None and not current.is_set():
                 return
             stop = _LEASES[key] = threading.Event()
-        threading.Thread(target=self._beat, args=(int(run_id), stop), daemon=True,
+        threading.Thread(target=self._beat, args=(_run_id(run_id), stop), daemon=True,
                          name=f"dpplan-heartbeat-{run_id}").start()
 
     def _stop_heartbeat(self, run_id: int) -> None:
         with _LEASES_LOCK:
-            stop = _LEASES.pop((str(self.path), int(run_id)), None)
+            stop = _LEASES.pop((str(self.path), _run_id(run_id)), None)
         if stop is not None:
             stop.set()
 
@@ -455,7 +468,7 @@ class RunStore:
         with self._transaction() as connection:
             cursor = connection.execute(
                 "UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running' AND pid=? "
-                "AND host=?", (time.time(), int(run_id), os.getpid(), socket.gethostname()))
+                "AND host=?", (time.time(), _run_id(run_id), os.getpid(), socket.gethostname()))
             return cursor.rowcount == 1
 
     @staticmethod
@@ -465,7 +478,7 @@ class RunStore:
 
     def checkpoint_path(self, run_id: int) -> Path:
         """Return the path of the run's latest checkpoint (may not exist)."""
-        return self.home / "checkpoints" / f"run-{int(run_id)}.pt"
+        return self.home / "checkpoints" / f"run-{_run_id(run_id)}.pt"
 
     def create_run(
         self,
@@ -514,7 +527,7 @@ class RunStore:
         """
         pid, started, host, now = self._owner_values()
         with self._transaction() as connection:
-            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (_run_id(run_id),)).fetchone()
             if row is None:
                 raise PlanError("run_id", run_id, "the id of a stored run",
                                 "List the runs with 'dpplan runs'.")
@@ -526,7 +539,7 @@ class RunStore:
             connection.execute(
                 "UPDATE runs SET status=?, pid=?, pid_started=?, host=?, heartbeat_at=?, "
                 "updated_at=?, error=NULL, stop_reason=NULL WHERE id=?",
-                (status, pid, started, host, now, now, int(run_id)),
+                (status, pid, started, host, now, now, _run_id(run_id)),
             )
         if status == "running":
             self._start_heartbeat(run_id)
@@ -541,7 +554,7 @@ class RunStore:
         """
         values = dataclasses.asdict(record)
         with self._transaction() as connection:
-            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (_run_id(run_id),)).fetchone()
             if not self._owned(row):
                 raise StoreError(
                     f"run {run_id} in {self.path} is no longer held by this process (pid "
@@ -553,7 +566,7 @@ class RunStore:
                 "test_accuracy, lr, seconds, epsilons) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    int(run_id), values["epoch"], values["steps"],
+                    _run_id(run_id), values["epoch"], values["steps"],
                     *(None if isinstance(values[k], float) and math.isinf(values[k])
                       else values[k]
                       for k in ("epsilon", "epsilon_rdp", "epsilon_opacus")),
@@ -565,7 +578,7 @@ class RunStore:
             )
             connection.execute(
                 "UPDATE runs SET updated_at=?, warnings=? WHERE id=?",
-                (time.time(), json.dumps(list(warnings)), int(run_id)),
+                (time.time(), json.dumps(list(warnings)), _run_id(run_id)),
             )
 
     def finish_run(self, run_id: int, *, status: str, error: str | None = None,
@@ -582,7 +595,7 @@ class RunStore:
             connection.execute(
                 "UPDATE runs SET status=?, error=?, stop_reason=?, updated_at=? WHERE id=? "
                 "AND pid=? AND host=?",
-                (status, error, stop_reason, time.time(), int(run_id), os.getpid(),
+                (status, error, stop_reason, time.time(), _run_id(run_id), os.getpid(),
                  socket.gethostname()),
             )
 
@@ -616,7 +629,7 @@ class RunStore:
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
-                "WHERE id=?", (time.time(), int(run_id)))
+                "WHERE id=?", (time.time(), _run_id(run_id)))
 
     def request_stop(self, run_id: int, *, force: bool = False) -> str:
         """Stop a run and return what was done, in words.
@@ -633,7 +646,7 @@ class RunStore:
         """
         now = time.time()
         with self._transaction() as connection:
-            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (_run_id(run_id),)).fetchone()
             if row is None:
                 raise PlanError("run_id", run_id, "the id of a stored run",
                                 "List the runs with 'dpplan runs'.")
@@ -641,7 +654,7 @@ class RunStore:
             if status == "queued":
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason='cancelled before it "
-                    "started', updated_at=? WHERE id=?", (now, int(run_id)))
+                    "started', updated_at=? WHERE id=?", (now, _run_id(run_id)))
                 return f"cancelled queued run {run_id}"
             if status != "running":
                 return f"run {run_id} is already {status}; nothing to stop"
@@ -653,7 +666,7 @@ class RunStore:
                           else "stopped after its process ended")
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason=?, updated_at=? WHERE id=?",
-                    (reason, now, int(run_id)))
+                    (reason, now, _run_id(run_id)))
                 was = "running" if alive else "interrupted"
                 return (f"marked run {run_id} as stopped (it showed as {was}: {owner}); its "
                         f"records and checkpoint are kept; 'dpplan train --resume {run_id}' "
@@ -661,7 +674,7 @@ class RunStore:
                                           "check" if force and alive else ""))
             connection.execute(
                 "UPDATE runs SET stop_reason='stop requested', updated_at=? WHERE id=?",
-                (now, int(run_id)))
+                (now, _run_id(run_id)))
             if not alive:
                 return (f"asked run {run_id} to stop, but it has not sent a heartbeat for more "
                         f"than {LEASE_SECONDS:.0f} s ({owner}). If its process is gone, "
@@ -677,26 +690,26 @@ class RunStore:
         if self.read_only:
             return True
         with self._transaction() as connection:
-            row = connection.execute("SELECT * FROM runs WHERE id=?", (int(run_id),)).fetchone()
+            row = connection.execute("SELECT * FROM runs WHERE id=?", (_run_id(run_id),)).fetchone()
             if row is None or row["stop_reason"] == "stop requested":
                 return True
             if row["status"] != "running" or not self._owned(row):
                 return True
             connection.execute("UPDATE runs SET heartbeat_at=? WHERE id=?",
-                               (time.time(), int(run_id)))
+                               (time.time(), _run_id(run_id)))
         return False
 
     def save_report(self, run_id: int, report: Mapping[str, Any]) -> None:
         """Store a JSON report with the run."""
         with self._transaction() as connection:
             connection.execute("UPDATE runs SET report=? WHERE id=?",
-                               (json.dumps(dict(report)), int(run_id)))
+                               (json.dumps(dict(report)), _run_id(run_id)))
 
     def load_report(self, run_id: int) -> dict[str, Any] | None:
         """Return the run's stored report, if any."""
         with self._connect() as connection:
             row = connection.execute("SELECT report FROM runs WHERE id=?",
-                                     (int(run_id),)).fetchone()
+                                     (_run_id(run_id),)).fetchone()
         return json.loads(row["report"]) if row is not None and row["report"] else None
 
     def get_run(self, run_id: int) -> RunRecord:
@@ -708,13 +721,13 @@ class RunStore:
         with self._connect() as connection:
             row = connection.execute(
                 "SELECT runs.*, plans.plan FROM runs JOIN plans ON plans.id = runs.plan_id "
-                "WHERE runs.id=?", (int(run_id),)
+                "WHERE runs.id=?", (_run_id(run_id),)
             ).fetchone()
             if row is None:
                 raise PlanError("run_id", run_id, "the id of a stored run",
                                 "List the runs with 'dpplan runs'.")
             epochs = connection.execute(
-                "SELECT * FROM epochs WHERE run_id=? ORDER BY epoch", (int(run_id),)
+                "SELECT * FROM epochs WHERE run_id=? ORDER BY epoch", (_run_id(run_id),)
             ).fetchall()
         return self._to_record(row, epochs)
 
@@ -748,8 +761,8 @@ class RunStore:
                 f"Run {run_id} belongs to group {run.group_id}; its training touched the data, "
                 "and the group's composed ε in reports must keep counting it.")
         with self._transaction() as connection:
-            connection.execute("DELETE FROM epochs WHERE run_id=?", (int(run_id),))
-            connection.execute("DELETE FROM runs WHERE id=?", (int(run_id),))
+            connection.execute("DELETE FROM epochs WHERE run_id=?", (_run_id(run_id),))
+            connection.execute("DELETE FROM runs WHERE id=?", (_run_id(run_id),))
         path = self.checkpoint_path(run_id)
         try:
             path.unlink(missing_ok=True)

@@ -118,3 +118,17 @@ def test_runs_of_a_comparison_group_cannot_be_deleted(tmp_path):
     store.finish_run(run_id, status="finished")
     with pytest.raises(PlanError, match="belongs to group g1"):
         store.delete_run(run_id)
+
+
+@pytest.mark.parametrize("bad", [1.7, 1.0000001, "1", True, 0, -1, 10**400, float("nan")])
+def test_run_ids_are_whole_numbers_in_the_python_api(tmp_path, bad):
+    # int(1.7) == 1 once made `runs delete 1.7` delete run 1; 10**400 overflowed SQLite.
+    store = RunStore(tmp_path)
+    run_id = _create(store)
+    store.finish_run(run_id, status="finished")
+    for call in (store.get_run, store.delete_run, store.request_stop, store.requeue):
+        with pytest.raises(PlanError) as info:
+            call(bad)
+        assert info.value.field == "run_id"
+    assert store.get_run(run_id).status == "finished"  # nothing was touched
+    assert store.get_run(1.0).id == run_id  # an integral float is the same id
