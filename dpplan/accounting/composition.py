@@ -357,7 +357,11 @@ def _profile(plan: TrainingPlan):
             noise_multiplier=plan.noise_multiplier,
             steps=plan.total_steps,
         )
-        pld = _pld_per_step(plan.sample_rate, plan.noise_multiplier, interval).self_compose(
+        # The PLD backend's cached single-step PLD (the expensive part) when it has one.
+        from dpplan.accounting import pld as pld_module
+
+        per_step = getattr(pld_module, "_pld_per_step", _pld_per_step)
+        pld = per_step(plan.sample_rate, plan.noise_multiplier, interval).self_compose(
             plan.total_steps
         )
         high = max(1.0, float(pld.get_epsilon_for_delta(1e-12)))
