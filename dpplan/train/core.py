@@ -314,7 +314,7 @@ class Trainer:
         self.warnings: list[str] = []
         if options.private and options.reproducible:
             self.warnings.append(_REPRODUCIBLE_WARNING)
-        self._curves: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+        self._curves: tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]] | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -391,14 +391,19 @@ class Trainer:
             return math.inf
         return self._epsilon_curves()[0][epoch - 1]
 
-    def _epsilon_curves(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def _epsilon_curves(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]]:
+        """(``options.method`` curve, RDP curve, every method's ε per epoch), computed once."""
         if self._curves is None:
-            from dpplan.accounting import epsilon_curve
+            from dpplan.accounting import epoch_epsilons, epsilon_curve
 
-            self._curves = (
-                tuple(epsilon_curve(self.plan, method=self.options.method).epsilons),
-                tuple(epsilon_curve(self.plan, method="rdp").epsilons),
-            )
+            per_epoch = epoch_epsilons(self.plan)
+
+            def curve(method: str) -> tuple[float, ...]:
+                if method in per_epoch[0]:
+                    return tuple(values[method] for values in per_epoch)
+                return tuple(epsilon_curve(self.plan, method=method).epsilons)  # its error
+
+            self._curves = (curve(self.options.method), curve("rdp"), per_epoch)
         return self._curves
 
     def finish_epoch(self, epoch: int, train_loss: float, seconds: float) -> EpochRecord:
@@ -421,9 +426,11 @@ class Trainer:
         _, test_accuracy = _evaluate(self.model, self.data.test_x, self.data.test_y, batch)
         self.controller.after_epoch(validation_loss)
         epsilon = epsilon_rdp = epsilon_opacus = math.inf
+        epsilons: dict[str, float] = {}
         if self.options.private:
-            curve, rdp_curve = self._epsilon_curves()
+            curve, rdp_curve, per_epoch = self._epsilon_curves()
             epsilon, epsilon_rdp = curve[epoch - 1], rdp_curve[epoch - 1]
+            epsilons = dict(per_epoch[epoch - 1])
             epsilon_opacus = float(self.engine.accountant.get_epsilon(self.plan.delta))
             if not math.isclose(epsilon_rdp, epsilon_opacus, rel_tol=EPSILON_AGREEMENT_RTOL):
                 message = (
@@ -444,6 +451,7 @@ class Trainer:
             test_accuracy=test_accuracy,
             lr=self.controller.current_lr(),
             seconds=seconds,
+            epsilons=epsilons,
         )
 
     def run(

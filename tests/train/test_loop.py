@@ -63,10 +63,14 @@ def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store, monkeypatch
     # Exactly steps_per_epoch optimizer steps per epoch, counted by the optimizer hook.
     assert [r.steps for r in run.records] == [plan.steps_after(1), plan.steps_after(2)]
     curve = dpplan.epsilon_curve(plan, method="rdp")
+    every = {m: dpplan.epsilon_curve(plan, method=m).epsilons for m in dpplan.METHODS}
     for record, expected in zip(run.records, curve.epsilons):
         assert record.epsilon == expected
         assert record.epsilon_opacus == pytest.approx(record.epsilon_rdp, rel=1e-3)
         assert 0.0 <= record.test_accuracy <= 1.0 and math.isfinite(record.train_loss)
+        # Every method is recorded per epoch, so a run shows one ε (its smallest bound).
+        assert record.epsilons == {m: every[m][record.epoch - 1] for m in dpplan.METHODS}
+    assert run.best_epsilon() == min(run.records[-1].epsilons.items(), key=lambda kv: kv[1])[::-1]
     assert run.warnings == ()
     # The store holds the same records, and the run serialises.
     stored = store.get_run(run.id)
