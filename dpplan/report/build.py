@@ -254,6 +254,8 @@ def _run(run: RunRecord) -> Run:
         stop_reason=run.stop_reason,
         error=run.error,
         device=run.device,
+        # Runs stored before engines existed were trained by Opacus.
+        engine=str(run.options.get("engine", "opacus")) if run.private else "non_private",
         seed=run.seed,
         group_id=run.group_id,
         recorded_method=run.method,

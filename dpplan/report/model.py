@@ -147,6 +147,7 @@ class Run(_Facts):
     stop_reason: str | None
     error: str | None
     device: str
+    engine: str
     seed: int
     group_id: str | None
     recorded_method: str
