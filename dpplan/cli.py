@@ -162,16 +162,16 @@ def _curve_table(curves, every: int = 1) -> list[str]:
         if curve.lower is not None:
             headers.append(f"{curve.method} lower")
             columns.append(list(curve.lower))
-    widths = [max(7, len(h) + 2) for h in headers]
-    lines = ["".join(h.rjust(w) for h, w in zip(headers, widths))]
     plan = curves[0].plan
     last = len(curves[0].epochs) - 1
-    for row, epoch in enumerate(curves[0].epochs):
-        if epoch % every and row != last:
-            continue
-        cells = [str(epoch), str(plan.steps_after(epoch))] + [_fmt(c[row]) for c in columns]
-        lines.append("".join(c.rjust(w) for c, w in zip(cells, widths)))
-    return lines
+    rows = [
+        [str(epoch), str(plan.steps_after(epoch))] + [_fmt(c[row]) for c in columns]
+        for row, epoch in enumerate(curves[0].epochs)
+        if not epoch % every or row == last
+    ]
+    # Columns as wide as their widest cell, so large values never run together.
+    widths = [max(7, len(h) + 2, *(len(r[i]) + 2 for r in rows)) for i, h in enumerate(headers)]
+    return ["".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in [headers, *rows]]
 
 
 def _json_default(value: object) -> object:

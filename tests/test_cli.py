@@ -308,3 +308,12 @@ def test_every_and_brief_shorten_the_epoch_table(capsys):
     assert len(out) == 1 and out[0].startswith("ε = ")
     assert main(["epsilon", *plan, "--method", "rdp", "--every", "0"]) == 2
     assert "every=0" in capsys.readouterr().err
+
+
+def test_table_columns_fit_large_values(capsys):
+    # ε in the thousands ran together ("2351.279e+06") in fixed-width columns.
+    assert main(["epsilon", *_flags(noise_multiplier="0.05"), "--method", "rdp"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    table = [row for row in rows if row and row[0].isdigit()]
+    assert [len(row) for row in table] == [3, 3, 3]
+    assert all(float(row[2]) > 100 for row in table)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from dpplan import _validate
 from dpplan.errors import PlanError
-from dpplan.plan import TrainingPlan
+from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
 
 if TYPE_CHECKING:
     import dp_accounting
@@ -21,10 +21,10 @@ __all__ = ["EpsilonCurve", "METHODS", "library_versions"]
 #: Accounting methods, in the order dpplan shows them.
 METHODS = ("rdp", "prv", "pld")
 
-#: Smallest noise multiplier a backend accepts (TrainingPlan enforces the same floor). Below
-#: it one step costs ε in the hundreds, and the libraries' arithmetic leaves float range
-#: (σ = 1e-320 divides by zero in dp-accounting and hangs prv-accountant).
-MIN_NOISE_MULTIPLIER = 0.01
+#: Smallest noise multiplier a backend accepts: TrainingPlan's floor, checked again for
+#: callers that reach a backend with their own σ (σ = 1e-320 divides by zero in
+#: dp-accounting and hangs prv-accountant).
+MIN_NOISE_MULTIPLIER = NOISE_MULTIPLIER_MIN
 
 _METHOD_LIBRARY = {"rdp": "dp-accounting", "pld": "dp-accounting", "prv": "prv-accountant"}
 
