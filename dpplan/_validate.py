@@ -37,8 +37,10 @@ def integer(*, minimum: int, maximum: int | None = None, hint: str = "", **kwarg
         PlanError: if the value is not an integer in range.
     """
     name, value = _single(kwargs)
-    expected = f"an integer in [{minimum}, {maximum}]" if maximum is not None else (
-        f"an integer >= {minimum}"
+    expected = (
+        f"an integer in [{minimum}, {maximum}]"
+        if maximum is not None
+        else (f"an integer >= {minimum}")
     )
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise PlanError(name, value, expected, hint)

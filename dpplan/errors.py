@@ -7,6 +7,8 @@ so callers that only know ``ValueError`` or ``OSError`` still catch them.
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "AccountingError",
     "DataError",
@@ -44,10 +46,12 @@ class PlanError(DpplanError, ValueError):
     def to_dict(self) -> dict[str, object]:
         """Return the error as a JSON-ready mapping (used by the CLI's ``--json``)."""
         value = self.value if isinstance(self.value, (int, float, str, bool)) else repr(self.value)
-        if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        if isinstance(value, float) and not math.isfinite(value):
             value = repr(self.value)
-        if isinstance(value, str) and len(value) > SHOWN_VALUE_CHARS or (
-            isinstance(value, int) and len(str(value)) > SHOWN_VALUE_CHARS
+        if (
+            isinstance(value, str)
+            and len(value) > SHOWN_VALUE_CHARS
+            or (isinstance(value, int) and len(str(value)) > SHOWN_VALUE_CHARS)
         ):
             value = _shown(self.value)
         return {

@@ -158,10 +158,14 @@ class TrainingPlan:
             PlanError: if a change is not a plan field or makes the plan invalid.
         """
         fields = {f.name for f in dataclasses.fields(self)}
-        for name in changes:
+        for name, value in changes.items():
             if name not in fields:
-                raise PlanError(name, changes[name], "not set: it is not a plan field",
-                                f"Plan fields are {', '.join(sorted(fields))}.")
+                raise PlanError(
+                    name,
+                    value,
+                    "not set: it is not a plan field",
+                    f"Plan fields are {', '.join(sorted(fields))}.",
+                )
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, int | float]:
@@ -187,8 +191,12 @@ class TrainingPlan:
         fields = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(fields) - set(_DERIVED))
         if unknown:
-            raise PlanError(unknown[0], data[unknown[0]], "not present: it is not a plan field",
-                            f"Plan fields are {', '.join(fields)}.")
+            raise PlanError(
+                unknown[0],
+                data[unknown[0]],
+                "not present: it is not a plan field",
+                f"Plan fields are {', '.join(fields)}.",
+            )
         required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
         for name in required:
             if name not in data:
@@ -197,10 +205,16 @@ class TrainingPlan:
         for name in _DERIVED:
             if name in data:
                 given, actual = data[name], getattr(plan, name)
-                same = (math.isclose(float(given), actual, rel_tol=1e-12)
-                        if isinstance(given, (int, float)) and not isinstance(given, bool)
-                        else False)
+                same = (
+                    math.isclose(float(given), actual, rel_tol=1e-12)
+                    if isinstance(given, (int, float)) and not isinstance(given, bool)
+                    else False
+                )
                 if not same:
-                    raise PlanError(name, given, f"{actual!r}, the value derived from the fields",
-                                    "Drop derived keys or make them consistent.")
+                    raise PlanError(
+                        name,
+                        given,
+                        f"{actual!r}, the value derived from the fields",
+                        "Drop derived keys or make them consistent.",
+                    )
         return plan

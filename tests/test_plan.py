@@ -389,7 +389,9 @@ def plans(draw) -> TrainingPlan:
     return TrainingPlan(
         dataset_size=dataset_size,
         batch_size=batch_size,
-        noise_multiplier=draw(st.floats(min_value=NOISE_MULTIPLIER_MIN, max_value=NOISE_MULTIPLIER_MAX)),
+        noise_multiplier=draw(
+            st.floats(min_value=NOISE_MULTIPLIER_MIN, max_value=NOISE_MULTIPLIER_MAX)
+        ),
         epochs=draw(st.integers(min_value=1, max_value=max_epochs)),
         delta=draw(st.floats(min_value=0, max_value=1, exclude_min=True, exclude_max=True)),
         max_grad_norm=draw(st.floats(min_value=1e-6, max_value=1e6)),

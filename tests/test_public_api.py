@@ -126,8 +126,9 @@ def test_run_specs_are_torch_free():
         "RunOptions(engine='opacus'); schedule_from_dict(Plateau(lr=0.1).to_dict())\n"
         "print(sorted(m for m in ('torch', 'opacus') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=REPO_ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 

@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 MNIST_DIR = README.parents[1] / "shared" / "data" / "mnist"
@@ -42,7 +42,7 @@ def _cli_examples() -> list[list[str]]:
     for block in _blocks("console"):
         for line in block.splitlines():
             if line.startswith("$ dpplan "):
-                commands.append(shlex.split(line[len("$ dpplan "):]))
+                commands.append(shlex.split(line[len("$ dpplan ") :]))
     return commands
 
 

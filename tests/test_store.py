@@ -13,21 +13,39 @@ import dpplan
 from dpplan.errors import PlanError
 from dpplan.store import EpochRecord, RunStore, default_home
 
-PLAN = dpplan.TrainingPlan(dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3,
-                           delta=1e-4)
+PLAN = dpplan.TrainingPlan(
+    dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3, delta=1e-4
+)
 
 
 def _record(epoch: int, **changes) -> EpochRecord:
-    values = dict(epoch=epoch, steps=100 * epoch, epsilon=0.5 * epoch, epsilon_rdp=0.6 * epoch,
-                  epsilon_opacus=0.6 * epoch, train_loss=1.0 / epoch, validation_loss=1.1,
-                  validation_accuracy=0.8, test_accuracy=0.79, lr=0.1, seconds=1.5)
+    values = {
+        "epoch": epoch,
+        "steps": 100 * epoch,
+        "epsilon": 0.5 * epoch,
+        "epsilon_rdp": 0.6 * epoch,
+        "epsilon_opacus": 0.6 * epoch,
+        "train_loss": 1.0 / epoch,
+        "validation_loss": 1.1,
+        "validation_accuracy": 0.8,
+        "test_accuracy": 0.79,
+        "lr": 0.1,
+        "seconds": 1.5,
+    }
     values.update(changes)
     return EpochRecord(**values)
 
 
 def _create(store: RunStore, **changes) -> int:
-    values = dict(plan=PLAN, schedule={"kind": "constant", "lr": 0.1}, options={"seed": 0},
-                  device="cpu", seed=0, private=True, versions={"dpplan": "0.1.0"})
+    values = {
+        "plan": PLAN,
+        "schedule": {"kind": "constant", "lr": 0.1},
+        "options": {"seed": 0},
+        "device": "cpu",
+        "seed": 0,
+        "private": True,
+        "versions": {"dpplan": "0.1.0"},
+    }
     values.update(changes)
     return store.create_run(**values)
 
@@ -58,13 +76,20 @@ def test_infinite_epsilon_round_trips(tmp_path):
 def test_dead_process_shows_as_interrupted(tmp_path):
     store = RunStore(tmp_path)
     child = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, dpplan; from dpplan.store import RunStore; s = RunStore(sys.argv[1]);"
-         "p = dpplan.TrainingPlan(dataset_size=100, batch_size=10, noise_multiplier=1.0,"
-         " epochs=1, delta=1e-3);"
-         "s.create_run(plan=p, schedule={'kind': 'constant', 'lr': 0.1}, options={}, "
-         "device='cpu', seed=0, private=True, versions={})", str(tmp_path)],
-        check=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, dpplan; from dpplan.store import RunStore; s = RunStore(sys.argv[1]);"
+                "p = dpplan.TrainingPlan(dataset_size=100, batch_size=10, noise_multiplier=1.0,"
+                " epochs=1, delta=1e-3);"
+                "s.create_run(plan=p, schedule={'kind': 'constant', 'lr': 0.1}, options={}, "
+                "device='cpu', seed=0, private=True, versions={})"
+            ),
+            str(tmp_path),
+        ],
+        check=True,
+        timeout=60,
     )
     assert child.returncode == 0
     [run] = store.list_runs()

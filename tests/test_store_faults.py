@@ -15,21 +15,39 @@ from dpplan.cli import main
 from dpplan.errors import PlanError, StoreError
 from dpplan.store import LEASE_SECONDS, EpochRecord, RunStore
 
-PLAN = dpplan.TrainingPlan(dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3,
-                           delta=1e-4)
+PLAN = dpplan.TrainingPlan(
+    dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3, delta=1e-4
+)
 
 
 def _create(store: RunStore, **changes) -> int:
-    values = {"plan": PLAN, "schedule": {"kind": "constant", "lr": 0.1}, "options": {"seed": 0},
-              "device": "cpu", "seed": 0, "private": True, "versions": {"dpplan": "0.1.0"}}
+    values = {
+        "plan": PLAN,
+        "schedule": {"kind": "constant", "lr": 0.1},
+        "options": {"seed": 0},
+        "device": "cpu",
+        "seed": 0,
+        "private": True,
+        "versions": {"dpplan": "0.1.0"},
+    }
     values.update(changes)
     return store.create_run(**values)
 
 
 def _record(epoch: int) -> EpochRecord:
-    return EpochRecord(epoch=epoch, steps=100 * epoch, epsilon=0.5, epsilon_rdp=0.6,
-                       epsilon_opacus=0.6, train_loss=1.0, validation_loss=1.1,
-                       validation_accuracy=0.8, test_accuracy=0.79, lr=0.1, seconds=1.5)
+    return EpochRecord(
+        epoch=epoch,
+        steps=100 * epoch,
+        epsilon=0.5,
+        epsilon_rdp=0.6,
+        epsilon_opacus=0.6,
+        train_loss=1.0,
+        validation_loss=1.1,
+        validation_accuracy=0.8,
+        test_accuracy=0.79,
+        lr=0.1,
+        seconds=1.5,
+    )
 
 
 def _set(store: RunStore, run_id: int, **values) -> None:
@@ -61,8 +79,7 @@ def _filled_store(home) -> RunStore:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "directory"])
-def test_damaged_store_is_a_clear_error_and_is_left_alone(tmp_path, damage, monkeypatch,
-                                                          capsys):
+def test_damaged_store_is_a_clear_error_and_is_left_alone(tmp_path, damage, monkeypatch, capsys):
     home = tmp_path / "home"
     path = home / "runs.sqlite3"
     if damage == "directory":
@@ -71,8 +88,9 @@ def test_damaged_store_is_a_clear_error_and_is_left_alone(tmp_path, damage, monk
         _filled_store(home)
         assert not (home / "runs.sqlite3-wal").exists()  # all in the main file
         data = path.read_bytes()
-        path.write_bytes(b"this is not SQLite\n" * 50 if damage == "garbage"
-                         else data[: len(data) // 3])
+        path.write_bytes(
+            b"this is not SQLite\n" * 50 if damage == "garbage" else data[: len(data) // 3]
+        )
     before = path.read_bytes() if path.is_file() else None
     code, out, err = _cli(home, ["runs"], monkeypatch, capsys)
     assert code == 2 and out == ""
@@ -147,14 +165,17 @@ def test_old_schema_is_migrated(tmp_path):
                 train_loss REAL, validation_loss REAL, validation_accuracy REAL,
                 test_accuracy REAL, lr REAL, seconds REAL, PRIMARY KEY (run_id, epoch));
         """)
-        connection.execute("INSERT INTO plans VALUES ('p', ?)", (__import__("json").dumps(
-            PLAN.to_dict()),))
+        connection.execute(
+            "INSERT INTO plans VALUES ('p', ?)", (__import__("json").dumps(PLAN.to_dict()),)
+        )
         old = time.time() - 10 * LEASE_SECONDS
         connection.execute(
             "INSERT INTO runs (plan_id, status, schedule, options, device, seed, versions, "
             "private, pid, host, created_at, updated_at) VALUES ('p', 'running', "
             "'{\"kind\": \"constant\", \"lr\": 0.1}', '{}', 'cpu', 0, '{}', 1, 4242, "
-            "'elsewhere', ?, ?)", (old, old))
+            "'elsewhere', ?, ?)",
+            (old, old),
+        )
     store = RunStore(home)
     columns = {row[1] for row in sqlite3.connect(store.path).execute("PRAGMA table_info(runs)")}
     assert {"heartbeat_at", "pid_started"} <= columns
@@ -185,8 +206,7 @@ def test_reused_pid_is_not_mistaken_for_the_run(tmp_path):
     assert store.get_run(run_id).status == "interrupted"
 
 
-def test_stale_run_on_another_host_can_be_force_stopped_and_resumed(tmp_path, monkeypatch,
-                                                                    capsys):
+def test_stale_run_on_another_host_can_be_force_stopped_and_resumed(tmp_path, monkeypatch, capsys):
     store = RunStore(tmp_path)
     run_id = _create(store)
     store.record_epoch(run_id, _record(1))
@@ -226,8 +246,7 @@ def test_dead_local_process_is_marked_stopped_by_a_plain_stop(tmp_path):
 def test_force_stop_and_force_on_other_actions(tmp_path, monkeypatch, capsys):
     store = RunStore(tmp_path)
     run_id = _create(store)
-    code, _, err = _cli(tmp_path, ["runs", "delete", str(run_id), "--force"], monkeypatch,
-                        capsys)
+    code, _, err = _cli(tmp_path, ["runs", "delete", str(run_id), "--force"], monkeypatch, capsys)
     assert code == 2 and "force" in err
     code, out, _ = _cli(tmp_path, ["runs", "stop", str(run_id), "--force"], monkeypatch, capsys)
     assert code == 0 and "If that process still runs, it stops at its next check" in out
@@ -241,8 +260,11 @@ def test_heartbeat_is_renewed_by_the_stop_poll_and_only_the_holder_writes(tmp_pa
     run_id = _create(store)
     _set(store, run_id, heartbeat_at=0.0)
     assert not store.stop_requested(run_id)
-    beat = sqlite3.connect(store.path).execute(
-        "SELECT heartbeat_at FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+    beat = (
+        sqlite3.connect(store.path)
+        .execute("SELECT heartbeat_at FROM runs WHERE id=?", (run_id,))
+        .fetchone()[0]
+    )
     assert beat > time.time() - 60 and store.heartbeat(run_id)
     # Another process took the run over: this one stops, records nothing, changes nothing.
     _set(store, run_id, pid=1, host=socket.gethostname() + "-other", heartbeat_at=time.time())

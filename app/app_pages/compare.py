@@ -16,47 +16,63 @@ from components import (
 from dpplan.errors import PlanError
 
 st.title("Compare")
-st.caption("One-cycle against plateau at equal ε: each line is a schedule and learning rate, "
-           "the band is the spread over seeds. Compare lines of the same plan; every run of a "
-           "plan has the same ε after each epoch.")
+st.caption(
+    "One-cycle against plateau at equal ε: each line is a schedule and learning rate, "
+    "the band is the spread over seeds. Compare lines of the same plan; every run of a "
+    "plan has the same ε after each epoch."
+)
 
 runs = [r for r in store().list_runs() if r.records]
 if not runs:
-    st.info("No stored runs with records yet. Train some on the Train page or launch a "
-            "comparison below.")
+    st.info(
+        "No stored runs with records yet. Train some on the Train page or launch a "
+        "comparison below."
+    )
 else:
     groups = sorted({r.group_id for r in runs if r.group_id})
     default = [r.id for r in runs if groups and r.group_id == groups[-1]] or [runs[0].id]
-    chosen = st.multiselect("Runs", [r.id for r in runs], default=default,
-                            format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
-                            key="compare_runs")
+    chosen = st.multiselect(
+        "Runs",
+        [r.id for r in runs],
+        default=default,
+        format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
+        key="compare_runs",
+    )
     selected = [r for r in runs if r.id in chosen]
     plans = {r.plan for r in selected}
     if len(plans) > 1:
-        st.warning("The selected runs use different plans, so their ε differ; compare "
-                   "accuracy at the same ε on the x-axis.")
+        st.warning(
+            "The selected runs use different plans, so their ε differ; compare "
+            "accuracy at the same ε on the x-axis."
+        )
     grouped = grouped_accuracy(accuracy_frame(selected))
     if grouped.empty or grouped["epsilon"].isna().all():
         st.info("Select private runs with records to plot accuracy against ε.")
     else:
-        st.altair_chart(accuracy_vs_epsilon_chart(grouped.dropna(subset=["epsilon"])),
-                        width="stretch")
+        st.altair_chart(
+            accuracy_vs_epsilon_chart(grouped.dropna(subset=["epsilon"])), width="stretch"
+        )
         st.markdown("**Best mean test accuracy at ε ≤ x**")
-        st.dataframe(best_at(grouped.dropna(subset=["epsilon"])), hide_index=True,
-                     width="stretch")
+        st.dataframe(best_at(grouped.dropna(subset=["epsilon"])), hide_index=True, width="stretch")
         tried = len({r.id for r in selected})
-        st.caption(f"{tried} runs selected. Choosing a learning rate among runs touches the "
-                   "data too; that selection is not covered by the plan's ε.")
+        st.caption(
+            f"{tried} runs selected. Choosing a learning rate among runs touches the "
+            "data too; that selection is not covered by the plan's ε."
+        )
 
 st.subheader("Launch a fair comparison")
 plan = st.session_state.get("plan")
 with st.form("compare_form"):
     one_cycle = st.text_input("One-cycle peak learning rates", "1, 4, 15.62", key="cmp_oc")
-    plateau = st.text_input("Plateau starting learning rates", "0.05, 0.2, 0.8",
-                            key="cmp_plateau")
+    plateau = st.text_input("Plateau starting learning rates", "0.05, 0.2, 0.8", key="cmp_plateau")
     seeds = st.text_input("Seeds", "0, 1, 2", key="cmp_seeds")
-    subset = st.number_input("Use first N MNIST training examples (0 = all)", value=0,
-                             step=1000, format="%d", key="cmp_subset")
+    subset = st.number_input(
+        "Use first N MNIST training examples (0 = all)",
+        value=0,
+        step=1000,
+        format="%d",
+        key="cmp_subset",
+    )
     launch = st.form_submit_button("Queue comparison runs", disabled=plan is None)
 if launch and plan is not None:
     from dpplan.train.compare import grid_for
@@ -64,14 +80,17 @@ if launch and plan is not None:
     from dpplan.train.specs import RunOptions, training_set_size
 
     try:
+
         def numbers(text: str, field: str) -> list[float]:
             try:
                 return [float(x) for x in text.split(",") if x.strip()]
             except ValueError:
                 raise PlanError(field, text, "comma-separated numbers") from None
 
-        grids = {"one_cycle": grid_for("one_cycle", numbers(one_cycle, "one_cycle_lrs")),
-                 "plateau": grid_for("plateau", numbers(plateau, "plateau_lrs"))}
+        grids = {
+            "one_cycle": grid_for("one_cycle", numbers(one_cycle, "one_cycle_lrs")),
+            "plateau": grid_for("plateau", numbers(plateau, "plateau_lrs")),
+        }
         seed_list = [int(s) for s in numbers(seeds, "seeds")]
         group = uuid.uuid4().hex[:12]
         run_store = store()
@@ -84,7 +103,9 @@ if launch and plan is not None:
                     queue_run(trained, spec, options, store=run_store, group_id=group)
                     count += 1
         start_worker(run_store)
-        st.success(f"Queued {count} runs (group {group}): every learning rate of each grid "
-                   "with every seed. Select the group's runs above as they finish.")
+        st.success(
+            f"Queued {count} runs (group {group}): every learning rate of each grid "
+            "with every seed. Select the group's runs above as they finish."
+        )
     except PlanError as error:
         st.error(str(error))

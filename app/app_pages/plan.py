@@ -46,13 +46,15 @@ def draw(curves: dict, pending: list[str]) -> None:
             return
         method, value = best
         cols = st.columns(4)
-        cols[0].metric("ε after all epochs", format_epsilon(value),
-                       help=f"Smallest upper bound, from {METHOD_NAMES[method]}, at "
-                       f"δ = {plan.delta:g}")
+        cols[0].metric(
+            "ε after all epochs",
+            format_epsilon(value),
+            help=f"Smallest upper bound, from {METHOD_NAMES[method]}, at δ = {plan.delta:g}",
+        )
         cols[1].metric("Sample rate q", f"{plan.sample_rate:.5g}")
         cols[2].metric("Steps per epoch", f"{plan.steps_per_epoch:,}")
         cols[3].metric("Total steps", f"{plan.total_steps:,}")
-        note = (f" Computing {', '.join(m.upper() for m in pending)}…" if pending else "")
+        note = f" Computing {', '.join(m.upper() for m in pending)}…" if pending else ""
         st.caption(
             f"(ε, δ) = ({format_epsilon(value)}, {plan.delta:g}) for example-level add/remove "
             f"privacy under Poisson sampling; headline from **{METHOD_NAMES[method]}**, the "
@@ -69,15 +71,25 @@ def draw(curves: dict, pending: list[str]) -> None:
         table[f"{name.upper()} ε"] = list(result.curve.epsilons)
         if result.curve.lower is not None:
             table["PRV lower bound"] = list(result.curve.lower)
-    table_slot.dataframe(table, hide_index=True, width="stretch",
-                         column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                        for c in table.columns if "ε" in c or "lower" in c})
+    table_slot.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in table.columns
+            if "ε" in c or "lower" in c
+        },
+    )
     with settings_slot.expander("Numerical settings and library versions"):
         for name, result in curves.items():
             if result.curve is not None:
-                st.markdown(f"**{METHOD_NAMES[name]}**: " + ", ".join(
-                    f"{k} = {v}" for k, v in result.curve.settings.items()) + " · " + ", ".join(
-                    f"{k} {v}" for k, v in result.curve.versions.items()))
+                st.markdown(
+                    f"**{METHOD_NAMES[name]}**: "
+                    + ", ".join(f"{k} = {v}" for k, v in result.curve.settings.items())
+                    + " · "
+                    + ", ".join(f"{k} {v}" for k, v in result.curve.versions.items())
+                )
 
 
 key = plan.replace(max_grad_norm=1.0).to_dict()  # the clipping norm does not change ε
@@ -85,4 +97,4 @@ order = ["rdp", "pld", "prv"]  # fastest first
 curves: dict = {}
 for index, method in enumerate(order):
     curves[method] = method_result(key, method)
-    draw(curves, pending=order[index + 1:])
+    draw(curves, pending=order[index + 1 :])

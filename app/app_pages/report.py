@@ -8,19 +8,27 @@ from dpplan.errors import DpplanError
 from dpplan.report import build_run_report, save_run_report, to_html, to_json, to_markdown
 
 st.title("Report")
-st.caption("A report states exactly what was accounted and how, and what it bought, so "
-           "others can check your guarantee. HTML is one self-contained file that loads "
-           "nothing; JSON follows the schema shipped with dpplan.")
+st.caption(
+    "A report states exactly what was accounted and how, and what it bought, so "
+    "others can check your guarantee. HTML is one self-contained file that loads "
+    "nothing; JSON follows the schema shipped with dpplan."
+)
 
 run_store = store()
 runs = [r for r in run_store.list_runs() if r.private and r.records]
-source = st.radio("Report of", ["the current plan", "a stored run"], horizontal=True,
-                  key="report_source")
+source = st.radio(
+    "Report of", ["the current plan", "a stored run"], horizontal=True, key="report_source"
+)
 title = st.text_input("Title (optional)", key="report_title")
 notes = st.text_area("Notes (optional)", key="report_notes")
-tuning = st.number_input("Training runs tried while tuning (0 = not stated)", value=0, step=1,
-                         format="%d", key="report_tuning",
-                         help="Reported ε covers one run; composing all runs covers selection.")
+tuning = st.number_input(
+    "Training runs tried while tuning (0 = not stated)",
+    value=0,
+    step=1,
+    format="%d",
+    key="report_tuning",
+    help="Reported ε covers one run; composing all runs covers selection.",
+)
 
 
 report = None
@@ -31,18 +39,21 @@ try:
             st.info("Fix the highlighted field in the sidebar first.")
             st.stop()
         with st.spinner("Accounting…"):
-            report = cached_plan_report(plan.to_dict(), title or None, notes or None,
-                                        int(tuning) or None)
+            report = cached_plan_report(
+                plan.to_dict(), title or None, notes or None, int(tuning) or None
+            )
     elif not runs:
         st.info("No private run with records yet. Train one on the Train page.")
         st.stop()
     else:
-        run_id = st.selectbox("Run", [r.id for r in runs], key="report_run",
-                              format_func=lambda i: run_label(next(r for r in runs
-                                                                   if r.id == i)))
+        run_id = st.selectbox(
+            "Run",
+            [r.id for r in runs],
+            key="report_run",
+            format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
+        )
         with st.spinner("Accounting…"):
-            report = build_run_report(run_store, run_id, title=title or None,
-                                      notes=notes or None)
+            report = build_run_report(run_store, run_id, title=title or None, notes=notes or None)
             save_run_report(run_store, report)
 except DpplanError as error:
     st.error(plain(error))  # may quote the title or notes: shown as text
@@ -53,14 +64,18 @@ except Exception as error:  # noqa: BLE001 - the page is the outer boundary (STY
 
 cols = st.columns(3)
 stem = "dpplan-report" if report.run is None else f"dpplan-run-{report.run.id}-report"
-cols[0].download_button("Download HTML", to_html(report), file_name=f"{stem}.html",
-                        mime="text/html", type="primary")
-cols[1].download_button("Download Markdown", to_markdown(report), file_name=f"{stem}.md",
-                        mime="text/markdown")
-cols[2].download_button("Download JSON", to_json(report), file_name=f"{stem}.json",
-                        mime="application/json")
-st.metric("ε (headline upper bound)", format_epsilon(report.epsilon),
-          help=f"at δ = {report.delta:g}")
+cols[0].download_button(
+    "Download HTML", to_html(report), file_name=f"{stem}.html", mime="text/html", type="primary"
+)
+cols[1].download_button(
+    "Download Markdown", to_markdown(report), file_name=f"{stem}.md", mime="text/markdown"
+)
+cols[2].download_button(
+    "Download JSON", to_json(report), file_name=f"{stem}.json", mime="application/json"
+)
+st.metric(
+    "ε (headline upper bound)", format_epsilon(report.epsilon), help=f"at δ = {report.delta:g}"
+)
 preview_html, preview_md = st.tabs(["Preview", "Markdown"])
 with preview_html:
     st_components.html(to_html(report), height=1400, scrolling=True)

@@ -26,35 +26,49 @@ if not runs:
     st.info("No runs yet. Queue one on the Train page.")
     st.stop()
 
-overview = pd.DataFrame([{
-    "id": r.id,
-    "status": r.status,
-    "schedule": r.schedule["kind"],
-    "lr": r.schedule.get("max_lr", r.schedule.get("lr")),
-    "seed": r.seed,
-    "epochs": f"{len(r.records)}/{r.plan.epochs}",
-    # One ε per run: the smallest upper bound recorded, labelled with its method.
-    "ε": (f"{format_epsilon(r.best_epsilon()[0])} ({r.best_epsilon()[1].upper()})"
-          if r.records and r.private else "—"),
-    "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",
-    "device": r.device,
-    "batch size": r.plan.batch_size,
-    "σ": r.plan.noise_multiplier,
-} for r in runs])
+overview = pd.DataFrame(
+    [
+        {
+            "id": r.id,
+            "status": r.status,
+            "schedule": r.schedule["kind"],
+            "lr": r.schedule.get("max_lr", r.schedule.get("lr")),
+            "seed": r.seed,
+            "epochs": f"{len(r.records)}/{r.plan.epochs}",
+            # One ε per run: the smallest upper bound recorded, labelled with its method.
+            "ε": (
+                f"{format_epsilon(r.best_epsilon()[0])} ({r.best_epsilon()[1].upper()})"
+                if r.records and r.private
+                else "—"
+            ),
+            "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",
+            "device": r.device,
+            "batch size": r.plan.batch_size,
+            "σ": r.plan.noise_multiplier,
+        }
+        for r in runs
+    ]
+)
 st.dataframe(overview, hide_index=True, width="stretch")
 
-chosen = st.selectbox("Run", [r.id for r in runs],
-                      format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
-                      key="runs_selected")
+chosen = st.selectbox(
+    "Run",
+    [r.id for r in runs],
+    format_func=lambda i: run_label(next(r for r in runs if r.id == i)),
+    key="runs_selected",
+)
 run = next(r for r in runs if r.id == chosen)
-st.markdown(f"**device** {plain(run.device)} · **seed** {run.seed} · **status** "
-            f"{plain(run.status)}" + (f" ({plain(run.stop_reason)})" if run.stop_reason else ""))
+st.markdown(
+    f"**device** {plain(run.device)} · **seed** {run.seed} · **status** "
+    f"{plain(run.status)}" + (f" ({plain(run.stop_reason)})" if run.stop_reason else "")
+)
 plan_col, schedule_col = st.columns(2)
 plan_col.markdown("**Plan**")
 plan_col.dataframe(fields_table(plan_fields(run.plan)), hide_index=True, width="stretch")
 schedule_col.markdown("**Schedule**")
-schedule_col.dataframe(fields_table(schedule_fields(run.schedule)), hide_index=True,
-                       width="stretch")
+schedule_col.dataframe(
+    fields_table(schedule_fields(run.schedule)), hide_index=True, width="stretch"
+)
 if run.error:
     st.error(plain(run.error))
 for warning in run.warnings:
@@ -66,10 +80,15 @@ if not frame.empty:
         shown[column] = shown[column].map(format_accuracy)
     st.dataframe(shown, hide_index=True, width="stretch")
 cols = st.columns(3)
-cols[0].download_button("Export JSON", json.dumps(run.to_dict(), indent=2),
-                        file_name=f"dpplan-run-{run.id}.json", mime="application/json")
-cols[1].download_button("Export CSV", frame.to_csv(index=False),
-                        file_name=f"dpplan-run-{run.id}.csv", mime="text/csv")
+cols[0].download_button(
+    "Export JSON",
+    json.dumps(run.to_dict(), indent=2),
+    file_name=f"dpplan-run-{run.id}.json",
+    mime="application/json",
+)
+cols[1].download_button(
+    "Export CSV", frame.to_csv(index=False), file_name=f"dpplan-run-{run.id}.csv", mime="text/csv"
+)
 if cols[2].button("Delete run", key=f"delete_{run.id}"):
     try:
         run_store.delete_run(run.id)

@@ -20,12 +20,19 @@ SOLVERS = {
     "batch_size": ("Batch size B (largest that fits)", dpplan.solve_batch_size),
 }
 with st.form("solve_form"):
-    target = st.selectbox("Solve for", list(SOLVERS), format_func=lambda k: SOLVERS[k][0],
-                          key="solve_target")
-    target_epsilon = st.number_input("Target ε", value=2.0, step=0.1, format="%.3f",
-                                     key="solve_epsilon")
-    method = st.selectbox("Accounting method", dpplan.METHODS, index=1,
-                          format_func=lambda m: METHOD_NAMES[m], key="solve_method")
+    target = st.selectbox(
+        "Solve for", list(SOLVERS), format_func=lambda k: SOLVERS[k][0], key="solve_target"
+    )
+    target_epsilon = st.number_input(
+        "Target ε", value=2.0, step=0.1, format="%.3f", key="solve_epsilon"
+    )
+    method = st.selectbox(
+        "Accounting method",
+        dpplan.METHODS,
+        index=1,
+        format_func=lambda m: METHOD_NAMES[m],
+        key="solve_method",
+    )
     submitted = st.form_submit_button("Solve", type="primary")
 
 if submitted:
@@ -42,20 +49,25 @@ if "solved" in st.session_state:
     value = getattr(solved, target)
     result = method_result(solved.to_dict(), method)  # cached: reruns do not recompute
     if result.curve is None:
-        st.error(f"{METHOD_NAMES[method]} could not account the solved plan: "
-                 f"{plain(result.error)}")
+        st.error(f"{METHOD_NAMES[method]} could not account the solved plan: {plain(result.error)}")
         st.stop()
     curve = result.curve
     cols = st.columns(3)
     cols[0].metric(f"Solved {target}", f"{value:.4g}" if isinstance(value, float) else f"{value:,}")
-    cols[1].metric("Achieved ε", format_epsilon(curve.epsilon),
-                   help=f"{METHOD_NAMES[method]} upper bound; never above the target")
+    cols[1].metric(
+        "Achieved ε",
+        format_epsilon(curve.epsilon),
+        help=f"{METHOD_NAMES[method]} upper bound; never above the target",
+    )
     cols[2].metric("Target ε", f"{target_epsilon:g}")
-    st.line_chart({"ε (upper bound)": [e if math.isfinite(e) else None
-                                       for e in curve.epsilons]},
-                  x_label="epoch", y_label="ε (upper bound)")
-    st.caption("Solved plan: " + " · ".join(f"{label} = {text}"
-                                            for label, text in plan_fields(solved)))
+    st.line_chart(
+        {"ε (upper bound)": [e if math.isfinite(e) else None for e in curve.epsilons]},
+        x_label="epoch",
+        y_label="ε (upper bound)",
+    )
+    st.caption(
+        "Solved plan: " + " · ".join(f"{label} = {text}" for label, text in plan_fields(solved))
+    )
     if st.button("Adopt this plan", type="primary"):
         st.session_state["adopt"] = solved.to_dict()
         st.session_state.pop("solved")

@@ -18,40 +18,69 @@ if plan is None:
     st.info("Fix the highlighted field in the sidebar first.")
     st.stop()
 
-st.caption("Runs train in a background process and are kept in the run store, so they "
-           "survive page reloads and closed browsers. Queue several; they run one at a time.")
+st.caption(
+    "Runs train in a background process and are kept in the run store, so they "
+    "survive page reloads and closed browsers. Queue several; they run one at a time."
+)
 
 with st.form("train_form"):
     cols = st.columns(3)
-    model = cols[0].selectbox("Model", ["seed", "tempered"], key="train_model",
-                              help="seed: the super-convergence study's CNN; tempered: "
-                              "Papernot et al.'s CNN")
+    model = cols[0].selectbox(
+        "Model",
+        ["seed", "tempered"],
+        key="train_model",
+        help="seed: the super-convergence study's CNN; tempered: Papernot et al.'s CNN",
+    )
     activation = cols[1].selectbox("Activation", ["relu", "tanh"], key="train_activation")
     schedule_kind = cols[2].selectbox(
-        "Schedule", ["one_cycle", "plateau", "constant"], key="train_schedule",
-        format_func={"one_cycle": "one-cycle (super-convergence)",
-                     "plateau": "reduce on plateau (×0.1)", "constant": "constant"}.get)
+        "Schedule",
+        ["one_cycle", "plateau", "constant"],
+        key="train_schedule",
+        format_func={
+            "one_cycle": "one-cycle (super-convergence)",
+            "plateau": "reduce on plateau (×0.1)",
+            "constant": "constant",
+        }.get,
+    )
     cols = st.columns(3)
-    lr = cols[0].number_input("Learning rate (peak for one-cycle)", value=4.0, step=0.5,
-                              format="%.3f", key="train_lr")
+    lr = cols[0].number_input(
+        "Learning rate (peak for one-cycle)", value=4.0, step=0.5, format="%.3f", key="train_lr"
+    )
     seed = cols[1].number_input("Seed", value=0, step=1, format="%d", key="train_seed")
-    device = cols[2].selectbox("Device", ["auto", "cpu", "cuda"], key="train_device",
-                               help="auto: the GPU when there is one")
+    device = cols[2].selectbox(
+        "Device",
+        ["auto", "cpu", "cuda"],
+        key="train_device",
+        help="auto: the GPU when there is one",
+    )
     cols = st.columns(3)
-    validation_size = cols[0].number_input("Validation examples", value=5000, step=500,
-                                           format="%d", key="train_validation")
-    subset = cols[1].number_input("Training examples N (0 = all left after validation)", value=0,
-                                  step=1000, format="%d", key="train_subset")
-    target = cols[2].number_input("Stop before ε exceeds (0 = never)", value=0.0, step=0.5,
-                                  key="train_target")
+    validation_size = cols[0].number_input(
+        "Validation examples", value=5000, step=500, format="%d", key="train_validation"
+    )
+    subset = cols[1].number_input(
+        "Training examples N (0 = all left after validation)",
+        value=0,
+        step=1000,
+        format="%d",
+        key="train_subset",
+    )
+    target = cols[2].number_input(
+        "Stop before ε exceeds (0 = never)", value=0.0, step=0.5, key="train_target"
+    )
     cols = st.columns(3)
-    private = cols[0].checkbox("Private (DP-SGD)", value=True, key="train_private",
-                               help="Unchecked: the non-private baseline, no clipping or noise, "
-                               "ε = ∞")
+    private = cols[0].checkbox(
+        "Private (DP-SGD)",
+        value=True,
+        key="train_private",
+        help="Unchecked: the non-private baseline, no clipping or noise, ε = ∞",
+    )
     engine = cols[1].selectbox(
-        "Engine", ["fused", "opacus"], key="train_engine",
+        "Engine",
+        ["fused", "opacus"],
+        key="train_engine",
         help="How each DP-SGD step is computed; the mechanism and ε are the same. fused: "
-        "per-example gradients with torch.func (compiled on a GPU); opacus: Opacus' hooks.")
+        "per-example gradients with torch.func (compiled on a GPU); opacus: Opacus' hooks.",
+    )
     submitted = st.form_submit_button("Queue run", type="primary")
 
 if submitted:
@@ -60,22 +89,32 @@ if submitted:
 
     try:
         options = RunOptions(
-            model=model, activation=activation, device=device, seed=int(seed),
-            validation_size=int(validation_size), subset=int(subset) or None,
-            target_epsilon=float(target) or None, private=private, engine=engine,
+            model=model,
+            activation=activation,
+            device=device,
+            seed=int(seed),
+            validation_size=int(validation_size),
+            subset=int(subset) or None,
+            target_epsilon=float(target) or None,
+            private=private,
+            engine=engine,
         )
-        schedule = {"one_cycle": lambda: OneCycle(max_lr=lr),
-                    "plateau": lambda: Plateau(lr=lr),
-                    "constant": lambda: Constant(lr=lr)}[schedule_kind]()
+        schedule = {
+            "one_cycle": lambda: OneCycle(max_lr=lr),
+            "plateau": lambda: Plateau(lr=lr),
+            "constant": lambda: Constant(lr=lr),
+        }[schedule_kind]()
         trained = plan.replace(dataset_size=training_set_size(options))
         run_store = store()
         run_id = queue_run(trained, schedule, options, store=run_store)
         start_worker(run_store)
         st.session_state["train_last"] = run_id
         if trained != plan:
-            st.info(f"MNIST gives {trained.dataset_size:,} training examples, so run #{run_id} "
-                    f"trains dataset_size={trained.dataset_size:,} "
-                    f"(ε = {format_epsilon(dpplan.epsilon(trained, method=options.method))}).")
+            st.info(
+                f"MNIST gives {trained.dataset_size:,} training examples, so run #{run_id} "
+                f"trains dataset_size={trained.dataset_size:,} "
+                f"(ε = {format_epsilon(dpplan.epsilon(trained, method=options.method))})."
+            )
         st.success(f"Queued run #{run_id}.")
     except (PlanError, AccountingError) as error:
         st.error(str(error))
@@ -95,8 +134,9 @@ def live_runs() -> None:
         last = run.records[-1] if run.records else None
         text = run_label(run)
         if last is not None:
-            text += (f" · ε = {format_epsilon(last.epsilon)} · test accuracy "
-                     f"{last.test_accuracy:.2%}")
+            text += (
+                f" · ε = {format_epsilon(last.epsilon)} · test accuracy {last.test_accuracy:.2%}"
+            )
         cols[0].progress(done / run.plan.epochs, text=text)
         if cols[1].button("Stop", key=f"stop_{run.id}"):
             store().request_stop(run.id)

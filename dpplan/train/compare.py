@@ -105,8 +105,11 @@ def _final_validation(run: RunRecord) -> float:
     return run.records[-1].validation_accuracy if run.records else -1.0
 
 
-def summarize(kind: str, tried: Sequence[RunRecord], selected_runs: Sequence[RunRecord],
-              ) -> ScheduleSummary:
+def summarize(
+    kind: str,
+    tried: Sequence[RunRecord],
+    selected_runs: Sequence[RunRecord],
+) -> ScheduleSummary:
     """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy)."""
     length = min(len(run.records) for run in selected_runs)
     epochs = tuple(range(1, length + 1))
@@ -167,8 +170,9 @@ def compare_schedules(
     def run(spec: ScheduleSpec, seed: int) -> RunRecord:
         nonlocal runs_tried
         runs_tried += 1
-        result = start_run(plan, spec, dataclasses.replace(options, seed=seed), store=store,
-                       group_id=group_id)
+        result = start_run(
+            plan, spec, dataclasses.replace(options, seed=seed), store=store, group_id=group_id
+        )
         if on_run is not None:
             on_run(result)
         return result
@@ -179,5 +183,6 @@ def compare_schedules(
         best_spec = specs[tried.index(best)]
         repeats = [run(best_spec, seed) for seed in seeds[1:]]
         summaries.append(summarize(kind, tried, [best, *repeats]))
-    return ScheduleComparison(plan=plan, group_id=group_id, seeds=seeds, runs_tried=runs_tried,
-                              summaries=tuple(summaries))
+    return ScheduleComparison(
+        plan=plan, group_id=group_id, seeds=seeds, runs_tried=runs_tried, summaries=tuple(summaries)
+    )

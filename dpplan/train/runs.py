@@ -75,8 +75,10 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
     if not isinstance(state, dict):
         return f"it holds a {type(state).__name__}, not a dpplan checkpoint"
     if state.get("format") != CHECKPOINT_FORMAT:
-        return (f"it has format {state.get('format')!r}, this dpplan reads format "
-                f"{CHECKPOINT_FORMAT} (it was written by an older dpplan, or not by dpplan)")
+        return (
+            f"it has format {state.get('format')!r}, this dpplan reads format "
+            f"{CHECKPOINT_FORMAT} (it was written by an older dpplan, or not by dpplan)"
+        )
     if state.get("run_id") != run.id:
         return f"it belongs to run {state.get('run_id')!r}, not run {run.id}"
     if state.get("plan_id") != _plan_id(run.plan):
@@ -87,15 +89,21 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
     # The loop records an epoch, then writes its checkpoint: a process killed in between
     # leaves the checkpoint one epoch behind; that epoch is then redone from the same state.
     if not (epoch == last or epoch == last - 1):
-        return (f"it is at epoch {epoch}, but the store has {last} recorded epoch(s); a "
-                f"checkpoint must be at the last recorded epoch ({last}) or the one before")
+        return (
+            f"it is at epoch {epoch}, but the store has {last} recorded epoch(s); a "
+            f"checkpoint must be at the last recorded epoch ({last}) or the one before"
+        )
     if not _is_int(steps) or steps != run.plan.steps_after(epoch):
-        return (f"its step count {steps!r} is not the plan's {run.plan.steps_after(epoch)} "
-                f"steps after epoch {epoch}")
+        return (
+            f"its step count {steps!r} is not the plan's {run.plan.steps_after(epoch)} "
+            f"steps after epoch {epoch}"
+        )
     history = state.get("accountant_history")
     if run.private:
         if not isinstance(history, list) or not all(
-            isinstance(item, list) and len(item) == 3 and _is_int(item[2])
+            isinstance(item, list)
+            and len(item) == 3
+            and _is_int(item[2])
             and all(isinstance(x, float) and math.isfinite(x) for x in item[:2])
             for item in history
         ):
@@ -130,14 +138,14 @@ def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
     """
     path = store.checkpoint_path(run.id)
     last = run.records[-1].epoch if run.records else 0
-    kept = (f"Nothing was changed; the run's {last} recorded epoch(s) are kept in "
-            f"{store.path}.")
+    kept = f"Nothing was changed; the run's {last} recorded epoch(s) are kept in {store.path}."
     if not path.exists() and not path.is_symlink():
         if last == 0:
             return None
         raise StoreError(
             f"run {run.id}'s checkpoint {path} is missing, though {last} epoch(s) of the run "
-            f"are recorded, so it cannot continue. Restore the file, or start a new run. {kept}")
+            f"are recorded, so it cannot continue. Restore the file, or start a new run. {kept}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
@@ -147,12 +155,14 @@ def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
             f"run {run.id}'s checkpoint {path} cannot be read ({type(exc).__name__}: {first}). "
             "It is damaged, truncated, or was not written by dpplan; it was loaded with "
             "weights_only=True, so nothing in it ran. Move it aside and start a new run, or "
-            f"restore it from a backup. {kept}") from exc
+            f"restore it from a backup. {kept}"
+        ) from exc
     problem = _checkpoint_problem(state, run, last)
     if problem is not None:
         raise StoreError(
             f"run {run.id}'s checkpoint {path} does not match the run store: {problem}. Move "
-            f"it aside and start a new run, or restore the right file. {kept}")
+            f"it aside and start a new run, or restore the right file. {kept}"
+        )
     state["path"] = str(path)
     return state
 
@@ -270,7 +280,10 @@ def resume(
     run = store.get_run(run_id)
     if run.status not in ("interrupted", "stopped", "failed"):
         raise PlanError(
-            "run_id", run_id, "an interrupted, stopped or failed run", f"Run {run_id} is {run.status}."
+            "run_id",
+            run_id,
+            "an interrupted, stopped or failed run",
+            f"Run {run_id} is {run.status}.",
         )
     state = _read_checkpoint(store, run)
     if state is None:

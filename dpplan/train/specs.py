@@ -454,21 +454,31 @@ class RunOptions:
         _validate.choice(options=MODELS, hint="Pick a model.", model=self.model)
         _validate.choice(options=ACTIVATIONS, activation=self.activation)
         if self.model == "seed" and self.activation != "relu":
-            raise PlanError("activation", self.activation, "'relu' for model='seed'",
-                            "Use model='tempered' for tanh.")
+            raise PlanError(
+                "activation",
+                self.activation,
+                "'relu' for model='seed'",
+                "Use model='tempered' for tanh.",
+            )
         _validate.choice(options=DEVICES, device=self.device)
         _validate.integer(minimum=0, maximum=2**63 - 1, seed=self.seed)
         _validate.integer(minimum=0, maximum=2**63 - 1, split_seed=self.split_seed)
         if not isinstance(self.reproducible, bool):
             raise PlanError("reproducible", self.reproducible, "True or False")
-        _validate.integer(minimum=1, maximum=MNIST_TRAIN_SIZE - 1,
-                          validation_size=self.validation_size,
-                          hint="Keep some examples for training.")
+        _validate.integer(
+            minimum=1,
+            maximum=MNIST_TRAIN_SIZE - 1,
+            validation_size=self.validation_size,
+            hint="Keep some examples for training.",
+        )
         if self.subset is not None:
-            _validate.integer(minimum=1, maximum=MNIST_TRAIN_SIZE - self.validation_size,
-                              subset=self.subset,
-                              hint=f"validation_size={self.validation_size} examples are held "
-                              f"out of the {MNIST_TRAIN_SIZE:,} first.")
+            _validate.integer(
+                minimum=1,
+                maximum=MNIST_TRAIN_SIZE - self.validation_size,
+                subset=self.subset,
+                hint=f"validation_size={self.validation_size} examples are held "
+                f"out of the {MNIST_TRAIN_SIZE:,} first.",
+            )
         object.__setattr__(self, "data_dir", _absolute_data_dir(self.data_dir))
         if self.test_subset is not None:
             _validate.integer(minimum=1, maximum=MNIST_TEST_SIZE, test_subset=self.test_subset)
@@ -479,8 +489,11 @@ class RunOptions:
             raise PlanError("private", self.private, "True or False")
         if not isinstance(self.download, bool):
             raise PlanError("download", self.download, "True or False")
-        _validate.choice(options=ENGINES, hint="fused: torch.func (fast); opacus: Opacus' "
-                         "hooks.", engine=self.engine)
+        _validate.choice(
+            options=ENGINES,
+            hint="fused: torch.func (fast); opacus: Opacus' hooks.",
+            engine=self.engine,
+        )
         _validate.integer(minimum=1, eval_batch_size=self.eval_batch_size)
 
     def to_dict(self) -> dict[str, Any]:
@@ -532,6 +545,10 @@ def _absolute_data_dir(data_dir: object) -> str | None:
         raise PlanError("data_dir", data_dir, "a folder path (str or os.PathLike) or None")
     text = os.fspath(data_dir)
     if not text:
-        raise PlanError("data_dir", data_dir, "a non-empty folder path or None",
-                        f"Pass None to use {DATA_DIR_ENV} or the per-user cache folder.")
+        raise PlanError(
+            "data_dir",
+            data_dir,
+            "a non-empty folder path or None",
+            f"Pass None to use {DATA_DIR_ENV} or the per-user cache folder.",
+        )
     return os.path.abspath(os.path.expanduser(text))

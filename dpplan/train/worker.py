@@ -40,9 +40,13 @@ def ensure_worker(store: RunStore) -> bool:
         return False
     log = open(store.home / "worker.log", "ab")  # noqa: SIM115 - handed to the child
     env = dict(os.environ, DPPLAN_HOME=str(store.home))
-    child = subprocess.Popen(  # noqa: S603 - our own module
+    child = subprocess.Popen(
         [sys.executable, "-m", "dpplan.train.worker"],
-        env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     log.close()
     import socket

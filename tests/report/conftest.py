@@ -35,10 +35,21 @@ def smoke_run(tmp_path_factory):
     pytest.importorskip("opacus")
     from dpplan.train import Constant, RunOptions, start_run, training_set_size
 
-    options = RunOptions(subset=1200, validation_size=200, test_subset=300,
-                         data_dir=str(folder), device="cpu", method="rdp")
-    plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
-                               noise_multiplier=1.0, epochs=2, delta=1e-4)
+    options = RunOptions(
+        subset=1200,
+        validation_size=200,
+        test_subset=300,
+        data_dir=str(folder),
+        device="cpu",
+        method="rdp",
+    )
+    plan = dpplan.TrainingPlan(
+        dataset_size=training_set_size(options),
+        batch_size=64,
+        noise_multiplier=1.0,
+        epochs=2,
+        delta=1e-4,
+    )
     store = RunStore(tmp_path_factory.mktemp("smoke-store"))
     run = start_run(plan, Constant(lr=0.3), options, store=store)
     return store, run

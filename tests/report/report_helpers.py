@@ -27,19 +27,19 @@ def chromium_binary() -> str | None:
 
 def epoch_record(plan: dpplan.TrainingPlan, epoch: int, **changes) -> EpochRecord:
     """A plausible stored epoch of ``plan`` (for store-only tests that do not train)."""
-    values = dict(
-        epoch=epoch,
-        steps=plan.steps_after(epoch),
-        epsilon=0.5 * epoch,
-        epsilon_rdp=0.6 * epoch,
-        epsilon_opacus=0.6 * epoch,
-        train_loss=1.0 / epoch,
-        validation_loss=1.1 / epoch,
-        validation_accuracy=0.7 + 0.05 * epoch,
-        test_accuracy=0.69 + 0.05 * epoch,
-        lr=0.1,
-        seconds=1.5,
-    )
+    values = {
+        "epoch": epoch,
+        "steps": plan.steps_after(epoch),
+        "epsilon": 0.5 * epoch,
+        "epsilon_rdp": 0.6 * epoch,
+        "epsilon_opacus": 0.6 * epoch,
+        "train_loss": 1.0 / epoch,
+        "validation_loss": 1.1 / epoch,
+        "validation_accuracy": 0.7 + 0.05 * epoch,
+        "test_accuracy": 0.69 + 0.05 * epoch,
+        "lr": 0.1,
+        "seconds": 1.5,
+    }
     values.update(changes)
     return EpochRecord(**values)
 
@@ -71,7 +71,7 @@ def stored_run(
     for epoch in range(1, (plan.epochs if epochs is None else epochs) + 1):
         extra = {}
         if per_epoch is not None:
-            extra = dict(epsilons=per_epoch[epoch - 1], epsilon=per_epoch[epoch - 1]["prv"])
+            extra = {"epsilons": per_epoch[epoch - 1], "epsilon": per_epoch[epoch - 1]["prv"]}
         store.record_epoch(run_id, epoch_record(plan, epoch, **extra))
     store.finish_run(run_id, status=status, stop_reason=stop_reason)
     return run_id

@@ -181,8 +181,9 @@ def test_pdf_report(tmp_path, capsys):
 
 
 def test_runs_listing_shows_one_labelled_epsilon_per_run(store, capsys):
-    plan = dpplan.TrainingPlan(dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2,
-                               delta=1e-4)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.2, epochs=2, delta=1e-4
+    )
     old = stored_run(store, plan)  # recorded only its own method (prv)
     new = stored_run(store, plan, every_method=True)
     assert main(["runs"]) == 0

@@ -16,15 +16,27 @@ from report_helpers import chromium_binary
 from dpplan.report import to_html
 
 CHROMIUM = chromium_binary()
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-extensions"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-extensions",
+]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 
 
 def _chromium(*args: str, tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +60,9 @@ def run_report_or_plan(request, plan_report):
 
 def test_screenshot(page_path, tmp_path):
     png = tmp_path / "report.png"
-    done = _chromium(f"--screenshot={png}", "--window-size=1200,2400",
-                     f"file://{page_path}", tmp_path=tmp_path)
+    done = _chromium(
+        f"--screenshot={png}", "--window-size=1200,2400", f"file://{page_path}", tmp_path=tmp_path
+    )
     assert png.exists(), done.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -62,8 +75,9 @@ def test_screenshot(page_path, tmp_path):
 
 def test_prints_to_pdf(page_path, tmp_path):
     pdf = tmp_path / "report.pdf"
-    done = _chromium(f"--print-to-pdf={pdf}", "--no-pdf-header-footer", f"file://{page_path}",
-                     tmp_path=tmp_path)
+    done = _chromium(
+        f"--print-to-pdf={pdf}", "--no-pdf-header-footer", f"file://{page_path}", tmp_path=tmp_path
+    )
     assert pdf.exists(), done.stderr[-2000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF")

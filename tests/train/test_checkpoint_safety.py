@@ -19,10 +19,14 @@ from dpplan.store import EpochRecord, RunStore, _plan_id
 from dpplan.train import RunOptions, resume, training_set_size
 from dpplan.train.runs import CHECKPOINT_FORMAT, _read_checkpoint, run_queued
 
-OPTIONS = RunOptions(subset=1600, validation_size=400, test_subset=500, device="cpu",
-                     method="rdp")
-PLAN = dpplan.TrainingPlan(dataset_size=training_set_size(OPTIONS), batch_size=64,
-                           noise_multiplier=1.0, epochs=3, delta=1e-4)
+OPTIONS = RunOptions(subset=1600, validation_size=400, test_subset=500, device="cpu", method="rdp")
+PLAN = dpplan.TrainingPlan(
+    dataset_size=training_set_size(OPTIONS),
+    batch_size=64,
+    noise_multiplier=1.0,
+    epochs=3,
+    delta=1e-4,
+)
 
 
 class _Payload:
@@ -36,16 +40,31 @@ class _Payload:
 
 
 def _record(epoch: int) -> EpochRecord:
-    return EpochRecord(epoch=epoch, steps=PLAN.steps_after(epoch), epsilon=0.5 * epoch,
-                       epsilon_rdp=0.6 * epoch, epsilon_opacus=0.6 * epoch, train_loss=1.0,
-                       validation_loss=1.0, validation_accuracy=0.8, test_accuracy=0.8, lr=0.1,
-                       seconds=1.0)
+    return EpochRecord(
+        epoch=epoch,
+        steps=PLAN.steps_after(epoch),
+        epsilon=0.5 * epoch,
+        epsilon_rdp=0.6 * epoch,
+        epsilon_opacus=0.6 * epoch,
+        train_loss=1.0,
+        validation_loss=1.0,
+        validation_accuracy=0.8,
+        test_accuracy=0.8,
+        lr=0.1,
+        seconds=1.0,
+    )
 
 
 def _stopped_run(store: RunStore, epochs: int = 2) -> int:
-    run_id = store.create_run(plan=PLAN, schedule={"kind": "constant", "lr": 0.1},
-                              options=OPTIONS.to_dict(), device="cpu", seed=0, private=True,
-                              versions={})
+    run_id = store.create_run(
+        plan=PLAN,
+        schedule={"kind": "constant", "lr": 0.1},
+        options=OPTIONS.to_dict(),
+        device="cpu",
+        seed=0,
+        private=True,
+        versions={},
+    )
     for epoch in range(1, epochs + 1):
         store.record_epoch(run_id, _record(epoch))
     store.finish_run(run_id, status="stopped", stop_reason="stop requested")
@@ -54,14 +73,21 @@ def _stopped_run(store: RunStore, epochs: int = 2) -> int:
 
 def _valid_header(owner: int, at_epoch: int, **changes) -> dict:
     state = {
-        "format": CHECKPOINT_FORMAT, "run_id": owner, "plan_id": _plan_id(PLAN),
-        "epoch": at_epoch, "steps": PLAN.steps_after(at_epoch),
-        "accountant_history": [[PLAN.noise_multiplier, PLAN.sample_rate,
-                                PLAN.steps_after(at_epoch)]],
-        "torch_rng": torch.get_rng_state(), "cuda_rng": None,
+        "format": CHECKPOINT_FORMAT,
+        "run_id": owner,
+        "plan_id": _plan_id(PLAN),
+        "epoch": at_epoch,
+        "steps": PLAN.steps_after(at_epoch),
+        "accountant_history": [
+            [PLAN.noise_multiplier, PLAN.sample_rate, PLAN.steps_after(at_epoch)]
+        ],
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": None,
         "generator": torch.Generator().get_state(),
         "noise_generator": torch.Generator().get_state(),
-        "model": {}, "optimizer": {}, "controller": {},
+        "model": {},
+        "optimizer": {},
+        "controller": {},
     }
     state.update(changes)
     return state
@@ -104,8 +130,16 @@ def test_crafted_pickle_does_not_run_and_records_survive(store, tmp_path, monkey
         ({"accountant_history": [[9.0, 0.04, 3]]}, "accountant history"),
         ({"generator": [1, 2, 3]}, "generator is not a random-number state"),
     ],
-    ids=["epoch-0", "epoch-ahead", "other-run", "other-plan", "old-format", "steps",
-         "accountant", "rng"],
+    ids=[
+        "epoch-0",
+        "epoch-ahead",
+        "other-run",
+        "other-plan",
+        "old-format",
+        "steps",
+        "accountant",
+        "rng",
+    ],
 )
 def test_checkpoint_that_does_not_match_the_store_is_refused(store, changes, message):
     run_id = _stopped_run(store)
@@ -140,8 +174,11 @@ def test_damaged_checkpoint_is_a_clear_error(store, damage, monkeypatch, capsys)
     else:
         torch.save(_valid_header(run_id, 2), path)
         data = path.read_bytes()
-        path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint\n",
-                          "empty": b""}[damage])
+        path.write_bytes(
+            {"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint\n", "empty": b""}[
+                damage
+            ]
+        )
     with pytest.raises(StoreError, match="cannot be read") as caught:
         resume(run_id, store=store)
     assert str(path) in str(caught.value)
@@ -153,8 +190,9 @@ def test_damaged_checkpoint_is_a_clear_error(store, damage, monkeypatch, capsys)
     assert str(path) in err and "unexpected" not in err and "please report" not in err
 
 
-def test_missing_checkpoint_with_recorded_epochs_is_not_called_unstarted(store, monkeypatch,
-                                                                         capsys):
+def test_missing_checkpoint_with_recorded_epochs_is_not_called_unstarted(
+    store, monkeypatch, capsys
+):
     run_id = _stopped_run(store)
     path = store.checkpoint_path(run_id)
     with pytest.raises(StoreError, match="is missing, though 2 epoch") as caught:

@@ -17,13 +17,26 @@ PLAN = ["--batch-size", "64", "--noise-multiplier", "1.0", "--epochs", "1", "--d
 
 @pytest.fixture
 def data_flags(mnist_dir):
-    return ["--subset", "1000", "--validation-size", "200", "--test-subset", "300",
-            "--data-dir", str(mnist_dir), "--device", "cpu", "--method", "rdp"]
+    return [
+        "--subset",
+        "1000",
+        "--validation-size",
+        "200",
+        "--test-subset",
+        "300",
+        "--data-dir",
+        str(mnist_dir),
+        "--device",
+        "cpu",
+        "--method",
+        "rdp",
+    ]
 
 
 def test_train_json_then_runs(store, data_flags, capsys):
-    assert main(["train", *PLAN, *data_flags, "--schedule", "plateau", "--lr", "0.1",
-                 "--json"]) == 0
+    assert (
+        main(["train", *PLAN, *data_flags, "--schedule", "plateau", "--lr", "0.1", "--json"]) == 0
+    )
     run = json.loads(capsys.readouterr().out)
     assert run["status"] == "finished" and run["plan"]["dataset_size"] == 1000
     assert run["records"][0]["steps"] == run["plan"]["steps_per_epoch"]
@@ -56,14 +69,30 @@ def test_train_plain_shows_progress(store, data_flags, capsys, monkeypatch):
 
 def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    options = RunOptions(subset=1000, validation_size=200, test_subset=300,
-                              data_dir=str(mnist_dir), device="cpu", method="rdp")
-    plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
-                               noise_multiplier=1.0, epochs=2, delta=1e-4)
+    options = RunOptions(
+        subset=1000,
+        validation_size=200,
+        test_subset=300,
+        data_dir=str(mnist_dir),
+        device="cpu",
+        method="rdp",
+    )
+    plan = dpplan.TrainingPlan(
+        dataset_size=training_set_size(options),
+        batch_size=64,
+        noise_multiplier=1.0,
+        epochs=2,
+        delta=1e-4,
+    )
     ids = []
-    stopped = start_run(plan, Constant(lr=0.2), options, store=store,
-                    on_start=lambda run: ids.append(run.id),
-                    on_epoch=lambda record: store.request_stop(ids[0]))
+    stopped = start_run(
+        plan,
+        Constant(lr=0.2),
+        options,
+        store=store,
+        on_start=lambda run: ids.append(run.id),
+        on_epoch=lambda record: store.request_stop(ids[0]),
+    )
     assert stopped.status == "stopped" and len(stopped.records) == 1
     run_id = str(stopped.id)
     given, from_env = tmp_path / "given", tmp_path / "from-env"
@@ -97,12 +126,21 @@ def test_train_bad_input_exits_2_and_stores_nothing(store, data_flags, capsys, f
     assert store.list_runs() == []
 
 
-def test_train_mistyped_data_dir_exits_2_and_leaves_nothing(store, tmp_path, capsys,
-                                                             monkeypatch):
+def test_train_mistyped_data_dir_exits_2_and_leaves_nothing(store, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(MIRRORS_ENV, "http://127.0.0.1:9/never/")
     typo = tmp_path / "mnsit"
-    argv = ["train", *PLAN, "--subset", "1200", "--validation-size", "200", "--device", "cpu",
-            "--data-dir", str(typo)]
+    argv = [
+        "train",
+        *PLAN,
+        "--subset",
+        "1200",
+        "--validation-size",
+        "200",
+        "--device",
+        "cpu",
+        "--data-dir",
+        str(typo),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: MNIST data folder {str(typo)!r} does not exist")
@@ -116,16 +154,30 @@ def _stub_train(plan, schedule, options, *, store, group_id):
     with the learning rate, test accuracy with the seed."""
     spec = schedule.to_dict()
     lr = spec.get("max_lr", spec.get("lr"))
-    run_id = store.create_run(plan=plan, schedule=spec, options=options.to_dict(),
-                              device="cpu", seed=options.seed, private=True, versions={},
-                              group_id=group_id)
+    run_id = store.create_run(
+        plan=plan,
+        schedule=spec,
+        options=options.to_dict(),
+        device="cpu",
+        seed=options.seed,
+        private=True,
+        versions={},
+        group_id=group_id,
+    )
     curve = dpplan.epsilon_curve(plan, method=options.method).epsilons
     for epoch in range(1, plan.epochs + 1):
         record = EpochRecord(
-            epoch=epoch, steps=plan.steps_after(epoch), epsilon=curve[epoch - 1],
-            epsilon_rdp=curve[epoch - 1], epsilon_opacus=curve[epoch - 1], train_loss=1.0,
-            validation_loss=1.0, validation_accuracy=lr / 10, test_accuracy=0.5 + options.seed / 10,
-            lr=lr, seconds=0.0,
+            epoch=epoch,
+            steps=plan.steps_after(epoch),
+            epsilon=curve[epoch - 1],
+            epsilon_rdp=curve[epoch - 1],
+            epsilon_opacus=curve[epoch - 1],
+            train_loss=1.0,
+            validation_loss=1.0,
+            validation_accuracy=lr / 10,
+            test_accuracy=0.5 + options.seed / 10,
+            lr=lr,
+            seconds=0.0,
         )
         store.record_epoch(run_id, record)
     store.finish_run(run_id, status="finished")
@@ -134,8 +186,18 @@ def _stub_train(plan, schedule, options, *, store, group_id):
 
 def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch):
     monkeypatch.setattr("dpplan.train.compare.start_run", _stub_train)
-    argv = ["compare", *PLAN, *data_flags, "--one-cycle-lrs", "0.5,1", "--plateau-lrs",
-            "0.1,0.3", "--seeds", "0,1", "--json"]
+    argv = [
+        "compare",
+        *PLAN,
+        *data_flags,
+        "--one-cycle-lrs",
+        "0.5,1",
+        "--plateau-lrs",
+        "0.1,0.3",
+        "--seeds",
+        "0,1",
+        "--json",
+    ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["runs_tried"] == 2 + 2 + 2  # grid runs + repeats with the second seed
@@ -156,8 +218,18 @@ def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch
 
 @pytest.mark.slow
 def test_compare_small_grid(store, data_flags, capsys):
-    argv = ["compare", *PLAN, *data_flags, "--one-cycle-lrs", "0.5,1", "--plateau-lrs", "0.1",
-            "--seeds", "0,1", "--json"]
+    argv = [
+        "compare",
+        *PLAN,
+        *data_flags,
+        "--one-cycle-lrs",
+        "0.5,1",
+        "--plateau-lrs",
+        "0.1",
+        "--seeds",
+        "0,1",
+        "--json",
+    ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["runs_tried"] == 2 + 1 + 2  # grid runs + repeats with the second seed

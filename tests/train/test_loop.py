@@ -21,25 +21,36 @@ from dpplan.train import (
     Plateau,
     RunOptions,
     Trainer,
+    core,
     resume,
     start_run,
-    train,
     training_set_size,
 )
-from dpplan.train import core
 from dpplan.train.data import DATA_DIR_ENV, MIRRORS_ENV, MNIST_FILES
 
 
 def _options(mnist_dir, **changes):
-    values = dict(subset=1200, validation_size=400, test_subset=500, data_dir=str(mnist_dir),
-                  device="cpu", method="rdp", seed=3)
+    values = {
+        "subset": 1200,
+        "validation_size": 400,
+        "test_subset": 500,
+        "data_dir": str(mnist_dir),
+        "device": "cpu",
+        "method": "rdp",
+        "seed": 3,
+    }
     values.update(changes)
     return RunOptions(**values)
 
 
 def _plan(options, **changes):
-    values = dict(dataset_size=training_set_size(options), batch_size=64, noise_multiplier=1.0,
-                  epochs=2, delta=1e-4)
+    values = {
+        "dataset_size": training_set_size(options),
+        "batch_size": 64,
+        "noise_multiplier": 1.0,
+        "epochs": 2,
+        "delta": 1e-4,
+    }
     values.update(changes)
     return dpplan.TrainingPlan(**values)
 
@@ -50,8 +61,15 @@ def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store, monkeypatch
     options = _options(mnist_dir)
     plan = _plan(options)
     seen, started, steps = [], [], []
-    run = start_run(plan, OneCycle(max_lr=0.5), options, store=store, on_epoch=seen.append,
-                on_start=started.append, on_step=lambda k, n: steps.append((len(seen), k, n)))
+    run = start_run(
+        plan,
+        OneCycle(max_lr=0.5),
+        options,
+        store=store,
+        on_epoch=seen.append,
+        on_start=started.append,
+        on_step=lambda k, n: steps.append((len(seen), k, n)),
+    )
     assert run.status == "finished" and run.device == "cpu"
     # The run is announced (stored, running, no epoch yet) before its first step, and every
     # step but an epoch's last reports its progress within the epoch.
@@ -229,15 +247,17 @@ def _closed_mirror(monkeypatch):
 @pytest.mark.parametrize("download", [True, False])
 @pytest.mark.parametrize("named_by", ["data_dir", "env"])
 def test_mistyped_data_folder_is_refused_created_nowhere_and_stores_no_run(
-        tmp_path, store, monkeypatch, download, named_by):
+    tmp_path, store, monkeypatch, download, named_by
+):
     _closed_mirror(monkeypatch)
     typo = tmp_path / "mnsit"
     if named_by == "env":
         monkeypatch.setenv(DATA_DIR_ENV, str(typo))
         options = RunOptions(subset=1000, validation_size=100, download=download, device="cpu")
     else:
-        options = RunOptions(subset=1000, validation_size=100, data_dir=str(typo),
-                             download=download, device="cpu")
+        options = RunOptions(
+            subset=1000, validation_size=100, data_dir=str(typo), download=download, device="cpu"
+        )
     with pytest.raises(DataError, match="does not exist") as info:
         start_run(_plan(options), Constant(lr=0.1), options, store=store)
     message = str(info.value)
@@ -260,8 +280,9 @@ def test_folder_without_mnist_says_so_before_the_download_failure(tmp_path, stor
     assert store.list_runs() == []
 
 
-def test_resume_from_another_folder_and_with_another_data_dir(mnist_dir, store, tmp_path,
-                                                             monkeypatch):
+def test_resume_from_another_folder_and_with_another_data_dir(
+    mnist_dir, store, tmp_path, monkeypatch
+):
     # A run started with a relative --data-dir resumes from any folder, and resume can read
     # the same MNIST from another folder.
     (tmp_path / "a").mkdir()
@@ -272,8 +293,14 @@ def test_resume_from_another_folder_and_with_another_data_dir(mnist_dir, store, 
     options = _options("mnist", test_subset=200)
     plan = _plan(options, epochs=3)
     ids = []
-    run = start_run(plan, Constant(lr=0.2), options, store=store, on_start=lambda r: ids.append(r.id),
-                on_epoch=lambda r: store.request_stop(ids[0]))
+    run = start_run(
+        plan,
+        Constant(lr=0.2),
+        options,
+        store=store,
+        on_start=lambda r: ids.append(r.id),
+        on_epoch=lambda r: store.request_stop(ids[0]),
+    )
     assert run.status == "stopped" and len(run.records) == 1
     assert run.options["data_dir"] == str(tmp_path / "a" / "mnist")
 
@@ -311,8 +338,12 @@ start_run(plan, Constant(lr=0.2, momentum=0.5), options)
 
 def _start_child(mnist_dir, home, epochs):
     env = dict(os.environ, DPPLAN_HOME=str(home))
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(mnist_dir), str(epochs)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(mnist_dir), str(epochs)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow
@@ -348,8 +379,9 @@ def test_sigkill_mid_run_leaves_epochs_intact_and_resumes(mnist_dir, tmp_path):
 
     # Resume from the last checkpoint with the accounting intact; stop after a few epochs.
     short = run.plan.epochs
-    finished = resume(run.id, store=store, on_epoch=lambda r: r.epoch >= done + 2 and
-                      store.request_stop(run.id))
+    finished = resume(
+        run.id, store=store, on_epoch=lambda r: r.epoch >= done + 2 and store.request_stop(run.id)
+    )
     assert finished.status == "stopped"
     assert len(finished.records) >= done + 2
     steps = [r.steps for r in finished.records]

@@ -15,10 +15,22 @@ from dpplan.train.worker import ensure_worker, worker_running
 
 
 def _queue(store, mnist_dir, **changes):
-    options = RunOptions(subset=1200, validation_size=200, test_subset=200,
-                         data_dir=str(mnist_dir), device="cpu", method="rdp", **changes)
-    plan = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=64,
-                               noise_multiplier=1.0, epochs=2, delta=1e-4)
+    options = RunOptions(
+        subset=1200,
+        validation_size=200,
+        test_subset=200,
+        data_dir=str(mnist_dir),
+        device="cpu",
+        method="rdp",
+        **changes,
+    )
+    plan = dpplan.TrainingPlan(
+        dataset_size=training_set_size(options),
+        batch_size=64,
+        noise_multiplier=1.0,
+        epochs=2,
+        delta=1e-4,
+    )
     return queue_run(plan, Constant(lr=0.2), options, store=store)
 
 
@@ -81,8 +93,10 @@ def test_worker_runs_the_queue_in_the_background(store, mnist_dir):
     runs = {run.id: run for run in store.list_runs()}
     assert runs[first].status == "finished", (runs[first], (store.home / "worker.log"))
     assert runs[second].status == "finished"
-    assert [r.steps for r in runs[first].records] == [runs[first].plan.steps_after(1),
-                                                       runs[first].plan.steps_after(2)]
+    assert [r.steps for r in runs[first].records] == [
+        runs[first].plan.steps_after(1),
+        runs[first].plan.steps_after(2),
+    ]
     assert runs[cancelled].status == "stopped" and runs[cancelled].records == ()
     deadline = time.monotonic() + 30
     while worker_running(store) and time.monotonic() < deadline:
