@@ -1,33 +1,20 @@
-"""MNIST loading for the trainer: find, download, verify and parse the IDX files.
-
-The trainer reads MNIST from the four canonical gzip'd IDX files (LeCun, Cortes, Burges):
-
-- ``train-images-idx3-ubyte.gz`` and ``train-labels-idx1-ubyte.gz`` (60,000 examples);
-- ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz`` (10,000 examples).
-
-Where the files live is decided by :func:`resolve_data_dir`: an explicit folder, else the
-``DPPLAN_DATA_DIR`` environment variable, else a per-user cache folder.
+"""MNIST for the trainer: find, download, verify and parse the four gzip'd IDX files.
 
 Invariants:
 
-- Every file is checked against the md5 of its **uncompressed** content (``MNIST_MD5``)
-  on every load and after every download. The uncompressed content is what matters: the
-  same bytes can be gzip'd in many ways, and mirrors do not agree on the ``.gz`` bytes.
-  Checking the four files costs about 0.3 s on one core, because the bytes are
-  decompressed anyway to be parsed.
-- A download never leaves anything half-written behind. It goes to a temporary file in
-  the target folder, is verified, and only then is moved into place with
-  :func:`os.replace`, which is atomic on POSIX and Windows. On any failure the temporary
-  file is deleted.
-- Only :mod:`urllib.request` is used for the network, so there is no extra dependency.
-  Mirrors are tried in order; ``DPPLAN_MNIST_MIRRORS`` (comma-separated base URLs)
-  replaces :data:`DEFAULT_MIRRORS`.
-- Images are returned as float32 tensors of shape Nx1x28x28, normalised with the usual
-  MNIST mean 0.1307 and standard deviation 0.3081; labels are int64 tensors in 0..9.
+- The folder is ``data_dir``, else ``$DPPLAN_DATA_DIR``, else a per-user cache folder. With
+  ``create_folder=False`` (the trainer's choice for a folder the user named) it is never
+  created.
+- Each file must match the md5 of its **uncompressed** content (mirrors disagree on the
+  ``.gz`` bytes, not on the content), on every load and after every download. At most
+  ``_MAX_CONTENT_BYTES`` are decompressed and ``_MAX_DOWNLOAD_BYTES`` downloaded per file.
+- Downloads use :mod:`urllib.request` and try the mirrors in order
+  (``$DPPLAN_MNIST_MIRRORS``, comma-separated base URLs, replaces the defaults). Each goes
+  to a temporary file in the folder, moved into place with :func:`os.replace` only once
+  verified; nothing half-written is left behind.
 
-Every problem with the files (missing, unreadable, wrong checksum, bad IDX header,
-truncated, every mirror failing) raises :class:`~dpplan.errors.DataError`. Invalid
-arguments raise :class:`~dpplan.errors.PlanError` naming the argument.
+File problems raise :class:`~dpplan.errors.DataError`; bad arguments raise
+:class:`~dpplan.errors.PlanError` naming the argument.
 """
 
 from __future__ import annotations
@@ -36,19 +23,16 @@ import dataclasses
 import gzip
 import hashlib
 import http.client
-import logging
 import math
 import os
 import struct
 import tempfile
 import urllib.error
-import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import BinaryIO
 
 import torch
 
@@ -66,76 +50,33 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "MnistData",
-    "download_mnist",
     "load_mnist",
     "parse_idx",
     "resolve_data_dir",
     "split_validation",
 ]
 
-_LOG = logging.getLogger(__name__)
-
 MIRRORS_ENV = "DPPLAN_MNIST_MIRRORS"
-"""Environment variable with comma-separated mirror base URLs; replaces the defaults."""
-
-DEFAULT_MIRRORS: tuple[str, ...] = (
+DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-"""Base URLs tried in order; a file's URL is the base URL followed by its file name."""
-
-_TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
-_TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
-_TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
-_TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
-
-MNIST_FILES: tuple[str, ...] = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
-"""The four canonical MNIST file names, in the order train images, train labels, test
-images, test labels."""
-
-# md5 of the *uncompressed* (gunzipped) content of each file. The train-images value is
-# the one given in /work/shared/data/mnist/README.md. The other three were computed by
-# gunzipping the files in /work/shared/data/mnist, whose .gz bytes are identical to the
-# published ones (.gz md5 d53e105e..., 9fb629c4..., ec29112d...).
-MNIST_MD5: Mapping[str, str] = MappingProxyType(
+# md5 of each file's uncompressed content (the shared copies' .gz bytes are the published
+# ones), in the order train images, train labels, test images, test labels.
+MNIST_MD5 = MappingProxyType(
     {
-        _TRAIN_IMAGES: "6bbc9ace898e44ae57da46a324031adb",
-        _TRAIN_LABELS: "a25bea736e30d166cdddb491f175f624",
-        _TEST_IMAGES: "2646ac647ad5339dbf082846283269ea",
-        _TEST_LABELS: "27ae3e4e09519cfbb04c329615203637",
+        "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
     }
 )
-"""md5 hex digest of the uncompressed content of each MNIST file."""
-
-# Uncompressed sizes in bytes: the IDX header plus one byte per pixel or label. Reading at
-# most one byte more than this bounds the work a bad or hostile file can cause.
-_MNIST_SIZES: Mapping[str, int] = MappingProxyType(
-    {
-        _TRAIN_IMAGES: 16 + 60_000 * 28 * 28,
-        _TRAIN_LABELS: 8 + 60_000,
-        _TEST_IMAGES: 16 + 10_000 * 28 * 28,
-        _TEST_LABELS: 8 + 10_000,
-    }
-)
-
-IDX_IMAGES_MAGIC = 2051
-"""IDX magic number of a 3-dimensional unsigned-byte array (0x00000803): MNIST images."""
-
-IDX_LABELS_MAGIC = 2049
-"""IDX magic number of a 1-dimensional unsigned-byte array (0x00000801): MNIST labels."""
-
-MNIST_MEAN = 0.1307
-"""Mean pixel value of the MNIST training images, after scaling to [0, 1]."""
-
-MNIST_STD = 0.3081
-"""Standard deviation of the MNIST training pixels, after scaling to [0, 1]."""
-
-_IMAGE_SIDE = 28
-_NUM_CLASSES = 10
-_ALLOWED_SCHEMES = ("http", "https", "file")
+MNIST_FILES = tuple(MNIST_MD5)
+IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC = 2051, 2049  # 0x803: 3-d ubyte array; 0x801: 1-d
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training pixels scaled to [0, 1]
+_MAX_CONTENT_BYTES = 16 + 60_000 * 28 * 28  # the largest uncompressed file
+_MAX_DOWNLOAD_BYTES = 64 << 20  # the largest .gz is ~9.9 MB
 _CHUNK_BYTES = 1 << 20
-# The largest file is ~9.9 MB gzip'd; no honest mirror sends more than this.
-_MAX_DOWNLOAD_BYTES = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False, repr=False)
@@ -143,12 +84,10 @@ class MnistData:
     """MNIST as tensors on one device.
 
     Attributes:
-        train_images: float32, shape (60000, 1, 28, 28), normalised with ``MNIST_MEAN``
-            and ``MNIST_STD``.
-        train_labels: int64, shape (60000,), values in 0..9.
-        test_images: float32, shape (10000, 1, 28, 28), normalised like the training
-            images.
-        test_labels: int64, shape (10000,), values in 0..9.
+        train_images: float32 (60000, 1, 28, 28), normalised with MNIST_MEAN and MNIST_STD.
+        train_labels: int64 (60000,), values in 0..9.
+        test_images: float32 (10000, 1, 28, 28), normalised like the training images.
+        test_labels: int64 (10000,), values in 0..9.
         source: the folder the four files were read from.
     """
 
@@ -159,116 +98,38 @@ class MnistData:
     source: Path
 
     def __repr__(self) -> str:
-        """Summarise shapes and device instead of printing 70,000 images."""
-        return (
-            f"MnistData(train={tuple(self.train_images.shape)}, "
-            f"test={tuple(self.test_images.shape)}, device={self.train_images.device}, "
-            f"source={str(self.source)!r})"
-        )
-
-
-class _ContentError(Exception):
-    """A file's content is not the expected MNIST file (private; becomes DataError)."""
-
-
-class _MirrorError(Exception):
-    """One mirror failed to deliver one verified file (private; collected into DataError)."""
+        """Give sizes, device and folder instead of 70,000 images."""
+        sizes = f"train={len(self.train_images)}, test={len(self.test_images)}"
+        return f"MnistData({sizes}, device={self.train_images.device}, source={str(self.source)!r})"
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the folder that holds, or will hold, the MNIST files.
-
-    The folder is not created and need not exist.
+    """Return the folder that holds, or will hold, the MNIST files (it is not created).
 
     Args:
-        data_dir: an explicit folder. ``~`` is expanded. When ``None``, the environment
-            variable ``DPPLAN_DATA_DIR`` is used if set and non-empty; otherwise the
-            per-user cache folder ``$XDG_CACHE_HOME/dpplan/mnist`` (when
-            ``XDG_CACHE_HOME`` is an absolute path) or ``~/.cache/dpplan/mnist``.
+        data_dir: a folder (``~`` is expanded). ``None`` means ``$DPPLAN_DATA_DIR`` if set
+            and non-empty, else ``$XDG_CACHE_HOME/dpplan/mnist`` if that is absolute, else
+            ``~/.cache/dpplan/mnist``.
 
     Returns:
-        The folder as a :class:`pathlib.Path`.
+        The folder.
 
     Raises:
-        PlanError: ``data_dir`` is neither ``None``, a string nor a path-like object, or
-            is the empty string.
+        PlanError: ``data_dir`` is not ``None``, a str or a path-like, or is empty.
 
     Example:
         >>> resolve_data_dir("/tmp/mnist").as_posix()
         '/tmp/mnist'
     """
     if data_dir is None:
-        from_env = os.environ.get(DATA_DIR_ENV, "")
-        if from_env:
+        if from_env := os.environ.get(DATA_DIR_ENV, ""):
             return Path(from_env).expanduser()
-        cache_home = os.environ.get("XDG_CACHE_HOME", "")
-        base = Path(cache_home) if os.path.isabs(cache_home) else Path.home() / ".cache"
-        return base / "dpplan" / "mnist"
-    if not isinstance(data_dir, (str, os.PathLike)) or isinstance(data_dir, bytes):
-        raise PlanError("data_dir", data_dir, "a folder path (str or os.PathLike) or None")
-    text = os.fspath(data_dir)
-    if not text:
-        raise PlanError(
-            "data_dir",
-            data_dir,
-            "a non-empty folder path or None",
-            hint=f"Pass None to use {DATA_DIR_ENV} or the per-user cache folder.",
-        )
-    return Path(text).expanduser()
-
-
-def download_mnist(
-    data_dir: str | os.PathLike[str] | None = None,
-    *,
-    mirrors: Sequence[str] | None = None,
-    timeout: float = 30.0,
-) -> Path:
-    """Download every MNIST file that is missing or corrupt in the data folder.
-
-    Files that are present and pass their checksum are left alone. For each other file the
-    mirrors are tried in order. Each attempt writes to a temporary file in the data folder,
-    checks the md5 of its uncompressed content, and moves it into place with
-    :func:`os.replace` only if the checksum matches; otherwise the temporary file is
-    deleted and the next mirror is tried. No partial or temporary file is left behind.
-
-    Args:
-        data_dir: the target folder, resolved with :func:`resolve_data_dir`; created if it
-            does not exist.
-        mirrors: base URLs (``http``, ``https`` or ``file``) tried in order, e.g.
-            ``("https://example.org/mnist/",)``; the file name is appended to each. When
-            ``None``, the comma-separated list in ``DPPLAN_MNIST_MIRRORS`` is used if set,
-            else :data:`DEFAULT_MIRRORS`.
-        timeout: seconds to wait on each connection or read, finite and > 0.
-
-    Returns:
-        The data folder, which then holds the four verified files.
-
-    Raises:
-        PlanError: ``mirrors`` is a single string, empty, or holds a URL whose scheme is
-            not ``http``, ``https`` or ``file`` (field ``DPPLAN_MNIST_MIRRORS`` when the
-            bad list came from the environment); ``timeout`` is not a finite number > 0;
-            ``data_dir`` is invalid.
-        DataError: the folder cannot be created or written, or every mirror failed for a
-            file. The message lists the file, each mirror URL tried and why it failed,
-            and how to place the files by hand.
-
-    Example:
-        >>> download_mnist("~/data/mnist", timeout=60.0)  # doctest: +SKIP
-        PosixPath('/home/me/data/mnist')
-    """
-    directory = resolve_data_dir(data_dir)
-    mirror_list = _resolve_mirrors(mirrors)
-    _check_timeout(timeout)
-    for name in MNIST_FILES:
-        try:
-            _check_content(directory / name, name=name)
-        except (_ContentError, OSError):  # missing, unreadable or corrupt: fetch it
-            pass
-        else:
-            continue
-        _ensure_directory(directory)
-        _download_file(directory, name=name, mirrors=mirror_list, timeout=timeout)
-    return directory
+        cache = os.environ.get("XDG_CACHE_HOME", "")
+        return (Path(cache) if os.path.isabs(cache) else Path.home() / ".cache") / "dpplan/mnist"
+    if not isinstance(data_dir, (str, os.PathLike)) or not os.fspath(data_dir):
+        hint = f"Pass None to use {DATA_DIR_ENV} or the per-user cache folder."
+        raise PlanError("data_dir", data_dir, "a non-empty folder path or None", hint=hint)
+    return Path(os.fspath(data_dir)).expanduser()
 
 
 def load_mnist(
@@ -280,328 +141,248 @@ def load_mnist(
     timeout: float = 30.0,
     create_folder: bool = True,
 ) -> MnistData:
-    """Load MNIST from the four IDX files as normalised tensors on ``device``.
-
-    Each file's uncompressed content is checked against :data:`MNIST_MD5` and parsed as
-    IDX (magic number, big-endian dimensions, exact length). Missing or corrupt files are
-    downloaded first when ``download`` is true (see :func:`download_mnist`).
+    """Load the four verified MNIST files, downloading those missing or corrupt.
 
     Args:
-        data_dir: folder with the files, resolved with :func:`resolve_data_dir`.
-        download: whether to fetch missing or corrupt files from the mirrors. With
-            ``False`` nothing touches the network and a missing file is an error.
+        data_dir: the folder, as for :func:`resolve_data_dir`.
+        download: whether to fetch files that are missing or fail their checksum; with
+            ``False`` nothing touches the network.
         device: torch device for the tensors, e.g. ``"cpu"`` or ``"cuda"``.
-        mirrors: base URLs for downloads; ``None`` means ``DPPLAN_MNIST_MIRRORS`` or
-            :data:`DEFAULT_MIRRORS`. Only used when a file must be downloaded.
-        timeout: seconds to wait on each connection or read while downloading, > 0.
-        create_folder: whether a data folder that does not exist may be created to
-            download into. With ``False`` (what the trainer passes for a folder the user
-            named: a mistyped name must not become a new folder) a missing folder is a
-            :class:`DataError` that names it, the four files it needs and how to get them,
-            and nothing is created or downloaded.
+        mirrors: base URLs (``http``, ``https`` or ``file``) tried in order, the file name
+            appended; ``None`` means ``$DPPLAN_MNIST_MIRRORS`` or :data:`DEFAULT_MIRRORS`.
+        timeout: seconds to wait on each connection or read, finite and > 0.
+        create_folder: whether a missing folder may be created to download into; with
+            ``False`` a missing folder is an error and nothing is created or downloaded.
 
     Returns:
-        An :class:`MnistData` with float32 images of shape Nx1x28x28 normalised with
-        mean 0.1307 and standard deviation 0.3081, int64 labels in 0..9, and the folder
-        it came from.
+        The data, images normalised; ``source`` is the folder.
 
     Raises:
-        DataError: a file is missing and ``download`` is false (the message names the
-            missing files and the folder); a file fails its checksum or cannot be read
-            and ``download`` is false; a file has a bad IDX magic number, is truncated,
-            or its label count differs from its image count; a download failed on every
-            mirror (the message first says which files the folder lacks, then why each
-            download failed); the folder does not exist and ``create_folder`` is false.
-        PlanError: ``device`` is not a torch device, or is a CUDA device on a machine
-            without CUDA; ``timeout`` or ``data_dir`` is invalid; ``download`` is true
-            and ``mirrors`` (or ``DPPLAN_MNIST_MIRRORS``) is invalid; ``create_folder``
-            is not a bool.
+        DataError: files are missing or corrupt and ``download`` is false (the message
+            names them and the folder); every mirror failed for a file (the message says
+            first what the folder lacks, then each URL tried and why it failed); the folder
+            cannot be written; the path is not a folder; the folder does not exist and
+            ``create_folder`` is false (the message names it and the four files).
+        PlanError: ``device`` is not a torch device, or is CUDA without CUDA; ``timeout``,
+            ``create_folder`` or ``data_dir`` is invalid; ``download`` is true and
+            ``mirrors`` is one string, empty or has a URL of another scheme (field
+            ``DPPLAN_MNIST_MIRRORS`` if it came from there).
 
     Example:
-        >>> data = load_mnist(download=False)  # doctest: +SKIP
-        >>> data.train_images.shape, data.test_labels.dtype  # doctest: +SKIP
-        (torch.Size([60000, 1, 28, 28]), torch.int64)
+        >>> load_mnist(download=False).train_images.shape  # doctest: +SKIP
+        torch.Size([60000, 1, 28, 28])
     """
     directory = resolve_data_dir(data_dir)
-    target = _resolve_device(device)
-    # Mirrors only matter for downloads: a bad DPPLAN_MNIST_MIRRORS must not break offline use.
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise PlanError("device", device, "a torch device such as 'cpu' or 'cuda'") from exc
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise PlanError("device", device, "'cpu' on this machine, which has no usable CUDA")
+    # Mirrors only matter for downloads: a bad $DPPLAN_MNIST_MIRRORS must not break offline use.
     mirror_list = _resolve_mirrors(mirrors) if download else ()
-    _check_timeout(timeout)
+    if not (_is_int(timeout) or isinstance(timeout, float)) or not 0 < timeout < math.inf:
+        raise PlanError("timeout", timeout, "a finite number of seconds > 0")
     if not isinstance(create_folder, bool):
         raise PlanError("create_folder", create_folder, "True or False")
     if directory.exists() and not directory.is_dir():
         raise DataError(f"MNIST data folder {str(directory)!r} exists but is not a folder.")
     if not create_folder and not directory.exists():
         raise DataError(_no_folder_message(directory))
-
-    payloads: dict[str, bytearray] = {}
-    missing: list[str] = []
-    broken: dict[str, str] = {}
-    for name in MNIST_FILES:
-        try:
-            payloads[name] = _check_content(directory / name, name=name)
-        except FileNotFoundError:
-            missing.append(name)
-        except _ContentError as exc:
-            broken[name] = str(exc)
-        except OSError as exc:
-            broken[name] = f"cannot be read ({exc})"
-
-    if missing or broken:
-        if not download:
-            raise DataError(_not_loadable_message(directory, missing=missing, broken=broken))
-        _ensure_directory(directory)
-        for name in [*missing, *broken]:
-            try:
-                _download_file(directory, name=name, mirrors=mirror_list, timeout=timeout)
-            except DataError as exc:  # say first what the folder lacks, then the download
-                lacking = _lacking_summary(directory, missing=missing, broken=broken)
-                raise DataError(f"{lacking} Downloading them failed: {exc}") from exc
-            try:
-                payloads[name] = _check_content(directory / name, name=name)
-            except (_ContentError, OSError) as exc:  # replaced by another process meanwhile
-                raise DataError(f"{directory / name} changed right after download: {exc}") from exc
-
-    train_images, train_labels = _decode_pair(
-        payloads[_TRAIN_IMAGES],
-        payloads[_TRAIN_LABELS],
-        images_name=_TRAIN_IMAGES,
-        labels_name=_TRAIN_LABELS,
-    )
-    test_images, test_labels = _decode_pair(
-        payloads[_TEST_IMAGES],
-        payloads[_TEST_LABELS],
-        images_name=_TEST_IMAGES,
-        labels_name=_TEST_LABELS,
+    content, problems = _scan(directory)
+    if problems and not download:
+        raise DataError(
+            f"{_lacking(directory, problems)} Call load_mnist(download=True) to fetch "
+            f"them, place the MNIST files ({', '.join(MNIST_FILES)}) in that folder "
+            f"yourself, or set {DATA_DIR_ENV} to a folder that holds them."
+        )
+    content |= _download(directory, problems, mirror_list, timeout) if problems else {}
+    # The checksums pin the content, so shapes and label values need no further checks.
+    magics = (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC) * 2
+    x_train, y_train, x_test, y_test = (
+        parse_idx(content[name], expected_magic=magic, source=name).to(target)
+        for name, magic in zip(MNIST_FILES, magics, strict=True)
     )
     return MnistData(
-        train_images=_normalize(train_images, device=target),
-        train_labels=train_labels.to(device=target, dtype=torch.int64),
-        test_images=_normalize(test_images, device=target),
-        test_labels=test_labels.to(device=target, dtype=torch.int64),
+        train_images=_normalize(x_train),
+        train_labels=y_train.long(),
+        test_images=_normalize(x_test),
+        test_labels=y_test.long(),
         source=directory,
     )
 
 
 def parse_idx(
-    data: bytes | bytearray,
-    *,
-    expected_magic: int,
-    source: str = "IDX data",
+    data: bytes | bytearray, *, expected_magic: int, source: str = "IDX data"
 ) -> torch.Tensor:
-    """Parse an uncompressed IDX unsigned-byte array.
+    """Parse an uncompressed IDX unsigned-byte array after checking its header.
 
-    The IDX format is a big-endian 32-bit magic number ``0x000008DD`` (``08`` = unsigned
-    byte, ``DD`` = number of dimensions), then one big-endian 32-bit size per dimension,
-    then the values in row-major order.
+    IDX is a big-endian 32-bit magic number ``0x000008DD`` (``08``: unsigned byte, ``DD``:
+    number of dimensions), one big-endian 32-bit size per dimension, then the values.
 
     Args:
-        data: the uncompressed file content.
-        expected_magic: :data:`IDX_IMAGES_MAGIC` (2051, three dimensions) or
-            :data:`IDX_LABELS_MAGIC` (2049, one dimension).
-        source: how to name the data in error messages, e.g. its file path.
+        data: the uncompressed content.
+        expected_magic: :data:`IDX_IMAGES_MAGIC` (2051) or :data:`IDX_LABELS_MAGIC` (2049).
+        source: how error messages name the data, e.g. its file name.
 
     Returns:
-        A uint8 tensor whose shape is the dimensions from the header. It shares memory
-        with ``data`` when ``data`` is a ``bytearray``.
+        A uint8 tensor shaped as the header says (sharing memory with a ``bytearray``).
 
     Raises:
         PlanError: ``expected_magic`` is not 2049 or 2051.
-        DataError: the magic number differs from ``expected_magic``; the data is shorter
-            than its header says (truncated) or longer (trailing bytes).
+        DataError: another magic number, or more or fewer bytes than the header says.
 
     Example:
-        >>> import struct
-        >>> parse_idx(struct.pack(">II", IDX_LABELS_MAGIC, 3) + bytes([7, 2, 1]),
-        ...           expected_magic=IDX_LABELS_MAGIC).tolist()
-        [7, 2, 1]
+        >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 3]), expected_magic=2049).tolist()
+        [7, 3]
     """
-    if expected_magic not in (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC) or isinstance(
-        expected_magic, bool
-    ):
-        raise PlanError(
-            "expected_magic",
-            expected_magic,
-            f"{IDX_IMAGES_MAGIC} (images) or {IDX_LABELS_MAGIC} (labels)",
-        )
-    size = len(data)
+    if isinstance(expected_magic, bool) or expected_magic not in (2049, 2051):
+        raise PlanError("expected_magic", expected_magic, "2051 (images) or 2049 (labels)")
+    kind, size = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels", len(data)
     if size < 4:
-        raise DataError(
-            f"{source} is truncated: {size} bytes, too short for the 4-byte IDX magic number."
-        )
-    (magic,) = struct.unpack_from(">I", data, 0)
-    if magic != expected_magic:
-        kind = "images" if expected_magic == IDX_IMAGES_MAGIC else "labels"
+        raise DataError(f"{source} is truncated: {size} bytes, too short for an IDX magic number.")
+    if (magic := struct.unpack_from(">I", data)[0]) != expected_magic:
         raise DataError(
             f"{source} is not an IDX {kind} file: magic number {magic} (0x{magic:08x}), "
             f"expected {expected_magic} (0x{expected_magic:08x})."
         )
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if size < header:
+    if size < (header := 4 + 4 * (magic & 0xFF)):
         raise DataError(
-            f"{source} is truncated: {size} bytes, shorter than its {header}-byte IDX header."
+            f"{source} is truncated: {size} bytes, shorter than its {header}-byte header."
         )
-    dims = struct.unpack_from(f">{ndim}I", data, 4)
-    count = math.prod(dims)
-    expected_size = header + count
-    if size < expected_size:
+    dims = struct.unpack_from(f">{magic & 0xFF}I", data, 4)
+    if size != (expected := header + math.prod(dims)):
+        what = (
+            "is truncated"
+            if size < expected
+            else f"has {size - expected} unexpected trailing bytes"
+        )
         raise DataError(
-            f"{source} is truncated: {size} bytes, but its header {list(dims)} requires "
-            f"{expected_size}."
+            f"{source} {what}: {size} bytes, but its header {list(dims)} requires {expected}."
         )
-    if size > expected_size:
-        raise DataError(
-            f"{source} has {size - expected_size} unexpected trailing bytes after the "
-            f"{expected_size} bytes its header {list(dims)} describes."
-        )
-    if count == 0:
+    if size == header:
         return torch.empty(dims, dtype=torch.uint8)
     buffer = data if isinstance(data, bytearray) else bytearray(data)
-    flat = torch.frombuffer(buffer, dtype=torch.uint8, count=count, offset=header)
-    return flat.reshape(dims)
+    return torch.frombuffer(buffer, dtype=torch.uint8, offset=header).reshape(dims)
 
 
 def split_validation(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    validation_size: int,
-    seed: int,
+    images: torch.Tensor, labels: torch.Tensor, *, validation_size: int, seed: int
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Split a training set into a training part and a held-out validation part.
 
-    The split is a seeded random permutation (``torch.randperm`` with a
-    ``torch.Generator`` seeded with ``seed``), so the same seed and size always give the
-    same split, on any device. The two parts are disjoint and together cover every
-    example once; within each part the examples keep their original order.
+    The split depends only on ``seed`` and the sizes (a seeded CPU ``torch.Generator``, not
+    the device or the global RNG). The parts are disjoint, cover every example once and
+    keep the original order.
 
     Args:
         images: the training examples, first dimension N ≥ 1.
         labels: the matching labels, first dimension N.
-        validation_size: number of examples to hold out, an int in [0, N - 1].
+        validation_size: examples to hold out, an int in [0, N - 1].
         seed: seed of the permutation, an int in [0, 2**63 - 1].
 
     Returns:
-        ``((train_images, train_labels), (validation_images, validation_labels))``, with
-        ``N - validation_size`` and ``validation_size`` examples, on the input's device.
+        ``((train_images, train_labels), (validation_images, validation_labels))``.
 
     Raises:
-        PlanError: ``validation_size`` is not an int in [0, N - 1] (field
-            ``validation_size``); ``seed`` is not an int in [0, 2**63 - 1] (field
-            ``seed``); ``labels`` and ``images`` differ in length (field ``labels``).
+        PlanError: ``validation_size`` or ``seed`` is not an int in range; ``labels`` and
+            ``images`` differ in length (field ``labels``).
 
     Example:
-        >>> images, labels = torch.arange(10.0), torch.arange(10)
-        >>> (train_x, train_y), (val_x, val_y) = split_validation(
-        ...     images, labels, validation_size=3, seed=0)
-        >>> len(train_x), len(val_x)
-        (7, 3)
+        >>> (x, _), (v, _) = split_validation(torch.arange(9), torch.arange(9), validation_size=3, seed=0)
+        >>> len(x), len(v)
+        (6, 3)
     """
-    total = int(images.shape[0]) if images.dim() > 0 else 0
-    label_count = int(labels.shape[0]) if labels.dim() > 0 else 0
-    if label_count != total:
-        raise PlanError(
-            "labels",
-            f"<{label_count} labels>",
-            f"as many labels as images ({total})",
-        )
-    if (
-        isinstance(validation_size, bool)
-        or not isinstance(validation_size, int)
-        or not (0 <= validation_size <= total - 1)
-    ):
-        raise PlanError(
-            "validation_size",
-            validation_size,
-            f"an int in [0, {total - 1}] (the training set has {total} examples)",
-            hint="Hold out fewer examples; at least one must stay for training.",
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or not (0 <= seed < 2**63):
+    total = int(images.shape[0]) if images.dim() else 0
+    if (count := int(labels.shape[0]) if labels.dim() else 0) != total:
+        raise PlanError("labels", f"<{count} labels>", f"as many labels as images ({total})")
+    if not _is_int(validation_size) or not 0 <= validation_size < total:
+        expected = f"an int in [0, {total - 1}] (the training set has {total} examples)"
+        hint = "Hold out fewer examples; at least one must stay for training."
+        raise PlanError("validation_size", validation_size, expected, hint=hint)
+    if not _is_int(seed) or not 0 <= seed < 2**63:
         raise PlanError("seed", seed, "an int in [0, 2**63 - 1]")
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(seed)
-    permutation = torch.randperm(total, generator=generator)
-    validation_index = permutation[:validation_size].sort().values.to(images.device)
-    train_index = permutation[validation_size:].sort().values.to(images.device)
-    label_validation_index = validation_index.to(labels.device)
-    label_train_index = train_index.to(labels.device)
+    permutation = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    train, held_out = permutation[validation_size:], permutation[:validation_size]
+    train, held_out = train.sort().values, held_out.sort().values
     return (
-        (images[train_index], labels[label_train_index]),
-        (images[validation_index], labels[label_validation_index]),
+        (images[train.to(images.device)], labels[train.to(labels.device)]),
+        (images[held_out.to(images.device)], labels[held_out.to(labels.device)]),
     )
 
 
-# --------------------------------------------------------------------------------------
-# Private helpers.
-# --------------------------------------------------------------------------------------
+class _Unusable(Exception):
+    """Why a file or a download is not the MNIST file it should be (private)."""
 
 
-def _check_content(path: Path, *, name: str) -> bytearray:
-    """Return the uncompressed content of ``path`` if it matches ``MNIST_MD5[name]``.
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    At most one byte past the expected size is decompressed, which bounds the work a bad
-    or hostile file can cause.
 
-    Raises:
-        FileNotFoundError: the file does not exist.
-        OSError: the file cannot be opened.
-        _ContentError: the path is a folder, the file is not valid gzip, or its content
-            has the wrong size or md5.
-    """
-    expected_size = _MNIST_SIZES[name]
+def _normalize(images: torch.Tensor) -> torch.Tensor:
+    """Turn uint8 Nx28x28 images into float32 Nx1x28x28 with MNIST's mean and std."""
+    return images.unsqueeze(1).to(torch.float32).div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)
+
+
+def _resolve_mirrors(mirrors: Sequence[str] | None) -> tuple[str, ...]:
+    """Return the checked mirrors: the argument, else ``$DPPLAN_MNIST_MIRRORS``, else defaults."""
+    field = "mirrors"
+    if mirrors is None:
+        field, text = MIRRORS_ENV, os.environ.get(MIRRORS_ENV, "")
+        mirrors = [url.strip() for url in text.split(",") if url.strip()] or DEFAULT_MIRRORS
+    if isinstance(mirrors, (str, bytes)):
+        hint = "Wrap one URL in a tuple: mirrors=(url,)."
+        raise PlanError(field, mirrors, "a sequence of base URLs, not one string", hint=hint)
+    if not (mirrors := tuple(mirrors)):
+        raise PlanError(field, mirrors, "at least one base URL")
+    for url in mirrors:
+        if not (
+            isinstance(url, str) and url.lower().startswith(("http://", "https://", "file://"))
+        ):
+            expected = "base URLs starting with http://, https:// or file://"
+            raise PlanError(field, mirrors, expected, hint=f"{url!r} is not one.")
+    return mirrors
+
+
+def _read_verified(path: Path | str, name: str) -> bytearray:
+    """Return the uncompressed content of ``path`` if its md5 is ``MNIST_MD5[name]``."""
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed below; FileNotFoundError must escape
-    except IsADirectoryError as exc:
-        raise _ContentError("is a folder, not a file") from exc
-    with raw:
-        try:
-            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                content = bytearray(stream.read(expected_size + 1))
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            raise _ContentError(f"is not a valid gzip file ({exc or type(exc).__name__})") from exc
-    if len(content) != expected_size:
-        more = "or more " if len(content) > expected_size else ""
-        raise _ContentError(
-            f"failed its checksum: uncompressed size is {more}{len(content)} bytes, "
-            f"expected {expected_size}"
-        )
-    digest = hashlib.md5(content, usedforsecurity=False).hexdigest()
-    if digest != MNIST_MD5[name]:
-        raise _ContentError(
-            f"failed its checksum: md5 of the uncompressed content is {digest}, "
-            f"expected {MNIST_MD5[name]}"
+        with gzip.open(path, "rb") as stream:
+            content = bytearray(stream.read(_MAX_CONTENT_BYTES + 1))
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _Unusable(f"is not a valid gzip file ({exc or type(exc).__name__})") from exc
+    except OSError as exc:
+        raise _Unusable(f"cannot be read ({exc})") from exc
+    if (digest := hashlib.md5(content, usedforsecurity=False).hexdigest()) != MNIST_MD5[name]:
+        raise _Unusable(
+            f"failed its checksum: md5 of the uncompressed content ({len(content)} bytes) "
+            f"is {digest}, expected {MNIST_MD5[name]}"
         )
     return content
 
 
-def _not_loadable_message(directory: Path, *, missing: list[str], broken: dict[str, str]) -> str:
-    """Build the DataError message for ``load_mnist(download=False)``."""
-    parts = []
-    if missing:
-        parts.append(f"MNIST files missing from {str(directory)!r}: {', '.join(missing)}.")
-    for name, reason in broken.items():
-        parts.append(f"{directory / name} {reason}.")
-    parts.append(
-        "Call load_mnist(download=True) or download_mnist() to fetch them, place the files "
-        f"({', '.join(MNIST_FILES)}) in that folder yourself, or set {DATA_DIR_ENV} to a "
-        "folder that holds them."
-    )
-    return " ".join(parts)
+def _scan(directory: Path) -> tuple[dict[str, bytearray], dict[str, str | None]]:
+    """Return the verified contents, and why each other file is unusable (None: missing)."""
+    content, problems = {}, {}
+    for name in MNIST_FILES:
+        try:
+            content[name] = _read_verified(directory / name, name)
+        except _Unusable as exc:
+            problems[name] = str(exc) if (directory / name).exists() else None
+    return content, problems
 
 
-def _lacking_summary(directory: Path, *, missing: list[str], broken: dict[str, str]) -> str:
+def _lacking(directory: Path, problems: dict[str, str | None]) -> str:
     """Say that ``directory`` does not hold MNIST, and which files are missing or broken."""
-    parts = [f"MNIST data folder {str(directory)!r} does not hold MNIST:"]
-    if missing:
-        parts.append(f"missing {', '.join(missing)}" + (";" if broken else "."))
-    if broken:
-        parts.append("; ".join(f"{name} {reason}" for name, reason in broken.items()) + ".")
-    return " ".join(parts)
+    missing = [name for name, reason in problems.items() if reason is None]
+    why = [f"missing {', '.join(missing)}"] if missing else []
+    why += [f"{name} {reason}" for name, reason in problems.items() if reason is not None]
+    return f"MNIST data folder {str(directory)!r} does not hold MNIST: {'; '.join(why)}."
 
 
 def _no_folder_message(directory: Path) -> str:
-    """Build the DataError message for a named data folder that does not exist."""
+    """Say that a data folder the user named does not exist, and what to do."""
     return (
         f"MNIST data folder {str(directory)!r} does not exist (is the name mistyped?); "
         "nothing was created or downloaded. It must hold the four MNIST files "
@@ -612,188 +393,47 @@ def _no_folder_message(directory: Path) -> str:
     )
 
 
-def _resolve_mirrors(mirrors: Sequence[str] | None) -> tuple[str, ...]:
-    """Return the mirror list: the argument, else ``DPPLAN_MNIST_MIRRORS``, else defaults."""
-    if mirrors is None:
-        from_env = tuple(
-            part.strip() for part in os.environ.get(MIRRORS_ENV, "").split(",") if part.strip()
-        )
-        if not from_env:
-            return DEFAULT_MIRRORS
-        return _validate_mirrors(from_env, field=MIRRORS_ENV)
-    if isinstance(mirrors, (str, bytes)):
-        raise PlanError(
-            "mirrors",
-            mirrors,
-            "a sequence of base URLs, not a single string",
-            hint="Wrap one URL in a tuple: mirrors=(url,).",
-        )
-    return _validate_mirrors(tuple(mirrors), field="mirrors")
-
-
-def _validate_mirrors(mirrors: tuple[object, ...], *, field: str) -> tuple[str, ...]:
-    """Check that ``mirrors`` is a non-empty tuple of http, https or file URLs."""
-    if not mirrors:
-        raise PlanError(field, mirrors, "at least one base URL")
-    for url in mirrors:
-        scheme = urllib.parse.urlsplit(url).scheme.lower() if isinstance(url, str) else ""
-        if scheme not in _ALLOWED_SCHEMES:
-            raise PlanError(
-                field,
-                mirrors,
-                "base URLs starting with http://, https:// or file://",
-                hint=f"{url!r} is not one.",
-            )
-    return tuple(str(url) for url in mirrors)
-
-
-def _check_timeout(timeout: float) -> None:
-    """Reject a timeout that is not a finite number of seconds > 0 (NaN included)."""
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or not (timeout > 0)
-    ):
-        raise PlanError("timeout", timeout, "a finite number of seconds > 0")
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``device`` into a torch.device, refusing CUDA where there is none."""
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise PlanError(
-            "device", device, "a torch device such as 'cpu' or 'cuda'", hint=str(exc)
-        ) from exc
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise PlanError(
-            "device",
-            device,
-            "'cpu' on this machine, which has no usable CUDA device",
-        )
-    return target
-
-
-def _ensure_directory(directory: Path) -> None:
-    """Create the data folder, turning failures into DataError."""
+def _download(directory: Path, problems: dict, mirrors: tuple[str, ...], timeout: float) -> dict:
+    """Fetch the unusable files into ``directory``; return their verified contents."""
+    lacking = _lacking(directory, problems)  # said first, then why downloading failed
     try:
         directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"cannot create the MNIST data folder {str(directory)!r}: {exc}. "
-            f"Set {DATA_DIR_ENV} or pass data_dir to use another folder."
-        ) from exc
+        return {name: _fetch(directory, name, mirrors, timeout) for name in problems}
+    except DataError as exc:
+        raise DataError(f"{lacking} Downloading them failed: {exc}") from exc
+    except OSError as exc:  # from mkdir or mkstemp
+        hint = f"Set {DATA_DIR_ENV} or pass data_dir to use another folder."
+        raise DataError(f"{lacking} It cannot be written to download them ({exc}). {hint}") from exc
 
 
-def _mirror_url(base: str, name: str) -> str:
-    """Append a file name to a mirror base URL."""
-    return (base if base.endswith("/") else base + "/") + name
-
-
-def _download_file(directory: Path, *, name: str, mirrors: tuple[str, ...], timeout: float) -> None:
-    """Fetch ``name`` into ``directory`` from the first mirror that serves a good copy."""
-    failures: list[str] = []
-    for base in mirrors:
-        url = _mirror_url(base, name)
-        _LOG.info("downloading %s from %s", name, url)
+def _fetch(directory: Path, name: str, mirrors: tuple[str, ...], timeout: float) -> bytearray:
+    """Fetch ``name`` from the first mirror serving a verified copy; move it into place."""
+    failures = []
+    for url in [base + ("" if base.endswith("/") else "/") + name for base in mirrors]:
+        handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
         try:
-            _fetch_verified(url, directory=directory, name=name, timeout=timeout)
-        except _MirrorError as exc:
-            _LOG.info("mirror failed for %s: %s: %s", name, url, exc)
-            failures.append(f"  - {url}: {exc}")
-            continue
-        return
+            with (
+                os.fdopen(handle, "wb") as sink,
+                urllib.request.urlopen(url, timeout=timeout) as got,
+            ):
+                while chunk := got.read(_CHUNK_BYTES):
+                    if sink.tell() + len(chunk) > _MAX_DOWNLOAD_BYTES:
+                        raise _Unusable(f"response is larger than {_MAX_DOWNLOAD_BYTES} bytes")
+                    sink.write(chunk)
+            content = _read_verified(temp, name)
+            os.replace(temp, directory / name)
+            return content
+        except urllib.error.HTTPError as exc:
+            failures.append(f"  - {url}: HTTP error {exc.code} {exc.reason}")
+        except urllib.error.URLError as exc:
+            failures.append(f"  - {url}: unreachable (offline?): {exc.reason}")
+        except (_Unusable, http.client.HTTPException, OSError, ValueError) as exc:
+            failures.append(f"  - {url}: {exc or type(exc).__name__}")
+        finally:
+            Path(temp).unlink(missing_ok=True)
     raise DataError(
         f"could not download {name} into {str(directory)!r}: all {len(mirrors)} mirror(s) "
-        "failed:\n" + "\n".join(failures) + "\n"
-        f"If this machine is offline, place the MNIST files ({', '.join(MNIST_FILES)}) in "
-        f"{str(directory)!r} yourself, or set {DATA_DIR_ENV} to a folder that already holds "
-        f"them. To use other mirrors, set {MIRRORS_ENV} to comma-separated base URLs."
+        "failed:\n" + "\n".join(failures) + f"\nIf this machine is offline, place the MNIST "
+        f"files in that folder yourself or set {DATA_DIR_ENV} to a folder that holds them; "
+        f"to use other mirrors, set {MIRRORS_ENV} to comma-separated base URLs."
     )
-
-
-def _fetch_verified(url: str, *, directory: Path, name: str, timeout: float) -> None:
-    """Download ``url`` to a temporary file, verify it and move it to ``directory/name``.
-
-    Raises:
-        _MirrorError: the download failed or the content failed its checksum; the
-            temporary file has been removed.
-        DataError: the temporary file could not be created or moved into place.
-    """
-    try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-    except OSError as exc:
-        raise DataError(
-            f"cannot write into the MNIST data folder {str(directory)!r}: {exc}"
-        ) from exc
-    temp_path = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as sink:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    _copy_bounded(response, sink)
-            except urllib.error.HTTPError as exc:
-                raise _MirrorError(f"HTTP error {exc.code} {exc.reason}") from exc
-            except urllib.error.URLError as exc:
-                raise _MirrorError(f"unreachable (offline?): {exc.reason}") from exc
-            except (http.client.HTTPException, OSError, ValueError) as exc:
-                raise _MirrorError(f"download failed: {exc or type(exc).__name__}") from exc
-        try:
-            _check_content(temp_path, name=name)
-        except _ContentError as exc:
-            raise _MirrorError(f"downloaded file {exc}") from exc
-        except OSError as exc:
-            raise _MirrorError(f"cannot read the downloaded file back: {exc}") from exc
-        try:
-            os.replace(temp_path, directory / name)
-        except OSError as exc:
-            raise DataError(f"cannot move the downloaded {name} into place: {exc}") from exc
-    finally:
-        temp_path.unlink(missing_ok=True)
-
-
-def _copy_bounded(source: BinaryIO, sink: BinaryIO) -> None:
-    """Copy ``source`` to ``sink`` in chunks, refusing more than _MAX_DOWNLOAD_BYTES."""
-    copied = 0
-    while chunk := source.read(_CHUNK_BYTES):
-        copied += len(chunk)
-        if copied > _MAX_DOWNLOAD_BYTES:
-            raise _MirrorError(f"response is larger than {_MAX_DOWNLOAD_BYTES} bytes")
-        sink.write(chunk)
-
-
-def _decode_pair(
-    image_bytes: bytes | bytearray,
-    label_bytes: bytes | bytearray,
-    *,
-    images_name: str,
-    labels_name: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Parse one images file and its labels file and check that they belong together.
-
-    Raises:
-        DataError: bad magic, truncated data, images not 28x28, labels outside 0..9, or a
-            label count that differs from the image count.
-    """
-    images = parse_idx(image_bytes, expected_magic=IDX_IMAGES_MAGIC, source=images_name)
-    labels = parse_idx(label_bytes, expected_magic=IDX_LABELS_MAGIC, source=labels_name)
-    if tuple(images.shape[1:]) != (_IMAGE_SIDE, _IMAGE_SIDE):
-        raise DataError(
-            f"{images_name} holds images of shape {tuple(images.shape[1:])}, "
-            f"expected ({_IMAGE_SIDE}, {_IMAGE_SIDE})."
-        )
-    if images.shape[0] != labels.shape[0]:
-        raise DataError(
-            f"{images_name} holds {images.shape[0]} images but {labels_name} holds "
-            f"{labels.shape[0]} labels; the files do not belong together."
-        )
-    if labels.numel() and int(labels.max()) >= _NUM_CLASSES:
-        raise DataError(f"{labels_name} holds label {int(labels.max())}, expected 0..9.")
-    return images, labels
-
-
-def _normalize(images: torch.Tensor, *, device: torch.device) -> torch.Tensor:
-    """Turn uint8 Nx28x28 images into float32 Nx1x28x28 with MNIST mean and std."""
-    scaled = images.to(device).unsqueeze(1).to(torch.float32)
-    return scaled.div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD)

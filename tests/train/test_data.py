@@ -33,7 +33,6 @@ from dpplan.train.data import (
     MNIST_FILES,
     MNIST_MD5,
     MnistData,
-    download_mnist,
     load_mnist,
     parse_idx,
     resolve_data_dir,
@@ -304,25 +303,6 @@ def test_parse_idx_rejects_unknown_expected_magic() -> None:
         parse_idx(b"", expected_magic=2050)
 
 
-def test_label_count_mismatch_raises_data_error() -> None:
-    images = _idx(IDX_IMAGES_MAGIC, (2, 28, 28), bytes(2 * 28 * 28))
-    labels = _idx(IDX_LABELS_MAGIC, (3,), bytes([1, 2, 3]))
-    with pytest.raises(DataError, match=r"2 images but lab\.idx holds 3 labels"):
-        data_module._decode_pair(images, labels, images_name="img.idx", labels_name="lab.idx")
-
-
-def test_wrong_image_size_and_label_range_raise_data_error() -> None:
-    small = _idx(IDX_IMAGES_MAGIC, (1, 2, 2), bytes(4))
-    one_label = _idx(IDX_LABELS_MAGIC, (1,), bytes([1]))
-    with pytest.raises(DataError, match=r"shape \(2, 2\)"):
-        data_module._decode_pair(small, one_label, images_name="i", labels_name="l")
-    image = _idx(IDX_IMAGES_MAGIC, (1, 28, 28), bytes(28 * 28))
-    with pytest.raises(DataError, match="label 10"):
-        data_module._decode_pair(
-            image, _idx(IDX_LABELS_MAGIC, (1,), bytes([10])), images_name="i", labels_name="l"
-        )
-
-
 # --------------------------------------------------------------------------------------
 # Downloading from a local HTTP server.
 # --------------------------------------------------------------------------------------
@@ -338,8 +318,8 @@ def test_download_then_load(tmp_path: Path, http_root: tuple[Path, str]) -> None
     assert data.source == target
     assert sorted(p.name for p in target.iterdir()) == sorted(MNIST_FILES)
     # A second call finds the verified files and needs no mirror at all.
-    again = download_mnist(target, mirrors=(f"http://127.0.0.1:{_closed_port()}/",))
-    assert again == target
+    again = load_mnist(target, mirrors=(f"http://127.0.0.1:{_closed_port()}/",))
+    assert again.source == target
 
 
 @needs_mnist
@@ -349,7 +329,7 @@ def test_download_falls_back_to_second_mirror(tmp_path: Path, http_root: tuple[P
     (root / "bad" / TEST_LABELS).write_bytes(_corrupt_gzip(TEST_LABELS))
     _copy_files(root / "good", [TEST_LABELS])
     target = _copy_files(tmp_path / "mnist", [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES])
-    download_mnist(target, mirrors=(base + "bad/", base + "good"), timeout=5.0)
+    load_mnist(target, mirrors=(base + "bad/", base + "good"), timeout=5.0)
     assert _uncompressed_md5(target / TEST_LABELS) == MNIST_MD5[TEST_LABELS]
     assert sorted(p.name for p in target.iterdir()) == sorted(MNIST_FILES)  # no temp files
 
@@ -377,7 +357,7 @@ def test_all_mirrors_corrupt_leaves_nothing_behind(
     target = tmp_path / "target"
     mirrors = (base + "one/", base + "two/")
     with pytest.raises(DataError) as info:
-        download_mnist(target, mirrors=mirrors, timeout=5.0)
+        load_mnist(target, mirrors=mirrors, timeout=5.0)
     message = str(info.value)
     assert TRAIN_IMAGES in message
     assert base + "one/" + TRAIN_IMAGES in message
@@ -421,6 +401,12 @@ def test_named_folder_that_does_not_exist_is_refused_and_not_created(tmp_path: P
     assert not typo.exists()
 
 
+def test_folder_that_cannot_be_created_raises_data_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"does not hold MNIST: missing .* cannot be written"):
+        load_mnist(tmp_path / "file" / "mnist")
+
+
 def test_create_folder_must_be_a_bool(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="create_folder='no'"):
         load_mnist(tmp_path, download=False, create_folder="no")
@@ -429,7 +415,7 @@ def test_create_folder_must_be_a_bool(tmp_path: Path) -> None:
 def test_http_404_is_reported(tmp_path: Path, http_root: tuple[Path, str]) -> None:
     _, base = http_root
     with pytest.raises(DataError, match="HTTP error 404"):
-        download_mnist(tmp_path / "target", mirrors=(base,), timeout=5.0)
+        load_mnist(tmp_path / "target", mirrors=(base,), timeout=5.0)
     assert list((tmp_path / "target").iterdir()) == []
 
 
@@ -441,7 +427,7 @@ def test_oversized_response_is_refused(
     monkeypatch.setattr(data_module, "_MAX_DOWNLOAD_BYTES", 1000)
     monkeypatch.setattr(data_module, "_CHUNK_BYTES", 256)
     with pytest.raises(DataError, match="larger than 1000 bytes"):
-        download_mnist(tmp_path / "target", mirrors=(base,), timeout=5.0)
+        load_mnist(tmp_path / "target", mirrors=(base,), timeout=5.0)
     assert list((tmp_path / "target").iterdir()) == []
 
 
@@ -454,7 +440,7 @@ def test_mirrors_env_var_overrides_defaults(
     target = _copy_files(tmp_path / "mnist", [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES])
     dead = f"http://127.0.0.1:{_closed_port()}/"
     monkeypatch.setenv(MIRRORS_ENV, f" {dead} , {base}good/ ,")
-    download_mnist(target, timeout=5.0)
+    load_mnist(target, timeout=5.0)
     assert _uncompressed_md5(target / TEST_LABELS) == MNIST_MD5[TEST_LABELS]
 
 
@@ -492,7 +478,7 @@ def test_bad_mirrors_env_does_not_break_offline_load(monkeypatch: pytest.MonkeyP
 )
 def test_download_argument_validation(tmp_path: Path, kwargs: dict, field: str) -> None:
     with pytest.raises(PlanError, match=rf"^{field}=") as info:
-        download_mnist(tmp_path / "target", **kwargs)
+        load_mnist(tmp_path / "target", **kwargs)
     assert info.value.field == field
     assert not (tmp_path / "target").exists()
 
