@@ -1,20 +1,12 @@
 """MNIST for the trainer: find, download, verify and parse the four gzip'd IDX files.
 
-Invariants:
-
-- The folder is ``data_dir``, else ``$DPPLAN_DATA_DIR``, else a per-user cache folder. With
-  ``create_folder=False`` (the trainer's choice for a folder the user named) it is never
-  created.
-- Each file must match the md5 of its **uncompressed** content (mirrors disagree on the
-  ``.gz`` bytes, not on the content), on every load and after every download. At most
-  ``_MAX_CONTENT_BYTES`` are decompressed and ``_MAX_DOWNLOAD_BYTES`` downloaded per file.
-- Downloads use :mod:`urllib.request` and try the mirrors in order
-  (``$DPPLAN_MNIST_MIRRORS``, comma-separated base URLs, replaces the defaults). Each goes
-  to a temporary file in the folder, moved into place with :func:`os.replace` only once
-  verified; nothing half-written is left behind.
-
-File problems raise :class:`~dpplan.errors.DataError`; bad arguments raise
-:class:`~dpplan.errors.PlanError` naming the argument.
+Invariants: each file must match the md5 of its **uncompressed** content (mirrors disagree
+on the ``.gz`` bytes, not the content) on every load and after every download; at most
+``_MAX_CONTENT_BYTES`` are decompressed and ``_MAX_DOWNLOAD_BYTES`` downloaded per file; a
+download goes to a temporary file in the folder and is moved into place with
+:func:`os.replace` only once verified, so nothing half-written is left behind; a folder is
+never created under ``create_folder=False``. File problems raise
+:class:`~dpplan.errors.DataError`, bad arguments :class:`~dpplan.errors.PlanError`.
 """
 
 from __future__ import annotations
@@ -145,28 +137,25 @@ def load_mnist(
 
     Args:
         data_dir: the folder, as for :func:`resolve_data_dir`.
-        download: whether to fetch files that are missing or fail their checksum; with
-            ``False`` nothing touches the network.
+        download: whether to fetch files that are missing or fail their checksum.
         device: torch device for the tensors, e.g. ``"cpu"`` or ``"cuda"``.
         mirrors: base URLs (``http``, ``https`` or ``file``) tried in order, the file name
-            appended; ``None`` means ``$DPPLAN_MNIST_MIRRORS`` or :data:`DEFAULT_MIRRORS`.
+            appended; ``None`` means ``$DPPLAN_MNIST_MIRRORS`` (comma-separated) or
+            :data:`DEFAULT_MIRRORS`.
         timeout: seconds to wait on each connection or read, finite and > 0.
-        create_folder: whether a missing folder may be created to download into; with
-            ``False`` a missing folder is an error and nothing is created or downloaded.
+        create_folder: whether a missing folder may be created to download into.
 
     Returns:
         The data, images normalised; ``source`` is the folder.
 
     Raises:
-        DataError: files are missing or corrupt and ``download`` is false (the message
-            names them and the folder); every mirror failed for a file (the message says
-            first what the folder lacks, then each URL tried and why it failed); the folder
-            cannot be written; the path is not a folder; the folder does not exist and
+        DataError: files are missing or corrupt and ``download`` is false; every mirror
+            failed for a file (the message says first what the folder lacks); the folder
+            cannot be written or is not a folder; the folder does not exist and
             ``create_folder`` is false (the message names it and the four files).
-        PlanError: ``device`` is not a torch device, or is CUDA without CUDA; ``timeout``,
-            ``create_folder`` or ``data_dir`` is invalid; ``download`` is true and
-            ``mirrors`` is one string, empty or has a URL of another scheme (field
-            ``DPPLAN_MNIST_MIRRORS`` if it came from there).
+        PlanError: ``device`` is not a torch device or is CUDA without CUDA; ``timeout``,
+            ``create_folder`` or ``data_dir`` is invalid; ``download`` is true and the
+            mirrors are one string, none or not all http/https/file URLs.
 
     Example:
         >>> load_mnist(download=False).train_images.shape  # doctest: +SKIP
@@ -217,9 +206,6 @@ def parse_idx(
 ) -> torch.Tensor:
     """Parse an uncompressed IDX unsigned-byte array after checking its header.
 
-    IDX is a big-endian 32-bit magic number ``0x000008DD`` (``08``: unsigned byte, ``DD``:
-    number of dimensions), one big-endian 32-bit size per dimension, then the values.
-
     Args:
         data: the uncompressed content.
         expected_magic: :data:`IDX_IMAGES_MAGIC` (2051) or :data:`IDX_LABELS_MAGIC` (2049).
@@ -269,11 +255,9 @@ def parse_idx(
 def split_validation(
     images: torch.Tensor, labels: torch.Tensor, *, validation_size: int, seed: int
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Split a training set into a training part and a held-out validation part.
+    """Split a training set into disjoint training and validation parts, in order.
 
-    The split depends only on ``seed`` and the sizes (a seeded CPU ``torch.Generator``, not
-    the device or the global RNG). The parts are disjoint, cover every example once and
-    keep the original order.
+    The split depends only on ``seed`` and N (not on the device or the global RNG).
 
     Args:
         images: the training examples, first dimension N ≥ 1.
@@ -289,8 +273,9 @@ def split_validation(
             ``images`` differ in length (field ``labels``).
 
     Example:
-        >>> (x, _), (v, _) = split_validation(torch.arange(9), torch.arange(9), validation_size=3, seed=0)
-        >>> len(x), len(v)
+        >>> x = torch.arange(9)
+        >>> (train, _), (held_out, _) = split_validation(x, x, validation_size=3, seed=0)
+        >>> len(train), len(held_out)
         (6, 3)
     """
     total = int(images.shape[0]) if images.dim() else 0
@@ -385,11 +370,9 @@ def _no_folder_message(directory: Path) -> str:
     """Say that a data folder the user named does not exist, and what to do."""
     return (
         f"MNIST data folder {str(directory)!r} does not exist (is the name mistyped?); "
-        "nothing was created or downloaded. It must hold the four MNIST files "
-        f"{', '.join(MNIST_FILES)}. Point --data-dir (or {DATA_DIR_ENV}) at a folder that "
-        "holds them; or create the folder to have the files downloaded into it; or leave "
-        f"--data-dir and {DATA_DIR_ENV} unset to use the per-user cache folder, where they "
-        "are downloaded when missing."
+        f"nothing was created or downloaded. It must hold {', '.join(MNIST_FILES)}. Point "
+        f"--data-dir (or {DATA_DIR_ENV}) at a folder that holds them, create the folder to "
+        "download them into it, or leave both unset to use the per-user cache folder."
     )
 
 
