@@ -34,22 +34,22 @@ from dpplan.plan import TrainingPlan
 
 __all__ = [
     "METHODS",
-    "ComposedEpsilon",
     "Comparison",
+    "ComposedEpsilon",
+    "EpsilonCurve",
     "MembershipBound",
+    "clear_caches",
+    "compare",
     "compose_runs",
     "epoch_epsilons",
-    "headline_of",
-    "membership_tpr_bounds",
-    "no_amplification_epsilon",
-    "repeat_and_select_epsilon",
-    "clear_caches",
-    "EpsilonCurve",
-    "compare",
     "epsilon",
     "epsilon_curve",
     "get_accountant",
+    "headline_of",
+    "membership_tpr_bounds",
+    "no_amplification_epsilon",
     "plan_warnings",
+    "repeat_and_select_epsilon",
 ]
 
 _BACKEND_CLASSES = {
@@ -93,11 +93,19 @@ def clear_caches() -> None:
     """
     for backend in _BACKENDS.values():
         backend.clear_cache()
+    prv_module = sys.modules.get("dpplan.accounting.prv")
+    if prv_module is not None:
+        prv_module._DOMAINS.clear()
     for module_name in ("dpplan.accounting.rdp", "dpplan.accounting.pld"):
         module = sys.modules.get(module_name)
         if module is not None:
-            for name in ("_rdp_per_step", "_pld_per_step", "_probe_pld", "_step_loss_width",
-                         "_composed_loss_width"):
+            for name in (
+                "_rdp_per_step",
+                "_pld_per_step",
+                "_probe_pld",
+                "_step_loss_width",
+                "_composed_loss_width",
+            ):
                 if hasattr(module, name):
                     getattr(module, name).cache_clear()
 
@@ -257,8 +265,12 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
     """
     _check_plan(plan)
     if isinstance(methods, str) or not methods:
-        raise PlanError("methods", methods, "a non-empty tuple of method names",
-                        f"Choose from {', '.join(METHODS)}.")
+        raise PlanError(
+            "methods",
+            methods,
+            "a non-empty tuple of method names",
+            f"Choose from {', '.join(METHODS)}.",
+        )
     for method in methods:
         _validate.choice(options=METHODS, method=method)
     found = _warn(plan)
@@ -289,4 +301,3 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
 def _check_plan(plan: object) -> None:
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")
-

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import functools
 import importlib.metadata
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,7 @@ from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
 if TYPE_CHECKING:
     import dp_accounting
 
-__all__ = ["EpsilonCurve", "METHODS", "library_versions"]
+__all__ = ["METHODS", "EpsilonCurve", "library_versions"]
 
 #: Accounting methods, in the order dpplan shows them.
 METHODS = ("rdp", "prv", "pld")
@@ -178,19 +179,21 @@ class Backend:
         if isinstance(steps, (str, bytes)) or not steps:
             raise PlanError("steps", steps, "a non-empty tuple of step counts")
         steps = tuple(_validate.integer(minimum=1, steps=count) for count in steps)
-        if any(b < a for a, b in zip(steps, steps[1:])):
+        if any(b < a for a, b in itertools.pairwise(steps)):
             raise PlanError("steps", steps, "ascending step counts")
         if sample_rate == 0:
-            return Computation(upper=tuple(0.0 for _ in steps),
-                               settings={"note": "sample_rate = 0: no record is ever used"})
+            return Computation(
+                upper=tuple(0.0 for _ in steps),
+                settings={"note": "sample_rate = 0: no record is ever used"},
+            )
         cache = self.__dict__.setdefault("_cache", collections.OrderedDict())
         key = (sample_rate, noise_multiplier, delta, steps)
         if key in cache:
             cache.move_to_end(key)
         else:
-            cache[key] = self._compute(sample_rate=sample_rate,
-                                       noise_multiplier=noise_multiplier, delta=delta,
-                                       steps=steps)
+            cache[key] = self._compute(
+                sample_rate=sample_rate, noise_multiplier=noise_multiplier, delta=delta, steps=steps
+            )
             while len(cache) > self.CACHE_SIZE:
                 cache.popitem(last=False)
         result = cache[key]
@@ -270,7 +273,7 @@ class Backend:
             warnings=result.warnings,
         )
 
-    def fresh(self, *, refusal_as_infinity: bool = False) -> "dp_accounting.PrivacyAccountant":
+    def fresh(self, *, refusal_as_infinity: bool = False) -> dp_accounting.PrivacyAccountant:
         """Return an empty dp-accounting ``PrivacyAccountant`` answering through this backend.
 
         It accepts ``NoOpDpEvent`` and (self-composed) Poisson-subsampled Gaussian events with

@@ -2,9 +2,16 @@
 Doroshenko et al. 2022, connect-the-dots).
 
 The single-step PLD of a Poisson-subsampled Gaussian is built once with the pessimistic
-(upper-bound) discretisation, as dp-accounting's ``PLDAccountant`` builds it; the PLD after
-``n`` steps is that PLD self-composed ``n`` times (one FFT power), so each point equals what
-a fresh ``PLDAccountant`` would report for ``n`` steps.
+(upper-bound) discretisation, as dp-accounting's ``PLDAccountant`` builds it. The PLD after
+``n`` steps is its ``n``-fold self-composition, computed as ``DensePLDPmf.self_compose``
+computes it (an FFT power on a window given by Chernoff tail bounds, the truncated tail mass
+moved to infinity) but for a whole curve at once: one real FFT of each single-step PMF on a
+grid sized for the last step count, then for each epoch a power of that transform (the
+previous epoch's power times the power of the gap), one inverse FFT and a vectorised
+read-out. A K-epoch curve costs about one final query plus K read-outs. Float64 round-off of
+the FFTs is bounded as the PRV backend bounds it (from the computed PMF's negative mass plus
+4 ulp of its largest cell, over the whole grid) and subtracted from δ before ε is read, so
+every point is an upper bound at least as large as dp-accounting's own up to that round-off.
 
 **Bounded work.** The cost of a query grows with the number of grid cells: the single-step
 PLD spans its privacy-loss range (about 1/(2σ²) for small σ) and the composed PLD its tail
@@ -18,10 +25,9 @@ hundreds of nats, typically ε in the hundreds or more); in the cases measured t
 by less than 0.1% (e.g. 1025.927 instead of 1025.925 for σ = 0.1 over 976,570 steps). The
 curve's settings record the interval used and why.
 
-For long curves the intermediate epochs use a coarser grid (still pessimistic, so still upper
-bounds, looser by a few thousandths of ε); the last point always uses the grid of a single
-query for the plan, so it equals ``epsilon(plan)``. The settings of the curve record both
-grids.
+Long curves on large grids evaluate fewer epochs directly (:data:`CURVE_WORK`); the others
+carry the bound of the next evaluated epoch (see ``Backend.MAX_CURVE_POINTS``). Every
+evaluated epoch uses the final grid, and the last point equals ``epsilon(plan)``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import functools
 import math
 
 import dp_accounting
+import numpy as np
 from dp_accounting.pld import common, privacy_loss_distribution, privacy_loss_mechanism
+from scipy import fft, signal, special
 
 from dpplan.accounting.base import Backend, Computation
 from dpplan.errors import AccountingError
@@ -44,15 +52,15 @@ __all__ = [
 
 #: dp-accounting's default grid for the privacy loss.
 DEFAULT_VALUE_DISCRETIZATION_INTERVAL = 1e-4
-#: Curves with more intermediate points than this coarsen the grid of those points in
-#: proportion, which bounds the time of a curve to about this many queries.
-FULL_RESOLUTION_POINTS = 10
 #: Most cells of the single-step PLD (each costs ~2 µs to build, twice for add/remove).
 MAX_STEP_POINTS = 1 << 19
 #: Most cells of a composed PLD (one complex FFT of this length: ~1 s and ~0.4 GB here).
 MAX_COMPOSED_POINTS = 1 << 22
-#: Most composed cells summed over a curve's intermediate epochs.
-CURVE_COMPOSED_POINTS = 1 << 24
+#: Budget of FFT points × evaluated epochs for one curve (~1 s of inverse FFTs here); long
+#: curves on large grids evaluate fewer epochs (at least MIN_CURVE_POINTS).
+CURVE_WORK = 1 << 26
+MIN_CURVE_POINTS = 10
+_FLOAT_EPS = float(np.finfo(np.float64).eps)
 #: Cells of the coarse single-step PLD used to estimate grid sizes.
 _PROBE_POINTS = 2000
 #: dp-accounting's defaults: Gaussian tail truncation (ln mass) and composed tail mass.
@@ -181,42 +189,59 @@ class PLDAccountant(Backend):
         interval = self.value_discretization_interval
         return interval if needed <= interval else _round_up(needed)
 
+    def max_curve_points(self, plan) -> int:
+        """Evaluate fewer epochs directly on large grids, so a curve stays within about a second.
+
+        Every evaluated epoch costs one inverse FFT per PLD of the final epoch's grid; the
+        budget :data:`CURVE_WORK` bounds their total length.
+        """
+        try:
+            interval = self.grid_interval(
+                sample_rate=plan.sample_rate,
+                noise_multiplier=plan.noise_multiplier,
+                steps=plan.total_steps,
+            )
+            width = _composed_loss_width(plan.sample_rate, plan.noise_multiplier, plan.total_steps)
+        except (AccountingError, ValueError, ArithmeticError):
+            return self.MAX_CURVE_POINTS  # compute() reports the error
+        cells = 2 * max(1.0, width / interval)  # two PLDs (remove, add)
+        return int(max(MIN_CURVE_POINTS, min(self.MAX_CURVE_POINTS, CURVE_WORK // cells)))
+
     def _compute(
         self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: tuple[int, ...]
     ) -> Computation:
         """Return PLD ε upper bounds after each entry of ``steps``.
 
         Raises:
-            AccountingError: if dp-accounting fails (e.g. out of memory) or the grid cannot
-                be sized.
+            AccountingError: if dp-accounting fails (e.g. out of memory), the grid cannot be
+                sized, or δ is too small for the float64 round-off budget.
         """
         requested = self.value_discretization_interval
         interval = self.grid_interval(
             sample_rate=sample_rate, noise_multiplier=noise_multiplier, steps=steps[-1]
         )
-        intermediate = len(steps) - 1
-        coarse_interval = interval * max(1.0, intermediate / FULL_RESOLUTION_POINTS)
-        if intermediate:
-            # Each intermediate composition is at most as wide as the last one.
-            width = _composed_loss_width(sample_rate, noise_multiplier, steps[-1])
-            budget = intermediate * width / CURVE_COMPOSED_POINTS
-            if budget > coarse_interval:
-                coarse_interval = _round_up(budget)
         try:
-            epsilons = []
-            for index, count in enumerate(steps):
-                grid = interval if index == len(steps) - 1 else coarse_interval
-                step = _pld_per_step(sample_rate, noise_multiplier, grid)
-                epsilons.append(float(step.self_compose(count).get_epsilon_for_delta(delta)))
+            step = _pld_per_step(sample_rate, noise_multiplier, interval)
+            pmfs = [step._pmf_remove.to_dense_pmf()]  # private fields: dp-accounting's PMFs
+            if not step._symmetric:
+                pmfs.append(step._pmf_add.to_dense_pmf())
+            per_pmf = [_compose_and_read(pmf, steps, delta) for pmf in pmfs]
+        except AccountingError:
+            raise
         except (ValueError, ArithmeticError, MemoryError) as exc:
             raise AccountingError(
                 f"pld accountant failed for sample_rate={sample_rate}, "
                 f"noise_multiplier={noise_multiplier}: {exc!r}. Try method='rdp' or 'prv'."
             ) from exc
+        # dp-accounting's rule for add-or-remove: the larger ε of the two PLDs.
+        epsilons = [max(values) for values in zip(*(eps for eps, _ in per_pmf))]
         settings = {
             "value_discretization_interval": interval,
             "pessimistic_estimate": True,
             "tail_mass_truncation": _TAIL_MASS_TRUNCATION,
+            "composition": "Fourier-domain powers of the single-step PLD on one grid sized for "
+            "the last step count; float64 round-off bounded and charged to δ",
+            "fft_points": max(points for _, points in per_pmf),
         }
         if interval != requested:
             settings["coarsened"] = (
@@ -225,6 +250,141 @@ class PLDAccountant(Backend):
                 f"{MAX_COMPOSED_POINTS:,} composed cells); still pessimistic, so still an "
                 "upper bound, only looser"
             )
-        if coarse_interval != interval and intermediate:
-            settings["intermediate_epochs_discretization_interval"] = coarse_interval
         return Computation(upper=tuple(epsilons), settings=settings)
+
+
+def _convolve_bounds(probs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """dp-accounting's ``common.compute_self_convolve_bounds`` for many counts at once.
+
+    The Chernoff bounds use the log-MGF of the single-step PMF at 40 orders; it does not
+    depend on the count, so it is computed once and each count costs a few multiplications.
+    Returns (lower, upper) index bounds of the ``count``-fold convolution, outside which its
+    mass is at most the tail truncation.
+    """
+    size = len(probs)
+    orders = np.concatenate((np.arange(-20, 0), np.arange(1, 21))) / size
+    with np.errstate(divide="ignore"):
+        log_mgfs = np.array(
+            [special.logsumexp(np.arange(size) * order, b=probs) for order in orders]
+        )
+    log_two_over_tail = math.log(2 / _TAIL_MASS_TRUNCATION)
+    lower = np.zeros(len(counts), dtype=np.int64)
+    upper = (size - 1) * counts.astype(np.int64)
+    for order, log_mgf in zip(orders, log_mgfs):
+        with np.errstate(invalid="ignore", over="ignore"):
+            bound = (counts * log_mgf + log_two_over_tail) / order
+        finite = np.isfinite(bound)
+        if order > 0:
+            upper = np.where(finite, np.minimum(upper, np.ceil(np.where(finite, bound, 0))), upper)
+        else:
+            lower = np.where(finite, np.maximum(lower, np.floor(np.where(finite, bound, 0))), lower)
+    return lower.astype(np.int64), upper.astype(np.int64)
+
+
+def _compose_and_read(pmf, steps: tuple[int, ...], delta: float) -> tuple[list[float], int]:
+    """ε after each step count in ``steps`` of one dense single-step PMF; and the FFT length.
+
+    One real FFT of the single-step PMF on a grid long enough for the last count's window;
+    each count is then a power of that transform (the previous count's power times the
+    power of the gap, or a direct power), one inverse FFT and a vectorised read-out. The
+    window and the infinity mass follow ``DensePLDPmf.self_compose`` (tail mass 1e-15 moved
+    to infinity: pessimistic); mass outside a count's window wraps into it, which can only
+    add to δ. Float64 round-off is bounded as in the PRV backend and charged to δ.
+    """
+    probs = np.asarray(pmf._probs, dtype=np.float64)
+    counts = np.asarray(steps, dtype=np.float64)
+    lower, upper = _convolve_bounds(probs, counts)
+    widths = upper - lower + 1
+    last_size = fft.next_fast_len(int(max(widths[-1], len(probs))), real=True)
+    size = fft.next_fast_len(int(max(widths.max(), len(probs))), real=True)
+    transforms = {size: fft.rfft(probs, size)}
+    if last_size != size:  # the last count on its own grid, as a single query computes it
+        transforms[last_size] = fft.rfft(probs, last_size)
+    log_keep = math.log1p(-pmf._infinity_mass)
+    epsilons: list[float] = []
+    power, power_steps = None, 0
+    gap_powers: dict[int, np.ndarray] = {}
+    start = 0.0
+    for position, count in enumerate(steps):
+        last = position == len(steps) - 1
+        grid = last_size if last else size
+        transform = transforms[grid]
+        gap = count - power_steps
+        if power is None or last or 4 * gap > count:
+            # The last count is always a direct power, so it equals a single query for it.
+            power = transform**count
+        else:
+            if gap not in gap_powers:
+                if len(gap_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
+                    gap_powers.clear()
+                gap_powers[gap] = transform**gap
+            power = power * gap_powers[gap]
+        power_steps = count
+        composed = fft.irfft(power, grid)
+        window = np.take(composed, (lower[position] + np.arange(widths[position])) % grid)
+        # Round-off of the float64 FFTs, as in the PRV backend: a true PMF is non-negative,
+        # so the negative mass measures the noise floor; budget it over the whole grid.
+        noise_floor = max(-float(composed.min()), 0.0) + 4 * _FLOAT_EPS * float(composed.max())
+        error_mass = noise_floor * grid
+        infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * log_keep)
+        if not (delta - error_mass > 0):
+            raise AccountingError(
+                f"pld accountant cannot resolve delta={delta:g}: floating-point error "
+                f"(~{error_mass:.1e}) would dominate. Increase delta or use method='rdp'."
+            )
+        epsilon = _epsilon_for_delta(
+            window,
+            first_loss=(pmf._lower_loss * count + int(lower[position])) * pmf._discretization,
+            interval=pmf._discretization,
+            infinity_mass=infinity_mass,
+            delta=delta - error_mass,
+            start=start,
+        )
+        epsilons.append(epsilon)
+        start = epsilon if math.isfinite(epsilon) else start
+    return epsilons, size
+
+
+def _epsilon_for_delta(
+    probs: np.ndarray,
+    *,
+    first_loss: float,
+    interval: float,
+    infinity_mass: float,
+    delta: float,
+    start: float = 0.0,
+) -> float:
+    """The smallest ε >= 0 with δ(ε) <= ``delta``: ``DensePLDPmf.get_epsilon_for_delta``,
+    vectorised.
+
+    ``probs[j]`` is the mass at privacy loss ``first_loss + j * interval``; δ(ε) =
+    infinity_mass + Σ_{t_j > ε} p_j (1 - e^{ε - t_j}). With D_j = infinity_mass +
+    Σ_{i >= j} p_i and G_j = Σ_{i >= j} p_i e^{t_j - t_i} (a stable backward recursion,
+    G_j = p_j + e^{-interval} G_{j+1}, which never overflows), δ(t_j) = D_j - G_j, and on
+    (t_{j-1}, t_j] δ(ε) = D_j - e^{ε - t_j} G_j, solved exactly. Only the tail above
+    ``start`` (a value at most the answer, e.g. the previous count's ε) is summed first.
+    """
+    if not (infinity_mass <= delta):
+        return math.inf
+    first = 0
+    if start > first_loss:
+        first = max(0, int((start - first_loss) / interval) - 2)
+    while True:
+        tail = probs[first:]
+        mass = infinity_mass + np.cumsum(tail[::-1])[::-1]
+        weighted = signal.lfilter([1.0], [1.0, -math.exp(-interval)], tail[::-1])[::-1]
+        above = np.flatnonzero(mass - weighted <= delta)
+        index = int(above[0]) if len(above) else len(tail)
+        if index == 0 and first > 0:
+            first = 0  # the answer lies below the window: use the whole PMF
+            continue
+        break
+    if index >= len(tail):  # δ(t_last) = infinity_mass <= delta, so this cannot happen
+        return max(0.0, first_loss + (len(probs) - 1) * interval)
+    remaining, weight = float(mass[index]), float(weighted[index])
+    loss = first_loss + (first + index) * interval
+    if not (remaining > delta):  # only through round-off; t_j itself is safe
+        return max(0.0, loss)
+    if not (weight > 0):
+        return max(0.0, loss)
+    return max(0.0, loss + math.log((remaining - delta) / weight))

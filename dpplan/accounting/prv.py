@@ -23,14 +23,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from prv_accountant import discretisers
-from prv_accountant.accountant import compute_safe_domain_size
 from prv_accountant.domain import Domain
 from prv_accountant.privacy_random_variables import (
     PoissonSubsampledGaussianMechanism,
     PrivacyRandomVariableTruncated,
 )
-from scipy import fft
+from scipy import fft, special
 
 from dpplan.accounting.base import Backend, Computation
 from dpplan.errors import AccountingError
@@ -70,15 +68,19 @@ class PRVAccountant(Backend):
     def max_curve_points(self, plan) -> int:
         """Evaluate fewer epochs directly on large grids, so a curve stays within seconds."""
         try:
-            points = self.grid_points(sample_rate=plan.sample_rate,
-                                      noise_multiplier=plan.noise_multiplier,
-                                      delta=plan.delta, steps=plan.total_steps)
+            points = self.grid_points(
+                sample_rate=plan.sample_rate,
+                noise_multiplier=plan.noise_multiplier,
+                delta=plan.delta,
+                steps=plan.total_steps,
+            )
         except (AccountingError, ValueError, ArithmeticError):
             return self.MAX_CURVE_POINTS  # compute() reports the error
         return max(20, min(self.MAX_CURVE_POINTS, self.CURVE_WORK // points))
 
-    def grid_points(self, *, sample_rate: float, noise_multiplier: float, delta: float,
-                    steps: int) -> int:
+    def grid_points(
+        self, *, sample_rate: float, noise_multiplier: float, delta: float, steps: int
+    ) -> int:
         """Return the grid size a query for ``steps`` steps needs (cheap: no discretisation)."""
         return len(self._domain(sample_rate, noise_multiplier, delta, steps)[0])
 
@@ -87,8 +89,8 @@ class PRVAccountant(Backend):
         prv = PoissonSubsampledGaussianMechanism(
             sampling_probability=sample_rate, noise_multiplier=noise_multiplier
         )
-        half_width = compute_safe_domain_size(
-            [prv], [steps], eps_error=self.eps_error, delta_error=delta_error
+        half_width = _safe_domain_size(
+            prv, steps, eps_error=self.eps_error, delta_error=delta_error
         )
         # Theorem 5.5 of Gopi et al., as in prv_accountant.PRVAccountant.
         mesh = self.eps_error / math.sqrt(steps / 2 * math.log(12 / delta_error))
@@ -120,8 +122,7 @@ class PRVAccountant(Backend):
             domain, prv, left, delta_error = self._domain(
                 sample_rate, noise_multiplier, delta, steps[-1]
             )
-            truncated = PrivacyRandomVariableTruncated(prv, domain.t_min(), domain.t_max())
-            discrete = discretisers.CellCentred().discretise(truncated, domain)
+            pmf, mean_shift = _discretise(prv, domain)
         except AccountingError:
             raise
         except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
@@ -129,45 +130,19 @@ class PRVAccountant(Backend):
                 f"prv accountant failed for sample_rate={sample_rate:g}, "
                 f"noise_multiplier={noise_multiplier:g}: {exc}. Use method='rdp' or 'pld'."
             ) from exc
+        lower, estimates, upper = _compose_and_read(
+            pmf,
+            steps=steps,
+            mesh=domain.dt(),
+            left=left,
+            mean_shift=mean_shift,
+            log_mass_finite=math.log1p(-float(prv.pm_inf)),
+            delta=delta,
+            delta_error=delta_error,
+            eps_error=self.eps_error,
+        )
         size = len(domain)
         mesh = domain.dt()
-        mean_shift = float(discrete.domain.shifts())
-        log_mass_finite = float(discrete.log_pmc_inf)
-        transform = fft.rfft(np.asarray(discrete.pmf, dtype=np.float64))
-        lower, estimates, upper = [], [], []
-        power, power_steps = None, 0
-        step_powers: dict[int, np.ndarray] = {}
-        start_epsilon = 0.0
-        for position, count in enumerate(steps):
-            gap = count - power_steps
-            if power is None or 4 * gap > count or position == len(steps) - 1:
-                # The last count is always a direct power, so it is bit-for-bit the value a
-                # single query for that count returns.
-                power = transform**count
-            else:
-                if gap not in step_powers:
-                    if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
-                        step_powers.clear()
-                    step_powers[gap] = transform**gap
-                power = power * step_powers[gap]
-            power_steps = count
-            pmf = fft.irfft(power, n=size, workers=-1)
-            pmf = np.roll(pmf, (-(count - 1) * left) % size)
-            t_min = -left * mesh + count * mean_shift
-            bounds = _epsilon_bounds(
-                pmf,
-                t_min=t_min,
-                mesh=mesh,
-                delta=delta,
-                delta_error=delta_error,
-                eps_error=self.eps_error,
-                log_mass_finite=log_mass_finite * count,
-                start_epsilon=start_epsilon,
-            )
-            start_epsilon = max(0.0, bounds[0] - self.eps_error)
-            lower.append(bounds[0])
-            estimates.append(bounds[1])
-            upper.append(bounds[2])
         return Computation(
             upper=tuple(upper),
             lower=tuple(lower),
@@ -180,6 +155,203 @@ class PRVAccountant(Backend):
                 "domain": [domain.t_min(), domain.t_max()],
             },
         )
+
+    def estimate_upper(
+        self,
+        *,
+        sample_rate: float,
+        noise_multiplier: float,
+        delta: float,
+        steps: int,
+        domain_noise_multiplier: float | None = None,
+    ) -> float:
+        """Return a fast float64 estimate of the upper bound ``compute`` returns: no guarantee.
+
+        The same computation as :meth:`compute` for one step count, except that the PRV's CDF
+        is evaluated in float64 (its tails through the complementary error function, so
+        without cancellation) instead of prv-accountant's long double, and the domain may be
+        the safe domain of ``domain_noise_multiplier`` (a smaller σ needs a wider domain, so
+        one domain can serve a whole search). It costs about a tenth of a rigorous query and
+        agrees with it to about 1e-6 in ε; the σ solver searches with it and verifies its
+        answer with :meth:`compute`. Never report its value as a bound.
+
+        Raises:
+            AccountingError: where :meth:`compute` would refuse (grid too large, δ too small).
+        """
+        sizing = noise_multiplier if domain_noise_multiplier is None else domain_noise_multiplier
+        try:
+            key = (sample_rate, sizing, delta, steps, self.eps_error, self.delta_error_fraction)
+            if key not in _DOMAINS:
+                if len(_DOMAINS) >= 16:
+                    _DOMAINS.clear()
+                _DOMAINS[key] = self._domain(sample_rate, sizing, delta, steps)
+            domain, _, left, delta_error = _DOMAINS[key]
+            pmf, mean_shift = _discretise(
+                _Float64PRV(sample_rate, noise_multiplier), domain, float64=True
+            )
+        except AccountingError:
+            raise
+        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
+            raise AccountingError(f"prv estimate failed: {exc}") from exc
+        return _compose_and_read(
+            pmf,
+            steps=(steps,),
+            mesh=domain.dt(),
+            left=left,
+            mean_shift=mean_shift,
+            log_mass_finite=0.0,
+            delta=delta,
+            delta_error=delta_error,
+            eps_error=self.eps_error,
+        )[2][0]
+
+
+#: Domains of recent estimates, so a search sizes one domain for all its estimates.
+_DOMAINS: dict[tuple, tuple] = {}
+#: prv-accountant's RDP orders for sizing the safe domain (``other_accountants.RDP``).
+_RDP_ORDERS = np.array([1.0 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
+
+
+def _safe_domain_size(prv, steps: int, *, eps_error: float, delta_error: float) -> float:
+    """prv-accountant's ``compute_safe_domain_size`` (Remark 5.6 of Gopi et al.) for one PRV.
+
+    The library builds the RDP vector of the PRV twice (once per bound); here it is built
+    once and both bounds read from it, with the library's formulas, so the value is the same.
+    """
+    rdp = np.array([prv.rdp(order) for order in _RDP_ORDERS])
+
+    def rdp_epsilon(delta: float, count: int) -> float:
+        eps = (
+            rdp * count
+            - np.log(delta * _RDP_ORDERS) / (_RDP_ORDERS - 1)
+            + np.log1p(-1 / _RDP_ORDERS)
+        )
+        return float(eps[np.nanargmin(eps)])
+
+    largest = max(rdp_epsilon(delta_error / 4, steps), rdp_epsilon(delta_error / 8 / steps, 1))
+    return max(largest, eps_error) + 3
+
+
+class _Float64PRV:
+    """The Poisson-subsampled Gaussian PRV of prv-accountant in float64 (estimates only).
+
+    Same CDF as ``PoissonSubsampledGaussianMechanism.cdf``: with z = log(1 + (e^t - 1)/p),
+    a = (2σ²z - 1)/(2√2σ), b = (2σ²z + 1)/(2√2σ), F(t) = 1 - p/2·erfc(a) - (1-p)/2·erfc(b)
+    for t > log(1 - p), else 0. Evaluated as (p/2)·erfc(-a) + ((1-p)/2)·erfc(-b) left of 0
+    and as one minus the survival function right of it, so neither tail cancels.
+    """
+
+    pm_inf = 0.0
+
+    def __init__(self, sample_rate: float, noise_multiplier: float) -> None:
+        self.p = float(sample_rate)
+        self.sigma = float(noise_multiplier)
+
+    def _parts(self, t):
+        t = np.asarray(t, dtype=np.float64)
+        valid = t > math.log1p(-self.p) if self.p < 1 else np.ones_like(t, dtype=bool)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            z = np.log1p(np.expm1(np.where(valid, t, 0.0)) / self.p)
+        scale = 2 * math.sqrt(2) * self.sigma
+        a = (2 * self.sigma**2 * z - 1) / scale
+        b = (2 * self.sigma**2 * z + 1) / scale
+        return valid, a, b
+
+    def survival(self, t):
+        valid, a, b = self._parts(t)
+        tail = self.p / 2 * special.erfc(a) + (1 - self.p) / 2 * special.erfc(b)
+        return np.where(valid, tail, 1.0)
+
+    def cdf(self, t):
+        valid, a, b = self._parts(t)
+        head = self.p / 2 * special.erfc(-a) + (1 - self.p) / 2 * special.erfc(-b)
+        return np.where(valid, head, 0.0)
+
+
+def _discretise(prv, domain: Domain, *, float64: bool = False) -> tuple[np.ndarray, float]:
+    """prv-accountant's cell-centred, mean-preserving discretisation of ``prv`` truncated to
+    ``domain`` (``discretisers.CellCentred`` on ``PrivacyRandomVariableTruncated``).
+
+    The library evaluates the CDF at both edges of every cell, so every inner edge twice;
+    here each edge once (the library's own long-double CDF unless ``float64``), and the cell
+    masses are the differences. Returns (PMF as float64, the mean shift of the domain).
+
+    Raises:
+        RuntimeError: as the library, if the discrete mean is off by half a cell or more.
+    """
+    t_min, t_max, mesh = domain.t_min(), domain.t_max(), domain.dt()
+    centres = domain.ts()
+    edges = np.empty(len(centres) + 1, dtype=centres.dtype)
+    edges[:-1] = centres - mesh / 2
+    edges[-1] = centres[-1] + mesh / 2
+    edges = np.clip(edges, t_min, t_max)
+    truncated = PrivacyRandomVariableTruncated(prv, t_min, t_max)
+    if float64:
+        # Left of 0 difference the CDF, right of it the survival function: no cancellation.
+        split = int(np.searchsorted(edges, 0.0))
+        values = np.concatenate((prv.cdf(edges[:split]), -prv.survival(edges[split:])))
+        masses = np.diff(values)
+        if 0 < split < len(edges):  # the cell across 0: F(right) - F(left) = 1 - S - F
+            masses[split - 1] = 1.0 - prv.survival(edges[split]) - prv.cdf(edges[split - 1])
+        pmf = masses / (prv.cdf(t_max) - prv.cdf(t_min))
+    else:
+        cdf = prv.cdf(edges)
+        pmf = np.diff(cdf) / truncated.remaining_mass
+    mean_shift = truncated.mean() - np.dot(centres, pmf)
+    if not (abs(mean_shift) < mesh / 2):
+        raise RuntimeError("Discrete mean differs from continuous mean significantly.")
+    return np.asarray(pmf, dtype=np.float64), float(mean_shift)
+
+
+def _compose_and_read(
+    pmf: np.ndarray,
+    *,
+    steps: tuple[int, ...],
+    mesh: float,
+    left: int,
+    mean_shift: float,
+    log_mass_finite: float,
+    delta: float,
+    delta_error: float,
+    eps_error: float,
+) -> tuple[list[float], list[float], list[float]]:
+    """(lower, estimate, upper) ε after each count in ``steps``: Fourier powers of ``pmf``."""
+    size = len(pmf)
+    transform = fft.rfft(pmf)
+    lower, estimates, upper = [], [], []
+    power, power_steps = None, 0
+    step_powers: dict[int, np.ndarray] = {}
+    start_epsilon = 0.0
+    for position, count in enumerate(steps):
+        gap = count - power_steps
+        if power is None or 4 * gap > count or position == len(steps) - 1:
+            # The last count is always a direct power, so it is bit-for-bit the value a
+            # single query for that count returns.
+            power = transform**count
+        else:
+            if gap not in step_powers:
+                if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
+                    step_powers.clear()
+                step_powers[gap] = transform**gap
+            power = power * step_powers[gap]
+        power_steps = count
+        composed = fft.irfft(power, n=size, workers=-1)
+        composed = np.roll(composed, (-(count - 1) * left) % size)
+        bounds = _epsilon_bounds(
+            composed,
+            t_min=-left * mesh + count * mean_shift,
+            mesh=mesh,
+            delta=delta,
+            delta_error=delta_error,
+            eps_error=eps_error,
+            log_mass_finite=log_mass_finite * count,
+            start_epsilon=start_epsilon,
+        )
+        start_epsilon = max(0.0, bounds[0] - eps_error)
+        lower.append(bounds[0])
+        estimates.append(bounds[1])
+        upper.append(bounds[2])
+    return lower, estimates, upper
 
 
 def _epsilon_bounds(
@@ -226,7 +398,7 @@ def _epsilon_bounds(
 
     def find_epsilon(target: float) -> float:
         nonlocal window
-        start, t, d1, d2, ndelta = window
+        start, _t, d1, d2, ndelta = window
         index = int(np.searchsorted(ndelta, -target, side="left"))
         if index <= 0 and start > 0:
             window = tail_sums(0)  # the answer lies left of the window

@@ -11,8 +11,8 @@ import functools
 import logging
 import math
 
-import dp_accounting
 import numpy as np
+from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from dpplan.accounting.base import Backend, Computation
@@ -22,8 +22,9 @@ __all__ = ["DEFAULT_ORDERS", "RDPAccountant"]
 
 #: dp-accounting's default orders (1.1 ... 1024). When the optimal order lands on an edge
 #: of the grid the curve carries a warning.
-DEFAULT_ORDERS: tuple[float, ...] = tuple(float(o) for o in
-                                          rdp_privacy_accountant.DEFAULT_RDP_ORDERS)
+DEFAULT_ORDERS: tuple[float, ...] = tuple(
+    float(o) for o in rdp_privacy_accountant.DEFAULT_RDP_ORDERS
+)
 
 
 class _CountExcludedOrders(logging.Filter):
@@ -44,9 +45,9 @@ class _CountExcludedOrders(logging.Filter):
 def _rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple[float, ...]):
     """Return (per-step RDP vector, number of orders dp-accounting excluded)."""
     accountant = rdp_privacy_accountant.RdpAccountant(orders=list(orders))
-    event = dp_accounting.PoissonSampledDpEvent(
+    event = dp_event.PoissonSampledDpEvent(
         sampling_probability=sample_rate,
-        event=dp_accounting.GaussianDpEvent(noise_multiplier=noise_multiplier),
+        event=dp_event.GaussianDpEvent(noise_multiplier=noise_multiplier),
     )
     counter = _CountExcludedOrders()
     logger = logging.getLogger("absl")
@@ -98,20 +99,23 @@ class RDPAccountant(Backend):
         warnings: tuple[str, ...] = ()
         if excluded:
             warnings += (
-                f"dp-accounting excluded {excluded} of {len(self.orders)} RDP orders whose "
-                "series did not converge (they cannot lower ε, so the bound stays valid).",
+                (
+                    f"dp-accounting excluded {excluded} of {len(self.orders)} RDP orders whose "
+                    "series did not converge (they cannot lower ε, so the bound stays valid)."
+                ),
             )
         if optimal_order in (self.orders[0], self.orders[-1]) and math.isfinite(epsilons[-1]):
             warnings += (
-                f"The optimal RDP order {optimal_order:g} is at the edge of the order grid "
-                f"[{self.orders[0]:g}, {self.orders[-1]:g}], so the RDP bound may be loose; "
-                "compare with method='prv' or 'pld'.",
+                (
+                    f"The optimal RDP order {optimal_order:g} is at the edge of the order grid "
+                    f"[{self.orders[0]:g}, {self.orders[-1]:g}], so the RDP bound may be loose; "
+                    "compare with method='prv' or 'pld'."
+                ),
             )
         return Computation(
             upper=epsilons,
             settings={
-                "orders": f"{len(self.orders)} orders in [{self.orders[0]:g}, "
-                f"{self.orders[-1]:g}]",
+                "orders": f"{len(self.orders)} orders in [{self.orders[0]:g}, {self.orders[-1]:g}]",
                 "optimal_order": optimal_order,
                 "conversion": "Canonne, Kamath, Steinke 2020, Prop. 12 (via dp-accounting)",
             },

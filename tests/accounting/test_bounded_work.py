@@ -111,13 +111,15 @@ def test_pld_limits_widen_the_grid_pessimistically(monkeypatch):
     assert fine.upper[-1] <= coarse.upper[-1] <= fine.upper[-1] * 1.05
 
 
-def test_pld_curve_of_a_long_full_batch_plan_bounds_its_intermediate_grid():
+def test_pld_curve_of_a_long_full_batch_plan_bounds_its_evaluated_epochs():
     plan = TrainingPlan(
         dataset_size=1000, batch_size=1000, noise_multiplier=1.0, epochs=3000, delta=1e-5
     )
-    curve = get_accountant("pld").epsilon_curve(plan)
-    coarse = curve.settings["intermediate_epochs_discretization_interval"]
-    assert coarse >= curve.settings["value_discretization_interval"]
+    backend = get_accountant("pld")
+    curve = backend.epsilon_curve(plan)
+    evaluated = int(curve.settings["evaluated_epochs"].split(" of ")[0])
+    assert pld_module.MIN_CURVE_POINTS <= evaluated <= backend.MAX_CURVE_POINTS
+    assert evaluated * curve.settings["fft_points"] <= 2 * pld_module.CURVE_WORK
     for epoch in (1, 30, 1500, 2999, 3000):
         assert curve.epsilons[epoch - 1] >= _exact(1.0, epoch, plan.delta) * (1 - 1e-9), epoch
 
