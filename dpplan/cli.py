@@ -443,6 +443,151 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return EXIT_OK
 
 
+def _numbers(field: str, text: str) -> list[int | float]:
+    """Parse a comma-separated list of numbers (``1,3`` or ``0.5, 2``)."""
+    return [_number(field, item.strip()) for item in text.split(",") if item.strip()]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+def _sweep_progress() -> Callable[[Any], None]:
+    """Return an on_progress callback printing the live progress line on stderr."""
+    live = sys.stderr.isatty()
+
+    def show(progress: Any) -> None:
+        if not live and progress.last is None:
+            return  # one line per ended trial when stderr is a file
+        line = (f"sweep {progress.sweep_id}: {progress.done}/{progress.planned} trials done, "
+                f"{progress.running} running, {progress.failed} failed, "
+                f"elapsed {_duration(progress.elapsed)}, ETA {_duration(progress.eta)}")
+        print(("\r" + line.ljust(100)) if live else line, end="" if live else "\n",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def _sweep_spec(args: argparse.Namespace):
+    from dpplan.sweep import SweepSpec
+
+    missing = [flag for flag, value in (("--epsilons", args.epsilons),
+                                        ("--batch-sizes", args.batch_sizes),
+                                        ("--epochs", args.epochs)) if value is None]
+    if missing:
+        raise PlanError(missing[0].lstrip("-").replace("-", "_"), None, "given",
+                        "A new sweep needs " + ", ".join(f"{m} X,Y" for m in missing)
+                        + " (or --resume SWEEP_ID).")
+    if args.seed != "0" or args.target_epsilon is not None or args.non_private:
+        flag = ("--seed" if args.seed != "0" else "--target-epsilon"
+                if args.target_epsilon is not None else "--non-private")
+        raise PlanError(flag.lstrip("-").replace("-", "_"), flag, "left out of a sweep",
+                        "Sweeps take --seeds, solve each plan for --epsilons, and are private.")
+    options = _run_options(args, seed=0)
+    kinds = [kind.strip() for kind in args.schedules.split(",") if kind.strip()]
+    values: dict[str, Any] = {
+        "target_epsilons": _numbers("epsilons", args.epsilons),
+        "delta": _number("delta", args.delta),
+        "batch_sizes": _numbers("batch_sizes", args.batch_sizes),
+        "epochs": _numbers("epochs", args.epochs),
+        "schedules": kinds,
+        "seeds": _numbers("seeds", args.seeds),
+        "options": options,
+        "method": args.method,
+        "max_grad_norm": _number("max_grad_norm", args.max_grad_norm),
+    }
+    for kind in ("one_cycle", "plateau", "constant"):
+        text = getattr(args, f"{kind}_lrs")
+        rates = _numbers(f"{kind}_lrs", text)
+        values[f"{kind}_lrs"] = rates if rates or kind in kinds else []
+    if args.random_repeats is not None:
+        values["random_repeats"] = _number("random_repeats", args.random_repeats)
+    return SweepSpec(**values)
+
+
+def _frontier_lines(result: dict[str, Any]) -> list[str]:
+    tuning = result["tuning"]
+    lines = [f"sweep {result['sweep_id']}: {result['status']}; {result['runs_tried']} runs "
+             f"tried; trials {result['trials']['finished']} finished, "
+             f"{result['trials']['failed']} failed of {result['trials']['planned']} planned", "",
+             "frontier (configuration with the best validation accuracy at each ε; test "
+             "accuracy mean ± std over seeds):",
+             "  target ε        ε      B    E        σ  schedule    lr      test acc        "
+             "seeds"]
+
+    def row(point: dict[str, Any]) -> str:
+        plan, schedule = point["plan"], point["schedule"]
+        lr = schedule.get("max_lr", schedule.get("lr"))
+        return (f"  {point['target_epsilon']:8g} {_fmt(point['epsilon']):>8} "
+                f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
+                f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} ± "
+                f"{point['test_accuracy_std']:.2%}  {','.join(map(str, point['seeds']))}")
+
+    lines += [row(point) for point in result["points"]] or ["  (no point yet)"]
+    for kind, curve in result["curves"].items():
+        lines += ["", f"{kind}:"] + [row(point) for point in curve]
+    lines += ["", f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
+              f"  one run:                 ε = {_fmt(tuning['single_run_epsilon'])}",
+              f"  all {tuning['runs']} runs composed:   ε = {_fmt(tuning['all_runs_epsilon'])}"
+              + (f" ({tuning['all_runs_method']})" if tuning.get("all_runs_method") else "")]
+    if "repeat_and_select_epsilon" in tuning:
+        lines.append(f"  repeat-and-select (Poisson mean {tuning['random_repeats']:g}): ε = "
+                     f"{_fmt(tuning['repeat_and_select_epsilon'])} for the selected model")
+    for row_ in tuning["per_target"]:
+        text = f"  at target ε {row_['target_epsilon']:g}: {row_['runs']} runs"
+        if "all_runs_epsilon" in row_:
+            text += f", composed ε = {_fmt(row_['all_runs_epsilon'])}"
+        if "repeat_and_select_epsilon" in row_:
+            text += f", repeat-and-select ε = {_fmt(row_['repeat_and_select_epsilon'])}"
+        lines.append(text)
+    lines.append(f"  validation: {tuning['covers']['validation']}.")
+    return lines
+
+
+def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from dpplan.store import RunStore
+    from dpplan.sweep import LocalExecutor, RayExecutor, create_sweep, run_sweep
+
+    ship = not args.worker_data
+    if args.local:
+        executor: Any = LocalExecutor(ship_data=ship)
+    else:
+        executor = RayExecutor(  # refuses first (exit 2) when Ray is missing
+            address=args.ray_address,
+            gpus_per_trial=None if args.gpus_per_trial is None else _number(
+                "gpus_per_trial", args.gpus_per_trial),
+            cpus_per_trial=_number("cpus_per_trial", args.cpus_per_trial),
+            num_cpus=None if args.num_cpus is None else _number("num_cpus", args.num_cpus),
+            ship_data=ship)
+    store = RunStore()
+    if args.resume is not None:
+        sweep_id = _run_id("resume", args.resume)
+        store.get_sweep(sweep_id)
+    else:
+        sweep_id = create_sweep(_sweep_spec(args), store=store)
+    print(f"sweep {sweep_id} {'resumed' if args.resume else 'created'} on {executor.name} "
+          f"(dpplan frontier {sweep_id} shows it)", file=sys.stderr, flush=True)
+    progress = _sweep_progress() if not args.json or sys.stderr.isatty() else None
+    result = run_sweep(sweep_id, store=store, executor=executor, on_progress=progress)
+    if progress is not None and sys.stderr.isatty():
+        print(file=sys.stderr)
+    out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
+    return EXIT_OK if result["trials"]["failed"] == 0 else EXIT_FAILURE
+
+
+def _cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from dpplan.store import RunStore
+    from dpplan.sweep import frontier_result
+
+    result = frontier_result(RunStore(), _run_id("sweep_id", args.sweep_id))
+    out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
+    return EXIT_OK
+
+
 def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
 
@@ -695,6 +840,55 @@ def _build_parser() -> _Parser:
     cmp_.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
     _add_run_flags(cmp_)
     cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
+
+    swp = commands.add_parser(
+        "sweep", help="the ε-vs-accuracy frontier: plans solved per target ε, schedules tuned, "
+        "on Ray", formatter_class=defaults,
+        description="For every target ε, batch size and number of epochs, solve the noise "
+        "multiplier; tune every schedule's learning rate on validation accuracy with the first "
+        "seed, repeat the choice with the other seeds; store every run, the frontier and the "
+        "privacy cost of the tuning. Runs on an embedded Ray by default (pip install -e "
+        "'.[sweep]').")
+    grid = swp.add_argument_group("grid (required unless --resume)")
+    grid.add_argument("--epsilons", default=None, metavar="E1,E2", help="target ε values")
+    grid.add_argument("--batch-sizes", default=None, metavar="B1,B2", help="batch sizes")
+    grid.add_argument("--epochs", default=None, metavar="E1,E2", help="numbers of epochs")
+    swp.add_argument("--delta", default="1e-5", help="δ of every plan")
+    swp.add_argument("--max-grad-norm", default="1.0", help="clipping norm C (does not change ε)")
+    swp.add_argument("--schedules", default="one_cycle,plateau",
+                     help="schedules to tune (one_cycle, plateau, constant)")
+    swp.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
+    swp.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
+    swp.add_argument("--constant-lrs", default="0.1,0.5", help="constant LR grid")
+    swp.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
+    swp.add_argument("--random-repeats", default=None, metavar="MEAN",
+                     help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
+                     "of configurations drawn at random from the grid; the best is the tuned "
+                     "model (small stated ε overhead instead of composing every run)")
+    swp.add_argument("--resume", default=None, metavar="SWEEP_ID",
+                     help="continue a sweep: run only the trials without an outcome")
+    ray_ = swp.add_argument_group("execution")
+    ray_.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                      help="an existing Ray cluster (default $DPPLAN_RAY_ADDRESS, else an "
+                      "embedded Ray over this machine's CPUs and GPUs)")
+    ray_.add_argument("--gpus-per-trial", default=None, metavar="F",
+                      help="GPU fraction per trial (default 0.25 with GPUs: four trials share "
+                      "one; 0 trains on CPUs)")
+    ray_.add_argument("--cpus-per-trial", default="1", metavar="N", help="CPUs per trial")
+    ray_.add_argument("--num-cpus", default=None, metavar="N",
+                      help="CPUs of the embedded Ray (default: all)")
+    ray_.add_argument("--worker-data", action="store_true",
+                      help="workers read MNIST from their own --data-dir instead of receiving "
+                      "it through Ray's object store")
+    ray_.add_argument("--local", action="store_true",
+                      help="run the trials one at a time in this process, without Ray")
+    _add_run_flags(swp)
+    swp.set_defaults(handler=_cmd_sweep)
+
+    frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")
+    frt.add_argument("sweep_id", metavar="SWEEP_ID", help="the sweep's id")
+    frt.add_argument("--json", action="store_true", help="print JSON")
+    frt.set_defaults(handler=_cmd_frontier)
 
     app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
     app.add_argument("--port", default="8501", help="port to serve on (default 8501)")

@@ -48,6 +48,8 @@ __all__ = [
     "EpochRecord",
     "RunRecord",
     "RunStore",
+    "SweepRecord",
+    "SweepTrialRecord",
     "default_home",
 ]
 
@@ -371,6 +373,7 @@ class RunStore:
                 for name, kind in _ADDED_EPOCH_COLUMNS:
                     if name not in present:
                         connection.execute(f"ALTER TABLE epochs ADD COLUMN {name} {kind}")
+                connection.executescript(_SWEEP_SCHEMA)
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
@@ -770,6 +773,117 @@ class RunStore:
             raise StoreError(f"run {run_id} was deleted, but its checkpoint {path} could not "
                              f"be removed ({exc}); remove it by hand.") from exc
 
+    # -- sweeps (dpplan.sweep): the frontier sweep's spec, its trials and their runs --------
+    # A sweep's driver holds its lease (host, PID, heartbeat) like a run's process; its trials'
+    # runs are ordinary runs in group ``sweep-ID`` (so group composition counts them), linked
+    # to the trial that produced them in ``sweep_trials``.
+
+    def create_sweep(self, *, spec: Mapping[str, Any], plans: Any,
+                     draws: Mapping[str, Any] | None = None) -> int:
+        """Insert a sweep, leased to this process, and return its id."""
+        pid, started, host, now = self._owner_values()
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO sweeps (spec, plans, draws, status, pid, pid_started, host, "
+                "heartbeat_at, created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, "
+                "?, ?)",
+                (json.dumps(dict(spec)), json.dumps(plans),
+                 None if draws is None else json.dumps(dict(draws)), pid, started, host, now,
+                 now, now))
+            return int(cursor.lastrowid)
+
+    def claim_sweep(self, sweep_id: int) -> None:
+        """Lease a sweep to this process (to resume it).
+
+        Raises:
+            PlanError: if there is no such sweep, or its driver still runs.
+        """
+        pid, started, host, now = self._owner_values()
+        with self._transaction() as connection:
+            row = self._sweep_row(connection, sweep_id)
+            if row["status"] == "running" and not self._owned(row) and _owner_alive(row, now):
+                raise PlanError("sweep_id", sweep_id, "a sweep that no live driver runs",
+                                f"Sweep {sweep_id} is running ({_owner_text(row, now)}).")
+            connection.execute(
+                "UPDATE sweeps SET status='running', pid=?, pid_started=?, host=?, "
+                "heartbeat_at=?, updated_at=?, error=NULL WHERE id=?",
+                (pid, started, host, now, now, _run_id(sweep_id)))
+
+    def sweep_heartbeat(self, sweep_id: int) -> None:
+        """Renew this process's lease on a running sweep."""
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE sweeps SET heartbeat_at=? WHERE id=? AND pid=? AND host=?",
+                (time.time(), _run_id(sweep_id), os.getpid(), socket.gethostname()))
+
+    def record_trial(self, sweep_id: int, key: str, *, status: str, run_id: int | None = None,
+                     error: str | None = None) -> None:
+        """Record a trial's outcome (``finished`` with its run, or ``failed`` with the error).
+
+        Raises:
+            StoreError: if this process does not hold the sweep; nothing is written.
+        """
+        with self._transaction() as connection:
+            row = self._sweep_row(connection, sweep_id)
+            if not self._owned(row):
+                raise StoreError(f"sweep {sweep_id} in {self.path} is not held by this process "
+                                 f"(pid {os.getpid()}); trial {key} was not recorded.")
+            connection.execute(
+                "INSERT OR REPLACE INTO sweep_trials (sweep_id, key, run_id, status, error, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (_run_id(sweep_id), key, run_id, status, error, time.time()))
+            connection.execute("UPDATE sweeps SET updated_at=?, heartbeat_at=? WHERE id=?",
+                               (time.time(), time.time(), _run_id(sweep_id)))
+
+    def finish_sweep(self, sweep_id: int, *, status: str, tuning: Mapping[str, Any] | None = None,
+                     error: str | None = None) -> None:
+        """Set a sweep's final status and tuning cost (only the process holding it)."""
+        if status not in ("finished", "failed", "stopped"):
+            raise PlanError("status", status, "one of 'finished', 'failed', 'stopped'")
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE sweeps SET status=?, tuning=?, error=?, updated_at=? WHERE id=? AND "
+                "pid=? AND host=?",
+                (status, None if tuning is None else json.dumps(dict(tuning)), error, time.time(),
+                 _run_id(sweep_id), os.getpid(), socket.gethostname()))
+
+    def get_sweep(self, sweep_id: int) -> SweepRecord:
+        """Return a sweep with its trials (a running sweep whose driver is gone is
+        ``interrupted``).
+
+        Raises:
+            PlanError: if there is no sweep with this id (field ``sweep_id``).
+        """
+        with self._connect() as connection:
+            row = self._sweep_row(connection, sweep_id)
+            trials = connection.execute(
+                "SELECT * FROM sweep_trials WHERE sweep_id=? ORDER BY updated_at",
+                (_run_id(sweep_id),)).fetchall()
+        return _to_sweep(row, trials)
+
+    def list_sweeps(self) -> list[SweepRecord]:
+        """Return every sweep, newest first, with its trials."""
+        with self._connect() as connection:
+            if connection.execute("SELECT name FROM sqlite_master WHERE type='table' AND "
+                                  "name='sweeps'").fetchone() is None:
+                return []  # a read-only store from before sweeps
+            rows = connection.execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()
+            trials = connection.execute(
+                "SELECT * FROM sweep_trials ORDER BY updated_at").fetchall()
+        by_sweep: dict[int, list[sqlite3.Row]] = {}
+        for trial in trials:
+            by_sweep.setdefault(trial["sweep_id"], []).append(trial)
+        return [_to_sweep(row, by_sweep.get(row["id"], [])) for row in rows]
+
+    @staticmethod
+    def _sweep_row(connection: sqlite3.Connection, sweep_id: int) -> sqlite3.Row:
+        row = connection.execute("SELECT * FROM sweeps WHERE id=?",
+                                 (_run_id(sweep_id),)).fetchone()
+        if row is None:
+            raise PlanError("sweep_id", sweep_id, "the id of a stored sweep",
+                            "Sweep ids are printed by 'dpplan sweep'.")
+        return row
+
     @staticmethod
     def _to_record(row: sqlite3.Row, epochs: list[sqlite3.Row]) -> RunRecord:
         status = row["status"]
@@ -794,3 +908,80 @@ class RunStore:
             stop_reason=row["stop_reason"], warnings=tuple(json.loads(row["warnings"])),
             created_at=row["created_at"], updated_at=row["updated_at"], records=records,
         )
+
+
+# -- sweeps (dpplan.sweep) -------------------------------------------------------------------
+
+_SWEEP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec TEXT NOT NULL,
+    plans TEXT NOT NULL,
+    draws TEXT,
+    status TEXT NOT NULL,
+    tuning TEXT,
+    error TEXT,
+    pid INTEGER,
+    pid_started TEXT,
+    host TEXT,
+    heartbeat_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_trials (
+    sweep_id INTEGER NOT NULL REFERENCES sweeps(id),
+    key TEXT NOT NULL,
+    run_id INTEGER REFERENCES runs(id),
+    status TEXT NOT NULL,
+    error TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (sweep_id, key)
+);
+"""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class SweepTrialRecord:
+    """A trial of a sweep with an outcome: ``finished`` (its run) or ``failed``."""
+
+    key: str
+    run_id: int | None
+    status: str
+    error: str | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class SweepRecord:
+    """A stored sweep (see :mod:`dpplan.sweep`): its spec, solved plans, random draws,
+    status (``running``, ``finished``, ``failed``, ``stopped`` or ``interrupted``), tuning
+    cost and the trials with an outcome. Its runs are the runs of group :attr:`group_id`."""
+
+    id: int
+    spec: dict[str, Any] = dataclasses.field(hash=False)
+    plans: list[dict[str, Any]] = dataclasses.field(hash=False)
+    draws: dict[str, Any] | None = dataclasses.field(hash=False)
+    status: str
+    tuning: dict[str, Any] | None = dataclasses.field(hash=False)
+    error: str | None
+    created_at: float
+    updated_at: float
+    trials: tuple[SweepTrialRecord, ...]
+
+    @property
+    def group_id(self) -> str:
+        """The group id of the sweep's runs."""
+        return f"sweep-{self.id}"
+
+
+def _to_sweep(row: sqlite3.Row, trials: list[sqlite3.Row]) -> SweepRecord:
+    status = row["status"]
+    if status == "running" and not _owner_alive(row, time.time()):
+        status = "interrupted"
+    return SweepRecord(
+        id=row["id"], spec=json.loads(row["spec"]), plans=json.loads(row["plans"]),
+        draws=json.loads(row["draws"]) if row["draws"] else None, status=status,
+        tuning=json.loads(row["tuning"]) if row["tuning"] else None, error=row["error"],
+        created_at=row["created_at"], updated_at=row["updated_at"],
+        trials=tuple(SweepTrialRecord(key=t["key"], run_id=t["run_id"], status=t["status"],
+                                      error=t["error"]) for t in trials),
+    )

@@ -1,0 +1,78 @@
+"""dpplan sweep / frontier without Ray: missing extra, bad input, infeasible targets, --local."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from dpplan.cli import main
+
+GRID = [
+    "--epsilons",
+    "2",
+    "--batch-sizes",
+    "256",
+    "--epochs",
+    "1",
+    "--schedules",
+    "one_cycle",
+    "--one-cycle-lrs",
+    "0.5",
+    "--seeds",
+    "0",
+    "--subset",
+    "2000",
+    "--validation-size",
+    "500",
+    "--test-subset",
+    "500",
+    "--device",
+    "cpu",
+]
+
+
+def test_without_ray_exit_2_names_the_extra(monkeypatch, capsys, store):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert main(["sweep", *GRID]) == 2
+    error = capsys.readouterr().err
+    assert 'pip install -e ".[sweep]"' in error and "ray" in error
+    assert store.list_sweeps() == []  # refused before anything was solved or stored
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--epsilons", "1,nan", "--batch-sizes", "256", "--epochs", "1"], "target_epsilon"),
+        (["--epsilons", "1", "--batch-sizes", "256"], "epochs"),
+        (["--epsilons", "1", "--batch-sizes", "256", "--epochs", "1", "--seed", "3"], "seed"),
+        (["--epsilons", "1", "--batch-sizes", "256,256", "--epochs", "1"], "batch_sizes"),
+        (
+            ["--epsilons", "1", "--batch-sizes", "256", "--epochs", "1", "--schedules", "cos"],
+            "schedule",
+        ),
+    ],
+)
+def test_invalid_input_is_exit_2_with_the_field(argv, field, capsys, store):
+    assert main(["sweep", "--local", *argv, "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["field"] == field
+
+
+def test_infeasible_target_is_exit_3(capsys, store):
+    argv = [*GRID]
+    argv[1] = "1e-6"
+    assert main(["sweep", "--local", *argv]) == 3
+    assert "Raise target_epsilon" in capsys.readouterr().err
+    assert store.list_sweeps() == []
+
+
+def test_local_sweep_and_frontier(capsys, store, mnist_dir):
+    assert main(["sweep", "--local", *GRID, "--data-dir", str(mnist_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["runs_tried"] == 1 and len(result["points"]) == 1
+    assert result["points"][0]["epsilon"] <= 2
+    assert main(["frontier", str(result["sweep_id"])]) == 0
+    text = capsys.readouterr().out
+    assert "frontier" in text and "all 1 runs composed" in text
+    assert main(["frontier", "99"]) == 2
