@@ -107,6 +107,7 @@ GOALS = {
     "rdp_solve": ("—", None),
     "cli": ("≤ floor + 0.3 s", lambda d, r: d <= r + 0.3),
 }
+GOALS["pld_info"] = ("—", None)  # a short-curve comparison the issue sets no goal for
 SHORT_PLD_EPOCHS = (10, 60)
 
 
@@ -507,7 +508,7 @@ class Bench:
             f"{gap:.1e}] over {epochs} epochs (≥ 0 up to the library's own FFT round-off)"
         )
         self.add(
-            key="pld_curve_final",
+            key="pld_curve_final" if epochs == SHORT_PLD_EPOCHS[0] else "pld_info",
             row=f"3s. PLD ε curve, {epochs} epochs (cold)",
             config=name,
             dpplan_s=d_s,
@@ -518,7 +519,7 @@ class Bench:
             reference_times=f_times,
         )
         self.add(
-            key="pld_curve_self",
+            key="pld_curve_self" if epochs == SHORT_PLD_EPOCHS[-1] else "pld_info",
             row=f"3t. PLD ε curve, {epochs} epochs (cold)",
             config=name,
             dpplan_s=d_s,
