@@ -23,6 +23,7 @@ navigation = st.navigation(
         st.Page(PAGES / "solve.py", title="Solve", icon=":material/target:"),
         st.Page(PAGES / "train.py", title="Train", icon=":material/model_training:"),
         st.Page(PAGES / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(PAGES / "frontier.py", title="Frontier", icon=":material/show_chart:"),
         st.Page(PAGES / "runs.py", title="Runs", icon=":material/folder_open:"),
         st.Page(PAGES / "report.py", title="Report", icon=":material/description:"),
     ]

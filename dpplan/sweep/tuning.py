@@ -123,8 +123,11 @@ def repeat_and_select_for(plans: Sequence[TrainingPlan], *, mean_runs: float) ->
         shape=math.inf,
     )
     accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
+    from dpplan.accounting.composition import _quiet_absl  # drops excluded-order log lines
+
     try:
-        return float(accountant.compose(event).get_epsilon(distinct[0].delta))
+        with _quiet_absl():
+            return float(accountant.compose(event).get_epsilon(distinct[0].delta))
     except (ValueError, ArithmeticError) as exc:
         raise AccountingError(f"repeat-and-select failed for {len(distinct)} plans: {exc}") from exc
 

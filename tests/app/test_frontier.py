@@ -1,0 +1,136 @@
+"""The Frontier page with AppTest: a stored sweep (fake trials, no training), adopt, launch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest
+
+from dpplan.store import EpochRecord, RunStore
+from dpplan.sweep import SweepSpec, frontier_result, protocol
+from dpplan.train import RunOptions
+
+APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
+PAGE = "app_pages/frontier.py"
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def fake_sweep(home: Path) -> int:
+    """Store a finished two-ε sweep whose trials 'trained' instantly (accuracy from the LR)."""
+    store = RunStore(home)
+    spec = SweepSpec(
+        target_epsilons=(1, 3),
+        delta=1e-5,
+        batch_sizes=(256,),
+        epochs=(1,),
+        schedules=("one_cycle", "plateau"),
+        one_cycle_lrs=(0.5, 2),
+        plateau_lrs=(0.1,),
+        seeds=(0, 1),
+        options=RunOptions(subset=2000),
+    )
+    plans = protocol.solve_plans(spec)
+    sweep_id = store.create_sweep(
+        spec=spec.to_dict(), plans=protocol.plans_to_dict(plans, method="prv")
+    )
+    outcomes: dict[str, protocol.TrialOutcome] = {}
+    while True:
+        ready = [t for t in protocol.ready_trials(spec, outcomes) if t.key not in outcomes]
+        if not ready:
+            break
+        for trial in ready:
+            plan = plans[trial.plan_key]
+            accuracy = 0.5 + 0.1 * trial.lr / 2 + 0.05 * trial.target_epsilon + 0.01 * trial.seed
+            run_id = store.create_run(
+                plan=plan,
+                schedule=trial.schedule.to_dict(),
+                options={},
+                device="cpu",
+                seed=trial.seed,
+                private=True,
+                versions={},
+                group_id=f"sweep-{sweep_id}",
+            )
+            store.record_epoch(
+                run_id,
+                EpochRecord(
+                    epoch=1,
+                    steps=plan.steps_per_epoch,
+                    epsilon=trial.target_epsilon,
+                    epsilon_rdp=trial.target_epsilon,
+                    epsilon_opacus=trial.target_epsilon,
+                    train_loss=1.0,
+                    validation_loss=1.0,
+                    validation_accuracy=accuracy,
+                    test_accuracy=accuracy - 0.01,
+                    lr=trial.lr,
+                    seconds=1.0,
+                ),
+            )
+            store.finish_run(run_id, status="finished")
+            store.record_trial(sweep_id, trial.key, status="finished", run_id=run_id)
+            outcomes[trial.key] = protocol.TrialOutcome(
+                key=trial.key,
+                status="finished",
+                run_id=run_id,
+                validation_accuracy=accuracy,
+                test_accuracy=accuracy - 0.01,
+                epochs_done=1,
+            )
+    store.finish_sweep(
+        sweep_id, status="finished", tuning=frontier_result(store, sweep_id)["tuning"]
+    )
+    return sweep_id
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    return at.switch_page(PAGE).run()
+
+
+def test_empty_store_renders_and_launch_calls_the_background_sweep():
+    with mock.patch(
+        "dpplan.sweep.background.launch_sweep", return_value=(4242, Path("/tmp/x.log"))
+    ) as launch:
+        at = page()
+        assert not at.exception
+        assert "No sweep yet" in at.info[0].value
+        at.text_input(key="sweep_epsilons").set_value("1, 3")
+        at.number_input(key="sweep_repeats").set_value(4.0)
+        at.button[0].click().run()  # the form's submit button
+        assert not at.exception
+    argv = launch.call_args.args[0]
+    assert argv[argv.index("--epsilons") + 1] == "1,3"
+    assert argv[argv.index("--random-repeats") + 1] == "4"
+    assert "4242" in at.success[0].value
+
+
+def test_stored_sweep_shows_frontier_table_tuning_and_adopts_a_plan(home):
+    sweep_id = fake_sweep(home)
+    result = frontier_result(RunStore(home), sweep_id)
+    at = page()
+    assert not at.exception
+    assert at.metric[0].value == "finished"
+    table = at.dataframe[0].value
+    assert list(table["ε ≤"]) == [1.0, 3.0]
+    best = result["points"][1]
+    assert table["batch size"][1] == best["plan"]["batch_size"]
+    assert table["schedule"][1] == best["schedule"]["kind"] == "one_cycle"
+    labels = [m.label for m in at.metric]
+    assert "One run" in labels and any(label.startswith("All 10 runs") for label in labels)
+    at.selectbox(key="frontier_adopt_row").set_value(1)
+    at.button(key="frontier_adopt").click().run()
+    assert not at.exception
+    assert at.number_input(key="plan_noise_multiplier").value == pytest.approx(
+        best["plan"]["noise_multiplier"]
+    )
+    assert at.number_input(key="plan_dataset_size").value == 2000
