@@ -234,7 +234,19 @@ class PLDAccountant(Backend):
                 f"noise_multiplier={noise_multiplier}: {exc!r}. Try method='rdp' or 'prv'."
             ) from exc
         # dp-accounting's rule for add-or-remove: the larger ε of the two PLDs.
-        epsilons = [max(values) for values in zip(*(eps for eps, _ in per_pmf))]
+        epsilons = [
+            None if None in values else max(values) for values in zip(*(eps for eps, _ in per_pmf))
+        ]
+        tiny_delta = None in epsilons
+        if tiny_delta:
+            _fill_tiny_delta(
+                epsilons,
+                sample_rate=sample_rate,
+                noise_multiplier=noise_multiplier,
+                delta=delta,
+                interval=interval,
+                steps=steps,
+            )
         settings = {
             "value_discretization_interval": interval,
             "pessimistic_estimate": True,
@@ -243,6 +255,12 @@ class PLDAccountant(Backend):
             "the last step count; float64 round-off bounded and charged to δ",
             "fft_points": max(points for _, points in per_pmf),
         }
+        if tiny_delta:
+            settings["tiny_delta"] = (
+                f"delta={delta:g} is below the FFTs' round-off for some epochs: those use "
+                f"dp-accounting's PLDAccountant at up to {_TINY_DELTA_POINTS + 1} epochs, the "
+                "others carry the next one's bound"
+            )
         if interval != requested:
             settings["coarsened"] = (
                 f"grid widened from {requested:g} to {interval:g} to bound the work (at "
@@ -327,11 +345,14 @@ def _compose_and_read(pmf, steps: tuple[int, ...], delta: float) -> tuple[list[f
         noise_floor = max(-float(composed.min()), 0.0) + 4 * _FLOAT_EPS * float(composed.max())
         error_mass = noise_floor * grid
         infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * log_keep)
+        if not (infinity_mass <= delta):  # the tail moved to infinity alone exceeds δ
+            epsilons.append(math.inf)
+            continue
         if not (delta - error_mass > 0):
-            raise AccountingError(
-                f"pld accountant cannot resolve delta={delta:g}: floating-point error "
-                f"(~{error_mass:.1e}) would dominate. Increase delta or use method='rdp'."
-            )
+            # δ below the FFTs' round-off (δ ≲ 1e-12): compose in the PMF domain instead,
+            # as dp-accounting does, for the last count and a few others (see below).
+            epsilons.append(None)
+            continue
         epsilon = _epsilon_for_delta(
             window,
             first_loss=(pmf._lower_loss * count + int(lower[position])) * pmf._discretization,
@@ -343,6 +364,54 @@ def _compose_and_read(pmf, steps: tuple[int, ...], delta: float) -> tuple[list[f
         epsilons.append(epsilon)
         start = epsilon if math.isfinite(epsilon) else start
     return epsilons, size
+
+
+#: Step counts accounted by dp-accounting's own PLDAccountant when δ is below the FFTs'
+#: round-off: the last one and at most this many more; the counts between carry the next
+#: accounted bound (ε never decreases with more steps, so that is still an upper bound).
+_TINY_DELTA_POINTS = 8
+
+
+def _fill_tiny_delta(
+    epsilons: list,
+    *,
+    sample_rate: float,
+    noise_multiplier: float,
+    delta: float,
+    interval: float,
+    steps: tuple[int, ...],
+) -> None:
+    """Fill the ``None`` entries of ``epsilons`` (counts where the float64 FFTs' round-off
+    would exceed δ, δ ≲ 1e-12) with a fresh dp-accounting ``PLDAccountant`` on the same grid,
+    for the last such count and up to ``_TINY_DELTA_POINTS`` others (bounded work); every
+    other entry takes the smallest bound computed for as many steps or more.
+
+    Raises:
+        AccountingError: if dp-accounting fails.
+    """
+    missing = [i for i, value in enumerate(epsilons) if value is None]
+    chosen = {missing[-1]}
+    chosen.update(
+        missing[round(k * (len(missing) - 1) / _TINY_DELTA_POINTS)]
+        for k in range(_TINY_DELTA_POINTS)
+    )
+    event = dp_accounting.PoissonSampledDpEvent(
+        sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
+    )
+    for index in sorted(chosen):
+        try:
+            accountant = dp_accounting.pld.PLDAccountant(value_discretization_interval=interval)
+            epsilons[index] = float(accountant.compose(event, int(steps[index])).get_epsilon(delta))
+        except (ValueError, ArithmeticError, MemoryError) as exc:
+            raise AccountingError(
+                f"pld accountant failed for {steps[index]} steps at delta={delta:g}: "
+                f"{exc!r}. Try method='rdp'."
+            ) from exc
+    following = math.inf  # the smallest bound computed for this many steps or more
+    for index in range(len(epsilons) - 1, -1, -1):
+        if epsilons[index] is not None:
+            following = min(following, epsilons[index])
+        epsilons[index] = following
 
 
 def _epsilon_for_delta(
