@@ -283,6 +283,7 @@ class RayExecutor:
             num_gpus=per_gpu,
             max_retries=self.max_retries,
             retry_exceptions=False,
+            max_calls=0,  # keep workers warm (Ray's default for GPU tasks is one call each)
         )(run_trial)
         if self.ship_data:
             self._data_ref = ray.put(_split_arrays(options))
