@@ -632,6 +632,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.report import (
         build_report,
         build_run_report,
+        build_sweep_report,
         load_run_report,
         render,
         save_run_report,
@@ -639,7 +640,19 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
 
     plan_flags = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
-    if args.run is not None:
+    if args.sweep is not None:
+        for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
+                ("run", args.run), ("tuning_runs", args.tuning_runs),
+                ("stored", args.stored or None)]:
+            if value is not None:
+                raise PlanError(name, value, "omitted with --sweep",
+                                "A sweep's report uses the sweep's own plans and runs.")
+        if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
+            raise PlanError("home", args.home, "a folder holding runs.sqlite3",
+                            "Pass the folder of the run store (DPPLAN_HOME).")
+        report = build_sweep_report(RunStore(args.home), _run_id("sweep", args.sweep),
+                                    title=args.title, notes=args.notes)
+    elif args.run is not None:
         if plan_flags:
             raise PlanError(plan_flags[0], getattr(args, plan_flags[0]), "omitted with --run",
                             "A run's report uses the run's own plan.")
@@ -687,8 +700,12 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         os.replace(temporary, path)
     except OSError as exc:
         raise PlanError("output", args.output, "a writable file path", str(exc)) from None
-    print(f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = {report.delta:g}, "
-          f"{report.method})", file=sys.stderr)
+    if report.sweep is not None:
+        print(f"wrote {path} ({args.format}; sweep {report.sweep.id}, "
+              f"{len(report.sweep.points)} points at δ = {report.delta:g})", file=sys.stderr)
+    else:
+        print(f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = "
+              f"{report.delta:g}, {report.method})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -921,13 +938,17 @@ def _build_parser() -> _Parser:
                          help="print JSON")
 
     rep = commands.add_parser(
-        "report", help="ε-budget report of a plan or a stored run (Markdown, HTML or JSON)")
-    _add_plan_flags(rep, required="unless --run")
+        "report", help="ε-budget report of a plan, a stored run or a sweep (Markdown, HTML, "
+        "JSON or PDF)")
+    _add_plan_flags(rep, required="unless --run or --sweep")
     rep.add_argument("--run", default=None, metavar="ID",
                      help="report on a stored run instead of a plan (saved with the run)")
+    rep.add_argument("--sweep", default=None, metavar="ID",
+                     help="report on a stored sweep: its frontier, best accuracy at ε ≤ x with "
+                     "the plan behind it, per-schedule curves and the privacy cost of tuning")
     rep.add_argument("--home", default=None, metavar="DIR",
-                     help="run store folder for --run (default $DPPLAN_HOME or a per-user "
-                     "folder)")
+                     help="run store folder for --run or --sweep (default $DPPLAN_HOME or a "
+                     "per-user folder)")
     rep.add_argument("--stored", action="store_true",
                      help="with --run: render the report stored with the run, unchanged")
     rep.add_argument("--tuning-runs", default=None, metavar="K",

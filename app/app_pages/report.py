@@ -1,11 +1,19 @@
-"""Report page: the ε-budget report of the current plan or of a stored run; preview, download."""
+"""Report page: the ε-budget report of the current plan, a stored run or a sweep; preview,
+download."""
 
 import streamlit as st
 import streamlit.components.v1 as st_components
 from components import cached_plan_report, format_epsilon, plain, run_label, store
 
 from dpplan.errors import DpplanError
-from dpplan.report import build_run_report, save_run_report, to_html, to_json, to_markdown
+from dpplan.report import (
+    build_run_report,
+    build_sweep_report,
+    save_run_report,
+    to_html,
+    to_json,
+    to_markdown,
+)
 
 st.title("Report")
 st.caption(
@@ -17,17 +25,24 @@ st.caption(
 run_store = store()
 runs = [r for r in run_store.list_runs() if r.private and r.records]
 source = st.radio(
-    "Report of", ["the current plan", "a stored run"], horizontal=True, key="report_source"
+    "Report of",
+    ["the current plan", "a stored run", "a sweep"],
+    horizontal=True,
+    key="report_source",
 )
 title = st.text_input("Title (optional)", key="report_title")
 notes = st.text_area("Notes (optional)", key="report_notes")
-tuning = st.number_input(
-    "Training runs tried while tuning (0 = not stated)",
-    value=0,
-    step=1,
-    format="%d",
-    key="report_tuning",
-    help="Reported ε covers one run; composing all runs covers selection.",
+tuning = (
+    st.number_input(
+        "Training runs tried while tuning (0 = not stated)",
+        value=0,
+        step=1,
+        format="%d",
+        key="report_tuning",
+        help="Reported ε covers one run; composing all runs covers selection.",
+    )
+    if source == "the current plan"
+    else 0
 )
 
 
@@ -41,6 +56,21 @@ try:
         with st.spinner("Accounting…"):
             report = cached_plan_report(
                 plan.to_dict(), title or None, notes or None, int(tuning) or None
+            )
+    elif source == "a sweep":
+        sweeps = run_store.list_sweeps()
+        if not sweeps:
+            st.info("No sweep yet. Launch one on the Frontier page.")
+            st.stop()
+        sweep_id = st.selectbox(
+            "Sweep",
+            [s.id for s in sweeps],
+            key="report_sweep",
+            format_func=lambda i: next(f"sweep {s.id}: {s.status}" for s in sweeps if s.id == i),
+        )
+        with st.spinner("Accounting…"):
+            report = build_sweep_report(
+                run_store, sweep_id, title=title or None, notes=notes or None
             )
     elif not runs:
         st.info("No private run with records yet. Train one on the Train page.")
@@ -63,7 +93,13 @@ except Exception as error:  # noqa: BLE001 - the page is the outer boundary (STY
     st.stop()
 
 cols = st.columns(3)
-stem = "dpplan-report" if report.run is None else f"dpplan-run-{report.run.id}-report"
+stem = (
+    f"dpplan-sweep-{report.sweep.id}-report"
+    if report.sweep is not None
+    else "dpplan-report"
+    if report.run is None
+    else f"dpplan-run-{report.run.id}-report"
+)
 cols[0].download_button(
     "Download HTML", to_html(report), file_name=f"{stem}.html", mime="text/html", type="primary"
 )
@@ -73,9 +109,10 @@ cols[1].download_button(
 cols[2].download_button(
     "Download JSON", to_json(report), file_name=f"{stem}.json", mime="application/json"
 )
-st.metric(
-    "ε (headline upper bound)", format_epsilon(report.epsilon), help=f"at δ = {report.delta:g}"
-)
+if report.sweep is None:
+    st.metric(
+        "ε (headline upper bound)", format_epsilon(report.epsilon), help=f"at δ = {report.delta:g}"
+    )
 preview_html, preview_md = st.tabs(["Preview", "Markdown"])
 with preview_html:
     st_components.html(to_html(report), height=1400, scrolling=True)

@@ -1,9 +1,11 @@
-"""Build a :class:`~dpplan.report.model.Report` from a plan, or from a stored run.
+"""Build a :class:`~dpplan.report.model.Report` from a plan, a stored run or a stored sweep.
 
 Every ε comes from :mod:`dpplan.accounting`: the curves and the headline from
 :func:`~dpplan.accounting.compare`, ε of several runs from
 :func:`~dpplan.accounting.compose_runs`, the membership-inference bound from
-:func:`~dpplan.accounting.membership_tpr_bounds`. One small function per section.
+:func:`~dpplan.accounting.membership_tpr_bounds`; a sweep's from
+:func:`dpplan.sweep.frontier_result` (whose tuning cost composes through the same
+functions). One small function per section.
 """
 
 from __future__ import annotations
@@ -28,13 +30,21 @@ from dpplan.report.model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
     Accounting,
+    BestAtMost,
     Curve,
     Epoch,
+    FrontierPoint,
     Membership,
     Plan,
     Report,
     Reproducibility,
     Run,
+    ScheduleCurve,
+    SolvedPlan,
+    Sweep,
+    SweepTrials,
+    SweepTuning,
+    TargetCost,
     Tuning,
     report_from_dict,
 )
@@ -45,6 +55,7 @@ __all__ = [
     "FORMATS",
     "build_report",
     "build_run_report",
+    "build_sweep_report",
     "load_run_report",
     "plan_hash",
     "save_run_report",
@@ -540,3 +551,242 @@ def load_run_report(store: RunStore, run_id: int) -> Report | None:
             f"rebuild it with 'dpplan report --run {run_id}'.",
         )
     return report_from_dict(data)
+
+
+# ---- sweeps ----------------------------------------------------------------------------------
+
+#: What a random-protocol sweep report leaves out (``Sweep.withheld``): each reveals the
+#: secret number of trials, or releases a trial the repeat-and-select guarantee does not cover.
+RANDOM_WITHHELD = (
+    "runs_tried",
+    "trials",
+    "run_ids",
+    "seed_repeats",
+    "all_runs_epsilon",
+    "per_target_runs",
+    "curves",
+    "error",
+)
+
+
+def _learning_rate(schedule: dict[str, Any]) -> float:
+    return float(schedule.get("max_lr", schedule.get("lr")))
+
+
+def _frontier_point(point: dict[str, Any], alone: dict[str, Any] | None = None) -> FrontierPoint:
+    """A point of ``frontier_result``; with ``alone`` (random protocol) the selected model's
+    own first-seed measurement (its curve point) replaces the mean over its repeats."""
+    shown = point if alone is None else alone
+    return FrontierPoint(
+        target_epsilon=point["target_epsilon"],
+        epsilon=point["epsilon"],
+        epsilon_method=point["epsilon_method"],
+        plan=_plan(TrainingPlan.from_dict(point["plan"])),
+        schedule_kind=point["schedule"]["kind"],
+        learning_rate=_learning_rate(point["schedule"]),
+        schedule=_jsonable(point["schedule"]),
+        validation_accuracy=point["validation_accuracy"],
+        test_accuracy_mean=shown["test_accuracy_mean"],
+        test_accuracy_std=None if alone is not None else point["test_accuracy_std"],
+        seeds=tuple(shown["seeds"][:1] if alone is not None else shown["seeds"]),
+        run_ids=None if alone is not None else tuple(point["run_ids"]),
+    )
+
+
+def _selected_alone(point: dict[str, Any], curves: dict[str, list[dict[str, Any]]]) -> dict:
+    """Random protocol: the selected trial's own (first-seed) point, from its schedule's
+    curve, which holds each schedule's best draw at each ε measured with the first seed."""
+    for other in curves.get(point["schedule"]["kind"], []):
+        if (
+            other["target_epsilon"] == point["target_epsilon"]
+            and other["plan"] == point["plan"]
+            and other["schedule"] == point["schedule"]
+            and other["validation_accuracy"] == point["validation_accuracy"]
+        ):
+            return other
+    raise PlanError(  # pragma: no cover - frontier() always has it
+        "sweep", point["target_epsilon"], "a selected trial with its first-seed measurement"
+    )
+
+
+def _best_at_most(points: Sequence[FrontierPoint]) -> tuple[BestAtMost, ...]:
+    """For each target x: the point with the best validation accuracy among ε ≤ x (the test
+    set never selects; first in target order on ties)."""
+    rows = []
+    for bound in sorted({p.target_epsilon for p in points}):
+        fit = [k for k, p in enumerate(points) if p.epsilon <= bound]
+        if fit:
+            best = max(fit, key=lambda k: (points[k].validation_accuracy, -k))
+            rows.append(BestAtMost(epsilon_at_most=bound, point=best))
+    return tuple(rows)
+
+
+def _sweep_tuning(tuning: dict[str, Any], random: bool) -> SweepTuning:
+    per_target = tuple(
+        TargetCost(
+            target_epsilon=row["target_epsilon"],
+            single_run_epsilon=row["single_run_epsilon"],
+            runs=None if random else row["runs"],
+            all_runs_epsilon=None if random else row.get("all_runs_epsilon"),
+            all_runs_method=None if random else row.get("all_runs_method"),
+            repeat_and_select_epsilon=row.get("repeat_and_select_epsilon"),
+        )
+        for row in tuning["per_target"]
+    )
+    return SweepTuning(
+        delta=tuning["delta"],
+        single_run_epsilon=tuning["single_run_epsilon"],
+        runs=None if random else tuning["runs"],
+        all_runs_epsilon=None if random else tuning["all_runs_epsilon"],
+        all_runs_method=None if random else tuning.get("all_runs_method"),
+        random_repeats=tuning.get("random_repeats"),
+        repeat_and_select_epsilon=tuning.get("repeat_and_select_epsilon"),
+        per_target=per_target,
+    )
+
+
+def _sweep(result: dict[str, Any], record: Any) -> Sweep:
+    """The Sweep section from ``frontier_result`` (random protocol: the secret parts left out)."""
+    spec = result["spec"]
+    random = result["tuning"]["protocol"] == "random_repeats"
+    curves = result["curves"]
+    points = tuple(
+        _frontier_point(p, _selected_alone(p, curves) if random else None) for p in result["points"]
+    )
+    options = _jsonable(spec["options"])
+    return Sweep(
+        id=result["sweep_id"],
+        status=result["status"],
+        error=None if random else record.error,
+        protocol="random_repeats" if random else "grid",
+        method=spec["method"],
+        delta=spec["delta"],
+        dataset_size=TrainingPlan.from_dict(result["plans"][0]["plan"]).dataset_size,
+        validation_size=int(options.get("validation_size", 0)),
+        target_epsilons=tuple(spec["target_epsilons"]),
+        batch_sizes=tuple(spec["batch_sizes"]),
+        epochs=tuple(spec["epochs"]),
+        schedules=tuple(spec["schedules"]),
+        learning_rates={kind: tuple(spec[f"{kind}_lrs"]) for kind in spec["schedules"]},
+        seeds=tuple(spec["seeds"]),
+        max_grad_norm=spec["max_grad_norm"],
+        random_repeats=spec.get("random_repeats"),
+        options=options,
+        spec_hash=hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
+        created_at=_iso(record.created_at),
+        updated_at=_iso(record.updated_at),
+        withheld=RANDOM_WITHHELD if random else (),
+        runs_tried=None if random else result["runs_tried"],
+        trials=None if random else SweepTrials(**result["trials"]),
+        plans=tuple(
+            SolvedPlan(
+                target_epsilon=row["target_epsilon"],
+                epsilon=row["epsilon"],
+                method=row["method"],
+                plan=_plan(TrainingPlan.from_dict(row["plan"])),
+            )
+            for row in result["plans"]
+        ),
+        points=points,
+        best=_best_at_most(points),
+        curves=()
+        if random
+        else tuple(
+            ScheduleCurve(schedule_kind=kind, points=tuple(_frontier_point(p) for p in curve))
+            for kind, curve in curves.items()
+        ),
+        tuning=_sweep_tuning(result["tuning"], random),
+    )
+
+
+def _sweep_warnings(sweep: Sweep) -> tuple[str, ...]:
+    """Facts a reader must not miss (the words are in the templates; these are short)."""
+    warnings = []
+    if sweep.status not in ("finished",):
+        warnings.append(
+            f"Sweep {sweep.id} is {sweep.status}: its points and tuning cost cover the trials "
+            "stored so far."
+        )
+    missing = [
+        t for t in sweep.target_epsilons if t not in {p.target_epsilon for p in sweep.points}
+    ]
+    if missing:
+        warnings.append(
+            "No point at target ε "
+            + ", ".join(f"{t:g}" for t in missing)
+            + " (no selection there has finished)."
+        )
+    if sweep.trials is not None and sweep.trials.failed:
+        warnings.append(f"{sweep.trials.failed} trials failed; they released nothing.")
+    return tuple(warnings)
+
+
+def build_sweep_report(
+    store: RunStore,
+    sweep_id: int,
+    *,
+    title: str | None = None,
+    notes: str | None = None,
+    created_at: str | None = None,
+) -> Report:
+    """Build the report of a stored sweep: its frontier, the best accuracy at ε ≤ x with the
+    plan behind it, the per-schedule curves and the privacy cost of the tuning.
+
+    The numbers are :func:`dpplan.sweep.frontier_result`'s. In the random protocol
+    (``tuning["protocol"] == "random_repeats"``) the report leaves out every count of runs
+    or trials, the runs' ids, the seed repeats of the selected models, ε of all runs
+    composed, the per-schedule curves and the sweep's error text (``Sweep.withheld``):
+    Papernot & Steinke's guarantee needs the number of trials to stay secret.
+
+    Args:
+        store: the run store holding the sweep.
+        sweep_id: the sweep's id (``dpplan sweep`` prints it).
+        title: the report's title (default "DP-SGD frontier report of sweep N").
+        notes: the author's notes, shown as written (escaped).
+        created_at: the creation time (ISO 8601); default now.
+
+    Raises:
+        PlanError: if there is no such sweep, or the title or notes are invalid.
+    """
+    from dpplan.sweep import frontier_result
+
+    if not isinstance(store, RunStore):
+        raise PlanError("store", store, "a dpplan.store.RunStore")
+    sweep_id = _validate.integer(
+        minimum=1, sweep_id=sweep_id, hint="List the sweeps on the app's Frontier page."
+    )
+    title = _check_text("title", title, MAX_TITLE_LENGTH)
+    notes = _check_text("notes", notes, MAX_NOTES_LENGTH)
+    record = store.get_sweep(sweep_id)
+    sweep = _sweep(frontier_result(store, sweep_id), record)
+    words = ["dpplan", "report", "--sweep", str(sweep_id), "--home", str(store.home.resolve())]
+    for flag, value in (("--title", title), ("--notes", notes)):
+        if value is not None:
+            words += [flag, value]
+    commit, dirty = _git_state()
+    return Report(
+        schema_id=SCHEMA_ID,
+        schema_version=SCHEMA_VERSION,
+        kind="sweep",
+        title=title if title is not None else f"DP-SGD frontier report of sweep {sweep_id}",
+        notes=notes,
+        plan=None,
+        epochs=None,
+        total_steps=None,
+        accounting=None,
+        membership=None,
+        tuning=None,
+        run=None,
+        sweep=sweep,
+        reproducibility=Reproducibility(
+            dpplan_version=dpplan.__version__,
+            python_version=platform.python_version(),
+            git_commit=commit,
+            git_dirty=dirty,
+            plan_hash=None,
+            created_at=created_at
+            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            commands={fmt: shlex.join(words + ["--format", fmt]) for fmt in FORMATS},
+        ),
+        warnings=_sweep_warnings(sweep),
+    )

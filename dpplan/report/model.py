@@ -20,15 +20,26 @@ from pydantic import (
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 from dpplan.errors import PlanError
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "Report", "report_from_dict", "report_schema"]
+__all__ = [
+    "SCHEMA_ID",
+    "SCHEMA_VERSION",
+    "Report",
+    "Sweep",
+    "report_from_dict",
+    "report_schema",
+]
 
 #: The ``schema`` value of every dpplan report.
 SCHEMA_ID = "dpplan-report"
 #: Bumped when a field is removed or changes meaning. 2: facts only, prose in templates.
+#: (Sweep reports were added within version 2: a new ``kind``, an optional ``sweep``
+#: section, and the plan-only sections null in a sweep report. Every report stored before
+#: still validates, so the version stayed.)
 SCHEMA_VERSION = 2
 
 
@@ -45,6 +56,9 @@ Real = Annotated[
     WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["inf", "-inf", "nan"]}]}),
 ]
 Method = Literal["rdp", "prv", "pld"]
+#: How a sweep tuned: every configuration of the grid, or Papernot & Steinke's random
+#: repeat-and-select protocol.
+Protocol = Literal["grid", "random_repeats"]
 
 
 class _Facts(BaseModel):
@@ -163,54 +177,207 @@ class Run(_Facts):
     warnings: tuple[str, ...]
 
 
+class SolvedPlan(_Facts):
+    """A plan of a sweep's grid: the noise multiplier solved (by ``method``) so that ε of one
+    run is at most ``target_epsilon``; ``epsilon`` is that ε."""
+
+    target_epsilon: float
+    epsilon: Real
+    method: Method
+    plan: Plan
+
+
+class FrontierPoint(_Facts):
+    """The configuration selected at a target ε (best first-seed validation accuracy over
+    every batch size, epochs and schedule; or, in a per-schedule curve, over that schedule).
+
+    ``test_accuracy_mean``/``_std`` are over ``seeds`` (the selection seed, then the
+    repeats). Random protocol: the selected model alone (its seed only, ``std`` and
+    ``run_ids`` None): its repeats are not published.
+    """
+
+    target_epsilon: float
+    epsilon: Real
+    epsilon_method: Method
+    plan: Plan
+    schedule_kind: str
+    learning_rate: float
+    schedule: dict[str, Any]
+    validation_accuracy: float
+    test_accuracy_mean: float
+    test_accuracy_std: float | None
+    seeds: tuple[int, ...]
+    run_ids: tuple[int, ...] | None
+
+
+class ScheduleCurve(_Facts):
+    """One schedule's best configuration at each target ε (grid protocol only)."""
+
+    schedule_kind: str
+    points: tuple[FrontierPoint, ...]
+
+
+class BestAtMost(_Facts):
+    """Best accuracy at ε ≤ ``epsilon_at_most``: ``point`` indexes ``Sweep.points``, the one
+    with the best validation accuracy among those whose ε is at most the bound."""
+
+    epsilon_at_most: float
+    point: int
+
+
+class TargetCost(_Facts):
+    """The tuning cost of one target ε: one run, the runs at this target composed (grid), and
+    Papernot & Steinke's ε of its selected model (random protocol)."""
+
+    target_epsilon: float
+    single_run_epsilon: Real
+    runs: int | None
+    all_runs_epsilon: Real | None
+    all_runs_method: Method | None
+    repeat_and_select_epsilon: Real | None
+
+
+class SweepTuning(_Facts):
+    """The privacy cost of the sweep's tuning at ``delta``: one run, every run composed
+    (grid; None in the random protocol, whose count is secret), repeat-and-select (random)."""
+
+    delta: float
+    single_run_epsilon: Real
+    runs: int | None
+    all_runs_epsilon: Real | None
+    all_runs_method: Method | None
+    random_repeats: float | None
+    repeat_and_select_epsilon: Real | None
+    per_target: tuple[TargetCost, ...]
+
+
+class SweepTrials(_Facts):
+    """Trials planned (if every selection finds a winner), finished and failed."""
+
+    planned: int
+    finished: int
+    failed: int
+
+
+class Sweep(_Facts):
+    """A stored frontier sweep (``dpplan sweep``): its grid, solved plans, frontier, curves
+    and tuning cost, from :func:`dpplan.sweep.frontier_result`.
+
+    ``withheld`` names what the report leaves out. In the random protocol that is every
+    count of trials or runs, the runs' ids, the seed repeats, ε of all runs composed (a
+    function of their number), the per-schedule curves (best trials other than the
+    selected one) and the sweep's error text: the repeat-and-select guarantee needs the
+    number of trials to stay secret.
+    """
+
+    id: int
+    status: str
+    error: str | None
+    protocol: Protocol
+    method: Method
+    delta: float
+    dataset_size: int
+    validation_size: int
+    target_epsilons: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    epochs: tuple[int, ...]
+    schedules: tuple[str, ...]
+    learning_rates: dict[str, tuple[float, ...]]
+    seeds: tuple[int, ...]
+    max_grad_norm: float
+    random_repeats: float | None
+    options: dict[str, Any]
+    spec_hash: str
+    created_at: str
+    updated_at: str
+    withheld: tuple[str, ...]
+    runs_tried: int | None
+    trials: SweepTrials | None
+    plans: tuple[SolvedPlan, ...]
+    points: tuple[FrontierPoint, ...]
+    best: tuple[BestAtMost, ...]
+    curves: tuple[ScheduleCurve, ...]
+    tuning: SweepTuning
+
+
 class Reproducibility(_Facts):
-    """Versions, hashes and the command that regenerates the report."""
+    """Versions, hashes and the command that regenerates the report (``plan_hash`` is None
+    in a sweep report: its spec's hash is ``Sweep.spec_hash``)."""
 
     dpplan_version: str
     python_version: str
     git_commit: str | None
     git_dirty: bool | None
-    plan_hash: str
+    plan_hash: str | None
     created_at: str
     commands: dict[str, str]
 
 
 class Report(_Facts):
-    """An ε-budget report of a plan or of a run. Build it with ``build_report``.
+    """An ε-budget report of a plan, of a run or of a sweep. Build it with ``build_report``,
+    ``build_run_report`` or ``build_sweep_report``.
 
     ``epochs``/``total_steps`` are what was accounted (fewer than planned when a run stopped
-    early); ``warnings`` are the accountants' and the run's own, as they gave them.
+    early); ``warnings`` are the accountants' and the run's own, as they gave them. A sweep
+    report has many plans: ``plan``, ``epochs``, ``total_steps``, ``accounting``,
+    ``membership`` and ``tuning`` are None and ``sweep`` holds its facts; in a plan or run
+    report ``sweep`` is None.
     """
 
     schema_id: Literal["dpplan-report"] = Field(alias="schema")
     schema_version: Literal[2]
-    kind: Literal["plan", "run"]
+    kind: Literal["plan", "run", "sweep"]
     title: str
     notes: str | None
-    plan: Plan
-    epochs: int
-    total_steps: int
-    accounting: Accounting
-    membership: Membership
-    tuning: Tuning
+    plan: Plan | None
+    epochs: int | None
+    total_steps: int | None
+    accounting: Accounting | None
+    membership: Membership | None
+    tuning: Tuning | None
     run: Run | None
     reproducibility: Reproducibility
     warnings: tuple[str, ...]
+    sweep: Sweep | None = None
+
+    @model_validator(mode="after")
+    def _sections_match_kind(self) -> Report:
+        plan_sections = ("plan", "epochs", "total_steps", "accounting", "membership", "tuning")
+        if self.kind == "sweep":
+            present = [name for name in (*plan_sections, "run") if getattr(self, name) is not None]
+            if self.sweep is None or present or self.reproducibility.plan_hash is not None:
+                raise ValueError(
+                    "a sweep report has a sweep section and no plan, run or plan_hash "
+                    f"(found {', '.join(present) or 'no sweep'})"
+                )
+        else:
+            missing = [name for name in plan_sections if getattr(self, name) is None]
+            if missing or self.sweep is not None or self.reproducibility.plan_hash is None:
+                raise ValueError(
+                    f"a {self.kind} report has every plan section and no sweep "
+                    f"(missing: {', '.join(missing) or 'none'})"
+                )
+            if (self.run is None) != (self.kind == "plan"):
+                raise ValueError(
+                    f"kind {self.kind!r} does not match run={'given' if self.run else 'None'}"
+                )
+        return self
 
     @property
-    def epsilon(self) -> float:
-        """The headline ε: the smallest upper bound of the methods that answered."""
-        return self.accounting.epsilon
+    def epsilon(self) -> float | None:
+        """The headline ε: the smallest upper bound of the methods that answered (None for
+        a sweep: see ``sweep.tuning``)."""
+        return self.accounting.epsilon if self.accounting is not None else None
 
     @property
     def delta(self) -> float:
         """δ."""
-        return self.plan.delta
+        return self.plan.delta if self.plan is not None else self.sweep.delta
 
     @property
-    def method(self) -> str:
-        """The method of the headline ε."""
-        return self.accounting.method
+    def method(self) -> str | None:
+        """The method of the headline ε (None for a sweep)."""
+        return self.accounting.method if self.accounting is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form that :func:`report_schema` describes."""
@@ -282,8 +449,13 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
     try:
         return Report.model_validate(dict(data))
     except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "/".join(str(part) for part in first["loc"]) or "(top level)"
         raise PlanError(
-            "report", _short(data), "a report matching the report schema", str(exc).splitlines()[0]
+            "report",
+            _short(data),
+            "a report matching the report schema",
+            f"At {where}: {first['msg']}",
         ) from None
 
 

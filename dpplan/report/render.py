@@ -1,7 +1,8 @@
 """Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
 The words are in ``templates/_words.j2``, written once; ``report.md.j2`` and
-``report.html.j2`` lay them out. Numbers come only from the model, through the filters here.
+``report.html.j2`` lay out a plan's or a run's report, ``sweep.md.j2`` and ``sweep.html.j2``
+a sweep's (both HTML layouts share ``_head.html.j2``: the Content-Security-Policy and CSS). Numbers come only from the model, through the filters here.
 
 User-supplied strings (title, notes, run errors, option values) are text, not markup. The
 HTML environment escapes every value (Jinja2 autoescape). In the Markdown environment every
@@ -71,7 +72,7 @@ def to_markdown(report: Report) -> str:
     """
     text = (
         _env("md")
-        .get_template("report.md.j2")
+        .get_template("sweep.md.j2" if report.kind == "sweep" else "report.md.j2")
         .render(r=report, command_format="md", plan_json=_plan_json(report))
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
@@ -91,7 +92,7 @@ def to_html(report: Report, *, command_format: str = "html") -> str:
     """
     return (
         _env("html")
-        .get_template("report.html.j2")
+        .get_template("sweep.html.j2" if report.kind == "sweep" else "report.html.j2")
         .render(
             r=report,
             charts=_charts(report),
@@ -134,6 +135,24 @@ def to_pdf(report: Report) -> bytes:
 
 
 def _plan_json(report: Report) -> str:
+    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs)."""
+    if report.sweep is not None:
+        s = report.sweep
+        grid = {
+            "target_epsilons": s.target_epsilons,
+            "delta": s.delta,
+            "batch_sizes": s.batch_sizes,
+            "epochs": s.epochs,
+            "schedules": s.schedules,
+            **{f"{kind}_lrs": rates for kind, rates in s.learning_rates.items()},
+            "seeds": s.seeds,
+            "method": s.method,
+            "max_grad_norm": s.max_grad_norm,
+            "random_repeats": s.random_repeats,
+            "options": s.options,
+        }
+        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in grid.items()]
+        return "{\n" + ",\n".join(lines) + "\n}"
     plan = report.plan.model_dump()
     return json.dumps(
         {
@@ -303,6 +322,7 @@ def _env(fmt: str) -> jinja2.Environment:
         quote=_quote,
         fence=_fence,
         method=lambda m: Markup(_METHODS.get(m, "–")),
+        schedule_name=lambda k: _SCHEDULE_NAMES.get(k, k),
     )
     env.globals.update(SEP=Markup(SEP), thin=table_rows, thinned=_thinned)
     return env
@@ -311,7 +331,80 @@ def _env(fmt: str) -> jinja2.Environment:
 # ---- charts (inline SVG) ------------------------------------------------------------------
 
 
+#: Colour, dash and marker of each schedule's line in the frontier chart.
+_SCHEDULE_STYLE = {
+    "one_cycle": ("#1f5fa8", None, "circle"),
+    "plateau": ("#c77c02", "7 4", "square"),
+    "constant": ("#2e7d32", "2 3", "triangle"),
+}
+_SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "plateau", "constant": "constant"}
+
+
+def _sweep_charts(report: Report) -> dict[str, Markup]:
+    """The frontier chart: test accuracy (%) against ε on a log axis; a line with a ± std
+    band per schedule, and the frontier's selected points ringed on top."""
+    s = report.sweep
+    series = []
+    for curve in s.curves:
+        color, dash, marker = _SCHEDULE_STYLE.get(curve.schedule_kind, ("#555", None, "circle"))
+        points = curve.points
+        series.append(
+            Series(
+                label=f"{_SCHEDULE_NAMES.get(curve.schedule_kind, curve.schedule_kind)} ± std",
+                xs=tuple(p.epsilon for p in points),
+                ys=tuple(p.test_accuracy_mean * 100 for p in points),
+                low=tuple(
+                    (p.test_accuracy_mean - (p.test_accuracy_std or 0)) * 100 for p in points
+                ),
+                high=tuple(
+                    (p.test_accuracy_mean + (p.test_accuracy_std or 0)) * 100 for p in points
+                ),
+                color=color,
+                dash=dash,
+                marker=marker,
+            )
+        )
+    alone = s.protocol == "random_repeats"
+    series.append(
+        Series(
+            label="selected model at each ε" if alone else "frontier (selected at each ε)",
+            xs=tuple(p.epsilon for p in s.points),
+            ys=tuple(p.test_accuracy_mean * 100 for p in s.points),
+            color="#111",
+            dash="1 4" if not alone else None,
+            marker="ring",
+            width=1.2 if len(s.points) > 1 else 0,
+        )
+    )
+    xs = [x for item in series for x in item.xs if x > 0 and math.isfinite(x)]
+    ys = [
+        y
+        for item in series
+        for y in (*item.ys, *(item.low or ()), *(item.high or ()))
+        if math.isfinite(y)
+    ]
+    if not xs:
+        return {}
+    pad = max(1.0, 0.08 * (max(ys) - min(ys)))
+    return {
+        "frontier": Markup(
+            line_chart(
+                series,
+                title="Test accuracy against ε (log scale), by schedule, and the frontier",
+                x_label=f"ε of one run at δ = {s.delta:g} (log scale)",
+                y_label="test accuracy (%)",
+                height=360,
+                x_range=(min(xs) / 1.35, max(xs) * 1.35),
+                y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
+                log_x=True,
+            )
+        )
+    }
+
+
 def _charts(report: Report) -> dict[str, Markup]:
+    if report.sweep is not None:
+        return _sweep_charts(report)
     a, m, run = report.accounting, report.membership, report.run
     xs = (0.0,) + tuple(float(e) for e in a.epochs)  # ε after 0 epochs is 0
     series = []

@@ -10,7 +10,7 @@ import html
 import math
 from collections.abc import Callable, Sequence
 
-__all__ = ["Series", "line_chart", "nice_ticks"]
+__all__ = ["Series", "line_chart", "log_ticks", "nice_ticks"]
 
 _FONT = 'font-family="Helvetica, Arial, sans-serif"'
 
@@ -25,8 +25,12 @@ class Series:
         ys: y values (non-finite points are skipped).
         color: stroke colour.
         dash: SVG ``stroke-dasharray`` (``None`` for solid), so lines differ in print.
-        marker: ``"circle"``, ``"square"``, ``"triangle"`` or ``None``.
-        width: stroke width.
+        marker: ``"circle"``, ``"square"``, ``"triangle"``, ``"ring"`` (a hollow circle
+            drawn over other lines) or ``None``.
+        width: stroke width (0: markers only, no line).
+        low: lower edge of a shaded band around the line, one value per x (e.g. mean − std);
+            drawn with ``high`` as a translucent area and a whisker at every point.
+        high: upper edge of the band.
     """
 
     label: str
@@ -36,6 +40,8 @@ class Series:
     dash: str | None = None
     marker: str | None = "circle"
     width: float = 2.0
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -83,7 +89,28 @@ def _legend_layout(labels: Sequence[str], width: float) -> list[tuple[int, float
     return placed
 
 
+def log_ticks(low: float, high: float) -> list[float]:
+    """Return 1-2-5 ticks (as log10 values) covering [low, high], given as log10 values.
+
+    Example:
+        >>> [round(10**t, 6) for t in log_ticks(math.log10(0.8), math.log10(9))]
+        [1.0, 2.0, 5.0]
+    """
+    ticks = []
+    for exponent in range(math.floor(low) - 1, math.ceil(high) + 1):
+        for mantissa in (1, 2, 5):
+            tick = exponent + math.log10(mantissa)
+            if low - 1e-9 <= tick <= high + 1e-9:
+                ticks.append(tick)
+    return ticks or [low, high]
+
+
 def _marker(kind: str | None, x: float, y: float, color: str) -> str:
+    if kind == "ring":
+        return (
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="none" stroke="{color}" '
+            'stroke-width="2"/>'
+        )
     if kind == "circle":
         return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
     if kind == "square":
@@ -112,6 +139,7 @@ def line_chart(
     reference: Sequence[tuple[float, float]] | None = None,
     reference_label: str | None = None,
     log_scale: bool = False,
+    log_x: bool = False,
 ) -> str:
     """Return an ``<svg>`` element with one line per series, axes, ticks and a legend.
 
@@ -130,6 +158,7 @@ def line_chart(
         reference: points of a grey dashed reference line (e.g. the diagonal).
         reference_label: its legend text.
         log_scale: both axes logarithmic (base 10); needs positive ranges and values.
+        log_x: the x-axis alone logarithmic (base 10), ticked 1, 2, 5 per decade.
 
     Returns:
         The SVG markup.
@@ -149,6 +178,14 @@ def line_chart(
         x_range = (log(x_range[0]), log(x_range[1])) if x_range else None
         y_range = (log(y_range[0]), log(y_range[1])) if y_range else None
         x_format = y_format = _power_of_ten
+    elif log_x:
+
+        def log(value: float) -> float:
+            return math.log10(value) if value > 0 else -math.inf
+
+        series = [dataclasses.replace(item, xs=tuple(log(x) for x in item.xs)) for item in series]
+        x_range = (log(x_range[0]), log(x_range[1])) if x_range else None
+        x_format = _power_of_ten
     left, right, top = 64, 16, 14
     entries = [(s.label, s.color, s.dash, s.marker, s.width) for s in series]
     if reference:
@@ -181,6 +218,8 @@ def line_chart(
     x_ticks = nice_ticks(x_low, x_high, 8 if width > 500 else 5)
     if log_scale:
         x_ticks = [float(k) for k in range(math.floor(x_low), math.ceil(x_high) + 1)]
+    elif log_x:
+        x_ticks = log_ticks(x_low, x_high)
     if integer_x:
         x_ticks = [t for t in x_ticks if float(t).is_integer()] or [x_low, x_high]
     y_ticks = nice_ticks(y_low, y_high, 5)
@@ -247,6 +286,23 @@ def line_chart(
             f'<polyline points="{points}" fill="none" stroke="#888" stroke-width="1.2" '
             'stroke-dasharray="4 4"/>'
         )
+    for item in series:  # bands first, under every line
+        if item.low is None or item.high is None:
+            continue
+        edges = [
+            (px(x), py(lo), py(hi))
+            for x, lo, hi in zip(item.xs, item.low, item.high, strict=True)
+            if math.isfinite(x) and math.isfinite(lo) and math.isfinite(hi)
+        ]
+        if len(edges) > 1:
+            outline = [(x, hi) for x, _, hi in edges] + [(x, lo) for x, lo, _ in reversed(edges)]
+            text = " ".join(f"{x:.1f},{y:.1f}" for x, y in outline)
+            out.append(f'<polygon points="{text}" fill="{item.color}" fill-opacity="0.14"/>')
+        for x, lo, hi in edges:
+            out.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" '
+                f'stroke="{item.color}" stroke-width="1.2" stroke-opacity="0.7"/>'
+            )
     for item in series:
         points = [
             (px(x), py(y))
@@ -256,7 +312,7 @@ def line_chart(
         if not points:
             continue
         dash = f' stroke-dasharray="{item.dash}"' if item.dash else ""
-        if len(points) > 1:
+        if len(points) > 1 and item.width > 0:
             text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             out.append(
                 f'<polyline points="{text}" fill="none" stroke="{item.color}" '
@@ -268,10 +324,11 @@ def line_chart(
         x0 = left + offset
         y0 = top + plot_h + 50 + row * 20
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        out.append(
-            f'<line x1="{x0:.1f}" x2="{x0 + 28:.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
-            f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>'
-        )
+        if stroke > 0:
+            out.append(
+                f'<line x1="{x0:.1f}" x2="{x0 + 28:.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
+                f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>'
+            )
         out.append(_marker(marker, x0 + 14, y0, color))
         out.append(
             f'<text x="{x0 + 34:.1f}" y="{y0 + 4:.1f}" font-size="11.5" {_FONT} '

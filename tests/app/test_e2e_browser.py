@@ -23,7 +23,7 @@ import dpplan
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PAGES = ["Plan", "Solve", "Train", "Compare", "Runs", "Report"]
+PAGES = ["Plan", "Solve", "Train", "Compare", "Runs", "Frontier", "Report"]
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
