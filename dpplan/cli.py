@@ -545,6 +545,11 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
             text += f", repeat-and-select ε = {_fmt(row_['repeat_and_select_epsilon'])}"
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
+    if "repeat_and_select_epsilon" in tuning:
+        lines.append("  keep private: the number of runs and trials and the composed ε above "
+                     "give away how many trials ran, which the repeat-and-select guarantee "
+                     "needs to stay secret; publish 'dpplan report --sweep ID', which leaves "
+                     "them out.")
     return lines
 
 

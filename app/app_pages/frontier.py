@@ -113,6 +113,12 @@ def show(sweep_id: int) -> None:
     cols[1].metric("Trials done", f"{trials['finished']} / {trials['planned']}")
     cols[2].metric("Failed", trials["failed"])
     cols[3].metric("Runs on the data", result["runs_tried"])
+    if "repeat_and_select_epsilon" in result["tuning"]:
+        st.warning(
+            "Random-repeats sweep: keep the number of runs and trials (and the composed ε) "
+            "private: they give away how many trials ran, which the repeat-and-select "
+            "guarantee needs to stay secret. Publish the sweep's report, which leaves them out."
+        )
     if not result["points"]:
         st.info("No point yet: a target ε gets its point once its selection runs finish.")
         return
