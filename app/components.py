@@ -29,10 +29,15 @@ import streamlit as st
 import dpplan
 from dpplan.errors import DpplanError, PlanError
 
-PLAN_FIELDS = ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta",
-               "max_grad_norm")
-DEFAULT_PLAN = {"dataset_size": 60000, "batch_size": 256, "noise_multiplier": 1.1,
-                "epochs": 10, "delta": 1e-5, "max_grad_norm": 1.0}
+PLAN_FIELDS = ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta", "max_grad_norm")
+DEFAULT_PLAN = {
+    "dataset_size": 60000,
+    "batch_size": 256,
+    "noise_multiplier": 1.1,
+    "epochs": 10,
+    "delta": 1e-5,
+    "max_grad_norm": 1.0,
+}
 LABELS = {
     "dataset_size": ("Dataset size N", "records sampled from"),
     "batch_size": ("Expected batch size B", "records per step under Poisson sampling"),
@@ -41,8 +46,11 @@ LABELS = {
     "delta": ("δ", "of the (ε, δ) guarantee; keep it well below 1/N"),
     "max_grad_norm": ("Clipping norm C", "per-example gradient bound; does not change ε"),
 }
-METHOD_NAMES = {"rdp": "RDP (dp-accounting)", "prv": "PRV (prv-accountant)",
-                "pld": "PLD (dp-accounting)"}
+METHOD_NAMES = {
+    "rdp": "RDP (dp-accounting)",
+    "prv": "PRV (prv-accountant)",
+    "pld": "PLD (dp-accounting)",
+}
 #: Cached results expire after this long, and each cache holds at most a few entries.
 CACHE_TTL = datetime.timedelta(hours=1)
 #: Longest piece of a query value quoted back in a warning.
@@ -132,8 +140,10 @@ def _initial_values() -> tuple[dict[str, Any], list[str]]:
 
 
 def _refused(field: str, text: str, error: PlanError) -> str:
-    return (f"Ignored {field}={_shown_query_value(text)} from the link: it must be "
-            f"{error.expected}. Using the default {field}={DEFAULT_PLAN[field]:g} instead.")
+    return (
+        f"Ignored {field}={_shown_query_value(text)} from the link: it must be "
+        f"{error.expected}. Using the default {field}={DEFAULT_PLAN[field]:g} instead."
+    )
 
 
 def plan_form() -> dpplan.TrainingPlan | None:
@@ -180,8 +190,7 @@ def plan_form() -> dpplan.TrainingPlan | None:
         st.session_state["plan"] = None
         return None
     st.session_state["plan"] = plan
-    st.query_params.from_dict({k: str(v) for k, v in plan.to_dict().items()
-                               if k in PLAN_FIELDS})
+    st.query_params.from_dict({k: str(v) for k, v in plan.to_dict().items() if k in PLAN_FIELDS})
     sidebar.caption(
         f"sample rate {plan.sample_rate:.5g} · {plan.steps_per_epoch:,} steps/epoch · "
         f"{plan.total_steps:,} steps"
@@ -222,20 +231,25 @@ def method_result(plan_dict: dict[str, Any], method: str) -> MethodResult:
 
 
 @st.cache_data(max_entries=16, ttl=CACHE_TTL, show_spinner=False)
-def cached_plan_report(plan_dict: dict[str, Any], title: str | None, notes: str | None,
-                       tuning_runs: int | None):
+def cached_plan_report(
+    plan_dict: dict[str, Any], title: str | None, notes: str | None, tuning_runs: int | None
+):
     """The report of a plan (``dpplan.report.build_report``); cached, so editing the title
     does not recompute every ε. Errors are raised, not cached."""
     from dpplan.report import build_report
 
-    return build_report(dpplan.TrainingPlan.from_dict(plan_dict), title=title, notes=notes,
-                        tuning_runs=tuning_runs)
+    return build_report(
+        dpplan.TrainingPlan.from_dict(plan_dict), title=title, notes=notes, tuning_runs=tuning_runs
+    )
 
 
 def headline(results: dict[str, MethodResult]) -> tuple[str, float] | None:
     """The smallest final upper bound and its method (as ``dpplan.compare`` chooses it)."""
-    ok = [(r.curve.epsilon, dpplan.METHODS.index(m), m) for m, r in results.items()
-          if r.curve is not None]
+    ok = [
+        (r.curve.epsilon, dpplan.METHODS.index(m), m)
+        for m, r in results.items()
+        if r.curve is not None
+    ]
     if not ok:
         return None
     value, _, method = min(ok)
@@ -255,31 +269,43 @@ def curves_frame(results: dict[str, MethodResult]) -> pd.DataFrame:
         curve = result.curve
         lower = curve.lower or (None,) * len(curve.epochs)
         for epoch, value, low in zip(curve.epochs, curve.epsilons, lower, strict=True):
-            rows.append({
-                "epoch": epoch,
-                "method": METHOD_NAMES[method],
-                "ε (upper bound)": drawable(value),
-                "lower": drawable(low),
-            })
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "method": METHOD_NAMES[method],
+                    "ε (upper bound)": drawable(value),
+                    "lower": drawable(low),
+                }
+            )
     return pd.DataFrame(rows, columns=["epoch", "method", "ε (upper bound)", "lower"])
 
 
 def epsilon_chart(frame: pd.DataFrame) -> alt.Chart:
     """Interactive ε-over-epochs chart, one line per method, PRV's lower-upper band."""
-    colors = alt.Scale(domain=list(METHOD_NAMES.values()),
-                       range=["#d62728", "#1f77b4", "#2ca02c"])
+    colors = alt.Scale(domain=list(METHOD_NAMES.values()), range=["#d62728", "#1f77b4", "#2ca02c"])
     base = alt.Chart(frame).encode(
-        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")))
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d"))
+    )
     lines = base.mark_line(point=True).encode(
         y=alt.Y("ε (upper bound):Q", title="ε (upper bound)"),
         color=alt.Color("method:N", title="method", scale=colors),
-        tooltip=["method", "epoch", alt.Tooltip("ε (upper bound):Q", format=".4f"),
-                 alt.Tooltip("lower:Q", format=".4f", title="PRV lower bound")],
+        tooltip=[
+            "method",
+            "epoch",
+            alt.Tooltip("ε (upper bound):Q", format=".4f"),
+            alt.Tooltip("lower:Q", format=".4f", title="PRV lower bound"),
+        ],
     )
-    band = alt.Chart(frame.dropna(subset=["lower"])).mark_area(opacity=0.25).encode(
-        x="epoch:Q", y="lower:Q", y2="ε (upper bound):Q",
-        color=alt.Color("method:N", title="method", scale=colors),
-        tooltip=[alt.Tooltip("lower:Q", format=".4f", title="PRV lower bound")],
+    band = (
+        alt.Chart(frame.dropna(subset=["lower"]))
+        .mark_area(opacity=0.25)
+        .encode(
+            x="epoch:Q",
+            y="lower:Q",
+            y2="ε (upper bound):Q",
+            color=alt.Color("method:N", title="method", scale=colors),
+            tooltip=[alt.Tooltip("lower:Q", format=".4f", title="PRV lower bound")],
+        )
     )
     return (band + lines).interactive().properties(height=360)
 
@@ -288,8 +314,7 @@ def show_error_list(results: dict[str, MethodResult]) -> None:
     """Explain methods that failed for this plan (the others are still shown)."""
     for method, result in results.items():
         if result.error is not None:
-            st.warning(f"{METHOD_NAMES[method]} could not account this plan: "
-                       f"{plain(result.error)}")
+            st.warning(f"{METHOD_NAMES[method]} could not account this plan: {plain(result.error)}")
 
 
 def store():
@@ -312,18 +337,25 @@ def run_label(run) -> str:
     kind = run.schedule["kind"].replace("_", "-")
     private = "" if run.private else " · non-private"
     engine = f" · {run.options.get('engine', 'opacus')} engine" if run.private else ""
-    return (f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
-            f"{len(run.records)}/{run.plan.epochs} epochs{private}{engine}")
+    return (
+        f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
+        f"{len(run.records)}/{run.plan.epochs} epochs{private}{engine}"
+    )
 
 
-SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "reduce on plateau",
-                  "constant": "constant"}
+SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "reduce on plateau", "constant": "constant"}
 SCHEDULE_LABELS = {
-    "max_lr": "peak learning rate", "lr": "learning rate", "momentum": "momentum",
-    "pct_start": "warm-up fraction", "div_factor": "initial divisor",
-    "final_div_factor": "final divisor", "three_phase": "three phases",
-    "base_momentum": "lowest momentum", "max_momentum": "highest momentum",
-    "factor": "factor on plateau", "patience": "patience (epochs)",
+    "max_lr": "peak learning rate",
+    "lr": "learning rate",
+    "momentum": "momentum",
+    "pct_start": "warm-up fraction",
+    "div_factor": "initial divisor",
+    "final_div_factor": "final divisor",
+    "three_phase": "three phases",
+    "base_momentum": "lowest momentum",
+    "max_momentum": "highest momentum",
+    "factor": "factor on plateau",
+    "patience": "patience (epochs)",
     "min_lr": "lowest learning rate",
 }
 
@@ -365,21 +397,24 @@ def accuracy_frame(runs) -> pd.DataFrame:
     rows = []
     for run in runs:
         for record in run.records:
-            rows.append({
-                "run": f"#{run.id}",
-                "schedule": run.schedule["kind"],
-                "lr": run.schedule.get("max_lr", run.schedule.get("lr")),
-                "seed": run.seed,
-                "epoch": record.epoch,
-                "ε": record.epsilon if math.isfinite(record.epsilon) else None,
-                "Opacus ε": (record.epsilon_opacus if math.isfinite(record.epsilon_opacus)
-                             else None),
-                "test accuracy": record.test_accuracy,
-                "validation accuracy": record.validation_accuracy,
-                "train loss": record.train_loss,
-                "lr at end": record.lr,
-                "seconds": record.seconds,
-            })
+            rows.append(
+                {
+                    "run": f"#{run.id}",
+                    "schedule": run.schedule["kind"],
+                    "lr": run.schedule.get("max_lr", run.schedule.get("lr")),
+                    "seed": run.seed,
+                    "epoch": record.epoch,
+                    "ε": record.epsilon if math.isfinite(record.epsilon) else None,
+                    "Opacus ε": (
+                        record.epsilon_opacus if math.isfinite(record.epsilon_opacus) else None
+                    ),
+                    "test accuracy": record.test_accuracy,
+                    "validation accuracy": record.validation_accuracy,
+                    "train loss": record.train_loss,
+                    "lr at end": record.lr,
+                    "seconds": record.seconds,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -404,12 +439,18 @@ def accuracy_vs_epsilon_chart(grouped: pd.DataFrame) -> alt.Chart:
         x=alt.X("epsilon:Q", title="ε (upper bound)"),
         color=alt.Color("line:N", title="schedule", scale=alt.Scale(scheme="category10")),
     )
-    band = base.mark_area(opacity=0.2).encode(y=alt.Y("low:Q", title="test accuracy",
-                                                      scale=alt.Scale(zero=False)), y2="high:Q")
+    band = base.mark_area(opacity=0.2).encode(
+        y=alt.Y("low:Q", title="test accuracy", scale=alt.Scale(zero=False)), y2="high:Q"
+    )
     lines = base.mark_line(point=True).encode(
         y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format="%")),
-        tooltip=["line", "epoch", alt.Tooltip("epsilon:Q", format=".3f"),
-                 alt.Tooltip("mean:Q", format=".2%"), "seeds"],
+        tooltip=[
+            "line",
+            "epoch",
+            alt.Tooltip("epsilon:Q", format=".3f"),
+            alt.Tooltip("mean:Q", format=".2%"),
+            "seeds",
+        ],
     )
     return (band + lines).interactive().properties(height=380)
 
@@ -421,6 +462,6 @@ def best_at(grouped: pd.DataFrame, thresholds=(1.0, 2.0, 4.0, 8.0)) -> pd.DataFr
         row = {"schedule": line}
         for x in thresholds:
             fit = part[part["epsilon"] <= x]
-            row[f"best at ε ≤ {x:g}"] = (f"{fit['mean'].max():.2%}" if len(fit) else "—")
+            row[f"best at ε ≤ {x:g}"] = f"{fit['mean'].max():.2%}" if len(fit) else "—"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -12,9 +12,11 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so pages can import components
 
-from components import plan_form  # noqa: E402
+from components import plan_form
 
-st.set_page_config(page_title="dpplan: DP-SGD budget planner", page_icon=":material/lock:", layout="wide")
+st.set_page_config(
+    page_title="dpplan: DP-SGD budget planner", page_icon=":material/lock:", layout="wide"
+)
 
 PAGES = Path(__file__).resolve().parent / "app_pages"
 navigation = st.navigation(

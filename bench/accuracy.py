@@ -37,8 +37,7 @@ def main() -> int:
     """Run the experiments and print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists()
-                        else None)
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-tanh", action="store_true")
     parser.add_argument("--output", default=None, help="also write the table here")
@@ -53,10 +52,20 @@ def main() -> int:
     plateau_grid = tuple(float(x) for x in args.plateau_lrs.split(","))
     if args.quick:
         one_cycle_grid, plateau_grid = one_cycle_grid[:1], plateau_grid[:1]
-    options = RunOptions(device=args.device, data_dir=args.data_dir, subset=subset,
-                         validation_size=5000 if not args.quick else 1000, method="prv")
-    base = dpplan.TrainingPlan(dataset_size=training_set_size(options), batch_size=512,
-                               noise_multiplier=1.0, epochs=1, delta=1e-5)
+    options = RunOptions(
+        device=args.device,
+        data_dir=args.data_dir,
+        subset=subset,
+        validation_size=5000 if not args.quick else 1000,
+        method="prv",
+    )
+    base = dpplan.TrainingPlan(
+        dataset_size=training_set_size(options),
+        batch_size=512,
+        noise_multiplier=1.0,
+        epochs=1,
+        delta=1e-5,
+    )
     started = time.time()
     rows = []
     tried = 0
@@ -66,9 +75,13 @@ def main() -> int:
         tried += 1
         result = start_run(plan, spec, run_options, store=store)
         last = result.records[-1]
-        print(f"  {spec.kind} {spec.to_dict()} {plan.epochs} ep: val {last.validation_accuracy:.4f}"
-              f" test {last.test_accuracy:.4f} ε {last.epsilon:.3f} "
-              f"({sum(r.seconds for r in result.records):.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"  {spec.kind} {spec.to_dict()} {plan.epochs} ep: val {last.validation_accuracy:.4f}"
+            f" test {last.test_accuracy:.4f} ε {last.epsilon:.3f} "
+            f"({sum(r.seconds for r in result.records):.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         return result
 
     for epochs in () if args.tanh_only else (1, 4):
@@ -77,25 +90,33 @@ def main() -> int:
         rows.append(("seed net, one-cycle", best, len(one_cycle_grid)))
     if not args.tanh_only:
         plan = base.replace(epochs=4)
-        best = _best([run(plan, Plateau(lr=lr))
-                      for lr in plateau_grid])
+        best = _best([run(plan, Plateau(lr=lr)) for lr in plateau_grid])
         rows.append(("seed net, plateau (tuned)", best, len(plateau_grid)))
     if not args.skip_tanh:
-        tanh_options = RunOptions(device=args.device, data_dir=args.data_dir, subset=subset,
-                                  validation_size=options.validation_size, method="prv",
-                                  model="tempered", activation="tanh")
+        tanh_options = RunOptions(
+            device=args.device,
+            data_dir=args.data_dir,
+            subset=subset,
+            validation_size=options.validation_size,
+            method="prv",
+            model="tempered",
+            activation="tanh",
+        )
         plan = base.replace(epochs=25 if not args.quick else 2)
         tanh_grid = tuple(float(x) for x in args.tanh_lrs.split(","))
-        best = _best([run(plan, Constant(lr=lr, momentum=0.5), tanh_options)
-                      for lr in tanh_grid])
+        best = _best([run(plan, Constant(lr=lr, momentum=0.5), tanh_options) for lr in tanh_grid])
         rows.append(("tempered CNN, tanh, constant lr", best, len(tanh_grid)))
     lines = [
-        f"machine: {platform.platform()}; device {rows[0][1].device}; "
-        f"{'QUICK (10k examples) ' if args.quick else ''}{tried} runs, "
-        f"{(time.time() - started) / 60:.1f} min",
+        (
+            f"machine: {platform.platform()}; device {rows[0][1].device}; "
+            f"{'QUICK (10k examples) ' if args.quick else ''}{tried} runs, "
+            f"{(time.time() - started) / 60:.1f} min"
+        ),
         "",
-        "| set-up | epochs | selected schedule | LRs tried | ε (PRV) | Opacus ε (RDP) | "
-        "val acc | test acc | s/epoch |",
+        (
+            "| set-up | epochs | selected schedule | LRs tried | ε (PRV) | Opacus ε (RDP) | "
+            "val acc | test acc | s/epoch |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result, grid in rows:

@@ -35,10 +35,24 @@ def _free_port() -> int:
 def _start_server(port: int) -> subprocess.Popen:
     env = dict(os.environ, DPPLAN_HOME=tempfile.mkdtemp())
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port",
-         str(port), "--browser.gatherUsageStats", "false"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app" / "streamlit_app.py"),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -71,8 +85,14 @@ def main() -> int:
         with sync_playwright() as driver:
             browser = driver.chromium.launch(
                 executable_path=chromium,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--no-first-run"])
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             first = []
             for repeat in range(args.repeats):
@@ -89,15 +109,20 @@ def main() -> int:
                     sigma = 1.3 + 0.01 * repeat + epochs * 1e-4
                     page.goto(f"http://127.0.0.1:{port}/?noise_multiplier={sigma}&epochs=2")
                     page.get_by_test_id("stMetricValue").first.wait_for(timeout=120_000)
-                    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256,
-                                               noise_multiplier=sigma, epochs=epochs,
-                                               delta=1e-5)
+                    plan = dpplan.TrainingPlan(
+                        dataset_size=60000,
+                        batch_size=256,
+                        noise_multiplier=sigma,
+                        epochs=epochs,
+                        delta=1e-5,
+                    )
                     expected = f"{dpplan.compare(plan).headline_epsilon:.3f}"
                     started = time.perf_counter()
                     epochs_field.fill(str(epochs))
                     epochs_field.press("Enter")
-                    page.get_by_test_id("stMetricValue").first.filter(
-                        has_text=expected).wait_for(timeout=120_000)
+                    page.get_by_test_id("stMetricValue").first.filter(has_text=expected).wait_for(
+                        timeout=120_000
+                    )
                     timings.append(time.perf_counter() - started)
                 rows.append((f"edit → updated ε and curves, {epochs} epochs", timings))
             browser.close()
@@ -106,18 +131,24 @@ def main() -> int:
         server.wait(timeout=20)
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
-    print(f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} cores; "
-          f"plan N=60000, B=256, δ=1e-5; {args.repeats} repeats\n")
+    print(
+        f"machine: {platform.platform()}, {cpu}, {os.cpu_count()} cores; "
+        f"plan N=60000, B=256, δ=1e-5; {args.repeats} repeats\n"
+    )
     print("| measurement | median s | min s | max s | goal | met |")
     print("|---|---|---|---|---|---|")
     for name, values in rows:
         median = statistics.median(values)
-        print(f"| {name} | {median:.2f} | {min(values):.2f} | {max(values):.2f} | ≤ 1 s | "
-              f"{'yes' if median <= 1.0 else 'no'} |")
+        print(
+            f"| {name} | {median:.2f} | {min(values):.2f} | {max(values):.2f} | ≤ 1 s | "
+            f"{'yes' if median <= 1.0 else 'no'} |"
+        )
     return 0
 
 

@@ -36,7 +36,7 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
+    def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
@@ -69,11 +69,19 @@ _MAX_RUN_ID = 2**63 - 1
 def _run_id(field: str, text: str) -> int:
     """Parse a run id: decimal digits only (``1.7``, ``1e30`` and ``-1`` are refused)."""
     digits = text.strip()
-    if (digits.isascii() and digits.isdigit() and len(digits) <= 19
-            and 1 <= int(digits) <= _MAX_RUN_ID):
+    if (
+        digits.isascii()
+        and digits.isdigit()
+        and len(digits) <= 19
+        and 1 <= int(digits) <= _MAX_RUN_ID
+    ):
         return int(digits)
-    raise PlanError(field, text, f"a run id, a whole number in [1, {_MAX_RUN_ID}]",
-                    "List the runs and their ids with 'dpplan runs'.")
+    raise PlanError(
+        field,
+        text,
+        f"a run id, a whole number in [1, {_MAX_RUN_ID}]",
+        "List the runs and their ids with 'dpplan runs'.",
+    )
 
 
 _PLAN_HELP = {
@@ -94,13 +102,21 @@ def _add_plan_flags(
     parser: argparse.ArgumentParser, *, skip: str | None = None, required: str | None = "always"
 ) -> None:
     """Add the plan's flags; ``required`` is "always", or the condition under which they are."""
-    group = parser.add_argument_group("plan (required" + (
-        ")" if required == "always" else f" {required})") if required else "plan")
+    group = parser.add_argument_group(
+        "plan (required" + (")" if required == "always" else f" {required})")
+        if required
+        else "plan"
+    )
     for field in _PLAN_FLAGS:
         if field == skip:
             continue
-        group.add_argument(_flag(field), dest=field, metavar="X", help=_PLAN_HELP[field],
-                           required=required == "always" and field != "max_grad_norm")
+        group.add_argument(
+            _flag(field),
+            dest=field,
+            metavar="X",
+            help=_PLAN_HELP[field],
+            required=required == "always" and field != "max_grad_norm",
+        )
 
 
 def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
@@ -108,12 +124,20 @@ def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | N
 
     placeholder = placeholder or {}
     values: dict[str, Any] = {}
-    missing = [field for field in _PLAN_FLAGS
-               if field != "max_grad_norm" and field not in placeholder
-               and getattr(args, field, None) is None]
+    missing = [
+        field
+        for field in _PLAN_FLAGS
+        if field != "max_grad_norm"
+        and field not in placeholder
+        and getattr(args, field, None) is None
+    ]
     if missing:  # every missing flag at once, not one per try
-        raise PlanError(missing[0], None, "given",
-                        "Missing: " + ", ".join(f"{_flag(f)} X" for f in missing) + ".")
+        raise PlanError(
+            missing[0],
+            None,
+            "given",
+            "Missing: " + ", ".join(f"{_flag(f)} X" for f in missing) + ".",
+        )
     for field in _PLAN_FLAGS:
         text = getattr(args, field, None)
         if field in placeholder:
@@ -137,19 +161,26 @@ def _fmt(value: float) -> str:
 
 def _plan_lines(plan) -> list[str]:
     return [
-        f"plan: dataset_size={plan.dataset_size} batch_size={plan.batch_size} "
-        f"noise_multiplier={plan.noise_multiplier:g} epochs={plan.epochs} delta={plan.delta:g} "
-        f"max_grad_norm={plan.max_grad_norm:g}",
-        f"      sample_rate={plan.sample_rate:.6g} steps_per_epoch={plan.steps_per_epoch} "
-        f"total_steps={plan.total_steps}",
+        (
+            f"plan: dataset_size={plan.dataset_size} batch_size={plan.batch_size} "
+            f"noise_multiplier={plan.noise_multiplier:g} epochs={plan.epochs} delta={plan.delta:g} "
+            f"max_grad_norm={plan.max_grad_norm:g}"
+        ),
+        (
+            f"      sample_rate={plan.sample_rate:.6g} steps_per_epoch={plan.steps_per_epoch} "
+            f"total_steps={plan.total_steps}"
+        ),
     ]
 
 
 def _every(args: argparse.Namespace) -> int:
     from dpplan import _validate
 
-    return _validate.integer(minimum=1, every=_number("every", args.every),
-                             hint="Show every K-th epoch, e.g. --every 10.")
+    return _validate.integer(
+        minimum=1,
+        every=_number("every", args.every),
+        hint="Show every K-th epoch, e.g. --every 10.",
+    )
 
 
 def _curve_table(curves, every: int = 1) -> list[str]:
@@ -239,8 +270,12 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     field = _SOLVE_TARGETS[args.target]
     if args.method == "all":
-        raise PlanError("method", "all", "one of 'rdp', 'prv', 'pld' for solve",
-                        "A solve uses one accounting method.")
+        raise PlanError(
+            "method",
+            "all",
+            "one of 'rdp', 'prv', 'pld' for solve",
+            "A solve uses one accounting method.",
+        )
     target_epsilon = _number("target_epsilon", args.target_epsilon)
     every = _every(args)
     # The solved field's own value is ignored; give it a valid placeholder.
@@ -267,8 +302,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         out(_dump(data))
         return EXIT_OK
     value = getattr(solved, field)
-    lines = [f"solved: {field} = {value:.6g} for target ε <= {target_epsilon:g} "
-             f"({args.method})"]
+    lines = [f"solved: {field} = {value:.6g} for target ε <= {target_epsilon:g} ({args.method})"]
     if not args.brief:
         lines += _plan_lines(solved) + [""] + _curve_table([curve], every) + [""]
     lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
@@ -280,12 +314,16 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None):
     from dpplan.train import RunOptions
 
     values: dict[str, Any] = {
-        "model": args.model, "activation": args.activation, "device": args.device,
+        "model": args.model,
+        "activation": args.activation,
+        "device": args.device,
         "seed": _number("seed", args.seed) if seed is None else seed,
-        "data_dir": args.data_dir, "validation_size": _number("validation_size",
-                                                             args.validation_size),
-        "method": args.method, "private": not args.non_private,
-        "reproducible": args.reproducible, "engine": args.engine,
+        "data_dir": args.data_dir,
+        "validation_size": _number("validation_size", args.validation_size),
+        "method": args.method,
+        "private": not args.non_private,
+        "reproducible": args.reproducible,
+        "engine": args.engine,
     }
     for field in ("subset", "test_subset", "target_epsilon"):
         text = getattr(args, field)
@@ -302,22 +340,28 @@ def _train_plan(args: argparse.Namespace, options):
 
 
 def _schedule(kind: str, args: argparse.Namespace):
-    from dpplan.train.specs import Constant, OneCycle, Plateau
-
     from dpplan import _validate
+    from dpplan.train.specs import Constant, OneCycle, Plateau
 
     lr = _validate.finite_positive(lr=_number("lr", args.lr), hint="Pass --lr, e.g. 0.5.")
     momentum = None if args.momentum is None else _number("momentum", args.momentum)
     if kind == "one_cycle":
-        return OneCycle(max_lr=lr) if momentum is None else OneCycle(
-            max_lr=lr, momentum=momentum, cycle_momentum=False)
+        return (
+            OneCycle(max_lr=lr)
+            if momentum is None
+            else OneCycle(max_lr=lr, momentum=momentum, cycle_momentum=False)
+        )
     if kind == "plateau":
         return Plateau(lr=lr, momentum=momentum or 0.0)
     return Constant(lr=lr, momentum=momentum or 0.0)
 
 
-def _progress(total: int, method: str, *, first_epoch: int = 1,
-              ) -> tuple[Callable[[Any], None], Callable[[int, int], None]]:
+def _progress(
+    total: int,
+    method: str,
+    *,
+    first_epoch: int = 1,
+) -> tuple[Callable[[Any], None], Callable[[int, int], None]]:
     """Return (on_epoch, on_step) callbacks that print a run's progress on stderr."""
     current = [first_epoch]
 
@@ -330,7 +374,8 @@ def _progress(total: int, method: str, *, first_epoch: int = 1,
             f"Opacus ε (rdp)={_fmt(record.epsilon_opacus)}  "
             f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
 
     def step(done: int, steps: int) -> None:
@@ -348,21 +393,28 @@ def _started(run: Any, *, verb: str = "started") -> None:
         f"batch_size={plan.batch_size} noise_multiplier={plan.noise_multiplier:g} "
         f"epochs={plan.epochs} delta={plan.delta:g} ({plan.steps_per_epoch} steps per "
         f"epoch); ε by {method}",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
 
 def _run_summary(run) -> list[str]:
-    lines = [f"run {run.id}: {run.status}"
-             + (f" ({run.stop_reason})" if run.stop_reason else "")
-             + (f" error: {run.error}" if run.error else ""),
-             f"  device={run.device} seed={run.seed} private={run.private} "
-             f"schedule={json.dumps(run.schedule)}"]
+    lines = [
+        f"run {run.id}: {run.status}"
+        + (f" ({run.stop_reason})" if run.stop_reason else "")
+        + (f" error: {run.error}" if run.error else ""),
+        (
+            f"  device={run.device} seed={run.seed} private={run.private} "
+            f"schedule={json.dumps(run.schedule)}"
+        ),
+    ]
     lines += ["  " + line for line in _plan_lines(run.plan)]
     if run.records:
         method = f"ε ({run.options.get('method', '?')})"
-        lines.append(f"  epoch  steps {method:>8}  Opacus ε (rdp)  val acc  test acc    loss"
-                     "        lr  seconds")
+        lines.append(
+            f"  epoch  steps {method:>8}  Opacus ε (rdp)  val acc  test acc    loss"
+            "        lr  seconds"
+        )
         for r in run.records:
             lines.append(
                 f"  {r.epoch:5d} {r.steps:6d} {_fmt(r.epsilon):>8} {_fmt(r.epsilon_opacus):>15} "
@@ -388,8 +440,11 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         on_epoch = on_step = None
         if not args.json:
             _started(stored, verb=f"resuming after epoch {len(stored.records)}")
-            on_epoch, on_step = _progress(stored.plan.epochs, stored.options.get("method", "prv"),
-                                          first_epoch=len(stored.records) + 1)
+            on_epoch, on_step = _progress(
+                stored.plan.epochs,
+                stored.options.get("method", "prv"),
+                first_epoch=len(stored.records) + 1,
+            )
         run = resume(run_id, store=store, on_epoch=on_epoch, on_step=on_step, data_dir=data_dir)
     else:
         options = _run_options(args)
@@ -399,8 +454,15 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if not args.json:
             on_epoch, on_step = _progress(plan.epochs, options.method)
             on_start = _started
-        run = start_run(plan, schedule, options, store=store, on_epoch=on_epoch, on_step=on_step,
-                        on_start=on_start)
+        run = start_run(
+            plan,
+            schedule,
+            options,
+            store=store,
+            on_epoch=on_epoch,
+            on_step=on_step,
+            on_start=on_start,
+        )
     out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
     return EXIT_OK
 
@@ -421,23 +483,38 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if not args.json:
             last = run.records[-1] if run.records else None
             lr = run.schedule.get("max_lr", run.schedule.get("lr"))
-            print(f"run {run.id} {run.schedule['kind']} lr={lr} seed={run.seed}: "
-                  + (f"val acc {last.validation_accuracy:.2%}, test acc "
-                     f"{last.test_accuracy:.2%}" if last else run.status),
-                  file=sys.stderr, flush=True)
+            print(
+                f"run {run.id} {run.schedule['kind']} lr={lr} seed={run.seed}: "
+                + (
+                    f"val acc {last.validation_accuracy:.2%}, test acc {last.test_accuracy:.2%}"
+                    if last
+                    else run.status
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
 
-    result = compare_schedules(plan, grids=grids, seeds=seeds, options=options,
-                               store=RunStore(), on_run=on_run)
+    result = compare_schedules(
+        plan, grids=grids, seeds=seeds, options=options, store=RunStore(), on_run=on_run
+    )
     if args.json:
         out(_dump(result.to_dict()))
         return EXIT_OK
-    lines = _plan_lines(plan) + [f"{result.runs_tried} runs tried (group {result.group_id}); "
-                                 "selecting among them is not covered by ε.", ""]
+    lines = _plan_lines(plan) + [
+        (
+            f"{result.runs_tried} runs tried (group {result.group_id}); "
+            "selecting among them is not covered by ε."
+        ),
+        "",
+    ]
     for summary in result.summaries:
         lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
-        lines.append(f"  epoch {'ε (' + options.method + ')':>9}   test acc (mean ± std over seeds)")
-        for epoch, eps, mean, std in zip(summary.epochs, summary.epsilons,
-                                         summary.accuracy_mean, summary.accuracy_std):
+        lines.append(
+            f"  epoch {'ε (' + options.method + ')':>9}   test acc (mean ± std over seeds)"
+        )
+        for epoch, eps, mean, std in zip(
+            summary.epochs, summary.epsilons, summary.accuracy_mean, summary.accuracy_std
+        ):
             lines.append(f"  {epoch:5d} {_fmt(eps):>9}   {mean:.2%} ± {std:.2%}")
     out("\n".join(lines))
     return EXIT_OK
@@ -451,9 +528,12 @@ def _numbers(field: str, text: str) -> list[int | float]:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s")
+    seconds = round(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else (f"{seconds // 60}m{seconds % 60:02d}s")
+    )
 
 
 def _sweep_progress() -> Callable[[Any], None]:
@@ -463,11 +543,17 @@ def _sweep_progress() -> Callable[[Any], None]:
     def show(progress: Any) -> None:
         if not live and progress.last is None:
             return  # one line per ended trial when stderr is a file
-        line = (f"sweep {progress.sweep_id}: {progress.done}/{progress.planned} trials done, "
-                f"{progress.running} running, {progress.failed} failed, "
-                f"elapsed {_duration(progress.elapsed)}, ETA {_duration(progress.eta)}")
-        print(("\r" + line.ljust(100)) if live else line, end="" if live else "\n",
-              file=sys.stderr, flush=True)
+        line = (
+            f"sweep {progress.sweep_id}: {progress.done}/{progress.planned} trials done, "
+            f"{progress.running} running, {progress.failed} failed, "
+            f"elapsed {_duration(progress.elapsed)}, ETA {_duration(progress.eta)}"
+        )
+        print(
+            ("\r" + line.ljust(100)) if live else line,
+            end="" if live else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show
 
@@ -475,18 +561,38 @@ def _sweep_progress() -> Callable[[Any], None]:
 def _sweep_spec(args: argparse.Namespace):
     from dpplan.sweep import SweepSpec
 
-    missing = [flag for flag, value in (("--epsilons", args.epsilons),
-                                        ("--batch-sizes", args.batch_sizes),
-                                        ("--epochs", args.epochs)) if value is None]
+    missing = [
+        flag
+        for flag, value in (
+            ("--epsilons", args.epsilons),
+            ("--batch-sizes", args.batch_sizes),
+            ("--epochs", args.epochs),
+        )
+        if value is None
+    ]
     if missing:
-        raise PlanError(missing[0].lstrip("-").replace("-", "_"), None, "given",
-                        "A new sweep needs " + ", ".join(f"{m} X,Y" for m in missing)
-                        + " (or --resume SWEEP_ID).")
+        raise PlanError(
+            missing[0].lstrip("-").replace("-", "_"),
+            None,
+            "given",
+            "A new sweep needs "
+            + ", ".join(f"{m} X,Y" for m in missing)
+            + " (or --resume SWEEP_ID).",
+        )
     if args.seed != "0" or args.target_epsilon is not None or args.non_private:
-        flag = ("--seed" if args.seed != "0" else "--target-epsilon"
-                if args.target_epsilon is not None else "--non-private")
-        raise PlanError(flag.lstrip("-").replace("-", "_"), flag, "left out of a sweep",
-                        "Sweeps take --seeds, solve each plan for --epsilons, and are private.")
+        flag = (
+            "--seed"
+            if args.seed != "0"
+            else "--target-epsilon"
+            if args.target_epsilon is not None
+            else "--non-private"
+        )
+        raise PlanError(
+            flag.lstrip("-").replace("-", "_"),
+            flag,
+            "left out of a sweep",
+            "Sweeps take --seeds, solve each plan for --epsilons, and are private.",
+        )
     options = _run_options(args, seed=0)
     kinds = [kind.strip() for kind in args.schedules.split(",") if kind.strip()]
     values: dict[str, Any] = {
@@ -511,32 +617,45 @@ def _sweep_spec(args: argparse.Namespace):
 
 def _frontier_lines(result: dict[str, Any]) -> list[str]:
     tuning = result["tuning"]
-    lines = [f"sweep {result['sweep_id']}: {result['status']}; {result['runs_tried']} runs "
-             f"tried; trials {result['trials']['finished']} finished, "
-             f"{result['trials']['failed']} failed of {result['trials']['planned']} planned", "",
-             "frontier (configuration with the best validation accuracy at each ε; test "
-             "accuracy mean ± std over seeds):",
-             "  target ε        ε      B    E        σ  schedule    lr      test acc        "
-             "seeds"]
+    lines = [
+        (
+            f"sweep {result['sweep_id']}: {result['status']}; {result['runs_tried']} runs "
+            f"tried; trials {result['trials']['finished']} finished, "
+            f"{result['trials']['failed']} failed of {result['trials']['planned']} planned"
+        ),
+        "",
+        (
+            "frontier (configuration with the best validation accuracy at each ε; test "
+            "accuracy mean ± std over seeds):"
+        ),
+        "  target ε        ε      B    E        σ  schedule    lr      test acc        seeds",
+    ]
 
     def row(point: dict[str, Any]) -> str:
         plan, schedule = point["plan"], point["schedule"]
         lr = schedule.get("max_lr", schedule.get("lr"))
-        return (f"  {point['target_epsilon']:8g} {_fmt(point['epsilon']):>8} "
-                f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
-                f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} ± "
-                f"{point['test_accuracy_std']:.2%}  {','.join(map(str, point['seeds']))}")
+        return (
+            f"  {point['target_epsilon']:8g} {_fmt(point['epsilon']):>8} "
+            f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
+            f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} ± "
+            f"{point['test_accuracy_std']:.2%}  {','.join(map(str, point['seeds']))}"
+        )
 
     lines += [row(point) for point in result["points"]] or ["  (no point yet)"]
     for kind, curve in result["curves"].items():
         lines += ["", f"{kind}:"] + [row(point) for point in curve]
-    lines += ["", f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
-              f"  one run:                 ε = {_fmt(tuning['single_run_epsilon'])}",
-              f"  all {tuning['runs']} runs composed:   ε = {_fmt(tuning['all_runs_epsilon'])}"
-              + (f" ({tuning['all_runs_method']})" if tuning.get("all_runs_method") else "")]
+    lines += [
+        "",
+        f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
+        f"  one run:                 ε = {_fmt(tuning['single_run_epsilon'])}",
+        f"  all {tuning['runs']} runs composed:   ε = {_fmt(tuning['all_runs_epsilon'])}"
+        + (f" ({tuning['all_runs_method']})" if tuning.get("all_runs_method") else ""),
+    ]
     if "repeat_and_select_epsilon" in tuning:
-        lines.append(f"  repeat-and-select (Poisson mean {tuning['random_repeats']:g}): ε = "
-                     f"{_fmt(tuning['repeat_and_select_epsilon'])} for the selected model")
+        lines.append(
+            f"  repeat-and-select (Poisson mean {tuning['random_repeats']:g}): ε = "
+            f"{_fmt(tuning['repeat_and_select_epsilon'])} for the selected model"
+        )
     for row_ in tuning["per_target"]:
         text = f"  at target ε {row_['target_epsilon']:g}: {row_['runs']} runs"
         if "all_runs_epsilon" in row_:
@@ -546,10 +665,12 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
     if "repeat_and_select_epsilon" in tuning:
-        lines.append("  keep private: the number of runs and trials and the composed ε above "
-                     "give away how many trials ran, which the repeat-and-select guarantee "
-                     "needs to stay secret; publish 'dpplan report --sweep ID', which leaves "
-                     "them out.")
+        lines.append(
+            "  keep private: the number of runs and trials and the composed ε above "
+            "give away how many trials ran, which the repeat-and-select guarantee "
+            "needs to stay secret; publish 'dpplan report --sweep ID', which leaves "
+            "them out."
+        )
     return lines
 
 
@@ -563,19 +684,25 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         executor = RayExecutor(  # refuses first (exit 2) when Ray is missing
             address=args.ray_address,
-            gpus_per_trial=None if args.gpus_per_trial is None else _number(
-                "gpus_per_trial", args.gpus_per_trial),
+            gpus_per_trial=None
+            if args.gpus_per_trial is None
+            else _number("gpus_per_trial", args.gpus_per_trial),
             cpus_per_trial=_number("cpus_per_trial", args.cpus_per_trial),
             num_cpus=None if args.num_cpus is None else _number("num_cpus", args.num_cpus),
-            ship_data=ship)
+            ship_data=ship,
+        )
     store = RunStore()
     if args.resume is not None:
         sweep_id = _run_id("resume", args.resume)
         store.get_sweep(sweep_id)
     else:
         sweep_id = create_sweep(_sweep_spec(args), store=store)
-    print(f"sweep {sweep_id} {'resumed' if args.resume else 'created'} on {executor.name} "
-          f"(dpplan frontier {sweep_id} shows it)", file=sys.stderr, flush=True)
+    print(
+        f"sweep {sweep_id} {'resumed' if args.resume else 'created'} on {executor.name} "
+        f"(dpplan frontier {sweep_id} shows it)",
+        file=sys.stderr,
+        flush=True,
+    )
     progress = _sweep_progress() if not args.json or sys.stderr.isatty() else None
     result = run_sweep(sweep_id, store=store, executor=executor, on_progress=progress)
     if progress is not None and sys.stderr.isatty():
@@ -614,15 +741,20 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.json:
         out(_dump({"runs": [run.to_dict() for run in runs], "store": str(store.path)}))
         return EXIT_OK
-    lines = [f"store: {store.path}",
-             "   id  status       schedule    lr      epochs   ε (method)  test acc  device"]
+    lines = [
+        f"store: {store.path}",
+        "   id  status       schedule    lr      epochs   ε (method)  test acc  device",
+    ]
     for run in runs:
         last = run.records[-1] if run.records else None
         lr = run.schedule.get("max_lr", run.schedule.get("lr"))
         # One ε per run: the smallest upper bound recorded, labelled with its method.
         best = run.best_epsilon() if run.private else None
-        shown = "-" if last is None else (
-            f"{_fmt(best[0])} ({best[1]})" if best else f"{_fmt(last.epsilon)} (none)")
+        shown = (
+            "-"
+            if last is None
+            else (f"{_fmt(best[0])} ({best[1]})" if best else f"{_fmt(last.epsilon)} (none)")
+        )
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
             f"{len(run.records):>3}/{run.plan.epochs:<3}  "
@@ -647,37 +779,67 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     plan_flags = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
     if args.sweep is not None:
         for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
-                ("run", args.run), ("tuning_runs", args.tuning_runs),
-                ("stored", args.stored or None)]:
+            ("run", args.run),
+            ("tuning_runs", args.tuning_runs),
+            ("stored", args.stored or None),
+        ]:
             if value is not None:
-                raise PlanError(name, value, "omitted with --sweep",
-                                "A sweep's report uses the sweep's own plans and runs.")
+                raise PlanError(
+                    name,
+                    value,
+                    "omitted with --sweep",
+                    "A sweep's report uses the sweep's own plans and runs.",
+                )
         if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise PlanError("home", args.home, "a folder holding runs.sqlite3",
-                            "Pass the folder of the run store (DPPLAN_HOME).")
-        report = build_sweep_report(RunStore(args.home), _run_id("sweep", args.sweep),
-                                    title=args.title, notes=args.notes)
+            raise PlanError(
+                "home",
+                args.home,
+                "a folder holding runs.sqlite3",
+                "Pass the folder of the run store (DPPLAN_HOME).",
+            )
+        report = build_sweep_report(
+            RunStore(args.home), _run_id("sweep", args.sweep), title=args.title, notes=args.notes
+        )
     elif args.run is not None:
         if plan_flags:
-            raise PlanError(plan_flags[0], getattr(args, plan_flags[0]), "omitted with --run",
-                            "A run's report uses the run's own plan.")
+            raise PlanError(
+                plan_flags[0],
+                getattr(args, plan_flags[0]),
+                "omitted with --run",
+                "A run's report uses the run's own plan.",
+            )
         if args.tuning_runs is not None:
-            raise PlanError("tuning_runs", args.tuning_runs, "omitted with --run",
-                            "A run's comparison group comes from the run store.")
+            raise PlanError(
+                "tuning_runs",
+                args.tuning_runs,
+                "omitted with --run",
+                "A run's comparison group comes from the run store.",
+            )
         if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise PlanError("home", args.home, "a folder holding runs.sqlite3",
-                            "Pass the folder of the run store (DPPLAN_HOME).")
+            raise PlanError(
+                "home",
+                args.home,
+                "a folder holding runs.sqlite3",
+                "Pass the folder of the run store (DPPLAN_HOME).",
+            )
         store = RunStore(args.home)
         run_id = _run_id("run", args.run)
         if args.stored:
             if args.title is not None or args.notes is not None:
-                raise PlanError("title" if args.title is not None else "notes",
-                                args.title if args.title is not None else args.notes,
-                                "omitted with --stored", "A stored report is shown as stored.")
+                raise PlanError(
+                    "title" if args.title is not None else "notes",
+                    args.title if args.title is not None else args.notes,
+                    "omitted with --stored",
+                    "A stored report is shown as stored.",
+                )
             report = load_run_report(store, run_id)
             if report is None:
-                raise PlanError("run", run_id, "a run with a stored report",
-                                f"Make one with 'dpplan report --run {run_id}'.")
+                raise PlanError(
+                    "run",
+                    run_id,
+                    "a run with a stored report",
+                    f"Make one with 'dpplan report --run {run_id}'.",
+                )
         else:
             report = build_run_report(store, run_id, title=args.title, notes=args.notes)
             save_run_report(store, report)
@@ -685,12 +847,15 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if args.stored:
             raise PlanError("stored", True, "used with --run ID", "Only runs store reports.")
         plan = _plan_from_args(args)
-        tuning_runs = (None if args.tuning_runs is None
-                       else _number("tuning_runs", args.tuning_runs))
+        tuning_runs = None if args.tuning_runs is None else _number("tuning_runs", args.tuning_runs)
         report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
     if args.format == "pdf" and args.output is None:
-        raise PlanError("output", None, "a file path with --format pdf",
-                        "A PDF is binary: add --output report.pdf.")
+        raise PlanError(
+            "output",
+            None,
+            "a file path with --format pdf",
+            "A PDF is binary: add --output report.pdf.",
+        )
     text = render(report, args.format)
     if args.output is None:
         out(text.rstrip("\n"))
@@ -706,48 +871,89 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     except OSError as exc:
         raise PlanError("output", args.output, "a writable file path", str(exc)) from None
     if report.sweep is not None:
-        print(f"wrote {path} ({args.format}; sweep {report.sweep.id}, "
-              f"{len(report.sweep.points)} points at δ = {report.delta:g})", file=sys.stderr)
+        print(
+            f"wrote {path} ({args.format}; sweep {report.sweep.id}, "
+            f"{len(report.sweep.points)} points at δ = {report.delta:g})",
+            file=sys.stderr,
+        )
     else:
-        print(f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = "
-              f"{report.delta:g}, {report.method})", file=sys.stderr)
+        print(
+            f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = "
+            f"{report.delta:g}, {report.method})",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--model", default="seed", choices=("seed", "tempered"),
-                       help="network: the super-convergence study's (seed) or Papernot et "
-                       "al.'s tempered CNN")
-    group.add_argument("--activation", default="relu", choices=("relu", "tanh"),
-                       help="activation of the tempered CNN")
-    group.add_argument("--seed", default="0",
-                       help="seed of the model initialisation and dropout (not of the noise)")
-    group.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                       help="training device (auto: CUDA when available)")
-    group.add_argument("--data-dir", default=None,
-                       help="existing folder with the MNIST IDX files (default "
-                       "$DPPLAN_DATA_DIR, else a per-user cache folder where missing files "
-                       "are downloaded); with --resume, read the run's MNIST from here")
-    group.add_argument("--validation-size", default="5000",
-                       help="examples held out of the 60,000 for validation")
-    group.add_argument("--subset", default=None,
-                       help="train on N examples only: the first N left after the "
-                       "validation split (quick runs)")
+    group.add_argument(
+        "--model",
+        default="seed",
+        choices=("seed", "tempered"),
+        help="network: the super-convergence study's (seed) or Papernot et al.'s tempered CNN",
+    )
+    group.add_argument(
+        "--activation",
+        default="relu",
+        choices=("relu", "tanh"),
+        help="activation of the tempered CNN",
+    )
+    group.add_argument(
+        "--seed",
+        default="0",
+        help="seed of the model initialisation and dropout (not of the noise)",
+    )
+    group.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="training device (auto: CUDA when available)",
+    )
+    group.add_argument(
+        "--data-dir",
+        default=None,
+        help="existing folder with the MNIST IDX files (default "
+        "$DPPLAN_DATA_DIR, else a per-user cache folder where missing files "
+        "are downloaded); with --resume, read the run's MNIST from here",
+    )
+    group.add_argument(
+        "--validation-size", default="5000", help="examples held out of the 60,000 for validation"
+    )
+    group.add_argument(
+        "--subset",
+        default=None,
+        help="train on N examples only: the first N left after the validation split (quick runs)",
+    )
     group.add_argument("--test-subset", default=None, help="evaluate on the first N test examples")
-    group.add_argument("--target-epsilon", default=None,
-                       help="stop before an epoch whose ε would exceed this")
-    group.add_argument("--method", default="prv", choices=("rdp", "prv", "pld"),
-                       help="accounting method of the recorded ε")
-    group.add_argument("--engine", default="fused", choices=("fused", "opacus"),
-                       help="how each DP-SGD step is computed: fused (torch.func per-example "
-                       "gradients, compiled on CUDA) or opacus (Opacus' hooks); same mechanism "
-                       "and ε")
-    group.add_argument("--non-private", action="store_true",
-                       help="train the non-private baseline (no clipping or noise; ε = ∞)")
-    group.add_argument("--reproducible", action="store_true",
-                       help="derive sampling and noise from --seed (experiments only: no "
-                       "privacy against anyone who knows the seed)")
+    group.add_argument(
+        "--target-epsilon", default=None, help="stop before an epoch whose ε would exceed this"
+    )
+    group.add_argument(
+        "--method",
+        default="prv",
+        choices=("rdp", "prv", "pld"),
+        help="accounting method of the recorded ε",
+    )
+    group.add_argument(
+        "--engine",
+        default="fused",
+        choices=("fused", "opacus"),
+        help="how each DP-SGD step is computed: fused (torch.func per-example "
+        "gradients, compiled on CUDA) or opacus (Opacus' hooks); same mechanism "
+        "and ε",
+    )
+    group.add_argument(
+        "--non-private",
+        action="store_true",
+        help="train the non-private baseline (no clipping or noise; ε = ∞)",
+    )
+    group.add_argument(
+        "--reproducible",
+        action="store_true",
+        help="derive sampling and noise from --seed (experiments only: no "
+        "privacy against anyone who knows the seed)",
+    )
     group.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -759,24 +965,47 @@ def app_path() -> Path:
 def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     entry = app_path()
     if not entry.exists():
-        raise PlanError("app", str(entry), "the planner's entry point",
-                        "Install dpplan from a clone of its repository (pip install -e .) to "
-                        "get the app.")
+        raise PlanError(
+            "app",
+            str(entry),
+            "the planner's entry point",
+            "Install dpplan from a clone of its repository (pip install -e .) to get the app.",
+        )
     try:
         import streamlit  # noqa: F401
     except ImportError:
-        raise PlanError("app", "streamlit", "installed",
-                        "Install the app's dependencies: pip install -e '.[app]'.") from None
+        raise PlanError(
+            "app",
+            "streamlit",
+            "installed",
+            "Install the app's dependencies: pip install -e '.[app]'.",
+        ) from None
     port = _validate_port(args.port)
-    command = [sys.executable, "-m", "streamlit", "run", str(entry),
-               "--server.port", str(port), "--server.address", args.address,
-               "--client.toolbarMode", "minimal", "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(entry),
+        "--server.port",
+        str(port),
+        "--server.address",
+        args.address,
+        "--client.toolbarMode",
+        "minimal",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     if args.headless:
         command += ["--server.headless", "true"]
     from dpplan.store import default_home
 
-    print(f"dpplan planner: http://{args.address}:{port}  (runs are stored in "
-          f"{default_home() / 'runs.sqlite3'}; Ctrl+C stops)", file=sys.stderr, flush=True)
+    print(
+        f"dpplan planner: http://{args.address}:{port}  (runs are stored in "
+        f"{default_home() / 'runs.sqlite3'}; Ctrl+C stops)",
+        file=sys.stderr,
+        flush=True,
+    )
     if os.name != "posix":  # pragma: no cover - no exec that keeps the process on Windows
         import subprocess
 
@@ -804,58 +1033,95 @@ def _build_parser() -> _Parser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     defaults = _DefaultsFormatter
-    eps = commands.add_parser("epsilon", help="ε after every epoch of a plan",
-                              formatter_class=defaults)
+    eps = commands.add_parser(
+        "epsilon", help="ε after every epoch of a plan", formatter_class=defaults
+    )
     _add_plan_flags(eps)
-    eps.add_argument("--method", choices=("rdp", "prv", "pld", "all"), default="all",
-                     help="accounting method (all: the three and the headline)")
-    eps.add_argument("--every", default="1", metavar="K",
-                     help="plain output: show every K-th epoch (and the last)")
-    eps.add_argument("--brief", action="store_true",
-                     help="plain output: only the final ε per method and the headline")
+    eps.add_argument(
+        "--method",
+        choices=("rdp", "prv", "pld", "all"),
+        default="all",
+        help="accounting method (all: the three and the headline)",
+    )
+    eps.add_argument(
+        "--every",
+        default="1",
+        metavar="K",
+        help="plain output: show every K-th epoch (and the last)",
+    )
+    eps.add_argument(
+        "--brief",
+        action="store_true",
+        help="plain output: only the final ε per method and the headline",
+    )
     eps.add_argument("--json", action="store_true", help="print JSON")
     eps.set_defaults(handler=_cmd_epsilon)
 
     slv = commands.add_parser(
-        "solve", help="solve for noise multiplier, epochs or batch size",
+        "solve",
+        help="solve for noise multiplier, epochs or batch size",
         description="Solve for one plan field so that ε meets a target. Run "
-        "'dpplan solve TARGET --help' for the flags of one target.")
-    targets = slv.add_subparsers(dest="target", required=True, metavar="TARGET",
-                                 parser_class=_Parser)
+        "'dpplan solve TARGET --help' for the flags of one target.",
+    )
+    targets = slv.add_subparsers(
+        dest="target", required=True, metavar="TARGET", parser_class=_Parser
+    )
     for target, field in _SOLVE_TARGETS.items():
         words = field.replace("_", " ")
         sub = targets.add_parser(
-            target, help=f"the {_SOLVE_WHAT[field]} {words} that meets the target ε",
+            target,
+            help=f"the {_SOLVE_WHAT[field]} {words} that meets the target ε",
             description=f"Find the {_SOLVE_WHAT[field]} {words} whose ε (an upper bound) is at "
             "most --target-epsilon; the other plan fields are given.",
-            formatter_class=defaults)
+            formatter_class=defaults,
+        )
         sub.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
         _add_plan_flags(sub, skip=field)
-        sub.add_argument("--method", choices=("rdp", "prv", "pld"), default="prv",
-                         help="accounting method")
-        sub.add_argument("--every", default="1", metavar="K",
-                         help="plain output: show every K-th epoch (and the last)")
-        sub.add_argument("--brief", action="store_true",
-                         help="plain output: only the solved value and its final ε")
+        sub.add_argument(
+            "--method", choices=("rdp", "prv", "pld"), default="prv", help="accounting method"
+        )
+        sub.add_argument(
+            "--every",
+            default="1",
+            metavar="K",
+            help="plain output: show every K-th epoch (and the last)",
+        )
+        sub.add_argument(
+            "--brief",
+            action="store_true",
+            help="plain output: only the solved value and its final ε",
+        )
         sub.add_argument("--json", action="store_true", help="print JSON")
         sub.set_defaults(handler=_cmd_solve)
 
-    trn = commands.add_parser("train", help="train the plan with DP-SGD on MNIST (Opacus)",
-                              formatter_class=defaults)
+    trn = commands.add_parser(
+        "train", help="train the plan with DP-SGD on MNIST (Opacus)", formatter_class=defaults
+    )
     _add_plan_flags(trn, skip="dataset_size", required="unless --resume")
-    trn.add_argument("--schedule", default="one_cycle",
-                     choices=("one_cycle", "plateau", "constant"), help="learning-rate schedule")
+    trn.add_argument(
+        "--schedule",
+        default="one_cycle",
+        choices=("one_cycle", "plateau", "constant"),
+        help="learning-rate schedule",
+    )
     trn.add_argument("--lr", default="1.0", help="learning rate (the peak for one_cycle)")
-    trn.add_argument("--momentum", default=None,
-                     help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)")
-    trn.add_argument("--resume", default=None, metavar="RUN_ID",
-                     help="continue an interrupted run from its last checkpoint")
+    trn.add_argument(
+        "--momentum", default=None, help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)"
+    )
+    trn.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="continue an interrupted run from its last checkpoint",
+    )
     _add_run_flags(trn)
     trn.set_defaults(handler=_cmd_train, dataset_size=None)
 
     cmp_ = commands.add_parser(
-        "compare", help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)",
-        formatter_class=defaults)
+        "compare",
+        help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)",
+        formatter_class=defaults,
+    )
     _add_plan_flags(cmp_, skip="dataset_size")
     cmp_.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
     cmp_.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
@@ -864,46 +1130,74 @@ def _build_parser() -> _Parser:
     cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
 
     swp = commands.add_parser(
-        "sweep", help="the ε-vs-accuracy frontier: plans solved per target ε, schedules tuned, "
-        "on Ray", formatter_class=defaults,
+        "sweep",
+        help="the ε-vs-accuracy frontier: plans solved per target ε, schedules tuned, on Ray",
+        formatter_class=defaults,
         description="For every target ε, batch size and number of epochs, solve the noise "
         "multiplier; tune every schedule's learning rate on validation accuracy with the first "
         "seed, repeat the choice with the other seeds; store every run, the frontier and the "
         "privacy cost of the tuning. Runs on an embedded Ray by default (pip install -e "
-        "'.[sweep]').")
+        "'.[sweep]').",
+    )
     grid = swp.add_argument_group("grid (required unless --resume)")
     grid.add_argument("--epsilons", default=None, metavar="E1,E2", help="target ε values")
     grid.add_argument("--batch-sizes", default=None, metavar="B1,B2", help="batch sizes")
     grid.add_argument("--epochs", default=None, metavar="E1,E2", help="numbers of epochs")
     swp.add_argument("--delta", default="1e-5", help="δ of every plan")
     swp.add_argument("--max-grad-norm", default="1.0", help="clipping norm C (does not change ε)")
-    swp.add_argument("--schedules", default="one_cycle,plateau",
-                     help="schedules to tune (one_cycle, plateau, constant)")
+    swp.add_argument(
+        "--schedules",
+        default="one_cycle,plateau",
+        help="schedules to tune (one_cycle, plateau, constant)",
+    )
     swp.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
     swp.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
     swp.add_argument("--constant-lrs", default="0.1,0.5", help="constant LR grid")
     swp.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
-    swp.add_argument("--random-repeats", default=None, metavar="MEAN",
-                     help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
-                     "of configurations drawn at random from the grid; the best is the tuned "
-                     "model (small stated ε overhead instead of composing every run)")
-    swp.add_argument("--resume", default=None, metavar="SWEEP_ID",
-                     help="continue a sweep: run only the trials without an outcome")
+    swp.add_argument(
+        "--random-repeats",
+        default=None,
+        metavar="MEAN",
+        help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
+        "of configurations drawn at random from the grid; the best is the tuned "
+        "model (small stated ε overhead instead of composing every run)",
+    )
+    swp.add_argument(
+        "--resume",
+        default=None,
+        metavar="SWEEP_ID",
+        help="continue a sweep: run only the trials without an outcome",
+    )
     ray_ = swp.add_argument_group("execution")
-    ray_.add_argument("--ray-address", default=None, metavar="ADDRESS",
-                      help="an existing Ray cluster (default $DPPLAN_RAY_ADDRESS, else an "
-                      "embedded Ray over this machine's CPUs and GPUs)")
-    ray_.add_argument("--gpus-per-trial", default=None, metavar="F",
-                      help="GPU fraction per trial (default 0.25 with GPUs: four trials share "
-                      "one; 0 trains on CPUs)")
+    ray_.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="an existing Ray cluster (default $DPPLAN_RAY_ADDRESS, else an "
+        "embedded Ray over this machine's CPUs and GPUs)",
+    )
+    ray_.add_argument(
+        "--gpus-per-trial",
+        default=None,
+        metavar="F",
+        help="GPU fraction per trial (default 0.25 with GPUs: four trials share "
+        "one; 0 trains on CPUs)",
+    )
     ray_.add_argument("--cpus-per-trial", default="1", metavar="N", help="CPUs per trial")
-    ray_.add_argument("--num-cpus", default=None, metavar="N",
-                      help="CPUs of the embedded Ray (default: all)")
-    ray_.add_argument("--worker-data", action="store_true",
-                      help="workers read MNIST from their own --data-dir instead of receiving "
-                      "it through Ray's object store")
-    ray_.add_argument("--local", action="store_true",
-                      help="run the trials one at a time in this process, without Ray")
+    ray_.add_argument(
+        "--num-cpus", default=None, metavar="N", help="CPUs of the embedded Ray (default: all)"
+    )
+    ray_.add_argument(
+        "--worker-data",
+        action="store_true",
+        help="workers read MNIST from their own --data-dir instead of receiving "
+        "it through Ray's object store",
+    )
+    ray_.add_argument(
+        "--local",
+        action="store_true",
+        help="run the trials one at a time in this process, without Ray",
+    )
     _add_run_flags(swp)
     swp.set_defaults(handler=_cmd_sweep)
 
@@ -915,13 +1209,14 @@ def _build_parser() -> _Parser:
     app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
     app.add_argument("--port", default="8501", help="port to serve on (default 8501)")
     app.add_argument("--address", default="localhost", help="address to bind (default localhost)")
-    app.add_argument("--headless", action="store_true",
-                     help="do not open a browser window")
+    app.add_argument("--headless", action="store_true", help="do not open a browser window")
     app.set_defaults(handler=_cmd_app)
 
     runs = commands.add_parser(
-        "runs", help="list, show, stop or delete stored runs",
-        description="Without an action, list every stored run.")
+        "runs",
+        help="list, show, stop or delete stored runs",
+        description="Without an action, list every stored run.",
+    )
     runs.add_argument("--json", action="store_true", help="print JSON")
     runs.set_defaults(handler=_cmd_runs, action="list", run_id=None, force=False)
     actions = runs.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
@@ -933,37 +1228,66 @@ def _build_parser() -> _Parser:
     ):
         sub = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
         if action != "list":
-            sub.add_argument("run_id", metavar="RUN_ID",
-                             help="the run's id, as listed by 'dpplan runs'")
+            sub.add_argument(
+                "run_id", metavar="RUN_ID", help="the run's id, as listed by 'dpplan runs'"
+            )
         if action == "stop":
-            sub.add_argument("--force", action="store_true",
-                             help="mark a run stopped now, e.g. one whose host or process is "
-                             "gone (its heartbeat is stale); records and checkpoint are kept")
-        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                         help="print JSON")
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="mark a run stopped now, e.g. one whose host or process is "
+                "gone (its heartbeat is stale); records and checkpoint are kept",
+            )
+        sub.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+        )
 
     rep = commands.add_parser(
-        "report", help="ε-budget report of a plan, a stored run or a sweep (Markdown, HTML, "
-        "JSON or PDF)")
+        "report",
+        help="ε-budget report of a plan, a stored run or a sweep (Markdown, HTML, JSON or PDF)",
+    )
     _add_plan_flags(rep, required="unless --run or --sweep")
-    rep.add_argument("--run", default=None, metavar="ID",
-                     help="report on a stored run instead of a plan (saved with the run)")
-    rep.add_argument("--sweep", default=None, metavar="ID",
-                     help="report on a stored sweep: its frontier, best accuracy at ε ≤ x with "
-                     "the plan behind it, per-schedule curves and the privacy cost of tuning")
-    rep.add_argument("--home", default=None, metavar="DIR",
-                     help="run store folder for --run or --sweep (default $DPPLAN_HOME or a "
-                     "per-user folder)")
-    rep.add_argument("--stored", action="store_true",
-                     help="with --run: render the report stored with the run, unchanged")
-    rep.add_argument("--tuning-runs", default=None, metavar="K",
-                     help="number of training runs made on this data (hyper-parameter "
-                     "tuning); the report adds ε of all of them")
-    rep.add_argument("--format", choices=("md", "html", "json", "pdf"), default="md",
-                     help="md (default), html (one self-contained file), json, or pdf (the "
-                     "HTML printed by WeasyPrint; needs --output and dpplan[pdf])")
-    rep.add_argument("--output", default=None, metavar="FILE",
-                     help="write to FILE instead of standard output")
+    rep.add_argument(
+        "--run",
+        default=None,
+        metavar="ID",
+        help="report on a stored run instead of a plan (saved with the run)",
+    )
+    rep.add_argument(
+        "--sweep",
+        default=None,
+        metavar="ID",
+        help="report on a stored sweep: its frontier, best accuracy at ε ≤ x with "
+        "the plan behind it, per-schedule curves and the privacy cost of tuning",
+    )
+    rep.add_argument(
+        "--home",
+        default=None,
+        metavar="DIR",
+        help="run store folder for --run or --sweep (default $DPPLAN_HOME or a per-user folder)",
+    )
+    rep.add_argument(
+        "--stored",
+        action="store_true",
+        help="with --run: render the report stored with the run, unchanged",
+    )
+    rep.add_argument(
+        "--tuning-runs",
+        default=None,
+        metavar="K",
+        help="number of training runs made on this data (hyper-parameter "
+        "tuning); the report adds ε of all of them",
+    )
+    rep.add_argument(
+        "--format",
+        choices=("md", "html", "json", "pdf"),
+        default="md",
+        help="md (default), html (one self-contained file), json, or pdf (the "
+        "HTML printed by WeasyPrint; needs --output and dpplan[pdf])",
+    )
+    rep.add_argument(
+        "--output", default=None, metavar="FILE", help="write to FILE instead of standard output"
+    )
     rep.add_argument("--title", default=None, help="report title")
     rep.add_argument("--notes", default=None, help="notes shown in the report, as written")
     rep.set_defaults(handler=_cmd_report)
@@ -1020,14 +1344,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         except KeyboardInterrupt:
             code = fail(130, {"type": "KeyboardInterrupt", "message": "interrupted"})
-        except Exception as exc:  # noqa: BLE001 - the outer boundary turns bugs into a message
+        except Exception as exc:
             if os.environ.get("DPPLAN_DEBUG"):
                 raise
-            code = fail(EXIT_FAILURE, {
-                "type": type(exc).__name__,
-                "message": f"unexpected {type(exc).__name__}: {exc} "
-                "(set DPPLAN_DEBUG=1 for a traceback, and please report it)",
-            })
+            code = fail(
+                EXIT_FAILURE,
+                {
+                    "type": type(exc).__name__,
+                    "message": f"unexpected {type(exc).__name__}: {exc} "
+                    "(set DPPLAN_DEBUG=1 for a traceback, and please report it)",
+                },
+            )
     seen = set()
     for warning in caught:
         text = str(warning.message)

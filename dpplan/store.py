@@ -119,8 +119,12 @@ def _run_id(value: object) -> int:
     """
     from dpplan import _validate
 
-    return _validate.integer(minimum=1, maximum=2**63 - 1, run_id=value,
-                             hint="Run ids are whole numbers; list them with 'dpplan runs'.")
+    return _validate.integer(
+        minimum=1,
+        maximum=2**63 - 1,
+        run_id=value,
+        hint="Run ids are whole numbers; list them with 'dpplan runs'.",
+    )
 
 
 def default_home() -> Path:
@@ -308,8 +312,10 @@ def _owner_alive(row: sqlite3.Row, now: float) -> bool:
 def _owner_text(row: sqlite3.Row, now: float) -> str:
     beat = _column(row, "heartbeat_at")
     beat = row["updated_at"] if beat is None else beat
-    return (f"pid {row['pid']} on host {row['host']}, last heartbeat "
-            f"{max(0.0, now - float(beat)):.0f} s ago")
+    return (
+        f"pid {row['pid']} on host {row['host']}, last heartbeat "
+        f"{max(0.0, now - float(beat)):.0f} s ago"
+    )
 
 
 def _writable(path: Path) -> bool:
@@ -343,24 +349,29 @@ class RunStore:
         if self.home.exists() and not self.home.is_dir():
             raise StoreError(
                 f"the dpplan home {self.home} is a file, not a folder. Set DPPLAN_HOME to a "
-                "folder (it is created if missing), or move the file away.")
+                "folder (it is created if missing), or move the file away."
+            )
         if self.path.exists() and not self.path.is_file():
             raise StoreError(
                 f"the run store {self.path} is not a file (a folder is in its place). Move "
-                "it away, or set DPPLAN_HOME to another folder.")
+                "it away, or set DPPLAN_HOME to another folder."
+            )
         if not self.home.exists():
             try:
                 self.home.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(
                     f"cannot create the dpplan home {self.home}: {exc}. Set DPPLAN_HOME to "
-                    "a folder you can write to.") from exc
+                    "a folder you can write to."
+                ) from exc
         self.read_only = not _writable(self.home) or (
-            self.path.exists() and not _writable(self.path))
+            self.path.exists() and not _writable(self.path)
+        )
         if self.read_only and not self.path.exists():
             raise StoreError(
                 f"there is no run store at {self.path}, and {self.home} is read-only so "
-                "none can be created. Set DPPLAN_HOME to a folder you can write to.")
+                "none can be created. Set DPPLAN_HOME to a folder you can write to."
+            )
         with self._connect() as connection:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
             if not self.read_only:
@@ -381,16 +392,19 @@ class RunStore:
             return StoreError(
                 f"the run store {self.path} is read-only ({text}); this command writes to "
                 f"it. Make {self.home} and the file writable, or set DPPLAN_HOME to a "
-                "folder you can write to.")
+                "folder you can write to."
+            )
         if "locked" in text or "busy" in text:
             return StoreError(
                 f"the run store {self.path} is busy ({text}): another dpplan process holds "
-                "it. Try again in a moment.")
+                "it. Try again in a moment."
+            )
         return StoreError(
             f"the run store {self.path} cannot be used: {type(exc).__name__}: {text}. It is "
             f"damaged or is not a dpplan run store. Move it aside (e.g. 'mv {self.path} "
             f"{self.path}.damaged') and dpplan starts a new, empty store; nothing else is "
-            "changed.")
+            "changed."
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -421,7 +435,8 @@ class RunStore:
             raise StoreError(
                 f"the run store {self.path} is read-only; this command writes to it. Make "
                 f"{self.home} and the file writable, or set DPPLAN_HOME to a folder you can "
-                "write to.")
+                "write to."
+            )
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -443,8 +458,12 @@ class RunStore:
             if current is not None and not current.is_set():
                 return
             stop = _LEASES[key] = threading.Event()
-        threading.Thread(target=self._beat, args=(_run_id(run_id), stop), daemon=True,
-                         name=f"dpplan-heartbeat-{run_id}").start()
+        threading.Thread(
+            target=self._beat,
+            args=(_run_id(run_id), stop),
+            daemon=True,
+            name=f"dpplan-heartbeat-{run_id}",
+        ).start()
 
     def _stop_heartbeat(self, run_id: int) -> None:
         with _LEASES_LOCK:
@@ -471,13 +490,14 @@ class RunStore:
         with self._transaction() as connection:
             cursor = connection.execute(
                 "UPDATE runs SET heartbeat_at=? WHERE id=? AND status='running' AND pid=? "
-                "AND host=?", (time.time(), _run_id(run_id), os.getpid(), socket.gethostname()))
+                "AND host=?",
+                (time.time(), _run_id(run_id), os.getpid(), socket.gethostname()),
+            )
             return cursor.rowcount == 1
 
     @staticmethod
     def _owned(row: sqlite3.Row | None) -> bool:
-        return (row is not None and row["pid"] == os.getpid()
-                and row["host"] == socket.gethostname())
+        return row is not None and row["pid"] == os.getpid() and row["host"] == socket.gethostname()
 
     def checkpoint_path(self, run_id: int) -> Path:
         """Return the path of the run's latest checkpoint (may not exist)."""
@@ -511,9 +531,21 @@ class RunStore:
                 "private, group_id, pid, pid_started, host, heartbeat_at, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    _plan_id(plan), status, json.dumps(dict(schedule)),
-                    json.dumps(dict(options)), device, int(seed), json.dumps(dict(versions)),
-                    int(private), group_id, pid, started, host, now, now, now,
+                    _plan_id(plan),
+                    status,
+                    json.dumps(dict(schedule)),
+                    json.dumps(dict(options)),
+                    device,
+                    int(seed),
+                    json.dumps(dict(versions)),
+                    int(private),
+                    group_id,
+                    pid,
+                    started,
+                    host,
+                    now,
+                    now,
+                    now,
                 ),
             )
             run_id = int(cursor.lastrowid)
@@ -532,13 +564,17 @@ class RunStore:
         with self._transaction() as connection:
             row = connection.execute("SELECT * FROM runs WHERE id=?", (_run_id(run_id),)).fetchone()
             if row is None:
-                raise PlanError("run_id", run_id, "the id of a stored run",
-                                "List the runs with 'dpplan runs'.")
+                raise PlanError(
+                    "run_id", run_id, "the id of a stored run", "List the runs with 'dpplan runs'."
+                )
             if row["status"] == "running" and not self._owned(row) and _owner_alive(row, now):
                 raise PlanError(
-                    "run_id", run_id, "a run that no live process is running",
+                    "run_id",
+                    run_id,
+                    "a run that no live process is running",
                     f"Run {run_id} is running ({_owner_text(row, now)}). Stop it with "
-                    f"'dpplan runs stop {run_id}' first.")
+                    f"'dpplan runs stop {run_id}' first.",
+                )
             connection.execute(
                 "UPDATE runs SET status=?, pid=?, pid_started=?, host=?, heartbeat_at=?, "
                 "updated_at=?, error=NULL, stop_reason=NULL WHERE id=?",
@@ -547,8 +583,9 @@ class RunStore:
         if status == "running":
             self._start_heartbeat(run_id)
 
-    def record_epoch(self, run_id: int, record: EpochRecord,
-                     warnings: tuple[str, ...] = ()) -> None:
+    def record_epoch(
+        self, run_id: int, record: EpochRecord, warnings: tuple[str, ...] = ()
+    ) -> None:
         """Write one epoch's record (and the run's warnings) in one transaction.
 
         Raises:
@@ -562,19 +599,28 @@ class RunStore:
                 raise StoreError(
                     f"run {run_id} in {self.path} is no longer held by this process (pid "
                     f"{os.getpid()}): it was deleted or another process took it over; epoch "
-                    f"{record.epoch} was not recorded.")
+                    f"{record.epoch} was not recorded."
+                )
             connection.execute(
                 "INSERT OR REPLACE INTO epochs (run_id, epoch, steps, epsilon, epsilon_rdp, "
                 "epsilon_opacus, train_loss, validation_loss, validation_accuracy, "
                 "test_accuracy, lr, seconds, epsilons) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    _run_id(run_id), values["epoch"], values["steps"],
-                    *(None if isinstance(values[k], float) and math.isinf(values[k])
-                      else values[k]
-                      for k in ("epsilon", "epsilon_rdp", "epsilon_opacus")),
-                    values["train_loss"], values["validation_loss"],
-                    values["validation_accuracy"], values["test_accuracy"], values["lr"],
+                    _run_id(run_id),
+                    values["epoch"],
+                    values["steps"],
+                    *(
+                        None
+                        if isinstance(values[k], float) and math.isinf(values[k])
+                        else values[k]
+                        for k in ("epsilon", "epsilon_rdp", "epsilon_opacus")
+                    ),
+                    values["train_loss"],
+                    values["validation_loss"],
+                    values["validation_accuracy"],
+                    values["test_accuracy"],
+                    values["lr"],
                     values["seconds"],
                     json.dumps({k: _json_value(float(v)) for k, v in record.epsilons.items()}),
                 ),
@@ -584,8 +630,9 @@ class RunStore:
                 (time.time(), json.dumps(list(warnings)), _run_id(run_id)),
             )
 
-    def finish_run(self, run_id: int, *, status: str, error: str | None = None,
-                   stop_reason: str | None = None) -> None:
+    def finish_run(
+        self, run_id: int, *, status: str, error: str | None = None, stop_reason: str | None = None
+    ) -> None:
         """Set a run's final status (finished, failed or stopped) and end this process's lease.
 
         Only the process holding the run changes it; for a run another process has taken
@@ -598,8 +645,15 @@ class RunStore:
             connection.execute(
                 "UPDATE runs SET status=?, error=?, stop_reason=?, updated_at=? WHERE id=? "
                 "AND pid=? AND host=?",
-                (status, error, stop_reason, time.time(), _run_id(run_id), os.getpid(),
-                 socket.gethostname()),
+                (
+                    status,
+                    error,
+                    stop_reason,
+                    time.time(),
+                    _run_id(run_id),
+                    os.getpid(),
+                    socket.gethostname(),
+                ),
             )
 
     def claim_next_queued(self) -> int | None:
@@ -627,12 +681,18 @@ class RunStore:
         """
         run = self.get_run(run_id)
         if run.status not in ("interrupted", "stopped", "failed"):
-            raise PlanError("run_id", run_id, "an interrupted, stopped or failed run",
-                            f"Run {run_id} is {run.status}.")
+            raise PlanError(
+                "run_id",
+                run_id,
+                "an interrupted, stopped or failed run",
+                f"Run {run_id} is {run.status}.",
+            )
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
-                "WHERE id=?", (time.time(), _run_id(run_id)))
+                "WHERE id=?",
+                (time.time(), _run_id(run_id)),
+            )
 
     def request_stop(self, run_id: int, *, force: bool = False) -> str:
         """Stop a run and return what was done, in words.
@@ -651,13 +711,16 @@ class RunStore:
         with self._transaction() as connection:
             row = connection.execute("SELECT * FROM runs WHERE id=?", (_run_id(run_id),)).fetchone()
             if row is None:
-                raise PlanError("run_id", run_id, "the id of a stored run",
-                                "List the runs with 'dpplan runs'.")
+                raise PlanError(
+                    "run_id", run_id, "the id of a stored run", "List the runs with 'dpplan runs'."
+                )
             status = row["status"]
             if status == "queued":
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason='cancelled before it "
-                    "started', updated_at=? WHERE id=?", (now, _run_id(run_id)))
+                    "started', updated_at=? WHERE id=?",
+                    (now, _run_id(run_id)),
+                )
                 return f"cancelled queued run {run_id}"
             if status != "running":
                 return f"run {run_id} is already {status}; nothing to stop"
@@ -665,23 +728,36 @@ class RunStore:
             alive = _owner_alive(row, now)
             same_host = row["host"] == socket.gethostname()
             if force or (not alive and same_host):
-                reason = ("stop forced with 'dpplan runs stop ID --force'" if force
-                          else "stopped after its process ended")
+                reason = (
+                    "stop forced with 'dpplan runs stop ID --force'"
+                    if force
+                    else "stopped after its process ended"
+                )
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason=?, updated_at=? WHERE id=?",
-                    (reason, now, _run_id(run_id)))
+                    (reason, now, _run_id(run_id)),
+                )
                 was = "running" if alive else "interrupted"
-                return (f"marked run {run_id} as stopped (it showed as {was}: {owner}); its "
-                        f"records and checkpoint are kept; 'dpplan train --resume {run_id}' "
-                        "continues it" + (". If that process still runs, it stops at its next "
-                                          "check" if force and alive else ""))
+                return (
+                    f"marked run {run_id} as stopped (it showed as {was}: {owner}); its "
+                    f"records and checkpoint are kept; 'dpplan train --resume {run_id}' "
+                    "continues it"
+                    + (
+                        ". If that process still runs, it stops at its next check"
+                        if force and alive
+                        else ""
+                    )
+                )
             connection.execute(
                 "UPDATE runs SET stop_reason='stop requested', updated_at=? WHERE id=?",
-                (now, _run_id(run_id)))
+                (now, _run_id(run_id)),
+            )
             if not alive:
-                return (f"asked run {run_id} to stop, but it has not sent a heartbeat for more "
-                        f"than {LEASE_SECONDS:.0f} s ({owner}). If its process is gone, "
-                        f"mark it stopped with 'dpplan runs stop {run_id} --force'")
+                return (
+                    f"asked run {run_id} to stop, but it has not sent a heartbeat for more "
+                    f"than {LEASE_SECONDS:.0f} s ({owner}). If its process is gone, "
+                    f"mark it stopped with 'dpplan runs stop {run_id} --force'"
+                )
             return f"asked run {run_id} to stop; it stops within seconds"
 
     def stop_requested(self, run_id: int) -> bool:
@@ -698,21 +774,24 @@ class RunStore:
                 return True
             if row["status"] != "running" or not self._owned(row):
                 return True
-            connection.execute("UPDATE runs SET heartbeat_at=? WHERE id=?",
-                               (time.time(), _run_id(run_id)))
+            connection.execute(
+                "UPDATE runs SET heartbeat_at=? WHERE id=?", (time.time(), _run_id(run_id))
+            )
         return False
 
     def save_report(self, run_id: int, report: Mapping[str, Any]) -> None:
         """Store a JSON report with the run."""
         with self._transaction() as connection:
-            connection.execute("UPDATE runs SET report=? WHERE id=?",
-                               (json.dumps(dict(report)), _run_id(run_id)))
+            connection.execute(
+                "UPDATE runs SET report=? WHERE id=?", (json.dumps(dict(report)), _run_id(run_id))
+            )
 
     def load_report(self, run_id: int) -> dict[str, Any] | None:
         """Return the run's stored report, if any."""
         with self._connect() as connection:
-            row = connection.execute("SELECT report FROM runs WHERE id=?",
-                                     (_run_id(run_id),)).fetchone()
+            row = connection.execute(
+                "SELECT report FROM runs WHERE id=?", (_run_id(run_id),)
+            ).fetchone()
         return json.loads(row["report"]) if row is not None and row["report"] else None
 
     def get_run(self, run_id: int) -> RunRecord:
@@ -724,11 +803,13 @@ class RunStore:
         with self._connect() as connection:
             row = connection.execute(
                 "SELECT runs.*, plans.plan FROM runs JOIN plans ON plans.id = runs.plan_id "
-                "WHERE runs.id=?", (_run_id(run_id),)
+                "WHERE runs.id=?",
+                (_run_id(run_id),),
             ).fetchone()
             if row is None:
-                raise PlanError("run_id", run_id, "the id of a stored run",
-                                "List the runs with 'dpplan runs'.")
+                raise PlanError(
+                    "run_id", run_id, "the id of a stored run", "List the runs with 'dpplan runs'."
+                )
             epochs = connection.execute(
                 "SELECT * FROM epochs WHERE run_id=? ORDER BY epoch", (_run_id(run_id),)
             ).fetchall()
@@ -756,13 +837,20 @@ class RunStore:
         """
         run = self.get_run(run_id)
         if run.status in ("running", "queued"):
-            raise PlanError("run_id", run_id, "a run that is not running or queued",
-                            "Stop it first with 'dpplan runs stop ID'.")
+            raise PlanError(
+                "run_id",
+                run_id,
+                "a run that is not running or queued",
+                "Stop it first with 'dpplan runs stop ID'.",
+            )
         if run.group_id is not None and run.records:
             raise PlanError(
-                "run_id", run_id, "a run outside a comparison group",
+                "run_id",
+                run_id,
+                "a run outside a comparison group",
                 f"Run {run_id} belongs to group {run.group_id}; its training touched the data, "
-                "and the group's composed ε in reports must keep counting it.")
+                "and the group's composed ε in reports must keep counting it.",
+            )
         with self._transaction() as connection:
             connection.execute("DELETE FROM epochs WHERE run_id=?", (_run_id(run_id),))
             connection.execute("DELETE FROM runs WHERE id=?", (_run_id(run_id),))
@@ -770,16 +858,19 @@ class RunStore:
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
-            raise StoreError(f"run {run_id} was deleted, but its checkpoint {path} could not "
-                             f"be removed ({exc}); remove it by hand.") from exc
+            raise StoreError(
+                f"run {run_id} was deleted, but its checkpoint {path} could not "
+                f"be removed ({exc}); remove it by hand."
+            ) from exc
 
     # -- sweeps (dpplan.sweep): the frontier sweep's spec, its trials and their runs --------
     # A sweep's driver holds its lease (host, PID, heartbeat) like a run's process; its trials'
     # runs are ordinary runs in group ``sweep-ID`` (so group composition counts them), linked
     # to the trial that produced them in ``sweep_trials``.
 
-    def create_sweep(self, *, spec: Mapping[str, Any], plans: Any,
-                     draws: Mapping[str, Any] | None = None) -> int:
+    def create_sweep(
+        self, *, spec: Mapping[str, Any], plans: Any, draws: Mapping[str, Any] | None = None
+    ) -> int:
         """Insert a sweep, leased to this process, and return its id."""
         pid, started, host, now = self._owner_values()
         with self._transaction() as connection:
@@ -787,9 +878,18 @@ class RunStore:
                 "INSERT INTO sweeps (spec, plans, draws, status, pid, pid_started, host, "
                 "heartbeat_at, created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, "
                 "?, ?)",
-                (json.dumps(dict(spec)), json.dumps(plans),
-                 None if draws is None else json.dumps(dict(draws)), pid, started, host, now,
-                 now, now))
+                (
+                    json.dumps(dict(spec)),
+                    json.dumps(plans),
+                    None if draws is None else json.dumps(dict(draws)),
+                    pid,
+                    started,
+                    host,
+                    now,
+                    now,
+                    now,
+                ),
+            )
             return int(cursor.lastrowid)
 
     def claim_sweep(self, sweep_id: int) -> None:
@@ -802,22 +902,35 @@ class RunStore:
         with self._transaction() as connection:
             row = self._sweep_row(connection, sweep_id)
             if row["status"] == "running" and not self._owned(row) and _owner_alive(row, now):
-                raise PlanError("sweep_id", sweep_id, "a sweep that no live driver runs",
-                                f"Sweep {sweep_id} is running ({_owner_text(row, now)}).")
+                raise PlanError(
+                    "sweep_id",
+                    sweep_id,
+                    "a sweep that no live driver runs",
+                    f"Sweep {sweep_id} is running ({_owner_text(row, now)}).",
+                )
             connection.execute(
                 "UPDATE sweeps SET status='running', pid=?, pid_started=?, host=?, "
                 "heartbeat_at=?, updated_at=?, error=NULL WHERE id=?",
-                (pid, started, host, now, now, _run_id(sweep_id)))
+                (pid, started, host, now, now, _run_id(sweep_id)),
+            )
 
     def sweep_heartbeat(self, sweep_id: int) -> None:
         """Renew this process's lease on a running sweep."""
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE sweeps SET heartbeat_at=? WHERE id=? AND pid=? AND host=?",
-                (time.time(), _run_id(sweep_id), os.getpid(), socket.gethostname()))
+                (time.time(), _run_id(sweep_id), os.getpid(), socket.gethostname()),
+            )
 
-    def record_trial(self, sweep_id: int, key: str, *, status: str, run_id: int | None = None,
-                     error: str | None = None) -> None:
+    def record_trial(
+        self,
+        sweep_id: int,
+        key: str,
+        *,
+        status: str,
+        run_id: int | None = None,
+        error: str | None = None,
+    ) -> None:
         """Record a trial's outcome (``finished`` with its run, or ``failed`` with the error).
 
         Raises:
@@ -826,17 +939,28 @@ class RunStore:
         with self._transaction() as connection:
             row = self._sweep_row(connection, sweep_id)
             if not self._owned(row):
-                raise StoreError(f"sweep {sweep_id} in {self.path} is not held by this process "
-                                 f"(pid {os.getpid()}); trial {key} was not recorded.")
+                raise StoreError(
+                    f"sweep {sweep_id} in {self.path} is not held by this process "
+                    f"(pid {os.getpid()}); trial {key} was not recorded."
+                )
             connection.execute(
                 "INSERT OR REPLACE INTO sweep_trials (sweep_id, key, run_id, status, error, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (_run_id(sweep_id), key, run_id, status, error, time.time()))
-            connection.execute("UPDATE sweeps SET updated_at=?, heartbeat_at=? WHERE id=?",
-                               (time.time(), time.time(), _run_id(sweep_id)))
+                (_run_id(sweep_id), key, run_id, status, error, time.time()),
+            )
+            connection.execute(
+                "UPDATE sweeps SET updated_at=?, heartbeat_at=? WHERE id=?",
+                (time.time(), time.time(), _run_id(sweep_id)),
+            )
 
-    def finish_sweep(self, sweep_id: int, *, status: str, tuning: Mapping[str, Any] | None = None,
-                     error: str | None = None) -> None:
+    def finish_sweep(
+        self,
+        sweep_id: int,
+        *,
+        status: str,
+        tuning: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         """Set a sweep's final status and tuning cost (only the process holding it)."""
         if status not in ("finished", "failed", "stopped"):
             raise PlanError("status", status, "one of 'finished', 'failed', 'stopped'")
@@ -844,8 +968,16 @@ class RunStore:
             connection.execute(
                 "UPDATE sweeps SET status=?, tuning=?, error=?, updated_at=? WHERE id=? AND "
                 "pid=? AND host=?",
-                (status, None if tuning is None else json.dumps(dict(tuning)), error, time.time(),
-                 _run_id(sweep_id), os.getpid(), socket.gethostname()))
+                (
+                    status,
+                    None if tuning is None else json.dumps(dict(tuning)),
+                    error,
+                    time.time(),
+                    _run_id(sweep_id),
+                    os.getpid(),
+                    socket.gethostname(),
+                ),
+            )
 
     def get_sweep(self, sweep_id: int) -> SweepRecord:
         """Return a sweep with its trials (a running sweep whose driver is gone is
@@ -858,18 +990,22 @@ class RunStore:
             row = self._sweep_row(connection, sweep_id)
             trials = connection.execute(
                 "SELECT * FROM sweep_trials WHERE sweep_id=? ORDER BY updated_at",
-                (_run_id(sweep_id),)).fetchall()
+                (_run_id(sweep_id),),
+            ).fetchall()
         return _to_sweep(row, trials)
 
     def list_sweeps(self) -> list[SweepRecord]:
         """Return every sweep, newest first, with its trials."""
         with self._connect() as connection:
-            if connection.execute("SELECT name FROM sqlite_master WHERE type='table' AND "
-                                  "name='sweeps'").fetchone() is None:
+            if (
+                connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name='sweeps'"
+                ).fetchone()
+                is None
+            ):
                 return []  # a read-only store from before sweeps
             rows = connection.execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()
-            trials = connection.execute(
-                "SELECT * FROM sweep_trials ORDER BY updated_at").fetchall()
+            trials = connection.execute("SELECT * FROM sweep_trials ORDER BY updated_at").fetchall()
         by_sweep: dict[int, list[sqlite3.Row]] = {}
         for trial in trials:
             by_sweep.setdefault(trial["sweep_id"], []).append(trial)
@@ -877,11 +1013,14 @@ class RunStore:
 
     @staticmethod
     def _sweep_row(connection: sqlite3.Connection, sweep_id: int) -> sqlite3.Row:
-        row = connection.execute("SELECT * FROM sweeps WHERE id=?",
-                                 (_run_id(sweep_id),)).fetchone()
+        row = connection.execute("SELECT * FROM sweeps WHERE id=?", (_run_id(sweep_id),)).fetchone()
         if row is None:
-            raise PlanError("sweep_id", sweep_id, "the id of a stored sweep",
-                            "Sweep ids are printed by 'dpplan sweep'.")
+            raise PlanError(
+                "sweep_id",
+                sweep_id,
+                "the id of a stored sweep",
+                "Sweep ids are printed by 'dpplan sweep'.",
+            )
         return row
 
     @staticmethod
@@ -891,22 +1030,38 @@ class RunStore:
             status = "interrupted"
         records = tuple(
             EpochRecord(
-                epoch=e["epoch"], steps=e["steps"], epsilon=_float_or_inf(e["epsilon"]),
+                epoch=e["epoch"],
+                steps=e["steps"],
+                epsilon=_float_or_inf(e["epsilon"]),
                 epsilon_rdp=_float_or_inf(e["epsilon_rdp"]),
                 epsilon_opacus=_float_or_inf(e["epsilon_opacus"]),
-                train_loss=e["train_loss"], validation_loss=e["validation_loss"],
-                validation_accuracy=e["validation_accuracy"], test_accuracy=e["test_accuracy"],
-                lr=e["lr"], seconds=e["seconds"], epsilons=_epsilons(e),
+                train_loss=e["train_loss"],
+                validation_loss=e["validation_loss"],
+                validation_accuracy=e["validation_accuracy"],
+                test_accuracy=e["test_accuracy"],
+                lr=e["lr"],
+                seconds=e["seconds"],
+                epsilons=_epsilons(e),
             )
             for e in epochs
         )
         return RunRecord(
-            id=row["id"], plan=TrainingPlan.from_dict(json.loads(row["plan"])), status=status,
-            schedule=json.loads(row["schedule"]), options=json.loads(row["options"]),
-            device=row["device"], seed=row["seed"], private=bool(row["private"]),
-            versions=json.loads(row["versions"]), group_id=row["group_id"], error=row["error"],
-            stop_reason=row["stop_reason"], warnings=tuple(json.loads(row["warnings"])),
-            created_at=row["created_at"], updated_at=row["updated_at"], records=records,
+            id=row["id"],
+            plan=TrainingPlan.from_dict(json.loads(row["plan"])),
+            status=status,
+            schedule=json.loads(row["schedule"]),
+            options=json.loads(row["options"]),
+            device=row["device"],
+            seed=row["seed"],
+            private=bool(row["private"]),
+            versions=json.loads(row["versions"]),
+            group_id=row["group_id"],
+            error=row["error"],
+            stop_reason=row["stop_reason"],
+            warnings=tuple(json.loads(row["warnings"])),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            records=records,
         )
 
 
@@ -978,10 +1133,17 @@ def _to_sweep(row: sqlite3.Row, trials: list[sqlite3.Row]) -> SweepRecord:
     if status == "running" and not _owner_alive(row, time.time()):
         status = "interrupted"
     return SweepRecord(
-        id=row["id"], spec=json.loads(row["spec"]), plans=json.loads(row["plans"]),
-        draws=json.loads(row["draws"]) if row["draws"] else None, status=status,
-        tuning=json.loads(row["tuning"]) if row["tuning"] else None, error=row["error"],
-        created_at=row["created_at"], updated_at=row["updated_at"],
-        trials=tuple(SweepTrialRecord(key=t["key"], run_id=t["run_id"], status=t["status"],
-                                      error=t["error"]) for t in trials),
+        id=row["id"],
+        spec=json.loads(row["spec"]),
+        plans=json.loads(row["plans"]),
+        draws=json.loads(row["draws"]) if row["draws"] else None,
+        status=status,
+        tuning=json.loads(row["tuning"]) if row["tuning"] else None,
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        trials=tuple(
+            SweepTrialRecord(key=t["key"], run_id=t["run_id"], status=t["status"], error=t["error"])
+            for t in trials
+        ),
     )

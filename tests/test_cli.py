@@ -11,8 +11,18 @@ import pytest
 import dpplan
 from dpplan.cli import main
 
-PLAN = ["--dataset-size", "60000", "--batch-size", "256", "--noise-multiplier", "1.1",
-        "--epochs", "3", "--delta", "1e-5"]
+PLAN = [
+    "--dataset-size",
+    "60000",
+    "--batch-size",
+    "256",
+    "--noise-multiplier",
+    "1.1",
+    "--epochs",
+    "3",
+    "--delta",
+    "1e-5",
+]
 
 
 def _flags(**changes: str) -> list[str]:
@@ -22,7 +32,7 @@ def _flags(**changes: str) -> list[str]:
         if flag in argv:
             index = argv.index(flag)
             if value is None:
-                del argv[index:index + 2]
+                del argv[index : index + 2]
             else:
                 argv[index + 1] = value
         elif value is not None:
@@ -31,15 +41,18 @@ def _flags(**changes: str) -> list[str]:
 
 
 def _plan() -> dpplan.TrainingPlan:
-    return dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
-                               epochs=3, delta=1e-5)
+    return dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=3, delta=1e-5
+    )
 
 
 def test_epsilon_plain_shows_plan_table_and_headline(capsys):
     assert main(["epsilon", *PLAN, "--method", "rdp"]) == 0
     out = capsys.readouterr().out
     assert "steps_per_epoch=235" in out and "total_steps=705" in out
-    assert len([line for line in out.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))]) == 3
+    assert (
+        len([line for line in out.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))]) == 3
+    )
     assert f"{dpplan.epsilon(_plan(), method='rdp'):.4f}" in out
     assert "rdp upper bound" in out
 
@@ -107,8 +120,16 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_solve_noise_multiplier_json(capsys):
-    argv = ["solve", "noise-multiplier", "--target-epsilon", "2", *_flags(noise_multiplier=None),
-            "--method", "rdp", "--json"]
+    argv = [
+        "solve",
+        "noise-multiplier",
+        "--target-epsilon",
+        "2",
+        *_flags(noise_multiplier=None),
+        "--method",
+        "rdp",
+        "--json",
+    ]
     assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     solved = dpplan.TrainingPlan.from_dict(data["plan"])
@@ -118,11 +139,25 @@ def test_solve_noise_multiplier_json(capsys):
 
 
 def test_solve_epochs_and_batch_size_plain(capsys):
-    assert main(["solve", "epochs", "--target-epsilon", "2", *_flags(epochs=None),
-                 "--method", "rdp"]) == 0
+    assert (
+        main(["solve", "epochs", "--target-epsilon", "2", *_flags(epochs=None), "--method", "rdp"])
+        == 0
+    )
     assert "solved: epochs = " in capsys.readouterr().out
-    assert main(["solve", "batch-size", "--target-epsilon", "2", *_flags(batch_size=None),
-                 "--method", "rdp"]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                "batch-size",
+                "--target-epsilon",
+                "2",
+                *_flags(batch_size=None),
+                "--method",
+                "rdp",
+            ]
+        )
+        == 0
+    )
     assert "solved: batch_size = " in capsys.readouterr().out
 
 
@@ -150,15 +185,27 @@ def test_accounting_failure_exits_1_with_suggestion(capsys):
 
 
 def test_delta_warning_on_stderr(capsys):
-    assert main(["epsilon", *_flags(dataset_size="1000", batch_size="10", delta="0.01"),
-                 "--method", "rdp"]) == 0
+    assert (
+        main(
+            [
+                "epsilon",
+                *_flags(dataset_size="1000", batch_size="10", delta="0.01"),
+                "--method",
+                "rdp",
+            ]
+        )
+        == 0
+    )
     assert "warning: delta=0.01 >= 1/dataset_size" in capsys.readouterr().err
 
 
 def test_console_script_runs_as_a_process():
     result = subprocess.run(
         [sys.executable, "-m", "dpplan.cli", "epsilon", *PLAN, "--method", "rdp", "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["method"] == "rdp"
@@ -180,16 +227,28 @@ def test_app_command_serves_the_planner(tmp_path):
         port = sock.getsockname()[1]
     env = dict(__import__("os").environ, DPPLAN_HOME=str(tmp_path))
     process = subprocess.Popen(
-        [sys.executable, "-m", "dpplan.cli", "app", "--headless", "--port", str(port),
-         "--address", "127.0.0.1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "dpplan.cli",
+            "app",
+            "--headless",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
+                ) as response:
                     assert response.status == 200
                     break
             except OSError:
@@ -271,8 +330,9 @@ def test_version_and_help_do_not_import_the_accounting_libraries(flag):
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('dp_accounting', 'prv_accountant', 'scipy', 'torch')))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 

@@ -10,8 +10,9 @@ import pytest
 import dpplan
 from dpplan.accounting import get_accountant
 
-PLAN = dpplan.TrainingPlan(dataset_size=1000, batch_size=1000, noise_multiplier=10.0,
-                           epochs=250, delta=1e-5)
+PLAN = dpplan.TrainingPlan(
+    dataset_size=1000, batch_size=1000, noise_multiplier=10.0, epochs=250, delta=1e-5
+)
 
 
 @pytest.mark.parametrize("method", ["pld", "prv"])
@@ -24,8 +25,9 @@ def test_long_curve_points_are_upper_bounds(method):
         assert curve.settings["evaluated_epochs"].startswith("100 of 250")
     # Full batch: T steps at σ compose to one Gaussian with σ/√T, whose ε is exact.
     for epoch in (1, 2, 37, 101, 249):
-        exact = dp_accounting.get_epsilon_gaussian(PLAN.noise_multiplier / math.sqrt(epoch),
-                                                   PLAN.delta)
+        exact = dp_accounting.get_epsilon_gaussian(
+            PLAN.noise_multiplier / math.sqrt(epoch), PLAN.delta
+        )
         assert curve.epsilons[epoch - 1] >= exact * (1 - 1e-9), epoch
         if curve.lower is not None:
             assert curve.lower[epoch - 1] <= exact, epoch

@@ -16,8 +16,14 @@ import dpplan
 from dpplan.store import EpochRecord, RunStore
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
-PAGES = ["app_pages/plan.py", "app_pages/solve.py", "app_pages/train.py", "app_pages/report.py",
-         "app_pages/compare.py", "app_pages/runs.py"]
+PAGES = [
+    "app_pages/plan.py",
+    "app_pages/solve.py",
+    "app_pages/train.py",
+    "app_pages/report.py",
+    "app_pages/compare.py",
+    "app_pages/runs.py",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -70,8 +76,9 @@ def test_every_page_renders():
 def test_plan_page_shows_the_api_epsilon():
     at = _set_plan(_app().run(), epochs=3, batch_size=512, noise_multiplier=1.3)
     assert not at.exception
-    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=512, noise_multiplier=1.3,
-                               epochs=3, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=512, noise_multiplier=1.3, epochs=3, delta=1e-5
+    )
     result = dpplan.compare(plan)
     assert at.metric[0].value == _fmt(result.headline_epsilon)
     assert at.metric[1].value == f"{plan.sample_rate:.5g}"
@@ -83,18 +90,29 @@ def test_plan_page_shows_the_api_epsilon():
 
 
 def test_plan_from_the_url():
-    at = _app(dataset_size=50000, batch_size=4096, noise_multiplier=1.5, epochs=2,
-              delta=1e-5, max_grad_norm=1.0).run()
+    at = _app(
+        dataset_size=50000,
+        batch_size=4096,
+        noise_multiplier=1.5,
+        epochs=2,
+        delta=1e-5,
+        max_grad_norm=1.0,
+    ).run()
     assert not at.exception
-    plan = dpplan.TrainingPlan(dataset_size=50000, batch_size=4096, noise_multiplier=1.5,
-                               epochs=2, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=50000, batch_size=4096, noise_multiplier=1.5, epochs=2, delta=1e-5
+    )
     assert at.metric[0].value == _fmt(dpplan.compare(plan).headline_epsilon)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("batch_size", 70000, "batch_size=70000"), ("noise_multiplier", 0.0, "noise_multiplier=0"),
-     ("delta", 0.0, "delta=0"), ("epochs", 0, "epochs=0")],
+    [
+        ("batch_size", 70000, "batch_size=70000"),
+        ("noise_multiplier", 0.0, "noise_multiplier=0"),
+        ("delta", 0.0, "delta=0"),
+        ("epochs", 0, "epochs=0"),
+    ],
 )
 def test_invalid_input_names_the_field(field, value, message):
     at = _set_plan(_app(epochs=2).run(), **{field: value})
@@ -111,8 +129,9 @@ def test_solve_and_adopt():
     at.selectbox(key="solve_method").set_value("rdp")
     at.button[0].click().run()
     assert not at.exception, at.exception
-    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
-                               epochs=2, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
+    )
     solved = dpplan.solve_noise_multiplier(plan, target_epsilon=1.5, method="rdp")
     assert at.metric[0].value == f"{solved.noise_multiplier:.4g}"
     assert at.metric[1].value == _fmt(dpplan.epsilon(solved, method="rdp"))
@@ -138,12 +157,22 @@ def _fake_worker(run_store: RunStore) -> bool:
         run = run_store.get_run(run_id)
         curve = dpplan.epsilon_curve(run.plan, method="rdp").epsilons
         for epoch in range(1, run.plan.epochs + 1):
-            run_store.record_epoch(run_id, EpochRecord(
-                epoch=epoch, steps=run.plan.steps_after(epoch), epsilon=curve[epoch - 1],
-                epsilon_rdp=curve[epoch - 1], epsilon_opacus=curve[epoch - 1],
-                train_loss=1.0 / epoch, validation_loss=1.0 / epoch,
-                validation_accuracy=0.5 + 0.1 * epoch + 0.01 * run.seed,
-                test_accuracy=0.5 + 0.1 * epoch + 0.01 * run.seed, lr=0.1, seconds=1.0))
+            run_store.record_epoch(
+                run_id,
+                EpochRecord(
+                    epoch=epoch,
+                    steps=run.plan.steps_after(epoch),
+                    epsilon=curve[epoch - 1],
+                    epsilon_rdp=curve[epoch - 1],
+                    epsilon_opacus=curve[epoch - 1],
+                    train_loss=1.0 / epoch,
+                    validation_loss=1.0 / epoch,
+                    validation_accuracy=0.5 + 0.1 * epoch + 0.01 * run.seed,
+                    test_accuracy=0.5 + 0.1 * epoch + 0.01 * run.seed,
+                    lr=0.1,
+                    seconds=1.0,
+                ),
+            )
         run_store.finish_run(run_id, status="finished")
     return True
 
@@ -207,8 +236,9 @@ def test_report_page_for_the_plan():
     at = _app(epochs=2).run()
     at.switch_page("app_pages/report.py").run()
     assert not at.exception, at.exception
-    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
-                               epochs=2, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
+    )
     assert at.metric[0].value == f"{dpplan.compare(plan).headline_epsilon:.3f}"
     assert len(at.get("download_button")) == 3
 
@@ -236,8 +266,9 @@ def test_tiny_delta_shows_infinity_not_a_crash(fresh_cache):
     # PLD's ε is ∞ at this δ and PRV refuses it; the app compares floats, never "inf".
     at = _app(epochs=2, delta=1e-15).run()
     assert not at.exception, at.exception
-    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
-                               epochs=2, delta=1e-15)
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-15
+    )
     assert at.metric[0].value == _fmt(dpplan.epsilon(plan, method="rdp"))
     table = at.dataframe[0].value
     assert table["PLD ε"].tolist() == [math.inf, math.inf]
@@ -257,8 +288,9 @@ def test_one_failing_method_is_shown_beside_the_others(fresh_cache):
     with mock.patch("dpplan.epsilon_curve", flaky):
         at = _app(epochs=2, noise_multiplier=1.7).run()
     assert not at.exception, at.exception
-    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.7,
-                               epochs=2, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.7, epochs=2, delta=1e-5
+    )
     assert at.metric[0].value == _fmt(dpplan.epsilon(plan, method="rdp"))
     shown = [_unescape(w.value) for w in at.warning]
     assert any("PRV" in w and "RuntimeError: library broke" in w for w in shown), shown
@@ -267,10 +299,15 @@ def test_one_failing_method_is_shown_beside_the_others(fresh_cache):
 
 @pytest.mark.parametrize(
     ("field", "text", "reason"),
-    [("batch_size", "abc", "a number"), ("epochs", "1e308", "whole number"),
-     ("epochs", "2.5", "whole number"), ("noise_multiplier", "nan", "finite"),
-     ("batch_size", "70000", "dataset_size=60000"), ("delta", "1.5", "(0, 1)"),
-     ("epochs", "20000", "10000")],
+    [
+        ("batch_size", "abc", "a number"),
+        ("epochs", "1e308", "whole number"),
+        ("epochs", "2.5", "whole number"),
+        ("noise_multiplier", "nan", "finite"),
+        ("batch_size", "70000", "dataset_size=60000"),
+        ("delta", "1.5", "(0, 1)"),
+        ("epochs", "20000", "10000"),
+    ],
 )
 def test_refused_link_values_are_named(field, text, reason):
     at = _app(**({"epochs": 2} | {field: text})).run()
@@ -294,8 +331,14 @@ def test_long_link_value_is_cut_and_shown_as_text():
 
 
 def components_default(field: str):
-    return {"dataset_size": 60000, "batch_size": 256, "noise_multiplier": 1.1, "epochs": 10,
-            "delta": 1e-5, "max_grad_norm": 1.0}[field]
+    return {
+        "dataset_size": 60000,
+        "batch_size": 256,
+        "noise_multiplier": 1.1,
+        "epochs": 10,
+        "delta": 1e-5,
+        "max_grad_norm": 1.0,
+    }[field]
 
 
 def test_runs_page_shows_readable_plan_and_percent_accuracy(home):

@@ -26,8 +26,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = ["Plan", "Solve", "Train", "Compare", "Runs", "Frontier", "Report"]
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None,
-                                reason="no system Chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no system Chromium (apt-get install chromium)"
+)
 
 
 def _store_example_runs(home: Path) -> None:
@@ -36,22 +37,40 @@ def _store_example_runs(home: Path) -> None:
     from dpplan.store import EpochRecord, RunStore
 
     store = RunStore(home)
-    plan = dpplan.TrainingPlan(dataset_size=55000, batch_size=512, noise_multiplier=1.0,
-                               epochs=4, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=55000, batch_size=512, noise_multiplier=1.0, epochs=4, delta=1e-5
+    )
     curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
     for kind, key, lr, base in (("one_cycle", "max_lr", 4.0, 0.90), ("plateau", "lr", 0.5, 0.85)):
         for seed in (0, 1):
-            run_id = store.create_run(plan=plan, schedule={"kind": kind, key: lr},
-                                      options={"seed": seed}, device="cpu", seed=seed,
-                                      private=True, versions={}, group_id="example")
+            run_id = store.create_run(
+                plan=plan,
+                schedule={"kind": kind, key: lr},
+                options={"seed": seed},
+                device="cpu",
+                seed=seed,
+                private=True,
+                versions={},
+                group_id="example",
+            )
             for epoch in range(1, 5):
                 accuracy = base + 0.015 * epoch + 0.004 * seed
-                store.record_epoch(run_id, EpochRecord(
-                    epoch=epoch, steps=plan.steps_after(epoch), epsilon=curve[epoch - 1],
-                    epsilon_rdp=curve[epoch - 1], epsilon_opacus=curve[epoch - 1],
-                    train_loss=0.5 / epoch, validation_loss=0.4 / epoch,
-                    validation_accuracy=accuracy, test_accuracy=accuracy, lr=lr / epoch,
-                    seconds=20.0))
+                store.record_epoch(
+                    run_id,
+                    EpochRecord(
+                        epoch=epoch,
+                        steps=plan.steps_after(epoch),
+                        epsilon=curve[epoch - 1],
+                        epsilon_rdp=curve[epoch - 1],
+                        epsilon_opacus=curve[epoch - 1],
+                        train_loss=0.5 / epoch,
+                        validation_loss=0.4 / epoch,
+                        validation_accuracy=accuracy,
+                        test_accuracy=accuracy,
+                        lr=lr / epoch,
+                        seconds=20.0,
+                    ),
+                )
             store.finish_run(run_id, status="finished")
 
 
@@ -68,11 +87,26 @@ def server(tmp_path_factory):
     _store_example_runs(home)
     env = dict(os.environ, DPPLAN_HOME=str(home), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--client.toolbarMode", "minimal"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app" / "streamlit_app.py"),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--client.toolbarMode",
+            "minimal",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -102,9 +136,15 @@ def page(server):
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         yield context.new_page()
@@ -117,8 +157,9 @@ def test_plan_in_the_browser_shows_the_api_epsilon(server, page):
     page.goto(f"{server}/?{query}", timeout=60_000)
     metric = page.get_by_test_id("stMetricValue").first
     metric.wait_for(timeout=90_000)
-    plan = dpplan.TrainingPlan(dataset_size=60000, batch_size=512, noise_multiplier=1.2,
-                               epochs=4, delta=1e-5)
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=512, noise_multiplier=1.2, epochs=4, delta=1e-5
+    )
     expected = f"{dpplan.compare(plan).headline_epsilon:.3f}"
     assert metric.inner_text().strip() == expected
     page.wait_for_timeout(1500)  # let the chart draw
