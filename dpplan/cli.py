@@ -1023,6 +1023,18 @@ def _validate_port(text: str) -> int:
     return _validate.integer(minimum=1, maximum=65535, port=_number("port", text))
 
 
+def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
+    """--every, --brief and --json, shared by ``epsilon`` and ``solve``."""
+    parser.add_argument(
+        "--every",
+        default="1",
+        metavar="K",
+        help="plain output: show every K-th epoch (and the last)",
+    )
+    parser.add_argument("--brief", action="store_true", help=f"plain output: {brief}")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="dpplan",
@@ -1043,18 +1055,7 @@ def _build_parser() -> _Parser:
         default="all",
         help="accounting method (all: the three and the headline)",
     )
-    eps.add_argument(
-        "--every",
-        default="1",
-        metavar="K",
-        help="plain output: show every K-th epoch (and the last)",
-    )
-    eps.add_argument(
-        "--brief",
-        action="store_true",
-        help="plain output: only the final ε per method and the headline",
-    )
-    eps.add_argument("--json", action="store_true", help="print JSON")
+    _add_output_flags(eps, brief="only the final ε per method and the headline")
     eps.set_defaults(handler=_cmd_epsilon)
 
     slv = commands.add_parser(
@@ -1080,22 +1081,11 @@ def _build_parser() -> _Parser:
         sub.add_argument(
             "--method", choices=("rdp", "prv", "pld"), default="prv", help="accounting method"
         )
-        sub.add_argument(
-            "--every",
-            default="1",
-            metavar="K",
-            help="plain output: show every K-th epoch (and the last)",
-        )
-        sub.add_argument(
-            "--brief",
-            action="store_true",
-            help="plain output: only the solved value and its final ε",
-        )
-        sub.add_argument("--json", action="store_true", help="print JSON")
+        _add_output_flags(sub, brief="only the solved value and its final ε")
         sub.set_defaults(handler=_cmd_solve)
 
     trn = commands.add_parser(
-        "train", help="train the plan with DP-SGD on MNIST (Opacus)", formatter_class=defaults
+        "train", help="train the plan with DP-SGD on MNIST", formatter_class=defaults
     )
     _add_plan_flags(trn, skip="dataset_size", required="unless --resume")
     trn.add_argument(
