@@ -118,6 +118,14 @@ class SweepSpec:
             raise PlanError(
                 "options", "private=False", "private options", "A sweep maps ε; it trains DP-SGD."
             )
+        if self.options.reproducible:
+            raise PlanError(
+                "reproducible",
+                True,
+                "False for a sweep",
+                "A sweep states ε for its tuning; noise derived from a public seed has no "
+                "guarantee, and the random protocol needs independent trials.",
+            )
         if self.options.target_epsilon is not None:
             raise PlanError(
                 "target_epsilon",
@@ -183,9 +191,11 @@ class SweepSpec:
         if self.random_repeats is not None:
             set_(
                 "random_repeats",
-                _validate.finite_positive(
-                    maximum=_MAX_RANDOM_REPEATS,
-                    hint="The mean number of trials of the repeat-and-select protocol.",
+                _validate.closed_interval(
+                    low=1.0,
+                    high=_MAX_RANDOM_REPEATS,
+                    hint="The mean number of trials of the repeat-and-select protocol "
+                    "(dp-accounting's RepeatAndSelectDpEvent needs a mean of at least 1).",
                     random_repeats=self.random_repeats,
                 ),
             )

@@ -503,8 +503,9 @@ class Trainer:
             "controller": self.controller.state_dict(),
             "accountant_history": history,
             "torch_rng": torch.get_rng_state(),
+            # Only the run's own GPU: a run resumes on a host with another number of GPUs.
             "cuda_rng": (
-                list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else None
+                [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else None
             ),
             "generator": self.generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
@@ -528,8 +529,8 @@ class Trainer:
         else:
             self.engine._plain_steps = int(state["steps"])
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"][0], self.device)
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
 

@@ -279,7 +279,12 @@ class FusedEngine(StepEngine):
             flat = [grads[n].reshape(len(images), -1) for n in params]
             norms = torch.stack([g.norm(2, dim=1) for g in flat], dim=1).norm(2, dim=1)
             factor = (max_norm / (norms + _NORM_EPSILON)).clamp(max=1.0) * weights
-            sums = {n: torch.einsum("i,i...->...", factor, grads[n]) for n in params}
+            # A non-finite gradient would make the clipped sum unbounded: it contributes 0.
+            factor = torch.where(torch.isfinite(norms), factor, torch.zeros_like(factor))
+            sums = {
+                n: torch.einsum("i,i...->...", factor, torch.nan_to_num(grads[n], 0.0, 0.0, 0.0))
+                for n in params
+            }
             return sums, norms, (losses * weights).sum()
 
         self._eager = clipped_sum

@@ -487,6 +487,13 @@ class RunOptions:
             _validate.finite_positive(target_epsilon=self.target_epsilon)
         if not isinstance(self.private, bool):
             raise PlanError("private", self.private, "True or False")
+        if not self.private and self.target_epsilon is not None:
+            raise PlanError(
+                "target_epsilon",
+                self.target_epsilon,
+                "None for a non-private run",
+                "A non-private run has ε = ∞; drop target_epsilon or train privately.",
+            )
         if not isinstance(self.download, bool):
             raise PlanError("download", self.download, "True or False")
         _validate.choice(

@@ -55,6 +55,13 @@ def test_round_trip_and_normalisation():
         ({"seeds": (0, 0)}, "seeds"),
         ({"method": "exact"}, "method"),
         ({"random_repeats": math.nan}, "random_repeats"),
+        # dp-accounting needs a mean >= 1: 0.5 trained every trial, then failed to account.
+        ({"random_repeats": 0.5}, "random_repeats"),
+        # noise from a public seed has no guarantee, and trials would share their noise
+        (
+            {"options": RunOptions(subset=2000, validation_size=500, reproducible=True)},
+            "reproducible",
+        ),
         ({"options": RunOptions(subset=2000, validation_size=500, private=False)}, "options"),
         (
             {"options": RunOptions(subset=2000, validation_size=500, target_epsilon=2)},

@@ -206,3 +206,22 @@ def test_non_private_engine_takes_plain_steps_without_an_accountant():
     )
     engine.step(*_batch(8))
     assert engine.name == "non_private" and engine.accountant is None and engine.steps == 1
+
+
+def test_an_example_with_a_non_finite_gradient_contributes_nothing():
+    # A NaN/inf gradient norm made Opacus' clip factor NaN, so one example could make the
+    # whole update NaN (unbounded sensitivity); it now contributes zero.
+    mechanism = Mechanism(
+        noise_multiplier=0.0, max_grad_norm=1.0, expected_batch_size=2, sample_rate=0.01
+    )
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    engine = FusedEngine(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        mechanism,
+        noise_generator=torch.Generator().manual_seed(3),
+    )
+    images, labels = _batch(2)
+    images[1, 0, 0, 0] = float("inf")
+    engine.step(images, labels)
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -487,3 +487,11 @@ def test_plateau_defaults_are_the_ones_used_everywhere() -> None:
     # non-improving epochs); they used to spell out factor=0.1, patience=1 against 0.5 and 2.
     spec = Plateau(lr=0.05)
     assert (spec.factor, spec.patience) == (0.1, 1)
+
+
+def test_a_non_private_run_cannot_have_a_target_epsilon() -> None:
+    # It stopped "before epoch 1" (ε = ∞ > target) and reported finished, having trained nothing.
+    from dpplan.train.specs import RunOptions
+
+    with pytest.raises(PlanError, match="target_epsilon=5 is invalid: must be None"):
+        RunOptions(private=False, target_epsilon=5)
