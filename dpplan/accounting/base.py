@@ -126,11 +126,13 @@ class Computation:
 
 
 def _evaluated_epochs(epochs: int, limit: int | None) -> tuple[int, ...]:
-    """Epochs a curve evaluates: all of them, or ``limit`` evenly spaced ones incl. the last."""
+    """Epochs a curve evaluates: all of them, or ``limit`` evenly spaced ones incl. the first
+    and the last (the first epoch would otherwise carry a later, much looser bound)."""
     if limit is None or epochs <= limit:
         return tuple(range(1, epochs + 1))
-    chosen = {round(epochs * (k + 1) / limit) for k in range(limit)}
-    return tuple(sorted(max(1, e) for e in chosen | {epochs}))
+    spaced = max(1, limit - 1)
+    chosen = {round(epochs * (k + 1) / spaced) for k in range(spaced)}
+    return tuple(sorted(max(1, e) for e in chosen | {1, epochs}))
 
 
 class Backend:

@@ -9,9 +9,12 @@ moved to infinity) but for a whole curve at once: one real FFT of each single-st
 grid sized for the last step count, then for each epoch a power of that transform (the
 previous epoch's power times the power of the gap), one inverse FFT and a vectorised
 read-out. A K-epoch curve costs about one final query plus K read-outs. Float64 round-off of
-the FFTs is bounded as the PRV backend bounds it (from the computed PMF's negative mass plus
-4 ulp of its largest cell, over the whole grid) and subtracted from δ before ε is read, so
-every point is an upper bound at least as large as dp-accounting's own up to that round-off.
+the FFTs is *estimated* as the PRV backend estimates it (from the computed PMF's negative mass
+plus 4 ulp of its largest cell, over the whole grid) and subtracted from δ before ε is read.
+This is a measured allowance, not a proven bound: a review found constructed cases (q = 0.01,
+σ ≤ 0.5) where the true total round-off was up to 16x the allowance, yet every reported ε
+stayed at or above dp-accounting's own (tested per epoch), since only the part of the error
+above ε counts.
 
 **Bounded work.** The cost of a query grows with the number of grid cells: the single-step
 PLD spans its privacy-loss range (about 1/(2σ²) for small σ) and the composed PLD its tail
@@ -252,7 +255,7 @@ class PLDAccountant(Backend):
             "pessimistic_estimate": True,
             "tail_mass_truncation": _TAIL_MASS_TRUNCATION,
             "composition": "Fourier-domain powers of the single-step PLD on one grid sized for "
-            "the last step count; float64 round-off bounded and charged to δ",
+            "the last step count; float64 round-off estimated and charged to δ",
             "fft_points": max(points for _, points in per_pmf),
         }
         if tiny_delta:
@@ -307,7 +310,7 @@ def _compose_and_read(pmf, steps: tuple[int, ...], delta: float) -> tuple[list[f
     power of the gap, or a direct power), one inverse FFT and a vectorised read-out. The
     window and the infinity mass follow ``DensePLDPmf.self_compose`` (tail mass 1e-15 moved
     to infinity: pessimistic); mass outside a count's window wraps into it, which can only
-    add to δ. Float64 round-off is bounded as in the PRV backend and charged to δ.
+    add to δ. Float64 round-off is estimated as in the PRV backend and charged to δ.
     """
     probs = np.asarray(pmf._probs, dtype=np.float64)
     counts = np.asarray(steps, dtype=np.float64)

@@ -43,3 +43,5 @@ def test_evaluated_epochs_always_include_the_last():
     assert _evaluated_epochs(5, 10) == (1, 2, 3, 4, 5)
     chosen = _evaluated_epochs(1000, 30)
     assert chosen[-1] == 1000 and len(chosen) == 30 and chosen == tuple(sorted(set(chosen)))
+    # The first epoch is evaluated too, or it would carry a much looser later bound.
+    assert chosen[0] == 1 and _evaluated_epochs(150, 100)[0] == 1
