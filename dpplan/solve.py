@@ -188,9 +188,11 @@ def _fitting_between(probe: _Probe, *, over: float, refused: float) -> float | N
 #: long-double evaluation of the answer (which agrees with the float64 estimate to ~1e-7 in
 #: ε) meets the target.
 _PRV_ESTIMATE_MARGIN = 2e-6
-#: Accepted estimates lie within this (relative) below the aimed-at ε: σ is then within
-#: about 2e-4 of the smallest σ the estimate certifies.
+#: Accepted estimates lie within this (relative) below the aimed-at ε, and within
+#: ``_PRV_ACCEPT_ABSOLUTE`` in ε: σ is then within about 2e-4 of the smallest σ the estimate
+#: certifies, and at large targets no larger than Opacus' (whose solver stops within 0.01).
 _PRV_ACCEPT_BAND = 3e-4
+_PRV_ACCEPT_ABSOLUTE = 1e-4
 _PRV_MAX_ESTIMATES = 10
 
 
@@ -244,6 +246,7 @@ def _solve_prv_noise(plan: TrainingPlan, target_epsilon: float) -> TrainingPlan 
     sigma, elasticity = start
     backend = get_accountant("prv")
     aim = target_epsilon * (1 - _PRV_ESTIMATE_MARGIN)
+    band = min(_PRV_ACCEPT_BAND, _PRV_ACCEPT_ABSOLUTE / target_epsilon)
 
     def in_range(value: float) -> bool:
         return NOISE_MULTIPLIER_SEARCH_MIN <= value <= NOISE_MULTIPLIER_MAX
@@ -266,7 +269,7 @@ def _solve_prv_noise(plan: TrainingPlan, target_epsilon: float) -> TrainingPlan 
             if not (0 < estimate < math.inf):
                 return None
             error = math.log(estimate / aim)
-            if -_PRV_ACCEPT_BAND <= error <= 0:
+            if -band <= error <= 0:
                 break
             if previous is not None and previous[1] != error:
                 elasticity = (error - previous[1]) / (math.log(sigma) - previous[0])
@@ -274,14 +277,14 @@ def _solve_prv_noise(plan: TrainingPlan, target_epsilon: float) -> TrainingPlan 
                 return None
             previous = (math.log(sigma), error)
             # Aim at the middle of the accepted band.
-            sigma = math.exp(math.log(sigma) - (error + _PRV_ACCEPT_BAND / 2) / elasticity)
+            sigma = math.exp(math.log(sigma) - (error + band / 2) / elasticity)
         else:
             return None
         for _ in range(3):
             candidate = plan.replace(noise_multiplier=sigma)
             if backend.epsilon(candidate) <= target_epsilon:
                 return candidate
-            sigma *= 1 + _PRV_ACCEPT_BAND
+            sigma *= 1 + band
     except AccountingError:
         return None
     return None

@@ -386,3 +386,22 @@ def test_solve_epochs_with_nothing_computable_is_an_accounting_error(rdp_refusin
     with pytest.raises(AccountingError, match=r"rdp cannot compute ε for any candidate") as info:
         solve_epochs(MNIST, target_epsilon=2.0, method="rdp")
     assert "epochs=1" in str(info.value)
+
+
+@pytest.mark.parametrize("target", [20.0, 40.0])
+def test_prv_sigma_is_not_above_opacus_at_large_targets(target):
+    # The float64 search accepted estimates within 3e-4 (relative) of its aim: 0.006 in ε at
+    # target 20, more than Opacus' solver leaves; σ came out above Opacus'. The band is now
+    # also capped at 1e-4 in ε.
+    pytest.importorskip("opacus")
+    from opacus.accountants.utils import get_noise_multiplier
+
+    plan = TrainingPlan(
+        dataset_size=100, batch_size=100, noise_multiplier=1.0, epochs=100, delta=1e-5
+    )
+    solved = solve_noise_multiplier(plan, target_epsilon=target, method="prv")
+    opacus = get_noise_multiplier(
+        target_epsilon=target, target_delta=1e-5, sample_rate=1.0, steps=100, accountant="prv"
+    )
+    assert epsilon(solved, method="prv") <= target
+    assert solved.noise_multiplier <= opacus
