@@ -142,7 +142,7 @@ class EpochRecord:
 
     Attributes:
         epoch: 1-based epoch number.
-        steps: noisy optimizer steps taken so far (counted by the optimizer hook).
+        steps: noisy steps taken so far (counted by the step engine's accountant).
         epsilon: dpplan's ε upper bound after these steps (``inf`` for non-private runs).
         epsilon_rdp: dpplan's RDP ε for the same steps (cross-checks Opacus).
         epsilon_opacus: ε from Opacus' own RDP accountant, counted by its step hook.
