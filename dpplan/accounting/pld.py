@@ -9,12 +9,12 @@ moved to infinity) but for a whole curve at once: one real FFT of each single-st
 grid sized for the last step count, then for each epoch a power of that transform (the
 previous epoch's power times the power of the gap), one inverse FFT and a vectorised
 read-out. A K-epoch curve costs about one final query plus K read-outs. Float64 round-off of
-the FFTs is *estimated* as the PRV backend estimates it (from the computed PMF's negative mass
-plus 4 ulp of its largest cell, over the whole grid) and subtracted from δ before ε is read.
-This is a measured allowance, not a proven bound: a review found constructed cases (q = 0.01,
-σ ≤ 0.5) where the true total round-off was up to 16x the allowance, yet every reported ε
-stayed at or above dp-accounting's own (tested per epoch), since only the part of the error
-above ε counts.
+the FFTs is *estimated* (the largest of the computed PMF's negative cells and of its cells
+outside the count's window, plus 4 ulp of its largest cell, over the whole grid, times 4) and
+subtracted from δ before ε is read. This is a measured allowance, not a proven bound; against
+long-double recompositions it covered the true error in every case a review constructed
+(the negative cells alone had been 16x short), and every reported ε stays at or above
+dp-accounting's own (tested per epoch).
 
 **Bounded work.** The cost of a query grows with the number of grid cells: the single-step
 PLD spans its privacy-loss range (about 1/(2σ²) for small σ) and the composed PLD its tail
