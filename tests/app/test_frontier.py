@@ -9,9 +9,10 @@ import pytest
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
+from sweep_fakes import store_fake_sweep
 
-from dpplan.store import EpochRecord, RunStore
-from dpplan.sweep import SweepSpec, frontier_result, protocol
+from dpplan.store import RunStore
+from dpplan.sweep import SweepSpec, frontier_result
 from dpplan.train import RunOptions
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
@@ -26,7 +27,6 @@ def home(tmp_path, monkeypatch):
 
 def fake_sweep(home: Path) -> int:
     """Store a finished two-ε sweep whose trials 'trained' instantly (accuracy from the LR)."""
-    store = RunStore(home)
     spec = SweepSpec(
         target_epsilons=(1, 3),
         delta=1e-5,
@@ -38,58 +38,11 @@ def fake_sweep(home: Path) -> int:
         seeds=(0, 1),
         options=RunOptions(subset=2000),
     )
-    plans = protocol.solve_plans(spec)
-    sweep_id = store.create_sweep(
-        spec=spec.to_dict(), plans=protocol.plans_to_dict(plans, method="prv")
+    return store_fake_sweep(
+        RunStore(home),
+        spec,
+        lambda t: 0.5 + 0.1 * t.lr / 2 + 0.05 * t.target_epsilon + 0.01 * t.seed,
     )
-    outcomes: dict[str, protocol.TrialOutcome] = {}
-    while True:
-        ready = [t for t in protocol.ready_trials(spec, outcomes) if t.key not in outcomes]
-        if not ready:
-            break
-        for trial in ready:
-            plan = plans[trial.plan_key]
-            accuracy = 0.5 + 0.1 * trial.lr / 2 + 0.05 * trial.target_epsilon + 0.01 * trial.seed
-            run_id = store.create_run(
-                plan=plan,
-                schedule=trial.schedule.to_dict(),
-                options={},
-                device="cpu",
-                seed=trial.seed,
-                private=True,
-                versions={},
-                group_id=f"sweep-{sweep_id}",
-            )
-            store.record_epoch(
-                run_id,
-                EpochRecord(
-                    epoch=1,
-                    steps=plan.steps_per_epoch,
-                    epsilon=trial.target_epsilon,
-                    epsilon_rdp=trial.target_epsilon,
-                    epsilon_opacus=trial.target_epsilon,
-                    train_loss=1.0,
-                    validation_loss=1.0,
-                    validation_accuracy=accuracy,
-                    test_accuracy=accuracy - 0.01,
-                    lr=trial.lr,
-                    seconds=1.0,
-                ),
-            )
-            store.finish_run(run_id, status="finished")
-            store.record_trial(sweep_id, trial.key, status="finished", run_id=run_id)
-            outcomes[trial.key] = protocol.TrialOutcome(
-                key=trial.key,
-                status="finished",
-                run_id=run_id,
-                validation_accuracy=accuracy,
-                test_accuracy=accuracy - 0.01,
-                epochs_done=1,
-            )
-    store.finish_sweep(
-        sweep_id, status="finished", tuning=frontier_result(store, sweep_id)["tuning"]
-    )
-    return sweep_id
 
 
 def page() -> AppTest:

@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import pytest
 from report_helpers import chromium_binary
+from sweep_fakes import store_fake_sweep
 from test_report_render import HOSTILE_NOTES, HOSTILE_TITLE, _parse, assert_tables_parse
 
 import dpplan
@@ -32,8 +32,8 @@ from dpplan.report import (
     to_json,
     to_markdown,
 )
-from dpplan.store import EpochRecord, RunStore
-from dpplan.sweep import SweepSpec, create_sweep, frontier_result, protocol
+from dpplan.store import RunStore
+from dpplan.sweep import SweepSpec, frontier_result, protocol
 from dpplan.train import RunOptions
 
 GRID = dict(  # noqa: C408 - SweepSpec's field names
@@ -61,56 +61,7 @@ def _accuracy(trial: protocol.Trial) -> float:
 
 def fake_sweep(store: RunStore, **changes) -> int:
     """Store a finished sweep whose trials 'trained' instantly; return its id."""
-    spec = SweepSpec(**{**GRID, **changes})
-    sweep_id = create_sweep(spec, store=store, rng=np.random.default_rng(9))
-    record = store.get_sweep(sweep_id)
-    plans = protocol.plans_from_dict(record.plans)
-    outcomes: dict[str, protocol.TrialOutcome] = {}
-    while ready := [
-        t for t in protocol.ready_trials(spec, outcomes, record.draws) if t.key not in outcomes
-    ]:
-        for trial in ready:
-            plan, accuracy = plans[trial.plan_key], _accuracy(trial)
-            run_id = store.create_run(
-                plan=plan,
-                schedule=trial.schedule.to_dict(),
-                options={},
-                device="cpu",
-                seed=trial.seed,
-                private=True,
-                versions={},
-                group_id=f"sweep-{sweep_id}",
-            )
-            store.record_epoch(
-                run_id,
-                EpochRecord(
-                    epoch=1,
-                    steps=plan.steps_per_epoch,
-                    epsilon=1.0,
-                    epsilon_rdp=1.0,
-                    epsilon_opacus=1.0,
-                    train_loss=1.0,
-                    validation_loss=1.0,
-                    validation_accuracy=accuracy,
-                    test_accuracy=accuracy - 0.01,
-                    lr=trial.lr,
-                    seconds=1.0,
-                ),
-            )
-            store.finish_run(run_id, status="finished")
-            store.record_trial(sweep_id, trial.key, status="finished", run_id=run_id)
-            outcomes[trial.key] = protocol.TrialOutcome(
-                key=trial.key,
-                status="finished",
-                run_id=run_id,
-                validation_accuracy=accuracy,
-                test_accuracy=accuracy - 0.01,
-                epochs_done=1,
-            )
-    store.finish_sweep(
-        sweep_id, status="finished", tuning=frontier_result(store, sweep_id)["tuning"]
-    )
-    return sweep_id
+    return store_fake_sweep(store, SweepSpec(**{**GRID, **changes}), _accuracy)
 
 
 @pytest.fixture(scope="module")
