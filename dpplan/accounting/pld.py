@@ -278,6 +278,24 @@ class PLDAccountant(Backend):
         return Computation(upper=tuple(epsilons), settings=settings)
 
 
+def _round_off_mass(composed: np.ndarray, *, first: int, width: int) -> float:
+    """Estimated total float64 round-off of a PMF composed by FFT on ``len(composed)`` cells.
+
+    A true PMF is non-negative, so its negative cells sample the noise; so do the cells
+    outside the window ``[first, first + width)`` (mod the grid), whose true mass is at most
+    the 1e-15 tail (when every cell is positive, the negative cells alone underestimated the
+    noise 16x in a review). The larger of the two, plus 4 ulp of the largest cell, is budgeted
+    over the whole grid, times ``_ROUND_OFF_SAFETY``. A measurement, not a proven bound.
+    """
+    grid = len(composed)
+    outside = 0.0
+    if width < grid:
+        rest = np.take(composed, (first + width + np.arange(grid - width)) % grid)
+        outside = float(np.abs(rest).max())
+    floor = max(-float(composed.min()), outside, 0.0) + 4 * _FLOAT_EPS * float(composed.max())
+    return _ROUND_OFF_SAFETY * floor * grid
+
+
 def _convolve_bounds(probs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """dp-accounting's ``common.compute_self_convolve_bounds`` for many counts at once.
 
@@ -347,21 +365,9 @@ def _compose_and_read(pmf, steps: tuple[int, ...], delta: float) -> tuple[list[f
         power_steps = count
         composed = fft.irfft(power, grid)
         window = np.take(composed, (lower[position] + np.arange(widths[position])) % grid)
-        # Round-off of the float64 FFTs, estimated: a true PMF is non-negative, so the
-        # negative cells sample the noise; so do the cells outside the count's window, whose
-        # true mass is at most the 1e-15 tail (when every cell is positive, the negative
-        # cells alone underestimated the noise 16x in a review). The larger of the two, plus
-        # 4 ulp of the largest cell, is budgeted over the whole grid with a safety factor.
-        outside = 0.0
-        if widths[position] < grid:
-            rest = np.take(
-                composed, (upper[position] + 1 + np.arange(grid - widths[position])) % grid
-            )
-            outside = float(np.abs(rest).max())
-        noise_floor = max(-float(composed.min()), outside, 0.0) + 4 * _FLOAT_EPS * float(
-            composed.max()
+        error_mass = _round_off_mass(
+            composed, first=int(lower[position]), width=int(widths[position])
         )
-        error_mass = _ROUND_OFF_SAFETY * noise_floor * grid
         infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * log_keep)
         if not (infinity_mass <= delta):  # the tail moved to infinity alone exceeds δ
             epsilons.append(math.inf)

@@ -316,7 +316,7 @@ def test_pld_round_off_estimate_covers_the_long_double_error_when_no_cell_is_neg
     fast = fft.irfft(fft.rfft(probs, size) ** 500, size)
     exact = fft.irfft(fft.rfft(probs.astype(np.longdouble), size) ** 500, size)
     true_error = float(np.abs(fast - exact).sum())
-    rest = np.take(fast, (upper[0] + 1 + np.arange(size - width)) % size)
+    assert pld_module._round_off_mass(fast, first=int(lower[0]), width=width) >= true_error
+    # The negative cells alone (the estimate before the review) fall short here.
     eps = np.finfo(np.float64).eps
-    floor = max(-fast.min(), np.abs(rest).max(), 0.0) + 4 * eps * fast.max()
-    assert pld_module._ROUND_OFF_SAFETY * floor * size >= true_error
+    assert (max(-fast.min(), 0.0) + 4 * eps * fast.max()) * size < true_error
