@@ -273,8 +273,8 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         raise PlanError(
             "method",
             "all",
-            "one of 'rdp', 'prv', 'pld' for solve",
-            "A solve uses one accounting method.",
+            "one of 'best', 'rdp', 'prv', 'pld' for solve",
+            "A solved plan is certified by one method; 'best' picks the most favourable.",
         )
     target_epsilon = _number("target_epsilon", args.target_epsilon)
     every = _every(args)
@@ -288,21 +288,33 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         dataset_size = _number("dataset_size", args.dataset_size) if args.dataset_size else None
         placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
     plan = _plan_from_args(args, placeholder=placeholder)
-    function = getattr(solve, f"solve_{field}")
-    solved = function(plan, target_epsilon=target_epsilon, method=args.method)
-    curve = epsilon_curve(solved, method=args.method)
+    solution = solve.solve_plan(
+        plan, field=field, target_epsilon=target_epsilon, method=args.method
+    )
+    solved = solution.plan
+    curve = epsilon_curve(solved, method=solution.method)
     if args.json:
+        found = solution.to_dict()
+        found.pop("plan")
         data = {
-            "solved": field,
-            "target_epsilon": target_epsilon,
+            **found,
             "plan": solved.to_dict(),
             **curve.to_dict(),
+            "warnings": [*solution.warnings, *curve.warnings],
             "delta": solved.delta,
         }
         out(_dump(data))
         return EXIT_OK
-    value = getattr(solved, field)
-    lines = [f"solved: {field} = {value:.6g} for target ε <= {target_epsilon:g} ({args.method})"]
+    how = (
+        f"{solution.method}, the most favourable of {', '.join(solve.BEST_ORDER)}"
+        if solution.requested_method == solve.BEST
+        else solution.method
+    )
+    lines = [
+        f"solved: {field} = {solution.value:.6g} for target ε <= {target_epsilon:g} ({how})",
+        solution.bound_note(),
+    ]
+    lines += [f"warning: {message}" for message in solution.warnings]
     if not args.brief:
         lines += _plan_lines(solved) + [""] + _curve_table([curve], every) + [""]
     lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
@@ -1079,7 +1091,11 @@ def _build_parser() -> _Parser:
         sub.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
         _add_plan_flags(sub, skip=field)
         sub.add_argument(
-            "--method", choices=("rdp", "prv", "pld"), default="prv", help="accounting method"
+            "--method",
+            choices=("best", "rdp", "prv", "pld"),
+            default="best",
+            help="accounting method (best: solve with each and keep the most favourable plan, "
+            "certified by the method named in the output)",
         )
         _add_output_flags(sub, brief="only the solved value and its final ε")
         sub.set_defaults(handler=_cmd_solve)

@@ -12,21 +12,27 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import dp_accounting
 
 from dpplan import _validate
-from dpplan.accounting import _check_plan, get_accountant
+from dpplan.accounting import METHODS, _check_plan, get_accountant
 from dpplan.accounting.events import dpsgd_event
 from dpplan.errors import AccountingError, InfeasibleTargetError
 from dpplan.plan import MAX_EPOCHS, MAX_TOTAL_STEPS, NOISE_MULTIPLIER_MAX, TrainingPlan
 
 __all__ = [
+    "BEST",
+    "BEST_ORDER",
+    "FIELDS",
     "NOISE_MULTIPLIER_SEARCH_MIN",
     "TARGET_EPSILON_MAX",
+    "Solution",
     "solve_batch_size",
     "solve_epochs",
     "solve_noise_multiplier",
+    "solve_plan",
 ]
 
 #: Smallest noise multiplier the σ solver considers; below it DP-SGD's ε is rarely useful
@@ -290,38 +296,8 @@ def _solve_prv_noise(plan: TrainingPlan, target_epsilon: float) -> TrainingPlan 
     return None
 
 
-def solve_noise_multiplier(
-    plan: TrainingPlan, *, target_epsilon: float, method: str = "prv"
-) -> TrainingPlan:
-    """Return ``plan`` with the smallest noise multiplier whose ε meets ``target_epsilon``.
-
-    The answer is within 0.1% of the smallest σ that ``method`` certifies and never exceeds
-    the target. The search covers σ in [0.1, 1000]; if even σ = 0.1 meets the target, σ = 0.1
-    is returned. Where ``method`` cannot compute ε (PRV's grid or round-off limits) it
-    certifies nothing; the search looks past such points, never reading them as "over".
-
-    Args:
-        plan: the plan; its noise_multiplier is ignored.
-        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
-        method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
-
-    Returns:
-        A new plan with the solved ``noise_multiplier``.
-
-    Raises:
-        PlanError: for an invalid plan, target or method.
-        InfeasibleTargetError: if no σ <= 1000 that ``method`` can compute meets the target.
-        AccountingError: if the library fails, or (never expected) the answer overshoots.
-
-    Example:
-        >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.0,
-        ...                     epochs=10, delta=1e-5)
-        >>> solved = solve_noise_multiplier(plan, target_epsilon=2.0, method="rdp")
-        >>> round(solved.noise_multiplier, 2), epsilon(solved, method="rdp") <= 2.0
-        (0.86, True)
-    """
-    _check_plan(plan)
-    target_epsilon = _target(target_epsilon)
+def _solve_noise(plan: TrainingPlan, target_epsilon: float, method: str) -> TrainingPlan:
+    """The σ solve with one method (see :func:`solve_noise_multiplier`)."""
     backend = get_accountant(method)
     if method == "prv":
         fast = _solve_prv_noise(plan, target_epsilon)
@@ -332,9 +308,7 @@ def solve_noise_multiplier(
     guess = 1.0
     if method != "rdp":
         try:
-            guess = solve_noise_multiplier(
-                plan, target_epsilon=target_epsilon, method="rdp"
-            ).noise_multiplier
+            guess = _solve_noise(plan, target_epsilon, "rdp").noise_multiplier
         except InfeasibleTargetError:
             guess = NOISE_MULTIPLIER_MAX
     high = _fitting_noise(probe, guess)
@@ -461,37 +435,9 @@ def _no_fit(result: _NoFit, method: str) -> None:
         )
 
 
-def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "prv") -> TrainingPlan:
-    """Return ``plan`` with the largest number of epochs whose ε meets ``target_epsilon``.
-
-    Adding one more epoch to the answer exceeds the target (or the epoch limit, or is a
-    plan ``method`` cannot compute, e.g. PRV's grid limit: such a plan certifies nothing).
-
-    Args:
-        plan: the plan; its epochs are ignored.
-        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
-        method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
-
-    Returns:
-        A new plan with the solved ``epochs``.
-
-    Raises:
-        PlanError: for an invalid plan, target or method.
-        InfeasibleTargetError: if even one epoch (or the fewest ``method`` can compute)
-            exceeds the target.
-        AccountingError: if ``method`` can compute no candidate at all, the library fails,
-            or (never expected) the answer overshoots.
-
-    Example:
-        >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
-        ...                     epochs=1, delta=1e-5)
-        >>> solve_epochs(plan, target_epsilon=2.0, method="rdp").epochs
-        36
-    """
-    _check_plan(plan)
-    target_epsilon = _target(target_epsilon)
-    get_accountant(method)
-    high = min(MAX_EPOCHS, MAX_TOTAL_STEPS // plan.steps_per_epoch)
+def _solve_epochs(plan: TrainingPlan, target_epsilon: float, method: str) -> TrainingPlan:
+    """The epochs solve with one method (see :func:`solve_epochs`)."""
+    high = _epochs_cap(plan)[0]
     solved = _largest_fitting(
         plan, "epochs", low=1, high=high, target_epsilon=target_epsilon, method=method
     )
@@ -511,42 +457,8 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "pr
     return solved
 
 
-def solve_batch_size(
-    plan: TrainingPlan, *, target_epsilon: float, method: str = "prv"
-) -> TrainingPlan:
-    """Return ``plan`` with the largest expected batch size whose ε meets ``target_epsilon``.
-
-    Epochs stay fixed, so a larger batch means a higher sample rate and fewer steps. The
-    answer is locally maximal: one more record per batch exceeds the target. ε is not
-    monotone in the batch size where ``ceil(dataset_size / batch_size)`` drops a step, so a
-    larger batch past such a threshold can occasionally fit as well.
-
-    Args:
-        plan: the plan; its batch_size is ignored.
-        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
-        method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
-
-    Returns:
-        A new plan with the solved ``batch_size``.
-
-    Raises:
-        PlanError: for an invalid plan, target or method.
-        InfeasibleTargetError: if even the smallest batch (or the smallest ``method`` can
-            compute) exceeds the target.
-        AccountingError: if ``method`` can compute no candidate at all, the library fails,
-            or (never expected) the answer overshoots.
-
-    Example:
-        >>> plan = TrainingPlan(dataset_size=60000, batch_size=1, noise_multiplier=1.1,
-        ...                     epochs=10, delta=1e-5)
-        >>> solved = solve_batch_size(plan, target_epsilon=1.0, method="rdp")
-        >>> epsilon(solved, method="rdp") <= 1.0 < epsilon(solved.replace(
-        ...     batch_size=solved.batch_size + 1), method="rdp")
-        True
-    """
-    _check_plan(plan)
-    target_epsilon = _target(target_epsilon)
-    get_accountant(method)
+def _solve_batch(plan: TrainingPlan, target_epsilon: float, method: str) -> TrainingPlan:
+    """The batch-size solve with one method (see :func:`solve_batch_size`)."""
     # Smallest batch whose total step count stays within MAX_TOTAL_STEPS.
     max_steps_per_epoch = MAX_TOTAL_STEPS // plan.epochs
     low = max(1, math.ceil(plan.dataset_size / max_steps_per_epoch))
@@ -571,3 +483,388 @@ def solve_batch_size(
             "or target_epsilon, or lower epochs." + solved.note
         )
     return solved
+
+
+def _cap(plan: TrainingPlan, field: str) -> tuple[int, str]:
+    """The largest epochs or batch size the solver considers, and the limit's name."""
+    if field == "batch_size":
+        return plan.dataset_size, f"dataset_size={plan.dataset_size:,}"
+    return _epochs_cap(plan)
+
+
+def _epochs_cap(plan: TrainingPlan) -> tuple[int, str]:
+    """The most epochs the solver considers, and the limit's name."""
+    by_steps = MAX_TOTAL_STEPS // plan.steps_per_epoch
+    if by_steps < MAX_EPOCHS:
+        return by_steps, (
+            f"MAX_TOTAL_STEPS={MAX_TOTAL_STEPS:,} steps at {plan.steps_per_epoch:,} steps per epoch"
+        )
+    return MAX_EPOCHS, f"MAX_EPOCHS={MAX_EPOCHS:,}"
+
+
+_SOLVE_ONE = {"noise_multiplier": _solve_noise, "epochs": _solve_epochs, "batch_size": _solve_batch}
+#: The fields a solve can answer for.
+FIELDS = tuple(_SOLVE_ONE)
+#: The solvers' default ``method``: solve with every method and keep the most favourable plan.
+BEST = "best"
+#: The order in which ``method="best"`` tries the methods: the cheapest first, so a later
+#: method is often settled by one query at the next better value. Ties go to the earlier one.
+BEST_ORDER = ("rdp", "pld", "prv")
+#: A forced PRV solve warns when prv-accountant's fixed error margin (``eps_error``, added to
+#: every PRV upper bound) is at least this fraction of the target.
+PRV_MARGIN_WARNING_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Solution:
+    """A solved plan, the method that certified it, and what bounded the answer.
+
+    Attributes:
+        plan: the solved plan (only ``field`` differs from the plan given).
+        field: ``"noise_multiplier"``, ``"epochs"`` or ``"batch_size"``.
+        target_epsilon: the target ε at ``plan.delta``.
+        requested_method: the ``method`` asked for: ``"best"`` or one of the methods.
+        method: the method that certified the answer (its ε is at most the target).
+        epsilon: ε of ``plan`` by ``method``.
+        bounded_by: what stopped the answer: ``"target"`` (the next better value, e.g. one
+            more epoch, exceeds the target), ``"cap"`` (the search limit ``limit`` was
+            reached with ε below the target) or ``"method_limit"`` (``method`` cannot
+            compute ε for the next value, so it certifies nothing there).
+        limit: the cap's value when ``bounded_by == "cap"``, else None.
+        limit_name: what the cap is, e.g. ``"MAX_EPOCHS=10,000"`` (None unless capped).
+        candidates: for ``method="best"``, each method tried -> its answer (a number), or
+            None where it was not solved or failed; ``notes`` says why.
+        notes: method -> why it has no answer in ``candidates``.
+        warnings: valid-but-doubtful conditions, e.g. PRV's error margin large against the
+            target.
+    """
+
+    plan: TrainingPlan
+    field: str
+    target_epsilon: float
+    requested_method: str
+    method: str
+    epsilon: float
+    bounded_by: str
+    limit: float | None = None
+    limit_name: str | None = None
+    candidates: dict[str, float | None] = dataclasses.field(default_factory=dict, hash=False)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def value(self) -> float:
+        """The solved value: ``getattr(plan, field)``."""
+        return getattr(self.plan, self.field)
+
+    def bound_note(self) -> str:
+        """One sentence saying what bounded the answer, e.g. that a cap did, not the target."""
+        if self.bounded_by == "cap":
+            return (
+                f"bounded by the cap {self.field}={self.limit:g} ({self.limit_name}), not by "
+                f"the target: ε = {self.epsilon:.4g} < target_epsilon = "
+                f"{self.target_epsilon:g}"
+            )
+        if self.bounded_by == "method_limit":
+            nearer = "smaller" if self.field == "noise_multiplier" else "larger"
+            return (
+                f"bounded by {self.method}'s limits: it cannot compute ε for a {nearer} "
+                f"{self.field}; another method may allow more"
+            )
+        return f"bounded by the target: a {_better_word(self.field)} {self.field} exceeds it"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the plan, the certifying method and the bound)."""
+        return {
+            "solved": self.field,
+            "value": self.value,
+            "target_epsilon": self.target_epsilon,
+            "requested_method": self.requested_method,
+            "method": self.method,
+            "epsilon": self.epsilon,
+            "bounded_by": self.bounded_by,
+            "limit": self.limit,
+            "limit_name": self.limit_name,
+            "candidates": dict(self.candidates),
+            "notes": dict(self.notes),
+            "warnings": list(self.warnings),
+            "plan": self.plan.to_dict(),
+        }
+
+
+def _better_word(field: str) -> str:
+    return "smaller" if field == "noise_multiplier" else "larger"
+
+
+def _method(method: object) -> str:
+    return _validate.choice(
+        options=(BEST, *METHODS),
+        hint="'best' (the default) solves with every method and keeps the most favourable plan.",
+        method=method,
+    )
+
+
+def _improves(field: str, value: float, than: float) -> bool:
+    return value < than if field == "noise_multiplier" else value > than
+
+
+def _next_value(plan: TrainingPlan, field: str) -> float:
+    """The next better value after ``plan``'s: 0.1% less noise, or one more epoch/record."""
+    value = getattr(plan, field)
+    if field == "noise_multiplier":
+        return value * (1 - NOISE_MULTIPLIER_RELATIVE_TOL)
+    return value + 1
+
+
+def _fits(method: str, plan: TrainingPlan, target_epsilon: float) -> bool | None:
+    """True/False: ``method``'s ε of ``plan`` meets the target or not; None: it refuses."""
+    try:
+        return get_accountant(method).epsilon(plan) <= target_epsilon
+    except AccountingError:
+        return None
+
+
+def _bound(plan: TrainingPlan, field: str, method: str, target_epsilon: float) -> dict:
+    """What bounded a one-method answer: the target, a cap, or the method's own limits."""
+    value = getattr(plan, field)
+    if field == "noise_multiplier":
+        if value <= NOISE_MULTIPLIER_SEARCH_MIN:
+            return {
+                "bounded_by": "cap",
+                "limit": NOISE_MULTIPLIER_SEARCH_MIN,
+                "limit_name": f"NOISE_MULTIPLIER_SEARCH_MIN={NOISE_MULTIPLIER_SEARCH_MIN:g}",
+            }
+        return {"bounded_by": "target"}
+    cap, name = _cap(plan, field)
+    if value >= cap:
+        return {"bounded_by": "cap", "limit": cap, "limit_name": name}
+    if _fits(method, plan.replace(**{field: value + 1}), target_epsilon) is None:
+        return {"bounded_by": "method_limit"}
+    return {"bounded_by": "target"}
+
+
+def _prv_margin_warning(target_epsilon: float) -> tuple[str, ...]:
+    from dpplan.accounting.prv import DEFAULT_EPS_ERROR
+
+    if DEFAULT_EPS_ERROR < PRV_MARGIN_WARNING_FRACTION * target_epsilon:
+        return ()
+    message = (
+        f"prv adds a fixed error margin eps_error={DEFAULT_EPS_ERROR:g} to every upper bound, "
+        f"{DEFAULT_EPS_ERROR / target_epsilon:.0%} of target_epsilon={target_epsilon:g}; "
+        "method='best' (the default) uses whichever method certifies the most favourable plan."
+    )
+    return (message,)
+
+
+def solve_plan(
+    plan: TrainingPlan, *, field: str, target_epsilon: float, method: str = BEST
+) -> Solution:
+    """Solve ``plan`` for ``field`` at ``target_epsilon`` and say which method certified it.
+
+    With ``method="best"`` (the default) it solves with each method (in :data:`BEST_ORDER`)
+    and keeps the most favourable answer: the smallest noise multiplier, or the most epochs
+    or the largest batch, whose ε *by the method that found it* meets the target. That is
+    the headline rule (the smallest upper bound wins) applied to the solve: the solved
+    plan's headline ε is at most the target, and no method certifies a better value (σ
+    within the solver's 0.1%). A method is solved only if it meets the target at the next
+    better value than the best so far (one query), so it adds little time when it cannot
+    win. PRV thereby steps aside where its fixed error margin (``eps_error``, 0.01) is a large
+    part of the target. A method that fails or cannot meet the target is skipped (``notes``
+    says why). With a method named, that method alone is used.
+
+    Args:
+        plan: the plan; its value of ``field`` is ignored.
+        field: ``"noise_multiplier"``, ``"epochs"`` or ``"batch_size"``.
+        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
+        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+
+    Returns:
+        A :class:`Solution`: the plan, the certifying method, its ε and what bounded it.
+
+    Raises:
+        PlanError: for an invalid plan, field, target or method.
+        InfeasibleTargetError: if no value meets the target (with ``"best"``: by any method).
+        AccountingError: if the method can compute no candidate (``"best"``: no method can),
+            the library fails, or (never expected) the answer overshoots.
+
+    Example:
+        >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.0,
+        ...                     epochs=10, delta=1e-5)
+        >>> solution = solve_plan(plan, field="epochs", target_epsilon=100.0, method="rdp")
+        >>> solution.plan.epochs, solution.bounded_by, solution.limit
+        (4255, 'cap', 4255)
+    """
+    _check_plan(plan)
+    field = _validate.choice(options=FIELDS, hint="Choose what to solve for.", field=field)
+    target_epsilon = _target(target_epsilon)
+    requested = _method(method)
+    solve_one = _SOLVE_ONE[field]
+    if requested != BEST:
+        solved = solve_one(plan, target_epsilon, requested)
+        return Solution(
+            plan=solved,
+            field=field,
+            target_epsilon=target_epsilon,
+            requested_method=requested,
+            method=requested,
+            epsilon=get_accountant(requested).epsilon(solved),
+            **_bound(solved, field, requested, target_epsilon),
+            warnings=_prv_margin_warning(target_epsilon) if requested == "prv" else (),
+        )
+    best: tuple[str, TrainingPlan] | None = None
+    candidates: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
+    infeasible = False
+    for name in BEST_ORDER:
+        candidates[name] = None
+        if best is not None:
+            leader, leading = best
+            following = _next_value(leading, field)
+            if field != "noise_multiplier" and following > _cap(plan, field)[0]:
+                notes[name] = f"not tried: {leader} reached the cap"
+                continue
+            step = leading.replace(**{field: following})
+            fits = _fits(name, step, target_epsilon)
+            if not fits:
+                verb = "cannot compute ε at" if fits is None else "does not certify"
+                notes[name] = (
+                    f"not solved: it {verb} {field}={following:g}, the next better value "
+                    f"than {leader}'s"
+                )
+                continue
+        try:
+            solved = solve_one(plan, target_epsilon, name)
+        except InfeasibleTargetError as exc:
+            infeasible = True
+            notes[name] = f"infeasible: {exc}"
+            continue
+        except AccountingError as exc:
+            notes[name] = f"failed: {exc}"
+            continue
+        candidates[name] = getattr(solved, field)
+        if best is None or _improves(field, getattr(solved, field), getattr(best[1], field)):
+            best = (name, solved)
+    if best is None:
+        error = InfeasibleTargetError if infeasible else AccountingError
+        raise error(
+            "no accounting method meets the target: "
+            + "; ".join(f"{name}: {notes[name]}" for name in BEST_ORDER)
+        )
+    name, solved = best
+    return Solution(
+        plan=solved,
+        field=field,
+        target_epsilon=target_epsilon,
+        requested_method=BEST,
+        method=name,
+        epsilon=get_accountant(name).epsilon(solved),
+        **_bound(solved, field, name, target_epsilon),
+        candidates=candidates,
+        notes=notes,
+    )
+
+
+def solve_noise_multiplier(
+    plan: TrainingPlan, *, target_epsilon: float, method: str = BEST
+) -> TrainingPlan:
+    """Return ``plan`` with the smallest noise multiplier whose ε meets ``target_epsilon``.
+
+    The answer is within 0.1% of the smallest σ that ``method`` certifies and never exceeds
+    the target. The search covers σ in [0.1, 1000]; if even σ = 0.1 meets the target, σ = 0.1
+    is returned. Where a method cannot compute ε (PRV's grid or round-off limits) it
+    certifies nothing; the search looks past such points, never reading them as "over".
+    With ``method="best"`` (the default) every method is tried and the smallest σ kept
+    (see :func:`solve_plan`, which also says which method certified it).
+
+    Args:
+        plan: the plan; its noise_multiplier is ignored.
+        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
+        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+
+    Returns:
+        A new plan with the solved ``noise_multiplier``.
+
+    Raises:
+        PlanError: for an invalid plan, target or method.
+        InfeasibleTargetError: if no σ <= 1000 that a method can compute meets the target.
+        AccountingError: if the library fails, or (never expected) the answer overshoots.
+
+    Example:
+        >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.0,
+        ...                     epochs=10, delta=1e-5)
+        >>> solved = solve_noise_multiplier(plan, target_epsilon=2.0, method="rdp")
+        >>> round(solved.noise_multiplier, 2), epsilon(solved, method="rdp") <= 2.0
+        (0.86, True)
+    """
+    return solve_plan(
+        plan, field="noise_multiplier", target_epsilon=target_epsilon, method=method
+    ).plan
+
+
+def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = BEST) -> TrainingPlan:
+    """Return ``plan`` with the largest number of epochs whose ε meets ``target_epsilon``.
+
+    Adding one more epoch to the answer exceeds the target (or the epoch limit, or is a
+    plan ``method`` cannot compute, e.g. PRV's grid limit: such a plan certifies nothing).
+    With ``method="best"`` (the default) every method is tried and the most epochs kept;
+    :func:`solve_plan` also says which method certified them and whether a cap bounded them.
+
+    Args:
+        plan: the plan; its epochs are ignored.
+        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
+        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+
+    Returns:
+        A new plan with the solved ``epochs``.
+
+    Raises:
+        PlanError: for an invalid plan, target or method.
+        InfeasibleTargetError: if even one epoch (or the fewest ``method`` can compute)
+            exceeds the target.
+        AccountingError: if ``method`` can compute no candidate at all, the library fails,
+            or (never expected) the answer overshoots.
+
+    Example:
+        >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
+        ...                     epochs=1, delta=1e-5)
+        >>> solve_epochs(plan, target_epsilon=2.0, method="rdp").epochs
+        36
+    """
+    return solve_plan(plan, field="epochs", target_epsilon=target_epsilon, method=method).plan
+
+
+def solve_batch_size(
+    plan: TrainingPlan, *, target_epsilon: float, method: str = BEST
+) -> TrainingPlan:
+    """Return ``plan`` with the largest expected batch size whose ε meets ``target_epsilon``.
+
+    Epochs stay fixed, so a larger batch means a higher sample rate and fewer steps. The
+    answer is locally maximal: one more record per batch exceeds the target. ε is not
+    monotone in the batch size where ``ceil(dataset_size / batch_size)`` drops a step, so a
+    larger batch past such a threshold can occasionally fit as well. With ``method="best"``
+    (the default) every method is tried and the largest batch kept (see :func:`solve_plan`).
+
+    Args:
+        plan: the plan; its batch_size is ignored.
+        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
+        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+
+    Returns:
+        A new plan with the solved ``batch_size``.
+
+    Raises:
+        PlanError: for an invalid plan, target or method.
+        InfeasibleTargetError: if even the smallest batch (or the smallest ``method`` can
+            compute) exceeds the target.
+        AccountingError: if ``method`` can compute no candidate at all, the library fails,
+            or (never expected) the answer overshoots.
+
+    Example:
+        >>> plan = TrainingPlan(dataset_size=60000, batch_size=1, noise_multiplier=1.1,
+        ...                     epochs=10, delta=1e-5)
+        >>> solved = solve_batch_size(plan, target_epsilon=1.0, method="rdp")
+        >>> epsilon(solved, method="rdp") <= 1.0 < epsilon(solved.replace(
+        ...     batch_size=solved.batch_size + 1), method="rdp")
+        True
+    """
+    return solve_plan(plan, field="batch_size", target_epsilon=target_epsilon, method=method).plan

@@ -7,6 +7,7 @@ from components import METHOD_NAMES, format_epsilon, method_result, plain, plan_
 
 import dpplan
 from dpplan.errors import AccountingError, InfeasibleTargetError, PlanError
+from dpplan.solve import BEST, solve_plan
 
 st.title("Solve")
 plan = st.session_state.get("plan")
@@ -28,9 +29,11 @@ with st.form("solve_form"):
     )
     method = st.selectbox(
         "Accounting method",
-        dpplan.METHODS,
-        index=1,
-        format_func=lambda m: METHOD_NAMES[m],
+        (BEST, *dpplan.METHODS),
+        index=0,
+        format_func=lambda m: (
+            "Best: the most favourable plan of all methods" if m == BEST else METHOD_NAMES[m]
+        ),
         key="solve_method",
     )
     submitted = st.form_submit_button("Solve", type="primary")
@@ -38,10 +41,17 @@ with st.form("solve_form"):
 if submitted:
     with st.spinner(f"Solving for {target} with {method.upper()}…"):
         try:
-            solved = SOLVERS[target][1](plan, target_epsilon=target_epsilon, method=method)
-            st.session_state["solved"] = (solved, method, target, target_epsilon)
+            solution = solve_plan(plan, field=target, target_epsilon=target_epsilon, method=method)
+            st.session_state["solved"] = (solution.plan, solution.method, target, target_epsilon)
+            st.session_state["solved_note"] = (
+                f"Certified by {METHOD_NAMES[solution.method]}"
+                + (" (the most favourable method)" if method == BEST else "")
+                + f"; {solution.bound_note()}."
+                + "".join(f" Warning: {message}" for message in solution.warnings)
+            )
         except (PlanError, InfeasibleTargetError, AccountingError) as error:
             st.session_state.pop("solved", None)
+            st.session_state.pop("solved_note", None)
             st.error(str(error))
 
 if "solved" in st.session_state:
@@ -60,6 +70,7 @@ if "solved" in st.session_state:
         help=f"{METHOD_NAMES[method]} upper bound; never above the target",
     )
     cols[2].metric("Target ε", f"{target_epsilon:g}")
+    st.caption(plain(st.session_state.get("solved_note", "")))
     st.line_chart(
         {"ε (upper bound)": [e if math.isfinite(e) else None for e in curve.epsilons]},
         x_label="epoch",
