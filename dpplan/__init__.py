@@ -35,7 +35,13 @@ if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
         get_accountant,
         plan_warnings,
     )
-    from dpplan.solve import solve_batch_size, solve_epochs, solve_noise_multiplier
+    from dpplan.solve import (
+        Solution,
+        solve_batch_size,
+        solve_epochs,
+        solve_noise_multiplier,
+        solve_plan,
+    )
 
 #: Names whose modules import dp-accounting (~1 s); they load on first use, so
 #: ``import dpplan``, ``dpplan --version`` and ``--help`` stay fast.
@@ -48,9 +54,11 @@ _LAZY = {
     "epsilon_curve": "dpplan.accounting",
     "get_accountant": "dpplan.accounting",
     "plan_warnings": "dpplan.accounting",
+    "Solution": "dpplan.solve",
     "solve_batch_size": "dpplan.solve",
     "solve_epochs": "dpplan.solve",
     "solve_noise_multiplier": "dpplan.solve",
+    "solve_plan": "dpplan.solve",
 }
 
 
@@ -79,6 +87,7 @@ __all__ = [
     "EpsilonCurve",
     "InfeasibleTargetError",
     "PlanError",
+    "Solution",
     "StoreError",
     "TrainingPlan",
     "__version__",
@@ -90,4 +99,5 @@ __all__ = [
     "solve_batch_size",
     "solve_epochs",
     "solve_noise_multiplier",
+    "solve_plan",
 ]

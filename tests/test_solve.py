@@ -16,14 +16,16 @@ from dpplan import (
     InfeasibleTargetError,
     PlanError,
     TrainingPlan,
+    compare,
     epsilon,
     solve_batch_size,
     solve_epochs,
     solve_noise_multiplier,
+    solve_plan,
 )
 from dpplan.accounting import get_accountant
-from dpplan.plan import NOISE_MULTIPLIER_MAX
-from dpplan.solve import NOISE_MULTIPLIER_SEARCH_MIN, TARGET_EPSILON_MAX
+from dpplan.plan import MAX_EPOCHS, MAX_TOTAL_STEPS, NOISE_MULTIPLIER_MAX
+from dpplan.solve import BEST_ORDER, NOISE_MULTIPLIER_SEARCH_MIN, TARGET_EPSILON_MAX
 
 SOLVERS = [
     pytest.param(solve_noise_multiplier, "noise_multiplier", id="solve_noise_multiplier"),
@@ -405,3 +407,197 @@ def test_prv_sigma_is_not_above_opacus_at_large_targets(target):
     )
     assert epsilon(solved, method="prv") <= target
     assert solved.noise_multiplier <= opacus
+
+
+# --- method="best" (the default): the most favourable plan, and its certifying method --
+
+
+def library_epsilon(method: str, plan: TrainingPlan) -> float:
+    """ε of ``plan`` straight from the wrapped library (not through dpplan's backends).
+
+    RDP: dp-accounting's RdpAccountant (dpplan equals it to 1e-12). PLD: dp-accounting's
+    PLDAccountant at dpplan's discretisation (dpplan's bound is at least it). PRV:
+    prv-accountant's upper bound at dpplan's error settings (dpplan's is at least it).
+    """
+    import dp_accounting
+    from dp_accounting.pld import pld_privacy_accountant
+    from dp_accounting.rdp import rdp_privacy_accountant
+
+    from dpplan.accounting.events import dpsgd_event
+    from dpplan.accounting.pld import DEFAULT_VALUE_DISCRETIZATION_INTERVAL
+    from dpplan.accounting.prv import DEFAULT_DELTA_ERROR_FRACTION, DEFAULT_EPS_ERROR
+    from dpplan.accounting.rdp import DEFAULT_ORDERS
+
+    if method == "rdp":
+        library = rdp_privacy_accountant.RdpAccountant(orders=list(DEFAULT_ORDERS))
+    elif method == "pld":
+        library = pld_privacy_accountant.PLDAccountant(
+            value_discretization_interval=DEFAULT_VALUE_DISCRETIZATION_INTERVAL
+        )
+    else:
+        import prv_accountant
+
+        mechanism = prv_accountant.PoissonSubsampledGaussianMechanism(
+            sampling_probability=plan.sample_rate, noise_multiplier=plan.noise_multiplier
+        )
+        library = prv_accountant.PRVAccountant(
+            prvs=[mechanism],
+            max_self_compositions=[plan.total_steps],
+            eps_error=DEFAULT_EPS_ERROR,
+            delta_error=plan.delta * DEFAULT_DELTA_ERROR_FRACTION,
+        )
+        return float(
+            library.compute_epsilon(delta=plan.delta, num_self_compositions=[plan.total_steps])[2]
+        )
+    assert isinstance(library, dp_accounting.PrivacyAccountant)
+    library.compose(dpsgd_event(plan))
+    return float(library.get_epsilon(plan.delta))
+
+
+# The issue's example: N = 50,000, B = 256, 30 epochs, δ = 1e-5.
+ISSUE_PLAN = TrainingPlan(
+    dataset_size=50000, batch_size=256, noise_multiplier=1.0, epochs=30, delta=1e-5
+)
+
+
+@pytest.mark.parametrize("target", [0.01, 0.1])
+def test_default_sigma_is_the_smallest_any_method_certifies(target):
+    # The default used to be PRV alone: σ = 990.3 at target 0.01 (PRV's fixed error margin
+    # 0.01 is the whole target) and 13.34 at 0.1, where RDP and PLD certify 110.2 and 12.17.
+    solution = solve_plan(ISSUE_PLAN, field="noise_multiplier", target_epsilon=target)
+    per_method = {
+        method: solve_noise_multiplier(ISSUE_PLAN, target_epsilon=target, method=method)
+        for method in ("rdp", "pld", "prv")
+    }
+    smallest = min(p.noise_multiplier for p in per_method.values())
+    assert solution.requested_method == "best"
+    assert solution.plan.noise_multiplier <= smallest * (1 + 1e-9)
+    assert per_method["prv"].noise_multiplier > solution.plan.noise_multiplier * 1.05
+    assert solution.method in ("rdp", "pld")
+    assert solution.epsilon == epsilon(solution.plan, method=solution.method) <= target
+    assert library_epsilon(solution.method, solution.plan) <= target * (1 + 1e-9)
+    # The headline rule (smallest bound of every method) meets the target too.
+    assert compare(solution.plan).headline_epsilon <= target
+    # The plain solver returns the same plan by default.
+    assert solve_noise_multiplier(ISSUE_PLAN, target_epsilon=target) == solution.plan
+
+
+def test_best_solve_of_one_method_matches_that_methods_solve():
+    # Named method: that method alone, and the solution names it.
+    solution = solve_plan(MNIST, field="epochs", target_epsilon=2.0, method="rdp")
+    assert solution.plan == solve_epochs(MNIST, target_epsilon=2.0, method="rdp")
+    assert (solution.method, solution.requested_method) == ("rdp", "rdp")
+    assert solution.candidates == {} and solution.warnings == ()
+
+
+@pytest.mark.parametrize("field", ["epochs", "batch_size"])
+def test_best_discrete_solve_is_the_largest_any_method_certifies(field):
+    plan = TrainingPlan(
+        dataset_size=2000, batch_size=100, noise_multiplier=2.0, epochs=5, delta=1e-5
+    )
+    solution = solve_plan(plan, field=field, target_epsilon=3.0)
+    value = getattr(solution.plan, field)
+    for method in BEST_ORDER:
+        alone = getattr(
+            solve_plan(plan, field=field, target_epsilon=3.0, method=method).plan, field
+        )
+        assert alone <= value
+        # No method certifies one more epoch (or one more record per batch).
+        assert epsilon(solution.plan.replace(**{field: value + 1}), method=method) > 3.0
+    assert solution.candidates[solution.method] == value
+    assert library_epsilon(solution.method, solution.plan) <= 3.0 * (1 + 1e-9)
+    assert solution.bounded_by == "target" and solution.limit is None
+
+
+def test_forced_prv_at_a_small_target_warns_about_its_error_margin():
+    solution = solve_plan(ISSUE_PLAN, field="noise_multiplier", target_epsilon=0.05, method="prv")
+    assert solution.method == "prv" and solution.epsilon <= 0.05
+    (warning,) = solution.warnings
+    assert "eps_error=0.01" in warning and "20% of target_epsilon=0.05" in warning
+    assert (
+        solve_plan(MNIST, field="noise_multiplier", target_epsilon=1.0, method="prv").warnings == ()
+    )
+
+
+def test_best_solve_with_no_method_meeting_the_target_is_infeasible_naming_each():
+    with pytest.raises(InfeasibleTargetError) as info:
+        solve_plan(MNIST, field="epochs", target_epsilon=0.01)
+    message = str(info.value)
+    assert message.startswith("no accounting method meets the target")
+    for method in BEST_ORDER:
+        assert f"{method}: infeasible: " in message
+
+
+def test_unknown_field_is_a_plan_error():
+    with pytest.raises(PlanError, match=r"field='sigma' is invalid"):
+        solve_plan(MNIST, field="sigma", target_epsilon=1.0)
+
+
+# --- what bounded the answer: the target, a cap, or the method's limits ---------------
+
+
+def test_epochs_capped_by_the_epoch_limit_say_so():
+    # Issue 17 item 11: the cap returned as if the target had bounded it.
+    plan = TrainingPlan(
+        dataset_size=1000, batch_size=1000, noise_multiplier=20.0, epochs=1, delta=1e-5
+    )
+    solution = solve_plan(plan, field="epochs", target_epsilon=50.0)
+    assert solution.plan.epochs == MAX_EPOCHS
+    assert solution.epsilon < 50.0
+    assert (solution.bounded_by, solution.limit) == ("cap", MAX_EPOCHS)
+    assert solution.limit_name == "MAX_EPOCHS=10,000"
+    assert "bounded by the cap epochs=10000 (MAX_EPOCHS=10,000), not by the target" in (
+        solution.bound_note()
+    )
+
+
+def test_epochs_capped_by_the_step_limit_say_so():
+    solution = solve_plan(MNIST, field="epochs", target_epsilon=100.0, method="rdp")
+    cap = MAX_TOTAL_STEPS // MNIST.steps_per_epoch
+    assert (solution.plan.epochs, solution.bounded_by, solution.limit) == (cap, "cap", cap)
+    assert solution.limit_name.startswith("MAX_TOTAL_STEPS=1,000,000 steps")
+
+
+def test_batch_size_capped_by_the_dataset_size_says_so():
+    solution = solve_plan(MNIST, field="batch_size", target_epsilon=50.0, method="rdp")
+    assert solution.plan.batch_size == MNIST.dataset_size
+    assert (solution.bounded_by, solution.limit) == ("cap", MNIST.dataset_size)
+    assert solution.limit_name == "dataset_size=60,000"
+
+
+def test_sigma_at_the_search_floor_says_so():
+    # One full-batch step at δ = 1e-3: σ = 0.1 costs ε ≈ 85 (RDP).
+    plan = TrainingPlan(dataset_size=10, batch_size=10, noise_multiplier=1.0, epochs=1, delta=1e-3)
+    solution = solve_plan(plan, field="noise_multiplier", target_epsilon=100.0, method="rdp")
+    assert solution.plan.noise_multiplier == NOISE_MULTIPLIER_SEARCH_MIN
+    assert (solution.bounded_by, solution.limit) == ("cap", NOISE_MULTIPLIER_SEARCH_MIN)
+
+
+def test_answers_bounded_by_the_target_say_so():
+    for field in ("noise_multiplier", "epochs", "batch_size"):
+        solution = solve_plan(MNIST, field=field, target_epsilon=2.0, method="rdp")
+        assert (solution.bounded_by, solution.limit, solution.limit_name) == ("target", None, None)
+        assert "bounded by the target" in solution.bound_note()
+
+
+@pytest.mark.usefixtures("small_prv_grid")
+def test_epochs_bounded_by_the_methods_limits_say_so():
+    solution = solve_plan(BATCH_PLAN, field="epochs", target_epsilon=10.0, method="prv")
+    assert solution.bounded_by == "method_limit"
+    with pytest.raises(AccountingError, match="grid"):
+        epsilon(solution.plan.replace(epochs=solution.plan.epochs + 1), method="prv")
+    assert "prv's limits" in solution.bound_note()
+    # The default looks past PRV's limit: the other methods certify far more epochs.
+    best = solve_plan(BATCH_PLAN, field="epochs", target_epsilon=10.0)
+    assert best.plan.epochs > solution.plan.epochs and best.bounded_by == "target"
+
+
+def test_solution_to_dict_is_json_ready():
+    import json
+
+    solution = solve_plan(MNIST, field="epochs", target_epsilon=2.0)
+    data = json.loads(json.dumps(solution.to_dict()))
+    assert data["solved"] == "epochs" and data["value"] == solution.plan.epochs
+    assert data["method"] == solution.method and data["requested_method"] == "best"
+    assert data["bounded_by"] == "target"
+    assert TrainingPlan.from_dict(data["plan"]) == solution.plan
