@@ -13,15 +13,18 @@ import json
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from library_bounds import library_epsilon
 
 from dpplan.accounting import METHODS, epsilon, epsilon_curve, get_accountant
-from dpplan.errors import InfeasibleTargetError
+from dpplan.errors import AccountingError, InfeasibleTargetError
 from dpplan.plan import MAX_EPOCHS, MAX_TOTAL_STEPS, TrainingPlan
 from dpplan.solve import (
+    BEST_ORDER,
     NOISE_MULTIPLIER_SEARCH_MIN,
     solve_batch_size,
     solve_epochs,
     solve_noise_multiplier,
+    solve_plan,
 )
 
 SETTINGS = settings(
@@ -234,3 +237,54 @@ def test_from_dict_of_to_dict_is_identity(plan, max_grad_norm):
     assume(plan.total_steps <= MAX_TOTAL_STEPS)
     assert TrainingPlan.from_dict(plan.to_dict()) == plan
     assert TrainingPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+# --- method="best" (the default): never over the target, by the library itself --------
+
+
+@st.composite
+def small_plans(draw) -> TrainingPlan:
+    """Plans of at most a few hundred steps, so each method's query stays well under 1 s."""
+    dataset_size = draw(st.sampled_from([1000, 2000]))
+    sample_rate = draw(st.sampled_from([0.02, 0.05]))
+    return TrainingPlan(
+        dataset_size=dataset_size,
+        batch_size=max(1, round(sample_rate * dataset_size)),
+        noise_multiplier=draw(st.floats(min_value=0.8, max_value=3.0)),
+        epochs=draw(st.integers(min_value=1, max_value=2)),
+        delta=1e-5,
+    )
+
+
+@settings(SETTINGS, max_examples=4)
+@given(
+    small_plans(),
+    st.sampled_from(["noise_multiplier", "epochs"]),
+    st.sampled_from([0.1, 0.5, 1.0, 2.0]),
+)
+def test_best_solve_never_exceeds_the_target_and_no_method_certifies_better(plan, field, target):
+    try:
+        solution = solve_plan(plan, field=field, target_epsilon=target)
+    except InfeasibleTargetError:
+        assert field == "epochs"
+        for method in BEST_ORDER:
+            assert epsilon(plan.replace(epochs=1), method=method) > target
+        return
+    solved = solution.plan
+    assert solved == plan.replace(**{field: getattr(solved, field)})
+    # Never over the target: by dpplan's backend, by the wrapped library itself, and by the
+    # headline rule (the smallest bound of every method).
+    assert solution.epsilon == get_accountant(solution.method).epsilon(solved) <= target
+    assert library_epsilon(solution.method, solved) <= target * (1 + 1e-9)
+    # The most favourable: no method certifies 0.5% less noise or one more epoch.
+    if solution.bounded_by == "target":
+        better = (
+            solved.replace(noise_multiplier=solved.noise_multiplier * 0.995)
+            if field == "noise_multiplier"
+            else solved.replace(epochs=solved.epochs + 1)
+        )
+        for method in BEST_ORDER:
+            try:
+                assert get_accountant(method).epsilon(better) > target
+            except AccountingError:
+                pass  # a method that cannot compute ε there certifies nothing
