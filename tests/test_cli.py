@@ -161,6 +161,80 @@ def test_solve_epochs_and_batch_size_plain(capsys):
     assert "solved: batch_size = " in capsys.readouterr().out
 
 
+ISSUE_FLAGS = [
+    "--dataset-size",
+    "50000",
+    "--batch-size",
+    "256",
+    "--epochs",
+    "30",
+    "--delta",
+    "1e-5",
+]
+
+
+def test_solve_defaults_to_the_best_method_and_names_it(capsys):
+    # The default was PRV alone: σ = 990.3 at target 0.01, where RDP certifies 110.2.
+    argv = ["solve", "noise-multiplier", "--target-epsilon", "0.01", *ISSUE_FLAGS]
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    plan = dpplan.TrainingPlan.from_dict(data["plan"])
+    assert data["requested_method"] == "best" and data["method"] == "rdp"
+    assert plan.noise_multiplier < 200
+    assert data["epsilon"] == dpplan.epsilon(plan, method="rdp") <= 0.01
+    assert data["bounded_by"] == "target" and data["limit"] is None
+    assert set(data["candidates"]) == {"rdp", "pld", "prv"}
+    assert main([*argv, "--brief"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"solved: noise_multiplier = {plan.noise_multiplier:.6g} for target ε <= 0.01 "
+        "(rdp, the most favourable of rdp, pld, prv)"
+    )
+    assert "bounded by the target" in out
+
+
+def test_solve_with_method_forced_uses_it_and_warns_about_prv_margin(capsys):
+    argv = ["solve", "noise-multiplier", "--target-epsilon", "0.05", *ISSUE_FLAGS]
+    assert main([*argv, "--method", "prv", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["requested_method"] == data["method"] == "prv"
+    assert any("eps_error=0.01" in warning for warning in data["warnings"])
+    assert main([*argv, "--method", "prv", "--brief"]) == 0
+    out = capsys.readouterr().out
+    assert "target ε <= 0.05 (prv)" in out and "warning: prv adds a fixed error margin" in out
+
+
+def test_solve_epochs_at_the_cap_says_the_cap_bounded_it(capsys):
+    # Issue 17 item 11: 10,000 epochs at ε 4.73 against a target of 50, silently.
+    argv = [
+        "solve",
+        "epochs",
+        "--target-epsilon",
+        "50",
+        *_flags(epochs=None, dataset_size="1000", batch_size="1000", noise_multiplier="20"),
+    ]
+    assert main([*argv, "--brief"]) == 0
+    out = capsys.readouterr().out
+    assert "solved: epochs = 10000 " in out
+    assert "bounded by the cap epochs=10000 (MAX_EPOCHS=10,000), not by the target" in out
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["bounded_by"], data["limit"], data["limit_name"]) == (
+        "cap",
+        10000,
+        "MAX_EPOCHS=10,000",
+    )
+    assert data["epsilon"] < 50
+
+
+def test_solve_batch_size_at_the_dataset_size_says_so(capsys):
+    argv = ["solve", "batch-size", "--target-epsilon", "50", *_flags(batch_size=None), "--json"]
+    assert main([*argv, "--method", "rdp"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["plan"]["batch_size"] == 60000
+    assert (data["bounded_by"], data["limit"]) == ("cap", 60000)
+
+
 def test_infeasible_target_exits_3(capsys):
     argv = ["solve", "epochs", "--target-epsilon", "0.05", *_flags(epochs=None), "--method", "rdp"]
     assert main(argv) == 3

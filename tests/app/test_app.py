@@ -141,6 +141,25 @@ def test_solve_and_adopt():
     assert at.number_input(key="plan_noise_multiplier").value == solved.noise_multiplier
 
 
+def test_solve_defaults_to_the_best_method_and_names_the_certifying_one():
+    at = _app(epochs=2).run()
+    at.switch_page("app_pages/solve.py").run()
+    assert at.selectbox(key="solve_method").value == "best"
+    at.selectbox(key="solve_target").set_value("epochs")
+    at.number_input(key="solve_epsilon").set_value(1.5)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
+    )
+    solution = dpplan.solve_plan(plan, field="epochs", target_epsilon=1.5)
+    assert at.metric[0].value == f"{solution.plan.epochs:,}"
+    assert at.metric[1].value == _fmt(solution.epsilon)
+    caption = " ".join(c.value for c in at.caption)
+    assert "Certified by " + solution.method.upper() in caption
+    assert "the most favourable method" in caption and "bounded by the target" in caption
+
+
 def test_solve_infeasible_shows_error():
     at = _app(epochs=2).run()
     at.switch_page("app_pages/solve.py").run()
