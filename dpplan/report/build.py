@@ -30,6 +30,7 @@ from dpplan.report.model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
     Accounting,
+    Assumptions,
     BestAtMost,
     Curve,
     Epoch,
@@ -448,6 +449,7 @@ def build_report(
         schema_id=SCHEMA_ID,
         schema_version=SCHEMA_VERSION,
         kind="run" if run is not None else "plan",
+        assumptions=Assumptions.of("run" if run is not None else "plan"),
         title=title
         if title is not None
         else "DP-SGD privacy report" + (f": run {run.id}" if run is not None else ""),
@@ -768,6 +770,7 @@ def build_sweep_report(
         schema_id=SCHEMA_ID,
         schema_version=SCHEMA_VERSION,
         kind="sweep",
+        assumptions=Assumptions.of("sweep"),
         title=title if title is not None else f"DP-SGD frontier report of sweep {sweep_id}",
         notes=notes,
         plan=None,

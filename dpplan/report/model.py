@@ -28,6 +28,7 @@ from dpplan.errors import PlanError
 __all__ = [
     "SCHEMA_ID",
     "SCHEMA_VERSION",
+    "Assumptions",
     "Report",
     "Sweep",
     "report_from_dict",
@@ -38,7 +39,8 @@ __all__ = [
 SCHEMA_ID = "dpplan-report"
 #: Bumped when a field is removed or changes meaning. 2: facts only, prose in templates.
 #: (Sweep reports were added within version 2: a new ``kind``, an optional ``sweep``
-#: section, and the plan-only sections null in a sweep report. Every report stored before
+#: section, and the plan-only sections null in a sweep report. ``assumptions`` was added
+#: too, filled in from ``kind`` where a stored report lacks it. Every report stored before
 #: still validates, so the version stayed.)
 SCHEMA_VERSION = 2
 
@@ -63,6 +65,50 @@ Protocol = Literal["grid", "random_repeats"]
 
 class _Facts(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+#: What the guarantee covers (``Assumptions.covers``): every noisy update, hence every
+#: intermediate model including the checkpoint saved after each epoch; the final model;
+#: anything computed from the models alone.
+Covered = Literal["every_checkpoint", "final_model", "post_processing"]
+#: What the accounting treats as public, unprotected (``Assumptions.public``).
+Public = Literal["dataset_size", "validation_data", "test_data"]
+
+
+class Assumptions(_Facts):
+    """What every ε of the report assumes and covers: facts of dpplan's analysis.
+
+    ``unit``: one training example. ``neighbouring_relation``: two training sets are
+    neighbours if one is the other with one example added or removed. ``sampling``: at each
+    step every training example is included independently with probability ``sample_rate``
+    (Poisson sampling; the accounting's amplification needs it). ``trust_model``: a trusted
+    trainer sees the data; what it releases is protected. ``covers``: the released outputs
+    the guarantee covers. ``public``: what it does not protect: the dataset size always;
+    in a run or sweep the validation and test examples, which are not in the training set,
+    select hyper-parameters and are measured exactly.
+    """
+
+    unit: Literal["example"]
+    neighbouring_relation: Literal["add_or_remove_one_example"]
+    sampling: Literal["poisson"]
+    trust_model: Literal["central"]
+    covers: tuple[Covered, ...]
+    public: tuple[Public, ...]
+
+    @classmethod
+    def of(cls, kind: str) -> Assumptions:
+        """Return the assumptions of a ``"plan"``, ``"run"`` or ``"sweep"`` report."""
+        public: tuple[Public, ...] = ("dataset_size",)
+        if kind != "plan":
+            public += ("validation_data", "test_data")
+        return cls(
+            unit="example",
+            neighbouring_relation="add_or_remove_one_example",
+            sampling="poisson",
+            trust_model="central",
+            covers=("every_checkpoint", "final_model", "post_processing"),
+            public=public,
+        )
 
 
 class Plan(_Facts):
@@ -327,6 +373,8 @@ class Report(_Facts):
     schema_id: Literal["dpplan-report"] = Field(alias="schema")
     schema_version: Literal[2]
     kind: Literal["plan", "run", "sweep"]
+    # Reports stored before this field was added hold the same facts (they never changed).
+    assumptions: Assumptions = Field(default_factory=lambda data: Assumptions.of(data["kind"]))
     title: str
     notes: str | None
     plan: Plan | None

@@ -336,3 +336,57 @@ def test_git_state_names_the_checkout(plan_report):
     else:
         assert len(commit) == 40 and int(commit, 16) >= 0 and isinstance(dirty, bool)
         assert repro.git_commit is not None and len(repro.git_commit) == 40
+
+
+# --- the assumptions are fields (issue 17 item 14), not only prose ---------------------
+
+ASSUMED = {
+    "unit": "example",
+    "neighbouring_relation": "add_or_remove_one_example",
+    "sampling": "poisson",
+    "trust_model": "central",
+    "covers": ["every_checkpoint", "final_model", "post_processing"],
+}
+
+
+def test_plan_and_run_reports_state_their_assumptions_as_fields(plan_report, store):
+    data = json.loads(to_json(plan_report))
+    assert data["assumptions"] == {**ASSUMED, "public": ["dataset_size"]}
+    run = json.loads(to_json(build_run_report(store, stored_run(store, PLAN))))
+    assert run["assumptions"] == {
+        **ASSUMED,
+        "public": ["dataset_size", "validation_data", "test_data"],
+    }
+    jsonschema.validate(run, report_schema())
+
+
+def test_schema_lists_the_assumptions():
+    schema = report_schema()
+    assert schema["properties"]["assumptions"] == {"$ref": "#/$defs/Assumptions"}
+    fields = schema["$defs"]["Assumptions"]
+    assert set(fields["required"]) == {*ASSUMED, "public"}
+    assert fields["properties"]["sampling"]["const"] == "poisson"
+    assert fields["properties"]["neighbouring_relation"]["const"] == "add_or_remove_one_example"
+    broken = {**json.loads(to_json(build_report(PLAN)))}
+    broken["assumptions"] = {**broken["assumptions"], "sampling": "shuffling"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, report_schema())
+
+
+def test_a_stored_report_without_assumptions_gets_those_of_its_kind(plan_report):
+    data = json.loads(to_json(plan_report))
+    del data["assumptions"]
+    assert report_from_dict(data).assumptions == plan_report.assumptions
+
+
+def test_templates_render_the_assumptions_from_the_fields(plan_report):
+    text = to_markdown(plan_report)
+    assert "| Adjacency | add-or-remove one example |" in text
+    assert "| Sampling assumed | Poisson |" in text
+    assert "checkpoint saved after each epoch" in text
+    assert "the dataset size N: the accounting treats it as public" in text
+    fewer = plan_report.assumptions.model_copy(update={"covers": ("final_model",), "public": ()})
+    changed = to_markdown(plan_report.model_copy(update={"assumptions": fewer}))
+    assert "checkpoint saved after each epoch" not in changed
+    assert "the dataset size N" not in changed
+    assert "- the final model" in changed

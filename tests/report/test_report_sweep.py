@@ -369,3 +369,18 @@ def test_app_report_page_offers_the_sweep_report(sweeps, monkeypatch):
     code = at.code[0].value  # the Markdown source
     assert code.startswith(f"# DP-SGD frontier report of sweep {random}")
     assert "Left out on purpose" in code
+
+
+def test_sweep_report_states_its_assumptions_as_fields(grid_report):
+    data = json.loads(to_json(grid_report))
+    assert data["assumptions"] == {
+        "unit": "example",
+        "neighbouring_relation": "add_or_remove_one_example",
+        "sampling": "poisson",
+        "trust_model": "central",
+        "covers": ["every_checkpoint", "final_model", "post_processing"],
+        "public": ["dataset_size", "validation_data", "test_data"],
+    }
+    assert "example-level · add-or-remove adjacency · Poisson sampling · central model" in (
+        to_markdown(grid_report)
+    )
