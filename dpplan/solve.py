@@ -1,7 +1,11 @@
 """Solvers: the noise multiplier, epochs or batch size that meet a target ε.
 
 Each solver returns a **new plan** (``plan.replace(...)``) and guarantees, by recomputing ε
-for the answer with the same method, that it does not exceed the target. The search itself
+for the answer with the same method, that it does not exceed the target. By default
+(``method="best"``) every method is solved and the most favourable plan kept, so the answer
+follows the headline rule (the smallest upper bound wins); :func:`solve_plan` returns a
+:class:`Solution` that also names the certifying method and what bounded the answer (the
+target, a search cap, or the method's own limits). The search itself
 is dp-accounting's ``calibrate_dp_mechanism`` (Brent's method with a final one-sided fix-up),
 driven through the backend's ``fresh()`` accountant, so the ε seen by the search and the ε
 reported for the answer are one computation.
@@ -567,9 +571,14 @@ class Solution:
             )
         if self.bounded_by == "method_limit":
             nearer = "smaller" if self.field == "noise_multiplier" else "larger"
+            others = (
+                "and no other method certifies one"
+                if self.requested_method == BEST
+                else "another method may allow more"
+            )
             return (
                 f"bounded by {self.method}'s limits: it cannot compute ε for a {nearer} "
-                f"{self.field}; another method may allow more"
+                f"{self.field}; {others}"
             )
         return f"bounded by the target: a {_better_word(self.field)} {self.field} exceeds it"
 

@@ -367,7 +367,7 @@ class Report(_Facts):
     early); ``warnings`` are the accountants' and the run's own, as they gave them. A sweep
     report has many plans: ``plan``, ``epochs``, ``total_steps``, ``accounting``,
     ``membership`` and ``tuning`` are None and ``sweep`` holds its facts; in a plan or run
-    report ``sweep`` is None.
+    report ``sweep`` is None. ``assumptions`` states what every ε assumes and covers.
     """
 
     schema_id: Literal["dpplan-report"] = Field(alias="schema")
