@@ -560,3 +560,44 @@ def test_solution_to_dict_is_json_ready():
     assert data["method"] == solution.method and data["requested_method"] == "best"
     assert data["bounded_by"] == "target"
     assert TrainingPlan.from_dict(data["plan"]) == solution.plan
+
+
+@pytest.fixture
+def pld_failing(monkeypatch):
+    """Make the PLD backend fail (AccountingError) for every plan."""
+    backend = get_accountant("pld")
+
+    def compute(self, **_):
+        raise AccountingError("pld accountant failed (test)")
+
+    backend.clear_cache()
+    monkeypatch.setattr(type(backend), "_compute", compute)
+    yield
+    backend.clear_cache()
+
+
+@pytest.mark.usefixtures("pld_failing")
+def test_best_solve_skips_a_failing_method_and_can_pick_prv():
+    solution = solve_plan(SOLVE_SMALL, field="noise_multiplier", target_epsilon=1.5)
+    assert solution.method == "prv"  # PRV certifies less noise than RDP here
+    assert solution.candidates["pld"] is None
+    # Asked at the next better σ than RDP's, PLD could not compute ε: not solved.
+    assert solution.notes["pld"].startswith("not solved: it cannot compute ε at noise_multiplier=")
+    prv_alone = solve_noise_multiplier(SOLVE_SMALL, target_epsilon=1.5, method="prv")
+    assert solution.plan == prv_alone
+    assert solution.candidates["rdp"] > prv_alone.noise_multiplier
+    assert library_epsilon("prv", solution.plan) <= 1.5
+
+
+# q = 0.02 over 2 epochs (100 steps): every method answers in well under a second.
+SOLVE_SMALL = TrainingPlan(
+    dataset_size=1000, batch_size=20, noise_multiplier=1.0, epochs=2, delta=1e-5
+)
+
+
+def test_best_solve_goes_on_when_the_first_method_cannot_answer(rdp_refusing):
+    rdp_refusing.append((0.0, float("inf")))
+    solution = solve_plan(SOLVE_SMALL, field="noise_multiplier", target_epsilon=1.5)
+    assert solution.method == "pld" and solution.candidates["rdp"] is None
+    assert solution.notes["rdp"].startswith("infeasible: no noise_multiplier <= 1000")
+    assert solution.epsilon <= 1.5
