@@ -753,7 +753,11 @@ def solve_plan(
         if best is not None:
             leader, leading = best
             following = _next_value(leading, field)
-            if field != "noise_multiplier" and following > _cap(plan, field)[0]:
+            if (
+                following < NOISE_MULTIPLIER_SEARCH_MIN
+                if field == "noise_multiplier"
+                else following > _cap(plan, field)[0]
+            ):
                 notes[name] = f"not tried: {leader} reached the cap"
                 continue
             step = leading.replace(**{field: following})

@@ -530,6 +530,12 @@ def test_sigma_at_the_search_floor_says_so():
     solution = solve_plan(plan, field="noise_multiplier", target_epsilon=100.0, method="rdp")
     assert solution.plan.noise_multiplier == NOISE_MULTIPLIER_SEARCH_MIN
     assert (solution.bounded_by, solution.limit) == ("cap", NOISE_MULTIPLIER_SEARCH_MIN)
+    best = solve_plan(plan, field="noise_multiplier", target_epsilon=100.0)
+    assert (best.method, best.plan) == ("rdp", solution.plan)
+    assert best.notes == {
+        "pld": "not tried: rdp reached the cap",
+        "prv": "not tried: rdp reached the cap",
+    }
 
 
 def test_answers_bounded_by_the_target_say_so():
