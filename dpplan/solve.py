@@ -570,15 +570,14 @@ class Solution:
                 f"{self.target_epsilon:g}"
             )
         if self.bounded_by == "method_limit":
-            nearer = "smaller" if self.field == "noise_multiplier" else "larger"
             others = (
                 "and no other method certifies one"
                 if self.requested_method == BEST
                 else "another method may allow more"
             )
             return (
-                f"bounded by {self.method}'s limits: it cannot compute ε for a {nearer} "
-                f"{self.field}; {others}"
+                f"bounded by {self.method}'s limits: it cannot compute ε for a "
+                f"{_better_word(self.field)} {self.field}; {others}"
             )
         return f"bounded by the target: a {_better_word(self.field)} {self.field} exceeds it"
 
@@ -677,13 +676,12 @@ def _bound(plan: TrainingPlan, field: str, method: str, target_epsilon: float) -
 
 
 def _prv_margin_warning(target_epsilon: float) -> tuple[str, ...]:
-    from dpplan.accounting.prv import DEFAULT_EPS_ERROR
-
-    if DEFAULT_EPS_ERROR < PRV_MARGIN_WARNING_FRACTION * target_epsilon:
+    margin = get_accountant("prv").eps_error
+    if margin < PRV_MARGIN_WARNING_FRACTION * target_epsilon:
         return ()
     message = (
-        f"prv adds a fixed error margin eps_error={DEFAULT_EPS_ERROR:g} to every upper bound, "
-        f"{DEFAULT_EPS_ERROR / target_epsilon:.0%} of target_epsilon={target_epsilon:g}; "
+        f"prv adds a fixed error margin eps_error={margin:g} to every upper bound, "
+        f"{margin / target_epsilon:.0%} of target_epsilon={target_epsilon:g}; "
         "method='best' (the default) uses whichever method certifies the most favourable plan."
     )
     return (message,)
