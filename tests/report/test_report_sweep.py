@@ -384,3 +384,13 @@ def test_sweep_report_states_its_assumptions_as_fields(grid_report):
     assert "example-level · add-or-remove adjacency · Poisson sampling · central model" in (
         to_markdown(grid_report)
     )
+
+
+def test_sweep_report_words_what_is_public_from_the_field(grid_report):
+    text = to_markdown(grid_report)
+    assert "validation examples: they are never trained on" in text
+    assert "the test examples: the test set never selects" in text
+    private = grid_report.assumptions.model_copy(update={"public": ("dataset_size",)})
+    changed = to_markdown(grid_report.model_copy(update={"assumptions": private}))
+    assert "validation examples: they are never trained on" not in changed
+    assert "the test examples: the test set never selects" not in changed
