@@ -1054,7 +1054,7 @@ class RunStore:
                 "sweep_id",
                 sweep_id,
                 "the id of a stored sweep",
-                "Sweep ids are printed by 'dpplan sweep'.",
+                "List the sweeps and their ids with 'dpplan sweeps'.",
             )
         return row
 
