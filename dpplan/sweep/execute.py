@@ -781,8 +781,9 @@ def _failure(exc: BaseException) -> str:
         exc = cause  # RayTaskError(DataError) -> the DataError the trial raised
     text = f"{type(exc).__name__}: {str(exc).strip()}"
     if len(text) > MAX_ERROR_CHARS:
-        half = MAX_ERROR_CHARS // 2 - 10
-        text = f"{text[:half]} [... {len(text) - 2 * half} characters ...] {text[-half:]}"
+        half = MAX_ERROR_CHARS // 2 - 40  # room for the marker
+        marker = f" [... {len(text) - 2 * half} characters left out ...] "
+        text = f"{text[:half]}{marker}{text[-half:]}"
     return text
 
 
