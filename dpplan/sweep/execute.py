@@ -415,6 +415,81 @@ def _quiet_embedded_start() -> Iterator[None]:
         logger.setLevel(level)
 
 
+#: The reaper of an embedded Ray (stdlib only; run with ``python -c``). It reads its stdin
+#: until the driver closes it or dies (SIGKILL included: the kernel closes the pipe), then
+#: ends those of the given Ray processes that still run (SIGTERM, then SIGKILL after 3 s).
+#: PIDs are checked against their start times, so a reused PID is never signalled.
+_REAPER = """
+import os, signal, sys, time
+def started(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(") ", 1)[-1].split()
+    except OSError:
+        return None
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+targets = [(int(p), s) for p, s in (a.split(":", 1) for a in sys.argv[1:])]
+sys.stdin.buffer.read()
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    alive = [pid for pid, start in targets if started(pid) == start]
+    for pid in alive:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 3.0
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if started(pid) is not None]
+"""
+
+
+def _child_pids() -> set[int]:
+    """Return the PIDs of this process's descendants (empty without psutil)."""
+    try:
+        import psutil  # a dependency of Ray
+    except ImportError:
+        return set()
+    return {child.pid for child in psutil.Process().children(recursive=True)}
+
+
+def _ray_processes(before: set[int]) -> list[tuple[int, str]]:
+    """Return (PID, start time) of this process's descendants started since ``before`` whose
+    command line is Ray's (the embedded cluster's GCS, raylet, agents, monitors)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    from dpplan.store import _process_start
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+        except (psutil.Error, OSError):
+            continue
+        start = _process_start(child.pid)
+        if child.pid not in before and start is not None and "ray" in line:
+            found.append((child.pid, start))
+    return found
+
+
+def _start_reaper(processes: list[tuple[int, str]]) -> Any:
+    """Start the reaper of an embedded Ray's processes (Linux; None elsewhere)."""
+    import subprocess
+    import sys
+
+    if not processes or not os.path.isdir("/proc"):
+        return None
+    return subprocess.Popen(
+        [sys.executable, "-c", _REAPER, *(f"{pid}:{start}" for pid, start in processes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives a signal to the driver's process group
+    )
+
+
 class RayExecutor:
     """Runs trials as Ray tasks, retried when their worker dies.
 
@@ -497,6 +572,7 @@ class RayExecutor:
         self.ship_data = ship_data
         self._num_cpus, self._num_gpus = num_cpus, num_gpus
         self._owns = False
+        self._reaper: Any = None
         self._refs: dict[Any, str] = {}
         self._data_ref = None
         self._remote = None
@@ -508,9 +584,18 @@ class RayExecutor:
             return
         kwargs: dict[str, Any] = {"log_to_driver": False}
         if self.address is None:
-            kwargs.update(include_dashboard=False, num_cpus=self._num_cpus, num_gpus=self._num_gpus)
+            import logging
+
+            kwargs.update(
+                include_dashboard=False,
+                num_cpus=self._num_cpus,
+                num_gpus=self._num_gpus,
+                logging_level=logging.WARNING,
+            )
+            before = _child_pids()
             with _quiet_embedded_start():
                 ray.init(**kwargs)
+            self._reaper = _start_reaper(_ray_processes(before))
         else:
             _probe(self.address)
             seconds = CONNECT_SECONDS
@@ -645,6 +730,13 @@ class RayExecutor:
         if self._owns:
             self.ray.shutdown()
             self._owns = False
+        if self._reaper is not None:
+            self._reaper.stdin.close()  # the reaper ends whatever Ray left running
+            try:
+                self._reaper.wait(timeout=10)
+            except Exception:  # noqa: BLE001, S110 - it runs on in its own session
+                pass
+            self._reaper = None
 
 
 # -- the driver --------------------------------------------------------------------------------
