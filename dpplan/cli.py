@@ -816,6 +816,15 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     ship = not args.worker_data
     if args.local:
+        for flag in _given_flags(getattr(args, "argv", ())):
+            if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
+                field = flag[2:].replace("-", "_")
+                raise PlanError(
+                    field,
+                    getattr(args, field),
+                    "omitted with --local",
+                    "--local runs the trials one at a time in this process, without Ray.",
+                )
         executor: Any = LocalExecutor(ship_data=ship)
     else:
         executor = RayExecutor(  # refuses first (exit 2): Ray missing, bad address or counts

@@ -106,6 +106,8 @@ def _grpc_missing() -> bool:
         (["--ray-address", "127.0.0.1:notaport"], "ray_address", "port in [1, 65535]"),
         (["--ray-address", "127.0.0.1:6379", "--num-cpus", "2"], "num_cpus", "existing cluster"),
         (["--ray-address", "CLOSED"], "ray_address", "ray start --head"),
+        (["--local", "--num-cpus", "0"], "num_cpus", "omitted with --local"),
+        (["--local", "--ray-address=auto"], "ray_address", "omitted with --local"),
         pytest.param(
             ["--ray-address", "ray://127.0.0.1:10001"],
             "ray_address",
@@ -314,14 +316,14 @@ def test_resume_refuses_flags_that_differ_from_the_stored_sweep(capsys, store, t
     sweep_id = _fake_sweep(store, tiny_options)
     argv = ["sweep", "--local", "--resume", str(sweep_id), "--json"]
     changed = ["--epsilons", "3", "--seeds=0,1", "--one-cycle-lrs", "0.5,1,2", "--subset", "900"]
-    allowed = ["--data-dir", str(tiny_options.data_dir), "--num-cpus", "1"]
+    allowed = ["--data-dir", str(tiny_options.data_dir), "--worker-data"]
     assert main([*argv, *changed, *allowed]) == 2
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["field"] == "resume"
     for flag in ("--epsilons 3", "--seeds 0,1", "--one-cycle-lrs 0.5,1,2", "--subset 900"):
         assert flag in error["message"]
     assert "--data-dir" not in error["message"].split("these differ")[1].split(". Leave")[0]
-    assert "--num-cpus" not in error["message"].split("these differ")[1].split(". Leave")[0]
+    assert "--worker-data" not in error["message"].split("these differ")[1].split(". Leave")[0]
     # The same values as stored (written differently) are no change: the sweep resumes.
     same = ["--epsilons", "2.0", "--seeds", "0", "--one-cycle-lrs", "0.5,1", "--subset", "2000"]
     assert main([*argv, *same, *allowed]) == 0
