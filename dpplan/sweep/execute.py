@@ -342,11 +342,15 @@ def _bounded_connect(address: str, seconds: float) -> Iterator[None]:
         return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
+
+    def leave(signum: int, _frame: Any) -> None:
+        sys.exit(128 + signum)
+
     handlers = {}
     for number in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(number) in (signal.SIG_DFL, None):
             # A Python-level handler is needed for the wakeup fd to see the signal.
-            handlers[number] = signal.signal(number, lambda signum, _: sys.exit(128 + signum))
+            handlers[number] = signal.signal(number, leave)
     previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     done = threading.Event()
 
@@ -387,7 +391,7 @@ def _bounded_connect(address: str, seconds: float) -> Iterator[None]:
         done.set()
         signal.set_wakeup_fd(previous)
         for number, handler in handlers.items():
-            if signal.getsignal(number) is not signal.SIG_IGN:
+            if signal.getsignal(number) is leave:  # Ray's own handler (set by init) stays
                 signal.signal(number, handler)
         watcher.join(timeout=1.0)
         reader.close()
@@ -610,12 +614,21 @@ class RayExecutor:
             with _bounded_connect(self.address, seconds):
                 try:
                     ray.init(address=self.address, **kwargs)
-                except ConnectionError as exc:
+                except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+                    # e.g. no cluster for "auto", or the cluster wants a token this process lacks
+                    token = ""
+                    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+                        token = (
+                            " If the cluster uses token authentication ('ray start' enables "
+                            "it by default), set RAY_AUTH_MODE=token for this command (the "
+                            "token comes from $RAY_AUTH_TOKEN or ~/.ray/auth_token)."
+                        )
                     raise PlanError(
                         "ray_address",
                         self.address,
-                        "the address of a running Ray cluster",
-                        f"Ray could not connect: {exc}. {_START_CLUSTER_HINT}",
+                        "the address of a running Ray cluster this process can join",
+                        f"Ray could not connect: {type(exc).__name__}: {exc}.{token} "
+                        + _START_CLUSTER_HINT,
                     ) from None
         self._owns = True
 
