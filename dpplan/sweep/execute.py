@@ -14,6 +14,14 @@ Workers never touch the driver's disk.
 * :class:`LocalExecutor`: the same trials sequentially in this process (tests, and the
   benchmark of Ray's overhead).
 
+Starting is checked before anything is stored: bad counts and malformed addresses are
+refused when the executor is built, an address where nothing listens by a short TCP probe,
+and a connection that hangs after :data:`CONNECT_SECONDS` (SIGTERM and SIGINT end it at
+once); :func:`create_sweep` stores the sweep only after the executor is prepared. The
+embedded Ray keeps Ray's token authentication without its notices, and a small reaper
+process ends its processes when the driver ends, even by SIGKILL (Ray alone leaves its
+agents running for about a minute; its session folder under ``/tmp/ray`` stays, as always).
+
 A killed driver loses at most the trials in flight: ``resume_sweep`` (``dpplan sweep
 --resume ID``) runs only the trials without an outcome. Ray is an optional extra; without
 it, :func:`import_ray` raises :class:`~dpplan.errors.PlanError` naming ``pip install -e
@@ -39,6 +47,9 @@ from dpplan.sweep.spec import SweepSpec
 from dpplan.sweep.tuning import tuning_cost
 
 __all__ = [
+    "CONNECT_SECONDS",
+    "CONNECT_SECONDS_ENV",
+    "MAX_ERROR_CHARS",
     "RAY_ADDRESS_ENV",
     "RAY_HINT",
     "LocalExecutor",
