@@ -369,3 +369,13 @@ def test_app_report_page_offers_the_sweep_report(sweeps, monkeypatch):
     code = at.code[0].value  # the Markdown source
     assert code.startswith(f"# DP-SGD frontier report of sweep {random}")
     assert "Left out on purpose" in code
+
+
+def test_one_seed_shows_that_no_spread_was_measured(tmp_path):
+    store = RunStore(tmp_path / "home")
+    sweep_id = store_fake_sweep(store, SweepSpec(**{**GRID, "seeds": (0,)}), _accuracy)
+    report = build_sweep_report(store, sweep_id)
+    points = [*report.sweep.points, *(p for c in report.sweep.curves for p in c.points)]
+    assert points and all(p.test_accuracy_std is None for p in points)
+    for text in (to_markdown(report), to_html(report)):
+        assert "no spread measured" in text and "± 0.00%" not in text
