@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 invalid input (``error: <field>=<value> ...`` on stderr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -82,6 +83,19 @@ def _run_id(field: str, text: str) -> int:
         f"a run id, a whole number in [1, {_MAX_RUN_ID}]",
         "List the runs and their ids with 'dpplan runs'.",
     )
+
+
+def _sweep_id(field: str, text: str) -> int:
+    """Parse a sweep id: decimal digits only, like a run id."""
+    try:
+        return _run_id(field, text)
+    except PlanError:
+        raise PlanError(
+            field,
+            text,
+            f"a sweep id, a whole number in [1, {_MAX_RUN_ID}]",
+            "List the sweeps and their ids with 'dpplan sweeps'.",
+        ) from None
 
 
 _PLAN_HELP = {
@@ -646,11 +660,17 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
     def row(point: dict[str, Any]) -> str:
         plan, schedule = point["plan"], point["schedule"]
         lr = schedule.get("max_lr", schedule.get("lr"))
+        # One seed measures no spread: say so instead of printing "± 0.00%".
+        spread = (
+            f"± {point['test_accuracy_std']:.2%}"
+            if len(point["seeds"]) > 1
+            else "(1 seed: no spread measured)"
+        )
         return (
             f"  {point['target_epsilon']:8g} {_fmt(point['epsilon']):>8} "
             f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
-            f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} ± "
-            f"{point['test_accuracy_std']:.2%}  {','.join(map(str, point['seeds']))}"
+            f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} "
+            f"{spread}  {','.join(map(str, point['seeds']))}"
         )
 
     lines += [row(point) for point in result["points"]] or ["  (no point yet)"]
@@ -676,6 +696,15 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
             text += f", repeat-and-select ε = {_fmt(row_['repeat_and_select_epsilon'])}"
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
+    failures = result.get("failures", [])
+    if failures:
+        lines += ["", f"failed trials ({len(failures)}):"]
+        for failure in failures:
+            run = f" (run {failure['run_id']})" if failure.get("run_id") is not None else ""
+            lines.append(f"  {failure['key']}{run}:")
+            lines += [
+                f"    {line}" for line in (failure["error"] or "no error recorded").splitlines()
+            ]
     if "repeat_and_select_epsilon" in tuning:
         lines.append(
             "  keep private: the number of runs and trials and the composed ε above "
@@ -686,15 +715,131 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: ``dpplan sweep`` flags that may differ on ``--resume``: where the data is read and how the
+#: trials run (not what they train).
+_RESUME_MAY_CHANGE = frozenset(
+    {
+        "--resume",
+        "--data-dir",
+        "--threads",
+        "--json",
+        "--local",
+        "--ray-address",
+        "--gpus-per-trial",
+        "--cpus-per-trial",
+        "--num-cpus",
+        "--worker-data",
+    }
+)
+#: ``dpplan sweep`` flag -> (stored spec field, or "options.FIELD"; how the flag's text is read).
+_SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "--epsilons": ("target_epsilons", lambda t: sorted(map(float, _numbers("epsilons", t)))),
+    "--batch-sizes": ("batch_sizes", lambda t: _numbers("batch_sizes", t)),
+    "--epochs": ("epochs", lambda t: _numbers("epochs", t)),
+    "--delta": ("delta", lambda t: float(_number("delta", t))),
+    "--max-grad-norm": ("max_grad_norm", lambda t: float(_number("max_grad_norm", t))),
+    "--schedules": ("schedules", lambda t: [k.strip() for k in t.split(",") if k.strip()]),
+    "--one-cycle-lrs": ("one_cycle_lrs", lambda t: list(map(float, _numbers("lr", t)))),
+    "--plateau-lrs": ("plateau_lrs", lambda t: list(map(float, _numbers("lr", t)))),
+    "--constant-lrs": ("constant_lrs", lambda t: list(map(float, _numbers("lr", t)))),
+    "--seeds": ("seeds", lambda t: _numbers("seeds", t)),
+    "--random-repeats": ("random_repeats", lambda t: float(_number("random_repeats", t))),
+    "--method": ("method", str),
+    "--model": ("options.model", str),
+    "--activation": ("options.activation", str),
+    "--device": ("options.device", str),
+    "--engine": ("options.engine", str),
+    "--validation-size": ("options.validation_size", lambda t: _number("validation_size", t)),
+    "--subset": ("options.subset", lambda t: _number("subset", t)),
+    "--test-subset": ("options.test_subset", lambda t: _number("test_subset", t)),
+}
+
+
+#: ``dpplan train`` flags a sweep refuses (it takes --seeds and --epsilons, and is private).
+_NOT_SWEEP_FLAGS = ("--seed", "--target-epsilon", "--non-private", "--reproducible")
+
+
+def _given_flags(argv: Sequence[str]) -> list[str]:
+    """Return the sweep's long flags given on the command line, once each, in order.
+
+    ``--a=b`` counts as ``--a``; an abbreviation argparse accepted (``--epsil``) is
+    expanded to the one known flag it starts.
+    """
+    known = [*_SWEEP_FLAGS, *_RESUME_MAY_CHANGE, *_NOT_SWEEP_FLAGS]
+    flags = []
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        flag = token.split("=", 1)[0]
+        if flag not in known:
+            matches = [name for name in known if name.startswith(flag)]
+            flag = matches[0] if len(matches) == 1 else flag
+        flags.append(flag)
+    return list(dict.fromkeys(flags))
+
+
+def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[str, Any]) -> None:
+    """Refuse flags given with ``--resume`` whose value differs from the stored sweep.
+
+    A resumed sweep runs the stored grid and options; only where the data is read and how
+    the trials run may change. Every differing flag is named at once.
+
+    Raises:
+        PlanError: (field ``resume``) naming each flag, its value and the stored one.
+    """
+    changed = []
+    for flag in _given_flags(getattr(args, "argv", ())):
+        if flag in _RESUME_MAY_CHANGE:
+            continue
+        text = getattr(args, flag[2:].replace("-", "_"), None)
+        if flag not in _SWEEP_FLAGS:
+            changed.append(f"{flag} (not a sweep setting)")
+            continue
+        field, read = _SWEEP_FLAGS[flag]
+        stored: Any = spec
+        for part in field.split("."):
+            stored = stored.get(part) if isinstance(stored, dict) else None
+        if field == "target_epsilons" and isinstance(stored, list):
+            stored = sorted(map(float, stored))
+        elif field.endswith("_lrs") and isinstance(stored, list):
+            stored = list(map(float, stored))
+        if text is None or read(text) != stored:
+            shown = (
+                ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in stored)
+                if isinstance(stored, list)
+                else stored
+            )
+            changed.append(f"{flag} {text} (sweep {sweep_id} has {shown})")
+    if changed:
+        raise PlanError(
+            "resume",
+            sweep_id,
+            "given without flags that change the stored sweep",
+            "A resumed sweep runs its stored grid and options; these differ: "
+            + "; ".join(changed)
+            + ". Leave them out to resume, or start a new sweep without --resume (only "
+            "--data-dir and the execution flags may change).",
+        )
+
+
 def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
-    from dpplan.sweep import LocalExecutor, RayExecutor, create_sweep, run_sweep
+    from dpplan.sweep import LocalExecutor, RayExecutor, SweepSpec, create_sweep, run_sweep
 
     ship = not args.worker_data
     if args.local:
+        for flag in _given_flags(getattr(args, "argv", ())):
+            if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
+                field = flag[2:].replace("-", "_")
+                raise PlanError(
+                    field,
+                    getattr(args, field),
+                    "omitted with --local",
+                    "--local runs the trials one at a time in this process, without Ray.",
+                )
         executor: Any = LocalExecutor(ship_data=ship)
     else:
-        executor = RayExecutor(  # refuses first (exit 2) when Ray is missing
+        executor = RayExecutor(  # refuses first (exit 2): Ray missing, bad address or counts
             address=args.ray_address,
             gpus_per_trial=None
             if args.gpus_per_trial is None
@@ -704,11 +849,27 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             ship_data=ship,
         )
     store = RunStore()
-    if args.resume is not None:
-        sweep_id = _run_id("resume", args.resume)
-        store.get_sweep(sweep_id)
-    else:
-        sweep_id = create_sweep(_sweep_spec(args), store=store)
+    data_dir = None
+    try:
+        if args.resume is not None:
+            sweep_id = _sweep_id("resume", args.resume)
+            record = store.get_sweep(sweep_id)
+            if record.status == "running":  # refuse before anything starts or is printed
+                store.claim_sweep(sweep_id)  # raises, naming the live driver
+            _refuse_changed_flags(args, sweep_id, record.spec)
+            spec = SweepSpec.from_dict(record.spec)
+            if args.data_dir is not None:
+                data_dir = args.data_dir
+                spec = dataclasses.replace(
+                    spec, options=dataclasses.replace(spec.options, data_dir=data_dir)
+                )
+            executor.prepare(spec.options)  # Ray up (or refused) before "resumed"
+        else:
+            # Solved, then the executor started, then stored: a refused start stores nothing.
+            sweep_id = create_sweep(_sweep_spec(args), store=store, executor=executor)
+    except BaseException:
+        executor.close()
+        raise
     print(
         f"sweep {sweep_id} {'resumed' if args.resume else 'created'} on {executor.name} "
         f"(dpplan frontier {sweep_id} shows it)",
@@ -716,7 +877,9 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         flush=True,
     )
     progress = _sweep_progress() if not args.json or sys.stderr.isatty() else None
-    result = run_sweep(sweep_id, store=store, executor=executor, on_progress=progress)
+    result = run_sweep(
+        sweep_id, store=store, executor=executor, on_progress=progress, data_dir=data_dir
+    )
     if progress is not None and sys.stderr.isatty():
         print(file=sys.stderr)
     out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
@@ -727,9 +890,101 @@ def _cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
     from dpplan.sweep import frontier_result
 
-    result = frontier_result(RunStore(), _run_id("sweep_id", args.sweep_id))
+    result = frontier_result(RunStore(), _sweep_id("sweep_id", args.sweep_id))
     out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
     return EXIT_OK
+
+
+def _grid_text(spec: dict[str, Any]) -> str:
+    """Return a sweep's grid in a few words: ``ε 1,3 × B 256 × E 1 × one_cycle 3 LRs ...``."""
+
+    def values(key: str) -> str:
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in spec.get(key, []))
+
+    kinds = " ".join(
+        f"{kind} {len(spec.get(f'{kind}_lrs', []))} LRs" for kind in spec.get("schedules", [])
+    )
+    text = (
+        f"ε {values('target_epsilons')} × B {values('batch_sizes')} × E {values('epochs')} "
+        f"× {kinds} × {len(spec.get('seeds', []))} seeds"
+    )
+    if spec.get("random_repeats") is not None:
+        text += f" (random, mean {spec['random_repeats']:g})"
+    return text
+
+
+def _sweep_summary(record: Any) -> dict[str, Any]:
+    from dpplan.sweep import SweepSpec
+    from dpplan.sweep.protocol import planned_trials
+
+    try:
+        planned: int | None = planned_trials(SweepSpec.from_dict(record.spec), record.draws)
+    except (DpplanError, KeyError, TypeError):
+        planned = None  # a spec this version cannot read; the rest is still shown
+    return {
+        "sweep_id": record.id,
+        "status": record.status,
+        "grid": _grid_text(record.spec),
+        "spec": record.spec,
+        "trials": {
+            "planned": planned,
+            "finished": sum(1 for t in record.trials if t.status == "finished"),
+            "failed": sum(1 for t in record.trials if t.status == "failed"),
+        },
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "error": record.error,
+    }
+
+
+def _cmd_sweeps(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    import time
+
+    from dpplan.store import RunStore
+
+    store = RunStore()
+    sweeps = [_sweep_summary(record) for record in store.list_sweeps()]
+    if args.json:
+        out(_dump({"sweeps": sweeps, "store": str(store.path)}))
+        return EXIT_OK
+    lines = [
+        f"store: {store.path}",
+        "   id  status       done  failed  planned  created           grid",
+    ]
+    for sweep in sweeps:
+        trials = sweep["trials"]
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(sweep["created_at"]))
+        planned = "?" if trials["planned"] is None else trials["planned"]
+        lines.append(
+            f"{sweep['sweep_id']:5d}  {sweep['status']:<11} {trials['finished']:5d} "
+            f"{trials['failed']:7d} {planned:>8}  {created}  {sweep['grid']}"
+        )
+    if not sweeps:
+        lines.append("  (no sweep yet: start one with 'dpplan sweep')")
+    else:
+        lines.append("a sweep's frontier: dpplan frontier SWEEP_ID")
+    out("\n".join(lines))
+    return EXIT_OK
+
+
+def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
+    """Return the sweep trial a run belongs to (sweep id, key, status, error), if any."""
+    group = run.group_id or ""
+    if not (group.startswith("sweep-") and group[6:].isdigit()):
+        return None
+    try:
+        record = store.get_sweep(int(group[6:]))
+    except PlanError:
+        return None
+    for trial in record.trials:
+        if trial.run_id == run.id:
+            return {
+                "sweep_id": record.id,
+                "key": trial.key,
+                "status": trial.status,
+                "error": trial.error,
+            }
+    return None
 
 
 def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -747,7 +1002,19 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             out(_dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
             return EXIT_OK
         run = store.get_run(run_id)
-        out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
+        trial = _sweep_trial_of(store, run)
+        if args.json:
+            data = run.to_dict()
+            if trial is not None:
+                data["sweep_trial"] = trial
+            out(_dump(data))
+            return EXIT_OK
+        lines = _run_summary(run)
+        if trial is not None:
+            lines.append(f"  sweep {trial['sweep_id']} trial {trial['key']}: {trial['status']}")
+            if trial["error"]:
+                lines += [f"    {line}" for line in trial["error"].splitlines()]
+        out("\n".join(lines))
         return EXIT_OK
     runs = store.list_runs()
     if args.json:
@@ -810,7 +1077,10 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 "Pass the folder of the run store (DPPLAN_HOME).",
             )
         report = build_sweep_report(
-            RunStore(args.home), _run_id("sweep", args.sweep), title=args.title, notes=args.notes
+            RunStore(args.home),
+            _sweep_id("sweep", args.sweep),
+            title=args.title,
+            notes=args.notes,
         )
     elif args.run is not None:
         if plan_flags:
@@ -1135,6 +1405,8 @@ def _build_parser() -> _Parser:
     _add_run_flags(cmp_)
     cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
 
+    from dpplan.sweep.spec import DEFAULT_CONSTANT_LRS, DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
+
     swp = commands.add_parser(
         "sweep",
         help="the ε-vs-accuracy frontier: plans solved per target ε, schedules tuned, on Ray",
@@ -1156,9 +1428,22 @@ def _build_parser() -> _Parser:
         default="one_cycle,plateau",
         help="schedules to tune (one_cycle, plateau, constant)",
     )
-    swp.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
-    swp.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
-    swp.add_argument("--constant-lrs", default="0.1,0.5", help="constant LR grid")
+    swp.add_argument(
+        "--one-cycle-lrs",
+        default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
+        help="one-cycle peak LR grid (default: the peaks the notebooks selected; the "
+        "published 15.62 diverges in this set-up)",
+    )
+    swp.add_argument(
+        "--plateau-lrs",
+        default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
+        help="plateau start LR grid",
+    )
+    swp.add_argument(
+        "--constant-lrs",
+        default=",".join(f"{lr:g}" for lr in DEFAULT_CONSTANT_LRS),
+        help="constant LR grid",
+    )
     swp.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
     swp.add_argument(
         "--random-repeats",
@@ -1172,7 +1457,8 @@ def _build_parser() -> _Parser:
         "--resume",
         default=None,
         metavar="SWEEP_ID",
-        help="continue a sweep: run only the trials without an outcome",
+        help="continue a sweep (ids: 'dpplan sweeps'): run only the trials without an "
+        "outcome; flags that change its grid or options are refused",
     )
     ray_ = swp.add_argument_group("execution")
     ray_.add_argument(
@@ -1208,9 +1494,19 @@ def _build_parser() -> _Parser:
     swp.set_defaults(handler=_cmd_sweep)
 
     frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")
-    frt.add_argument("sweep_id", metavar="SWEEP_ID", help="the sweep's id")
+    frt.add_argument(
+        "sweep_id", metavar="SWEEP_ID", help="the sweep's id, as listed by 'dpplan sweeps'"
+    )
     frt.add_argument("--json", action="store_true", help="print JSON")
     frt.set_defaults(handler=_cmd_frontier)
+
+    sws = commands.add_parser(
+        "sweeps",
+        help="list the stored sweeps (id, status, grid, trials done/failed, created)",
+        description="List every stored sweep, newest first. 'dpplan frontier SWEEP_ID' shows one.",
+    )
+    sws.add_argument("--json", action="store_true", help="print JSON")
+    sws.set_defaults(handler=_cmd_sweeps)
 
     app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
     app.add_argument("--port", default="8501", help="port to serve on (default 8501)")
@@ -1333,6 +1629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("always", UserWarning)
         try:
             args = parser.parse_args(argv)
+            args.argv = argv  # which flags were given (``sweep --resume`` refuses changed ones)
             code = args.handler(args, out)
         except _UsageError as exc:
             code = fail(EXIT_INVALID, {"type": "UsageError", "message": str(exc)})

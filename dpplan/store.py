@@ -322,6 +322,20 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
 
 
+def _create_schema(connection: sqlite3.Connection) -> None:
+    """Create the tables of a new store, or add what an older store lacks."""
+    connection.executescript(_SCHEMA)
+    present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    present = {row["name"] for row in connection.execute("PRAGMA table_info(epochs)")}
+    for name, kind in _ADDED_EPOCH_COLUMNS:
+        if name not in present:
+            connection.execute(f"ALTER TABLE epochs ADD COLUMN {name} {kind}")
+    connection.executescript(_SWEEP_SCHEMA)
+
+
 #: Heartbeat threads of this process, by (database path, run id).
 _LEASES: dict[tuple[str, int], threading.Event] = {}
 _LEASES_LOCK = threading.Lock()
@@ -338,9 +352,13 @@ class RunStore:
         read_only: True when the folder or database file is not writable; the store is then
             opened read-only (listing and showing work, writing raises :class:`StoreError`).
 
+    A store that does not exist is created by its first write (folder and file); reading it
+    (listing, showing, a failed lookup) finds it empty and creates nothing.
+
     Raises:
         StoreError: if ``home`` is a file, ``runs.sqlite3`` is a folder or is damaged or not
-            a database, or the store does not exist and cannot be created.
+            a database, or the store does not exist in a read-only folder (a write to a
+            store that does not exist and cannot be created raises it too).
     """
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
@@ -356,35 +374,41 @@ class RunStore:
                 f"the run store {self.path} is not a file (a folder is in its place). Move "
                 "it away, or set DPPLAN_HOME to another folder."
             )
-        if not self.home.exists():
-            try:
-                self.home.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot create the dpplan home {self.home}: {exc}. Set DPPLAN_HOME to "
-                    "a folder you can write to."
-                ) from exc
-        self.read_only = not _writable(self.home) or (
-            self.path.exists() and not _writable(self.path)
+        # A store that does not exist yet is created by the first write, never by a read:
+        # listing, showing and failed lookups leave no folder or file behind.
+        self.read_only = self.home.exists() and (
+            not _writable(self.home) or (self.path.exists() and not _writable(self.path))
         )
         if self.read_only and not self.path.exists():
             raise StoreError(
                 f"there is no run store at {self.path}, and {self.home} is read-only so "
                 "none can be created. Set DPPLAN_HOME to a folder you can write to."
             )
-        with self._connect() as connection:
-            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            if not self.read_only:
-                connection.executescript(_SCHEMA)
-                present = {row["name"] for row in connection.execute("PRAGMA table_info(runs)")}
-                for name, kind in _ADDED_COLUMNS:
-                    if name not in present:
-                        connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-                present = {row["name"] for row in connection.execute("PRAGMA table_info(epochs)")}
-                for name, kind in _ADDED_EPOCH_COLUMNS:
-                    if name not in present:
-                        connection.execute(f"ALTER TABLE epochs ADD COLUMN {name} {kind}")
-                connection.executescript(_SWEEP_SCHEMA)
+        if self.path.exists():
+            with self._connect() as connection:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if not self.read_only:
+                    _create_schema(connection)
+
+    def _create(self) -> None:
+        """Create the home folder and the database (the first write of a new store)."""
+        if self.path.exists():
+            return
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the dpplan home {self.home}: {exc}. Set DPPLAN_HOME to "
+                "a folder you can write to."
+            ) from exc
+        if not _writable(self.home):
+            self.read_only = True
+            raise StoreError(
+                f"there is no run store at {self.path}, and {self.home} is read-only so "
+                "none can be created. Set DPPLAN_HOME to a folder you can write to."
+            )
+        with self._connect(create=True) as connection:
+            _create_schema(connection)
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
         text = str(exc)
@@ -407,7 +431,17 @@ class RunStore:
         )
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        if not create and not self.path.exists():
+            # Reading a store that does not exist: an empty one, in memory (nothing created).
+            connection = sqlite3.connect(":memory:", isolation_level=None)
+            try:
+                connection.row_factory = sqlite3.Row
+                connection.executescript(_SCHEMA + _SWEEP_SCHEMA)
+                yield connection
+            finally:
+                connection.close()
+            return
         uri = f"{self.path.resolve().as_uri()}?mode={'ro' if self.read_only else 'rwc'}"
         if self.read_only and not _writable(self.home) and not Path(f"{self.path}-wal").exists():
             # SQLite cannot create the WAL index in a read-only folder; with no WAL file
@@ -437,6 +471,7 @@ class RunStore:
                 f"{self.home} and the file writable, or set DPPLAN_HOME to a folder you can "
                 "write to."
             )
+        self._create()
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -1019,7 +1054,7 @@ class RunStore:
                 "sweep_id",
                 sweep_id,
                 "the id of a stored sweep",
-                "Sweep ids are printed by 'dpplan sweep'.",
+                "List the sweeps and their ids with 'dpplan sweeps'.",
             )
         return row
 

@@ -157,3 +157,38 @@ def test_run_ids_are_whole_numbers_in_the_python_api(tmp_path, bad):
         assert info.value.field == "run_id"
     assert store.get_run(run_id).status == "finished"  # nothing was touched
     assert store.get_run(1.0).id == run_id  # an integral float is the same id
+
+
+def test_reading_a_store_that_does_not_exist_creates_nothing(tmp_path):
+    home = tmp_path / "not" / "yet"
+    store = RunStore(home)
+    assert store.list_runs() == [] and store.list_sweeps() == []
+    with pytest.raises(PlanError, match="run_id"):
+        store.get_run(1)
+    with pytest.raises(PlanError, match="sweep_id"):
+        store.get_sweep(2)
+    assert not (tmp_path / "not").exists()  # no folder, no database
+    run_id = _create(store)  # the first write creates both
+    assert store.path.is_file() and RunStore(home).get_run(run_id).status == "running"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["runs"], 0),
+        (["runs", "show", "3"], 2),
+        (["frontier", "2"], 2),
+        (["sweeps"], 0),
+        (["sweep", "--local", "--resume", "2"], 2),
+        (["report", "--run", "1"], 2),
+    ],
+)
+def test_read_only_commands_and_failed_lookups_create_no_store(argv, code, tmp_path, monkeypatch):
+    from dpplan.cli import main
+
+    monkeypatch.delenv("DPPLAN_HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_home() == tmp_path / ".local" / "share" / "dpplan"
+    assert main(argv) == code
+    assert not (tmp_path / ".local").exists()

@@ -589,7 +589,10 @@ def _frontier_point(point: dict[str, Any], alone: dict[str, Any] | None = None) 
         schedule=_jsonable(point["schedule"]),
         validation_accuracy=point["validation_accuracy"],
         test_accuracy_mean=shown["test_accuracy_mean"],
-        test_accuracy_std=None if alone is not None else point["test_accuracy_std"],
+        # One seed measures no spread: None (shown as such), never a spread of 0.
+        test_accuracy_std=None
+        if alone is not None or len(point["seeds"]) < 2
+        else point["test_accuracy_std"],
         seeds=tuple(shown["seeds"][:1] if alone is not None else shown["seeds"]),
         run_ids=None if alone is not None else tuple(point["run_ids"]),
     )

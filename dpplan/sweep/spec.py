@@ -21,7 +21,14 @@ from dpplan import _validate
 from dpplan.errors import PlanError
 from dpplan.train.specs import MAX_LR, SCHEDULES, RunOptions, training_set_size
 
-__all__ = ["MAX_GRID_VALUES", "MAX_TRIALS", "SweepSpec"]
+__all__ = [
+    "DEFAULT_CONSTANT_LRS",
+    "DEFAULT_ONE_CYCLE_LRS",
+    "DEFAULT_PLATEAU_LRS",
+    "MAX_GRID_VALUES",
+    "MAX_TRIALS",
+    "SweepSpec",
+]
 
 #: Most values in one grid (target ε, batch sizes, epochs, learning rates of a schedule, seeds).
 MAX_GRID_VALUES = 32
@@ -33,6 +40,15 @@ MAX_TRIALS = 2000
 _MAX_TARGET_EPSILON = 100.0
 #: Largest mean number of trials of the repeat-and-select protocol.
 _MAX_RANDOM_REPEATS = 1000.0
+
+#: Default learning-rate grids, from what the notebooks and benchmarks measured on MNIST with
+#: the seed network (notebook 02, BENCHMARKS.md "Accuracy evidence"): one-cycle peaks 0.5
+#: (4 epochs) and 2 (1 epoch) were selected, plateau starts 1 and 2. The super-convergence
+#: study's peak 15.62 diverges in this set-up (notebook 02: 11.4% after one epoch), so it is
+#: not a default; give it with ``one_cycle_lrs`` to try it.
+DEFAULT_ONE_CYCLE_LRS = (0.5, 1.0, 2.0)
+DEFAULT_PLATEAU_LRS = (0.5, 1.0, 2.0)
+DEFAULT_CONSTANT_LRS = (0.1, 0.5)
 
 _LR_FIELDS = {"one_cycle": "one_cycle_lrs", "plateau": "plateau_lrs", "constant": "constant_lrs"}
 
@@ -64,8 +80,10 @@ class SweepSpec:
         epochs: numbers of epochs E, distinct, each in [1, 10000].
         schedules: schedule kinds to tune, distinct, from ``"one_cycle"``, ``"plateau"``,
             ``"constant"``.
-        one_cycle_lrs: peak learning rates tried for ``one_cycle`` (if it is a schedule).
-        plateau_lrs: starting learning rates tried for ``plateau``.
+        one_cycle_lrs: peak learning rates tried for ``one_cycle`` (if it is a schedule);
+            default :data:`DEFAULT_ONE_CYCLE_LRS` (measured, see there).
+        plateau_lrs: starting learning rates tried for ``plateau``; default
+            :data:`DEFAULT_PLATEAU_LRS`.
         constant_lrs: learning rates tried for ``constant``.
         seeds: model-initialisation seeds, distinct, >= 0. The first selects each learning
             rate (on validation accuracy); the selected configuration is repeated with the
@@ -101,9 +119,9 @@ class SweepSpec:
     batch_sizes: tuple[int, ...]
     epochs: tuple[int, ...]
     schedules: tuple[str, ...] = ("one_cycle", "plateau")
-    one_cycle_lrs: tuple[float, ...] = (1.0, 4.0, 15.62)
-    plateau_lrs: tuple[float, ...] = (0.05, 0.2, 0.8)
-    constant_lrs: tuple[float, ...] = (0.1, 0.5)
+    one_cycle_lrs: tuple[float, ...] = DEFAULT_ONE_CYCLE_LRS
+    plateau_lrs: tuple[float, ...] = DEFAULT_PLATEAU_LRS
+    constant_lrs: tuple[float, ...] = DEFAULT_CONSTANT_LRS
     seeds: tuple[int, ...] = (0, 1, 2)
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
     method: str = "prv"

@@ -38,6 +38,7 @@ def ensure_worker(store: RunStore) -> bool:
     """Start a worker process if none is running; return True if one was started."""
     if worker_running(store):
         return False
+    store.home.mkdir(parents=True, exist_ok=True)  # a store is created by its first write
     log = open(store.home / "worker.log", "ab")  # noqa: SIM115 - handed to the child
     env = dict(os.environ, DPPLAN_HOME=str(store.home))
     child = subprocess.Popen(

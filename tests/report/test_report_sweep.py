@@ -394,3 +394,13 @@ def test_sweep_report_words_what_is_public_from_the_field(grid_report):
     changed = to_markdown(grid_report.model_copy(update={"assumptions": private}))
     assert "validation examples: they are never trained on" not in changed
     assert "the test examples: the test set never selects" not in changed
+
+
+def test_one_seed_shows_that_no_spread_was_measured(tmp_path):
+    store = RunStore(tmp_path / "home")
+    sweep_id = store_fake_sweep(store, SweepSpec(**{**GRID, "seeds": (0,)}), _accuracy)
+    report = build_sweep_report(store, sweep_id)
+    points = [*report.sweep.points, *(p for c in report.sweep.curves for p in c.points)]
+    assert points and all(p.test_accuracy_std is None for p in points)
+    for text in (to_markdown(report), to_html(report)):
+        assert "no spread measured" in text and "± 0.00%" not in text

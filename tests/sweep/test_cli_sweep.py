@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from dpplan.cli import main
+from dpplan.errors import PlanError
 
 GRID = [
     "--epsilons",
@@ -76,3 +77,316 @@ def test_local_sweep_and_frontier(capsys, store, mnist_dir):
     text = capsys.readouterr().out
     assert "frontier" in text and "all 1 runs composed" in text
     assert main(["frontier", "99"]) == 2
+
+
+# -- issue 17: refused starts store nothing; sweep ids; dpplan sweeps; resume; failures ---------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _grpc_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("grpc") is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "words"),
+    [
+        (["--num-cpus", "0"], "num_cpus", "no CPU can run no trial"),
+        (["--num-cpus", "-1"], "num_cpus", "integer in [1"),
+        (["--num-cpus", "1.5"], "num_cpus", "integer in [1"),
+        (["--cpus-per-trial", "3", "--num-cpus", "2"], "cpus_per_trial", "num_cpus=2"),
+        (["--ray-address", "127.0.0.1:notaport"], "ray_address", "port in [1, 65535]"),
+        (["--ray-address", "127.0.0.1:6379", "--num-cpus", "2"], "num_cpus", "existing cluster"),
+        (["--ray-address", "CLOSED"], "ray_address", "ray start --head"),
+        (["--local", "--num-cpus", "0"], "num_cpus", "omitted with --local"),
+        (["--local", "--ray-address=auto"], "ray_address", "omitted with --local"),
+        pytest.param(
+            ["--ray-address", "ray://127.0.0.1:10001"],
+            "ray_address",
+            "ray[client]",
+            marks=pytest.mark.skipif(not _grpc_missing(), reason="ray[client] is installed"),
+        ),
+    ],
+)
+def test_refused_ray_flags_exit_2_before_anything_is_stored(flags, field, words, capsys, store):
+    ray = pytest.importorskip("ray")
+    flags = [f"127.0.0.1:{_closed_port()}" if flag == "CLOSED" else flag for flag in flags]
+    assert main(["sweep", *GRID, *flags, "--json"]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["field"] == field and words in error["message"]
+    assert "unexpected" not in error["message"]
+    assert not ray.is_initialized()  # refused before (or without leaving) a Ray
+    assert not store.path.exists()  # no sweep record, not even a store
+
+
+class _RefusingExecutor:
+    name = "refusing"
+
+    def __init__(self):
+        self.closed = False
+
+    def prepare(self, options):
+        raise PlanError("ray_address", "x", "the address of a running Ray cluster")
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_sweep_is_stored_only_once_its_executor_is_up(store, tiny_options):
+    from dpplan.sweep import SweepSpec, create_sweep
+
+    spec = SweepSpec(
+        target_epsilons=(2,), delta=1e-5, batch_sizes=(256,), epochs=(1,), options=tiny_options
+    )
+    with pytest.raises(PlanError, match="ray_address"):
+        create_sweep(spec, store=store, executor=_RefusingExecutor())
+    assert store.list_sweeps() == [] and not store.path.exists()
+
+
+def _run_cli(argv, env_changes):
+    import os
+    import subprocess
+
+    env = {**os.environ, **env_changes}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dpplan.cli", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture
+def silent_listener():
+    """A TCP port that accepts connections and never answers (not a Ray GCS)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def test_a_cluster_that_never_answers_is_refused_within_the_bound(silent_listener, store):
+    import time
+
+    pytest.importorskip("ray")
+    started = time.monotonic()
+    child = _run_cli(
+        ["sweep", *GRID, "--ray-address", silent_listener],
+        {"DPPLAN_RAY_CONNECT_SECONDS": "2", "DPPLAN_HOME": str(store.home)},
+    )
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 2, err
+    assert time.monotonic() - started < 30
+    assert f"ray_address='{silent_listener}'" in err and "ray start --head" in err
+    assert not store.path.exists()
+
+
+def test_sigterm_while_connecting_ends_the_sweep_at_once(silent_listener, store):
+    import selectors
+    import signal
+    import time
+
+    pytest.importorskip("ray")
+    child = _run_cli(
+        ["sweep", *GRID, "--ray-address", silent_listener],
+        {"DPPLAN_RAY_CONNECT_SECONDS": "120", "DPPLAN_HOME": str(store.home)},
+    )
+    deadline = time.monotonic() + 30
+    # Wait until the driver is inside ray.init (its "Connecting to existing Ray" line).
+    selector = selectors.DefaultSelector()
+    selector.register(child.stderr, selectors.EVENT_READ)
+    seen = ""
+    while "Connecting to existing Ray" not in seen and time.monotonic() < deadline:
+        if selector.select(timeout=1):
+            seen += child.stderr.readline()
+    assert "Connecting to existing Ray" in seen, seen
+    time.sleep(1.0)  # inside Ray's blocking GCS connect, where Python handlers cannot run
+    child.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    _, err = child.communicate(timeout=20)
+    assert time.monotonic() - sent < 5
+    assert child.returncode == 128 + signal.SIGTERM
+    assert "nothing was stored" in seen + err
+    assert not store.path.exists()
+
+
+def _fake_sweep(store, tiny_options, **changes) -> int:
+    from sweep_fakes import store_fake_sweep
+
+    from dpplan.sweep import SweepSpec
+
+    values = {
+        "target_epsilons": (2,),
+        "delta": 1e-5,
+        "batch_sizes": (256,),
+        "epochs": (1,),
+        "schedules": ("one_cycle",),
+        "one_cycle_lrs": (0.5, 1.0),
+        "seeds": (0,),
+        "options": tiny_options,
+    }
+    values.update(changes)
+    return store_fake_sweep(store, SweepSpec(**values), lambda trial: 0.5 + trial.lr / 10)
+
+
+@pytest.mark.parametrize("command", [["frontier", "abc"], ["report", "--sweep", "1.5"]])
+def test_a_bad_sweep_id_speaks_of_sweep_ids(command, capsys, store):
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "a sweep id" in error and "dpplan sweeps" in error and "run id" not in error
+
+
+def test_sweeps_lists_id_status_grid_trials_and_created(capsys, store, tiny_options):
+    assert main(["sweeps"]) == 0
+    assert "no sweep yet" in capsys.readouterr().out
+    first = _fake_sweep(store, tiny_options)
+    second = _fake_sweep(store, tiny_options, seeds=(0, 1), target_epsilons=(1, 3))
+    assert main(["sweeps", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["sweeps"]
+    assert [s["sweep_id"] for s in listed] == [second, first]
+    assert listed[1]["status"] == "finished"
+    assert listed[1]["trials"] == {"planned": 2, "finished": 2, "failed": 0}
+    assert listed[0]["trials"] == {"planned": 6, "finished": 6, "failed": 0}
+    assert listed[0]["grid"].startswith("ε 1,3 × B 256 × E 1 × one_cycle 2 LRs × 2 seeds")
+    assert isinstance(listed[0]["created_at"], float)
+    assert main(["sweeps"]) == 0
+    text = capsys.readouterr().out
+    assert f"{first:5d}  finished" in text and "ε 1,3 × B 256" in text
+
+
+def test_one_seed_shows_that_no_spread_was_measured(capsys, store, tiny_options):
+    one = _fake_sweep(store, tiny_options)
+    assert main(["frontier", str(one)]) == 0
+    text = capsys.readouterr().out
+    assert "no spread measured" in text and "± 0.00%" not in text
+    two = _fake_sweep(store, tiny_options, seeds=(0, 1))
+    assert main(["frontier", str(two)]) == 0
+    text = capsys.readouterr().out
+    assert "± 0.00%" in text and "no spread" not in text  # two seeds: a measured spread
+
+
+def test_default_grids_are_the_measured_ones():
+    from dpplan.cli import _build_parser
+    from dpplan.sweep import SweepSpec
+    from dpplan.sweep.spec import DEFAULT_ONE_CYCLE_LRS
+
+    spec = SweepSpec(target_epsilons=(1,), delta=1e-5, batch_sizes=(256,), epochs=(1,))
+    assert 15.62 not in spec.one_cycle_lrs and spec.one_cycle_lrs == DEFAULT_ONE_CYCLE_LRS
+    assert {0.5, 2.0} <= set(spec.one_cycle_lrs)  # selected in notebook 02 / BENCHMARKS.md
+    assert {1.0, 2.0} <= set(spec.plateau_lrs)
+    args = _build_parser().parse_args(["sweep"])
+    assert [float(v) for v in args.one_cycle_lrs.split(",")] == list(spec.one_cycle_lrs)
+    assert [float(v) for v in args.plateau_lrs.split(",")] == list(spec.plateau_lrs)
+
+
+def _held_by_another_live_process(store, sweep_id: int) -> None:
+    import os
+    import sqlite3
+
+    from dpplan.store import _process_start
+
+    with sqlite3.connect(store.path) as connection:
+        connection.execute(
+            "UPDATE sweeps SET status='running', pid=?, pid_started=? WHERE id=?",
+            (os.getppid(), _process_start(os.getppid()), sweep_id),
+        )
+
+
+def test_resume_of_a_sweep_a_live_driver_runs_refuses_first(capsys, store, tiny_options):
+    sweep_id = _fake_sweep(store, tiny_options)
+    _held_by_another_live_process(store, sweep_id)
+    assert main(["sweep", "--local", "--resume", str(sweep_id)]) == 2
+    error = capsys.readouterr().err
+    assert f"Sweep {sweep_id} is running" in error and "resumed" not in error
+
+
+def test_resume_refuses_flags_that_differ_from_the_stored_sweep(capsys, store, tiny_options):
+    sweep_id = _fake_sweep(store, tiny_options)
+    argv = ["sweep", "--local", "--resume", str(sweep_id), "--json"]
+    changed = ["--epsilons", "3", "--seeds=0,1", "--one-cycle-lrs", "0.5,1,2", "--subset", "900"]
+    allowed = ["--data-dir", str(tiny_options.data_dir), "--worker-data"]
+    assert main([*argv, *changed, *allowed]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["field"] == "resume"
+    for flag in ("--epsilons 3", "--seeds 0,1", "--one-cycle-lrs 0.5,1,2", "--subset 900"):
+        assert flag in error["message"]
+    assert "--data-dir" not in error["message"].split("these differ")[1].split(". Leave")[0]
+    assert "--worker-data" not in error["message"].split("these differ")[1].split(". Leave")[0]
+    # The same values as stored (written differently) are no change: the sweep resumes.
+    same = ["--epsilons", "2.0", "--seeds", "0", "--one-cycle-lrs", "0.5,1", "--subset", "2000"]
+    assert main([*argv, *same, *allowed]) == 0
+    assert json.loads(capsys.readouterr().out)["sweep_id"] == sweep_id
+
+
+def test_a_failed_trial_keeps_its_whole_error_and_frontier_and_runs_show_it(
+    capsys, store, tiny_options, tmp_path
+):
+    import dataclasses
+
+    from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
+
+    empty = tmp_path / "no-mnist"
+    empty.mkdir()
+    options = dataclasses.replace(tiny_options, data_dir=str(empty))
+    spec = SweepSpec(
+        target_epsilons=(2,),
+        delta=1e-5,
+        batch_sizes=(256,),
+        epochs=(1,),
+        schedules=("one_cycle",),
+        one_cycle_lrs=(0.5,),
+        seeds=(0,),
+        options=options,
+    )
+    executor = LocalExecutor(ship_data=False)  # each trial reads the (empty) folder itself
+    sweep_id = create_sweep(spec, store=store, executor=executor)
+    result = run_sweep(sweep_id, store=store, executor=executor)
+    (failure,) = result["failures"]
+    assert failure["error"].startswith("DataError: ")
+    assert str(empty) in failure["error"] and "t10k-labels-idx1-ubyte.gz" in failure["error"]
+    assert main(["frontier", str(sweep_id)]) == 0
+    text = capsys.readouterr().out
+    assert "failed trials (1)" in text and str(empty) in text and "DataError" in text
+
+
+def test_a_ray_task_error_is_stored_as_the_trials_own_error():
+    ray = pytest.importorskip("ray")
+    from dpplan.errors import DataError
+    from dpplan.sweep.execute import MAX_ERROR_CHARS, _failure
+
+    cause = DataError("MNIST data folder '/data/x' does not hold MNIST.\nSecond line: the fix.")
+    wrapped = ray.exceptions.RayTaskError("run_trial", "Traceback ...\n" * 5, cause)
+    assert _failure(wrapped) == (
+        "DataError: MNIST data folder '/data/x' does not hold MNIST.\nSecond line: the fix."
+    )
+    long = _failure(ValueError("x" * 10 * MAX_ERROR_CHARS + "END"))
+    assert (
+        len(long) <= MAX_ERROR_CHARS and long.startswith("ValueError: xx") and long.endswith("END")
+    )
+
+
+def test_runs_show_names_the_sweep_trial_and_its_error(capsys, store, tiny_options):
+    sweep_id = _fake_sweep(store, tiny_options)
+    trial = store.get_sweep(sweep_id).trials[0]
+    store.record_trial(
+        sweep_id, trial.key, status="failed", run_id=trial.run_id, error="ValueError: a\nwhole"
+    )
+    assert main(["runs", "show", str(trial.run_id)]) == 0
+    text = capsys.readouterr().out
+    assert f"sweep {sweep_id} trial {trial.key}: failed" in text
+    assert "    ValueError: a\n    whole" in text
+    assert main(["runs", "show", str(trial.run_id), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["sweep_trial"]
+    assert shown["error"] == "ValueError: a\nwhole" and shown["sweep_id"] == sweep_id

@@ -132,3 +132,20 @@ def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_option
     assert len(new_runs) == 4 - len(done_before)  # only the unfinished trials trained
     after = store.get_sweep(sweep.id)
     assert {t.key for t in after.trials} >= done_before and len(after.trials) == 4
+
+
+@pytest.mark.parametrize(
+    ("executor", "field"),
+    [
+        ({"cpus_per_trial": 3}, "cpus_per_trial"),  # the cluster's one node has 2 CPUs
+        ({"gpus_per_trial": 1}, "gpus_per_trial"),  # and no GPU
+    ],
+)
+def test_a_trial_no_node_could_ever_run_is_refused_before_the_sweep_is_stored(
+    executor, field, store, tiny_options
+):
+    ray = RayExecutor(**executor)
+    with pytest.raises(dpplan.PlanError, match=field) as caught:
+        create_sweep(spec(tiny_options), store=store, executor=ray)
+    assert "could never run" in str(caught.value)
+    assert store.list_sweeps() == [] and ray.in_flight == 0
