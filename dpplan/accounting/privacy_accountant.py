@@ -179,6 +179,6 @@ def dp_accounting_accountant(method: str = "best") -> dp_accounting.PrivacyAccou
         >>> event = dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.GaussianDpEvent(1.0))
         >>> accountant = dp_accounting_accountant("rdp").compose(event, 1000)
         >>> round(accountant.get_epsilon(1e-5), 3)
-        2.265
+        2.101
     """
     return DpplanPrivacyAccountant(method)
