@@ -22,6 +22,7 @@ from dpplan.errors import (
     PlanError,
     StoreError,
 )
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 
 if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
         compare,
         dp_accounting_accountant,
         epsilon,
+        epsilon_at,
         epsilon_curve,
         get_accountant,
         plan_warnings,
@@ -48,6 +50,7 @@ _LAZY = {
     "dp_accounting_accountant": "dpplan.accounting.privacy_accountant",
     "epsilon": "dpplan.accounting",
     "epsilon_curve": "dpplan.accounting",
+    "epsilon_at": "dpplan.accounting.phased",
     "get_accountant": "dpplan.accounting",
     "plan_warnings": "dpplan.accounting",
     "solve_batch_size": "dpplan.solve",
@@ -80,6 +83,7 @@ __all__ = [
     "DpplanError",
     "EpsilonCurve",
     "InfeasibleTargetError",
+    "PhasedPlan",
     "PlanError",
     "StoreError",
     "TrainingPlan",
@@ -87,6 +91,7 @@ __all__ = [
     "compare",
     "dp_accounting_accountant",
     "epsilon",
+    "epsilon_at",
     "epsilon_curve",
     "get_accountant",
     "plan_warnings",

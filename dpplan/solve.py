@@ -16,7 +16,7 @@ from collections.abc import Callable
 import dp_accounting
 
 from dpplan import _validate
-from dpplan.accounting import _check_plan, get_accountant
+from dpplan.accounting import _check_plan, _is_phased, get_accountant
 from dpplan.accounting.events import dpsgd_event
 from dpplan.errors import AccountingError, InfeasibleTargetError
 from dpplan.plan import MAX_EPOCHS, MAX_TOTAL_STEPS, NOISE_MULTIPLIER_MAX, TrainingPlan
@@ -320,6 +320,10 @@ def solve_noise_multiplier(
         >>> round(solved.noise_multiplier, 2), epsilon(solved, method="rdp") <= 2.0
         (0.86, True)
     """
+    if _is_phased(plan):  # PhasedPlan: every phase's σ scaled by one factor
+        from dpplan.solve_phased import solve_phased_noise
+
+        return solve_phased_noise(plan, target_epsilon=_target(target_epsilon), method=method)
     _check_plan(plan)
     target_epsilon = _target(target_epsilon)
     backend = get_accountant(method)
@@ -488,6 +492,10 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "pr
         >>> solve_epochs(plan, target_epsilon=2.0, method="rdp").epochs
         36
     """
+    if _is_phased(plan):  # PhasedPlan: the last phase's epochs
+        from dpplan.solve_phased import solve_phased_epochs
+
+        return solve_phased_epochs(plan, target_epsilon=_target(target_epsilon), method=method)
     _check_plan(plan)
     target_epsilon = _target(target_epsilon)
     get_accountant(method)
