@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 from dpplan.errors import (
     AccountingError,
+    BudgetExhausted,
     DataError,
     DpplanError,
     InfeasibleTargetError,
     PlanError,
     StoreError,
 )
+from dpplan.ledger import Ledger
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 
@@ -78,11 +80,13 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS",
     "AccountingError",
+    "BudgetExhausted",
     "Comparison",
     "DataError",
     "DpplanError",
     "EpsilonCurve",
     "InfeasibleTargetError",
+    "Ledger",
     "PhasedPlan",
     "PlanError",
     "StoreError",

@@ -85,7 +85,9 @@ class Segment:
 
 
 def merge_segments(segments: Iterable[Segment]) -> tuple[Segment, ...]:
-    """Return one segment per distinct (q, σ), in order of first appearance.
+    """Return one segment per distinct (q, σ), sorted by (q, σ).
+
+    The order is canonical, so the same steps in any order give bit-identical results.
 
     Segments without steps or with q = 0 change nothing and are dropped.
 
@@ -106,7 +108,7 @@ def merge_segments(segments: Iterable[Segment]) -> tuple[Segment, ...]:
             counts[segment.mechanism] = counts.get(segment.mechanism, 0) + segment.steps
     return tuple(
         Segment(sample_rate=q, noise_multiplier=sigma, steps=steps)
-        for (q, sigma), steps in counts.items()
+        for (q, sigma), steps in sorted(counts.items())
     )
 
 
