@@ -125,6 +125,16 @@ class Ledger:
         """The records, consecutive identical ones merged."""
         return tuple(self._records)
 
+    def segments(self):
+        """Return what was recorded as :class:`~dpplan.accounting.segments.Segment` values,
+        one per (sample rate, noise multiplier), for ``epsilon_of_segments`` at another δ."""
+        from dpplan.accounting.segments import Segment
+
+        return tuple(
+            Segment(sample_rate=q, noise_multiplier=s, steps=c)
+            for (q, s), c in self._counts.items()
+        )
+
     @property
     def total_steps(self) -> int:
         """Noisy steps recorded."""
