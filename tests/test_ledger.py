@@ -125,8 +125,8 @@ def test_dict_round_trip_is_exact_and_json_safe():
 
 def test_bad_input_is_refused_with_the_field():
     ledger = Ledger(dataset_size=100, delta=1e-3)
-    with pytest.raises(dpplan.PlanError, match="sampling='shuffle'"):
-        ledger.record(noise_multiplier=1.0, batch_size=10, sampling="shuffle")
+    with pytest.raises(dpplan.PlanError, match="sampling='truncated_poisson'"):
+        ledger.record(noise_multiplier=1.0, batch_size=10, sampling="truncated_poisson")
     with pytest.raises(dpplan.PlanError, match="batch_size=10 is invalid: must be given, or"):
         ledger.record(noise_multiplier=1.0, batch_size=10, sample_rate=0.1)
     with pytest.raises(dpplan.PlanError, match="noise_multiplier=nan"):
@@ -138,3 +138,42 @@ def test_bad_input_is_refused_with_the_field():
     with pytest.raises(dpplan.PlanError, match="budget=-1"):
         Ledger(dataset_size=100, delta=1e-3, budget=-1)
     assert ledger.total_steps == 0 and ledger.epsilon() == 0.0
+
+
+def test_shuffled_batches_are_accounted_without_amplification():
+    # 10,000 records, batch 100: 100 steps per epoch; 250 steps start 3 epochs.
+    ledger = Ledger(dataset_size=10_000, delta=1e-5)
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=250, sampling="shuffle")
+    # Each example is in one batch per started epoch: three full-batch Gaussian steps at σ,
+    # i.e. one Gaussian with σ/√3, whose exact ε is dp-accounting's get_epsilon_gaussian.
+    exact = dp_accounting.get_epsilon_gaussian(2.0 / 3**0.5, 1e-5)
+    assert exact <= ledger.epsilon("pld") <= exact * (1 + 1e-3)
+    library = dp_accounting.rdp.RdpAccountant(orders=list(dpplan.get_accountant("rdp").orders))
+    library.compose(dp_accounting.GaussianDpEvent(2.0), 3)
+    assert ledger.epsilon("rdp") == pytest.approx(library.get_epsilon(1e-5), rel=1e-12)
+    # The "as if Poisson" number is much smaller, and is not what epsilon() reports.
+    assert ledger.as_if_poisson_epsilon("pld") < ledger.epsilon() / 2
+    poisson = Ledger(dataset_size=10_000, delta=1e-5)
+    poisson.record(noise_multiplier=2.0, batch_size=100, steps=250)
+    assert ledger.as_if_poisson_epsilon("pld") == poisson.epsilon("pld")
+    with pytest.raises(dpplan.PlanError, match="batch_size=None"):
+        ledger.record(noise_multiplier=2.0, sample_rate=0.01, sampling="shuffle")
+    with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'"):
+        ledger.record(noise_multiplier=2.0, batch_size=100, sampling="fixed_size")
+
+
+def test_the_guard_counts_started_epochs_of_shuffled_batches():
+    ledger = Ledger(dataset_size=1000, delta=1e-5, budget=3.0, methods=("rdp",))
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=5, sampling="shuffle")
+    fit = ledger.remaining_steps(noise_multiplier=2.0, batch_size=100, sampling="shuffle")
+    # The answer ends an epoch (10 steps each): the next step would start one more.
+    assert (5 + fit) % 10 == 0
+    epochs = (5 + fit) // 10
+    library = dp_accounting.rdp.RdpAccountant(orders=list(dpplan.get_accountant("rdp").orders))
+    assert library.compose(dp_accounting.GaussianDpEvent(2.0), epochs).get_epsilon(1e-5) <= 3.0
+    assert library.compose(dp_accounting.GaussianDpEvent(2.0), 1).get_epsilon(1e-5) > 3.0
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=fit, sampling="shuffle")
+    with pytest.raises(BudgetExhausted):
+        ledger.record(noise_multiplier=2.0, batch_size=100, sampling="shuffle")
+    restored = Ledger.from_dict(json.loads(json.dumps(ledger.to_dict())))
+    assert restored.records == ledger.records and restored.epsilon() == ledger.epsilon()
