@@ -153,6 +153,10 @@ class PhasedPlan:
             done += steps
         return tuple(ends)
 
+    def steps_after(self, epoch: int) -> int:
+        """Return the noisy steps taken after ``epoch`` (possibly partial) epochs, all phases."""
+        return 0 if epoch == 0 else self.epoch_ends()[epoch - 1]
+
     def mechanisms(self, steps: int | None = None) -> tuple[tuple[float, float, int], ...]:
         """``(sample_rate, noise_multiplier, steps)`` of each phase for the first ``steps``.
 
