@@ -7,7 +7,8 @@ Rows (σ = 1.1, q = 256/60000, δ = 1e-5 unless said):
    against recomputing the headline from scratch after every step (``dpplan.epsilon_at`` for
    every method with cold caches; timed at sampled step counts, averaged) and against Opacus'
    ``RDPAccountant`` (``step`` then ``get_epsilon(δ)`` after every step; timed in full, or on
-   the first ``--opacus-steps`` steps when that is smaller).
+   the first ``--opacus-steps`` steps when that is smaller). Also the guard: ``record`` with
+   ``budget=--budget`` (1.9: about 9,300 steps fit) then ``epsilon()`` after every step.
 2. The same event through dpplan's dp-accounting accountant (``"pld"``) and through
    dp-accounting's own ``PLDAccountant`` (one (q, σ), 2,350 steps; and two phases).
 
@@ -53,6 +54,27 @@ def _ledger_rows(steps: int) -> list[dict]:
             ledger.epsilon(method)
         total = time.perf_counter() - start
         rows.append({"row": label, "ms_per_step": total / steps * 1e3, "measured": "in full"})
+
+    # With a budget: the guard on every record (it stops the loop at the budget).
+    clear_caches()
+    ledger = dpplan.Ledger(dataset_size=N, delta=DELTA, budget=ARGS.budget)
+    start = time.perf_counter()
+    done = 0
+    try:
+        for _ in range(steps):
+            ledger.record(noise_multiplier=SIGMA, batch_size=BATCH)
+            ledger.epsilon()
+            done += 1
+    except dpplan.BudgetExhausted:
+        pass
+    total = time.perf_counter() - start
+    rows.append(
+        {
+            "row": f"record with budget={ARGS.budget} (guard) + epsilon()",
+            "ms_per_step": total / max(1, done) * 1e3,
+            "measured": f"in full ({done:,} steps fit)",
+        }
+    )
 
     # From scratch: the exact headline recomputed with cold caches at sampled step counts.
     plan = dpplan.TrainingPlan(
@@ -170,6 +192,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--opacus-steps", type=int, default=10_000)
+    parser.add_argument("--budget", type=float, default=1.9)
     parser.add_argument("--json")
     ARGS = parser.parse_args()
     main()

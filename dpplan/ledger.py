@@ -26,7 +26,8 @@ run is a post-processing of the longer one), so a bound for c >= n steps is a va
 n steps. When no such bound is known, the exact bound for n steps is computed, together with
 bounds for up to :data:`BLOCK_POINTS` step counts up to 2n (one discretisation, one inverse
 FFT per count). Between those counts (at most ~1.6% apart) the headline is valid and slightly
-looser than exact; with a budget it is never looser than the budget while the guard admits.
+looser than exact; with a budget it never exceeds the budget while the guard admits (it is
+then computed exactly).
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ class Ledger:
         if (method, *state) in self._exact:
             return self._exact[(method, *state)]
         carried = self._carried(method, state)
-        if carried is not None and (self.budget is None or carried <= self.budget):
+        if carried is not None:
             return carried
         value = self._exact_value(method, state)
         self._ahead(method, state)
@@ -404,6 +405,9 @@ class Ledger:
         if not found:
             raise AccountingError("every method failed for this ledger: " + "; ".join(failures))
         method = min(found, key=lambda m: (found[m], _METHODS.index(m)))
+        if fast and self.budget is not None and found[method] > self.budget:
+            # A carried bound above the budget for a state the guard admitted: be exact.
+            return self._headline(state, fast=False)
         return method, found[method]
 
     def _headline_exact(self, state: tuple) -> float:
