@@ -44,15 +44,37 @@ def _accountant_class() -> type:
 
         Args:
             ledger: the ledger to record into (its budget, if any, is the guard).
+            sampling: ``"poisson"`` (Opacus' default ``DPDataLoader``) or ``"shuffle"`` for
+                ``make_private(..., poisson_sampling=False)``, whose shuffled fixed batches
+                Opacus itself would account as if Poisson. Shuffled steps are recorded with
+                no amplification (see :meth:`dpplan.Ledger.record`).
+            batch_size: the data loader's batch size; required for ``"shuffle"``.
 
         Attributes:
             ledger: the ledger.
         """
 
-        def __init__(self, ledger: Ledger) -> None:
+        def __init__(
+            self, ledger: Ledger, *, sampling: str = "poisson", batch_size: int | None = None
+        ) -> None:
             if not isinstance(ledger, Ledger):
                 raise PlanError("ledger", ledger, "a dpplan.Ledger")
+            if sampling not in ("poisson", "shuffle"):
+                raise PlanError("sampling", sampling, "'poisson' or 'shuffle'")
+            bad_batch = (
+                isinstance(batch_size, bool)
+                or not isinstance(batch_size, int)
+                or not (1 <= batch_size <= ledger.dataset_size)
+            )
+            if sampling == "shuffle" and bad_batch:
+                raise PlanError(
+                    "batch_size",
+                    batch_size,
+                    f"the loader's batch size in [1, {ledger.dataset_size}] for shuffle",
+                )
             self.ledger = ledger
+            self.sampling = sampling
+            self.batch_size = batch_size
 
         @property
         def history(self) -> list[tuple[float, float, int]]:
@@ -60,8 +82,21 @@ def _accountant_class() -> type:
             return [(r.noise_multiplier, r.sample_rate, r.steps) for r in self.ledger.records]
 
         def step(self, *, noise_multiplier: float, sample_rate: float) -> None:
-            """Record one noisy step; raise BudgetExhausted (ledger unchanged) if over budget."""
-            self.ledger.record(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
+            """Record one noisy step; raise BudgetExhausted (ledger unchanged) if over budget.
+
+            ``sample_rate`` is Opacus' 1/len(loader) times the batches accumulated into this
+            update. For shuffled batches that factor k gives the update's batch, k·batch_size.
+            """
+            if self.sampling == "poisson":
+                self.ledger.record(noise_multiplier=noise_multiplier, sample_rate=sample_rate)
+                return
+            batches_per_epoch = -(-self.ledger.dataset_size // self.batch_size)
+            accumulated = max(1, round(sample_rate * batches_per_epoch))
+            self.ledger.record(
+                noise_multiplier=noise_multiplier,
+                batch_size=min(self.ledger.dataset_size, accumulated * self.batch_size),
+                sampling="shuffle",
+            )
 
         def get_epsilon(self, delta: float, method: str | None = None) -> float:
             """Return the ledger's ε at ``delta`` (its headline, or ``method``'s bound).

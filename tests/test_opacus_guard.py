@@ -97,6 +97,42 @@ def test_virtual_steps_count_one_step_per_noisy_update():
     assert engine.get_epsilon(DELTA) == ledger.epsilon()
 
 
+def test_shuffled_batches_with_accumulation_are_recorded_without_amplification():
+    # Opacus accumulates batches only without Poisson sampling, and would then account the
+    # shuffled batches as if Poisson; the ledger records them as shuffled.
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(N, 5), torch.randint(0, 2, (N,)))
+    model = torch.nn.Linear(5, 2)
+    ledger = dpplan.Ledger(dataset_size=N, delta=DELTA)
+    engine = opacus.PrivacyEngine()
+    engine.accountant = LedgerAccountant(ledger, sampling="shuffle", batch_size=16)
+    model, optimizer, loader = engine.make_private(
+        module=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        data_loader=torch.utils.data.DataLoader(data, batch_size=16, shuffle=True),
+        noise_multiplier=2.0,
+        max_grad_norm=1.0,
+        poisson_sampling=False,
+    )
+    criterion = torch.nn.CrossEntropyLoss()
+    batches = iter(loader)
+    for _ in range(2):  # two noisy updates, each accumulating two batches: one epoch
+        optimizer.zero_grad()
+        for _ in range(2):
+            x, y = next(batches)
+            criterion(model(x), y).backward()
+        optimizer.step()
+    assert ledger.records == (
+        dpplan.ledger.LedgerRecord(
+            noise_multiplier=2.0, sample_rate=32 / N, steps=2, batch_size=32, sampling="shuffle"
+        ),
+    )
+    # One epoch: each example was in one noisy update, a Gaussian mechanism with σ = 2.
+    exact = dp_accounting.get_epsilon_gaussian(2.0, DELTA)
+    assert exact <= engine.get_epsilon(DELTA) <= exact * (1 + 1e-3)
+    assert ledger.as_if_poisson_epsilon("rdp") < ledger.epsilon("rdp")
+
+
 def test_opacus_history_imports_into_a_ledger():
     accountant = opacus.accountants.RDPAccountant()
     for _ in range(30):
