@@ -124,7 +124,15 @@ def phased_curve(plan: PhasedPlan, method: str) -> EpsilonCurve:
         epsilons=tuple(epsilons),
         settings=settings,
         versions=library_versions(method),
+        warnings=_plan_warnings(plan),
     )
+
+
+def _plan_warnings(plan: PhasedPlan) -> tuple[str, ...]:
+    """The plan-level warnings (δ >= 1/dataset_size): the phases share both."""
+    from dpplan.accounting import plan_warnings
+
+    return plan_warnings(plan.phases[0])
 
 
 def phased_compare(plan: PhasedPlan, methods: tuple[str, ...]):
@@ -151,4 +159,5 @@ def phased_compare(plan: PhasedPlan, methods: tuple[str, ...]):
         failures=failures,
         headline_method=best.method,
         headline_epsilon=best.epsilon,
+        warnings=_plan_warnings(plan),
     )
