@@ -90,6 +90,9 @@ class Ledger:
         delta: the δ of every ε, in (0, 1).
         budget: the largest ε allowed (finite, > 0), or ``None`` for no guard.
         methods: the methods whose smallest upper bound is the headline (default all three).
+            ``("rdp",)`` makes every question cost well under a millisecond, at a looser ε;
+            with PRV and PLD the first budget question for a kind of step costs a few exact
+            queries (~0.1-1 s each).
 
     Raises:
         PlanError: for an invalid argument.
@@ -126,7 +129,8 @@ class Ledger:
         # (method, prefix, mechanism) -> sorted counts and their bounds (valid upper bounds).
         self._known: dict[tuple, tuple[list[int], list[float]]] = {}
         self._exact: dict[tuple, float] = {}
-        self._remaining: tuple[tuple, tuple[float, float], int] | None = None
+        # (state key, kind of step, how many of them fit the budget) for the last question.
+        self._remaining: tuple[tuple, LedgerRecord, int] | None = None
 
     # --- recording -------------------------------------------------------------------------
 
