@@ -20,6 +20,7 @@ bounds, and the backend's fast path when one (sample rate, σ) is composed.
 from __future__ import annotations
 
 import math
+import numbers
 
 import dp_accounting
 from dp_accounting import dp_event
@@ -97,9 +98,9 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
 
     def _gaussian(self, event, gaussian, sample_rate, count, do_compose) -> _Details | None:
         q, sigma = sample_rate, gaussian.noise_multiplier
-        valid_q = isinstance(q, (int, float)) and not isinstance(q, bool) and 0 <= q <= 1
+        valid_q = isinstance(q, numbers.Real) and not isinstance(q, bool) and 0 <= q <= 1
         valid_sigma = (
-            isinstance(sigma, (int, float))
+            isinstance(sigma, numbers.Real)
             and not isinstance(sigma, bool)
             and (sigma == 0 or MIN_NOISE_MULTIPLIER <= sigma < math.inf)
         )
@@ -111,14 +112,14 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
                     f"finite and >= {MIN_NOISE_MULTIPLIER:g}"
                 ),
             )
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        if not isinstance(count, numbers.Integral) or isinstance(count, bool) or count < 0:
             return _Details(invalid_event=event, error_message=f"count {count!r} must be >= 0")
         if do_compose and count > 0 and q > 0:
             if sigma == 0:  # the input itself is released
                 self._non_private = True
             else:
                 key = (float(q), float(sigma))
-                self._counts[key] = self._counts.get(key, 0) + count
+                self._counts[key] = self._counts.get(key, 0) + int(count)
         return None
 
     def get_epsilon(self, target_delta: float) -> float:

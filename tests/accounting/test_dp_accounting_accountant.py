@@ -92,6 +92,16 @@ def test_gaussian_alone_is_a_full_batch_step():
     assert exact <= gaussian.get_epsilon(DELTA) <= exact * (1 + 1e-3)
 
 
+def test_numpy_numbers_are_accepted():
+    import numpy as np
+
+    ours = dpplan.dp_accounting_accountant("rdp").compose(
+        _step(np.float32(0.01), np.float64(1.0)), 300
+    )
+    plain = dpplan.dp_accounting_accountant("rdp").compose(_step(0.01, 1.0), 300)
+    assert ours.get_epsilon(DELTA) == pytest.approx(plain.get_epsilon(DELTA), rel=1e-6)
+
+
 def test_zero_noise_is_non_private():
     accountant = dpplan.dp_accounting_accountant("rdp").compose(_step(0.01, 0.0), 3)
     assert accountant.get_epsilon(DELTA) == math.inf
