@@ -6,7 +6,9 @@ dp-accounting's accountants go, e.g. ``dp_accounting.calibrate_dp_mechanism``.
 
 Supported events: ``NoOpDpEvent``, ``NonPrivateDpEvent`` (ε = ∞), ``GaussianDpEvent`` (a step
 with sample rate 1), ``PoissonSampledDpEvent(GaussianDpEvent)``, and ``SelfComposedDpEvent``
-and ``ComposedDpEvent`` of those, with any mix of (sample rate, noise multiplier). A Gaussian
+and ``ComposedDpEvent`` of those, with any mix of (sample rate, noise multiplier); the ``"pld"`` and ``"best"`` accountants also
+account ``TruncatedSubsampledGaussianDpEvent`` (Poisson batches capped at a maximum size), through
+dp-accounting's PLD, the only method with an analysis of it. A Gaussian
 with noise multiplier 0 releases its input (ε = ∞, as dp-accounting's RDP accountant counts
 it). Anything else is refused as dp-accounting's contract says: ``supports`` is False and
 ``compose`` raises ``UnsupportedEventError`` naming the innermost unsupported event; a refused
@@ -56,6 +58,8 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
         self.method = _validate.choice(options=SEGMENT_METHODS, method=method)
         self._counts: dict[tuple[float, float], int] = {}
         self._non_private = False
+        self._truncated_events: list[tuple[dp_event.DpEvent, int]] = []
+        self._pld_cache: tuple | None = None
 
     @property
     def segments(self) -> tuple[Segment, ...]:
@@ -88,6 +92,8 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
             event.event, dp_event.GaussianDpEvent
         ):
             return self._gaussian(event, event.event, event.sampling_probability, count, do_compose)
+        if isinstance(event, dp_event.TruncatedSubsampledGaussianDpEvent):
+            return self._truncated(event, count, do_compose)
         return _Details(
             invalid_event=event,
             error_message=(
@@ -122,6 +128,60 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
                 self._counts[key] = self._counts.get(key, 0) + int(count)
         return None
 
+    def _truncated(self, event, count, do_compose) -> _Details | None:
+        """Truncated Poisson sampling (batches capped at ``truncated_batch_size``): only
+        dp-accounting's PLD accounts it, so only the ``"pld"`` and ``"best"`` accountants."""
+        if self.method not in ("pld", "best"):
+            return _Details(
+                invalid_event=event,
+                error_message=f"truncated Poisson sampling has no {self.method} analysis; use "
+                "dp_accounting_accountant('pld') or ('best')",
+            )
+        sigma = event.noise_multiplier
+        valid = (
+            isinstance(sigma, numbers.Real)
+            and MIN_NOISE_MULTIPLIER <= sigma < math.inf
+            and isinstance(event.sampling_probability, numbers.Real)
+            and 0 <= event.sampling_probability <= 1
+            and isinstance(event.dataset_size, numbers.Integral)
+            and isinstance(event.truncated_batch_size, numbers.Integral)
+            and 1 <= event.truncated_batch_size <= event.dataset_size
+        )
+        if not valid:
+            return _Details(
+                invalid_event=event,
+                error_message="need 1 <= truncated_batch_size <= dataset_size, sampling "
+                f"probability in [0, 1] and noise multiplier finite >= {MIN_NOISE_MULTIPLIER:g}",
+            )
+        if do_compose and count > 0 and event.sampling_probability > 0:
+            self._truncated_events.append((event, int(count)))
+        return None
+
+    def _pld_with_truncated(self):
+        """dp-accounting's PLDAccountant holding every composed event (on dpplan's grid),
+        kept until more events are composed."""
+        key = (self.segments, tuple(self._truncated_events))
+        if self._pld_cache is not None and self._pld_cache[0] == key:
+            return self._pld_cache[1]
+        from dpplan.accounting import get_accountant
+
+        backend = get_accountant("pld")
+        accountant = dp_accounting.pld.PLDAccountant(
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            value_discretization_interval=backend.value_discretization_interval,
+        )
+        for segment in self.segments:
+            accountant.compose(
+                dp_event.PoissonSampledDpEvent(
+                    segment.sample_rate, dp_event.GaussianDpEvent(segment.noise_multiplier)
+                ),
+                segment.steps,
+            )
+        for event, count in self._truncated_events:
+            accountant.compose(event, count)
+        self._pld_cache = (key, accountant)
+        return accountant
+
     def get_epsilon(self, target_delta: float) -> float:
         """Return an upper bound on ε at ``target_delta`` for everything composed.
 
@@ -135,10 +195,12 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
         delta = _validate.closed_interval(low=0.0, high=1.0, target_delta=target_delta)
         if self._non_private:
             return math.inf
-        if not self._counts or delta == 1:
+        if not (self._counts or self._truncated_events) or delta == 1:
             return 0.0
         if delta == 0:
             return math.inf
+        if self._truncated_events:
+            return float(self._pld_with_truncated().get_epsilon(delta))
         return epsilon_of_segments(self.segments, delta=delta, method=self.method)
 
     def get_delta(self, target_epsilon: float) -> float:
@@ -159,6 +221,10 @@ class DpplanPrivacyAccountant(dp_accounting.PrivacyAccountant):
             raise PlanError("target_epsilon", target_epsilon, "a number >= 0 (math.inf allowed)")
         if self._non_private:
             return 1.0
+        if self._truncated_events:
+            if target_epsilon == math.inf:
+                return 0.0
+            return min(1.0, float(self._pld_with_truncated().get_delta(target_epsilon)))
         return delta_of_segments(self.segments, epsilon=target_epsilon, method=self.method)
 
 

@@ -174,3 +174,27 @@ def test_segment_primitive_validates():
         epsilon_of_segments(_segments(), delta=0.0, method="rdp")
     assert epsilon_of_segments([], delta=DELTA, method="best") == 0.0
     assert delta_of_segments(_segments(), epsilon=math.inf, method="pld") == 0.0
+
+
+def test_truncated_poisson_is_accounted_by_pld_only():
+    truncated = dp_event.TruncatedSubsampledGaussianDpEvent(
+        dataset_size=1000, sampling_probability=0.05, truncated_batch_size=70, noise_multiplier=1.0
+    )
+    event = dp_event.ComposedDpEvent(
+        [
+            dp_event.SelfComposedDpEvent(truncated, 100),
+            dp_event.SelfComposedDpEvent(_step(0.02, 1.5), 100),
+        ]
+    )
+    library = dp_accounting.pld.PLDAccountant().compose(event)
+    ours = dpplan.dp_accounting_accountant("pld").compose(event)
+    assert ours.get_epsilon(DELTA) == pytest.approx(library.get_epsilon(DELTA), rel=1e-9)
+    assert ours.get_delta(1.0) == pytest.approx(library.get_delta(1.0), rel=1e-9)
+    assert dpplan.dp_accounting_accountant("best").supports(event)  # the same PLD path
+    # RDP and PRV have no analysis of truncated Poisson sampling: they refuse it, naming the
+    # event, rather than account it as plain Poisson.
+    for method in ("rdp", "prv"):
+        accountant = dpplan.dp_accounting_accountant(method)
+        assert not accountant.supports(event)
+        details = accountant._maybe_compose(event, 1, False)
+        assert details.invalid_event is truncated and "use" in details.error_message
