@@ -301,7 +301,8 @@ def solve_noise_multiplier(
     certifies nothing; the search looks past such points, never reading them as "over".
 
     Args:
-        plan: the plan; its noise_multiplier is ignored.
+        plan: the plan; its noise_multiplier is ignored. For a PhasedPlan every phase's σ
+            is scaled by one factor (the schedule's shape is kept) and a PhasedPlan returned.
         target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
         method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
 
@@ -472,7 +473,8 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = "pr
     plan ``method`` cannot compute, e.g. PRV's grid limit: such a plan certifies nothing).
 
     Args:
-        plan: the plan; its epochs are ignored.
+        plan: the plan; its epochs are ignored. For a PhasedPlan the last phase's epochs
+            are solved and a PhasedPlan returned.
         target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
         method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
 

@@ -140,7 +140,8 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
     """Return the ε upper bound after all steps of ``plan``.
 
     Args:
-        plan: the training plan.
+        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
+            composed; a curve's epochs run on across the phases).
         method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
 
     Returns:
@@ -171,7 +172,8 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
     The last point equals ``epsilon(plan, method=method)``.
 
     Args:
-        plan: the training plan.
+        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
+            composed; a curve's epochs run on across the phases).
         method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
 
     Returns:
@@ -254,7 +256,8 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
     A method whose library fails is reported in ``failures``; the others are still shown.
 
     Args:
-        plan: the training plan.
+        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
+            composed; a curve's epochs run on across the phases).
         methods: the methods to run, a subset of :data:`METHODS`.
 
     Returns:
