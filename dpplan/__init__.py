@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 
 from dpplan.errors import (
     AccountingError,
+    BudgetExhausted,
     DataError,
     DpplanError,
     InfeasibleTargetError,
     PlanError,
     StoreError,
 )
+from dpplan.ledger import Ledger
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 
 if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
@@ -30,7 +33,9 @@ if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
         Comparison,
         EpsilonCurve,
         compare,
+        dp_accounting_accountant,
         epsilon,
+        epsilon_at,
         epsilon_curve,
         get_accountant,
         plan_warnings,
@@ -50,8 +55,10 @@ _LAZY = {
     "Comparison": "dpplan.accounting",
     "EpsilonCurve": "dpplan.accounting",
     "compare": "dpplan.accounting",
+    "dp_accounting_accountant": "dpplan.accounting.privacy_accountant",
     "epsilon": "dpplan.accounting",
     "epsilon_curve": "dpplan.accounting",
+    "epsilon_at": "dpplan.accounting.phased",
     "get_accountant": "dpplan.accounting",
     "plan_warnings": "dpplan.accounting",
     "Solution": "dpplan.solve",
@@ -81,18 +88,23 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS",
     "AccountingError",
+    "BudgetExhausted",
     "Comparison",
     "DataError",
     "DpplanError",
     "EpsilonCurve",
     "InfeasibleTargetError",
+    "Ledger",
+    "PhasedPlan",
     "PlanError",
     "Solution",
     "StoreError",
     "TrainingPlan",
     "__version__",
     "compare",
+    "dp_accounting_accountant",
     "epsilon",
+    "epsilon_at",
     "epsilon_curve",
     "get_accountant",
     "plan_warnings",

@@ -113,14 +113,26 @@ def _flag(field: str) -> str:
 
 
 def _add_plan_flags(
-    parser: argparse.ArgumentParser, *, skip: str | None = None, required: str | None = "always"
+    parser: argparse.ArgumentParser,
+    *,
+    skip: str | None = None,
+    required: str | None = "always",
+    or_file: bool = False,
 ) -> None:
-    """Add the plan's flags; ``required`` is "always", or the condition under which they are."""
+    """Add the plan's flags; ``required`` is "always", or the condition under which they are.
+
+    With ``or_file``, ``--plan FILE`` may replace them (checked by ``_plan_or_file``).
+    """
     group = parser.add_argument_group(
-        "plan (required" + (")" if required == "always" else f" {required})")
-        if required
-        else "plan"
+        (
+            "plan (required" + (")" if required == "always" else f" {required})")
+            if required
+            else "plan"
+        )
+        + (", or --plan FILE" if or_file else "")
     )
+    if or_file:
+        required = "unless --plan FILE"
     for field in _PLAN_FLAGS:
         if field == skip:
             continue
@@ -161,6 +173,56 @@ def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | N
     return TrainingPlan(**values)
 
 
+def _plan_file(path: str):
+    """A plan from a JSON file: ``{"dataset_size", "delta", "phases": [...]}`` (a one-phase
+    file that runs all its epochs is an ordinary TrainingPlan), or a TrainingPlan's dict."""
+    from dpplan.phased import PhasedPlan
+    from dpplan.plan import TrainingPlan
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise PlanError("plan", path, "a readable JSON file", str(exc)) from exc
+    except ValueError as exc:
+        raise PlanError("plan", path, "a JSON file", f"It does not parse: {exc}.") from exc
+    if isinstance(data, dict) and "phases" in data:
+        plan = PhasedPlan.from_dict(data)
+        return plan.phases[0] if len(plan.phases) == 1 and not plan.phase_steps else plan
+    return TrainingPlan.from_dict(data)
+
+
+def _plan_or_file(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
+    """The plan of ``--plan FILE`` (then no plan flag may be given), else of the flags."""
+    if getattr(args, "plan", None) is None:
+        return _plan_from_args(args, placeholder=placeholder)
+    given = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
+    if given:
+        raise PlanError(
+            given[0],
+            getattr(args, given[0]),
+            "absent when --plan FILE is given",
+            "Put every plan field in the file, or give the flags without --plan.",
+        )
+    return _plan_file(args.plan)
+
+
+def _phase_lines(plan) -> list[str]:
+    """Header lines of a phased plan: one row per phase."""
+    lines = [
+        (
+            f"plan: {len(plan.phases)} phases, dataset_size={plan.dataset_size} "
+            f"delta={plan.delta:g} total_steps={plan.total_steps}"
+        )
+    ]
+    for index, (phase, steps) in enumerate(zip(plan.phases, plan.steps_per_phase)):
+        lines.append(
+            f"      phase {index + 1}: batch_size={phase.batch_size} "
+            f"noise_multiplier={phase.noise_multiplier:g} epochs={phase.epochs} "
+            f"steps={steps} sample_rate={phase.sample_rate:.6g}"
+        )
+    return lines
+
+
 def _methods(text: str) -> tuple[str, ...]:
     from dpplan.accounting import METHODS
 
@@ -174,6 +236,8 @@ def _fmt(value: float) -> str:
 
 
 def _plan_lines(plan) -> list[str]:
+    if not hasattr(plan, "batch_size"):  # a PhasedPlan
+        return _phase_lines(plan)
     return [
         (
             f"plan: dataset_size={plan.dataset_size} batch_size={plan.batch_size} "
@@ -245,7 +309,7 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         defer_dp_accounting_init()
     from dpplan.accounting import compare, epsilon_curve
 
-    plan = _plan_from_args(args)
+    plan = _plan_or_file(args)
     every = _every(args)
     if args.method == "all":
         result = compare(plan)
@@ -301,7 +365,9 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         dataset_size = _number("dataset_size", args.dataset_size) if args.dataset_size else None
         placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
-    plan = _plan_from_args(args, placeholder=placeholder)
+    plan = _plan_or_file(args, placeholder=placeholder)
+    if hasattr(plan, "phases"):
+        return _solve_phased(args, plan, field=field, target_epsilon=target_epsilon, out=out)
     solution = solve.solve_plan(
         plan, field=field, target_epsilon=target_epsilon, method=args.method
     )
@@ -331,6 +397,51 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     lines += [f"warning: {message}" for message in solution.warnings]
     if not args.brief:
         lines += _plan_lines(solved) + [""] + _curve_table([curve], every) + [""]
+    lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
+    out("\n".join(lines))
+    return EXIT_OK
+
+
+def _solve_phased(args, plan, *, field: str, target_epsilon: float, out) -> int:
+    """``dpplan solve`` for a phased ``--plan FILE``: one σ factor, or the last phase's epochs."""
+    from dpplan import solve
+    from dpplan.accounting import compare, epsilon_curve
+
+    if field == "batch_size":
+        raise PlanError(
+            "plan",
+            args.plan,
+            "a single-phase plan for 'solve batch-size'",
+            "Phased plans solve noise-multiplier (one factor for every phase) or epochs "
+            "(of the last phase).",
+        )
+    function = getattr(solve, f"solve_{field}")
+    solved = function(plan, target_epsilon=target_epsilon, method=args.method)
+    if args.method == solve.BEST:
+        curve = min(compare(solved).curves, key=lambda c: c.epsilon)
+    else:
+        curve = epsilon_curve(solved, method=args.method)
+    if args.json:
+        data = {
+            "solved": field,
+            "target_epsilon": target_epsilon,
+            "requested_method": args.method,
+            "method": curve.method,
+            "plan": solved.to_dict(),
+            **curve.to_dict(),
+            "delta": solved.delta,
+        }
+        out(_dump(data))
+        return EXIT_OK
+    value = (
+        solved.phases[0].noise_multiplier / plan.phases[0].noise_multiplier
+        if field == "noise_multiplier"
+        else solved.phases[-1].epochs
+    )
+    what = "noise factor (every phase)" if field == "noise_multiplier" else "last phase epochs"
+    lines = [f"solved: {what} = {value:.6g} for target ε <= {target_epsilon:g} ({curve.method})"]
+    if not args.brief:
+        lines += _plan_lines(solved) + [""] + _curve_table([curve], _every(args)) + [""]
     lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
     out("\n".join(lines))
     return EXIT_OK
@@ -1305,6 +1416,16 @@ def _validate_port(text: str) -> int:
     return _validate.integer(minimum=1, maximum=65535, port=_number("port", text))
 
 
+def _add_plan_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plan",
+        metavar="FILE",
+        help='a JSON plan instead of the plan flags: {"dataset_size": N, "delta": D, "phases": '
+        '[{"batch_size": B, "noise_multiplier": S, "epochs": E}, ...]} (a phase may add '
+        '"steps" to stop mid-epoch)',
+    )
+
+
 def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
     """--every, --brief and --json, shared by ``epsilon`` and ``solve``."""
     parser.add_argument(
@@ -1330,7 +1451,8 @@ def _build_parser() -> _Parser:
     eps = commands.add_parser(
         "epsilon", help="ε after every epoch of a plan", formatter_class=defaults
     )
-    _add_plan_flags(eps)
+    _add_plan_flags(eps, or_file=True)
+    _add_plan_file_flag(eps)
     eps.add_argument(
         "--method",
         choices=("rdp", "prv", "pld", "all"),
@@ -1359,7 +1481,8 @@ def _build_parser() -> _Parser:
             formatter_class=defaults,
         )
         sub.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
-        _add_plan_flags(sub, skip=field)
+        _add_plan_flags(sub, skip=field, or_file=True)
+        _add_plan_file_flag(sub)
         sub.add_argument(
             "--method",
             choices=("best", "rdp", "prv", "pld"),

@@ -11,6 +11,7 @@ import math
 
 __all__ = [
     "AccountingError",
+    "BudgetExhausted",
     "DataError",
     "DpplanError",
     "InfeasibleTargetError",
@@ -94,3 +95,40 @@ class StoreError(DpplanError, OSError):
     The message names the file and says what to do; dpplan never deletes stored records
     because of such a file.
     """
+
+
+class BudgetExhausted(DpplanError, RuntimeError):
+    """Recording more noisy steps would take a ledger's ε over its budget.
+
+    Raised by :meth:`dpplan.Ledger.record` (and dpplan's Opacus accountant before the
+    parameters are updated); the ledger is left unchanged.
+
+    Attributes:
+        epsilon_before: the ledger's ε (headline upper bound) before the refused record.
+        epsilon_after: its ε had the record been accepted.
+        budget: the ε budget.
+        remaining_steps: how many steps of the refused kind still fit the budget.
+        delta: the δ of both ε values.
+    """
+
+    def __init__(
+        self,
+        *,
+        epsilon_before: float,
+        epsilon_after: float,
+        budget: float,
+        remaining_steps: int,
+        delta: float,
+        steps: int,
+    ) -> None:
+        self.epsilon_before = epsilon_before
+        self.epsilon_after = epsilon_after
+        self.budget = budget
+        self.remaining_steps = remaining_steps
+        self.delta = delta
+        super().__init__(
+            f"recording {steps} more step(s) would take ε from {epsilon_before:.6g} to "
+            f"{epsilon_after:.6g} > budget={budget:g} at delta={delta:g}; "
+            f"{remaining_steps} step(s) of this kind still fit. Stop training here, or raise "
+            "noise_multiplier or lower the batch size for the remaining steps."
+        )

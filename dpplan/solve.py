@@ -21,7 +21,7 @@ from typing import Any
 import dp_accounting
 
 from dpplan import _validate
-from dpplan.accounting import METHODS, _check_plan, get_accountant
+from dpplan.accounting import METHODS, _check_plan, _is_phased, get_accountant
 from dpplan.accounting.events import dpsgd_event
 from dpplan.errors import AccountingError, InfeasibleTargetError
 from dpplan.plan import MAX_EPOCHS, MAX_TOTAL_STEPS, NOISE_MULTIPLIER_MAX, TrainingPlan
@@ -812,7 +812,8 @@ def solve_noise_multiplier(
     (see :func:`solve_plan`, which also says which method certified it).
 
     Args:
-        plan: the plan; its noise_multiplier is ignored.
+        plan: the plan; its noise_multiplier is ignored. For a PhasedPlan every phase's σ
+            is scaled by one factor (the schedule's shape is kept) and a PhasedPlan returned.
         target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
         method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
 
@@ -831,6 +832,10 @@ def solve_noise_multiplier(
         >>> round(solved.noise_multiplier, 2), epsilon(solved, method="rdp") <= 2.0
         (0.86, True)
     """
+    if _is_phased(plan):  # PhasedPlan: every phase's σ scaled by one factor
+        from dpplan.solve_phased import solve_phased_noise
+
+        return solve_phased_noise(plan, target_epsilon=_target(target_epsilon), method=method)
     return solve_plan(
         plan, field="noise_multiplier", target_epsilon=target_epsilon, method=method
     ).plan
@@ -845,7 +850,8 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = BES
     :func:`solve_plan` also says which method certified them and whether a cap bounded them.
 
     Args:
-        plan: the plan; its epochs are ignored.
+        plan: the plan; its epochs are ignored. For a PhasedPlan the last phase's epochs
+            are solved and a PhasedPlan returned.
         target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
         method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
 
@@ -865,6 +871,10 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = BES
         >>> solve_epochs(plan, target_epsilon=2.0, method="rdp").epochs
         36
     """
+    if _is_phased(plan):  # PhasedPlan: the last phase's epochs
+        from dpplan.solve_phased import solve_phased_epochs
+
+        return solve_phased_epochs(plan, target_epsilon=_target(target_epsilon), method=method)
     return solve_plan(plan, field="epochs", target_epsilon=target_epsilon, method=method).plan
 
 

@@ -27,7 +27,7 @@ pytest.importorskip("matplotlib")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-NAMES = ("01_accounting", "02_super_convergence", "03_tempered_sigmoids", "04_tour")
+NAMES = ("01_accounting", "02_super_convergence", "03_tempered_sigmoids", "04_tour", "05_ledger")
 TRAINS = {"02_super_convergence", "03_tempered_sigmoids", "04_tour"}
 
 

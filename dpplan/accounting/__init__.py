@@ -140,7 +140,8 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
     """Return the ε upper bound after all steps of ``plan``.
 
     Args:
-        plan: the training plan.
+        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
+            composed; a curve's epochs run on across the phases).
         method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
 
     Returns:
@@ -156,6 +157,10 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
         >>> round(epsilon(plan, method="rdp"), 3)
         1.1
     """
+    if _is_phased(plan):
+        from dpplan.accounting.phased import phased_epsilon
+
+        return phased_epsilon(plan, method)
     _check_plan(plan)
     _warn(plan)
     return get_accountant(method).epsilon(plan)
@@ -167,7 +172,8 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
     The last point equals ``epsilon(plan, method=method)``.
 
     Args:
-        plan: the training plan.
+        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
+            composed; a curve's epochs run on across the phases).
         method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
 
     Returns:
@@ -184,6 +190,10 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
         >>> curve.epochs, curve.epsilon == epsilon(plan, method="rdp")
         ((1, 2, 3), True)
     """
+    if _is_phased(plan):
+        from dpplan.accounting.phased import phased_curve
+
+        return phased_curve(plan, method)
     _check_plan(plan)
     found = _warn(plan)
     curve = get_accountant(method).epsilon_curve(plan)
@@ -246,7 +256,8 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
     A method whose library fails is reported in ``failures``; the others are still shown.
 
     Args:
-        plan: the training plan.
+        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
+            composed; a curve's epochs run on across the phases).
         methods: the methods to run, a subset of :data:`METHODS`.
 
     Returns:
@@ -263,7 +274,8 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         >>> result.headline_method
         'pld'
     """
-    _check_plan(plan)
+    if not _is_phased(plan):
+        _check_plan(plan)
     if isinstance(methods, str) or not methods:
         raise PlanError(
             "methods",
@@ -273,6 +285,10 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         )
     for method in methods:
         _validate.choice(options=METHODS, method=method)
+    if _is_phased(plan):
+        from dpplan.accounting.phased import phased_compare
+
+        return phased_compare(plan, tuple(methods))
     found = _warn(plan)
     curves, failures = [], {}
     for method in METHODS:
@@ -296,6 +312,13 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         headline_epsilon=best.epsilon,
         warnings=found,
     )
+
+
+def _is_phased(plan: object) -> bool:
+    """Whether ``plan`` is a :class:`~dpplan.phased.PhasedPlan` (answered by ``phased.py``)."""
+    from dpplan.phased import PhasedPlan
+
+    return isinstance(plan, PhasedPlan)
 
 
 def _check_plan(plan: object) -> None:
