@@ -153,17 +153,42 @@ def _solve_epochs(plan: PhasedPlan, *, target_epsilon: float, method: str) -> Ph
 BEST = "best"
 
 
-def _best(solver, plan: PhasedPlan, target_epsilon: float, key) -> PhasedPlan:
-    """Solve with every method; keep the answer ``key`` ranks first (each certified by its own)."""
-    answers, refusals = [], []
-    for method in METHODS:
+def _best(solver, plan: PhasedPlan, target_epsilon: float, key, better) -> PhasedPlan:
+    """Solve with every method; keep the answer ``key`` ranks first (each certified by its own).
+
+    RDP (cheap) answers first; a later method is solved in full only if it certifies the next
+    better value than the best so far (``better(answer)``), which costs one query.
+    """
+    best, refusals = None, []
+    for method in ("rdp", "pld", "prv"):
+        if best is not None:
+            candidate = better(best)
+            if candidate is None or not _fits(candidate, method, target_epsilon):
+                continue
         try:
-            answers.append(solver(plan, target_epsilon=target_epsilon, method=method))
+            answer = solver(plan, target_epsilon=target_epsilon, method=method)
         except (InfeasibleTargetError, AccountingError) as error:
             refusals.append(error)
-    if not answers:
+            continue
+        if best is None or key(answer) < key(best):
+            best = answer
+    if best is None:
         raise refusals[0]
-    return min(answers, key=key)
+    return best
+
+
+def _less_noise(plan: PhasedPlan) -> PhasedPlan | None:
+    factor = 1 - 2 * FACTOR_RELATIVE_TOL
+    if min(p.noise_multiplier for p in plan.phases) * factor < NOISE_MULTIPLIER_MIN:
+        return None
+    return _scaled(plan, factor)
+
+
+def _one_more_epoch(plan: PhasedPlan) -> PhasedPlan | None:
+    last = plan.phases[-1]
+    if last.epochs + 1 > MAX_EPOCHS or (plan.total_steps + last.steps_per_epoch) > MAX_TOTAL_STEPS:
+        return None
+    return plan.replace(phases=[*plan.phases[:-1], last.replace(epochs=last.epochs + 1)])
 
 
 def solve_phased_noise(plan: PhasedPlan, *, target_epsilon: float, method: str) -> PhasedPlan:
@@ -178,7 +203,9 @@ def solve_phased_noise(plan: PhasedPlan, *, target_epsilon: float, method: str) 
         AccountingError: if the library fails, or (never expected) the answer overshoots.
     """
     if method == BEST:
-        return _best(_solve_noise, plan, target_epsilon, lambda p: p.phases[0].noise_multiplier)
+        return _best(
+            _solve_noise, plan, target_epsilon, lambda p: p.phases[0].noise_multiplier, _less_noise
+        )
     return _solve_noise(plan, target_epsilon=target_epsilon, method=method)
 
 
@@ -193,5 +220,7 @@ def solve_phased_epochs(plan: PhasedPlan, *, target_epsilon: float, method: str)
         AccountingError: if the library fails, or (never expected) the answer overshoots.
     """
     if method == BEST:
-        return _best(_solve_epochs, plan, target_epsilon, lambda p: -p.phases[-1].epochs)
+        return _best(
+            _solve_epochs, plan, target_epsilon, lambda p: -p.phases[-1].epochs, _one_more_epoch
+        )
     return _solve_epochs(plan, target_epsilon=target_epsilon, method=method)
