@@ -53,8 +53,20 @@ __all__ = [
     "default_home",
 ]
 
-#: Run statuses. ``interrupted`` is derived on read for runs whose process died.
-STATUSES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+#: Run statuses. ``interrupted`` is derived on read for runs whose process died. ``diverged``:
+#: the loss or weights became non-finite (the epochs before are kept, ``stop_reason`` says
+#: where); ``not_started``: the first epoch alone would exceed ``target_epsilon``, so nothing
+#: was trained.
+STATUSES = (
+    "queued",
+    "running",
+    "finished",
+    "failed",
+    "stopped",
+    "interrupted",
+    "diverged",
+    "not_started",
+)
 #: A running run on another host whose last heartbeat is older than this is ``interrupted``.
 LEASE_SECONDS = 120.0
 #: How often the process that runs a run writes its heartbeat.
@@ -244,6 +256,12 @@ def _json_value(value: Any) -> Any:
 
 def _float_or_inf(value: Any) -> float:
     return math.inf if value is None else float(value)
+
+
+def _float_or_nan(value: Any) -> float:
+    """A measured value: SQLite stores NaN as NULL (runs that diverged before dpplan
+    stopped them recorded NaN losses), which reads back as NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _epsilons(row: sqlite3.Row) -> dict[str, float]:
@@ -628,6 +646,24 @@ class RunStore:
             connection.execute(
                 "UPDATE runs SET updated_at=?, warnings=? WHERE id=?",
                 (time.time(), json.dumps(list(warnings)), _run_id(run_id)),
+            )
+
+    def update_options(self, run_id: int, changes: Mapping[str, Any]) -> None:
+        """Merge ``changes`` into a run's stored options (what a run found out about itself,
+        such as where its data came from).
+
+        Raises:
+            StoreError: if the store is read-only.
+        """
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT options FROM runs WHERE id=?", (_run_id(run_id),)
+            ).fetchone()
+            if row is None:
+                return
+            options = {**json.loads(row["options"]), **dict(changes)}
+            connection.execute(
+                "UPDATE runs SET options=? WHERE id=?", (json.dumps(options), _run_id(run_id))
             )
 
     def finish_run(
@@ -1035,16 +1071,25 @@ class RunStore:
                 epsilon=_float_or_inf(e["epsilon"]),
                 epsilon_rdp=_float_or_inf(e["epsilon_rdp"]),
                 epsilon_opacus=_float_or_inf(e["epsilon_opacus"]),
-                train_loss=e["train_loss"],
-                validation_loss=e["validation_loss"],
-                validation_accuracy=e["validation_accuracy"],
-                test_accuracy=e["test_accuracy"],
-                lr=e["lr"],
-                seconds=e["seconds"],
+                train_loss=_float_or_nan(e["train_loss"]),
+                validation_loss=_float_or_nan(e["validation_loss"]),
+                validation_accuracy=_float_or_nan(e["validation_accuracy"]),
+                test_accuracy=_float_or_nan(e["test_accuracy"]),
+                lr=_float_or_nan(e["lr"]),
+                seconds=_float_or_nan(e["seconds"]),
                 epsilons=_epsilons(e),
             )
             for e in epochs
         )
+        stop_reason = row["stop_reason"]
+        diverged = next((r for r in records if math.isnan(r.validation_loss)), None)
+        if status == "finished" and diverged is not None:
+            # Stored before dpplan stopped diverging runs: say what happened.
+            status = "diverged"
+            stop_reason = (
+                f"diverged by epoch {diverged.epoch}: its validation loss is not finite "
+                "(recorded by a dpplan that did not yet stop diverging runs)"
+            )
         return RunRecord(
             id=row["id"],
             plan=TrainingPlan.from_dict(json.loads(row["plan"])),
@@ -1057,7 +1102,7 @@ class RunStore:
             versions=json.loads(row["versions"]),
             group_id=row["group_id"],
             error=row["error"],
-            stop_reason=row["stop_reason"],
+            stop_reason=stop_reason,
             warnings=tuple(json.loads(row["warnings"])),
             created_at=row["created_at"],
             updated_at=row["updated_at"],

@@ -234,6 +234,11 @@ def _tuning(
     )
 
 
+def _measured(value: float) -> float | None:
+    """A measured loss or accuracy; None where it is not finite (a diverged epoch)."""
+    return value if math.isfinite(value) else None
+
+
 def _run(run: RunRecord) -> Run:
     differences = [
         abs(r.epsilon_rdp - r.epsilon_opacus) / r.epsilon_opacus
@@ -252,9 +257,9 @@ def _run(run: RunRecord) -> Run:
                 epsilons=dict(r.epsilons),
                 epsilon_rdp=r.epsilon_rdp,
                 epsilon_opacus=r.epsilon_opacus,
-                validation_loss=r.validation_loss,
-                validation_accuracy=r.validation_accuracy,
-                test_accuracy=r.test_accuracy,
+                validation_loss=_measured(r.validation_loss),
+                validation_accuracy=_measured(r.validation_accuracy),
+                test_accuracy=_measured(r.test_accuracy),
                 lr=r.lr,
                 seconds=r.seconds,
             )

@@ -137,7 +137,9 @@ class Tuning(_Facts):
 
 class Epoch(_Facts):
     """One stored epoch of a run (no training loss: it is computed on private batches
-    without noise). ``epsilon`` is the smallest bound recorded, from ``method``."""
+    without noise). ``epsilon`` is the smallest bound recorded, from ``method``. A loss or
+    accuracy that was not finite (an epoch recorded after the run diverged, by a dpplan that
+    did not yet stop such runs) is None."""
 
     epoch: int
     steps: int
@@ -146,9 +148,9 @@ class Epoch(_Facts):
     epsilons: dict[str, Real]
     epsilon_rdp: Real
     epsilon_opacus: Real
-    validation_loss: float
-    validation_accuracy: float
-    test_accuracy: float
+    validation_loss: float | None
+    validation_accuracy: float | None
+    test_accuracy: float | None
     lr: float
     seconds: float
 

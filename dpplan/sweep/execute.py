@@ -85,7 +85,12 @@ def _split_arrays(options: Any) -> dict[str, Any]:
     from dpplan.train.core import load_split
 
     split = load_split(options, torch.device("cpu"))
-    return {f.name: getattr(split, f.name).numpy() for f in dataclasses.fields(split)}
+    arrays: dict[str, Any] = {
+        f.name: getattr(split, f.name).numpy()
+        for f in dataclasses.fields(split)
+        if f.name != "source"
+    }
+    return {**arrays, "source": split.source}
 
 
 def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -123,7 +128,12 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
     split = None
     if data is not None:
         split = MnistSplit(
-            **{name: torch.tensor(array, device=device) for name, array in data.items()}
+            **{
+                name: torch.tensor(array, device=device)
+                for name, array in data.items()
+                if name != "source"
+            },
+            source=data.get("source"),
         )
     trainer = Trainer(plan, schedule, options, data=split, device=device)
     records: list[Any] = []
@@ -138,6 +148,7 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
         stop_reason=reason,
         records=tuple(records),
         warnings=tuple(trainer.warnings),
+        data_source=trainer.data.source,
     )
     return {
         "result": result,
@@ -357,7 +368,16 @@ def _outcomes(store: RunStore, record: Any) -> dict[str, TrialOutcome]:
     for trial in record.trials:
         run = runs.get(trial.run_id) if trial.run_id is not None else None
         last = run.records[-1] if run is not None and run.records else None
-        if trial.status == "finished" and last is not None:
+        if trial.status == "finished" and run is not None and run.status == "diverged":
+            # Finished, with no accuracy: it is never selected and never a point.
+            outcomes[trial.key] = TrialOutcome(
+                key=trial.key,
+                status="finished",
+                run_id=run.id,
+                epochs_done=len(run.records),
+                diverged=True,
+            )
+        elif trial.status == "finished" and last is not None:
             outcomes[trial.key] = TrialOutcome(
                 key=trial.key,
                 status="finished",
@@ -408,10 +428,13 @@ def _store_result(
     value: Mapping[str, Any],
 ) -> int:
     result = value["result"]
+    options = result.options.to_dict()
+    if getattr(result, "data_source", None) is not None:
+        options["data_source"] = result.data_source
     run_id = store.create_run(
         plan=plan,
         schedule=result.schedule.to_dict(),
-        options=result.options.to_dict(),
+        options=options,
         device=result.device,
         seed=trial.seed,
         private=True,
@@ -517,7 +540,17 @@ def run_sweep(
                 plan = plans[trial.plan_key]
                 run_id = _store_result(store, sweep_id, trial, plan, spec, value)
                 records = value["result"].records
-                if records:
+                if value["result"].status == "diverged":
+                    store.record_trial(sweep_id, key, status="finished", run_id=run_id)
+                    outcomes[key] = TrialOutcome(
+                        key=key,
+                        status="finished",
+                        run_id=run_id,
+                        epochs_done=len(records),
+                        diverged=True,
+                    )
+                    session_done += 1
+                elif records:
                     store.record_trial(sweep_id, key, status="finished", run_id=run_id)
                     outcomes[key] = TrialOutcome(
                         key=key,
@@ -557,7 +590,8 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
     """Return a sweep's frontier and tuning cost as a JSON-ready dict (report-ready data).
 
     Keys: ``sweep_id``, ``status``, ``spec``, ``runs_tried`` (stored runs of the sweep),
-    ``trials`` (``planned``, ``finished``, ``failed``), ``points`` (one per target ε with a
+    ``trials`` (``planned``, ``finished``, ``failed``, and ``diverged``: finished trials whose
+    loss or weights became non-finite, never selected), ``points`` (one per target ε with a
     finished selection: ``target_epsilon``, ``epsilon`` and ``epsilon_method`` of its plan,
     ``plan``, ``schedule``, ``validation_accuracy``, ``test_accuracy_mean``,
     ``test_accuracy_std``, ``seeds``, ``run_ids``), ``curves`` (schedule kind -> the same
@@ -599,6 +633,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
             "planned": protocol.planned_trials(spec, record.draws),
             "finished": sum(1 for o in outcomes.values() if o.status == "finished"),
             "failed": sum(1 for o in outcomes.values() if o.status == "failed"),
+            "diverged": sum(1 for o in outcomes.values() if o.diverged),
         },
         "points": points,
         "curves": curves,

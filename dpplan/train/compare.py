@@ -102,7 +102,11 @@ class ScheduleComparison:
 
 
 def _final_validation(run: RunRecord) -> float:
-    return run.records[-1].validation_accuracy if run.records else -1.0
+    """The run's final validation accuracy; -1 for a run without one, or that diverged
+    (never selected)."""
+    if run.status == "diverged" or not run.records:
+        return -1.0
+    return run.records[-1].validation_accuracy
 
 
 def summarize(

@@ -56,15 +56,35 @@ def test_train_plain_shows_progress(store, data_flags, capsys, monkeypatch):
     assert main(["train", *PLAN, *data_flags, "--lr", "0.5"]) == 0
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
-    # First that the run started (id, plan, device, method), then steps within the epoch,
-    # then the epoch with both ε labelled by their method.
+    # First that the run started (id, threads, plan, device, which ε), then steps within the
+    # epoch, then the epoch with both ε labelled by their method.
     assert lines[0].startswith("run 1 started on cpu: dataset_size=1000 batch_size=64 ")
-    assert "ε by rdp" in lines[0]
+    assert lines[0].endswith("ε: the smallest upper bound of rdp, prv and pld; 1 CPU thread")
     steps = 1000 // 64 + (1000 % 64 > 0)  # steps_per_epoch of the plan
     assert lines[1] == f"  epoch 1/1: step 1/{steps}"
-    assert "epoch 1/1  ε (rdp)=" in lines[-1] and "Opacus ε (rdp)=" in lines[-1]
+    assert "Opacus ε (rdp)=" in lines[-1]
     assert "finished" in captured.out
-    assert "ε (rdp)  Opacus ε (rdp)" in captured.out  # the summary labels its columns
+    assert "ε (smallest bound)  Opacus ε (rdp)" in captured.out  # the summary's columns
+
+
+def test_one_epsilon_everywhere(store, data_flags, capsys):
+    # Issue 17 item 9: the live line said "ε (prv) = 0.6943" while runs and the report said
+    # 0.6842 (pld). Every surface now shows the smallest upper bound, named by its method,
+    # though the run records --method rdp.
+    assert main(["train", *PLAN, *data_flags, "--lr", "0.5"]) == 0
+    captured = capsys.readouterr()
+    value, method = store.get_run(1).best_epsilon()
+    assert method != "rdp"  # PLD or PRV bound RDP from below here
+    shown = f"{value:.4f} ({method})"
+    assert f"epoch 1/1  ε={shown}" in captured.err  # the live line
+    assert shown in captured.out.splitlines()[-1]  # the summary
+    assert main(["runs"]) == 0
+    assert shown in capsys.readouterr().out
+    assert main(["runs", "show", "1"]) == 0
+    assert shown in capsys.readouterr().out
+    assert main(["report", "--run", "1", "--format", "json"]) == 0
+    last = json.loads(capsys.readouterr().out)["run"]["epochs"][-1]
+    assert (last["epsilon"], last["method"]) == (value, method)
 
 
 def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypatch, capsys):
@@ -105,7 +125,7 @@ def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypa
     assert main(["train", "--resume", run_id, "--data-dir", str(mnist_dir)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith(f"run {run_id} resuming after epoch 1 on cpu: ")
-    assert "epoch 2/2  ε (rdp)=" in captured.err
+    assert "epoch 2/2  ε=" in captured.err
     assert f"run {run_id}: finished" in captured.out
 
 
