@@ -17,7 +17,7 @@ import math
 import platform
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,16 @@ def _tuning(
     )
 
 
+def _shown_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's options as the report shows them: where the data came from replaces the
+    ``download`` permission once it is known (``download=True`` read as if MNIST had been
+    downloaded, though a folder held it)."""
+    shown = dict(options)
+    if shown.get("data_source") is not None:
+        shown.pop("download", None)
+    return shown
+
+
 def _measured(value: float) -> float | None:
     """A measured loss or accuracy; None where it is not finite (a diverged epoch)."""
     return value if math.isfinite(value) else None
@@ -275,7 +285,7 @@ def _run(run: RunRecord) -> Run:
         seed=run.seed,
         group_id=run.group_id,
         recorded_method=run.method,
-        options=_jsonable(dict(run.options)),
+        options=_jsonable(_shown_options(run.options)),
         schedule=_jsonable(dict(run.schedule)),
         versions=dict(run.versions),
         created_at=_iso(run.created_at),
