@@ -254,11 +254,14 @@ class SweepTuning(_Facts):
 
 
 class SweepTrials(_Facts):
-    """Trials planned (if every selection finds a winner), finished and failed."""
+    """Trials planned (if every selection finds a winner), finished and failed; ``diverged``
+    counts the finished trials whose loss or weights became non-finite (no accuracy, never
+    selected)."""
 
     planned: int
     finished: int
     failed: int
+    diverged: int = 0
 
 
 class Sweep(_Facts):

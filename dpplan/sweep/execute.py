@@ -124,6 +124,9 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
     plan = TrainingPlan.from_dict(payload["plan"])
     schedule = schedule_from_dict(payload["schedule"])
     options = RunOptions.from_dict(dict(payload["options"]))
+    # One trial, one thread per CPU it reserved (options.threads): torch's default of one
+    # thread per core made concurrent trials fight over the cores (BENCHMARKS.md).
+    torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
     split = None
     if data is not None:
