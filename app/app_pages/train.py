@@ -11,6 +11,7 @@ from components import (
 
 import dpplan
 from dpplan.errors import AccountingError, PlanError
+from dpplan.train.specs import DEFAULT_THREADS
 
 st.title("Train")
 plan = st.session_state.get("plan")
@@ -81,6 +82,16 @@ with st.form("train_form"):
         help="How each DP-SGD step is computed; the mechanism and ε are the same. fused: "
         "per-example gradients with torch.func (compiled on a GPU); opacus: Opacus' hooks.",
     )
+    threads = cols[2].number_input(
+        "CPU threads",
+        value=DEFAULT_THREADS,
+        min_value=1,
+        step=1,
+        format="%d",
+        key="train_threads",
+        help="torch threads of the run: one is fastest on a machine shared with other "
+        "work (BENCHMARKS.md). Speed only, never ε.",
+    )
     submitted = st.form_submit_button("Queue run", type="primary")
 
 if submitted:
@@ -98,6 +109,7 @@ if submitted:
             target_epsilon=float(target) or None,
             private=private,
             engine=engine,
+            threads=int(threads),
         )
         schedule = {
             "one_cycle": lambda: OneCycle(max_lr=lr),
