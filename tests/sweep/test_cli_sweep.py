@@ -119,3 +119,16 @@ def test_a_sweep_treats_diverged_trials_as_finished_without_accuracy(
     assert report["points"][0]["seeds"] == [0] and report["trials"]["diverged"] == 2
     assert main(["report", "--sweep", sweep_id]) == 0
     assert "(2 diverged: no accuracy, never selected)" in capsys.readouterr().out
+
+
+def test_sweep_trials_run_one_thread_per_cpu_they_reserve():
+    # Issue 17 item 7: one thread per concurrent trial (Ray workers set it from the options).
+    from dpplan.cli import _build_parser, _sweep_spec
+
+    parser = _build_parser()
+    spec = _sweep_spec(parser.parse_args(["sweep", *GRID]))
+    assert spec.options.threads == 1
+    spec = _sweep_spec(parser.parse_args(["sweep", *GRID, "--cpus-per-trial", "2"]))
+    assert spec.options.threads == 2
+    spec = _sweep_spec(parser.parse_args(["sweep", *GRID, "--threads", "3"]))
+    assert spec.options.threads == 3
