@@ -656,13 +656,17 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     ]
     for summary in result.summaries:
         lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
-        lines.append(
-            f"  epoch {'ε (' + options.method + ')':>9}   test acc (mean ± std over seeds)"
-        )
-        for epoch, eps, mean, std in zip(
-            summary.epochs, summary.epsilons, summary.accuracy_mean, summary.accuracy_std
+        lines.append("  epoch  ε (smallest bound)   test acc (mean ± std over seeds)")
+        for epoch, eps, method, mean, std in zip(
+            summary.epochs,
+            summary.epsilons,
+            summary.epsilon_methods,
+            summary.accuracy_mean,
+            summary.accuracy_std,
         ):
-            lines.append(f"  {epoch:5d} {_fmt(eps):>9}   {mean:.2%} ± {std:.2%}")
+            lines.append(
+                f"  {epoch:5d} {_fmt(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
+            )
     out("\n".join(lines))
     return EXIT_OK
 

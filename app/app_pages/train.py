@@ -122,10 +122,12 @@ if submitted:
         start_worker(run_store)
         st.session_state["train_last"] = run_id
         if trained != plan:
+            headline = dpplan.compare(trained)  # the smallest bound, as on every page
             st.info(
                 f"MNIST gives {trained.dataset_size:,} training examples, so run #{run_id} "
                 f"trains dataset_size={trained.dataset_size:,} "
-                f"(ε = {format_epsilon(dpplan.epsilon(trained, method=options.method))})."
+                f"(ε = {format_epsilon(headline.headline_epsilon)}, "
+                f"{headline.headline_method.upper()})."
             )
         st.success(f"Queued run #{run_id}.")
     except (PlanError, AccountingError) as error:
@@ -147,7 +149,9 @@ def live_runs() -> None:
         text = run_label(run)
         if last is not None:
             text += (
-                f" · ε = {format_epsilon(last.epsilon)} · test accuracy {last.test_accuracy:.2%}"
+                f" · ε = {format_epsilon(last.best_epsilon(run.method)[0])} "
+                f"({last.best_epsilon(run.method)[1].upper()})"
+                f" · test accuracy {last.test_accuracy:.2%}"
             )
         cols[0].progress(done / run.plan.epochs, text=text)
         if cols[1].button("Stop", key=f"stop_{run.id}"):

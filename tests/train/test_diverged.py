@@ -178,8 +178,9 @@ def test_compare_never_selects_a_diverged_run(mnist_dir, store, monkeypatch):
     real = Trainer.train_epoch
 
     def train_epoch(self, *args, epoch=0, **kwargs):
-        # The run with lr 0.5 diverges in its last epoch, after an epoch that scored best.
-        if self.schedule.lr == 0.5 and epoch == 2:
+        # The run with lr 0.5 diverges in its last epoch, after an epoch that scored best; so
+        # does the repeat of the selected rate with seed 1.
+        if (self.schedule.lr == 0.5 or self.options.seed == 1) and epoch == 2:
             raise Diverged(epoch, "forced by the test")
         return real(self, *args, epoch=epoch, **kwargs)
 
@@ -190,14 +191,21 @@ def test_compare_never_selects_a_diverged_run(mnist_dir, store, monkeypatch):
     result = compare_schedules(
         plan,
         grids={"constant": (Constant(lr=0.5), Constant(lr=0.05))},
-        seeds=(0,),
+        seeds=(0, 1),
         options=options,
         store=store,
     )
     [summary] = result.summaries
     assert summary.selected["lr"] == 0.05
-    statuses = {run.schedule["lr"]: run.status for run in store.list_runs()}
-    assert statuses == {0.5: "diverged", 0.05: "finished"}
+    statuses = {(run.schedule["lr"], run.seed): run.status for run in store.list_runs()}
+    assert statuses == {(0.5, 0): "diverged", (0.05, 0): "finished", (0.05, 1): "diverged"}
+    # The diverged repeat is listed, but left out of the mean: both epochs, seed 0 alone.
+    assert len(summary.run_ids) == 2 and summary.epochs == (1, 2)
+    assert summary.accuracy_std == (0.0, 0.0)
+    # ε per epoch is the smallest bound, named.
+    first = store.get_run(summary.run_ids[0])
+    assert summary.epsilons == tuple(r.best_epsilon("rdp")[0] for r in first.records)
+    assert summary.epsilon_methods == tuple(r.best_epsilon("rdp")[1] for r in first.records)
 
 
 def _scored(real, accuracy_by_lr):
