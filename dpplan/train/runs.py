@@ -172,9 +172,9 @@ def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
     try:
         # Opened without blocking and checked before reading: a FIFO (or a device, a
         # socket) in the checkpoint's place would block ``open`` or ``read`` forever.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        descriptor, opened = None, exc
+        descriptor: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        descriptor = None  # e.g. a dangling link: torch.load below says why, with the path
     if descriptor is not None:
         kind = _file_kind(os.fstat(descriptor).st_mode)
         if kind is not None:
@@ -186,10 +186,11 @@ def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
             )
     try:
         if descriptor is None:
-            raise opened
-        os.set_blocking(descriptor, True)
-        with os.fdopen(descriptor, "rb") as handle:
-            state = torch.load(handle, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            os.set_blocking(descriptor, True)
+            with os.fdopen(descriptor, "rb") as handle:
+                state = torch.load(handle, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         text = str(exc).strip()
         first = text.splitlines()[0][:300] if text else ""
@@ -307,8 +308,8 @@ def resume(
     The model, optimizer, schedule, Opacus accountant and every random-number state are
     restored, so accounting continues exactly where the checkpoint left it. ``data_dir``
     reads MNIST from another folder than the run's (the checksums make it the same data);
-    ``threads`` sets the CPU threads of the resumed training (it does not change ε). The
-    run's stored options record both.
+    ``threads`` sets the CPU threads of the resumed training (it does not change ε); the
+    run's stored options record the new threads and where the data now came from.
 
     The checkpoint is read with ``weights_only=True`` and checked against the store (run id,
     plan, epoch, steps, accountant) before anything changes; no stored record is ever
