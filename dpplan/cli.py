@@ -369,7 +369,7 @@ def _schedule(kind: str, args: argparse.Namespace):
 def _epsilon_text(record: Any, method: str) -> str:
     """One epoch's ε as every surface shows it: the smallest upper bound, with its method."""
     value, best = record.best_epsilon(method)
-    return f"{_fmt(value)} ({best})"
+    return f"{_fmt(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
 
 
 def _progress(
