@@ -117,7 +117,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 """
 #: Columns added to ``runs`` after the first release; older stores get them on open.
-_ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"))
+_ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"), ("diverged_epoch", "INTEGER"))
 #: Columns added to ``epochs`` after the first release (every method's ε, as JSON).
 _ADDED_EPOCH_COLUMNS = (("epsilons", "TEXT"),)
 
@@ -223,6 +223,7 @@ class RunRecord:
     created_at: float
     updated_at: float
     records: tuple[EpochRecord, ...]
+    diverged_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the run as a JSON-ready dict (plan, status, per-epoch records, ...)."""
@@ -241,10 +242,23 @@ class RunRecord:
         """The accounting method of each record's ``epsilon`` (the run's option)."""
         return str(self.options.get("method", "prv"))
 
+    @property
+    def epochs_spent(self) -> int:
+        """Epochs whose steps touched the data: the recorded ones, and for a run that
+        diverged, the epoch it diverged in too (not recorded, but its steps were taken)."""
+        return max(len(self.records), self.diverged_epoch or 0)
+
     def best_epsilon(self) -> tuple[float, str] | None:
-        """Return (ε, method) of the last completed epoch: the smallest upper bound recorded
-        (only the run's own method for runs recorded before every method was), or ``None``
-        without a completed epoch. This is the one ε shown for a run."""
+        """Return (ε, method) after the last epoch that touched the data: the smallest upper
+        bound (only the run's own method for runs recorded before every method was), or
+        ``None`` without such an epoch. This is the one ε shown for a run. For a run that
+        diverged it counts the epoch it diverged in, whose steps were taken."""
+        if self.private and self.epochs_spent > len(self.records):
+            from dpplan.accounting.composition import epoch_epsilons, headline_of
+
+            # The plan's curve at that epoch, as the trainer recorded it for every epoch.
+            method, value = headline_of(epoch_epsilons(self.plan)[self.epochs_spent - 1])
+            return value, method
         return self.records[-1].best_epsilon(self.method) if self.records else None
 
 
@@ -667,9 +681,17 @@ class RunStore:
             )
 
     def finish_run(
-        self, run_id: int, *, status: str, error: str | None = None, stop_reason: str | None = None
+        self,
+        run_id: int,
+        *,
+        status: str,
+        error: str | None = None,
+        stop_reason: str | None = None,
+        diverged_epoch: int | None = None,
     ) -> None:
-        """Set a run's final status (finished, failed or stopped) and end this process's lease.
+        """Set a run's final status (finished, failed, stopped, diverged, not_started) and end
+        this process's lease. ``diverged_epoch``: the (unrecorded) epoch a diverged run
+        diverged in, whose steps count against privacy.
 
         Only the process holding the run changes it; for a run another process has taken
         over, this does nothing.
@@ -679,12 +701,13 @@ class RunStore:
         self._stop_heartbeat(run_id)
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE runs SET status=?, error=?, stop_reason=?, updated_at=? WHERE id=? "
-                "AND pid=? AND host=?",
+                "UPDATE runs SET status=?, error=?, stop_reason=?, diverged_epoch=?, "
+                "updated_at=? WHERE id=? AND pid=? AND host=?",
                 (
                     status,
                     error,
                     stop_reason,
+                    diverged_epoch,
                     time.time(),
                     _run_id(run_id),
                     os.getpid(),
@@ -1107,6 +1130,7 @@ class RunStore:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             records=records,
+            diverged_epoch=_column(row, "diverged_epoch"),
         )
 
 

@@ -192,7 +192,7 @@ def _tuning(
             None
             if leaky
             else accounting.compose_runs(
-                [(m.plan, len(m.records)) for m in group], delta=plan.delta
+                [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
             )
         )
         same_plan = all(m.plan == plan for m in group)
@@ -455,7 +455,8 @@ def build_report(
             hint="Give the number of training runs on this data.",
         )
     group = _group(plan, run, group_runs, tuning_runs)
-    epochs_done = len(run.records) if run is not None else plan.epochs
+    # A diverged run's last epoch is not recorded, but its steps touched the data.
+    epochs_done = run.epochs_spent if run is not None else plan.epochs
     accounted = plan if epochs_done == plan.epochs else plan.replace(epochs=epochs_done)
     comparison = accounting.compare(accounted)
     commit, dirty = _git_state()

@@ -152,6 +152,7 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
         records=tuple(records),
         warnings=tuple(trainer.warnings),
         data_source=trainer.data.source,
+        diverged_epoch=trainer.diverged_epoch,
     )
     return {
         "result": result,
@@ -446,7 +447,12 @@ def _store_result(
     )
     for record in result.records:
         store.record_epoch(run_id, record, result.warnings)
-    store.finish_run(run_id, status=result.status, stop_reason=result.stop_reason)
+    store.finish_run(
+        run_id,
+        status=result.status,
+        stop_reason=result.stop_reason,
+        diverged_epoch=getattr(result, "diverged_epoch", None),
+    )
     return run_id
 
 
@@ -624,7 +630,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
             delta=spec.delta,
             plan_epsilons=epsilons,
             plans=plans,
-            runs=[(run.plan, len(run.records)) for run in runs],
+            runs=[(run.plan, run.epochs_spent) for run in runs],
             random_repeats=spec.random_repeats,
         )
     return {

@@ -128,6 +128,8 @@ class TrainingResult:
         warnings: warnings about the run (e.g. ε cross-check, reproducible noise).
         data_source: where the MNIST files came from (folder, and what was downloaded),
             or None when unknown.
+        diverged_epoch: for status ``diverged``, the epoch it diverged in (not recorded; its
+            steps count against privacy), else None.
     """
 
     plan: TrainingPlan
@@ -140,6 +142,7 @@ class TrainingResult:
     records: tuple[EpochRecord, ...]
     warnings: tuple[str, ...]
     data_source: str | None = None
+    diverged_epoch: int | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -339,6 +342,8 @@ class Trainer:
             self.warnings.append(_REPRODUCIBLE_WARNING)
         self._curves: tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]] | None = None
         self.last_batch_size = 0
+        #: The epoch the run diverged in (set by :meth:`run`), else None.
+        self.diverged_epoch: int | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -554,6 +559,7 @@ class Trainer:
                 except StopRequested:
                     return "stopped", f"stop requested during epoch {epoch}"
                 except Diverged as exc:
+                    self.diverged_epoch = exc.epoch
                     return "diverged", self._diverged_reason(exc)
                 if on_epoch is not None:
                     on_epoch(record)
@@ -686,4 +692,5 @@ def train(
         records=tuple(records),
         warnings=tuple(trainer.warnings),
         data_source=trainer.data.source,
+        diverged_epoch=trainer.diverged_epoch,
     )

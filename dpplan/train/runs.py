@@ -449,7 +449,9 @@ def _execute(
             on_step=on_step,
             should_stop=lambda: store.stop_requested(run_id),
         )
-        store.finish_run(run_id, status=status, stop_reason=reason)
+        store.finish_run(
+            run_id, status=status, stop_reason=reason, diverged_epoch=trainer.diverged_epoch
+        )
     except KeyboardInterrupt:
         store.finish_run(run_id, status="stopped", stop_reason="interrupted by the user")
         raise

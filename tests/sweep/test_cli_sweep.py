@@ -109,6 +109,10 @@ def test_a_sweep_treats_diverged_trials_as_finished_without_accuracy(
     assert point["diverged_seeds"] == [1]
     statuses = sorted(run.status for run in store.list_runs())
     assert statuses == ["diverged", "diverged", "finished"]
+    # The diverged runs' epoch touched the data: the composed ε counts all three runs.
+    assert [run.epochs_spent for run in store.list_runs()] == [1, 1, 1]
+    tuning = result["tuning"]
+    assert tuning["all_runs_epsilon"] > 1.2 * tuning["single_run_epsilon"]
     sweep_id = str(result["sweep_id"])
     assert main(["frontier", sweep_id]) == 0
     text = capsys.readouterr().out

@@ -99,15 +99,20 @@ def test_divergence_in_a_later_epoch_keeps_the_epochs_before(mnist_dir, store, c
     assert run.records[0].epsilons and math.isfinite(run.records[0].validation_loss)
     assert run.stop_reason.startswith("diverged in epoch 2: the training loss was nan at step 1")
     assert "epoch 1 is kept" in run.stop_reason
-    # ε after the diverged epoch counts: its steps touched the data.
+    # ε after the diverged epoch counts: its steps touched the data. The run shows it, and
+    # its report accounts both epochs.
     epsilons = epoch_epsilons(plan)[1]
     assert f"ε={min(epsilons.values()):.4g}" in run.stop_reason
+    assert run.diverged_epoch == 2 == run.epochs_spent
+    method = min(epsilons, key=epsilons.get)
+    assert run.best_epsilon() == (epsilons[method], method)
     # Every reader shows it: runs show, the run report (JSON, Markdown), runs --json.
     assert main(["runs", "show", str(run.id)]) == 0
     assert f"run {run.id}: diverged" in capsys.readouterr().out
     assert main(["report", "--run", str(run.id), "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["run"]["status"] == "diverged"
+    assert report["run"]["status"] == "diverged" and report["epochs"] == 2
+    assert report["accounting"]["epsilon"] == pytest.approx(epsilons[method])
     assert "diverged in epoch 2" in report["run"]["stop_reason"]
     assert main(["report", "--run", str(run.id)]) == 0
     assert "diverged in epoch 2" in capsys.readouterr().out
