@@ -157,3 +157,27 @@ def test_run_ids_are_whole_numbers_in_the_python_api(tmp_path, bad):
         assert info.value.field == "run_id"
     assert store.get_run(run_id).status == "finished"  # nothing was touched
     assert store.get_run(1.0).id == run_id  # an integral float is the same id
+
+
+def test_a_store_from_before_diverged_runs_gets_the_column_and_keeps_its_runs(tmp_path):
+    # Issue 17 item 1: a diverged run records the epoch it diverged in (its steps count).
+    store = RunStore(tmp_path)
+    old = _create(store)
+    store.record_epoch(old, _record(1))
+    store.finish_run(old, status="finished")
+    with sqlite3.connect(store.path) as connection:
+        connection.execute("ALTER TABLE runs DROP COLUMN diverged_epoch")  # the old layout
+    store = RunStore(tmp_path)  # adds the column
+    assert store.get_run(old).diverged_epoch is None and store.get_run(old).epochs_spent == 1
+    run_id = _create(store)
+    store.record_epoch(run_id, _record(1))
+    store.finish_run(run_id, status="diverged", stop_reason="diverged", diverged_epoch=2)
+    run = store.get_run(run_id)
+    assert run.status == "diverged" and run.diverged_epoch == 2 and run.epochs_spent == 2
+    assert run.to_dict()["diverged_epoch"] == 2
+    # Its ε is the plan's smallest bound after epoch 2, not after the recorded epoch 1.
+    from dpplan.accounting import epoch_epsilons
+
+    after_two = epoch_epsilons(PLAN)[1]
+    method = min(after_two, key=after_two.get)
+    assert run.best_epsilon() == (after_two[method], method)
