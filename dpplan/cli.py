@@ -914,9 +914,9 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         # One ε per run: the smallest upper bound recorded, labelled with its method.
         best = run.best_epsilon() if run.private else None
         shown = (
-            "-"
-            if last is None
-            else (f"{_fmt(best[0])} ({best[1]})" if best else f"{_fmt(last.epsilon)} (none)")
+            f"{_fmt(best[0])} ({best[1]})"
+            if best
+            else ("-" if last is None else f"{_fmt(last.epsilon)} (none)")
         )
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
