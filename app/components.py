@@ -392,6 +392,12 @@ def fields_table(fields: list[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame(fields, columns=["setting", "value"])
 
 
+def _headline(record, run) -> float | None:
+    """A record's ε as every surface shows it (smallest bound); None if infinite."""
+    value = record.best_epsilon(run.method)[0]
+    return value if math.isfinite(value) else None
+
+
 def accuracy_frame(runs) -> pd.DataFrame:
     """Long-form per-epoch records of several runs (for charts and tables)."""
     rows = []
@@ -404,7 +410,8 @@ def accuracy_frame(runs) -> pd.DataFrame:
                     "lr": run.schedule.get("max_lr", run.schedule.get("lr")),
                     "seed": run.seed,
                     "epoch": record.epoch,
-                    "ε": record.epsilon if math.isfinite(record.epsilon) else None,
+                    # The smallest upper bound recorded, as every page shows it.
+                    "ε": _headline(record, run),
                     "Opacus ε": (
                         record.epsilon_opacus if math.isfinite(record.epsilon_opacus) else None
                     ),

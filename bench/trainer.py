@@ -610,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=SEED,
         reproducible=True,
         subset=subset,
+        # The Trainer sets torch's threads from the options: keep --threads (or torch's
+        # default when it is not given) instead of RunOptions' default of 1.
+        threads=torch.get_num_threads(),
     )
     pool = training_set_size(options)
     too_big = [size for size in batch_sizes if size > pool]

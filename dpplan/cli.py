@@ -447,7 +447,16 @@ def _solve_phased(args, plan, *, field: str, target_epsilon: float, out) -> int:
     return EXIT_OK
 
 
-def _run_options(args: argparse.Namespace, *, seed: int | None = None):
+def _threads(args: argparse.Namespace, default: int | None = None) -> int:
+    """The --threads value, else ``default``, else :data:`DEFAULT_THREADS`."""
+    from dpplan.train.specs import DEFAULT_THREADS
+
+    if args.threads is not None:
+        return _number("threads", args.threads)
+    return DEFAULT_THREADS if default is None else default
+
+
+def _run_options(args: argparse.Namespace, *, seed: int | None = None, threads: int | None = None):
     from dpplan.train import RunOptions
 
     values: dict[str, Any] = {
@@ -461,6 +470,7 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None):
         "private": not args.non_private,
         "reproducible": args.reproducible,
         "engine": args.engine,
+        "threads": _threads(args, threads),
     }
     for field in ("subset", "test_subset", "target_epsilon"):
         text = getattr(args, field)
@@ -493,13 +503,22 @@ def _schedule(kind: str, args: argparse.Namespace):
     return Constant(lr=lr, momentum=momentum or 0.0)
 
 
+def _epsilon_text(record: Any, method: str) -> str:
+    """One epoch's ε as every surface shows it: the smallest upper bound, with its method."""
+    value, best = record.best_epsilon(method)
+    return f"{_fmt(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
+
+
 def _progress(
     total: int,
     method: str,
     *,
     first_epoch: int = 1,
 ) -> tuple[Callable[[Any], None], Callable[[int, int], None]]:
-    """Return (on_epoch, on_step) callbacks that print a run's progress on stderr."""
+    """Return (on_epoch, on_step) callbacks that print a run's progress on stderr.
+
+    ``method`` is the run's recorded method, named for the ε of records that hold no other.
+    """
     current = [first_epoch]
 
     def show(record: Any) -> None:
@@ -507,7 +526,7 @@ def _progress(
         done = int(20 * record.epoch / total)
         print(
             f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
-            f"ε ({method})={_fmt(record.epsilon)}  "
+            f"ε={_epsilon_text(record, method)}  "
             f"Opacus ε (rdp)={_fmt(record.epsilon_opacus)}  "
             f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
@@ -522,14 +541,16 @@ def _progress(
 
 
 def _started(run: Any, *, verb: str = "started") -> None:
-    """Print that a run started (or resumed): its id, plan, device and ε method."""
+    """Print that a run started (or resumed): its id, plan, device and threads."""
     plan = run.plan
-    method = run.options.get("method", "prv") if run.private else "none (non-private)"
+    shown = "the smallest upper bound of rdp, prv and pld" if run.private else "none (non-private)"
+    threads = run.options.get("threads")
     print(
         f"run {run.id} {verb} on {run.device}: dataset_size={plan.dataset_size} "
         f"batch_size={plan.batch_size} noise_multiplier={plan.noise_multiplier:g} "
         f"epochs={plan.epochs} delta={plan.delta:g} ({plan.steps_per_epoch} steps per "
-        f"epoch); ε by {method}",
+        f"epoch); ε: {shown}"
+        + (f"; {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -545,22 +566,130 @@ def _run_summary(run) -> list[str]:
             f"schedule={json.dumps(run.schedule)}"
         ),
     ]
+    source = _data_source(run.options)
+    if source:
+        lines.append(f"  data: {source}")
     lines += ["  " + line for line in _plan_lines(run.plan)]
     if run.records:
-        method = f"ε ({run.options.get('method', '?')})"
         lines.append(
-            f"  epoch  steps {method:>8}  Opacus ε (rdp)  val acc  test acc    loss"
+            "  epoch  steps  ε (smallest bound)  Opacus ε (rdp)  val acc  test acc    loss"
             "        lr  seconds"
         )
         for r in run.records:
+            shown = _epsilon_text(r, run.method) if run.private else _fmt(r.epsilon)
             lines.append(
-                f"  {r.epoch:5d} {r.steps:6d} {_fmt(r.epsilon):>8} {_fmt(r.epsilon_opacus):>15} "
+                f"  {r.epoch:5d} {r.steps:6d} {shown:>19} {_fmt(r.epsilon_opacus):>15} "
                 f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
                 f"{r.lr:9.3g} {r.seconds:8.1f}"
             )
     for warning in run.warnings:
         lines.append(f"  warning: {warning}")
     return lines
+
+
+def _data_source(options: dict[str, Any]) -> str | None:
+    """Where a run's MNIST came from, in words (None for runs stored before it was kept)."""
+    source = options.get("data_source")
+    if source is None:
+        return None
+    return f"MNIST {source}"
+
+
+#: Flags of ``dpplan train`` that may differ from the stored run with ``--resume``.
+_RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json")
+
+
+def _given_flags(args: argparse.Namespace) -> list[str]:
+    """The destinations of the flags given on the command line of ``args``' subcommand.
+
+    The subcommand's arguments are parsed again into a namespace whose every value is a
+    marker; argparse fills in a default only where nothing was given.
+    """
+    parser, argv = getattr(args, "parser_", None), getattr(args, "argv", None)
+    if parser is None or argv is None:
+        return []
+    unset = object()
+    rest = argv[argv.index(args.command) + 1 :] if args.command in argv else argv
+    actions = [a for a in parser._actions if a.option_strings]
+    given = parser.parse_args(rest, argparse.Namespace(**{a.dest: unset for a in actions}))
+    return [a.dest for a in actions if getattr(given, a.dest, unset) is not unset]
+
+
+def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any, Any]]:
+    """(flag, given value, the run's value) for each flag given with ``--resume`` that
+    differs from the stored run."""
+    options = {"engine": "opacus", **run.options}  # runs stored before engines: Opacus
+    schedule = run.schedule
+    conflicts = []
+    for dest in _given_flags(args):
+        if dest in _RESUME_MAY_CHANGE:
+            continue
+        value = getattr(args, dest)
+        if dest in _PLAN_FLAGS:
+            stored = getattr(run.plan, dest)
+            same = float(_number(dest, value)) == float(stored)
+        elif dest == "schedule":
+            stored = schedule.get("kind")
+            same = value == stored
+        elif dest == "lr":
+            stored = schedule.get("max_lr", schedule.get("lr"))
+            same = float(_number("lr", value)) == float(stored)
+        elif dest == "momentum":
+            cycles = schedule.get("cycle_momentum", False)
+            stored = "cycled" if cycles else schedule.get("momentum")
+            same = not cycles and float(_number("momentum", value)) == float(stored)
+        elif dest == "non_private":
+            stored = not run.private
+            same = bool(value) == stored
+        elif dest == "reproducible":
+            stored = bool(options.get("reproducible", False))
+            same = bool(value) == stored
+        elif dest in ("seed", "validation_size", "subset", "test_subset", "target_epsilon"):
+            stored = options.get(dest)
+            same = stored is not None and float(_number(dest, value)) == float(stored)
+        else:
+            stored = options.get(dest)
+            same = value == stored
+        if not same:
+            conflicts.append((_flag(dest), value, stored))
+    return conflicts
+
+
+def _refuse_resume_flags(args: argparse.Namespace, run: Any) -> None:
+    """Refuse flags given with ``--resume`` that differ from the stored run.
+
+    Raises:
+        PlanError: naming every differing flag (the first is the error's field).
+    """
+    conflicts = _resume_conflicts(args, run)
+    if not conflicts:
+        return
+    flag, value, stored = conflicts[0]
+    listed = "; ".join(f"{f} {v} (run {run.id} has {s})" for f, v, s in conflicts)
+    raise PlanError(
+        flag.lstrip("-").replace("-", "_"),
+        value,
+        f"run {run.id}'s own {stored!r}, or left out with --resume",
+        f"Flags that differ from the stored run: {listed}. A resumed run continues with its "
+        "own plan, schedule and options; only --data-dir and --threads may change. Drop "
+        "them, or start a new run.",
+    )
+
+
+def _fitting_noise(run: Any) -> str:
+    """The σ with which every epoch of the run's plan meets its target ε, in words."""
+    from dpplan.solve import solve_noise_multiplier
+
+    target = run.options.get("target_epsilon")
+    try:
+        solved = solve_noise_multiplier(run.plan, target_epsilon=target, method=run.method)
+    except DpplanError as exc:
+        return f"No noise multiplier could be solved for it ({exc})."
+    return (
+        f"--noise-multiplier {solved.noise_multiplier:.4g} fits all {run.plan.epochs} "
+        f"epoch(s) within target_epsilon={target:g} ({run.method}; from dpplan.solve_"
+        "noise_multiplier)."
+    )
 
 
 def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -571,9 +700,11 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.resume is not None:
         run_id = _run_id("resume", args.resume)
         stored = store.get_run(run_id)
+        _refuse_resume_flags(args, stored)
         # The folder given now (--data-dir, else $DPPLAN_DATA_DIR) wins over the stored one;
         # the checksums make sure it is the same MNIST.
         data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
+        threads = None if args.threads is None else _number("threads", args.threads)
         on_epoch = on_step = None
         if not args.json:
             _started(stored, verb=f"resuming after epoch {len(stored.records)}")
@@ -582,7 +713,14 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 stored.options.get("method", "prv"),
                 first_epoch=len(stored.records) + 1,
             )
-        run = resume(run_id, store=store, on_epoch=on_epoch, on_step=on_step, data_dir=data_dir)
+        run = resume(
+            run_id,
+            store=store,
+            on_epoch=on_epoch,
+            on_step=on_step,
+            data_dir=data_dir,
+            threads=threads,
+        )
     else:
         options = _run_options(args)
         plan = _train_plan(args, options)
@@ -600,7 +738,16 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             on_step=on_step,
             on_start=on_start,
         )
+    if run.status == "not_started":
+        raise InfeasibleTargetError(
+            f"run {run.id} {run.stop_reason}; nothing was trained (stored as not_started). "
+            + _fitting_noise(run)
+        )
     out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
+    if run.status == "diverged":
+        if not args.json:
+            print(f"error: run {run.id} {run.stop_reason}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -646,13 +793,17 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     ]
     for summary in result.summaries:
         lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
-        lines.append(
-            f"  epoch {'ε (' + options.method + ')':>9}   test acc (mean ± std over seeds)"
-        )
-        for epoch, eps, mean, std in zip(
-            summary.epochs, summary.epsilons, summary.accuracy_mean, summary.accuracy_std
+        lines.append("  epoch  ε (smallest bound)   test acc (mean ± std over seeds)")
+        for epoch, eps, method, mean, std in zip(
+            summary.epochs,
+            summary.epsilons,
+            summary.epsilon_methods,
+            summary.accuracy_mean,
+            summary.accuracy_std,
         ):
-            lines.append(f"  {epoch:5d} {_fmt(eps):>9}   {mean:.2%} ± {std:.2%}")
+            lines.append(
+                f"  {epoch:5d} {_fmt(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
+            )
     out("\n".join(lines))
     return EXIT_OK
 
@@ -730,7 +881,9 @@ def _sweep_spec(args: argparse.Namespace):
             "left out of a sweep",
             "Sweeps take --seeds, solve each plan for --epsilons, and are private.",
         )
-    options = _run_options(args, seed=0)
+    cpus = _number("cpus_per_trial", args.cpus_per_trial)
+    # One thread per CPU a trial reserves (at least one).
+    options = _run_options(args, seed=0, threads=max(1, int(cpus)) if cpus >= 1 else 1)
     kinds = [kind.strip() for kind in args.schedules.split(",") if kind.strip()]
     values: dict[str, Any] = {
         "target_epsilons": _numbers("epsilons", args.epsilons),
@@ -757,8 +910,13 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
     lines = [
         (
             f"sweep {result['sweep_id']}: {result['status']}; {result['runs_tried']} runs "
-            f"tried; trials {result['trials']['finished']} finished, "
-            f"{result['trials']['failed']} failed of {result['trials']['planned']} planned"
+            f"tried; trials {result['trials']['finished']} finished"
+            + (
+                f" ({result['trials']['diverged']} diverged: no accuracy, never selected)"
+                if result["trials"].get("diverged")
+                else ""
+            )
+            + f", {result['trials']['failed']} failed of {result['trials']['planned']} planned"
         ),
         "",
         (
@@ -782,6 +940,11 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
             f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
             f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} "
             f"{spread}  {','.join(map(str, point['seeds']))}"
+            + (
+                f" (seed {','.join(map(str, point['diverged_seeds']))} diverged)"
+                if point.get("diverged_seeds")
+                else ""
+            )
         )
 
     lines += [row(point) for point in result["points"]] or ["  (no point yet)"]
@@ -828,7 +991,7 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
 
 #: ``dpplan sweep`` flags that may differ on ``--resume``: where the data is read and how the
 #: trials run (not what they train).
-_RESUME_MAY_CHANGE = frozenset(
+_SWEEP_RESUME_MAY_CHANGE = frozenset(
     {
         "--resume",
         "--data-dir",
@@ -870,13 +1033,13 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 _NOT_SWEEP_FLAGS = ("--seed", "--target-epsilon", "--non-private", "--reproducible")
 
 
-def _given_flags(argv: Sequence[str]) -> list[str]:
+def _given_sweep_flags(argv: Sequence[str]) -> list[str]:
     """Return the sweep's long flags given on the command line, once each, in order.
 
     ``--a=b`` counts as ``--a``; an abbreviation argparse accepted (``--epsil``) is
     expanded to the one known flag it starts.
     """
-    known = [*_SWEEP_FLAGS, *_RESUME_MAY_CHANGE, *_NOT_SWEEP_FLAGS]
+    known = [*_SWEEP_FLAGS, *_SWEEP_RESUME_MAY_CHANGE, *_NOT_SWEEP_FLAGS]
     flags = []
     for token in argv:
         if not token.startswith("--"):
@@ -899,8 +1062,8 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
         PlanError: (field ``resume``) naming each flag, its value and the stored one.
     """
     changed = []
-    for flag in _given_flags(getattr(args, "argv", ())):
-        if flag in _RESUME_MAY_CHANGE:
+    for flag in _given_sweep_flags(getattr(args, "argv", ())):
+        if flag in _SWEEP_RESUME_MAY_CHANGE:
             continue
         text = getattr(args, flag[2:].replace("-", "_"), None)
         if flag not in _SWEEP_FLAGS:
@@ -939,7 +1102,7 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     ship = not args.worker_data
     if args.local:
-        for flag in _given_flags(getattr(args, "argv", ())):
+        for flag in _given_sweep_flags(getattr(args, "argv", ())):
             if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
                 field = flag[2:].replace("-", "_")
                 raise PlanError(
@@ -1141,9 +1304,9 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         # One ε per run: the smallest upper bound recorded, labelled with its method.
         best = run.best_epsilon() if run.private else None
         shown = (
-            "-"
-            if last is None
-            else (f"{_fmt(best[0])} ({best[1]})" if best else f"{_fmt(last.epsilon)} (none)")
+            f"{_fmt(best[0])} ({best[1]})"
+            if best
+            else ("-" if last is None else f"{_fmt(last.epsilon)} (none)")
         )
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
@@ -1347,6 +1510,14 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         help="derive sampling and noise from --seed (experiments only: no "
         "privacy against anyone who knows the seed)",
     )
+    group.add_argument(
+        "--threads",
+        default=None,
+        metavar="N",
+        help="CPU threads torch uses per run (default 1, measured fastest on a shared "
+        "machine, see BENCHMARKS.md; a sweep: one per --cpus-per-trial). Speed only, "
+        "never ε; may change with --resume",
+    )
     group.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -1514,7 +1685,7 @@ def _build_parser() -> _Parser:
         help="continue an interrupted run from its last checkpoint",
     )
     _add_run_flags(trn)
-    trn.set_defaults(handler=_cmd_train, dataset_size=None)
+    trn.set_defaults(handler=_cmd_train, dataset_size=None, parser_=trn)
 
     cmp_ = commands.add_parser(
         "compare",
@@ -1752,7 +1923,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("always", UserWarning)
         try:
             args = parser.parse_args(argv)
-            args.argv = argv  # which flags were given (``sweep --resume`` refuses changed ones)
+            args.argv = argv  # which flags were given (``--resume`` refuses changed ones)
             code = args.handler(args, out)
         except _UsageError as exc:
             code = fail(EXIT_INVALID, {"type": "UsageError", "message": str(exc)})

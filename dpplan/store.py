@@ -53,8 +53,20 @@ __all__ = [
     "default_home",
 ]
 
-#: Run statuses. ``interrupted`` is derived on read for runs whose process died.
-STATUSES = ("queued", "running", "finished", "failed", "stopped", "interrupted")
+#: Run statuses. ``interrupted`` is derived on read for runs whose process died. ``diverged``:
+#: the loss or weights became non-finite (the epochs before are kept, ``stop_reason`` says
+#: where); ``not_started``: the first epoch alone would exceed ``target_epsilon``, so nothing
+#: was trained.
+STATUSES = (
+    "queued",
+    "running",
+    "finished",
+    "failed",
+    "stopped",
+    "interrupted",
+    "diverged",
+    "not_started",
+)
 #: A running run on another host whose last heartbeat is older than this is ``interrupted``.
 LEASE_SECONDS = 120.0
 #: How often the process that runs a run writes its heartbeat.
@@ -105,7 +117,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 );
 """
 #: Columns added to ``runs`` after the first release; older stores get them on open.
-_ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"))
+_ADDED_COLUMNS = (("pid_started", "TEXT"), ("heartbeat_at", "REAL"), ("diverged_epoch", "INTEGER"))
 #: Columns added to ``epochs`` after the first release (every method's ε, as JSON).
 _ADDED_EPOCH_COLUMNS = (("epsilons", "TEXT"),)
 
@@ -211,6 +223,7 @@ class RunRecord:
     created_at: float
     updated_at: float
     records: tuple[EpochRecord, ...]
+    diverged_epoch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the run as a JSON-ready dict (plan, status, per-epoch records, ...)."""
@@ -229,10 +242,23 @@ class RunRecord:
         """The accounting method of each record's ``epsilon`` (the run's option)."""
         return str(self.options.get("method", "prv"))
 
+    @property
+    def epochs_spent(self) -> int:
+        """Epochs whose steps touched the data: the recorded ones, and for a run that
+        diverged, the epoch it diverged in too (not recorded, but its steps were taken)."""
+        return max(len(self.records), self.diverged_epoch or 0)
+
     def best_epsilon(self) -> tuple[float, str] | None:
-        """Return (ε, method) of the last completed epoch: the smallest upper bound recorded
-        (only the run's own method for runs recorded before every method was), or ``None``
-        without a completed epoch. This is the one ε shown for a run."""
+        """Return (ε, method) after the last epoch that touched the data: the smallest upper
+        bound (only the run's own method for runs recorded before every method was), or
+        ``None`` without such an epoch. This is the one ε shown for a run. For a run that
+        diverged it counts the epoch it diverged in, whose steps were taken."""
+        if self.private and self.epochs_spent > len(self.records):
+            from dpplan.accounting.composition import epoch_epsilons, headline_of
+
+            # The plan's curve at that epoch, as the trainer recorded it for every epoch.
+            method, value = headline_of(epoch_epsilons(self.plan)[self.epochs_spent - 1])
+            return value, method
         return self.records[-1].best_epsilon(self.method) if self.records else None
 
 
@@ -244,6 +270,12 @@ def _json_value(value: Any) -> Any:
 
 def _float_or_inf(value: Any) -> float:
     return math.inf if value is None else float(value)
+
+
+def _float_or_nan(value: Any) -> float:
+    """A measured value: SQLite stores NaN as NULL (runs that diverged before dpplan
+    stopped them recorded NaN losses), which reads back as NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _epsilons(row: sqlite3.Row) -> dict[str, float]:
@@ -665,10 +697,36 @@ class RunStore:
                 (time.time(), json.dumps(list(warnings)), _run_id(run_id)),
             )
 
+    def update_options(self, run_id: int, changes: Mapping[str, Any]) -> None:
+        """Merge ``changes`` into a run's stored options (what a run found out about itself,
+        such as where its data came from).
+
+        Raises:
+            StoreError: if the store is read-only.
+        """
+        with self._transaction() as connection:
+            row = connection.execute(
+                "SELECT options FROM runs WHERE id=?", (_run_id(run_id),)
+            ).fetchone()
+            if row is None:
+                return
+            options = {**json.loads(row["options"]), **dict(changes)}
+            connection.execute(
+                "UPDATE runs SET options=? WHERE id=?", (json.dumps(options), _run_id(run_id))
+            )
+
     def finish_run(
-        self, run_id: int, *, status: str, error: str | None = None, stop_reason: str | None = None
+        self,
+        run_id: int,
+        *,
+        status: str,
+        error: str | None = None,
+        stop_reason: str | None = None,
+        diverged_epoch: int | None = None,
     ) -> None:
-        """Set a run's final status (finished, failed or stopped) and end this process's lease.
+        """Set a run's final status (finished, failed, stopped, diverged, not_started) and end
+        this process's lease. ``diverged_epoch``: the (unrecorded) epoch a diverged run
+        diverged in, whose steps count against privacy.
 
         Only the process holding the run changes it; for a run another process has taken
         over, this does nothing.
@@ -678,12 +736,13 @@ class RunStore:
         self._stop_heartbeat(run_id)
         with self._transaction() as connection:
             connection.execute(
-                "UPDATE runs SET status=?, error=?, stop_reason=?, updated_at=? WHERE id=? "
-                "AND pid=? AND host=?",
+                "UPDATE runs SET status=?, error=?, stop_reason=?, diverged_epoch=?, "
+                "updated_at=? WHERE id=? AND pid=? AND host=?",
                 (
                     status,
                     error,
                     stop_reason,
+                    diverged_epoch,
                     time.time(),
                     _run_id(run_id),
                     os.getpid(),
@@ -1070,16 +1129,25 @@ class RunStore:
                 epsilon=_float_or_inf(e["epsilon"]),
                 epsilon_rdp=_float_or_inf(e["epsilon_rdp"]),
                 epsilon_opacus=_float_or_inf(e["epsilon_opacus"]),
-                train_loss=e["train_loss"],
-                validation_loss=e["validation_loss"],
-                validation_accuracy=e["validation_accuracy"],
-                test_accuracy=e["test_accuracy"],
-                lr=e["lr"],
-                seconds=e["seconds"],
+                train_loss=_float_or_nan(e["train_loss"]),
+                validation_loss=_float_or_nan(e["validation_loss"]),
+                validation_accuracy=_float_or_nan(e["validation_accuracy"]),
+                test_accuracy=_float_or_nan(e["test_accuracy"]),
+                lr=_float_or_nan(e["lr"]),
+                seconds=_float_or_nan(e["seconds"]),
                 epsilons=_epsilons(e),
             )
             for e in epochs
         )
+        stop_reason = row["stop_reason"]
+        diverged = next((r for r in records if math.isnan(r.validation_loss)), None)
+        if status == "finished" and diverged is not None:
+            # Stored before dpplan stopped diverging runs: say what happened.
+            status = "diverged"
+            stop_reason = (
+                f"diverged by epoch {diverged.epoch}: its validation loss is not finite "
+                "(recorded by a dpplan that did not yet stop diverging runs)"
+            )
         return RunRecord(
             id=row["id"],
             plan=TrainingPlan.from_dict(json.loads(row["plan"])),
@@ -1092,11 +1160,12 @@ class RunStore:
             versions=json.loads(row["versions"]),
             group_id=row["group_id"],
             error=row["error"],
-            stop_reason=row["stop_reason"],
+            stop_reason=stop_reason,
             warnings=tuple(json.loads(row["warnings"])),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             records=records,
+            diverged_epoch=_column(row, "diverged_epoch"),
         )
 
 

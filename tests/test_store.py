@@ -192,3 +192,27 @@ def test_read_only_commands_and_failed_lookups_create_no_store(argv, code, tmp_p
     assert default_home() == tmp_path / ".local" / "share" / "dpplan"
     assert main(argv) == code
     assert not (tmp_path / ".local").exists()
+
+
+def test_a_store_from_before_diverged_runs_gets_the_column_and_keeps_its_runs(tmp_path):
+    # Issue 17 item 1: a diverged run records the epoch it diverged in (its steps count).
+    store = RunStore(tmp_path)
+    old = _create(store)
+    store.record_epoch(old, _record(1))
+    store.finish_run(old, status="finished")
+    with sqlite3.connect(store.path) as connection:
+        connection.execute("ALTER TABLE runs DROP COLUMN diverged_epoch")  # the old layout
+    store = RunStore(tmp_path)  # adds the column
+    assert store.get_run(old).diverged_epoch is None and store.get_run(old).epochs_spent == 1
+    run_id = _create(store)
+    store.record_epoch(run_id, _record(1))
+    store.finish_run(run_id, status="diverged", stop_reason="diverged", diverged_epoch=2)
+    run = store.get_run(run_id)
+    assert run.status == "diverged" and run.diverged_epoch == 2 and run.epochs_spent == 2
+    assert run.to_dict()["diverged_epoch"] == 2
+    # Its ε is the plan's smallest bound after epoch 2, not after the recorded epoch 1.
+    from dpplan.accounting import epoch_epsilons
+
+    after_two = epoch_epsilons(PLAN)[1]
+    method = min(after_two, key=after_two.get)
+    assert run.best_epsilon() == (after_two[method], method)

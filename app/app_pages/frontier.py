@@ -113,6 +113,11 @@ def show(sweep_id: int) -> None:
     cols[1].metric("Trials done", f"{trials['finished']} / {trials['planned']}")
     cols[2].metric("Failed", trials["failed"])
     cols[3].metric("Runs on the data", result["runs_tried"])
+    if trials.get("diverged"):
+        st.caption(
+            f"{trials['diverged']} finished trial(s) diverged (non-finite loss): they have no "
+            "accuracy, are never selected and are left out of every point's mean."
+        )
     if "repeat_and_select_epsilon" in result["tuning"]:
         st.warning(
             "Random-repeats sweep: keep the number of runs and trials (and the composed ε) "

@@ -36,9 +36,10 @@ overview = pd.DataFrame(
             "seed": r.seed,
             "epochs": f"{len(r.records)}/{r.plan.epochs}",
             # One ε per run: the smallest upper bound recorded, labelled with its method.
+            # A diverged run counts the epoch it diverged in (its steps touched the data).
             "ε": (
                 f"{format_epsilon(r.best_epsilon()[0])} ({r.best_epsilon()[1].upper()})"
-                if r.records and r.private
+                if r.private and r.best_epsilon() is not None
                 else "—"
             ),
             "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",

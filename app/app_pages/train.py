@@ -11,6 +11,7 @@ from components import (
 
 import dpplan
 from dpplan.errors import AccountingError, PlanError
+from dpplan.train.specs import DEFAULT_THREADS
 
 st.title("Train")
 plan = st.session_state.get("plan")
@@ -81,6 +82,16 @@ with st.form("train_form"):
         help="How each DP-SGD step is computed; the mechanism and ε are the same. fused: "
         "per-example gradients with torch.func (compiled on a GPU); opacus: Opacus' hooks.",
     )
+    threads = cols[2].number_input(
+        "CPU threads",
+        value=DEFAULT_THREADS,
+        min_value=1,
+        step=1,
+        format="%d",
+        key="train_threads",
+        help="torch threads of the run: one is fastest on a machine shared with other "
+        "work (BENCHMARKS.md). Speed only, never ε.",
+    )
     submitted = st.form_submit_button("Queue run", type="primary")
 
 if submitted:
@@ -98,6 +109,7 @@ if submitted:
             target_epsilon=float(target) or None,
             private=private,
             engine=engine,
+            threads=int(threads),
         )
         schedule = {
             "one_cycle": lambda: OneCycle(max_lr=lr),
@@ -110,10 +122,12 @@ if submitted:
         start_worker(run_store)
         st.session_state["train_last"] = run_id
         if trained != plan:
+            headline = dpplan.compare(trained)  # the smallest bound, as on every page
             st.info(
                 f"MNIST gives {trained.dataset_size:,} training examples, so run #{run_id} "
                 f"trains dataset_size={trained.dataset_size:,} "
-                f"(ε = {format_epsilon(dpplan.epsilon(trained, method=options.method))})."
+                f"(ε = {format_epsilon(headline.headline_epsilon)}, "
+                f"{headline.headline_method.upper()})."
             )
         st.success(f"Queued run #{run_id}.")
     except (PlanError, AccountingError) as error:
@@ -135,7 +149,9 @@ def live_runs() -> None:
         text = run_label(run)
         if last is not None:
             text += (
-                f" · ε = {format_epsilon(last.epsilon)} · test accuracy {last.test_accuracy:.2%}"
+                f" · ε = {format_epsilon(last.best_epsilon(run.method)[0])} "
+                f"({last.best_epsilon(run.method)[1].upper()})"
+                f" · test accuracy {last.test_accuracy:.2%}"
             )
         cols[0].progress(done / run.plan.epochs, text=text)
         if cols[1].button("Stop", key=f"stop_{run.id}"):

@@ -17,7 +17,7 @@ import math
 import platform
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ def _tuning(
             None
             if leaky
             else accounting.compose_runs(
-                [(m.plan, len(m.records)) for m in group], delta=plan.delta
+                [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
             )
         )
         same_plan = all(m.plan == plan for m in group)
@@ -235,6 +235,21 @@ def _tuning(
     )
 
 
+def _shown_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's options as the report shows them: where the data came from replaces the
+    ``download`` permission once it is known (``download=True`` read as if MNIST had been
+    downloaded, though a folder held it)."""
+    shown = dict(options)
+    if shown.get("data_source") is not None:
+        shown.pop("download", None)
+    return shown
+
+
+def _measured(value: float) -> float | None:
+    """A measured loss or accuracy; None where it is not finite (a diverged epoch)."""
+    return value if math.isfinite(value) else None
+
+
 def _run(run: RunRecord) -> Run:
     differences = [
         abs(r.epsilon_rdp - r.epsilon_opacus) / r.epsilon_opacus
@@ -253,9 +268,9 @@ def _run(run: RunRecord) -> Run:
                 epsilons=dict(r.epsilons),
                 epsilon_rdp=r.epsilon_rdp,
                 epsilon_opacus=r.epsilon_opacus,
-                validation_loss=r.validation_loss,
-                validation_accuracy=r.validation_accuracy,
-                test_accuracy=r.test_accuracy,
+                validation_loss=_measured(r.validation_loss),
+                validation_accuracy=_measured(r.validation_accuracy),
+                test_accuracy=_measured(r.test_accuracy),
                 lr=r.lr,
                 seconds=r.seconds,
             )
@@ -271,7 +286,7 @@ def _run(run: RunRecord) -> Run:
         seed=run.seed,
         group_id=run.group_id,
         recorded_method=run.method,
-        options=_jsonable(dict(run.options)),
+        options=_jsonable(_shown_options(run.options)),
         schedule=_jsonable(dict(run.schedule)),
         versions=dict(run.versions),
         created_at=_iso(run.created_at),
@@ -441,7 +456,8 @@ def build_report(
             hint="Give the number of training runs on this data.",
         )
     group = _group(plan, run, group_runs, tuning_runs)
-    epochs_done = len(run.records) if run is not None else plan.epochs
+    # A diverged run's last epoch is not recorded, but its steps touched the data.
+    epochs_done = run.epochs_spent if run is not None else plan.epochs
     accounted = plan if epochs_done == plan.epochs else plan.replace(epochs=epochs_done)
     comparison = accounting.compare(accounted)
     commit, dirty = _git_state()

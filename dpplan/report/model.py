@@ -183,7 +183,9 @@ class Tuning(_Facts):
 
 class Epoch(_Facts):
     """One stored epoch of a run (no training loss: it is computed on private batches
-    without noise). ``epsilon`` is the smallest bound recorded, from ``method``."""
+    without noise). ``epsilon`` is the smallest bound recorded, from ``method``. A loss or
+    accuracy that was not finite (an epoch recorded after the run diverged, by a dpplan that
+    did not yet stop such runs) is None."""
 
     epoch: int
     steps: int
@@ -192,9 +194,9 @@ class Epoch(_Facts):
     epsilons: dict[str, Real]
     epsilon_rdp: Real
     epsilon_opacus: Real
-    validation_loss: float
-    validation_accuracy: float
-    test_accuracy: float
+    validation_loss: float | None
+    validation_accuracy: float | None
+    test_accuracy: float | None
     lr: float
     seconds: float
 
@@ -298,11 +300,14 @@ class SweepTuning(_Facts):
 
 
 class SweepTrials(_Facts):
-    """Trials planned (if every selection finds a winner), finished and failed."""
+    """Trials planned (if every selection finds a winner), finished and failed; ``diverged``
+    counts the finished trials whose loss or weights became non-finite (no accuracy, never
+    selected)."""
 
     planned: int
     finished: int
     failed: int
+    diverged: int = 0
 
 
 class Sweep(_Facts):

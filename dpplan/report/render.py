@@ -44,6 +44,11 @@ _STYLE = {
 }
 
 
+def _percent(value: float | None) -> float:
+    """An accuracy in percent for a chart; NaN (not drawn) where it is unknown."""
+    return math.nan if value is None else value * 100
+
+
 def to_json(report: Report) -> str:
     """Return the report as JSON text (2-space indent, UTF-8 characters kept).
 
@@ -475,7 +480,7 @@ def _charts(report: Report) -> dict[str, Markup]:
                     xs=xs,
                     color="#1f5fa8",
                     marker="circle",
-                    ys=tuple(e.test_accuracy * 100 for e in run.epochs),
+                    ys=tuple(_percent(e.test_accuracy) for e in run.epochs),
                 ),
                 Series(
                     label="validation accuracy",
@@ -483,7 +488,7 @@ def _charts(report: Report) -> dict[str, Markup]:
                     color="#c77c02",
                     dash="6 3",
                     marker="square",
-                    ys=tuple(e.validation_accuracy * 100 for e in run.epochs),
+                    ys=tuple(_percent(e.validation_accuracy) for e in run.epochs),
                 ),
             ],
             title="Accuracy against ε",
@@ -500,7 +505,10 @@ def _charts(report: Report) -> dict[str, Markup]:
                     color="#c77c02",
                     dash="6 3",
                     marker="square",
-                    ys=tuple(e.validation_loss for e in run.epochs),
+                    ys=tuple(
+                        math.nan if e.validation_loss is None else e.validation_loss
+                        for e in run.epochs
+                    ),
                 )
             ],
             title="Validation loss against ε",

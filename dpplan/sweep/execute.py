@@ -97,7 +97,12 @@ def _split_arrays(options: Any) -> dict[str, Any]:
     from dpplan.train.core import load_split
 
     split = load_split(options, torch.device("cpu"))
-    return {f.name: getattr(split, f.name).numpy() for f in dataclasses.fields(split)}
+    arrays: dict[str, Any] = {
+        f.name: getattr(split, f.name).numpy()
+        for f in dataclasses.fields(split)
+        if f.name != "source"
+    }
+    return {**arrays, "source": split.source}
 
 
 def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -131,11 +136,19 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
     plan = TrainingPlan.from_dict(payload["plan"])
     schedule = schedule_from_dict(payload["schedule"])
     options = RunOptions.from_dict(dict(payload["options"]))
+    # One trial, one thread per CPU it reserved (options.threads): torch's default of one
+    # thread per core made concurrent trials fight over the cores (BENCHMARKS.md).
+    torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
     split = None
     if data is not None:
         split = MnistSplit(
-            **{name: torch.tensor(array, device=device) for name, array in data.items()}
+            **{
+                name: torch.tensor(array, device=device)
+                for name, array in data.items()
+                if name != "source"
+            },
+            source=data.get("source"),
         )
     trainer = Trainer(plan, schedule, options, data=split, device=device)
     records: list[Any] = []
@@ -150,6 +163,8 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
         stop_reason=reason,
         records=tuple(records),
         warnings=tuple(trainer.warnings),
+        data_source=trainer.data.source,
+        diverged_epoch=trainer.diverged_epoch,
     )
     return {
         "result": result,
@@ -802,7 +817,16 @@ def _outcomes(store: RunStore, record: Any) -> dict[str, TrialOutcome]:
     for trial in record.trials:
         run = runs.get(trial.run_id) if trial.run_id is not None else None
         last = run.records[-1] if run is not None and run.records else None
-        if trial.status == "finished" and last is not None:
+        if trial.status == "finished" and run is not None and run.status == "diverged":
+            # Finished, with no accuracy: it is never selected and never a point.
+            outcomes[trial.key] = TrialOutcome(
+                key=trial.key,
+                status="finished",
+                run_id=run.id,
+                epochs_done=len(run.records),
+                diverged=True,
+            )
+        elif trial.status == "finished" and last is not None:
             outcomes[trial.key] = TrialOutcome(
                 key=trial.key,
                 status="finished",
@@ -868,10 +892,13 @@ def _store_result(
     value: Mapping[str, Any],
 ) -> int:
     result = value["result"]
+    options = result.options.to_dict()
+    if getattr(result, "data_source", None) is not None:
+        options["data_source"] = result.data_source
     run_id = store.create_run(
         plan=plan,
         schedule=result.schedule.to_dict(),
-        options=result.options.to_dict(),
+        options=options,
         device=result.device,
         seed=trial.seed,
         private=True,
@@ -880,7 +907,12 @@ def _store_result(
     )
     for record in result.records:
         store.record_epoch(run_id, record, result.warnings)
-    store.finish_run(run_id, status=result.status, stop_reason=result.stop_reason)
+    store.finish_run(
+        run_id,
+        status=result.status,
+        stop_reason=result.stop_reason,
+        diverged_epoch=getattr(result, "diverged_epoch", None),
+    )
     return run_id
 
 
@@ -998,7 +1030,17 @@ def run_sweep(
                 plan = plans[trial.plan_key]
                 run_id = _store_result(store, sweep_id, trial, plan, spec, value)
                 records = value["result"].records
-                if records:
+                if value["result"].status == "diverged":
+                    store.record_trial(sweep_id, key, status="finished", run_id=run_id)
+                    outcomes[key] = TrialOutcome(
+                        key=key,
+                        status="finished",
+                        run_id=run_id,
+                        epochs_done=len(records),
+                        diverged=True,
+                    )
+                    session_done += 1
+                elif records:
                     store.record_trial(sweep_id, key, status="finished", run_id=run_id)
                     outcomes[key] = TrialOutcome(
                         key=key,
@@ -1038,7 +1080,8 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
     """Return a sweep's frontier and tuning cost as a JSON-ready dict (report-ready data).
 
     Keys: ``sweep_id``, ``status``, ``spec``, ``runs_tried`` (stored runs of the sweep),
-    ``trials`` (``planned``, ``finished``, ``failed``), ``points`` (one per target ε with a
+    ``trials`` (``planned``, ``finished``, ``failed``, and ``diverged``: finished trials whose
+    loss or weights became non-finite, never selected), ``points`` (one per target ε with a
     finished selection: ``target_epsilon``, ``epsilon`` and ``epsilon_method`` of its plan,
     ``plan``, ``schedule``, ``validation_accuracy``, ``test_accuracy_mean``,
     ``test_accuracy_std``, ``seeds``, ``run_ids``), ``curves`` (schedule kind -> the same
@@ -1069,7 +1112,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
             delta=spec.delta,
             plan_epsilons=epsilons,
             plans=plans,
-            runs=[(run.plan, len(run.records)) for run in runs],
+            runs=[(run.plan, run.epochs_spent) for run in runs],
             random_repeats=spec.random_repeats,
         )
     return {
@@ -1081,6 +1124,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
             "planned": protocol.planned_trials(spec, record.draws),
             "finished": sum(1 for o in outcomes.values() if o.status == "finished"),
             "failed": sum(1 for o in outcomes.values() if o.status == "failed"),
+            "diverged": sum(1 for o in outcomes.values() if o.diverged),
         },
         "points": points,
         "curves": curves,

@@ -111,6 +111,8 @@ class TrialOutcome:
         validation_accuracy: final-epoch validation accuracy (None if failed).
         test_accuracy: final-epoch test accuracy (None if failed).
         epochs_done: epochs the run completed.
+        diverged: the run's loss or weights became non-finite: a finished trial with no
+            accuracy, never selected and left out of every point's mean.
     """
 
     key: str
@@ -119,6 +121,7 @@ class TrialOutcome:
     validation_accuracy: float | None = None
     test_accuracy: float | None = None
     epochs_done: int = 0
+    diverged: bool = False
 
 
 def solve_plans(spec: SweepSpec) -> dict[PlanKey, TrainingPlan]:
@@ -337,6 +340,7 @@ class _GroupResult:
     winner: Trial
     validation_accuracy: float
     outcomes: tuple[TrialOutcome, ...]
+    diverged: tuple[TrialOutcome, ...] = ()
 
 
 def _group_results(
@@ -350,16 +354,17 @@ def _group_results(
         if winner is None:
             continue
         same = [winner, *_repeats(spec, winner)]
-        done = tuple(
+        ended = [
             outcomes[t.key]
             for t in same
             if t.key in outcomes and outcomes[t.key].status == "finished"
-        )
+        ]
         results.append(
             _GroupResult(
                 winner=winner,
                 validation_accuracy=float(outcomes[winner.key].validation_accuracy),
-                outcomes=done,
+                outcomes=tuple(o for o in ended if not o.diverged),
+                diverged=tuple(o for o in ended if o.diverged),
             )
         )
     return results
@@ -400,6 +405,7 @@ def _point(
         "test_accuracy_std": statistics.pstdev(tests) if len(tests) > 1 else 0.0,
         "seeds": seeds,
         "run_ids": [o.run_id for o in result.outcomes],
+        "diverged_seeds": [int(o.key.rsplit("seed=", 1)[1]) for o in result.diverged],
     }
 
 
@@ -414,7 +420,8 @@ def frontier(
 
     A point per target ε whose selection is complete: the configuration with the best
     first-seed validation accuracy over every (B, E, schedule) group, with the test accuracy
-    mean ± std over the seeds it was trained with. ``curves[kind]`` holds the same per ε,
+    mean ± std over the seeds it was trained with (a seed whose run diverged is left out of
+    the mean and listed in ``diverged_seeds``). ``curves[kind]`` holds the same per ε,
     restricted to that schedule (random protocol: the best draw of that schedule, first seed
     only). Targets with no finished selection yet have no point.
 

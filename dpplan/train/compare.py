@@ -63,6 +63,7 @@ class ScheduleSummary:
     epsilons: tuple[float, ...]
     accuracy_mean: tuple[float, ...]
     accuracy_std: tuple[float, ...]
+    epsilon_methods: tuple[str, ...] = ()
 
     def best_accuracy_at(self, epsilon: float) -> float | None:
         """Best mean test accuracy over epochs whose ε ≤ ``epsilon`` (None if none)."""
@@ -102,7 +103,11 @@ class ScheduleComparison:
 
 
 def _final_validation(run: RunRecord) -> float:
-    return run.records[-1].validation_accuracy if run.records else -1.0
+    """The run's final validation accuracy; -1 for a run without one, or that diverged
+    (never selected)."""
+    if run.status == "diverged" or not run.records:
+        return -1.0
+    return run.records[-1].validation_accuracy
 
 
 def summarize(
@@ -110,7 +115,15 @@ def summarize(
     tried: Sequence[RunRecord],
     selected_runs: Sequence[RunRecord],
 ) -> ScheduleSummary:
-    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy)."""
+    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy).
+
+    ε per epoch is the smallest upper bound recorded (the one every surface shows). Runs
+    that diverged are left out of the mean (unless every selected run diverged).
+    """
+    run_ids = tuple(run.id for run in selected_runs)
+    selected_runs = [run for run in selected_runs if run.status != "diverged"] or list(
+        selected_runs
+    )
     length = min(len(run.records) for run in selected_runs)
     epochs = tuple(range(1, length + 1))
     means, stds = [], []
@@ -122,9 +135,16 @@ def summarize(
         kind=kind,
         selected=dict(selected_runs[0].schedule),
         tried=tuple(dict(run.schedule) for run in tried),
-        run_ids=tuple(run.id for run in selected_runs),
+        run_ids=run_ids,
         epochs=epochs,
-        epsilons=tuple(selected_runs[0].records[i].epsilon for i in range(length)),
+        epsilons=tuple(
+            selected_runs[0].records[i].best_epsilon(selected_runs[0].method)[0]
+            for i in range(length)
+        ),
+        epsilon_methods=tuple(
+            selected_runs[0].records[i].best_epsilon(selected_runs[0].method)[1]
+            for i in range(length)
+        ),
         accuracy_mean=tuple(means),
         accuracy_std=tuple(stds),
     )

@@ -54,6 +54,7 @@ __all__ = [
     "EPSILON_AGREEMENT_RTOL",
     "PROGRESS_SECONDS",
     "STOP_POLL_SECONDS",
+    "Diverged",
     "MnistSplit",
     "StopRequested",
     "Trainer",
@@ -81,9 +82,24 @@ class StopRequested(Exception):
     """``should_stop`` returned True mid-epoch; the partial epoch is discarded."""
 
 
+class Diverged(Exception):
+    """Training produced a non-finite loss or weights; the epoch is discarded.
+
+    Attributes:
+        epoch: the epoch in which it happened (1-based).
+        reason: what was non-finite, in words (with the step, when known).
+    """
+
+    def __init__(self, epoch: int, reason: str) -> None:
+        super().__init__(f"diverged in epoch {epoch}: {reason}")
+        self.epoch, self.reason = epoch, reason
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False)
 class MnistSplit:
-    """The tensors one run uses: its training part, validation part and test part."""
+    """The tensors one run uses: its training part, validation part and test part, and
+    where they came from (``source``: :attr:`~dpplan.train.data.MnistData.provenance`, or
+    None when unknown)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
@@ -91,6 +107,7 @@ class MnistSplit:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    source: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -103,11 +120,16 @@ class TrainingResult:
         options: the run options.
         device: the torch device it ran on (e.g. ``"cpu"``, ``"cuda:0"``).
         engine: the step engine (``"fused"``, ``"opacus"`` or ``"non_private"``).
-        status: ``"finished"`` (every epoch, or stopped before ``target_epsilon``) or
-            ``"stopped"`` (``should_stop`` asked).
+        status: ``"finished"`` (every epoch), ``"stopped"`` (``should_stop`` asked),
+            ``"diverged"`` (a non-finite loss or weights; the epochs before it are kept) or
+            ``"not_started"`` (the first epoch alone would exceed ``target_epsilon``).
         stop_reason: why it ended early, or ``None``.
         records: one :class:`~dpplan.store.EpochRecord` per finished epoch.
         warnings: warnings about the run (e.g. ε cross-check, reproducible noise).
+        data_source: where the MNIST files came from (folder, and what was downloaded),
+            or None when unknown.
+        diverged_epoch: for status ``diverged``, the epoch it diverged in (not recorded; its
+            steps count against privacy), else None.
     """
 
     plan: TrainingPlan
@@ -119,6 +141,8 @@ class TrainingResult:
     stop_reason: str | None
     records: tuple[EpochRecord, ...]
     warnings: tuple[str, ...]
+    data_source: str | None = None
+    diverged_epoch: int | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -189,6 +213,7 @@ def load_split(options: RunOptions, device: torch.device) -> MnistSplit:
         val_y=data.train_labels[validation_index],
         test_x=data.test_images[:test_count],
         test_y=data.test_labels[:test_count],
+        source=data.provenance,
     )
 
 
@@ -277,6 +302,7 @@ class Trainer:
         plan, schedule, options = check_inputs(plan, schedule, options)
         self.plan, self.schedule, self.options = plan, schedule, options
         self.device = resolve_device(options.device) if device is None else device
+        torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
         self.data = load_split(options, self.device) if data is None else data
         if plan.dataset_size != len(self.data.train_x):
@@ -315,6 +341,9 @@ class Trainer:
         if options.private and options.reproducible:
             self.warnings.append(_REPRODUCIBLE_WARNING)
         self._curves: tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]] | None = None
+        self.last_batch_size = 0
+        #: The epoch the run diverged in (set by :meth:`run`), else None.
+        self.diverged_epoch: int | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -344,6 +373,7 @@ class Trainer:
             < self.plan.sample_rate
         )
         index = mask.nonzero().squeeze(1)
+        self.last_batch_size = len(index)
         loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
         self.controller.after_step()
         return loss
@@ -352,6 +382,8 @@ class Trainer:
         self,
         should_stop: Callable[[], bool] | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        *,
+        epoch: int = 0,
     ) -> tuple[float, float]:
         """Run exactly ``plan.steps_per_epoch`` steps; return (mean loss, seconds).
 
@@ -359,6 +391,10 @@ class Trainer:
         epoch is abandoned (:class:`StopRequested`), so a partial epoch is never recorded.
         ``on_step(k, steps_per_epoch)`` is called after step ``k`` at most once every
         ``PROGRESS_SECONDS`` (never after the last step: the epoch's record follows).
+
+        Raises:
+            Diverged: a non-empty batch gave a non-finite loss, or the weights are not all
+                finite after the epoch's last step (``epoch`` names the epoch).
         """
         self.model.train()
         steps_per_epoch = self.plan.steps_per_epoch
@@ -370,6 +406,10 @@ class Trainer:
                 if should_stop():
                     raise StopRequested
             loss = self.step()
+            if self.last_batch_size and not math.isfinite(loss):
+                raise Diverged(
+                    epoch, f"the training loss was {loss} at step {step} of {steps_per_epoch}"
+                )
             if not math.isnan(loss):
                 loss_sum += loss
                 loss_batches += 1
@@ -383,7 +423,14 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
+        if not self.weights_finite():
+            raise Diverged(epoch, f"the weights were not finite after step {steps_per_epoch}")
         return (loss_sum / loss_batches if loss_batches else math.nan), seconds
+
+    def weights_finite(self) -> bool:
+        """Return whether every parameter of the model is finite (no NaN, no ±inf)."""
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
     def epsilon_after(self, epoch: int) -> float:
         """dpplan's ε (``options.method``) after ``epoch`` epochs; ``inf`` if non-private."""
@@ -406,12 +453,27 @@ class Trainer:
             self._curves = (curve(self.options.method), curve("rdp"), per_epoch)
         return self._curves
 
+    def headline_after(self, epoch: int) -> tuple[float, str]:
+        """(ε, method) after ``epoch`` epochs: the smallest upper bound of every method
+        (``options.method``'s alone if the others failed); ``(inf, "none")`` if non-private.
+        This is the one ε the run shows everywhere."""
+        if not self.options.private:
+            return math.inf, "none"
+        from dpplan.accounting.composition import headline_of
+
+        per_epoch = self._epsilon_curves()[2]
+        if not per_epoch[epoch - 1]:
+            return self.epsilon_after(epoch), self.options.method
+        method, value = headline_of(per_epoch[epoch - 1])
+        return value, method
+
     def finish_epoch(self, epoch: int, train_loss: float, seconds: float) -> EpochRecord:
         """Check the step count, evaluate, step the epoch schedule and return the record.
 
         Raises:
             RuntimeError: if the engine took another number of steps than the plan says
                 (accounting would not match training).
+            Diverged: if the validation loss is not finite.
         """
         steps = self.steps
         if steps != self.plan.steps_after(epoch):
@@ -423,6 +485,8 @@ class Trainer:
         validation_loss, validation_accuracy = _evaluate(
             self.model, self.data.val_x, self.data.val_y, batch
         )
+        if not math.isfinite(validation_loss):
+            raise Diverged(epoch, f"the validation loss was {validation_loss}")
         _, test_accuracy = _evaluate(self.model, self.data.test_x, self.data.test_y, batch)
         self.controller.after_epoch(validation_loss)
         epsilon = epsilon_rdp = epsilon_opacus = math.inf
@@ -464,28 +528,60 @@ class Trainer:
     ) -> tuple[str, str | None]:
         """Train from ``first_epoch`` to the plan's last epoch; return (status, stop reason).
 
-        Stops before an epoch whose ε would exceed ``options.target_epsilon`` (status
-        ``finished``), or when ``should_stop`` returns True (status ``stopped``; a partial
-        epoch is discarded). ``on_epoch`` receives every epoch's record.
+        Ends early:
+
+        * before an epoch whose ε (the smallest upper bound, :meth:`headline_after`) would
+          exceed ``options.target_epsilon``: status ``finished``, or ``not_started`` when
+          that is the first epoch of the plan (nothing was trained);
+        * when ``should_stop`` returns True: status ``stopped`` (a partial epoch is
+          discarded);
+        * when the loss or the weights stop being finite: status ``diverged``, the reason
+          naming the epoch and step. The epoch is not recorded, but its steps touched the
+          data, so the reason states ε after it.
+
+        ``on_epoch`` receives every recorded epoch's record.
         """
         with quiet_libraries():
             for epoch in range(first_epoch, self.plan.epochs + 1):
                 target = self.options.target_epsilon
-                if target is not None and self.epsilon_after(epoch) > target:
-                    return "finished", (
-                        f"stopped before epoch {epoch}: its ε={self.epsilon_after(epoch):.4g} "
-                        f"would exceed target_epsilon={target:g}"
-                    )
+                if target is not None:
+                    value, method = self.headline_after(epoch)
+                    if value > target:
+                        return ("not_started" if epoch == 1 else "finished"), (
+                            f"stopped before epoch {epoch}: its ε={value:.4g} ({method}) "
+                            f"would exceed target_epsilon={target:g}"
+                        )
                 if should_stop is not None and should_stop():
                     return "stopped", "stop requested"
                 try:
-                    train_loss, seconds = self.train_epoch(should_stop, on_step)
+                    train_loss, seconds = self.train_epoch(should_stop, on_step, epoch=epoch)
+                    record = self.finish_epoch(epoch, train_loss, seconds)
                 except StopRequested:
                     return "stopped", f"stop requested during epoch {epoch}"
-                record = self.finish_epoch(epoch, train_loss, seconds)
+                except Diverged as exc:
+                    self.diverged_epoch = exc.epoch
+                    return "diverged", self._diverged_reason(exc)
                 if on_epoch is not None:
                     on_epoch(record)
         return "finished", None
+
+    def _diverged_reason(self, exc: Diverged) -> str:
+        kept = (
+            f"epochs 1-{exc.epoch - 1} are kept"
+            if exc.epoch > 2
+            else ("epoch 1 is kept" if exc.epoch == 2 else "no epoch is recorded")
+        )
+        text = (
+            f"diverged in epoch {exc.epoch}: {exc.reason}; {kept}. Lower the learning rate "
+            "(or max_grad_norm)."
+        )
+        if self.options.private:
+            value, method = self.headline_after(exc.epoch)
+            text += (
+                f" The steps of epoch {exc.epoch} touched the data: privacy spent is "
+                f"ε={value:.4g} ({method})."
+            )
+        return text
 
     def state_dict(self) -> dict[str, Any]:
         """Return the run's state: only tensors and plain Python values, so
@@ -595,4 +691,6 @@ def train(
         stop_reason=reason,
         records=tuple(records),
         warnings=tuple(trainer.warnings),
+        data_source=trainer.data.source,
+        diverged_epoch=trainer.diverged_epoch,
     )

@@ -81,6 +81,8 @@ class MnistData:
         test_images: float32 (10000, 1, 28, 28), normalised like the training images.
         test_labels: int64 (10000,), values in 0..9.
         source: the folder the four files were read from.
+        downloaded: the files this load downloaded into ``source`` (empty: every file was
+            already there).
     """
 
     train_images: torch.Tensor
@@ -88,6 +90,20 @@ class MnistData:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: Path
+    downloaded: tuple[str, ...] = ()
+
+    @property
+    def provenance(self) -> str:
+        """Where the data came from, in words: the folder, and what was downloaded into it.
+
+        Example:
+            >>> MnistData(train_images=None, train_labels=None, test_images=None,
+            ...           test_labels=None, source=Path("/data/mnist")).provenance
+            'read from /data/mnist (nothing downloaded)'
+        """
+        if not self.downloaded:
+            return f"read from {self.source} (nothing downloaded)"
+        return f"downloaded into {self.source} ({', '.join(self.downloaded)})"
 
     def __repr__(self) -> str:
         """Give sizes, device and folder instead of 70,000 images."""
@@ -198,6 +214,7 @@ def load_mnist(
         test_images=_normalize(x_test),
         test_labels=y_test.long(),
         source=directory,
+        downloaded=tuple(name for name in MNIST_FILES if name in problems),
     )
 
 

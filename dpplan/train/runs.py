@@ -19,6 +19,7 @@ import dataclasses
 import math
 import os
 import pickle
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,15 @@ __all__ = [
 CHECKPOINT_FORMAT = 2
 
 
+#: Key of a stored run's options that records where its MNIST came from (not a RunOptions
+#: field: it is what loading found, not what was asked).
+DATA_SOURCE_KEY = "data_source"
+
+
 def _stored_options(run: RunRecord) -> RunOptions:
     """The run's options; runs stored before engines existed were trained by Opacus."""
-    return RunOptions.from_dict({"engine": "opacus", **run.options})
+    asked = {k: v for k, v in run.options.items() if k != DATA_SOURCE_KEY}
+    return RunOptions.from_dict({"engine": "opacus", **asked})
 
 
 def _atomic_save(state: dict[str, Any], path: Path) -> None:
@@ -68,6 +75,22 @@ def _atomic_save(state: dict[str, Any], path: Path) -> None:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _file_kind(mode: int) -> str | None:
+    """Return what a non-regular file is, in words (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, words in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return words
+    return "not a regular file"
 
 
 def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
@@ -147,7 +170,27 @@ def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
             f"are recorded, so it cannot continue. Restore the file, or start a new run. {kept}"
         )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # Opened without blocking and checked before reading: a FIFO (or a device, a
+        # socket) in the checkpoint's place would block ``open`` or ``read`` forever.
+        descriptor: int | None = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        descriptor = None  # e.g. a dangling link: torch.load below says why, with the path
+    if descriptor is not None:
+        kind = _file_kind(os.fstat(descriptor).st_mode)
+        if kind is not None:
+            os.close(descriptor)
+            raise StoreError(
+                f"run {run.id}'s checkpoint {path} cannot be read: it is {kind}, not a "
+                "regular file (reading a FIFO or a device could block forever), so it was not "
+                f"read. Remove it, or put the run's checkpoint file there. {kept}"
+            )
+    try:
+        if descriptor is None:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            os.set_blocking(descriptor, True)
+            with os.fdopen(descriptor, "rb") as handle:
+                state = torch.load(handle, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         text = str(exc).strip()
         first = text.splitlines()[0][:300] if text else ""
@@ -258,12 +301,15 @@ def resume(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
 ) -> RunRecord:
     """Continue an interrupted (or stopped) run from its last checkpoint.
 
     The model, optimizer, schedule, Opacus accountant and every random-number state are
     restored, so accounting continues exactly where the checkpoint left it. ``data_dir``
-    reads MNIST from another folder than the run's (the checksums make it the same data).
+    reads MNIST from another folder than the run's (the checksums make it the same data);
+    ``threads`` sets the CPU threads of the resumed training (it does not change ε); the
+    run's stored options record the new threads and where the data now came from.
 
     The checkpoint is read with ``weights_only=True`` and checked against the store (run id,
     plan, epoch, steps, accountant) before anything changes; no stored record is ever
@@ -297,8 +343,12 @@ def resume(
     options = _stored_options(run)
     if data_dir is not None:
         options = dataclasses.replace(options, data_dir=data_dir)
+    if threads is not None:
+        options = dataclasses.replace(options, threads=threads)
     device = resolve_device(options.device)
     store.claim(run_id)
+    if options.threads != _stored_options(run).threads:
+        store.update_options(run_id, {"threads": options.threads})
     return _execute(
         run_id,
         run.plan,
@@ -380,6 +430,8 @@ def _execute(
 ) -> RunRecord:
     try:
         trainer = Trainer(plan, schedule, options, data=data, device=device)
+        if trainer.data.source is not None:
+            store.update_options(run_id, {DATA_SOURCE_KEY: trainer.data.source})
         first_epoch = 1 if start_state is None else _restore(trainer, start_state) + 1
         for warning in store.get_run(run_id).warnings:
             if warning not in trainer.warnings:
@@ -397,7 +449,9 @@ def _execute(
             on_step=on_step,
             should_stop=lambda: store.stop_requested(run_id),
         )
-        store.finish_run(run_id, status=status, stop_reason=reason)
+        store.finish_run(
+            run_id, status=status, stop_reason=reason, diverged_epoch=trainer.diverged_epoch
+        )
     except KeyboardInterrupt:
         store.finish_run(run_id, status="stopped", stop_reason="interrupted by the user")
         raise

@@ -41,6 +41,7 @@ from dpplan.errors import PlanError
 __all__ = [
     "ACTIVATIONS",
     "DATA_DIR_ENV",
+    "DEFAULT_THREADS",
     "DEVICES",
     "ENGINES",
     "MAX_LR",
@@ -68,6 +69,13 @@ ACTIVATIONS: tuple[str, ...] = ("tanh", "relu")
 DEVICES = ("auto", "cpu", "cuda")
 #: Step engines of :mod:`dpplan.train.engines` (the first is the default).
 ENGINES = ("fused", "opacus")
+#: CPU threads a run uses by default (``torch.set_num_threads``). Measured in BENCHMARKS.md
+#: ("CPU threads"): on a shared 2-core machine one thread was fastest, and torch's default
+#: (one per core) made an epoch up to 10x slower once other processes competed for the cores.
+#: A sweep runs one thread per trial.
+DEFAULT_THREADS = 1
+#: Largest ``threads`` accepted.
+MAX_THREADS = 1024
 #: Accounting methods (as :data:`dpplan.accounting.METHODS`, without importing it).
 _METHODS = ("rdp", "prv", "pld")
 
@@ -431,6 +439,9 @@ class RunOptions:
             ``"fused"`` (per-example gradients with ``torch.func``, compiled on CUDA) or
             ``"opacus"`` (Opacus' hooks). Both perform the same mechanism; ε is the same.
         eval_batch_size: batch size for evaluation (no effect on results).
+        threads: CPU threads torch uses for the run (``torch.set_num_threads``), an integer
+            in [1, 1024]; default :data:`DEFAULT_THREADS`, measured fastest on a shared
+            machine. It changes speed only, never ε, and may change when a run is resumed.
     """
 
     model: str = "seed"
@@ -449,6 +460,7 @@ class RunOptions:
     private: bool = True
     engine: str = "fused"
     eval_batch_size: int = 4096
+    threads: int = DEFAULT_THREADS
 
     def __post_init__(self) -> None:
         _validate.choice(options=MODELS, hint="Pick a model.", model=self.model)
@@ -502,6 +514,13 @@ class RunOptions:
             engine=self.engine,
         )
         _validate.integer(minimum=1, eval_batch_size=self.eval_batch_size)
+        threads = _validate.integer(
+            minimum=1,
+            maximum=MAX_THREADS,
+            threads=self.threads,
+            hint=f"One thread per run is fastest on a shared machine (default {DEFAULT_THREADS}).",
+        )
+        object.__setattr__(self, "threads", threads)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as a JSON-ready dict."""

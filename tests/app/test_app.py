@@ -204,6 +204,7 @@ def test_train_queues_a_run_and_shows_it(home):
         at.number_input(key="train_lr").set_value(0.1)
         at.selectbox(key="train_device").set_value("cpu")
         at.selectbox(key="train_engine").set_value("opacus")
+        at.number_input(key="train_threads").set_value(2)
         at.button[0].click().run()
         assert not at.exception, at.exception
         assert any("Queued run #1" in s.value for s in at.success)
@@ -211,7 +212,7 @@ def test_train_queues_a_run_and_shows_it(home):
     [run] = RunStore(home).list_runs()
     assert run.status == "finished" and run.plan.dataset_size == 55000
     assert run.schedule["kind"] == "plateau" and len(run.records) == 2
-    assert run.options["engine"] == "opacus"
+    assert run.options["engine"] == "opacus" and run.options["threads"] == 2
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert at.dataframe[0].value["status"].tolist() == ["finished"]
@@ -400,3 +401,68 @@ def test_report_page_error_is_cut_and_escaped():
     assert not at.exception, at.exception
     [error] = [e.value for e in at.error]
     assert "notes=" in _unescape(error) and len(error) < 400 and "![" not in error
+
+
+def _diverged_runs(home) -> tuple[int, int]:
+    """A run that diverged in epoch 2 (epoch 1 kept), and a run an older dpplan stored as
+    finished with NaN losses."""
+    from dpplan.train.specs import RunOptions
+
+    run_store = RunStore(home)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=64, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    ids = []
+    for losses, status, reason in (
+        ([1.2], "diverged", "diverged in epoch 2: the training loss was nan at step 3 of 16"),
+        ([2.3, math.nan], "finished", None),
+    ):
+        run_id = run_store.create_run(
+            plan=plan,
+            schedule={"kind": "constant", "lr": 100.0, "momentum": 0.0},
+            options=RunOptions(subset=1000, validation_size=200, device="cpu").to_dict(),
+            device="cpu",
+            seed=0,
+            private=True,
+            versions={},
+        )
+        for epoch, loss in enumerate(losses, start=1):
+            run_store.record_epoch(
+                run_id,
+                EpochRecord(
+                    epoch=epoch,
+                    steps=16 * epoch,
+                    epsilon=1.0 * epoch,
+                    epsilon_rdp=1.1 * epoch,
+                    epsilon_opacus=1.1 * epoch,
+                    train_loss=loss,
+                    validation_loss=loss,
+                    validation_accuracy=0.1,
+                    test_accuracy=0.1,
+                    lr=100.0,
+                    seconds=0.5,
+                    epsilons={"rdp": 1.1 * epoch, "prv": 1.0 * epoch, "pld": 0.99 * epoch},
+                ),
+            )
+        run_store.finish_run(run_id, status=status, stop_reason=reason)
+        ids.append(run_id)
+    return ids[0], ids[1]
+
+
+def test_runs_and_report_pages_show_diverged_runs(home):
+    # Issue 17 item 1: the Report page failed on a diverged run's null losses.
+    diverged, legacy = _diverged_runs(home)
+    at = _app(epochs=2).run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["status"].tolist() == ["diverged", "diverged"]
+    for run_id in (diverged, legacy):
+        at.selectbox(key="runs_selected").set_value(run_id).run()
+        assert not at.exception, at.exception
+        assert any("diverged" in m.value for m in at.markdown)
+    at.switch_page("app_pages/report.py").run()
+    at.radio(key="report_source").set_value("a stored run").run()
+    for run_id in (diverged, legacy):
+        at.selectbox(key="report_run").set_value(run_id).run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]

@@ -87,3 +87,21 @@ def test_stored_sweep_shows_frontier_table_tuning_and_adopts_a_plan(home):
         best["plan"]["noise_multiplier"]
     )
     assert at.number_input(key="plan_dataset_size").value == 2000
+
+
+def test_diverged_trials_are_counted_and_never_a_point(home):
+    # Issue 17 item 1: a diverged trial is a finished trial with no accuracy.
+    sweep_id = fake_sweep(home)
+    store = RunStore(home)
+    losing = next(
+        run
+        for run in store.list_runs()
+        if run.schedule.get("max_lr") == 0.5 and run.seed == 0  # never the winner
+    )
+    store.finish_run(losing.id, status="diverged", stop_reason="diverged in epoch 1: test")
+    result = frontier_result(store, sweep_id)
+    assert result["trials"]["diverged"] == 1
+    assert losing.id not in {i for p in result["points"] for i in p["run_ids"]}
+    at = page()
+    assert not at.exception
+    assert any("1 finished trial(s) diverged" in c.value for c in at.caption)

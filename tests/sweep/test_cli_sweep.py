@@ -390,3 +390,63 @@ def test_runs_show_names_the_sweep_trial_and_its_error(capsys, store, tiny_optio
     assert main(["runs", "show", str(trial.run_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)["sweep_trial"]
     assert shown["error"] == "ValueError: a\nwhole" and shown["sweep_id"] == sweep_id
+
+
+def test_a_sweep_treats_diverged_trials_as_finished_without_accuracy(
+    capsys, store, mnist_dir, monkeypatch
+):
+    # Issue 17 item 1: sweep trials with a huge constant learning rate were stored as
+    # finished with null losses and crashed the readers. Divergence is forced: the run with
+    # lr 0.5 diverges, and so does the repeat of lr 0.05 with seed 1.
+    from dpplan.train.core import Diverged, Trainer
+
+    real = Trainer.train_epoch
+
+    def train_epoch(self, *args, epoch=0, **kwargs):
+        if self.schedule.lr == 0.5 or self.options.seed == 1:
+            raise Diverged(epoch, "forced by the test")
+        return real(self, *args, epoch=epoch, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    grid = [*GRID]
+    grid[grid.index("one_cycle")] = "constant"
+    grid[grid.index("--one-cycle-lrs") : grid.index("--one-cycle-lrs") + 2] = [
+        "--constant-lrs",
+        "0.5,0.05",
+    ]
+    grid[grid.index("--seeds") + 1] = "0,1"
+    assert main(["sweep", "--local", *grid, "--data-dir", str(mnist_dir), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["trials"] == {"planned": 3, "finished": 3, "failed": 0, "diverged": 2}
+    [point] = result["points"]
+    assert point["schedule"]["lr"] == 0.05 and point["seeds"] == [0]
+    assert point["diverged_seeds"] == [1]
+    statuses = sorted(run.status for run in store.list_runs())
+    assert statuses == ["diverged", "diverged", "finished"]
+    # The diverged runs' epoch touched the data: the composed ε counts all three runs.
+    assert [run.epochs_spent for run in store.list_runs()] == [1, 1, 1]
+    tuning = result["tuning"]
+    assert tuning["all_runs_epsilon"] > 1.2 * tuning["single_run_epsilon"]
+    sweep_id = str(result["sweep_id"])
+    assert main(["frontier", sweep_id]) == 0
+    text = capsys.readouterr().out
+    assert "3 finished (2 diverged: no accuracy, never selected)" in text
+    assert "(seed 1 diverged)" in text
+    assert main(["report", "--sweep", sweep_id, "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)["sweep"]
+    assert report["points"][0]["seeds"] == [0] and report["trials"]["diverged"] == 2
+    assert main(["report", "--sweep", sweep_id]) == 0
+    assert "(2 diverged: no accuracy, never selected)" in capsys.readouterr().out
+
+
+def test_sweep_trials_run_one_thread_per_cpu_they_reserve():
+    # Issue 17 item 7: one thread per concurrent trial (Ray workers set it from the options).
+    from dpplan.cli import _build_parser, _sweep_spec
+
+    parser = _build_parser()
+    spec = _sweep_spec(parser.parse_args(["sweep", *GRID]))
+    assert spec.options.threads == 1
+    spec = _sweep_spec(parser.parse_args(["sweep", *GRID, "--cpus-per-trial", "2"]))
+    assert spec.options.threads == 2
+    spec = _sweep_spec(parser.parse_args(["sweep", *GRID, "--threads", "3"]))
+    assert spec.options.threads == 3

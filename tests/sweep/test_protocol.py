@@ -118,3 +118,36 @@ def test_random_draws_are_poisson_and_keyed_by_draw():
     # the secret generator by default: two draws differ (with overwhelming probability)
     many = [protocol.draw_random_trials(random_spec) for _ in range(5)]
     assert len({str(d) for d in many}) > 1
+
+
+def test_a_diverged_trial_is_finished_never_selected_and_left_out_of_the_mean():
+    # Issue 17 item 1: a diverged trial is a finished trial with no accuracy.
+    spec = SweepSpec(
+        target_epsilons=(1,),
+        delta=1e-5,
+        batch_sizes=(256,),
+        epochs=(1,),
+        schedules=("one_cycle",),
+        one_cycle_lrs=(0.5, 2),
+        seeds=(0, 1, 2),
+        options=OPTIONS,
+    )
+    outcomes: dict[str, TrialOutcome] = {}
+    select = protocol.ready_trials(spec, outcomes)
+    diverged = next(t for t in select if t.lr == 2.0)
+    finish(outcomes, [t for t in select if t is not diverged], lambda t: 0.5)
+    outcomes[diverged.key] = TrialOutcome(
+        key=diverged.key, status="finished", run_id=9, epochs_done=0, diverged=True
+    )
+    repeats = [t for t in protocol.ready_trials(spec, outcomes) if t.phase == "repeat"]
+    assert {t.lr for t in repeats} == {0.5}  # the diverged rate is never the winner
+    finish(outcomes, [t for t in repeats if t.seed == 1], lambda t: 0.7)
+    seed_two = next(t for t in repeats if t.seed == 2)
+    outcomes[seed_two.key] = TrialOutcome(key=seed_two.key, status="finished", diverged=True)
+    points, curves = protocol.frontier(
+        spec, {(1.0, 256, 1): plans()[(1.0, 256, 1)]}, {(1.0, 256, 1): 0.9}, outcomes
+    )
+    [point] = points
+    assert point["seeds"] == [0, 1] and point["diverged_seeds"] == [2]
+    assert point["test_accuracy_mean"] == pytest.approx((0.49 + 0.69) / 2)
+    assert curves["one_cycle"] == [point]

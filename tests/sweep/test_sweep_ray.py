@@ -44,7 +44,7 @@ def test_sweep_completes_with_every_point_at_its_epsilon(store, tiny_options, ca
     seen = []
     result = run_sweep(sweep_id, store=store, executor=RayExecutor(), on_progress=seen.append)
     assert result["status"] == "finished"
-    assert result["trials"] == {"planned": 12, "finished": 12, "failed": 0}
+    assert result["trials"] == {"planned": 12, "finished": 12, "failed": 0, "diverged": 0}
     assert result["runs_tried"] == 12 and max(p.running for p in seen) == 2
     assert [p["target_epsilon"] for p in result["points"]] == [1.0, 3.0]
     for point in [*result["points"], *(p for c in result["curves"].values() for p in c)]:
@@ -72,7 +72,7 @@ def test_a_trial_whose_worker_dies_is_retried(store, tiny_options, tmp_path, mon
     result = run_sweep(sweep_id, store=store, executor=RayExecutor(max_retries=2))
     assert marker.exists()  # one attempt's worker died (os._exit)
     assert result["status"] == "finished"
-    assert result["trials"] == {"planned": 2, "finished": 2, "failed": 0}
+    assert result["trials"] == {"planned": 2, "finished": 2, "failed": 0, "diverged": 0}
     assert result["runs_tried"] == 2
 
 
@@ -127,7 +127,7 @@ def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_option
     assert 1 <= len(done_before) < 4
     result = run_sweep(sweep.id, store=store, executor=RayExecutor())
     assert result["status"] == "finished"
-    assert result["trials"] == {"planned": 4, "finished": 4, "failed": 0}
+    assert result["trials"] == {"planned": 4, "finished": 4, "failed": 0, "diverged": 0}
     new_runs = {run.id for run in store.list_runs()} - runs_before
     assert len(new_runs) == 4 - len(done_before)  # only the unfinished trials trained
     after = store.get_sweep(sweep.id)

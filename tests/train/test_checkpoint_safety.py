@@ -226,3 +226,33 @@ def test_worker_refuses_a_crafted_checkpoint_and_stores_the_run_as_failed(store,
     run = store.get_run(run_id)
     assert run.status == "failed" and str(path) in run.error
     assert [r.epoch for r in run.records] == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink to a fifo"])
+def test_a_fifo_at_the_checkpoint_path_is_refused_without_blocking(store, kind, capsys, tmp_path):
+    # Issue 17 item 2: --resume blocked forever opening a FIFO in the checkpoint's place.
+    run_id = _stopped_run(store)
+    path = store.checkpoint_path(run_id)
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mkfifo(tmp_path / "pipe")
+        path.symlink_to(tmp_path / "pipe")
+    # A blocked open would hang the test; the subprocess-free guard is the alarm below.
+    import signal
+
+    def hung(*_):
+        raise AssertionError("reading the checkpoint blocked")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        assert main(["train", "--resume", str(run_id)]) == 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err
+    assert str(path) in err and "a FIFO (named pipe), not a regular file" in err
+    run = store.get_run(run_id)
+    assert run.status == "stopped" and len(run.records) == 2

@@ -56,15 +56,35 @@ def test_train_plain_shows_progress(store, data_flags, capsys, monkeypatch):
     assert main(["train", *PLAN, *data_flags, "--lr", "0.5"]) == 0
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
-    # First that the run started (id, plan, device, method), then steps within the epoch,
-    # then the epoch with both ε labelled by their method.
+    # First that the run started (id, threads, plan, device, which ε), then steps within the
+    # epoch, then the epoch with both ε labelled by their method.
     assert lines[0].startswith("run 1 started on cpu: dataset_size=1000 batch_size=64 ")
-    assert "ε by rdp" in lines[0]
+    assert lines[0].endswith("ε: the smallest upper bound of rdp, prv and pld; 1 CPU thread")
     steps = 1000 // 64 + (1000 % 64 > 0)  # steps_per_epoch of the plan
     assert lines[1] == f"  epoch 1/1: step 1/{steps}"
-    assert "epoch 1/1  ε (rdp)=" in lines[-1] and "Opacus ε (rdp)=" in lines[-1]
+    assert "Opacus ε (rdp)=" in lines[-1]
     assert "finished" in captured.out
-    assert "ε (rdp)  Opacus ε (rdp)" in captured.out  # the summary labels its columns
+    assert "ε (smallest bound)  Opacus ε (rdp)" in captured.out  # the summary's columns
+
+
+def test_one_epsilon_everywhere(store, data_flags, capsys):
+    # Issue 17 item 9: the live line said "ε (prv) = 0.6943" while runs and the report said
+    # 0.6842 (pld). Every surface now shows the smallest upper bound, named by its method,
+    # though the run records --method rdp.
+    assert main(["train", *PLAN, *data_flags, "--lr", "0.5"]) == 0
+    captured = capsys.readouterr()
+    value, method = store.get_run(1).best_epsilon()
+    assert method != "rdp"  # PLD or PRV bound RDP from below here
+    shown = f"{value:.4f} ({method})"
+    assert f"epoch 1/1  ε={shown}" in captured.err  # the live line
+    assert shown in captured.out.splitlines()[-1]  # the summary
+    assert main(["runs"]) == 0
+    assert shown in capsys.readouterr().out
+    assert main(["runs", "show", "1"]) == 0
+    assert shown in capsys.readouterr().out
+    assert main(["report", "--run", "1", "--format", "json"]) == 0
+    last = json.loads(capsys.readouterr().out)["run"]["epochs"][-1]
+    assert (last["epsilon"], last["method"]) == (value, method)
 
 
 def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypatch, capsys):
@@ -105,7 +125,7 @@ def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypa
     assert main(["train", "--resume", run_id, "--data-dir", str(mnist_dir)]) == 0
     captured = capsys.readouterr()
     assert captured.err.startswith(f"run {run_id} resuming after epoch 1 on cpu: ")
-    assert "epoch 2/2  ε (rdp)=" in captured.err
+    assert "epoch 2/2  ε=" in captured.err
     assert f"run {run_id}: finished" in captured.out
 
 
@@ -213,7 +233,9 @@ def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch
     runs = store.list_runs()
     assert len(runs) == 6 and len({run.group_id for run in runs}) == 1
     assert main([arg for arg in argv if arg != "--json"]) == 0
-    assert "  epoch   ε (rdp)   test acc (mean ± std over seeds)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "  epoch  ε (smallest bound)   test acc (mean ± std over seeds)" in out
+    assert " (rdp)   " in out  # records without every method: the recorded one, named
 
 
 @pytest.mark.slow
@@ -246,3 +268,111 @@ def test_compare_small_grid(store, data_flags, capsys):
 def test_runs_unknown_id_exits_2(store, capsys):
     assert main(["runs", "show", "42"]) == 2
     assert "run_id=42" in capsys.readouterr().err
+
+
+def test_a_first_epoch_over_the_target_exits_3_with_the_noise_that_fits(store, data_flags, capsys):
+    # Issue 17 item 10: such a run trained nothing, was stored as finished and exited 0.
+    flags = [*PLAN, *data_flags, "--lr", "0.5", "--target-epsilon", "0.5", "--epochs", "2"]
+    assert main(["train", *flags]) == 3
+    err = capsys.readouterr().err
+    assert "error: run 1 stopped before epoch 1: its ε=" in err
+    assert "would exceed target_epsilon=0.5; nothing was trained (stored as not_started)" in err
+    run = store.get_run(1)
+    assert run.status == "not_started" and run.records == ()
+    solved = dpplan.solve_noise_multiplier(run.plan, target_epsilon=0.5, method="rdp")
+    assert f"--noise-multiplier {solved.noise_multiplier:.4g} fits all 2 epoch(s)" in err
+    assert dpplan.epsilon(solved, method="rdp") <= 0.5
+    assert main(["train", *flags, "--json"]) == 3
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["type"] == "InfeasibleTargetError" and "not_started" in error["message"]
+    assert main(["runs"]) == 0
+    assert "not_started" in capsys.readouterr().out
+
+
+def _stopped_after_one_epoch(store, mnist_dir, **changes):
+    values = {
+        "subset": 1000,
+        "validation_size": 200,
+        "test_subset": 300,
+        "data_dir": str(mnist_dir),
+        "device": "cpu",
+        "method": "rdp",
+    }
+    options = RunOptions(**{**values, **changes})
+    plan = dpplan.TrainingPlan(
+        dataset_size=training_set_size(options),
+        batch_size=64,
+        noise_multiplier=1.0,
+        epochs=2,
+        delta=1e-4,
+    )
+    ids = []
+    run = start_run(
+        plan,
+        Constant(lr=0.2),
+        options,
+        store=store,
+        on_start=lambda run: ids.append(run.id),
+        on_epoch=lambda record: store.request_stop(ids[0]),
+    )
+    assert run.status == "stopped" and len(run.records) == 1
+    return run
+
+
+def test_resume_refuses_flags_that_differ_from_the_run(store, mnist_dir, capsys):
+    # Issue 17 item 12: flags given with --resume were silently ignored.
+    run = _stopped_after_one_epoch(store, mnist_dir)
+    resume_flags = ["train", "--resume", str(run.id)]
+    differing = [
+        "--lr", "0.5", "--epochs", "3", "--engine", "opacus", "--schedule", "plateau",
+        "--seed", "4", "--non-private", "--method", "pld",
+    ]  # fmt: skip
+    assert main([*resume_flags, *differing]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: epochs='3' is invalid: must be run 1's own 2")
+    for text in (
+        "--lr 0.5 (run 1 has 0.2)",
+        "--epochs 3 (run 1 has 2)",
+        "--engine opacus (run 1 has fused)",
+        "--schedule plateau (run 1 has constant)",
+        "--seed 4 (run 1 has 0)",
+        "--non-private True (run 1 has False)",
+        "--method pld (run 1 has rdp)",
+        "only --data-dir and --threads may change",
+    ):
+        assert text in err
+    assert store.get_run(run.id).status == "stopped"  # nothing was resumed
+    # Flags equal to the stored run, the data folder and the threads may be given.
+    same = ["--lr", "0.2", "--epochs", "2", "--batch-size", "64", "--schedule", "constant"]
+    flags = [*resume_flags, *same, "--data-dir", str(mnist_dir), "--threads", "2", "--json"]
+    assert main(flags) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["status"] == "finished" and len(resumed["records"]) == 2
+    assert resumed["options"]["threads"] == 2  # threads changed on resume, and recorded
+
+
+def test_threads_reach_torch_and_the_stored_options(store, data_flags, capsys, monkeypatch):
+    import torch
+
+    seen = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    assert main(["train", *PLAN, *data_flags, "--lr", "0.5", "--threads", "2", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["options"]["threads"] == 2 and 2 in seen
+    real(1)
+    assert main(["train", *PLAN, *data_flags, "--threads", "0"]) == 2
+    assert "threads=0 is invalid: must be an integer in [1, 1024]" in capsys.readouterr().err
+
+
+def test_the_run_records_where_its_data_came_from(store, data_flags, mnist_dir, capsys):
+    # Issue 17 item 15: the report listed download=True though a data folder was given.
+    assert main(["train", *PLAN, *data_flags, "--lr", "0.5", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    source = f"read from {mnist_dir.resolve()} (nothing downloaded)"
+    assert run["options"]["data_source"] == source
+    assert main(["runs", "show", str(run["id"])]) == 0
+    assert f"data: MNIST {source}" in capsys.readouterr().out
+    assert main(["report", "--run", str(run["id"]), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["run"]["options"]
+    assert shown["data_source"] == source and "download" not in shown

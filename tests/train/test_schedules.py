@@ -495,3 +495,23 @@ def test_a_non_private_run_cannot_have_a_target_epsilon() -> None:
 
     with pytest.raises(PlanError, match="target_epsilon=5 is invalid: must be None"):
         RunOptions(private=False, target_epsilon=5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, 1025, "2", float("nan")])
+def test_threads_must_be_a_whole_number_of_threads(bad) -> None:
+    from dpplan.train.specs import RunOptions
+
+    with pytest.raises(
+        PlanError, match=r"threads=.* is invalid: must be an integer in \[1, 1024\]"
+    ):
+        RunOptions(threads=bad)
+
+
+def test_threads_default_and_old_runs_without_threads() -> None:
+    from dpplan.train.specs import DEFAULT_THREADS, RunOptions
+
+    assert RunOptions().threads == DEFAULT_THREADS == 1
+    assert RunOptions(threads=2.0).threads == 2 and type(RunOptions(threads=2.0).threads) is int
+    stored = RunOptions().to_dict()
+    del stored["threads"]  # a run stored before threads were an option
+    assert RunOptions.from_dict(stored).threads == DEFAULT_THREADS
