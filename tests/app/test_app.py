@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
 from unittest import mock
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 pytest.importorskip("streamlit")
@@ -62,6 +65,34 @@ def _set_plan(at: AppTest, **values) -> AppTest:
 
 def _fmt(value: float) -> str:
     return "∞" if math.isinf(value) else f"{value:.3f}"
+
+
+def _charts(at: AppTest) -> list[tuple[dict, pd.DataFrame]]:
+    """Every Vega-Lite chart on the page: its spec and its data (all datasets stacked)."""
+    charts = []
+    for element in at.get("vega_lite_chart"):
+        frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in element.proto.datasets]
+        if element.proto.HasField("data"):
+            frames.append(pa.ipc.open_stream(element.proto.data.data).read_pandas())
+        charts.append((json.loads(element.proto.spec), pd.concat(frames, ignore_index=True)))
+    return charts
+
+
+def _x_encodings(spec: dict) -> list[dict]:
+    """The x encodings of a (possibly layered) Vega-Lite spec."""
+    found = [spec["encoding"]["x"]] if "x" in spec.get("encoding", {}) else []
+    for layer in spec.get("layer", []):
+        found += _x_encodings(layer)
+    return found
+
+
+def _epoch_axes(at: AppTest) -> list[pd.Series]:
+    """The x values of every chart whose x axis is the epoch."""
+    axes = []
+    for spec, frame in _charts(at):
+        fields = {x["field"] for x in _x_encodings(spec) if "epoch" in str(x.get("title", ""))}
+        axes += [frame[field].dropna() for field in fields if field in frame]
+    return axes
 
 
 def test_every_page_renders():
@@ -139,6 +170,19 @@ def test_solve_and_adopt():
     adopt.click().run()
     assert not at.exception
     assert at.number_input(key="plan_noise_multiplier").value == solved.noise_multiplier
+
+
+def test_epoch_charts_start_at_epoch_one():
+    at = _app(epochs=3).run()
+    [plan_axis] = _epoch_axes(at)
+    assert sorted(set(plan_axis)) == [1, 2, 3]
+    at.switch_page("app_pages/solve.py").run()
+    at.selectbox(key="solve_target").set_value("noise_multiplier")
+    at.selectbox(key="solve_method").set_value("rdp")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    [solve_axis] = _epoch_axes(at)
+    assert list(solve_axis) == [1, 2, 3]  # ε after epoch 1 is drawn at epoch 1
 
 
 def test_solve_infeasible_shows_error():
