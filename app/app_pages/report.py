@@ -2,7 +2,6 @@
 download."""
 
 import streamlit as st
-import streamlit.components.v1 as st_components
 from components import cached_plan_report, format_epsilon, plain, run_label, store
 
 from dpplan.errors import DpplanError
@@ -115,7 +114,10 @@ if report.sweep is None:
     )
 preview_html, preview_md = st.tabs(["Preview", "Markdown"])
 with preview_html:
-    st_components.html(to_html(report), height=1400, scrolling=True)
+    # st.iframe replaces st.components.v1.html (deprecated, removal date 2026-06-01). The
+    # report is dpplan's own HTML: user text in it is escaped, and its Content-Security-
+    # Policy forbids scripts and every request.
+    st.iframe(to_html(report), height=1400, alt="Preview of the HTML report")
 with preview_md:
     # The Markdown source, not rendered: nothing in a preview loads or links anywhere.
     st.code(to_markdown(report), language="markdown", wrap_lines=True)

@@ -418,6 +418,18 @@ def test_report_preview_loads_nothing():
     assert source.startswith("# T \\# injected\n")
 
 
+def test_report_preview_is_an_iframe_without_deprecated_calls():
+    with mock.patch("streamlit.deprecation_util.show_deprecation_warning") as deprecated:
+        at = _app(epochs=1).run()
+        at.switch_page("app_pages/report.py").run()
+        at.text_input(key="report_title").set_value("Preview title").run()
+    assert not at.exception, at.exception
+    assert not deprecated.called, deprecated.call_args
+    [frame] = at.get("iframe")
+    assert frame.proto.srcdoc.startswith("<!DOCTYPE html>")
+    assert "<title>Preview title</title>" in frame.proto.srcdoc
+
+
 def test_report_page_error_is_cut_and_escaped():
     at = _app(epochs=1).run()
     at.switch_page("app_pages/report.py").run()
