@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -118,6 +119,33 @@ def test_plan_page_shows_the_api_epsilon():
     table = at.dataframe[0].value
     assert list(table["epoch"]) == [1, 2, 3]
     assert table["RDP ε"].iloc[-1] == pytest.approx(dpplan.epsilon(plan, method="rdp"))
+
+
+def test_plan_headline_is_pending_until_every_method_is_in(fresh_cache):
+    at = _app(epochs=2).run()
+    components = sys.modules["components"]  # the app's module, imported by the first run
+    real = components.method_result
+
+    def stop_before_prv(plan_dict, method):
+        if method == "prv":  # the last method: RDP and PLD are drawn by now
+            raise RuntimeError("stopped before PRV")
+        return real(plan_dict, method)
+
+    with mock.patch.object(components, "method_result", stop_before_prv):
+        at.run()
+    assert "stopped before PRV" in at.exception[0].value  # the page as drawn mid-way
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
+    )
+    partial = min(dpplan.epsilon(plan, method=m) for m in ("rdp", "pld"))
+    assert at.metric[0].value == "pending…"
+    assert not any(_fmt(partial) in c.value for c in at.caption)
+    assert any("Headline pending: computing PRV" in c.value for c in at.caption)
+    assert list(at.dataframe[0].value.columns) == ["epoch", "steps", "RDP ε", "PLD ε"]
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == _fmt(dpplan.compare(plan).headline_epsilon)
+    assert not any("pending" in c.value for c in at.caption)
 
 
 def test_plan_from_the_url():
