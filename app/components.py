@@ -243,6 +243,18 @@ def cached_plan_report(
     )
 
 
+def pdf_unavailable() -> str | None:
+    """Why the app cannot print PDF reports (WeasyPrint or its Pango libraries missing), or
+    None when it can."""
+    try:
+        import weasyprint  # noqa: F401 - imported only to see that it loads
+    except ImportError:
+        return "PDF needs WeasyPrint: pip install 'dpplan[pdf]' (included in dpplan[all])."
+    except OSError as error:
+        return f"WeasyPrint could not load a system library (Pango): {error}"
+    return None
+
+
 def headline(results: dict[str, MethodResult]) -> tuple[str, float] | None:
     """The smallest final upper bound and its method (as ``dpplan.compare`` chooses it)."""
     ok = [

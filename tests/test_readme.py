@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def test_readme_names_the_two_commands():
     ci = (README.parent / ".ci" / "run").read_text()
     assert setup[1].strip() in ci, ".ci/run must call the README's test command"
     assert "## Two commands" in text
+
+
+def test_the_first_command_installs_every_extra_the_app_and_cli_use():
+    # The README's commands install ".[all]"; PDF reports (app and --format pdf) must not
+    # need a second install.
+    assert '".[all]"' in _blocks("console")[0]
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    [everything] = extras["all"]
+    included = set(re.fullmatch(r"dpplan\[(.*)\]", everything).group(1).split(","))
+    assert {"train", "app", "pdf", "sweep", "test"} <= included

@@ -106,7 +106,8 @@ def to_pdf(report: Report) -> bytes:
     """Return the HTML report printed to PDF (A4) by WeasyPrint, which fetches nothing.
 
     Raises:
-        PlanError: (field ``format``) if WeasyPrint is not installed.
+        PlanError: (field ``format``) if WeasyPrint is not installed, or cannot load the
+            Pango libraries it prints with.
     """
     from dpplan.errors import PlanError
 
@@ -118,6 +119,14 @@ def to_pdf(report: Report) -> bytes:
             "pdf",
             "a format whose renderer is installed",
             "PDF needs WeasyPrint: pip install 'dpplan[pdf]'.",
+        ) from None
+    except OSError as error:  # WeasyPrint is installed, but a system library is missing
+        raise PlanError(
+            "format",
+            "pdf",
+            "a format whose renderer can run",
+            f"WeasyPrint could not load a system library ({error}); install Pango "
+            "(Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0).",
         ) from None
 
     def refuse(url: str, *args: Any, **kwargs: Any) -> dict:

@@ -312,7 +312,18 @@ def test_report_page_for_the_plan():
         dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
     )
     assert at.metric[0].value == f"{dpplan.compare(plan).headline_epsilon:.3f}"
-    assert len(at.get("download_button")) == 3
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert set(buttons) == {"Download HTML", "Download Markdown", "Download JSON", "Download PDF"}
+    assert not buttons["Download PDF"].disabled  # WeasyPrint comes with dpplan[all]
+
+
+def test_report_page_without_weasyprint_names_the_install():
+    with mock.patch.dict(sys.modules, {"weasyprint": None}):  # import weasyprint fails
+        at = _app(epochs=1).run()
+        at.switch_page("app_pages/report.py").run()
+    assert not at.exception, at.exception
+    [pdf] = [b.proto for b in at.get("download_button") if b.proto.label == "Download PDF"]
+    assert pdf.disabled and "dpplan\\[pdf\\]" in pdf.help
 
 
 def test_report_page_for_a_run(home):

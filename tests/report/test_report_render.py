@@ -5,6 +5,7 @@ from __future__ import annotations
 import html.parser
 import json
 import re
+import sys
 
 import pytest
 from markdown_it import MarkdownIt
@@ -13,7 +14,7 @@ from report_helpers import PLAN, stored_run
 
 import dpplan
 from dpplan.errors import PlanError
-from dpplan.report import build_report, render, to_html, to_json, to_markdown
+from dpplan.report import build_report, render, to_html, to_json, to_markdown, to_pdf
 
 HOSTILE_TITLE = '<script>alert("title")</script> & <img src=x onerror=alert(1)>'
 HOSTILE_NOTES = "first line\n</p><script>alert('notes')</script>\n<a href=\"https://e.x\">x</a>"
@@ -303,3 +304,14 @@ def test_same_information_in_every_format(plan_report):
         numbers += [f"{value:.4f}" for value in curve.epsilons]
     for number in numbers:
         assert number in text and number in page, number
+
+
+def test_pdf_without_pango_names_the_system_libraries(plan_report, tmp_path, monkeypatch):
+    # WeasyPrint installed from its wheel loads Pango with dlopen on import: OSError if absent.
+    (tmp_path / "weasyprint.py").write_text(
+        "raise OSError(\"cannot load library 'libpango-1.0-0'\")\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "weasyprint", raising=False)
+    with pytest.raises(PlanError, match=r"format='pdf'.*libpango-1\.0-0.*install Pango"):
+        to_pdf(plan_report)
