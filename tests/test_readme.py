@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import tomllib
 from pathlib import Path
 
 import pytest
+from mnist_data import require_mnist
 
 from dpplan.cli import main
 
@@ -19,16 +19,11 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-MNIST_DIR = README.parents[1] / "shared" / "data" / "mnist"
-
-
 def test_readme_python_blocks_run(capsys, tmp_path, monkeypatch):
     # Each block runs verbatim in a fresh namespace, as a reader pasting it would run it; the
     # environment is what a user sets (DPPLAN_DATA_DIR), not names injected by the test.
     monkeypatch.setenv("DPPLAN_HOME", str(tmp_path))
-    mnist = Path(os.environ.get("DPPLAN_TEST_MNIST", MNIST_DIR))
-    if not (mnist / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST not found in {mnist} (set DPPLAN_TEST_MNIST)")
+    mnist = require_mnist()  # skips without MNIST, fails with CI=true
     monkeypatch.setenv("DPPLAN_DATA_DIR", str(mnist))
     blocks = _blocks("python")
     assert len(blocks) >= 2, "README has no python examples"
