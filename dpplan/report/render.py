@@ -409,6 +409,8 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
     if not xs:
         return {}
     pad = max(1.0, 0.08 * (max(ys) - min(ys)))
+    targets = [e for e in s.target_epsilons if e > 0 and math.isfinite(e)]
+    xs += targets  # every target ε is on the axis, and ticked
     return {
         "frontier": Markup(
             line_chart(
@@ -420,6 +422,7 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
                 x_range=(min(xs) / 1.35, max(xs) * 1.35),
                 y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
                 log_x=True,
+                x_tick_values=targets,
             )
         )
     }

@@ -237,6 +237,34 @@ def test_markdown_prints_dpplans_own_words_as_they_are(random_report):
     assert "subset=2000" in text and "validation_size=" in text  # option names as they are
 
 
+_X_TICK = re.compile(r'text-anchor="middle" font-size="11"[^>]*>([^<]*)</text>')
+
+
+def test_frontier_chart_ticks_every_target_epsilon(grid_report):
+    [svg] = re.findall(r"<svg.*?</svg>", to_html(grid_report), flags=re.DOTALL)
+    assert _X_TICK.findall(svg) == [f"{e:g}" for e in grid_report.sweep.target_epsilons]
+
+
+def test_log_axis_ticks_the_values_asked_for():
+    from dpplan.report.svg import Series, line_chart
+
+    line = Series(label="a", xs=(0.9, 2.8, 7.5), ys=(60.0, 70.0, 80.0), color="#000")
+    svg = line_chart(
+        [line],
+        title="t",
+        x_label="ε",
+        y_label="%",
+        x_range=(0.7, 11.0),
+        log_x=True,
+        x_tick_values=(1, 3, 8, 0, -1),  # not positive: no place on a log axis
+    )
+    assert _X_TICK.findall(svg) == ["1", "3", "8"]
+    default = line_chart(
+        [line], title="t", x_label="ε", y_label="%", x_range=(0.7, 11.0), log_x=True
+    )
+    assert _X_TICK.findall(default) == ["1", "2", "5", "10"]
+
+
 def test_html_loads_nothing_and_escapes_title_and_notes(grid_report):
     page = to_html(grid_report)
     parsed = _parse(page)
