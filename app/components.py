@@ -517,8 +517,10 @@ SWEEP_DEFAULTS_GPU = {
 }
 
 
+@st.cache_resource(show_spinner="Looking for a GPU…")
 def gpu_available() -> bool:
-    """Whether torch sees a CUDA GPU (False without torch)."""
+    """Whether torch sees a CUDA GPU (False without torch); asked once per server, as it
+    imports torch (seconds)."""
     try:
         import torch
     except ImportError:

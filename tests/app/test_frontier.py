@@ -23,6 +23,14 @@ PAGE = "app_pages/frontier.py"
 
 
 @pytest.fixture(autouse=True)
+def _ask_for_a_gpu_again():
+    """The app asks torch for a GPU once per server (cache_resource); tests patch the answer."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+
+
+@pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
