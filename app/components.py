@@ -243,6 +243,18 @@ def cached_plan_report(
     )
 
 
+def pdf_unavailable() -> str | None:
+    """Why the app cannot print PDF reports (WeasyPrint or its Pango libraries missing), or
+    None when it can."""
+    try:
+        import weasyprint  # noqa: F401 - imported only to see that it loads
+    except ImportError:
+        return "PDF needs WeasyPrint: pip install 'dpplan[pdf]' (included in dpplan[all])."
+    except OSError as error:
+        return f"WeasyPrint could not load a system library (Pango): {error}"
+    return None
+
+
 def headline(results: dict[str, MethodResult]) -> tuple[str, float] | None:
     """The smallest final upper bound and its method (as ``dpplan.compare`` chooses it)."""
     ok = [
@@ -472,3 +484,90 @@ def best_at(grouped: pd.DataFrame, thresholds=(1.0, 2.0, 4.0, 8.0)) -> pd.DataFr
             row[f"best at ε ≤ {x:g}"] = f"{fit['mean'].max():.2%}" if len(fit) else "—"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---- sweeps: the Launch form's defaults and its time estimate ----------------------------
+
+#: Measured cost of one epoch of a sweep trial over 55,000 MNIST training examples on the CPU,
+#: evaluation included: 7.1 s (BENCHMARKS.md, "Sweeps on Ray": ``bench/sweep.py``, seed
+#: network, B = 256, fused engine, one torch thread, 2 shared cores, 2026-11-30).
+SWEEP_EPOCH_SECONDS = 7.1
+SWEEP_EPOCH_EXAMPLES = 55_000
+SWEEP_COST_SOURCE = (
+    f"{SWEEP_EPOCH_SECONDS:g} s per epoch of {SWEEP_EPOCH_EXAMPLES:,} examples, measured on "
+    "the CPU (BENCHMARKS.md, Sweeps on Ray: seed network, B = 256, fused engine, one torch "
+    "thread, evaluation included)"
+)
+#: The Launch form's grid on a CPU: 18 trials of 2 epochs on 10,000 examples, about 1 minute
+#: one trial at a time at the measured cost. Learning rates from notebook 02's fair grid
+#: (its published one-cycle peak 15.62 diverges in this set-up).
+SWEEP_DEFAULTS_CPU = {
+    "epsilons": "1, 3, 8",
+    "batch_sizes": "256",
+    "epochs": "2",
+    "one_cycle_lrs": "1, 2",
+    "plateau_lrs": "0.5, 1",
+    "constant_lrs": "0.1, 0.5",
+    "seeds": "0, 1",
+    "subset": 10_000,
+}
+#: With a GPU: every training example, more epochs, batch sizes, rates and seeds (144 trials).
+SWEEP_DEFAULTS_GPU = {
+    "epsilons": "1, 3, 8",
+    "batch_sizes": "256, 1024",
+    "epochs": "5, 10",
+    "one_cycle_lrs": "0.5, 1, 2, 4",
+    "plateau_lrs": "0.2, 0.5, 1, 2",
+    "constant_lrs": "0.1, 0.5",
+    "seeds": "0, 1, 2",
+    "subset": 0,
+}
+
+
+@st.cache_resource(show_spinner="Looking for a GPU…")
+def gpu_available() -> bool:
+    """Whether torch sees a CUDA GPU (False without torch); asked once per server, as it
+    imports torch (seconds)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def parse_numbers(field: str, text: str) -> list[float]:
+    """Parse a comma-separated list of numbers (``"1, 3"``); raise PlanError naming ``field``."""
+    values = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise PlanError(field, text, "comma-separated numbers, e.g. 1, 3") from None
+    return [int(v) if v.is_integer() else v for v in values]
+
+
+def sweep_estimate(spec) -> tuple[int, float]:
+    """Return (trials, estimated seconds) of a :class:`dpplan.sweep.SweepSpec`.
+
+    Trials are the grid's count (the random protocol's expected count); the time runs them one
+    at a time at the measured :data:`SWEEP_EPOCH_SECONDS` per epoch of
+    :data:`SWEEP_EPOCH_EXAMPLES` training examples, each trial taking the grid's mean number of
+    epochs over the sweep's training examples.
+    """
+    from dpplan.train.specs import training_set_size
+
+    examples = training_set_size(spec.options)
+    mean_epochs = sum(spec.epochs) / len(spec.epochs)
+    per_trial = mean_epochs * examples / SWEEP_EPOCH_EXAMPLES * SWEEP_EPOCH_SECONDS
+    return spec.trial_count, spec.trial_count * per_trial
+
+
+def format_duration(seconds: float) -> str:
+    """A rough duration: ``40 s``, ``3 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

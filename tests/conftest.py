@@ -4,11 +4,17 @@
 * ``gpu`` tests are skipped unless ``torch.cuda.is_available()``. torch is imported lazily,
   only when a collected test carries the marker, so the accounting suite never loads it; a
   missing torch counts as "no GPU".
+* ``mnist_dir``: the MNIST folder found by :mod:`mnist_data` (``$DPPLAN_TEST_MNIST``, then
+  ``$DPPLAN_DATA_DIR``, then ``../shared/data/mnist``); without one the test skips, or fails
+  under ``CI=true``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from mnist_data import require_mnist
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -46,3 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
         for item in gpu_items:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The MNIST folder (see :mod:`mnist_data`); skips without one, fails with ``CI=true``."""
+    return require_mnist()

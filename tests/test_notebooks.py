@@ -3,8 +3,8 @@ committed copies carry a full run's outputs, match their sources and use only th
 
 Each notebook is executed by ``notebooks/run_all.py`` with ``QUICK = True`` injected after its
 ``parameters`` cell, into a temporary folder (never over the committed file), with MNIST from
-``$DPPLAN_TEST_MNIST`` or the shared folder; the training notebooks skip without it. All four
-take about 2 minutes on 2 shared cores.
+the folder ``tests/mnist_data.py`` finds; the training notebooks skip without it (fail with
+``CI=true``). All four take about 2 minutes on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
+from mnist_data import find_mnist, require_mnist
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("nbclient")
@@ -26,7 +26,6 @@ pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 NAMES = ("01_accounting", "02_super_convergence", "03_tempered_sigmoids", "04_tour", "05_ledger")
 TRAINS = {"02_super_convergence", "03_tempered_sigmoids", "04_tour"}
 
@@ -49,11 +48,6 @@ def build():
     return _load("_build")
 
 
-def _mnist() -> Path | None:
-    folder = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST))
-    return folder if (folder / "train-images-idx3-ubyte.gz").exists() else None
-
-
 def _outputs(notebook, output_type: str | None = None):
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -69,9 +63,7 @@ def test_the_four_notebooks_and_their_sources_exist(build):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_in_quick_mode_and_draws_figures(name, run_all, tmp_path, monkeypatch):
-    mnist = _mnist()
-    if name in TRAINS and mnist is None:
-        pytest.skip(f"MNIST IDX files not found in {SHARED_MNIST} (set DPPLAN_TEST_MNIST)")
+    mnist = require_mnist() if name in TRAINS else find_mnist()  # skips, or fails in CI
     if mnist is not None:
         monkeypatch.setenv("DPPLAN_DATA_DIR", str(mnist))
     monkeypatch.setenv("DPPLAN_HOME", str(tmp_path / "home"))

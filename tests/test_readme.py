@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
+from mnist_data import require_mnist
 
 from dpplan.cli import main
 
@@ -18,16 +19,11 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
-MNIST_DIR = README.parents[1] / "shared" / "data" / "mnist"
-
-
 def test_readme_python_blocks_run(capsys, tmp_path, monkeypatch):
     # Each block runs verbatim in a fresh namespace, as a reader pasting it would run it; the
     # environment is what a user sets (DPPLAN_DATA_DIR), not names injected by the test.
     monkeypatch.setenv("DPPLAN_HOME", str(tmp_path))
-    mnist = Path(os.environ.get("DPPLAN_TEST_MNIST", MNIST_DIR))
-    if not (mnist / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST not found in {mnist} (set DPPLAN_TEST_MNIST)")
+    mnist = require_mnist()  # skips without MNIST, fails with CI=true
     monkeypatch.setenv("DPPLAN_DATA_DIR", str(mnist))
     blocks = _blocks("python")
     assert len(blocks) >= 2, "README has no python examples"
@@ -59,3 +55,14 @@ def test_readme_names_the_two_commands():
     ci = (README.parent / ".ci" / "run").read_text()
     assert setup[1].strip() in ci, ".ci/run must call the README's test command"
     assert "## Two commands" in text
+
+
+def test_the_first_command_installs_every_extra_the_app_and_cli_use():
+    # The README's commands install ".[all]"; PDF reports (app and --format pdf) must not
+    # need a second install.
+    assert '".[all]"' in _blocks("console")[0]
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    [everything] = extras["all"]
+    included = set(re.fullmatch(r"dpplan\[(.*)\]", everything).group(1).split(","))
+    assert {"train", "app", "pdf", "sweep", "test"} <= included

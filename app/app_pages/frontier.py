@@ -7,11 +7,24 @@ import math
 import altair as alt
 import pandas as pd
 import streamlit as st
-from components import format_epsilon, store
+from components import (
+    SWEEP_COST_SOURCE,
+    SWEEP_DEFAULTS_CPU,
+    SWEEP_DEFAULTS_GPU,
+    format_duration,
+    format_epsilon,
+    gpu_available,
+    parse_numbers,
+    plain,
+    store,
+    sweep_estimate,
+)
 
 from dpplan.errors import DpplanError, PlanError
-from dpplan.sweep import background
+from dpplan.sweep import SweepSpec, background
 from dpplan.sweep.execute import frontier_result
+from dpplan.train import RunOptions
+from dpplan.train.specs import training_set_size
 
 st.title("Frontier")
 st.caption(
@@ -55,29 +68,51 @@ def frontier_frame(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: One distinct colour per line, visible on light and dark themes (Streamlit's theme palette
+#: drew one-cycle near-white); the frontier is a dashed line with open rings, drawn under the
+#: schedules' lines so it never hides them.
+LINE_COLORS = {
+    "one_cycle": "#1f77b4",
+    "plateau": "#e67e00",
+    "constant": "#2ca02c",
+    "frontier": "#9467bd",
+}
+
+
 def frontier_chart(frame: pd.DataFrame) -> alt.Chart:
-    base = alt.Chart(frame).encode(
-        x=alt.X("epsilon:Q", title="ε (upper bound)", scale=alt.Scale(type="log")),
-        color=alt.Color("line:N", title="line"),
-    )
-    band = base.mark_area(opacity=0.2).encode(
+    lines = [line for line in LINE_COLORS if line in set(frame["line"])]
+    colors = alt.Scale(domain=lines, range=[LINE_COLORS[line] for line in lines])
+    x = alt.X("epsilon:Q", title="ε (upper bound)", scale=alt.Scale(type="log"))
+    color = alt.Color("line:N", title="line", scale=colors)
+    tooltip = [
+        "line",
+        "schedule",
+        "lr",
+        "batch size",
+        "epochs",
+        alt.Tooltip("noise multiplier:Q", format=".3f"),
+        alt.Tooltip("epsilon:Q", format=".3f"),
+        alt.Tooltip("mean:Q", format=".2%"),
+        "seeds",
+    ]
+    y = alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format="%"))
+    schedules = alt.Chart(frame[frame["line"] != "frontier"]).encode(x=x, color=color)
+    band = schedules.mark_area(opacity=0.15).encode(
         y=alt.Y("low:Q", title="test accuracy", scale=alt.Scale(zero=False)), y2="high:Q"
     )
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("mean:Q", title="test accuracy", axis=alt.Axis(format="%")),
-        tooltip=[
-            "line",
-            "schedule",
-            "lr",
-            "batch size",
-            "epochs",
-            alt.Tooltip("noise multiplier:Q", format=".3f"),
-            alt.Tooltip("epsilon:Q", format=".3f"),
-            alt.Tooltip("mean:Q", format=".2%"),
-            "seeds",
-        ],
+    schedule_lines = schedules.mark_line(point=alt.OverlayMarkDef(size=40)).encode(
+        y=y, tooltip=tooltip
     )
-    return (band + lines).properties(height=380)
+    frontier = (
+        alt.Chart(frame[frame["line"] == "frontier"])
+        .mark_line(
+            strokeDash=[6, 4],
+            strokeWidth=1.5,
+            point=alt.OverlayMarkDef(filled=False, size=160, strokeWidth=2),
+        )
+        .encode(x=x, y=y, color=color, tooltip=tooltip)
+    )
+    return (frontier + band + schedule_lines).properties(height=380)  # frontier underneath
 
 
 def best_table(result: dict) -> pd.DataFrame:
@@ -195,31 +230,91 @@ else:
         show(chosen)
 
 st.subheader("Launch a sweep")
-with st.form("frontier_form"):
-    cols = st.columns(3)
-    epsilons = cols[0].text_input("Target ε values", "1, 3, 8", key="sweep_epsilons")
-    batch_sizes = cols[1].text_input("Batch sizes", "256, 1024", key="sweep_batch_sizes")
-    epochs = cols[2].text_input("Epochs", "5, 10", key="sweep_epochs")
-    schedules = st.multiselect(
-        "Schedules",
-        ["one_cycle", "plateau", "constant"],
-        default=["one_cycle", "plateau"],
-        key="sweep_schedules",
+gpu = gpu_available()
+defaults = SWEEP_DEFAULTS_GPU if gpu else SWEEP_DEFAULTS_CPU
+cols = st.columns(3)
+epsilons = cols[0].text_input("Target ε values", defaults["epsilons"], key="sweep_epsilons")
+batch_sizes = cols[1].text_input("Batch sizes", defaults["batch_sizes"], key="sweep_batch_sizes")
+epochs = cols[2].text_input("Epochs", defaults["epochs"], key="sweep_epochs")
+schedules = st.multiselect(
+    "Schedules",
+    ["one_cycle", "plateau", "constant"],
+    default=["one_cycle", "plateau"],
+    key="sweep_schedules",
+)
+cols = st.columns(3)
+one_cycle = cols[0].text_input("One-cycle peak LRs", defaults["one_cycle_lrs"], key="sweep_oc")
+plateau = cols[1].text_input("Plateau starting LRs", defaults["plateau_lrs"], key="sweep_pl")
+constant = cols[2].text_input("Constant LRs", defaults["constant_lrs"], key="sweep_const")
+cols = st.columns(4)
+seeds = cols[0].text_input("Seeds (the first selects)", defaults["seeds"], key="sweep_seeds")
+delta = cols[1].text_input("δ", "1e-5", key="sweep_delta")
+subset = cols[2].number_input(
+    "First N training examples (0 = all)",
+    value=defaults["subset"],
+    step=1000,
+    format="%d",
+    key="sweep_subset",
+)
+repeats = cols[3].number_input(
+    "Random repeats, mean (0 = full grid)", value=0.0, step=1.0, key="sweep_repeats"
+)
+
+
+def launch_spec() -> SweepSpec:
+    """The sweep the form describes (validated as ``dpplan sweep`` validates it)."""
+    if not schedules:
+        raise PlanError("schedules", [], "at least one schedule")
+    lrs = {
+        "one_cycle_lrs": parse_numbers("one_cycle_lrs", one_cycle),
+        "plateau_lrs": parse_numbers("plateau_lrs", plateau),
+        "constant_lrs": parse_numbers("constant_lrs", constant),
+    }
+    try:
+        delta_value = float(delta)
+    except ValueError:
+        raise PlanError("delta", delta, "a number, e.g. 1e-5") from None
+    return SweepSpec(
+        target_epsilons=parse_numbers("epsilons", epsilons),
+        delta=delta_value,
+        batch_sizes=parse_numbers("batch_sizes", batch_sizes),
+        epochs=parse_numbers("epochs", epochs),
+        schedules=tuple(schedules),
+        **{k: v for k, v in lrs.items() if v or k.removesuffix("_lrs") in schedules},
+        seeds=parse_numbers("seeds", seeds),
+        options=RunOptions(subset=int(subset) if subset else None),
+        random_repeats=repeats if repeats and math.isfinite(repeats) else None,
     )
-    cols = st.columns(3)
-    one_cycle = cols[0].text_input("One-cycle peak LRs", "1, 4, 15.62", key="sweep_oc")
-    plateau = cols[1].text_input("Plateau starting LRs", "0.05, 0.2, 0.8", key="sweep_pl")
-    constant = cols[2].text_input("Constant LRs", "0.1, 0.5", key="sweep_const")
-    cols = st.columns(4)
-    seeds = cols[0].text_input("Seeds (the first selects)", "0, 1, 2", key="sweep_seeds")
-    delta = cols[1].text_input("δ", "1e-5", key="sweep_delta")
-    subset = cols[2].number_input(
-        "First N training examples (0 = all)", value=0, step=1000, format="%d", key="sweep_subset"
+
+
+try:
+    spec = launch_spec()
+except DpplanError as error:
+    spec = None
+    st.error(plain(error))
+else:
+    trials, seconds = sweep_estimate(spec)
+    protocol = "expected trials (random protocol)" if spec.random_repeats else "trials"
+    if gpu:
+        estimate = (
+            f"A GPU is present: no GPU cost is measured yet (BENCHMARKS.md owes it); at the "
+            f"CPU's measured rate this would take about {format_duration(seconds)}, an upper "
+            "estimate."
+        )
+    else:
+        estimate = (
+            f"Estimated time on this CPU: about {format_duration(seconds)}, one trial at a "
+            "time (Ray runs one per CPU, so it may finish sooner), plus Ray's start."
+        )
+    st.info(
+        f"**{trials:,} {protocol}** of about "
+        f"{sum(spec.epochs) / len(spec.epochs):g} epochs on "
+        f"{training_set_size(spec.options):,} training examples. {estimate}"
     )
-    repeats = cols[3].number_input(
-        "Random repeats, mean (0 = full grid)", value=0.0, step=1.0, key="sweep_repeats"
-    )
-    launch = st.form_submit_button("Launch in the background")
+    st.caption(f"Estimate from {SWEEP_COST_SOURCE}.")
+launch = st.button(
+    "Launch in the background", type="primary", key="sweep_launch", disabled=spec is None
+)
 if launch:
     argv = [
         "--epsilons",
@@ -246,8 +341,6 @@ if launch:
     if repeats and math.isfinite(repeats):
         argv += ["--random-repeats", f"{repeats:g}"]
     try:
-        if not schedules:
-            raise PlanError("schedules", [], "at least one schedule")
         pid, log = background.launch_sweep([a.replace(" ", "") for a in argv])
         st.success(
             f"Sweep started in the background (process {pid}; log {log}). It appears "

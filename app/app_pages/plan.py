@@ -1,7 +1,9 @@
 """Plan page: the headline ε, the ε-over-epochs curves of RDP, PRV and PLD, and a table.
 
 The methods are computed fastest first (RDP, then PLD, then PRV) and the page redraws after
-each, so a valid upper bound is on screen at once and tightens as the others arrive.
+each: the curves and table show each method as it arrives, but the headline (the smallest
+final upper bound of all methods) reads "pending" until every method is in, so no number is
+ever shown as the headline and then replaced.
 """
 
 import pandas as pd
@@ -17,6 +19,9 @@ from components import (
 )
 
 import dpplan
+
+#: What the headline metric reads until every method is in.
+PENDING = "pending…"
 
 st.title("Plan")
 plan = st.session_state.get("plan")
@@ -45,21 +50,33 @@ def draw(curves: dict, pending: list[str]) -> None:
                 show_error_list(curves)
             return
         method, value = best
+        waiting = ", ".join(m.upper() for m in pending)
         cols = st.columns(4)
         cols[0].metric(
             "ε after all epochs",
-            format_epsilon(value),
-            help=f"Smallest upper bound, from {METHOD_NAMES[method]}, at δ = {plan.delta:g}",
+            PENDING if pending else format_epsilon(value),
+            help=(
+                f"Computing {waiting}: the headline is the smallest upper bound of all methods"
+                if pending
+                else f"Smallest upper bound, from {METHOD_NAMES[method]}, at δ = {plan.delta:g}"
+            ),
         )
         cols[1].metric("Sample rate q", f"{plan.sample_rate:.5g}")
         cols[2].metric("Steps per epoch", f"{plan.steps_per_epoch:,}")
         cols[3].metric("Total steps", f"{plan.total_steps:,}")
-        note = f" Computing {', '.join(m.upper() for m in pending)}…" if pending else ""
-        st.caption(
-            f"(ε, δ) = ({format_epsilon(value)}, {plan.delta:g}) for example-level add/remove "
-            f"privacy under Poisson sampling; headline from **{METHOD_NAMES[method]}**, the "
-            f"smallest of the upper bounds below. Every number here is an upper bound.{note}"
-        )
+        if pending:
+            st.caption(
+                f"Headline pending: computing {waiting}… The headline is the smallest upper "
+                "bound of all methods; the curves and table below show those already in. "
+                "Every number here is an upper bound."
+            )
+        else:
+            st.caption(
+                f"(ε, δ) = ({format_epsilon(value)}, {plan.delta:g}) for example-level "
+                "add/remove privacy under Poisson sampling; headline from "
+                f"**{METHOD_NAMES[method]}**, the smallest of the upper bounds below. Every "
+                "number here is an upper bound."
+            )
         show_error_list(curves)
     chart_slot.altair_chart(epsilon_chart(curves_frame(curves)), width="stretch")
     table = pd.DataFrame({"epoch": range(1, plan.epochs + 1)})

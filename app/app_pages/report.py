@@ -1,9 +1,17 @@
 """Report page: the ε-budget report of the current plan, a stored run or a sweep; preview,
 download."""
 
+import functools
+
 import streamlit as st
-import streamlit.components.v1 as st_components
-from components import cached_plan_report, format_epsilon, plain, run_label, store
+from components import (
+    cached_plan_report,
+    format_epsilon,
+    pdf_unavailable,
+    plain,
+    run_label,
+    store,
+)
 
 from dpplan.errors import DpplanError
 from dpplan.report import (
@@ -13,6 +21,7 @@ from dpplan.report import (
     to_html,
     to_json,
     to_markdown,
+    to_pdf,
 )
 
 st.title("Report")
@@ -92,7 +101,7 @@ except Exception as error:  # noqa: BLE001 - the page is the outer boundary (STY
     st.error(f"Could not build the report: unexpected {type(error).__name__}: {plain(error)}")
     st.stop()
 
-cols = st.columns(3)
+cols = st.columns(4)
 stem = (
     f"dpplan-sweep-{report.sweep.id}-report"
     if report.sweep is not None
@@ -109,13 +118,25 @@ cols[1].download_button(
 cols[2].download_button(
     "Download JSON", to_json(report), file_name=f"{stem}.json", mime="application/json"
 )
+missing = pdf_unavailable()
+cols[3].download_button(
+    "Download PDF",
+    functools.partial(to_pdf, report),  # printed only when clicked (about a second)
+    file_name=f"{stem}.pdf",
+    mime="application/pdf",
+    disabled=missing is not None,
+    help=plain(missing) if missing else "The HTML report printed on A4 by WeasyPrint",
+)
 if report.sweep is None:
     st.metric(
         "ε (headline upper bound)", format_epsilon(report.epsilon), help=f"at δ = {report.delta:g}"
     )
 preview_html, preview_md = st.tabs(["Preview", "Markdown"])
 with preview_html:
-    st_components.html(to_html(report), height=1400, scrolling=True)
+    # st.iframe replaces st.components.v1.html (deprecated, removal date 2026-06-01). The
+    # report is dpplan's own HTML: user text in it is escaped, and its Content-Security-
+    # Policy forbids scripts and every request.
+    st.iframe(to_html(report), height=1400, alt="Preview of the HTML report")
 with preview_md:
     # The Markdown source, not rendered: nothing in a preview loads or links anywhere.
     st.code(to_markdown(report), language="markdown", wrap_lines=True)

@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import streamlit as st
 from components import METHOD_NAMES, format_epsilon, method_result, plain, plan_fields
 
@@ -72,7 +73,14 @@ if "solved" in st.session_state:
     cols[2].metric("Target ε", f"{target_epsilon:g}")
     st.caption(plain(st.session_state.get("solved_note", "")))
     st.line_chart(
-        {"ε (upper bound)": [e if math.isfinite(e) else None for e in curve.epsilons]},
+        pd.DataFrame(
+            {
+                "epoch": curve.epochs,  # epoch 1 is the first point, not a row index of 0
+                "ε (upper bound)": [e if math.isfinite(e) else None for e in curve.epsilons],
+            }
+        ),
+        x="epoch",
+        y="ε (upper bound)",
         x_label="epoch",
         y_label="ε (upper bound)",
     )

@@ -421,7 +421,8 @@ def build_report(
             account for hyper-parameter tuning. :func:`build_run_report` fills it in.
         tuning_runs: the number of training runs made on this data (≥ 1), when there is no
             group: the report then also gives ε of all of them composed.
-        title: the report's title (default "DP-SGD privacy report"), at most 300 characters.
+        title: the report's title (default "DP-SGD privacy report", "... of run N" for a run),
+            at most 300 characters.
         notes: the author's notes, shown as written (escaped), at most 20,000 characters.
         store_home: the run store folder, written into the regenerating command of a run.
         created_at: the creation time (ISO 8601); default now.
@@ -468,7 +469,7 @@ def build_report(
         assumptions=Assumptions.of("run" if run is not None else "plan"),
         title=title
         if title is not None
-        else "DP-SGD privacy report" + (f": run {run.id}" if run is not None else ""),
+        else "DP-SGD privacy report" + (f" of run {run.id}" if run is not None else ""),
         notes=notes,
         plan=_plan(plan),
         epochs=accounted.epochs,

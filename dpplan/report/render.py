@@ -1,4 +1,4 @@
-"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
+r"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
 The words are in ``templates/_words.j2``, written once; ``report.md.j2`` and
 ``report.html.j2`` lay out a plan's or a run's report, ``sweep.md.j2`` and ``sweep.html.j2``
@@ -11,6 +11,10 @@ start Markdown markup (links, images, emphasis, code, headings, lists, tables, a
 a backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go
 through :func:`_quote`, line by line). The HTML loads nothing: inline CSS and SVG, no script,
 no URL, and a Content-Security-Policy that forbids any request.
+
+Only user-supplied strings are escaped: dpplan's own words (versions, timestamps, settings,
+field names, statuses, number lists) go through the ``own`` filter and print as they are in
+Markdown (``0.1.0``, not ``0\.1.0``; ``1 < ε``, not ``1 &lt; ε``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 from typing import Any
 
 import jinja2
+import markupsafe
 from markupsafe import Markup
 
 from dpplan.report.model import Report
@@ -111,7 +116,8 @@ def to_pdf(report: Report) -> bytes:
     """Return the HTML report printed to PDF (A4) by WeasyPrint, which fetches nothing.
 
     Raises:
-        PlanError: (field ``format``) if WeasyPrint is not installed.
+        PlanError: (field ``format``) if WeasyPrint is not installed, or cannot load the
+            Pango libraries it prints with.
     """
     from dpplan.errors import PlanError
 
@@ -123,6 +129,14 @@ def to_pdf(report: Report) -> bytes:
             "pdf",
             "a format whose renderer is installed",
             "PDF needs WeasyPrint: pip install 'dpplan[pdf]'.",
+        ) from None
+    except OSError as error:  # WeasyPrint is installed, but a system library is missing
+        raise PlanError(
+            "format",
+            "pdf",
+            "a format whose renderer can run",
+            f"WeasyPrint could not load a system library ({error}); install Pango "
+            "(Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0).",
         ) from None
 
     def refuse(url: str, *args: Any, **kwargs: Any) -> dict:
@@ -301,6 +315,13 @@ def _quote(value: str) -> Markup:
     )
 
 
+def _own(value: Any) -> Markup:
+    """dpplan's own words in Markdown (versions, timestamps, settings, field names, statuses,
+    number lists): printed as they are, on one line, not escaped. Never for user-supplied
+    text (titles, notes, errors, option values), which :func:`_cell` escapes."""
+    return Markup(" ".join(str(value).split()))
+
+
 def _fence(text: str, info: str = "") -> Markup:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
@@ -327,6 +348,8 @@ def _env(fmt: str) -> jinja2.Environment:
         quote=_quote,
         fence=_fence,
         method=lambda m: Markup(_METHODS.get(m, "–")),
+        # dpplan's own words: as they are in Markdown, HTML-escaped (as autoescape would) in HTML
+        own=_own if fmt == "md" else markupsafe.escape,
         schedule_name=lambda k: _SCHEDULE_NAMES.get(k, k),
     )
     env.globals.update(SEP=Markup(SEP), thin=table_rows, thinned=_thinned)
@@ -391,6 +414,8 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
     if not xs:
         return {}
     pad = max(1.0, 0.08 * (max(ys) - min(ys)))
+    targets = [e for e in s.target_epsilons if e > 0 and math.isfinite(e)]
+    xs += targets  # every target ε is on the axis, and ticked
     return {
         "frontier": Markup(
             line_chart(
@@ -402,6 +427,7 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
                 x_range=(min(xs) / 1.35, max(xs) * 1.35),
                 y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
                 log_x=True,
+                x_tick_values=targets,
             )
         )
     }

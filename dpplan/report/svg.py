@@ -140,6 +140,7 @@ def line_chart(
     reference_label: str | None = None,
     log_scale: bool = False,
     log_x: bool = False,
+    x_tick_values: Sequence[float] | None = None,
 ) -> str:
     """Return an ``<svg>`` element with one line per series, axes, ticks and a legend.
 
@@ -159,6 +160,8 @@ def line_chart(
         reference_label: its legend text.
         log_scale: both axes logarithmic (base 10); needs positive ranges and values.
         log_x: the x-axis alone logarithmic (base 10), ticked 1, 2, 5 per decade.
+        x_tick_values: the x ticks (in data units, e.g. every target ε) instead of ticks
+            chosen from the range; on a log axis only positive values are ticked.
 
     Returns:
         The SVG markup.
@@ -220,6 +223,15 @@ def line_chart(
         x_ticks = [float(k) for k in range(math.floor(x_low), math.ceil(x_high) + 1)]
     elif log_x:
         x_ticks = log_ticks(x_low, x_high)
+    if x_tick_values is not None:
+        logarithmic = log_scale or log_x
+        x_ticks = sorted(
+            {
+                math.log10(v) if logarithmic else float(v)
+                for v in x_tick_values
+                if math.isfinite(v) and (v > 0 or not logarithmic)
+            }
+        ) or [x_low, x_high]
     if integer_x:
         x_ticks = [t for t in x_ticks if float(t).is_integer()] or [x_low, x_high]
     y_ticks = nice_ticks(y_low, y_high, 5)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import sys
 from pathlib import Path
 from unittest import mock
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 
 pytest.importorskip("streamlit")
@@ -64,6 +68,34 @@ def _fmt(value: float) -> str:
     return "∞" if math.isinf(value) else f"{value:.3f}"
 
 
+def _charts(at: AppTest) -> list[tuple[dict, pd.DataFrame]]:
+    """Every Vega-Lite chart on the page: its spec and its data (all datasets stacked)."""
+    charts = []
+    for element in at.get("vega_lite_chart"):
+        frames = [pa.ipc.open_stream(d.data.data).read_pandas() for d in element.proto.datasets]
+        if element.proto.HasField("data"):
+            frames.append(pa.ipc.open_stream(element.proto.data.data).read_pandas())
+        charts.append((json.loads(element.proto.spec), pd.concat(frames, ignore_index=True)))
+    return charts
+
+
+def _x_encodings(spec: dict) -> list[dict]:
+    """The x encodings of a (possibly layered) Vega-Lite spec."""
+    found = [spec["encoding"]["x"]] if "x" in spec.get("encoding", {}) else []
+    for layer in spec.get("layer", []):
+        found += _x_encodings(layer)
+    return found
+
+
+def _epoch_axes(at: AppTest) -> list[pd.Series]:
+    """The x values of every chart whose x axis is the epoch."""
+    axes = []
+    for spec, frame in _charts(at):
+        fields = {x["field"] for x in _x_encodings(spec) if "epoch" in str(x.get("title", ""))}
+        axes += [frame[field].dropna() for field in fields if field in frame]
+    return axes
+
+
 def test_every_page_renders():
     at = _app(epochs=2).run()
     assert not at.exception
@@ -87,6 +119,33 @@ def test_plan_page_shows_the_api_epsilon():
     table = at.dataframe[0].value
     assert list(table["epoch"]) == [1, 2, 3]
     assert table["RDP ε"].iloc[-1] == pytest.approx(dpplan.epsilon(plan, method="rdp"))
+
+
+def test_plan_headline_is_pending_until_every_method_is_in(fresh_cache):
+    at = _app(epochs=2).run()
+    components = sys.modules["components"]  # the app's module, imported by the first run
+    real = components.method_result
+
+    def stop_before_prv(plan_dict, method):
+        if method == "prv":  # the last method: RDP and PLD are drawn by now
+            raise RuntimeError("stopped before PRV")
+        return real(plan_dict, method)
+
+    with mock.patch.object(components, "method_result", stop_before_prv):
+        at.run()
+    assert "stopped before PRV" in at.exception[0].value  # the page as drawn mid-way
+    plan = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
+    )
+    partial = min(dpplan.epsilon(plan, method=m) for m in ("rdp", "pld"))
+    assert at.metric[0].value == "pending…"
+    assert not any(_fmt(partial) in c.value for c in at.caption)
+    assert any("Headline pending: computing PRV" in c.value for c in at.caption)
+    assert list(at.dataframe[0].value.columns) == ["epoch", "steps", "RDP ε", "PLD ε"]
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == _fmt(dpplan.compare(plan).headline_epsilon)
+    assert not any("pending" in c.value for c in at.caption)
 
 
 def test_plan_from_the_url():
@@ -158,6 +217,19 @@ def test_solve_defaults_to_the_best_method_and_names_the_certifying_one():
     caption = " ".join(c.value for c in at.caption)
     assert "Certified by " + solution.method.upper() in caption
     assert "the most favourable method" in caption and "bounded by the target" in caption
+
+
+def test_epoch_charts_start_at_epoch_one():
+    at = _app(epochs=3).run()
+    [plan_axis] = _epoch_axes(at)
+    assert sorted(set(plan_axis)) == [1, 2, 3]
+    at.switch_page("app_pages/solve.py").run()
+    at.selectbox(key="solve_target").set_value("noise_multiplier")
+    at.selectbox(key="solve_method").set_value("rdp")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    [solve_axis] = _epoch_axes(at)
+    assert list(solve_axis) == [1, 2, 3]  # ε after epoch 1 is drawn at epoch 1
 
 
 def test_solve_infeasible_shows_error():
@@ -260,7 +332,18 @@ def test_report_page_for_the_plan():
         dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-5
     )
     assert at.metric[0].value == f"{dpplan.compare(plan).headline_epsilon:.3f}"
-    assert len(at.get("download_button")) == 3
+    buttons = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert set(buttons) == {"Download HTML", "Download Markdown", "Download JSON", "Download PDF"}
+    assert not buttons["Download PDF"].disabled  # WeasyPrint comes with dpplan[all]
+
+
+def test_report_page_without_weasyprint_names_the_install():
+    with mock.patch.dict(sys.modules, {"weasyprint": None}):  # import weasyprint fails
+        at = _app(epochs=1).run()
+        at.switch_page("app_pages/report.py").run()
+    assert not at.exception, at.exception
+    [pdf] = [b.proto for b in at.get("download_button") if b.proto.label == "Download PDF"]
+    assert pdf.disabled and "dpplan\\[pdf\\]" in pdf.help
 
 
 def test_report_page_for_a_run(home):
@@ -392,6 +475,18 @@ def test_report_preview_loads_nothing():
     [source] = [c.value for c in at.code if "Notes from the author" in c.value]
     assert "\\!\\[pixel\\]\\(https\\://e.x/pixel.png\\)" in source
     assert source.startswith("# T \\# injected\n")
+
+
+def test_report_preview_is_an_iframe_without_deprecated_calls():
+    with mock.patch("streamlit.deprecation_util.show_deprecation_warning") as deprecated:
+        at = _app(epochs=1).run()
+        at.switch_page("app_pages/report.py").run()
+        at.text_input(key="report_title").set_value("Preview title").run()
+    assert not at.exception, at.exception
+    assert not deprecated.called, deprecated.call_args
+    [frame] = at.get("iframe")
+    assert frame.proto.srcdoc.startswith("<!DOCTYPE html>")
+    assert "<title>Preview title</title>" in frame.proto.srcdoc
 
 
 def test_report_page_error_is_cut_and_escaped():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -13,10 +16,18 @@ from sweep_fakes import store_fake_sweep
 
 from dpplan.store import RunStore
 from dpplan.sweep import SweepSpec, frontier_result
-from dpplan.train import RunOptions
+from dpplan.train import RunOptions, training_set_size
 
 APP = str(Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py")
 PAGE = "app_pages/frontier.py"
+
+
+@pytest.fixture(autouse=True)
+def _ask_for_a_gpu_again():
+    """The app asks torch for a GPU once per server (cache_resource); tests patch the answer."""
+    import streamlit as st
+
+    st.cache_resource.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +70,7 @@ def test_empty_store_renders_and_launch_calls_the_background_sweep():
         assert "No sweep yet" in at.info[0].value
         at.text_input(key="sweep_epsilons").set_value("1, 3")
         at.number_input(key="sweep_repeats").set_value(4.0)
-        at.button[0].click().run()  # the form's submit button
+        at.button(key="sweep_launch").click().run()
         assert not at.exception
     argv = launch.call_args.args[0]
     assert argv[argv.index("--epsilons") + 1] == "1,3"
@@ -105,3 +116,92 @@ def test_diverged_trials_are_counted_and_never_a_point(home):
     at = page()
     assert not at.exception
     assert any("1 finished trial(s) diverged" in c.value for c in at.caption)
+
+
+def _frontier_spec(at: AppTest) -> dict:
+    [chart] = at.get("vega_lite_chart")
+    return json.loads(chart.proto.spec)
+
+
+def _luminance(color: str) -> float:
+    red, green, blue = (int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def test_every_line_has_its_own_visible_colour_and_the_frontier_hides_none(home):
+    fake_sweep(home)
+    spec = _frontier_spec(page())
+    layers = spec["layer"]
+    scales = [layer["encoding"]["color"]["scale"] for layer in layers]
+    assert all(scale == scales[0] for scale in scales)  # one colour per line on every layer
+    colors = dict(zip(scales[0]["domain"], scales[0]["range"], strict=True))
+    assert set(colors) == {"frontier", "one_cycle", "plateau"}
+    assert len(set(colors.values())) == len(colors)  # distinct
+    assert all(0.15 < _luminance(c) < 0.7 for c in colors.values())  # neither white nor black
+    frontier = layers[0]  # drawn first: underneath the schedules' lines
+    assert frontier["mark"]["strokeDash"] and frontier["mark"]["point"]["filled"] is False
+
+
+def _launch_spec(defaults: dict) -> SweepSpec:
+    return SweepSpec(
+        target_epsilons=_numbers(defaults["epsilons"]),
+        delta=1e-5,
+        batch_sizes=_numbers(defaults["batch_sizes"]),
+        epochs=_numbers(defaults["epochs"]),
+        schedules=("one_cycle", "plateau"),
+        one_cycle_lrs=_numbers(defaults["one_cycle_lrs"]),
+        plateau_lrs=_numbers(defaults["plateau_lrs"]),
+        seeds=_numbers(defaults["seeds"]),
+        options=RunOptions(subset=defaults["subset"] or None),
+    )
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def _estimate_seconds(spec: SweepSpec, components) -> float:
+    epochs = sum(spec.epochs) / len(spec.epochs)
+    examples = training_set_size(spec.options)
+    per_epoch = components.SWEEP_EPOCH_SECONDS / components.SWEEP_EPOCH_EXAMPLES
+    return spec.trial_count * epochs * examples * per_epoch
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+def test_launch_form_shows_trials_and_time_before_launching(gpu):
+    with (
+        mock.patch("torch.cuda.is_available", return_value=gpu),
+        mock.patch("dpplan.sweep.background.launch_sweep") as launch,
+    ):
+        at = page()
+        assert not at.exception, at.exception
+        components = sys.modules["components"]
+        defaults = components.SWEEP_DEFAULTS_GPU if gpu else components.SWEEP_DEFAULTS_CPU
+        spec = _launch_spec(defaults)
+        seconds = _estimate_seconds(spec, components)
+        [info] = [i.value for i in at.info if "trials" in i.value]
+        assert f"**{spec.trial_count:,} trials**" in info
+        assert f"about {components.format_duration(seconds)}" in info
+        assert f"{training_set_size(spec.options):,} training examples" in info
+        assert any("7.1 s per epoch of 55,000 examples" in c.value for c in at.caption)
+        if gpu:
+            assert "A GPU is present" in info
+            assert spec.trial_count > 100 and training_set_size(spec.options) == 55_000
+        else:
+            assert "on this CPU" in info
+            assert seconds < 5 * 60  # the CPU default finishes in minutes
+        launch.assert_not_called()  # shown before anything is launched
+
+
+def test_launch_estimate_follows_the_fields_and_refuses_bad_ones():
+    with mock.patch("torch.cuda.is_available", return_value=False):
+        at = page()
+        components = sys.modules["components"]
+        spec = dataclasses.replace(_launch_spec(components.SWEEP_DEFAULTS_CPU), epochs=(2, 4))
+        at.text_input(key="sweep_epochs").set_value("2, 4").run()
+        assert not at.exception, at.exception
+        [info] = [i.value for i in at.info if "trials" in i.value]
+        assert f"**{spec.trial_count:,} trials**" in info
+        at.text_input(key="sweep_seeds").set_value("0, x").run()
+        assert any("seeds='0, x'" in e.value.replace("\\", "") for e in at.error)
+        assert at.button(key="sweep_launch").disabled

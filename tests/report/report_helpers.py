@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import dpplan
 from dpplan.store import EpochRecord, RunStore
-
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 #: An MNIST-sized plan with few epochs, so every accountant answers in about a second.
 PLAN = dpplan.TrainingPlan(

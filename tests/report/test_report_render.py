@@ -5,15 +5,24 @@ from __future__ import annotations
 import html.parser
 import json
 import re
+import sys
 
 import pytest
 from markdown_it import MarkdownIt
 from markupsafe import escape
-from report_helpers import PLAN, stored_run
+from report_helpers import PLAN, epoch_record, stored_run
 
 import dpplan
 from dpplan.errors import PlanError
-from dpplan.report import build_report, render, to_html, to_json, to_markdown
+from dpplan.report import (
+    build_report,
+    build_run_report,
+    render,
+    to_html,
+    to_json,
+    to_markdown,
+    to_pdf,
+)
 
 HOSTILE_TITLE = '<script>alert("title")</script> & <img src=x onerror=alert(1)>'
 HOSTILE_NOTES = "first line\n</p><script>alert('notes')</script>\n<a href=\"https://e.x\">x</a>"
@@ -303,3 +312,52 @@ def test_same_information_in_every_format(plan_report):
         numbers += [f"{value:.4f}" for value in curve.epsilons]
     for number in numbers:
         assert number in text and number in page, number
+
+
+def test_pdf_without_pango_names_the_system_libraries(plan_report, tmp_path, monkeypatch):
+    # WeasyPrint installed from its wheel loads Pango with dlopen on import: OSError if absent.
+    (tmp_path / "weasyprint.py").write_text(
+        "raise OSError(\"cannot load library 'libpango-1.0-0'\")\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "weasyprint", raising=False)
+    with pytest.raises(PlanError, match=r"format='pdf'.*libpango-1\.0-0.*install Pango"):
+        to_pdf(plan_report)
+
+
+def test_markdown_prints_dpplans_own_words_as_they_are(plan_report):
+    # Versions, timestamps, settings, tiers: dpplan's words, not escaped (0.1.0, not 0\.1.0).
+    text = to_markdown(plan_report)
+    rep = plan_report.reproducibility
+    assert f"made by dpplan {rep.dpplan_version} at {rep.created_at} (plan hash" in text
+    assert f"| Python | {rep.python_version} |" in text
+    for curve in plan_report.accounting.curves:
+        assert f"| {curve.library} {curve.library_version} |" in text
+    assert "| 1 < ε ≤ 10 |" in text and "| ε > 10 |" in text
+    assert "optimal_order = " in text and "orders in [" in text
+    assert "unknown (no trainer ran)" in text
+    # The title and notes of this report hold no markup, so nothing in it is escaped.
+    outside_code = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    assert "\\" not in outside_code and "&lt;" not in outside_code and "&gt;" not in outside_code
+
+
+def test_markdown_of_a_run_escapes_only_user_strings(store):
+    run_id = store.create_run(
+        plan=PLAN,
+        schedule={"kind": "constant", "lr": 0.1, "momentum": 0.0},
+        options={"model": "seed", "data_dir": "/data/![x](https://e.x/a.png)", "split_seed": 0},
+        device="cpu",
+        seed=0,
+        private=True,
+        versions={"dpplan": dpplan.__version__, "torch": "2.13.0+cpu"},
+    )
+    for epoch in (1, 2):
+        store.record_epoch(run_id, epoch_record(PLAN, epoch))
+    store.finish_run(run_id, status="failed", error="disk <full> at /tmp/[a](b)")
+    text = to_markdown(build_run_report(store, run_id))
+    assert "/data/\\!\\[x\\]\\(https\\://e.x/a.png\\)" in text  # a user's path: escaped
+    assert "disk &lt;full&gt; at /tmp/\\[a\\]\\(b\\)" in text  # an error's text: escaped
+    assert "split_seed=0" in text and "model=seed" in text  # dpplan's option names: as they are
+    assert f"dpplan {dpplan.__version__}, torch 2.13.0+cpu" in text
+    assert "DP-SGD privacy report of run" in text.splitlines()[0]
+    assert "\\" not in text.splitlines()[0]  # the default title is dpplan's: nothing escaped

@@ -227,6 +227,44 @@ def test_every_markdown_table_parses_and_holds_the_numbers(grid_report, random_r
     assert assert_tables_parse(to_markdown(random_report)) >= 5
 
 
+def test_markdown_prints_dpplans_own_words_as_they_are(random_report):
+    text = to_markdown(random_report)
+    rep, s = random_report.reproducibility, random_report.sweep
+    assert f"made by dpplan {rep.dpplan_version} at {rep.created_at} (spec hash" in text
+    assert "| Schedules and learning rates | one-cycle: 0.5, 2; plateau: 0.1 |" in text
+    assert "| Protocol | random repeat-and-select, Poisson mean 3 |" in text
+    assert f"| Started / last update (UTC) | {s.created_at} / {s.updated_at} |" in text
+    assert "subset=2000" in text and "validation_size=" in text  # option names as they are
+
+
+_X_TICK = re.compile(r'text-anchor="middle" font-size="11"[^>]*>([^<]*)</text>')
+
+
+def test_frontier_chart_ticks_every_target_epsilon(grid_report):
+    [svg] = re.findall(r"<svg.*?</svg>", to_html(grid_report), flags=re.DOTALL)
+    assert _X_TICK.findall(svg) == [f"{e:g}" for e in grid_report.sweep.target_epsilons]
+
+
+def test_log_axis_ticks_the_values_asked_for():
+    from dpplan.report.svg import Series, line_chart
+
+    line = Series(label="a", xs=(0.9, 2.8, 7.5), ys=(60.0, 70.0, 80.0), color="#000")
+    svg = line_chart(
+        [line],
+        title="t",
+        x_label="ε",
+        y_label="%",
+        x_range=(0.7, 11.0),
+        log_x=True,
+        x_tick_values=(1, 3, 8, 0, -1),  # not positive: no place on a log axis
+    )
+    assert _X_TICK.findall(svg) == ["1", "3", "8"]
+    default = line_chart(
+        [line], title="t", x_label="ε", y_label="%", x_range=(0.7, 11.0), log_x=True
+    )
+    assert _X_TICK.findall(default) == ["1", "2", "5", "10"]
+
+
 def test_html_loads_nothing_and_escapes_title_and_notes(grid_report):
     page = to_html(grid_report)
     parsed = _parse(page)
@@ -365,7 +403,8 @@ def test_app_report_page_offers_the_sweep_report(sweeps, monkeypatch):
     assert not at.exception, at.exception
     at.selectbox(key="report_sweep").set_value(random).run()
     assert not at.exception, at.exception
-    assert len(at.get("download_button")) == 3
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download HTML", "Download Markdown", "Download JSON", "Download PDF"]
     code = at.code[0].value  # the Markdown source
     assert code.startswith(f"# DP-SGD frontier report of sweep {random}")
     assert "Left out on purpose" in code

@@ -7,24 +7,11 @@ shut down at the end of the module.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
-
-
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    folder = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST))
-    if not (folder / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST IDX files not found in {folder} (set DPPLAN_TEST_MNIST)")
-    return folder
 
 
 @pytest.fixture
-def tiny_options(mnist_dir):
+def tiny_options(mnist_dir):  # mnist_dir: tests/conftest.py
     from dpplan.train import RunOptions
 
     return RunOptions(

@@ -1,28 +1,20 @@
-"""Shared fixtures for the trainer tests: real MNIST from the shared folder, a temp store.
+"""Shared fixtures for the trainer tests: real MNIST (``mnist_dir``, tests/conftest.py), a
+temp store.
 
-In-process training tests read the shared MNIST folder through a loader that verifies and
-parses the four files once per session (each load costs ~0.6 s); any other folder goes
-through the real :func:`dpplan.train.data.load_mnist`, so the data-folder checks are real.
+In-process training tests read the MNIST folder the suite found through a loader that
+verifies and parses the four files once per session (each load costs ~0.6 s); any other
+folder goes through the real :func:`dpplan.train.data.load_mnist`, so the data-folder
+checks are real.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
+from mnist_data import find_mnist
 
 _LOADED: dict[tuple[Path, str], object] = {}
-
-
-@pytest.fixture(scope="session")
-def mnist_dir() -> Path:
-    folder = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST))
-    if not (folder / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST IDX files not found in {folder} (set DPPLAN_TEST_MNIST)")
-    return folder
 
 
 @pytest.fixture
@@ -47,15 +39,16 @@ def _one_torch_thread():
 
 @pytest.fixture(autouse=True)
 def _shared_mnist_loaded_once(monkeypatch):
-    """Make the trainer load the shared MNIST folder once per session, not once per run."""
+    """Make the trainer load the suite's MNIST folder once per session, not once per run."""
     from dpplan.train import core
 
     real = core.load_mnist
-    shared = Path(os.environ.get("DPPLAN_TEST_MNIST", SHARED_MNIST)).resolve()
+    found = find_mnist()
+    shared = found.resolve() if found is not None else None
 
     def load(data_dir=None, *, download=True, device="cpu", create_folder=True):
         folder = Path(data_dir).resolve() if data_dir is not None else None
-        if folder != shared:
+        if shared is None or folder != shared:
             return real(data_dir, download=download, device=device, create_folder=create_folder)
         key = (folder, str(device))
         if key not in _LOADED:

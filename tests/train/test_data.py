@@ -1,6 +1,7 @@
 """Tests for dpplan.train.data: MNIST resolution, verification, parsing, download, split.
 
-Real MNIST comes from the shared folder ``../shared/data/mnist`` (or ``DPPLAN_TEST_MNIST``).
+Real MNIST comes from the folder ``tests/mnist_data.py`` finds (``DPPLAN_TEST_MNIST``, then
+``DPPLAN_DATA_DIR``, then ``../shared/data/mnist``).
 Downloads are exercised against a local HTTP server on 127.0.0.1; no test touches the
 internet, because an autouse fixture points ``DPPLAN_MNIST_MIRRORS`` at a closed local port.
 """
@@ -11,7 +12,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import shutil
 import socket
 import struct
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mnist_data import find_mnist
 
 from dpplan.errors import DataError, PlanError
 from dpplan.train import data as data_module
@@ -42,22 +43,9 @@ from dpplan.train.data import (
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = MNIST_FILES
 
 
-def _find_shared_mnist() -> Path | None:
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"]
-    if os.environ.get("DPPLAN_TEST_MNIST"):
-        candidates.append(Path(os.environ["DPPLAN_TEST_MNIST"]))
-    for candidate in candidates:
-        if all((candidate / name).is_file() for name in MNIST_FILES):
-            return candidate
-    return None
-
-
-SHARED_MNIST = _find_shared_mnist()
-needs_mnist = pytest.mark.skipif(
-    SHARED_MNIST is None,
-    reason="MNIST IDX files not found in ../shared/data/mnist; set DPPLAN_TEST_MNIST to a "
-    "folder holding the four .gz files",
-)
+SHARED_MNIST = find_mnist()  # tests/mnist_data.py's folder, or None without MNIST
+#: Through the ``mnist_dir`` fixture: skips without MNIST, fails with ``CI=true``.
+needs_mnist = pytest.mark.usefixtures("mnist_dir")
 
 
 def _closed_port() -> int:
@@ -135,10 +123,8 @@ def _idx(magic: int, dims: tuple[int, ...], payload: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def mnist() -> MnistData:
-    if SHARED_MNIST is None:
-        pytest.skip("MNIST IDX files not found in ../shared/data/mnist or DPPLAN_TEST_MNIST")
-    return load_mnist(SHARED_MNIST, download=False)
+def mnist(mnist_dir: Path) -> MnistData:
+    return load_mnist(mnist_dir, download=False)
 
 
 @needs_mnist
