@@ -183,9 +183,22 @@ def test_default_best_solve_keeps_the_most_favourable_method(monkeypatch):
     assert solved == ["rdp", "pld"]  # PRV cannot certify below PLD's answer: not solved
 
 
-def test_default_best_epochs_solve_is_certified_by_some_method():
-    plan = PhasedPlan(phases=[WARMUP, MAIN.replace(epochs=1)])
-    longest = dpplan.solve_epochs(plan, target_epsilon=2.0)
-    rdp = dpplan.solve_epochs(plan, target_epsilon=2.0, method="rdp")
-    assert longest.phases[-1].epochs >= rdp.phases[-1].epochs
-    assert dpplan.compare(longest).headline_epsilon <= 2.0
+def test_default_best_epochs_solve_keeps_the_most_epochs(monkeypatch):
+    from dpplan import solve_phased
+
+    epochs = {"rdp": 2, "pld": 4, "prv": 3}
+    solved = []
+
+    def fake_solve(plan, *, target_epsilon, method):
+        solved.append(method)
+        last = plan.phases[-1].replace(epochs=epochs[method])
+        return plan.replace(phases=[*plan.phases[:-1], last])
+
+    def fake_fits(plan, method, target):  # PRV certifies 4 epochs, not 5
+        return epochs[method] >= plan.phases[-1].epochs
+
+    monkeypatch.setattr(solve_phased, "_solve_epochs", fake_solve)
+    monkeypatch.setattr(solve_phased, "_fits", fake_fits)
+    longest = dpplan.solve_epochs(PHASED, target_epsilon=3.0)
+    assert longest.phases[-1].epochs == 4
+    assert solved == ["rdp", "pld"]  # PRV certifies no more than PLD's 4: not solved
