@@ -1610,6 +1610,12 @@ def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
 
 
 def _build_parser() -> _Parser:
+    from dpplan.train.specs import (
+        DEFAULT_CONSTANT_LRS,
+        DEFAULT_ONE_CYCLE_LRS,
+        DEFAULT_PLATEAU_LRS,
+    )
+
     parser = _Parser(
         prog="dpplan",
         description="Plan DP-SGD privacy budgets: ε after every epoch (RDP, PRV, PLD) and "
@@ -1693,13 +1699,19 @@ def _build_parser() -> _Parser:
         formatter_class=defaults,
     )
     _add_plan_flags(cmp_, skip="dataset_size")
-    cmp_.add_argument("--one-cycle-lrs", default="1,4,15.62", help="one-cycle peak LR grid")
-    cmp_.add_argument("--plateau-lrs", default="0.05,0.2,0.8", help="plateau start LR grid")
+    cmp_.add_argument(
+        "--one-cycle-lrs",
+        default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
+        help="one-cycle peak LR grid (default: the peaks the notebooks selected)",
+    )
+    cmp_.add_argument(
+        "--plateau-lrs",
+        default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
+        help="plateau start LR grid",
+    )
     cmp_.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
     _add_run_flags(cmp_)
     cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
-
-    from dpplan.sweep.spec import DEFAULT_CONSTANT_LRS, DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
 
     swp = commands.add_parser(
         "sweep",

@@ -14,6 +14,7 @@ from components import (
 )
 
 from dpplan.errors import PlanError
+from dpplan.train.specs import DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
 
 st.title("Compare")
 st.caption(
@@ -63,8 +64,16 @@ else:
 st.subheader("Launch a fair comparison")
 plan = st.session_state.get("plan")
 with st.form("compare_form"):
-    one_cycle = st.text_input("One-cycle peak learning rates", "1, 4, 15.62", key="cmp_oc")
-    plateau = st.text_input("Plateau starting learning rates", "0.05, 0.2, 0.8", key="cmp_plateau")
+    one_cycle = st.text_input(
+        "One-cycle peak learning rates",
+        ", ".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
+        key="cmp_oc",
+    )
+    plateau = st.text_input(
+        "Plateau starting learning rates",
+        ", ".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
+        key="cmp_plateau",
+    )
     seeds = st.text_input("Seeds", "0, 1, 2", key="cmp_seeds")
     subset = st.number_input(
         "Use first N MNIST training examples (0 = all)",

@@ -19,7 +19,15 @@ from typing import Any
 
 from dpplan import _validate
 from dpplan.errors import PlanError
-from dpplan.train.specs import MAX_LR, SCHEDULES, RunOptions, training_set_size
+from dpplan.train.specs import (  # the default grids are defined with the schedules
+    DEFAULT_CONSTANT_LRS,
+    DEFAULT_ONE_CYCLE_LRS,
+    DEFAULT_PLATEAU_LRS,
+    MAX_LR,
+    SCHEDULES,
+    RunOptions,
+    training_set_size,
+)
 
 __all__ = [
     "DEFAULT_CONSTANT_LRS",
@@ -41,14 +49,6 @@ _MAX_TARGET_EPSILON = 100.0
 #: Largest mean number of trials of the repeat-and-select protocol.
 _MAX_RANDOM_REPEATS = 1000.0
 
-#: Default learning-rate grids, from what the notebooks and benchmarks measured on MNIST with
-#: the seed network (notebook 02, BENCHMARKS.md "Accuracy evidence"): one-cycle peaks 0.5
-#: (4 epochs) and 2 (1 epoch) were selected, plateau starts 1 and 2. The super-convergence
-#: study's peak 15.62 diverges in this set-up (notebook 02: 11.4% after one epoch), so it is
-#: not a default; give it with ``one_cycle_lrs`` to try it.
-DEFAULT_ONE_CYCLE_LRS = (0.5, 1.0, 2.0)
-DEFAULT_PLATEAU_LRS = (0.5, 1.0, 2.0)
-DEFAULT_CONSTANT_LRS = (0.1, 0.5)
 
 _LR_FIELDS = {"one_cycle": "one_cycle_lrs", "plateau": "plateau_lrs", "constant": "constant_lrs"}
 

@@ -24,15 +24,24 @@ from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.store import RunRecord, RunStore
 from dpplan.train.runs import start_run
-from dpplan.train.specs import Constant, OneCycle, Plateau, RunOptions, ScheduleSpec
+from dpplan.train.specs import (
+    DEFAULT_ONE_CYCLE_LRS,
+    DEFAULT_PLATEAU_LRS,
+    Constant,
+    OneCycle,
+    Plateau,
+    RunOptions,
+    ScheduleSpec,
+)
 
 __all__ = ["DEFAULT_GRIDS", "ScheduleComparison", "ScheduleSummary", "compare_schedules"]
 
-#: Default learning-rate grids. The super-convergence study's one-cycle peak was 15.62 and its
-#: plateau schedule started at 0.05 and fell by 10x on plateaus.
+#: Default learning-rate grids: the ones sweeps use, measured by the notebooks (see
+#: :data:`dpplan.train.specs.DEFAULT_ONE_CYCLE_LRS`); the published one-cycle peak 15.62
+#: diverges in this set-up.
 DEFAULT_GRIDS: Mapping[str, tuple[ScheduleSpec, ...]] = {
-    "one_cycle": tuple(OneCycle(max_lr=lr) for lr in (1.0, 4.0, 15.62)),
-    "plateau": tuple(Plateau(lr=lr) for lr in (0.05, 0.2, 0.8)),
+    "one_cycle": tuple(OneCycle(max_lr=lr) for lr in DEFAULT_ONE_CYCLE_LRS),
+    "plateau": tuple(Plateau(lr=lr) for lr in DEFAULT_PLATEAU_LRS),
 }
 
 

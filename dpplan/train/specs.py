@@ -85,6 +85,15 @@ SCHEDULES: tuple[str, ...] = ("one_cycle", "plateau", "constant")
 MAX_LR = 100.0
 """Largest learning rate a spec accepts. The super-convergence study peaked at 15.62."""
 
+#: Default learning-rate grids, from what the notebooks and benchmarks measured on MNIST with
+#: the seed network (notebook 02, BENCHMARKS.md "Accuracy evidence"): one-cycle peaks 0.5
+#: (4 epochs) and 2 (1 epoch) were selected, plateau starts 1 and 2. The super-convergence
+#: study's peak 15.62 diverges in this set-up (notebook 02: 11.4% after one epoch), so it is
+#: not a default; give it with ``one_cycle_lrs`` to try it.
+DEFAULT_ONE_CYCLE_LRS = (0.5, 1.0, 2.0)
+DEFAULT_PLATEAU_LRS = (0.5, 1.0, 2.0)
+DEFAULT_CONSTANT_LRS = (0.1, 0.5)
+
 _LR_HINT = f"Learning rates above {MAX_LR:g} are refused as a likely typo."
 
 
