@@ -700,7 +700,23 @@ def _fitting_noise(run: Any) -> str:
     )
 
 
+def _require_training() -> None:
+    """Refuse a training command early when torch or Opacus (the 'train' extra) is missing.
+
+    Raises:
+        MissingDependencyError: naming the missing package and the extra.
+    """
+    try:
+        import opacus  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            exc.name or "torch", extra="train", purpose="to train with DP-SGD"
+        ) from None
+
+
 def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    _require_training()
     from dpplan.train import RunStore, resume, start_run
     from dpplan.train.specs import DATA_DIR_ENV
 
@@ -760,6 +776,7 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    _require_training()
     from dpplan.train import RunStore
     from dpplan.train.compare import compare_schedules, grid_for
 

@@ -118,13 +118,13 @@ class MissingDependencyError(DpplanError, ImportError):
         extra: dpplan's extra that installs it (``pip install 'dpplan[EXTRA]'``).
     """
 
-    def __init__(self, package: str, *, extra: str, purpose: str = "") -> None:
+    def __init__(self, package: str, *, extra: str, purpose: str = "", hint: str = "") -> None:
         self.package = package
         self.extra = extra
         needed = f" {purpose}" if purpose else ""
+        hint = hint or f'Install dpplan\'s {extra!r} extra: pip install -e ".[{extra}]".'
         super().__init__(
-            f"{package} is not installed; it is needed{needed}. Install dpplan's "
-            f"'{extra}' extra: pip install 'dpplan[{extra}]'.",
+            f"{package} is not installed; it is needed{needed}. {hint}",
             name=package,
         )
 

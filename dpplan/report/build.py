@@ -49,6 +49,7 @@ from dpplan.report.model import (
     Tuning,
     report_from_dict,
 )
+from dpplan.run_policy import epoch_epsilon
 from dpplan.store import RunRecord, RunStore
 
 __all__ = [
@@ -258,7 +259,7 @@ def _run(run: RunRecord) -> Run:
     ]
     epochs = []
     for r in run.records:
-        epsilon, method = r.best_epsilon(run.method)
+        epsilon, method = epoch_epsilon(r, run.method)
         epochs.append(
             Epoch(
                 epoch=r.epoch,

@@ -381,7 +381,9 @@ class RunsRepository(StoreDatabase):
             if row is None:
                 raise _not_found(run_id)
             status = row["status"]
-            result = StopResult(run_id=stored_id(run_id), outcome=StopOutcome.CANCELLED, status=status)
+            result = StopResult(
+                run_id=stored_id(run_id), outcome=StopOutcome.CANCELLED, status=status
+            )
             if status == "queued":
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason='cancelled before it "

@@ -208,4 +208,3 @@ class SweepsRepository(StoreDatabase):
                 for t in trials
             ),
         )
-
