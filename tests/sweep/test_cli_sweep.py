@@ -295,12 +295,12 @@ def _held_by_another_live_process(store, sweep_id: int) -> None:
     import os
     import sqlite3
 
-    from dpplan.store import _process_start
+    from dpplan.store import process_start
 
     with sqlite3.connect(store.path) as connection:
         connection.execute(
             "UPDATE sweeps SET status='running', pid=?, pid_started=? WHERE id=?",
-            (os.getppid(), _process_start(os.getppid()), sweep_id),
+            (os.getppid(), process_start(os.getppid()), sweep_id),
         )
 
 
