@@ -963,7 +963,8 @@ def run_sweep(
         :func:`frontier_result` of the sweep.
 
     Raises:
-        PlanError: no such sweep, or its driver still runs.
+        NotFoundError: no such sweep.
+        StateConflictError: its driver still runs.
         StoreError: the store cannot be written.
     """
     store.claim_sweep(sweep_id)
@@ -1091,7 +1092,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
     works for a running, interrupted or finished sweep.
 
     Raises:
-        PlanError: if there is no such sweep.
+        NotFoundError: if there is no such sweep.
     """
     record = store.get_sweep(sweep_id)
     spec = _spec_of(record)
