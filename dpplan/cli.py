@@ -1399,7 +1399,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                     "A sweep's report uses the sweep's own plans and runs.",
                 )
         if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise PlanError(
+            raise NotFoundError(
                 "home",
                 args.home,
                 "a folder holding runs.sqlite3",
@@ -1427,7 +1427,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 "A run's comparison group comes from the run store.",
             )
         if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise PlanError(
+            raise NotFoundError(
                 "home",
                 args.home,
                 "a folder holding runs.sqlite3",
