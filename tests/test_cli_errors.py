@@ -129,3 +129,18 @@ def test_the_error_types_share_the_root_and_stay_catchable():
         assert issubclass(getattr(dpplan, name), dpplan.DpplanError) and name in dpplan.__all__
     error = dpplan.MissingDependencyError("ray", extra="sweep")
     assert error.name == "ray" and "dpplan's 'sweep' extra" in str(error)
+
+
+def test_missing_weasyprint_is_a_missing_dependency_naming_the_extra(home, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    plan = ["--dataset-size", "1000", "--batch-size", "10", "--noise-multiplier", "1"]
+    plan += ["--epochs", "1", "--delta", "1e-5"]
+    argv = ["report", *plan, "--format", "pdf", "--output", str(home / "r.pdf")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "weasyprint is not installed" in error and "dpplan[pdf]" in error
+    with pytest.raises(dpplan.MissingDependencyError) as info:
+        from dpplan.report import build_report, to_pdf
+
+        to_pdf(build_report(PLAN))
+    assert (info.value.package, info.value.extra) == ("weasyprint", "pdf")
