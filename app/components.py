@@ -406,7 +406,9 @@ def fields_table(fields: list[tuple[str, str]]) -> pd.DataFrame:
 
 def _headline(record, run) -> float | None:
     """A record's ε as every surface shows it (smallest bound); None if infinite."""
-    value = record.best_epsilon(run.method)[0]
+    from dpplan.run_policy import epoch_epsilon
+
+    value = epoch_epsilon(record, run.method)[0]
     return value if math.isfinite(value) else None
 
 

@@ -20,8 +20,12 @@ from dpplan.errors import (
     DataError,
     DpplanError,
     InfeasibleTargetError,
+    MissingDependencyError,
+    NotFoundError,
     PlanError,
+    StateConflictError,
     StoreError,
+    UsageError,
 )
 from dpplan.ledger import Ledger
 from dpplan.phased import PhasedPlan
@@ -95,11 +99,15 @@ __all__ = [
     "EpsilonCurve",
     "InfeasibleTargetError",
     "Ledger",
+    "MissingDependencyError",
+    "NotFoundError",
     "PhasedPlan",
     "PlanError",
     "Solution",
+    "StateConflictError",
     "StoreError",
     "TrainingPlan",
+    "UsageError",
     "__version__",
     "compare",
     "dp_accounting_accountant",

@@ -17,7 +17,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dpplan.errors import DataError, DpplanError, InfeasibleTargetError, PlanError, StoreError
+from dpplan.errors import (
+    DataError,
+    DpplanError,
+    InfeasibleTargetError,
+    MissingDependencyError,
+    NotFoundError,
+    PlanError,
+    StateConflictError,
+    StoreError,
+    UsageError,
+)
 
 __all__ = ["main"]
 
@@ -32,13 +42,9 @@ _SOLVE_TARGETS = {
 }
 
 
-class _UsageError(Exception):
-    """argparse found a usage error; carries its message."""
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError.message_only(f"{message} (see '{self.prog} --help')")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -505,7 +511,9 @@ def _schedule(kind: str, args: argparse.Namespace):
 
 def _epsilon_text(record: Any, method: str) -> str:
     """One epoch's ε as every surface shows it: the smallest upper bound, with its method."""
-    value, best = record.best_epsilon(method)
+    from dpplan.run_policy import epoch_epsilon
+
+    value, best = epoch_epsilon(record, method)
     return f"{_fmt(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
 
 
@@ -666,7 +674,7 @@ def _refuse_resume_flags(args: argparse.Namespace, run: Any) -> None:
         return
     flag, value, stored = conflicts[0]
     listed = "; ".join(f"{f} {v} (run {run.id} has {s})" for f, v, s in conflicts)
-    raise PlanError(
+    raise UsageError(
         flag.lstrip("-").replace("-", "_"),
         value,
         f"run {run.id}'s own {stored!r}, or left out with --resume",
@@ -692,7 +700,23 @@ def _fitting_noise(run: Any) -> str:
     )
 
 
+def _require_training() -> None:
+    """Refuse a training command early when torch or Opacus (the 'train' extra) is missing.
+
+    Raises:
+        MissingDependencyError: naming the missing package and the extra.
+    """
+    try:
+        import opacus  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            exc.name or "torch", extra="train", purpose="to train with DP-SGD"
+        ) from None
+
+
 def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    _require_training()
     from dpplan.train import RunStore, resume, start_run
     from dpplan.train.specs import DATA_DIR_ENV
 
@@ -752,6 +776,7 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    _require_training()
     from dpplan.train import RunStore
     from dpplan.train.compare import compare_schedules, grid_for
 
@@ -859,7 +884,7 @@ def _sweep_spec(args: argparse.Namespace):
         if value is None
     ]
     if missing:
-        raise PlanError(
+        raise UsageError(
             missing[0].lstrip("-").replace("-", "_"),
             None,
             "given",
@@ -875,7 +900,7 @@ def _sweep_spec(args: argparse.Namespace):
             if args.target_epsilon is not None
             else "--non-private"
         )
-        raise PlanError(
+        raise UsageError(
             flag.lstrip("-").replace("-", "_"),
             flag,
             "left out of a sweep",
@@ -1085,7 +1110,7 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
             )
             changed.append(f"{flag} {text} (sweep {sweep_id} has {shown})")
     if changed:
-        raise PlanError(
+        raise UsageError(
             "resume",
             sweep_id,
             "given without flags that change the stored sweep",
@@ -1105,7 +1130,7 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         for flag in _given_sweep_flags(getattr(args, "argv", ())):
             if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
                 field = flag[2:].replace("-", "_")
-                raise PlanError(
+                raise UsageError(
                     field,
                     getattr(args, field),
                     "omitted with --local",
@@ -1248,7 +1273,7 @@ def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
         return None
     try:
         record = store.get_sweep(int(group[6:]))
-    except PlanError:
+    except NotFoundError:
         return None
     for trial in record.trials:
         if trial.run_id == run.id:
@@ -1261,7 +1286,37 @@ def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
     return None
 
 
+def _stop_text(result: Any) -> str:
+    """Say what :meth:`~dpplan.store.RunStore.request_stop` did (a ``StopResult``)."""
+    from dpplan.store import LEASE_SECONDS, StopOutcome
+
+    run_id = result.run_id
+    if result.outcome is StopOutcome.CANCELLED:
+        return f"cancelled queued run {run_id}"
+    if result.outcome is StopOutcome.ALREADY_ENDED:
+        return f"run {run_id} is already {result.status}; nothing to stop"
+    if result.outcome is StopOutcome.MARKED_STOPPED:
+        return (
+            f"marked run {run_id} as stopped (it showed as {result.status}: {result.owner}); "
+            f"its records and checkpoint are kept; 'dpplan train --resume {run_id}' continues "
+            "it"
+            + (
+                ". If that process still runs, it stops at its next check"
+                if result.forced and result.owner_alive
+                else ""
+            )
+        )
+    if result.outcome is StopOutcome.REQUESTED_STALE:
+        return (
+            f"asked run {run_id} to stop, but it has not sent a heartbeat for more than "
+            f"{LEASE_SECONDS:.0f} s ({result.owner}). If its process is gone, mark it stopped "
+            f"with 'dpplan runs stop {run_id} --force'"
+        )
+    return f"asked run {run_id} to stop; it stops within seconds"
+
+
 def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from dpplan.run_policy import delete_run, run_epsilon
     from dpplan.store import RunStore
 
     store = RunStore()
@@ -1270,9 +1325,9 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if args.action == "stop":
             done = store.request_stop(run_id, force=args.force)
             if not args.json:
-                out(done)
+                out(_stop_text(done))
         elif args.action == "delete":
-            store.delete_run(run_id)
+            delete_run(store, run_id)
             out(_dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
             return EXIT_OK
         run = store.get_run(run_id)
@@ -1302,7 +1357,7 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         last = run.records[-1] if run.records else None
         lr = run.schedule.get("max_lr", run.schedule.get("lr"))
         # One ε per run: the smallest upper bound recorded, labelled with its method.
-        best = run.best_epsilon() if run.private else None
+        best = run_epsilon(run) if run.private else None
         shown = (
             f"{_fmt(best[0])} ({best[1]})"
             if best
@@ -1337,14 +1392,14 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             ("stored", args.stored or None),
         ]:
             if value is not None:
-                raise PlanError(
+                raise UsageError(
                     name,
                     value,
                     "omitted with --sweep",
                     "A sweep's report uses the sweep's own plans and runs.",
                 )
         if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise PlanError(
+            raise NotFoundError(
                 "home",
                 args.home,
                 "a folder holding runs.sqlite3",
@@ -1358,21 +1413,21 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         )
     elif args.run is not None:
         if plan_flags:
-            raise PlanError(
+            raise UsageError(
                 plan_flags[0],
                 getattr(args, plan_flags[0]),
                 "omitted with --run",
                 "A run's report uses the run's own plan.",
             )
         if args.tuning_runs is not None:
-            raise PlanError(
+            raise UsageError(
                 "tuning_runs",
                 args.tuning_runs,
                 "omitted with --run",
                 "A run's comparison group comes from the run store.",
             )
         if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise PlanError(
+            raise NotFoundError(
                 "home",
                 args.home,
                 "a folder holding runs.sqlite3",
@@ -1382,7 +1437,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         run_id = _run_id("run", args.run)
         if args.stored:
             if args.title is not None or args.notes is not None:
-                raise PlanError(
+                raise UsageError(
                     "title" if args.title is not None else "notes",
                     args.title if args.title is not None else args.notes,
                     "omitted with --stored",
@@ -1390,7 +1445,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 )
             report = load_run_report(store, run_id)
             if report is None:
-                raise PlanError(
+                raise NotFoundError(
                     "run",
                     run_id,
                     "a run with a stored report",
@@ -1406,7 +1461,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         tuning_runs = None if args.tuning_runs is None else _number("tuning_runs", args.tuning_runs)
         report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
     if args.format == "pdf" and args.output is None:
-        raise PlanError(
+        raise UsageError(
             "output",
             None,
             "a file path with --format pdf",
@@ -1538,11 +1593,8 @@ def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     try:
         import streamlit  # noqa: F401
     except ImportError:
-        raise PlanError(
-            "app",
-            "streamlit",
-            "installed",
-            "Install the app's dependencies: pip install -e '.[app]'.",
+        raise MissingDependencyError(
+            "streamlit", extra="app", purpose="by 'dpplan app' (the planner app)"
         ) from None
     port = _validate_port(args.port)
     command = [
@@ -1915,7 +1967,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (without the program name); ``None`` reads ``sys.argv``.
 
     Returns:
-        0 on success, 2 for invalid input, 3 for an infeasible target, 1 otherwise.
+        0 on success; 2 for invalid input (``PlanError``, ``UsageError``, ``NotFoundError``,
+        ``StateConflictError``, ``MissingDependencyError``, ``DataError``, ``StoreError``); 3
+        for an infeasible target; 1 otherwise. With ``--json`` an error prints
+        ``{"error": {"type": NAME, "message": ...}}``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
@@ -1937,10 +1992,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
             args.argv = argv  # which flags were given (``--resume`` refuses changed ones)
             code = args.handler(args, out)
-        except _UsageError as exc:
-            code = fail(EXIT_INVALID, {"type": "UsageError", "message": str(exc)})
-        except PlanError as exc:
+        except (PlanError, UsageError, NotFoundError, StateConflictError) as exc:
             code = fail(EXIT_INVALID, exc.to_dict())
+        except MissingDependencyError as exc:
+            code = fail(
+                EXIT_INVALID,
+                {
+                    "type": type(exc).__name__,
+                    "package": exc.package,
+                    "extra": exc.extra,
+                    "message": str(exc),
+                },
+            )
         except (DataError, StoreError) as exc:
             code = fail(EXIT_INVALID, {"type": type(exc).__name__, "message": str(exc)})
         except InfeasibleTargetError as exc:

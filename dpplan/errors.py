@@ -15,8 +15,12 @@ __all__ = [
     "DataError",
     "DpplanError",
     "InfeasibleTargetError",
+    "MissingDependencyError",
+    "NotFoundError",
     "PlanError",
+    "StateConflictError",
     "StoreError",
+    "UsageError",
 ]
 
 
@@ -24,15 +28,8 @@ class DpplanError(Exception):
     """Root of every exception dpplan raises on purpose."""
 
 
-class PlanError(DpplanError, ValueError):
-    """An input field is invalid.
-
-    Attributes:
-        field: the name of the offending field, spelled as in ``TrainingPlan`` and the CLI.
-        value: the value that was given.
-        expected: the allowed range or type, in words.
-        hint: what to do about it.
-    """
+class _FieldError(DpplanError):
+    """An error about one named input: a field, the value given, what it must be, a hint."""
 
     def __init__(self, field: str, value: object, expected: str, hint: str = "") -> None:
         self.field = field
@@ -63,6 +60,73 @@ class PlanError(DpplanError, ValueError):
             "hint": self.hint,
             "message": str(self),
         }
+
+
+class PlanError(_FieldError, ValueError):
+    """An input field is invalid.
+
+    Attributes:
+        field: the name of the offending field, spelled as in ``TrainingPlan`` and the CLI.
+        value: the value that was given.
+        expected: the allowed range or type, in words.
+        hint: what to do about it.
+    """
+
+
+class NotFoundError(_FieldError, LookupError):
+    """A stored run or sweep that was asked for does not exist (CLI exit code 2).
+
+    Attributes are those of :class:`PlanError`; ``field`` is ``run_id`` or ``sweep_id``.
+    """
+
+
+class StateConflictError(_FieldError, RuntimeError):
+    """A run or sweep is in a state that forbids the action: a run that is already running,
+    resuming a sweep whose driver still runs, deleting a run a comparison group counts.
+
+    Attributes are those of :class:`PlanError`; ``expected`` names the state the action needs.
+    """
+
+
+class UsageError(_FieldError, ValueError):
+    """Flags that do not go together, or a command line argparse refused.
+
+    Raised with the flag's field like :class:`PlanError` (``field`` is the flag without its
+    dashes), or with a message alone (:meth:`message_only`; ``field`` is ``None``).
+    """
+
+    @classmethod
+    def message_only(cls, message: str) -> UsageError:
+        """Return a usage error that is only a message (argparse's)."""
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        error.field, error.value, error.expected, error.hint = None, None, "", ""
+        return error
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the error as a JSON-ready mapping (used by the CLI's ``--json``)."""
+        if self.field is None:
+            return {"type": type(self).__name__, "message": str(self)}
+        return super().to_dict()
+
+
+class MissingDependencyError(DpplanError, ImportError):
+    """An optional dependency is not installed.
+
+    Attributes:
+        package: the module that could not be imported (``ray``, ``streamlit``, ``opacus``).
+        extra: dpplan's extra that installs it (``pip install 'dpplan[EXTRA]'``).
+    """
+
+    def __init__(self, package: str, *, extra: str, purpose: str = "", hint: str = "") -> None:
+        self.package = package
+        self.extra = extra
+        needed = f" {purpose}" if purpose else ""
+        hint = hint or f'Install dpplan\'s {extra!r} extra: pip install -e ".[{extra}]".'
+        super().__init__(
+            f"{package} is not installed; it is needed{needed}. {hint}",
+            name=package,
+        )
 
 
 #: Longest value an error message quotes: a 20,000-character note or a 400-digit number is

@@ -53,7 +53,16 @@ def test_documented_names_are_the_real_objects():
 
 @pytest.mark.parametrize(
     "name",
-    ["PlanError", "InfeasibleTargetError", "AccountingError", "DataError"],
+    [
+        "PlanError",
+        "InfeasibleTargetError",
+        "AccountingError",
+        "DataError",
+        "NotFoundError",
+        "StateConflictError",
+        "UsageError",
+        "MissingDependencyError",
+    ],
 )
 def test_errors_share_the_root_and_a_standard_base(name):
     error = getattr(dpplan, name)
@@ -63,6 +72,10 @@ def test_errors_share_the_root_and_a_standard_base(name):
         "InfeasibleTargetError": ValueError,
         "AccountingError": RuntimeError,
         "DataError": OSError,
+        "NotFoundError": LookupError,
+        "StateConflictError": RuntimeError,
+        "UsageError": ValueError,
+        "MissingDependencyError": ImportError,
     }[name]
     assert issubclass(error, standard)
 

@@ -12,8 +12,8 @@ import pytest
 
 import dpplan
 from dpplan.cli import main
-from dpplan.errors import PlanError, StoreError
-from dpplan.store import LEASE_SECONDS, EpochRecord, RunStore
+from dpplan.errors import StateConflictError, StoreError
+from dpplan.store import LEASE_SECONDS, EpochRecord, RunStore, StopOutcome
 
 PLAN = dpplan.TrainingPlan(
     dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3, delta=1e-4
@@ -115,7 +115,7 @@ def test_read_only_store_lists_runs_and_refuses_writes_clearly(tmp_path, monkeyp
     store.record_epoch(run_id, _record(1))
     store.finish_run(run_id, status="finished")
     # Root ignores permission bits, so read-only is simulated where the store decides it.
-    monkeypatch.setattr("dpplan.store._writable", lambda path: False)
+    monkeypatch.setattr("dpplan.store.database.writable", lambda path: False)
     code, out, err = _cli(home, ["runs"], monkeypatch, capsys)
     assert code == 0 and f"{run_id:5d}  finished" in out, err
     reader = RunStore(home)
@@ -141,7 +141,7 @@ def test_read_only_folder_on_disk(tmp_path, monkeypatch, capsys):
 
 
 def test_missing_store_in_a_read_only_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr("dpplan.store._writable", lambda path: False)
+    monkeypatch.setattr("dpplan.store.database.writable", lambda path: False)
     (tmp_path / "home").mkdir()
     with pytest.raises(StoreError, match="there is no run store at .*read-only"):
         RunStore(tmp_path / "home")
@@ -192,7 +192,7 @@ def test_other_host_is_running_while_its_heartbeat_is_fresh(tmp_path):
     run_id = _create(store)
     _set(store, run_id, host="another-host", pid=1234, heartbeat_at=time.time())
     assert store.get_run(run_id).status == "running"
-    with pytest.raises(PlanError, match="is running .*another-host"):
+    with pytest.raises(StateConflictError, match="is running .*another-host"):
         store.claim(run_id)
     _set(store, run_id, heartbeat_at=time.time() - LEASE_SECONDS - 5)
     assert store.get_run(run_id).status == "interrupted"
@@ -239,7 +239,7 @@ def test_dead_local_process_is_marked_stopped_by_a_plain_stop(tmp_path):
     run_id = _create(store)
     _set(store, run_id, pid=2**22 + 12345)  # no such process
     assert store.get_run(run_id).status == "interrupted"
-    assert "marked run" in store.request_stop(run_id)
+    assert store.request_stop(run_id).outcome is StopOutcome.MARKED_STOPPED
     assert store.get_run(run_id).status == "stopped"
 
 

@@ -16,7 +16,8 @@ from components import (
     store,
 )
 
-from dpplan.errors import PlanError
+from dpplan.errors import DpplanError
+from dpplan.run_policy import delete_run, run_epsilon
 
 st.title("Runs")
 run_store = store()
@@ -38,8 +39,8 @@ overview = pd.DataFrame(
             # One ε per run: the smallest upper bound recorded, labelled with its method.
             # A diverged run counts the epoch it diverged in (its steps touched the data).
             "ε": (
-                f"{format_epsilon(r.best_epsilon()[0])} ({r.best_epsilon()[1].upper()})"
-                if r.private and r.best_epsilon() is not None
+                f"{format_epsilon(run_epsilon(r)[0])} ({run_epsilon(r)[1].upper()})"
+                if r.private and run_epsilon(r) is not None
                 else "—"
             ),
             "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",
@@ -92,7 +93,7 @@ cols[1].download_button(
 )
 if cols[2].button("Delete run", key=f"delete_{run.id}"):
     try:
-        run_store.delete_run(run.id)
+        delete_run(run_store, run.id)
         st.rerun()
-    except PlanError as error:
+    except DpplanError as error:
         st.error(str(error))

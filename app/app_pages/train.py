@@ -11,6 +11,7 @@ from components import (
 
 import dpplan
 from dpplan.errors import AccountingError, PlanError
+from dpplan.run_policy import epoch_epsilon
 from dpplan.train.specs import DEFAULT_THREADS
 
 st.title("Train")
@@ -149,8 +150,8 @@ def live_runs() -> None:
         text = run_label(run)
         if last is not None:
             text += (
-                f" · ε = {format_epsilon(last.best_epsilon(run.method)[0])} "
-                f"({last.best_epsilon(run.method)[1].upper()})"
+                f" · ε = {format_epsilon(epoch_epsilon(last, run.method)[0])} "
+                f"({epoch_epsilon(last, run.method)[1].upper()})"
                 f" · test accuracy {last.test_accuracy:.2%}"
             )
         cols[0].progress(done / run.plan.epochs, text=text)

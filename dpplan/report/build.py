@@ -49,6 +49,7 @@ from dpplan.report.model import (
     Tuning,
     report_from_dict,
 )
+from dpplan.run_policy import epoch_epsilon
 from dpplan.store import RunRecord, RunStore
 
 __all__ = [
@@ -258,7 +259,7 @@ def _run(run: RunRecord) -> Run:
     ]
     epochs = []
     for r in run.records:
-        epsilon, method = r.best_epsilon(run.method)
+        epsilon, method = epoch_epsilon(r, run.method)
         epochs.append(
             Epoch(
                 epoch=r.epoch,
@@ -509,7 +510,8 @@ def build_run_report(
     """Build the report of a stored run, with its comparison group from the same store.
 
     Raises:
-        PlanError: if there is no such run, or :func:`build_report` refuses it.
+        NotFoundError: if there is no such run.
+        PlanError: if :func:`build_report` refuses it.
     """
     if not isinstance(store, RunStore):
         raise PlanError("store", store, "a dpplan.store.RunStore")
@@ -552,8 +554,9 @@ def load_run_report(store: RunStore, run_id: int) -> Report | None:
     """Return the report stored with a run, or ``None`` if it has none.
 
     Raises:
-        PlanError: if there is no such run, or the stored report cannot be read: made by an
-            older dpplan (the hint says how to rebuild it) or not a valid report.
+        NotFoundError: if there is no such run.
+        PlanError: if the stored report cannot be read: made by an older dpplan (the hint
+            says how to rebuild it) or not a valid report.
     """
     run_id = _validate.integer(minimum=1, run_id=run_id, hint="List the runs with 'dpplan runs'.")
     store.get_run(run_id)
@@ -768,7 +771,8 @@ def build_sweep_report(
         created_at: the creation time (ISO 8601); default now.
 
     Raises:
-        PlanError: if there is no such sweep, or the title or notes are invalid.
+        NotFoundError: if there is no such sweep.
+        PlanError: if the title or notes are invalid.
     """
     from dpplan.sweep import frontier_result
 

@@ -116,19 +116,20 @@ def to_pdf(report: Report) -> bytes:
     """Return the HTML report printed to PDF (A4) by WeasyPrint, which fetches nothing.
 
     Raises:
-        PlanError: (field ``format``) if WeasyPrint is not installed, or cannot load the
-            Pango libraries it prints with.
+        MissingDependencyError: if WeasyPrint (the ``pdf`` extra) is not installed.
+        PlanError: (field ``format``) if WeasyPrint cannot load the Pango libraries it
+            prints with.
     """
-    from dpplan.errors import PlanError
+    from dpplan.errors import MissingDependencyError, PlanError
 
     try:
         import weasyprint
     except ImportError:
-        raise PlanError(
-            "format",
-            "pdf",
-            "a format whose renderer is installed",
-            "PDF needs WeasyPrint: pip install 'dpplan[pdf]'.",
+        raise MissingDependencyError(
+            "weasyprint",
+            extra="pdf",
+            purpose="to print a PDF report",
+            hint="PDF needs WeasyPrint: pip install 'dpplan[pdf]'.",
         ) from None
     except OSError as error:  # WeasyPrint is installed, but a system library is missing
         raise PlanError(

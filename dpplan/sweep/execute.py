@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from dpplan.errors import PlanError
+from dpplan.errors import MissingDependencyError, PlanError, UsageError
 from dpplan.plan import TrainingPlan
 from dpplan.store import RunStore
 from dpplan.sweep import protocol
@@ -81,8 +81,8 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise PlanError(
-            "ray", "not installed", "installed to run a sweep on Ray", RAY_HINT
+        raise MissingDependencyError(
+            "ray", extra="sweep", purpose="to run a sweep on Ray", hint=RAY_HINT
         ) from None
     return ray
 
@@ -490,7 +490,7 @@ def _ray_processes(before: set[int]) -> list[tuple[int, str]]:
         import psutil
     except ImportError:
         return []
-    from dpplan.store import _process_start
+    from dpplan.store import process_start
 
     found = []
     for child in psutil.Process().children(recursive=True):
@@ -498,7 +498,7 @@ def _ray_processes(before: set[int]) -> list[tuple[int, str]]:
             line = " ".join(child.cmdline())
         except (psutil.Error, OSError):
             continue
-        start = _process_start(child.pid)
+        start = process_start(child.pid)
         if child.pid not in before and start is not None and "ray" in line:
             found.append((child.pid, start))
     return found
@@ -593,7 +593,7 @@ class RayExecutor:
         given = address if address is not None else os.environ.get(RAY_ADDRESS_ENV) or None
         self.address = _check_address(given) if given is not None else None
         if self.address is not None and (num_cpus is not None or num_gpus is not None):
-            raise PlanError(
+            raise UsageError(
                 "num_cpus" if num_cpus is not None else "num_gpus",
                 num_cpus if num_cpus is not None else num_gpus,
                 f"omitted with an existing cluster (ray_address={self.address!r})",
@@ -963,7 +963,8 @@ def run_sweep(
         :func:`frontier_result` of the sweep.
 
     Raises:
-        PlanError: no such sweep, or its driver still runs.
+        NotFoundError: no such sweep.
+        StateConflictError: its driver still runs.
         StoreError: the store cannot be written.
     """
     store.claim_sweep(sweep_id)
@@ -1091,7 +1092,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
     works for a running, interrupted or finished sweep.
 
     Raises:
-        PlanError: if there is no such sweep.
+        NotFoundError: if there is no such sweep.
     """
     record = store.get_sweep(sweep_id)
     spec = _spec_of(record)

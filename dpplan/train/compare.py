@@ -22,6 +22,7 @@ from typing import Any
 
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
+from dpplan.run_policy import epoch_epsilon
 from dpplan.store import RunRecord, RunStore
 from dpplan.train.runs import start_run
 from dpplan.train.specs import (
@@ -147,11 +148,11 @@ def summarize(
         run_ids=run_ids,
         epochs=epochs,
         epsilons=tuple(
-            selected_runs[0].records[i].best_epsilon(selected_runs[0].method)[0]
+            epoch_epsilon(selected_runs[0].records[i], selected_runs[0].method)[0]
             for i in range(length)
         ),
         epsilon_methods=tuple(
-            selected_runs[0].records[i].best_epsilon(selected_runs[0].method)[1]
+            epoch_epsilon(selected_runs[0].records[i], selected_runs[0].method)[1]
             for i in range(length)
         ),
         accuracy_mean=tuple(means),

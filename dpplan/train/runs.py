@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from dpplan.errors import DataError, PlanError, StoreError
+from dpplan.errors import DataError, StateConflictError, StoreError
 from dpplan.plan import TrainingPlan
-from dpplan.store import EpochRecord, RunRecord, RunStore, _plan_id
+from dpplan.store import EpochRecord, RunRecord, RunStore, plan_id
 from dpplan.train.core import (
     MnistSplit,
     Trainer,
@@ -104,7 +104,7 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
         )
     if state.get("run_id") != run.id:
         return f"it belongs to run {state.get('run_id')!r}, not run {run.id}"
-    if state.get("plan_id") != _plan_id(run.plan):
+    if state.get("plan_id") != plan_id(run.plan):
         return "it was written for another plan than the run's"
     epoch, steps = state.get("epoch"), state.get("steps")
     if not _is_int(epoch) or not 1 <= epoch <= run.plan.epochs:
@@ -214,7 +214,7 @@ def _checkpoint(trainer: Trainer, epoch: int, run_id: int) -> dict[str, Any]:
     return {
         "format": CHECKPOINT_FORMAT,
         "run_id": run_id,
-        "plan_id": _plan_id(trainer.plan),
+        "plan_id": plan_id(trainer.plan),
         "epoch": int(epoch),
         **trainer.state_dict(),
     }
@@ -317,15 +317,17 @@ def resume(
     is taken over.
 
     Raises:
-        PlanError: if the run does not exist, is still running or finished, or stopped
-            before its first epoch finished.
+        PlanError: if ``run_id`` is not a whole number in range.
+        NotFoundError: if the run does not exist.
+        StateConflictError: if the run is still running or finished, or stopped before its
+            first epoch finished.
         StoreError: if the checkpoint is missing (while epochs are recorded), unreadable, or
             does not match the stored run; nothing is changed.
     """
     store = store or RunStore()
     run = store.get_run(run_id)
     if run.status not in ("interrupted", "stopped", "failed"):
-        raise PlanError(
+        raise StateConflictError(
             "run_id",
             run_id,
             "an interrupted, stopped or failed run",
@@ -333,7 +335,7 @@ def resume(
         )
     state = _read_checkpoint(store, run)
     if state is None:
-        raise PlanError(
+        raise StateConflictError(
             "run_id",
             run_id,
             "a run with a checkpoint",

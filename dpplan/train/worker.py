@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dpplan.store import RunStore, _process_alive
+from dpplan.store import RunStore, process_alive
 
 __all__ = ["ensure_worker", "main", "worker_running"]
 
@@ -31,7 +31,7 @@ def worker_running(store: RunStore) -> bool:
         return False
     import socket
 
-    return host == socket.gethostname() and _process_alive(int(pid), host)
+    return host == socket.gethostname() and process_alive(int(pid), host)
 
 
 def ensure_worker(store: RunStore) -> bool:

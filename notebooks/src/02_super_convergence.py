@@ -142,7 +142,7 @@ for name, setup in PUBLISHED.items():
             f"**{name}**, σ = {plan.noise_multiplier:.3f}, {plan.epochs} epoch(s): test accuracy "
             f"{last.test_accuracy:.1%} (published {setup['accuracy']:.1%}); ε = "
             f"{last.epsilons['rdp']:.2f} by RDP (published {setup['epsilon']}), "
-            f"{last.best_epsilon('prv')[0]:.2f} by dpplan's tightest bound."
+            f"{min(last.epsilons.values()):.2f} by dpplan's tightest bound."
         )
     )
 

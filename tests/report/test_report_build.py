@@ -22,7 +22,7 @@ from dpplan.accounting import (
     repeat_and_select_epsilon,
 )
 from dpplan.accounting.events import dpsgd_event
-from dpplan.errors import PlanError
+from dpplan.errors import NotFoundError, PlanError
 from dpplan.report import (
     FALSE_POSITIVE_RATES,
     build_report,
@@ -298,7 +298,7 @@ def test_invalid_plan_and_runs(store):
         build_report(PLAN, run=finished)
     with pytest.raises(PlanError, match=r"group_runs=1 is invalid: must be empty without a run"):
         build_report(plan, group_runs=[finished])
-    with pytest.raises(PlanError, match=r"run_id=999 is invalid"):
+    with pytest.raises(NotFoundError, match=r"run_id=999 is invalid"):
         build_run_report(store, 999)
 
 

@@ -22,7 +22,7 @@ from test_report_render import HOSTILE_NOTES, HOSTILE_TITLE, _parse, assert_tabl
 
 import dpplan
 from dpplan.cli import main
-from dpplan.errors import PlanError
+from dpplan.errors import NotFoundError, PlanError
 from dpplan.report import (
     build_sweep_report,
     render,
@@ -324,7 +324,7 @@ def test_random_protocol_hides_the_number_of_trials(sweeps, random_report):
 
 def test_unknown_sweep_and_bad_title_are_refused(sweeps):
     store = sweeps[0]
-    with pytest.raises(PlanError, match="sweep_id"):
+    with pytest.raises(NotFoundError, match="sweep_id"):
         build_sweep_report(store, 99)
     with pytest.raises(PlanError, match="title"):
         build_sweep_report(store, sweeps[1], title=" ")

@@ -295,12 +295,12 @@ def _held_by_another_live_process(store, sweep_id: int) -> None:
     import os
     import sqlite3
 
-    from dpplan.store import _process_start
+    from dpplan.store import process_start
 
     with sqlite3.connect(store.path) as connection:
         connection.execute(
             "UPDATE sweeps SET status='running', pid=?, pid_started=? WHERE id=?",
-            (os.getppid(), _process_start(os.getppid()), sweep_id),
+            (os.getppid(), process_start(os.getppid()), sweep_id),
         )
 
 
@@ -310,6 +310,8 @@ def test_resume_of_a_sweep_a_live_driver_runs_refuses_first(capsys, store, tiny_
     assert main(["sweep", "--local", "--resume", str(sweep_id)]) == 2
     error = capsys.readouterr().err
     assert f"Sweep {sweep_id} is running" in error and "resumed" not in error
+    assert main(["sweep", "--local", "--resume", str(sweep_id), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["type"] == "StateConflictError"
 
 
 def test_resume_refuses_flags_that_differ_from_the_stored_sweep(capsys, store, tiny_options):
@@ -319,7 +321,7 @@ def test_resume_refuses_flags_that_differ_from_the_stored_sweep(capsys, store, t
     allowed = ["--data-dir", str(tiny_options.data_dir), "--worker-data"]
     assert main([*argv, *changed, *allowed]) == 2
     error = json.loads(capsys.readouterr().out)["error"]
-    assert error["field"] == "resume"
+    assert error["field"] == "resume" and error["type"] == "UsageError"
     for flag in ("--epsilons 3", "--seeds 0,1", "--one-cycle-lrs 0.5,1,2", "--subset 900"):
         assert flag in error["message"]
     assert "--data-dir" not in error["message"].split("these differ")[1].split(". Leave")[0]

@@ -14,8 +14,8 @@ import torch
 
 import dpplan
 from dpplan.cli import main
-from dpplan.errors import PlanError, StoreError
-from dpplan.store import EpochRecord, RunStore, _plan_id
+from dpplan.errors import StateConflictError, StoreError
+from dpplan.store import EpochRecord, RunStore, plan_id
 from dpplan.train import RunOptions, resume, training_set_size
 from dpplan.train.runs import CHECKPOINT_FORMAT, _read_checkpoint, run_queued
 
@@ -75,7 +75,7 @@ def _valid_header(owner: int, at_epoch: int, **changes) -> dict:
     state = {
         "format": CHECKPOINT_FORMAT,
         "run_id": owner,
-        "plan_id": _plan_id(PLAN),
+        "plan_id": plan_id(PLAN),
         "epoch": at_epoch,
         "steps": PLAN.steps_after(at_epoch),
         "accountant_history": [
@@ -208,7 +208,7 @@ def test_missing_checkpoint_with_recorded_epochs_is_not_called_unstarted(
 
 def test_run_without_records_or_checkpoint_never_started(store):
     run_id = _stopped_run(store, epochs=0)
-    with pytest.raises(PlanError, match="stopped before its first epoch finished"):
+    with pytest.raises(StateConflictError, match="stopped before its first epoch finished"):
         resume(run_id, store=store)
 
 

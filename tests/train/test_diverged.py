@@ -16,6 +16,7 @@ import torch
 import dpplan
 from dpplan.accounting import epoch_epsilons
 from dpplan.cli import main
+from dpplan.run_policy import epoch_epsilon, run_epsilon
 from dpplan.store import EpochRecord
 from dpplan.train import Constant, RunOptions, Trainer, start_run, training_set_size
 from dpplan.train.compare import compare_schedules
@@ -78,7 +79,7 @@ def test_the_issues_command_ends_diverged_and_readers_cope(mnist_dir, store, cap
     assert main(["runs"]) == 0
     listed = capsys.readouterr().out
     # No epoch is recorded, but epoch 1's steps touched the data: its ε is shown.
-    value, method = run.best_epsilon()
+    value, method = run_epsilon(run)
     assert "diverged" in listed and f"{value:.4f} ({method})" in listed
 
 
@@ -108,7 +109,7 @@ def test_divergence_in_a_later_epoch_keeps_the_epochs_before(mnist_dir, store, c
     assert f"ε={min(epsilons.values()):.4g}" in run.stop_reason
     assert run.diverged_epoch == 2 == run.epochs_spent
     method = min(epsilons, key=epsilons.get)
-    assert run.best_epsilon() == (epsilons[method], method)
+    assert run_epsilon(run) == (epsilons[method], method)
     # Every reader shows it: runs show, the run report (JSON, Markdown), runs --json.
     assert main(["runs", "show", str(run.id)]) == 0
     assert f"run {run.id}: diverged" in capsys.readouterr().out
@@ -212,8 +213,8 @@ def test_compare_never_selects_a_diverged_run(mnist_dir, store, monkeypatch):
     assert summary.accuracy_std == (0.0, 0.0)
     # ε per epoch is the smallest bound, named.
     first = store.get_run(summary.run_ids[0])
-    assert summary.epsilons == tuple(r.best_epsilon("rdp")[0] for r in first.records)
-    assert summary.epsilon_methods == tuple(r.best_epsilon("rdp")[1] for r in first.records)
+    assert summary.epsilons == tuple(epoch_epsilon(r, "rdp")[0] for r in first.records)
+    assert summary.epsilon_methods == tuple(epoch_epsilon(r, "rdp")[1] for r in first.records)
 
 
 def _scored(real, accuracy_by_lr):

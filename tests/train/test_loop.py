@@ -15,7 +15,8 @@ import torch
 
 import dpplan
 from dpplan.accounting import epoch_epsilons
-from dpplan.errors import DataError, PlanError
+from dpplan.errors import DataError, NotFoundError, PlanError, StateConflictError
+from dpplan.run_policy import run_epsilon
 from dpplan.train import (
     Constant,
     OneCycle,
@@ -89,7 +90,7 @@ def test_smoke_run_counts_steps_and_matches_opacus(mnist_dir, store, monkeypatch
         assert 0.0 <= record.test_accuracy <= 1.0 and math.isfinite(record.train_loss)
         # Every method is recorded per epoch, so a run shows one ε (its smallest bound).
         assert record.epsilons == {m: every[m][record.epoch - 1] for m in dpplan.METHODS}
-    assert run.best_epsilon() == min(run.records[-1].epsilons.items(), key=lambda kv: kv[1])[::-1]
+    assert run_epsilon(run) == min(run.records[-1].epsilons.items(), key=lambda kv: kv[1])[::-1]
     assert run.warnings == ()
     # The store holds the same records, and the run serialises.
     stored = store.get_run(run.id)
@@ -199,9 +200,9 @@ def test_target_epsilon_stops_before_exceeding(mnist_dir, store):
     headline = [min(values.values()) for values in epoch_epsilons(plan)]
     options = _options(mnist_dir, target_epsilon=(headline[1] + headline[2]) / 2)
     run = start_run(plan, Constant(lr=0.3), options, store=store)
-    assert len(run.records) == 2 and run.best_epsilon()[0] <= options.target_epsilon
+    assert len(run.records) == 2 and run_epsilon(run)[0] <= options.target_epsilon
     assert run.status == "finished" and "would exceed target_epsilon" in run.stop_reason
-    assert f"its ε={headline[2]:.4g} ({run.best_epsilon()[1]})" in run.stop_reason
+    assert f"its ε={headline[2]:.4g} ({run_epsilon(run)[1]})" in run.stop_reason
 
 
 def test_a_first_epoch_over_the_target_trains_nothing_and_says_so(mnist_dir, store):
@@ -408,7 +409,7 @@ def test_sigkill_mid_run_leaves_epochs_intact_and_resumes(mnist_dir, tmp_path):
 def test_resume_refuses_finished_runs(mnist_dir, store):
     options = _options(mnist_dir)
     run = start_run(_plan(options, epochs=1), Constant(lr=0.1), options, store=store)
-    with pytest.raises(PlanError, match="an interrupted, stopped or failed run"):
+    with pytest.raises(StateConflictError, match="an interrupted, stopped or failed run"):
         resume(run.id, store=store)
-    with pytest.raises(PlanError, match="run_id=999"):
+    with pytest.raises(NotFoundError, match="run_id=999"):
         resume(999, store=store)

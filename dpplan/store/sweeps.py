@@ -1,0 +1,210 @@
+"""The sweeps repository: a frontier sweep's spec, its trials and their runs.
+
+A sweep's driver holds its lease (host, PID, heartbeat) like a run's process
+(:mod:`dpplan.store.liveness`); its trials' runs are ordinary runs in group ``sweep-ID`` (so
+group composition counts them), linked to the trial that produced them in ``sweep_trials``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
+from dpplan.store.database import StoreDatabase, stored_id
+from dpplan.store.records import SweepRecord, SweepTrialRecord
+
+__all__ = ["SweepsRepository"]
+
+
+class SweepsRepository(StoreDatabase):
+    """Sweeps and their trials (see the module docstring)."""
+
+    def create_sweep(
+        self, *, spec: Mapping[str, Any], plans: Any, draws: Mapping[str, Any] | None = None
+    ) -> int:
+        """Insert a sweep, leased to this process, and return its id."""
+        pid, started, host, now = self.liveness.owner()
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO sweeps (spec, plans, draws, status, pid, pid_started, host, "
+                "heartbeat_at, created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, "
+                "?, ?)",
+                (
+                    json.dumps(dict(spec)),
+                    json.dumps(plans),
+                    None if draws is None else json.dumps(dict(draws)),
+                    pid,
+                    started,
+                    host,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            return int(cursor.lastrowid)
+
+    def claim_sweep(self, sweep_id: int) -> None:
+        """Lease a sweep to this process (to resume it).
+
+        Raises:
+            NotFoundError: if there is no such sweep.
+            StateConflictError: if its driver still runs.
+        """
+        live = self.liveness
+        pid, started, host, now = live.owner()
+        with self._transaction() as connection:
+            row = self._sweep_row(connection, sweep_id)
+            if row["status"] == "running" and not live.owned(row) and live.owner_alive(row, now):
+                raise StateConflictError(
+                    "sweep_id",
+                    sweep_id,
+                    "a sweep that no live driver runs",
+                    f"Sweep {sweep_id} is running ({live.owner_text(row, now)}).",
+                )
+            connection.execute(
+                "UPDATE sweeps SET status='running', pid=?, pid_started=?, host=?, "
+                "heartbeat_at=?, updated_at=?, error=NULL WHERE id=?",
+                (pid, started, host, now, now, stored_id(sweep_id)),
+            )
+
+    def sweep_heartbeat(self, sweep_id: int) -> None:
+        """Renew this process's lease on a running sweep."""
+        live = self.liveness
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE sweeps SET heartbeat_at=? WHERE id=? AND pid=? AND host=?",
+                (live.now(), stored_id(sweep_id), live.pid(), live.host()),
+            )
+
+    def record_trial(
+        self,
+        sweep_id: int,
+        key: str,
+        *,
+        status: str,
+        run_id: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a trial's outcome (``finished`` with its run, or ``failed`` with the error).
+
+        Raises:
+            StoreError: if this process does not hold the sweep; nothing is written.
+        """
+        now = self.liveness.now()
+        with self._transaction() as connection:
+            row = self._sweep_row(connection, sweep_id)
+            if not self.liveness.owned(row):
+                raise StoreError(
+                    f"sweep {sweep_id} in {self.path} is not held by this process "
+                    f"(pid {self.liveness.pid()}); trial {key} was not recorded."
+                )
+            connection.execute(
+                "INSERT OR REPLACE INTO sweep_trials (sweep_id, key, run_id, status, error, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (stored_id(sweep_id), key, run_id, status, error, now),
+            )
+            connection.execute(
+                "UPDATE sweeps SET updated_at=?, heartbeat_at=? WHERE id=?",
+                (now, now, stored_id(sweep_id)),
+            )
+
+    def finish_sweep(
+        self,
+        sweep_id: int,
+        *,
+        status: str,
+        tuning: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Set a sweep's final status and tuning cost (only the process holding it).
+
+        Raises:
+            PlanError: if ``status`` is not ``finished``, ``failed`` or ``stopped``.
+        """
+        if status not in ("finished", "failed", "stopped"):
+            raise PlanError("status", status, "one of 'finished', 'failed', 'stopped'")
+        live = self.liveness
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE sweeps SET status=?, tuning=?, error=?, updated_at=? WHERE id=? AND "
+                "pid=? AND host=?",
+                (
+                    status,
+                    None if tuning is None else json.dumps(dict(tuning)),
+                    error,
+                    live.now(),
+                    stored_id(sweep_id),
+                    live.pid(),
+                    live.host(),
+                ),
+            )
+
+    def get_sweep(self, sweep_id: int) -> SweepRecord:
+        """Return a sweep with its trials (a running sweep whose driver is gone is
+        ``interrupted``).
+
+        Raises:
+            PlanError: if ``sweep_id`` is not a whole number in range.
+            NotFoundError: if there is no sweep with this id (field ``sweep_id``).
+        """
+        with self._connect() as connection:
+            row = self._sweep_row(connection, sweep_id)
+            trials = connection.execute(
+                "SELECT * FROM sweep_trials WHERE sweep_id=? ORDER BY updated_at",
+                (stored_id(sweep_id),),
+            ).fetchall()
+        return self._to_sweep(row, trials)
+
+    def list_sweeps(self) -> list[SweepRecord]:
+        """Return every sweep, newest first, with its trials."""
+        with self._connect() as connection:
+            if not self._has_table(connection, "sweeps"):
+                return []  # a read-only store from before sweeps
+            rows = connection.execute("SELECT * FROM sweeps ORDER BY id DESC").fetchall()
+            trials = connection.execute("SELECT * FROM sweep_trials ORDER BY updated_at").fetchall()
+        by_sweep: dict[int, list[sqlite3.Row]] = {}
+        for trial in trials:
+            by_sweep.setdefault(trial["sweep_id"], []).append(trial)
+        return [self._to_sweep(row, by_sweep.get(row["id"], [])) for row in rows]
+
+    def _sweep_row(self, connection: sqlite3.Connection, sweep_id: int) -> sqlite3.Row:
+        row = None
+        if self._has_table(connection, "sweeps"):
+            row = connection.execute(
+                "SELECT * FROM sweeps WHERE id=?", (stored_id(sweep_id),)
+            ).fetchone()
+        else:
+            stored_id(sweep_id)
+        if row is None:
+            raise NotFoundError(
+                "sweep_id",
+                sweep_id,
+                "the id of a stored sweep",
+                "List the sweeps and their ids with 'dpplan sweeps'.",
+            )
+        return row
+
+    def _to_sweep(self, row: sqlite3.Row, trials: list[sqlite3.Row]) -> SweepRecord:
+        status = row["status"]
+        if status == "running" and not self.liveness.owner_alive(row, self.liveness.now()):
+            status = "interrupted"
+        return SweepRecord(
+            id=row["id"],
+            spec=json.loads(row["spec"]),
+            plans=json.loads(row["plans"]),
+            draws=json.loads(row["draws"]) if row["draws"] else None,
+            status=status,
+            tuning=json.loads(row["tuning"]) if row["tuning"] else None,
+            error=row["error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            trials=tuple(
+                SweepTrialRecord(
+                    key=t["key"], run_id=t["run_id"], status=t["status"], error=t["error"]
+                )
+                for t in trials
+            ),
+        )
