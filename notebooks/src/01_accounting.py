@@ -337,7 +337,7 @@ ax.set(
     ylabel="ε after 25 epochs (moments acc.)",
     title="One σ for both schedules? (paper's accountant, B ≤ 8192)",
 )
-ax.legend(loc="upper left", fontsize=8)
+ax.legend(loc="lower right", fontsize=8)
 plt.show()
 sentences = []
 for target, label in ((5.025, "Exp. 3's 5.025"), (7.27, "Exp. 2's 7.27")):
