@@ -118,6 +118,9 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, help="where quick runs are written")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the kernels")
     parser.add_argument(
+        "--timeout", type=int, default=1800, help="seconds a single cell may run (default 1800)"
+    )
+    parser.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -142,7 +145,9 @@ def main() -> int:
         return 2
     total = 0.0
     for path in paths:
-        notebook, seconds, target = execute(path, quick=quick, output_dir=args.output_dir)
+        notebook, seconds, target = execute(
+            path, quick=quick, output_dir=args.output_dir, timeout=args.timeout
+        )
         total += seconds
         print(
             f"{path.name}: {seconds:.0f} s, {count_outputs(notebook)} figures -> {target}",
