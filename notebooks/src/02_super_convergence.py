@@ -82,7 +82,7 @@ STARTED = time.time()
 # The published scale (all 55,000 training images left after dpplan's 5,000-image validation
 # split, 25 plateau epochs, 5 seeds, epochs up to 25) runs when a GPU is present
 # (`python notebooks/run_all.py --full --device cuda --only 02`). On a CPU the full run is
-# reduced (about 40 minutes on 2 shared cores): an 8,000-image training subset (2,000 held out
+# reduced (about 20 minutes on 2 shared cores): an 8,000-image training subset (2,000 held out
 # for validation), the same 25 plateau epochs for the published run, two target ε (2 and 4,
 # where an earlier 2-seed run claimed a gap), 2, 4 or 8 epochs, 5 seeds and 3-value
 # learning-rate grids per schedule. Quick mode (the test suite) only checks that everything
