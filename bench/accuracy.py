@@ -6,23 +6,33 @@ plateau schedule whose learning rate is tuned on validation accuracy over the sa
 (so both are compared at the same ε); and the tanh tempered CNN for 25 epochs. Every run goes
 through ``dpplan.train.train``, so ε is dpplan's PRV bound and Opacus' ε is recorded beside it.
 
-    python bench/accuracy.py [--device auto] [--quick] [--skip-tanh] [--output FILE.md]
+    python bench/accuracy.py [--device auto] [--quick] [--skip-tanh] [--seeds 3] [--output F]
 
 ``--quick`` trains on 10,000 examples with one learning rate per schedule (a smoke run).
-The learning rate of each schedule is selected on validation accuracy from a small grid;
-the number of runs tried is printed (that selection is not covered by ε).
+The learning rate of each schedule is selected on validation accuracy from a small grid with
+the first seed, then repeated with ``--seeds`` seeds in all (issue 24): the table gives the
+mean test accuracy ± the half-width of its 95% t interval, flags a selected learning rate at
+an end of its grid, and compares one-cycle with plateau at equal ε by a Welch t interval
+(``dpplan.stats.mean_difference``). The number of runs tried is printed (that selection is
+not covered by ε).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from scipy import stats as scipy_stats
+
 import dpplan
+from dpplan.stats import mean_difference
 from dpplan.store import RunStore
 from dpplan.train import Constant, OneCycle, Plateau, RunOptions, start_run, training_set_size
 
@@ -45,6 +55,7 @@ def main() -> int:
     parser.add_argument("--plateau-lrs", default="0.25,0.5,1", help="plateau start LR grid")
     parser.add_argument("--tanh-only", action="store_true", help="only the tanh CNN run")
     parser.add_argument("--tanh-lrs", default="0.5,1,2", help="tanh CNN constant-LR grid")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per selected set-up")
     args = parser.parse_args()
     store = RunStore(tempfile.mkdtemp(prefix="dpplan-accuracy-"))
     subset = 10_000 if args.quick else None
@@ -70,9 +81,10 @@ def main() -> int:
     rows = []
     tried = 0
 
-    def run(plan, spec, run_options=options):
+    def run(plan, spec, run_options=options, seed=0):
         nonlocal tried
         tried += 1
+        run_options = dataclasses.replace(run_options, seed=seed)
         result = start_run(plan, spec, run_options, store=store)
         last = result.records[-1]
         print(
@@ -84,14 +96,29 @@ def main() -> int:
         )
         return result
 
+    def tuned(name, plan, make, grid, run_options=options):
+        """Select the LR on validation with seed 0, repeat it with the other seeds."""
+        specs = [make(lr) for lr in grid]
+        tried_runs = [run(plan, spec, run_options) for spec in specs]
+        best = _best(tried_runs)
+        spec = specs[tried_runs.index(best)]
+        repeats = [run(plan, spec, run_options, seed) for seed in range(1, args.seeds)]
+        rows.append((name, [best, *repeats], grid))
+
     for epochs in () if args.tanh_only else (1, 4):
-        plan = base.replace(epochs=epochs)
-        best = _best([run(plan, OneCycle(max_lr=lr)) for lr in one_cycle_grid])
-        rows.append(("seed net, one-cycle", best, len(one_cycle_grid)))
+        tuned(
+            "seed net, one-cycle",
+            base.replace(epochs=epochs),
+            lambda lr: OneCycle(max_lr=lr),
+            one_cycle_grid,
+        )
     if not args.tanh_only:
-        plan = base.replace(epochs=4)
-        best = _best([run(plan, Plateau(lr=lr)) for lr in plateau_grid])
-        rows.append(("seed net, plateau (tuned)", best, len(plateau_grid)))
+        tuned(
+            "seed net, plateau (tuned)",
+            base.replace(epochs=4),
+            lambda lr: Plateau(lr=lr),
+            plateau_grid,
+        )
     if not args.skip_tanh:
         tanh_options = RunOptions(
             device=args.device,
@@ -104,30 +131,60 @@ def main() -> int:
         )
         plan = base.replace(epochs=25 if not args.quick else 2)
         tanh_grid = tuple(float(x) for x in args.tanh_lrs.split(","))
-        best = _best([run(plan, Constant(lr=lr, momentum=0.5), tanh_options) for lr in tanh_grid])
-        rows.append(("tempered CNN, tanh, constant lr", best, len(tanh_grid)))
+        tuned(
+            "tempered CNN, tanh, constant lr",
+            plan,
+            lambda lr: Constant(lr=lr, momentum=0.5),
+            tanh_grid,
+            tanh_options,
+        )
     lines = [
         (
-            f"machine: {platform.platform()}; device {rows[0][1].device}; "
+            f"machine: {platform.platform()}; device {rows[0][1][0].device}; "
+            f"{args.seeds} seed(s) per selected set-up; "
             f"{'QUICK (10k examples) ' if args.quick else ''}{tried} runs, "
             f"{(time.time() - started) / 60:.1f} min"
         ),
         "",
         (
             "| set-up | epochs | selected schedule | LRs tried | ε (PRV) | Opacus ε (RDP) | "
-            "val acc | test acc | s/epoch |"
+            "val acc (seed 0) | test acc, mean ± 95% CI (n) | s/epoch |"
         ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, result, grid in rows:
+    tests = {}
+    for name, results, grid in rows:
+        result = results[0]
         last = result.records[-1]
         lr = result.schedule.get("max_lr", result.schedule.get("lr"))
+        edge = " (EDGE)" if len(grid) > 1 and lr in (min(grid), max(grid)) else ""
+        values = [r.records[-1].test_accuracy for r in results]
+        tests[name, result.plan.epochs] = values
+        half = (
+            scipy_stats.t.ppf(0.975, len(values) - 1)
+            * statistics.stdev(values)
+            / math.sqrt(len(values))
+            if len(values) > 1
+            else math.nan
+        )
         seconds = sum(r.seconds for r in result.records) / len(result.records)
         lines.append(
-            f"| {name} | {result.plan.epochs} | {result.schedule['kind']} lr={lr:g} | {grid} | "
-            f"{last.epsilon:.3f} | {last.epsilon_opacus:.3f} | {last.validation_accuracy:.2%} | "
-            f"{last.test_accuracy:.2%} | {seconds:.1f} |"
+            f"| {name} | {result.plan.epochs} | {result.schedule['kind']} lr={lr:g}{edge} | "
+            f"{', '.join(f'{g:g}' for g in grid)} | {last.epsilon:.3f} | "
+            f"{last.epsilon_opacus:.3f} | {last.validation_accuracy:.2%} | "
+            f"{statistics.fmean(values):.2%} ± {half:.2%} ({len(values)}) | {seconds:.1f} |"
         )
+    one, plateau = (
+        tests.get(("seed net, one-cycle", 4)),
+        tests.get(("seed net, plateau (tuned)", 4)),
+    )
+    if one and plateau:
+        lines += [
+            "",
+            "4 epochs, equal ε, one-cycle minus plateau: "
+            + mean_difference(one, plateau).describe("one-cycle", "plateau")
+            + ".",
+        ]
     text = "\n".join(lines)
     print(text)
     if args.output:

@@ -4,12 +4,17 @@
     python notebooks/run_all.py --full                   # QUICK = False, written in place
     python notebooks/run_all.py --full --only 02         # one notebook (name or number)
     python notebooks/run_all.py --quick --output-dir out # keep the executed quick copies
+    python notebooks/run_all.py --full --device cuda     # the published scale, on a GPU
 
 Quick mode injects a cell ``QUICK = True`` after the cell tagged ``parameters`` (papermill's
 convention) and never touches the committed files. Full mode runs the notebooks as committed
 (``QUICK = False``) and writes them back with their outputs. MNIST is read from
 ``$DPPLAN_DATA_DIR`` (or dpplan's per-user cache). ``--threads N`` sets ``OMP_NUM_THREADS``
 for the kernels: 1 is fastest for these small models on a CPU shared with other work.
+The training notebooks run the published scale (all of MNIST, 25 and 60 epochs) when their
+kernel sees a GPU and reduced CPU settings otherwise; ``--device cuda`` refuses to start
+without a GPU (so a published-scale run cannot silently fall back to the CPU settings), and
+``--device cpu`` hides any GPU from the kernels (``CUDA_VISIBLE_DEVICES=""``).
 Needs nbclient, nbformat, ipykernel and matplotlib (``pip install -e ".[notebooks]"``).
 """
 
@@ -96,6 +101,14 @@ def count_outputs(notebook: nbformat.NotebookNode, mime: str = "image/png") -> i
     )
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -104,9 +117,27 @@ def main() -> int:
     parser.add_argument("--only", help="run only the notebooks whose name contains this")
     parser.add_argument("--output-dir", type=Path, help="where quick runs are written")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the kernels")
+    parser.add_argument(
+        "--timeout", type=int, default=1800, help="seconds a single cell may run (default 1800)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="cuda: require a GPU (published scale); cpu: hide GPUs (reduced settings)",
+    )
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    elif args.device == "cuda" and not _cuda_available():
+        print(
+            "--device cuda: no CUDA GPU is visible to torch here; the published-scale runs "
+            "need one (use --device auto or cpu for the reduced CPU settings)",
+            file=sys.stderr,
+        )
+        return 2
     quick = not args.full
     paths = notebooks(args.only)
     if not paths:
@@ -114,7 +145,9 @@ def main() -> int:
         return 2
     total = 0.0
     for path in paths:
-        notebook, seconds, target = execute(path, quick=quick, output_dir=args.output_dir)
+        notebook, seconds, target = execute(
+            path, quick=quick, output_dir=args.output_dir, timeout=args.timeout
+        )
         total += seconds
         print(
             f"{path.name}: {seconds:.0f} s, {count_outputs(notebook)} figures -> {target}",

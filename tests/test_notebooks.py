@@ -145,3 +145,11 @@ def test_notebooks_use_only_the_public_api(name):
         for imported in names:
             assert imported in module.__all__, f"{module_name}.{imported} is not public"
     assert not re.search(r"\bdpplan(\.\w+)*\._[^_]", source), "a private dpplan name is used"
+
+
+def test_full_run_on_cuda_refuses_without_a_gpu(run_all, monkeypatch, capsys):
+    monkeypatch.setattr(run_all, "_cuda_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--full", "--device", "cuda"])
+    monkeypatch.setattr(run_all, "execute", lambda *a, **k: pytest.fail("must not execute"))
+    assert run_all.main() == 2
+    assert "no CUDA GPU" in capsys.readouterr().err

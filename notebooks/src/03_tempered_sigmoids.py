@@ -6,17 +6,23 @@
 # `shared/papers/making-the-shoe-fit-tempered-sigmoids.md`). Its claim: in the same CNN
 # (Table 1: two convolutions with max-pooling, a 32-unit layer), trained with identical DP-SGD
 # settings, **tanh** activations beat **ReLU**: on MNIST **98.1% against 96.6% at
-# ε = 2.93**, δ = 10⁻⁵ (§6; Fig. 2 averages 10 runs per curve). The authors' explanation:
-# bounded activations keep gradients from exploding, so clipping destroys less signal.
+# ε = 2.93**, δ = 10⁻⁵ (§6's table; §4's text says 98.0%; Fig. 2 averages 10 runs per curve).
+# The paper states neither σ, the batch size nor the epochs of that run. The authors'
+# explanation: bounded activations keep gradients from exploding, so clipping destroys less
+# signal.
 #
 # Here dpplan trains its `tempered` model (that architecture, k = 16 and 32 filters) with
-# either activation on the same plans, at two privacy levels, several seeds each, and plots
-# test accuracy against ε epoch by epoch with a band over seeds. The learning rate of each
-# activation is chosen on the validation split (not the test set) at each privacy level.
+# either activation on the same plans, at two privacy levels, 5 seeds each (full mode), and
+# plots test accuracy against ε epoch by epoch with a band of one sample standard deviation
+# over seeds. The learning rate of each activation is chosen on the validation split (not the
+# test set) at each privacy level; the verdict is the mean difference with a 95% Welch t
+# interval.
 #
-# Notebook 01 identified the paper's plan: σ = 1.12, B = 256, 60 epochs on MNIST, which the
-# paper's TF Privacy analysis calls ε = 2.93 and dpplan bounds more tightly. The first privacy
-# level here is **that plan's ε by dpplan's bound**, the second **ε = 1**.
+# **Which plan is "the paper's" is our reading, not the paper's statement**: TF Privacy's
+# tutorial table lists σ = 1.12, B = 256, 60 epochs → ε = 2.92 and 96.6% for a ReLU network,
+# the paper's ReLU figure, and the moments accountant gives 2.93 for it (notebook 01). We borrow
+# that plan. The first privacy level here is **that plan's ε by dpplan's bound**, the second
+# **ε = 1**.
 
 # %% tags=["parameters"]
 QUICK = False  # True: 2,000 examples, 1 epoch, 1 seed, CPU (the test suite runs this)
@@ -35,6 +41,7 @@ import torch  # only to name the device below
 from IPython.display import Markdown, display
 
 import dpplan
+from dpplan.stats import mean_difference, sample_std
 from dpplan.train import Constant, RunOptions, RunStore, training_set_size
 from dpplan.train.compare import compare_schedules
 
@@ -67,11 +74,15 @@ STARTED = time.time()
 # %% [markdown]
 # ## Settings
 #
-# With a GPU the paper's scale runs: all 55,000 training images, B = 256, 60 epochs, 3 seeds.
-# On a CPU the full run is reduced: a 20,000-image subset, B = 256, 6 epochs, 2 seeds, σ
-# solved so that 6 epochs reach the same ε as the paper's 60 (fewer, noisier steps: expect
-# lower accuracy than the paper's, for both activations alike). Each activation's constant
-# learning rate (SGD, momentum 0.5) is chosen from the grid on validation accuracy.
+# With a GPU the paper's scale runs (`python notebooks/run_all.py --full --only 03`): all
+# 55,000 training images, B = 256, 60 epochs, 5 seeds. On a CPU the full run is reduced: an
+# 8,000-image subset (2,000 held out for validation), B = 256, 6 epochs, 5 seeds, σ solved so
+# that 6 epochs reach the same ε as the paper's 60 (fewer, noisier steps: expect lower
+# accuracy than the paper's). That shortening affects both activations alike is an
+# **assumption this run does not test**; the GPU run at 60 epochs does. Each activation's
+# constant learning rate (SGD, momentum 0.5) is chosen from a 5-value grid on validation
+# accuracy with the first seed; a selection at an end of the grid is flagged. Quick mode (the
+# test suite) uses 1 seed, and its verdicts say "cannot tell".
 
 # %%
 if QUICK:
@@ -79,10 +90,10 @@ if QUICK:
     SEEDS, LRS = (0,), (0.5,)
 elif GPU:
     SUBSET, VALIDATION, TEST_SUBSET, BATCH, EPOCHS = None, 5_000, None, 256, 60
-    SEEDS, LRS = (0, 1, 2), (0.25, 0.5, 1.0)
+    SEEDS, LRS = (0, 1, 2, 3, 4), (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 else:
-    SUBSET, VALIDATION, TEST_SUBSET, BATCH, EPOCHS = 20_000, 5_000, None, 256, 6
-    SEEDS, LRS = (0, 1), (0.5, 1.0)
+    SUBSET, VALIDATION, TEST_SUBSET, BATCH, EPOCHS = 8_000, 2_000, None, 256, 6
+    SEEDS, LRS = (0, 1, 2, 3, 4), (0.125, 0.25, 0.5, 1.0, 2.0)
 
 paper_plan = dpplan.TrainingPlan(
     dataset_size=60000, batch_size=256, noise_multiplier=1.12, epochs=60, delta=1e-5
@@ -106,7 +117,8 @@ plans = {
 }
 display(
     Markdown(
-        f"The paper's plan (published ε = 2.93) has dpplan ε = {paper_epsilon:.3f}. Plans trained "
+        f"The borrowed plan (σ = 1.12, B = 256, 60 epochs; published ε = 2.93) has dpplan "
+        f"ε = {paper_epsilon:.3f}. Plans trained "
         f"here ({N:,} images, B = {BATCH}, {EPOCHS} epoch(s)): "
         + "; ".join(
             f"{name}: σ = {plan.noise_multiplier:.3f}, ε = "
@@ -128,7 +140,7 @@ display(
 # %%
 store = RunStore(tempfile.mkdtemp(prefix="dpplan-notebook-03-"))  # a throw-away run store
 grid = {"constant": tuple(Constant(lr=lr, momentum=0.5) for lr in LRS)}
-results = {}
+results, per_seed = {}, {}
 runs_tried = 0
 for level, plan in plans.items():
     for activation in ("tanh", "relu"):
@@ -142,7 +154,12 @@ for level, plan in plans.items():
         )
         comparison = compare_schedules(plan, grids=grid, seeds=SEEDS, options=options, store=store)
         runs_tried += comparison.runs_tried
-        results[level, activation] = comparison.summaries[0]
+        summary = comparison.summaries[0]
+        runs = [store.get_run(i) for i in summary.run_ids]  # every seed of the selected LR
+        results[level, activation] = summary
+        per_seed[level, activation] = [
+            [run.records[k].test_accuracy for run in runs] for k in range(len(summary.epochs))
+        ]
 display(Markdown(f"{runs_tried} training runs in {(time.time() - STARTED) / 60:.1f} min."))
 
 # %%
@@ -151,7 +168,7 @@ for ax, level in zip(axes, plans):
     for activation, color in (("tanh", "C2"), ("relu", "C1")):
         summary = results[level, activation]
         mean = [100 * a for a in summary.accuracy_mean]
-        std = [100 * s for s in summary.accuracy_std]
+        std = [100 * sample_std(values) for values in per_seed[level, activation]]
         lr = summary.selected["lr"]
         ax.plot(summary.epsilons, mean, "o-", color=color, ms=4, label=f"{activation} (lr {lr:g})")
         ax.fill_between(
@@ -185,53 +202,80 @@ for ax, level in zip(axes, plans):
         xlabel="ε at δ = 1e-5 (PRV), after each epoch",
     )
     ax.legend(fontsize=8, loc="lower right")
-axes[0].set_ylabel(f"test accuracy, % (mean ± std over {len(SEEDS)} seed(s))")
+axes[0].set_ylabel(f"test accuracy, % (mean ± sample std, {len(SEEDS)} seed(s))")
 plt.show()
 
 # %% [markdown]
 # ## Verdict, from the numbers above
 
+
 # %%
-sentences = []
+def lr_edge(level, activation):
+    """Where the selected learning rate sits in the grid, if at an end (else "")."""
+    lr = results[level, activation].selected["lr"]
+    if len(LRS) > 1 and lr in (min(LRS), max(LRS)):
+        return f"{activation} LR {lr:g} at the {'top' if lr == max(LRS) else 'bottom'} of {LRS}"
+    return ""
+
+
+sentences, edges, differences = [], [], {}
 for level in plans:
     tanh, relu = results[level, "tanh"], results[level, "relu"]
-    gap = tanh.accuracy_mean[-1] - relu.accuracy_mean[-1]
-    spread = max(tanh.accuracy_std[-1], relu.accuracy_std[-1])
-    if len(SEEDS) == 1:
-        judged = "one seed, no spread to judge it against"
-    elif abs(gap) > 2 * spread:
-        judged = f"{'tanh' if gap > 0 else 'ReLU'} ahead by more than twice the seed spread"
-    else:
-        judged = "within twice the seed spread"
+    difference = mean_difference(per_seed[level, "tanh"][-1], per_seed[level, "relu"][-1])
+    differences[level] = difference
+    edge = [e for e in (lr_edge(level, "tanh"), lr_edge(level, "relu")) if e]
+    edges += [f"{level}: {e}" for e in edge]
     sentences.append(
         f"at {level} (final ε = {tanh.epsilons[-1]:.2f}) tanh reaches "
-        f"{tanh.accuracy_mean[-1]:.1%} and ReLU {relu.accuracy_mean[-1]:.1%}, "
-        f"{gap * 100:+.1f} points ({judged})"
+        f"{tanh.accuracy_mean[-1]:.1%} (lr {tanh.selected['lr']:g}) and ReLU "
+        f"{relu.accuracy_mean[-1]:.1%} (lr {relu.selected['lr']:g}): "
+        + (
+            "quick mode, one seed: cannot tell"
+            if len(SEEDS) == 1
+            else difference.describe("tanh", "ReLU")
+        )
+        + (" [a selected LR sits at a grid edge]" if edge else "")
     )
 paper_gap = 98.1 - 96.6
 first = next(iter(plans))
-measured = 100 * (
-    results[first, "tanh"].accuracy_mean[-1] - results[first, "relu"].accuracy_mean[-1]
-)
+measured = 100 * differences[first].difference
+verdict = "cannot tell" if len(SEEDS) == 1 else differences[first].verdict
 display(
     Markdown(
-        "After the last epoch, " + "; ".join(sentences) + ". "
-        f"The paper's gap at its plan was {paper_gap:+.1f} points; here it is {measured:+.1f}: "
+        "After the last epoch, " + "; ".join(sentences) + " (95% Welch t intervals over seeds; "
+        '"tied" means the interval lies within ±1 point). '
+        f"The paper's gap at its (borrowed) plan was {paper_gap:+.1f} points; here it is "
+        f"{measured:+.1f}: "
         + (
-            "the direction of the paper's claim holds"
-            if measured > 0
-            else "the paper's direction does not hold"
+            "tanh is ahead, the paper's direction"
+            if verdict == "ahead" and measured > 0
+            else "ReLU is ahead, against the paper's direction"
+            if verdict == "ahead"
+            else "the two are tied to within a point"
+            if verdict == "tied"
+            else "these seeds cannot tell the direction"
         )
-        + f" in this set-up ({N:,} training images, {EPOCHS} epoch(s), {len(SEEDS)} seed(s), "
-        f"{runs_tried} runs, on {device_name}). Choosing each activation's learning rate touched "
-        "the data in every tried run; that choice is not covered by the plans' ε."
+        + f" in this set-up ({N:,} training images, {EPOCHS} epoch(s) instead of the paper's 60, "
+        f"{len(SEEDS)} seed(s), {runs_tried} runs, on {device_name})."
+        + (
+            " **Selected at an end of the learning-rate grid** (that arm's optimum may lie "
+            "outside it, so its accuracy is a lower bound on what it reaches): "
+            + "; ".join(edges)
+            + "."
+            if edges
+            else " No selected learning rate sits at an end of its grid."
+        )
+        + " Choosing each activation's learning rate touched the data in every tried run; that "
+        "choice is not covered by the plans' ε."
     )
 )
 if not GPU:
     display(
         Markdown(
-            "**Owed:** this run is reduced for a CPU (see Settings). The paper's scale (all training "
-            "images, 60 epochs, 3 seeds) runs with `python notebooks/run_all.py --full --only 03` "
-            "on a machine with a GPU."
+            "**Owed:** this run is reduced for a CPU (see Settings). The paper's scale (all 55,000 "
+            "training images, 60 epochs, 5 seeds, a 6-value LR grid from 0.125 to 4) runs with "
+            "`python notebooks/run_all.py --full --only 03` on a machine with a GPU. It would add "
+            "the test of the assumption made here (that 6 epochs at the same ε shift both "
+            "activations alike) and accuracy at the paper's data size."
         )
     )
