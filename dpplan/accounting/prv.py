@@ -10,12 +10,13 @@ for speed, and neither loosens the guarantee:
 
 * the grid length is rounded up to an FFT-friendly size (prv-accountant's sizes are often
   twice a prime, which costs ~100x); the mesh is unchanged and the domain only widens;
-* the composition runs in float64 rather than long double. The round-off of the FFT is
-  estimated from the computed PMF's negative mass (a true PMF has none) plus 4 ulp of its
-  largest cell and added to δ's error budget before ε is read. The estimate is not a proven
-  bound (a review measured a constructed case, q = 0.01, σ = 0.4, 2,000 steps, where the true
-  round-off was 116x it); in every case checked the reported upper bound stayed at or above
-  prv-accountant's own, which the tests check.
+* the composition runs in float64 rather than long double. The round-off of the FFT
+  composition has a proven a-priori bound (:mod:`dpplan.accounting.roundoff`: Higham's FFT
+  error analysis), charged to δ's error budget before the upper bound is read, with the
+  rounding of the read-out's sums. Where that bound does not fit in δ, PRV refuses
+  (``AccountingError`` naming δ and the limit); use RDP, or PLD, which tilts for tiny δ.
+  (The estimate used before, negative mass plus 4 ulp, was 116x short in a constructed case,
+  q = 0.01, σ = 0.4, 2,000 steps; that case is a test.)
 
 The reported ε is prv-accountant's *upper* bound (estimate + ``eps_error``, at δ minus
 ``delta_error``); the lower bound and the estimate are kept for display.
@@ -33,6 +34,7 @@ from prv_accountant.privacy_random_variables import (
 )
 from scipy import fft, special
 
+from dpplan.accounting import roundoff
 from dpplan.accounting.base import Backend, Computation
 from dpplan.errors import AccountingError
 
@@ -320,28 +322,28 @@ def _compose_and_read(
 ) -> tuple[list[float], list[float], list[float]]:
     """(lower, estimate, upper) ε after each count in ``steps``: Fourier powers of ``pmf``."""
     size = len(pmf)
-    transform = fft.rfft(pmf)
+    composer = roundoff.Composer(pmf, size)
     lower, estimates, upper = [], [], []
     power, power_steps = None, 0
-    step_powers: dict[int, np.ndarray] = {}
+    step_powers: dict[int, tuple] = {}
     start_epsilon = 0.0
     for position, count in enumerate(steps):
         gap = count - power_steps
         if power is None or 4 * gap > count or position == len(steps) - 1:
             # The last count is always a direct power, so it is bit-for-bit the value a
             # single query for that count returns.
-            power = transform**count
+            power = composer.power(count)
         else:
             if gap not in step_powers:
                 if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
                     step_powers.clear()
-                step_powers[gap] = transform**gap
-            power = power * step_powers[gap]
+                step_powers[gap] = composer.power(gap)
+            power = composer.multiply(power, step_powers[gap])
         power_steps = count
-        composed = fft.irfft(power, n=size, workers=-1)
-        composed = np.roll(composed, (-(count - 1) * left) % size)
+        composed = composer.inverse(power, count)
+        cells = np.roll(composed.cells, (-(count - 1) * left) % size)
         bounds = _epsilon_bounds(
-            composed,
+            cells,
             t_min=-left * mesh + count * mean_shift,
             mesh=mesh,
             delta=delta,
@@ -349,6 +351,7 @@ def _compose_and_read(
             eps_error=eps_error,
             log_mass_finite=log_mass_finite * count,
             start_epsilon=start_epsilon,
+            composed=composed,
         )
         start_epsilon = max(0.0, bounds[0] - eps_error)
         lower.append(bounds[0])
@@ -367,6 +370,7 @@ def _epsilon_bounds(
     eps_error: float,
     log_mass_finite: float,
     start_epsilon: float = 0.0,
+    composed: roundoff.ComposedPMF,
 ) -> tuple[float, float, float]:
     """Return (lower, estimate, upper) ε of a discrete PRV, as prv-accountant computes them.
 
@@ -375,19 +379,26 @@ def _epsilon_bounds(
     ε = log((d1 - δ) / d2) with d1, d2 the tail sums of p and p·e^{-t}. Only the tail
     right of ``start_epsilon`` (a known lower bound on every answer, e.g. 0 or the previous
     epoch's lower bound) is summed; if an answer falls left of it the whole grid is used.
+    ``composed`` carries the proven round-off bound of the FFT composition
+    (:mod:`dpplan.accounting.roundoff`); the upper bound is read by
+    :func:`~dpplan.accounting.roundoff.certified_epsilon`, which charges it and the float64
+    sums' rounding to δ.
+
+    Raises:
+        AccountingError: if the proven round-off bound leaves no room in δ's budget.
     """
     delta_inf = -math.expm1(log_mass_finite)
     delta_fin = (delta - delta_inf) / (1 - delta_inf)
     if delta_fin <= 0:
         return (math.inf, math.inf, math.inf)
-    # Round-off of the float64 FFT: a true PMF is non-negative, so the negative mass of the
-    # computed one measures the noise floor. Budget it generously over the whole grid.
-    noise_floor = max(-float(pmf.min()), 0.0) + 4 * _FLOAT_EPS * float(pmf.max())
-    error_mass = noise_floor * len(pmf)
-    if error_mass * 4 > delta_fin - delta_error:  # mirrors prv-accountant's own check
+    # Proven bound on Σ|computed − exact| of the composed cells (not an estimate).
+    error_mass = composed.error
+    if error_mass * 4 > delta_fin - delta_error:  # as prv-accountant's own check, proven
         raise AccountingError(
-            f"prv accountant cannot resolve delta={delta:g}: floating-point error "
-            f"(~{error_mass:.1e}) would dominate. Increase delta or use method='rdp'."
+            f"prv accountant cannot certify epsilon at delta={delta:g}: the proven float64 "
+            f"round-off bound of its FFT composition ({error_mass:.1e}) exceeds a quarter of "
+            f"delta minus delta_error; its limit here is delta > {4 * error_mass:.1e}. "
+            "Increase delta or use method='rdp' (or 'pld', which tilts for tiny delta)."
         )
 
     def tail_sums(start: int):
@@ -415,14 +426,23 @@ def _epsilon_bounds(
 
     lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
     estimate = find_epsilon(delta_fin)
-    # For the upper bound, lower the δ target by the round-off allowance. With m_j the error
-    # of cell j, δ(ε) = Σ_{t_j ≥ ε} p_j (1 - e^{ε - t_j}) moves by Σ m_j (1 - e^{ε - t_j}),
-    # whose coefficients lie in [0, 1): at most the total error mass.
-    target = delta_fin - delta_error - error_mass
-    if not (target > 0):
+    # The upper bound: ε with δ(ε) of the exact composition, plus the proven round-off and
+    # the float64 sums' rounding, at most δ - delta_error (with m_j the error of cell j,
+    # δ(ε) moves by Σ m_j (1 - e^{ε - t_j}), at most the total error mass).
+    upper = roundoff.certified_epsilon(
+        composed,
+        pmf,
+        first_index=0,
+        first_loss=t_min,
+        interval=mesh,
+        infinity_mass=0.0,
+        delta=delta_fin - delta_error,
+        start=max(0.0, start_epsilon),
+    )
+    if upper is None:
         raise AccountingError(
-            f"prv accountant cannot resolve delta={delta:g}: floating-point error would "
-            "dominate. Increase delta or use method='rdp'."
+            f"prv accountant cannot certify epsilon at delta={delta:g}: the proven float64 "
+            f"round-off bound ({error_mass:.1e}) leaves no room in delta. Increase delta or "
+            "use method='rdp'."
         )
-    upper = find_epsilon(target)
     return (max(lower, 0.0), max(estimate, 0.0), max(upper + eps_error, 0.0))
