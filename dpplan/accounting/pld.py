@@ -340,8 +340,15 @@ def _compose_and_read(
     last_size = fft.next_fast_len(int(max(widths[-1], len(probs))), real=True)
     size = fft.next_fast_len(int(max(widths.max(), len(probs))), real=True)
     composers = {size: roundoff.Composer(probs, size)}
-    if last_size != size:  # the last count on its own grid, as a single query computes it
-        composers[last_size] = roundoff.Composer(probs, last_size)
+    # The last count (a single query) on its own grid, tilted towards where δ is decided
+    # (its own transform: one more real FFT of the single-step PMF), which makes the proven
+    # round-off bound negligible there.
+    tilt = roundoff.chernoff_tilt(probs, steps[-1], interval=pmf.discretization, delta=delta)
+    wrap = roundoff.tilted_grid(probs, steps[-1], tilt, lower=int(lower[-1]), tail=delta * 1e-9)
+    if wrap > 2 * last_size:  # a grid this long would cost more than the tilt saves
+        tilt, wrap = 0.0, 0
+    last_size = fft.next_fast_len(max(last_size, wrap), real=True)
+    final = roundoff.Composer(probs, last_size, tilt)
     log_keep = math.log1p(-pmf.infinity_mass)
     epsilons: list[float | None] = []
     guesses: list[float] = []
@@ -351,7 +358,7 @@ def _compose_and_read(
     for position, count in enumerate(steps):
         last = position == len(steps) - 1
         grid = last_size if last else size
-        composer = composers[grid]
+        composer = final if last else composers[grid]
         gap = count - power_steps
         if power is None or last or 4 * gap > count:
             # The last count is always a direct power, so it equals a single query for it.
@@ -411,13 +418,14 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
     probs = pmf.probs
     lower, upper = _convolve_bounds(probs, np.asarray([count], dtype=np.float64))
     lower, width = int(lower[0]), int(upper[0] - lower[0] + 1)
-    grid = fft.next_fast_len(int(max(width, len(probs))), real=True)
     origin = pmf.lower_loss * count * pmf.discretization  # loss of composed index 0
     epsilon = None
     if math.isfinite(guess):
         tilt = roundoff.choose_tilt(
             probs, count, interval=pmf.discretization, target=max(guess, 0.0) - origin
         )
+        wrap = roundoff.tilted_grid(probs, count, tilt, lower=lower, tail=delta * 1e-9)
+        grid = fft.next_fast_len(int(max(width, len(probs), min(wrap, 4 * width))), real=True)
         composer = roundoff.Composer(probs, grid, tilt)
         composed = composer.inverse(composer.power(count), count)
         epsilon = roundoff.certified_epsilon(

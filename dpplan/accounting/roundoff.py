@@ -235,6 +235,45 @@ def choose_tilt(probs: np.ndarray, count: int, *, interval: float, target: float
     return best
 
 
+def chernoff_tilt(probs: np.ndarray, count: int, *, interval: float, delta: float) -> float:
+    """λ per cell of the Chernoff bound ε(λ) = (count·log E[e^{λL}] + log(1/δ))/λ at its
+    minimum: the tilt that centres the composed PMF near where δ is decided, chosen before
+    the composition (the loss origin shifts ε(λ) by a constant, so it is left out). Only a
+    choice: any λ ≥ 0 gives a proven bound.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    index = np.arange(len(probs))
+    with np.errstate(divide="ignore"):
+        logs = np.log(probs)
+    best, best_value = 0.0, math.inf
+    for per_nat in np.geomspace(0.05, 400.0, 80):
+        shifted = logs + per_nat * interval * index
+        top = float(shifted.max())
+        log_mgf = top + math.log(float(np.exp(shifted - top).sum()))
+        value = (count * log_mgf - math.log(delta)) / per_nat
+        if value < best_value:
+            best, best_value = per_nat * interval, value
+    return best
+
+
+def tilted_grid(probs: np.ndarray, count: int, tilt: float, *, lower: int, tail: float) -> int:
+    """Grid length n at which the wrapped-around mass of a tilted composition adds at most
+    ``tail`` to any untilted cell sum.
+
+    Mass of the linear composition at index J ≥ ``lower`` + n wraps to J − n and untilts
+    with e^{tilt·n} too much (non-negative, so still an upper bound, but loose). By
+    Chernoff at 2·tilt, that mass times e^{tilt·n} is at most
+    e^{count·log M(2·tilt) − 2·tilt·lower − tilt·n}. Only tightness depends on this.
+    """
+    if tilt <= 0:
+        return 0
+    with np.errstate(divide="ignore"):
+        shifted = np.log(np.asarray(probs, dtype=np.float64)) + 2 * tilt * np.arange(len(probs))
+    top = float(shifted.max())
+    log_mgf = top + math.log(float(np.exp(shifted - top).sum()))
+    return max(0, math.ceil((count * log_mgf - 2 * tilt * lower - math.log(tail)) / tilt))
+
+
 def certified_epsilon(
     composed: ComposedPMF,
     window: np.ndarray,

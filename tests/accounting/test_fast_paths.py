@@ -65,7 +65,8 @@ def test_pld_curve_never_decreases_and_ends_at_the_single_query(sizes, noise_mul
 @pytest.mark.parametrize("epochs", [1, 4])
 def test_pld_curve_points_bound_dp_accountings_self_composition(epochs):
     # Same single-step PLD, composed by the library per epoch: dpplan is never tighter
-    # (up to the library's own unbudgeted FFT round-off) and within 1e-6.
+    # (up to the library's own unbudgeted FFT round-off) and within 5e-5 (dpplan charges a
+    # proven round-off bound, ~3e-9 here, to δ = 1e-5: about 1e-5 of ε).
     plan = MNIST.replace(epochs=epochs)
     curve = epsilon_curve(plan, method="pld")
     step = pld_module._pld_per_step(
@@ -73,7 +74,7 @@ def test_pld_curve_points_bound_dp_accountings_self_composition(epochs):
     )
     for epoch, value in zip(curve.epochs, curve.epsilons, strict=True):
         library = step.self_compose(plan.steps_after(epoch)).get_epsilon_for_delta(plan.delta)
-        assert library - 1e-8 <= value <= library * (1 + 1e-6), epoch
+        assert library - 1e-8 <= value <= library * (1 + 5e-5), epoch
 
 
 def test_pld_read_out_equals_dp_accountings_on_the_same_pmf():
