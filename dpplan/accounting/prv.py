@@ -353,6 +353,24 @@ def _compose_and_read(
             start_epsilon=start_epsilon,
             composed=composed,
         )
+        if bounds[2] is None:
+            delta_inf = -math.expm1(log_mass_finite * count)
+            bounds = (
+                bounds[0],
+                bounds[1],
+                _tilted_upper(
+                    pmf,
+                    count=count,
+                    mesh=mesh,
+                    left=left,
+                    mean_shift=mean_shift,
+                    delta_fin=(delta - delta_inf) / (1 - delta_inf),
+                    delta=delta,
+                    delta_error=delta_error,
+                    eps_error=eps_error,
+                    guess=bounds[1],
+                ),
+            )
         start_epsilon = max(0.0, bounds[0] - eps_error)
         lower.append(bounds[0])
         estimates.append(bounds[1])
@@ -384,8 +402,8 @@ def _epsilon_bounds(
     :func:`~dpplan.accounting.roundoff.certified_epsilon`, which charges it and the float64
     sums' rounding to δ.
 
-    Raises:
-        AccountingError: if the proven round-off bound leaves no room in δ's budget.
+    The upper bound is None when the untilted round-off bound leaves no room in δ's
+    budget (the caller then composes with a tilt).
     """
     delta_inf = -math.expm1(log_mass_finite)
     delta_fin = (delta - delta_inf) / (1 - delta_inf)
@@ -393,13 +411,6 @@ def _epsilon_bounds(
         return (math.inf, math.inf, math.inf)
     # Proven bound on Σ|computed − exact| of the composed cells (not an estimate).
     error_mass = composed.error
-    if error_mass * 4 > delta_fin - delta_error:  # as prv-accountant's own check, proven
-        raise AccountingError(
-            f"prv accountant cannot certify epsilon at delta={delta:g}: the proven float64 "
-            f"round-off bound of its FFT composition ({error_mass:.1e}) exceeds a quarter of "
-            f"delta minus delta_error; its limit here is delta > {4 * error_mass:.1e}. "
-            "Increase delta or use method='rdp' (or 'pld', which tilts for tiny delta)."
-        )
 
     def tail_sums(start: int):
         t = t_min + mesh * np.arange(start, len(pmf))
@@ -424,25 +435,73 @@ def _epsilon_bounds(
             )
         return math.log((d1[index] - target) / d2[index])
 
-    lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
+    try:
+        lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
+    except AccountingError:  # the round-off bound swamps δ: 0 is a (useless) lower bound
+        lower = 0.0
     estimate = find_epsilon(delta_fin)
     # The upper bound: ε with δ(ε) of the exact composition, plus the proven round-off and
     # the float64 sums' rounding, at most δ - delta_error (with m_j the error of cell j,
     # δ(ε) moves by Σ m_j (1 - e^{ε - t_j}), at most the total error mass).
-    upper = roundoff.certified_epsilon(
-        composed,
-        pmf,
-        first_index=0,
-        first_loss=t_min,
-        interval=mesh,
-        infinity_mass=0.0,
-        delta=delta_fin - delta_error,
-        start=max(0.0, start_epsilon),
-    )
+    upper = None
+    if not (error_mass * 4 > delta_fin - delta_error):  # prv-accountant's own margin
+        upper = roundoff.certified_epsilon(
+            composed,
+            pmf,
+            first_index=0,
+            first_loss=t_min,
+            interval=mesh,
+            infinity_mass=0.0,
+            delta=delta_fin - delta_error,
+            start=max(0.0, start_epsilon),
+        )
+    if upper is None:  # the caller composes again with a tilt
+        return (max(lower, 0.0), max(estimate, 0.0), None)
+    return (max(lower, 0.0), max(estimate, 0.0), max(upper + eps_error, 0.0))
+
+
+def _tilted_upper(
+    pmf: np.ndarray,
+    *,
+    count: int,
+    mesh: float,
+    left: int,
+    mean_shift: float,
+    delta_fin: float,
+    delta: float,
+    delta_error: float,
+    eps_error: float,
+    guess: float,
+) -> float:
+    """prv-accountant's upper bound after ``count`` steps from an exponentially tilted
+    composition (δ below the untilted round-off bound; :mod:`dpplan.accounting.roundoff`).
+
+    Raises:
+        AccountingError: if even the tilted round-off bound leaves no room in δ.
+    """
+    size = len(pmf)
+    origin = count * (-left * mesh + mean_shift)  # loss of linear composed index 0
+    first_index = (count - 1) * left  # linear index of the domain's first cell
+    upper = None
+    if math.isfinite(guess) and delta_fin - delta_error > 0:
+        tilt = roundoff.choose_tilt(pmf, count, interval=mesh, target=guess - origin)
+        wrap = roundoff.tilted_grid(pmf, count, tilt, lower=first_index, tail=delta * 1e-9)
+        grid = fft.next_fast_len(max(size, min(wrap, 4 * size)), real=True)
+        composer = roundoff.Composer(pmf, grid, tilt)
+        composed = composer.inverse(composer.power(count), count)
+        upper = roundoff.certified_epsilon(
+            composed,
+            np.take(composed.cells, (first_index + np.arange(size)) % grid),
+            first_index=first_index,
+            first_loss=origin + first_index * mesh,
+            interval=mesh,
+            infinity_mass=0.0,
+            delta=delta_fin - delta_error,
+        )
     if upper is None:
         raise AccountingError(
-            f"prv accountant cannot certify epsilon at delta={delta:g}: the proven float64 "
-            f"round-off bound ({error_mass:.1e}) leaves no room in delta. Increase delta or "
-            "use method='rdp'."
+            f"prv accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "
+            "the proven float64 round-off bound of its FFT composition exceeds delta even "
+            "with exponential tilting. Increase delta or use method='rdp'."
         )
-    return (max(lower, 0.0), max(estimate, 0.0), max(upper + eps_error, 0.0))
+    return max(upper + eps_error, 0.0)
