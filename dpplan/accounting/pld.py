@@ -64,6 +64,8 @@ MAX_COMPOSED_POINTS = 1 << 22
 #: curves on large grids evaluate fewer epochs (at least MIN_CURVE_POINTS).
 CURVE_WORK = 1 << 26
 MIN_CURVE_POINTS = 10
+#: Round-off charged at an answer, as a fraction of δ, above which it is recomputed tilted.
+_LOOSE = 1e-4
 #: Step counts composed with a tilt when δ is below the untilted round-off bound: the last
 #: one and at most this many more (each costs about one single query).
 _TILTED_POINTS = 8
@@ -239,18 +241,28 @@ class PLDAccountant(Backend):
             pmfs = _internals.dense_pmfs(step)
             per_pmf = [_compose_and_read(pmf, steps, delta) for pmf in pmfs]
             missing = [i for i in range(len(steps)) if any(r[0][i] is None for r in per_pmf)]
+            loose = sorted({i for r in per_pmf for i in r[3]} - set(missing))
             # δ below the untilted bound: tilted compositions for the last such count and
-            # up to _TILTED_POINTS others; the counts between carry the next bound.
-            chosen = set(missing[-1:])
-            chosen.update(
-                missing[round(k * (len(missing) - 1) / _TILTED_POINTS)]
-                for k in range(_TILTED_POINTS)
-                if missing
-            )
+            # up to _TILTED_POINTS others; the counts between carry the next bound. Loose
+            # answers (much round-off charged) get the same treatment, keeping the smaller.
+            chosen = set()
+            for group in (missing, loose):
+                chosen.update(group[-1:])
+                chosen.update(
+                    group[round(k * (len(group) - 1) / _TILTED_POINTS)]
+                    for k in range(_TILTED_POINTS)
+                    if group
+                )
             for index in sorted(chosen):
-                for pmf, (eps, guesses, _) in zip(pmfs, per_pmf):
+                for pmf, (eps, guesses, *_) in zip(pmfs, per_pmf):
                     if eps[index] is None:
                         eps[index] = _tilted_epsilon(pmf, steps[index], delta, guesses[index])
+                    elif index in loose:
+                        try:
+                            tilted = _tilted_epsilon(pmf, steps[index], delta, guesses[index])
+                        except AccountingError:
+                            continue
+                        eps[index] = min(eps[index], tilted)
         except AccountingError:
             raise
         except (ValueError, ArithmeticError, MemoryError) as exc:
@@ -274,6 +286,7 @@ class PLDAccountant(Backend):
             "composition": "Fourier-domain powers of the single-step PLD on one grid sized for "
             "the last step count; a proven float64 round-off bound charged to δ",
             "fft_points": max(r[2] for r in per_pmf),
+            "tilted_recomputations": len(chosen),
         }
         if missing:
             settings["tiny_delta"] = (
@@ -339,26 +352,31 @@ def _compose_and_read(
     widths = upper - lower + 1
     last_size = fft.next_fast_len(int(max(widths[-1], len(probs))), real=True)
     size = fft.next_fast_len(int(max(widths.max(), len(probs))), real=True)
-    composers = {size: roundoff.Composer(probs, size)}
-    # The last count (a single query) on its own grid, tilted towards where δ is decided
-    # (its own transform: one more real FFT of the single-step PMF), which makes the proven
-    # round-off bound negligible there.
-    tilt = roundoff.chernoff_tilt(probs, steps[-1], interval=pmf.discretization, delta=delta)
-    wrap = roundoff.tilted_grid(probs, steps[-1], tilt, lower=int(lower[-1]), tail=delta * 1e-9)
-    if wrap > 2 * last_size:  # a grid this long would cost more than the tilt saves
-        tilt, wrap = 0.0, 0
-    last_size = fft.next_fast_len(max(last_size, wrap), real=True)
-    final = roundoff.Composer(probs, last_size, tilt)
+    # One tilt for every count, towards where δ is decided for the last one (Chernoff), or
+    # less where the grids are too short for its wrapped-around mass: the proven round-off
+    # bound then costs little near the answers (:mod:`dpplan.accounting.roundoff`).
+    tilt = roundoff.fit_tilt(
+        probs,
+        counts,
+        starts=np.maximum(lower, -pmf.lower_loss * counts),  # loss 0: ε is never below
+        sizes=np.where(np.arange(len(steps)) == len(steps) - 1, last_size, size),
+        tilt=roundoff.chernoff_tilt(probs, steps[-1], interval=pmf.discretization, delta=delta),
+        tail=delta * 1e-9,
+    )
+    composers = {size: roundoff.Composer(probs, size, tilt)}
+    if last_size != size:  # the last count on its own grid, as a single query computes it
+        composers[last_size] = roundoff.Composer(probs, last_size, tilt)
     log_keep = math.log1p(-pmf.infinity_mass)
     epsilons: list[float | None] = []
     guesses: list[float] = []
+    loose: list[int] = []
     power, power_steps = None, 0
     gap_powers: dict[int, tuple] = {}
     start = 0.0
     for position, count in enumerate(steps):
         last = position == len(steps) - 1
         grid = last_size if last else size
-        composer = final if last else composers[grid]
+        composer = composers[grid]
         gap = count - power_steps
         if power is None or last or 4 * gap > count:
             # The last count is always a direct power, so it equals a single query for it.
@@ -402,8 +420,14 @@ def _compose_and_read(
             )
             continue
         guesses.append(epsilon)
+        # The round-off charged at the answer (the tilt may have been weakened to fit the
+        # grid): over _LOOSE·δ, a tilted composition on a longer grid may be tighter.
+        offset = int(lower[position]) + (epsilon - first_loss) / pmf.discretization
+        charged = composed.error * math.exp(min(700.0, composed.log_scale - composed.tilt * offset))
+        if charged > _LOOSE * delta:
+            loose.append(position)
         start = epsilon if math.isfinite(epsilon) else start
-    return epsilons, guesses, size
+    return epsilons, guesses, size, loose
 
 
 def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: float) -> float:
@@ -424,8 +448,20 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
         tilt = roundoff.choose_tilt(
             probs, count, interval=pmf.discretization, target=max(guess, 0.0) - origin
         )
-        wrap = roundoff.tilted_grid(probs, count, tilt, lower=lower, tail=delta * 1e-9)
-        grid = fft.next_fast_len(int(max(width, len(probs), min(wrap, 4 * width))), real=True)
+        grid = fft.next_fast_len(int(max(width, len(probs))), real=True)
+        for factor in (1, 2, 4):  # grow the grid (at most 4x) before weakening the tilt
+            fitted = roundoff.fit_tilt(
+                probs,
+                [count],
+                starts=[max(lower, -pmf.lower_loss * count)],
+                sizes=[factor * grid],
+                tilt=tilt,
+                tail=delta * 1e-9,
+            )
+            if fitted == tilt:
+                break
+        grid = fft.next_fast_len(factor * grid, real=True)
+        tilt = fitted
         composer = roundoff.Composer(probs, grid, tilt)
         composed = composer.inverse(composer.power(count), count)
         epsilon = roundoff.certified_epsilon(

@@ -485,8 +485,19 @@ def _tilted_upper(
     upper = None
     if math.isfinite(guess) and delta_fin - delta_error > 0:
         tilt = roundoff.choose_tilt(pmf, count, interval=mesh, target=guess - origin)
-        wrap = roundoff.tilted_grid(pmf, count, tilt, lower=first_index, tail=delta * 1e-9)
-        grid = fft.next_fast_len(max(size, min(wrap, 4 * size)), real=True)
+        for factor in (1, 2, 4):  # grow the grid (at most 4x) before weakening the tilt
+            fitted = roundoff.fit_tilt(
+                pmf,
+                [count],
+                starts=[first_index + max(0, math.ceil(-(origin + first_index * mesh) / mesh))],
+                sizes=[factor * size],
+                tilt=tilt,
+                tail=delta * 1e-9,
+            )
+            if fitted == tilt:
+                break
+        grid = fft.next_fast_len(factor * size, real=True)
+        tilt = fitted
         composer = roundoff.Composer(pmf, grid, tilt)
         composed = composer.inverse(composer.power(count), count)
         upper = roundoff.certified_epsilon(

@@ -256,22 +256,50 @@ def chernoff_tilt(probs: np.ndarray, count: int, *, interval: float, delta: floa
     return best
 
 
-def tilted_grid(probs: np.ndarray, count: int, tilt: float, *, lower: int, tail: float) -> int:
-    """Grid length n at which the wrapped-around mass of a tilted composition adds at most
-    ``tail`` to any untilted cell sum.
+def fit_tilt(
+    probs: np.ndarray,
+    counts: np.ndarray,
+    *,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    tilt: float,
+    tail: float,
+) -> float:
+    """The largest tilt ≤ ``tilt`` (among ``tilt``·0.8^i) whose wrapped-around mass fits.
 
-    Mass of the linear composition at index J ≥ ``lower`` + n wraps to J − n and untilts
-    with e^{tilt·n} too much (non-negative, so still an upper bound, but loose). By
-    Chernoff at 2·tilt, that mass times e^{tilt·n} is at most
-    e^{count·log M(2·tilt) − 2·tilt·lower − tilt·n}. Only tightness depends on this.
+    Mass of the linear composition at index J ≥ start + n wraps to J − n and untilts with
+    e^{λ·n} too much (non-negative, so still an upper bound, but loose); only cells at or
+    above ``start`` (e.g. the index of loss 0, below which ε never lies) are read. By
+    Chernoff at any λ' > λ, that mass times e^{λ·n} is at most
+    e^{count·log M(λ') − λ'·start − (λ' − λ)·n}. Returns the largest candidate λ for which
+    this is at most ``tail`` with n = ``sizes`` for every count, else 0. Only tightness
+    depends on this choice, never validity.
     """
     if tilt <= 0:
-        return 0
+        return 0.0
+    probs = np.asarray(probs, dtype=np.float64)
+    index = np.arange(len(probs))
     with np.errstate(divide="ignore"):
-        shifted = np.log(np.asarray(probs, dtype=np.float64)) + 2 * tilt * np.arange(len(probs))
-    top = float(shifted.max())
-    log_mgf = top + math.log(float(np.exp(shifted - top).sum()))
-    return max(0, math.ceil((count * log_mgf - 2 * tilt * lower - math.log(tail)) / tilt))
+        logs = np.log(probs)
+    candidates = tilt * 0.8 ** np.arange(16)
+    others = np.unique(np.concatenate([candidates * r for r in np.geomspace(1.02, 5.0, 12)]))
+    log_mgfs = []
+    for other in others:
+        shifted = logs + other * index
+        top = float(shifted.max())
+        log_mgfs.append(top + math.log(float(np.exp(shifted - top).sum())))
+    log_mgfs = np.asarray(log_mgfs)
+    counts = np.asarray(counts, dtype=np.float64)[:, None]
+    starts = np.asarray(starts, dtype=np.float64)[:, None]
+    sizes = np.asarray(sizes, dtype=np.float64)[:, None]
+    for candidate in candidates:
+        above = others > candidate * 1.01
+        other = others[above][None, :]
+        log_wrapped = counts * log_mgfs[above][None, :] - other * starts
+        log_wrapped = log_wrapped - (other - candidate) * sizes
+        if np.all(log_wrapped.min(axis=1) <= math.log(tail)):
+            return float(candidate)
+    return 0.0
 
 
 def certified_epsilon(
