@@ -473,7 +473,7 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
     if not math.isfinite(best):
         raise AccountingError(
             f"pld accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "
-            "the proven float64 round-off bound of the FFT composition exceeds delta even "
+            "the proven floating-point (float64) round-off bound of the FFT composition exceeds delta even "
             "with exponential tilting. Use method='rdp'."
         )
     return best

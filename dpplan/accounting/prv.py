@@ -46,7 +46,6 @@ DEFAULT_EPS_ERROR = 0.01
 DEFAULT_DELTA_ERROR_FRACTION = 1e-3
 #: Largest discretisation grid. Beyond it a query takes more than ~10 s and >1 GB.
 MAX_GRID_POINTS = 1 << 22
-_FLOAT_EPS = float(np.finfo(np.float64).eps)
 
 
 class PRVAccountant(Backend):
@@ -518,7 +517,7 @@ def _tilted_upper(
     if not math.isfinite(upper):
         raise AccountingError(
             f"prv accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "
-            "the proven float64 round-off bound of its FFT composition exceeds delta even "
+            "the proven floating-point (float64) round-off bound of its FFT composition exceeds delta even "
             "with exponential tilting. Increase delta or use method='rdp'."
         )
     return max(upper + eps_error, 0.0)
