@@ -8,13 +8,23 @@ computes it (an FFT power on a window given by Chernoff tail bounds, the truncat
 moved to infinity) but for a whole curve at once: one real FFT of each single-step PMF on a
 grid sized for the last step count, then for each epoch a power of that transform (the
 previous epoch's power times the power of the gap), one inverse FFT and a vectorised
-read-out. A K-epoch curve costs about one final query plus K read-outs. Float64 round-off of
-the FFTs is *estimated* (the largest of the computed PMF's negative cells and of its cells
-outside the count's window, plus 4 ulp of its largest cell, over the whole grid, times 4) and
-subtracted from δ before ε is read. This is a measured allowance, not a proven bound; against
-long-double recompositions it covered the true error in every case a review constructed
-(the negative cells alone had been 16x short), and every reported ε stays at or above
-dp-accounting's own (tested per epoch).
+read-out. A K-epoch curve costs about one final query plus K read-outs.
+
+**Round-off, proven.** The float64 error of that composition has an a-priori bound
+(:mod:`dpplan.accounting.roundoff`: Higham's FFT error analysis, the power's rounding and
+Parseval), charged to δ before ε is read, together with the rounding of the read-out's sums.
+Every count is composed *exponentially tilted* towards where δ is decided for the last count
+(the Chernoff-optimal tilt, weakened until the grid holds the tilted mass), which scales the
+bound near the answer by a Chernoff factor. Where the charged bound is still large (tiny δ),
+the last such count and up to 8 others are recomposed with tilts aimed at their own ε on
+their own grids and the smallest certified bound kept; the counts between carry the next
+bound. What is proven: ε is an upper bound for the exact composition of dp-accounting's
+float64 single-step PMF (its pessimistic discretisation is dp-accounting's). What is
+checked: an FFT-free direct-convolution reference (``tests/accounting/tail_reference.py``)
+at δ from 1e-5 to 1e-14, and dp-accounting's own composition at moderate δ. Refusals: δ ≤
+2e-15 (the 1e-15 tail moved to infinity would dominate) and any δ no tilt certifies, with an
+``AccountingError`` naming δ. dp-accounting's private fields are read only through
+:mod:`dpplan.accounting._internals`.
 
 **Bounded work.** The cost of a query grows with the number of grid cells: the single-step
 PLD spans its privacy-loss range (about 1/(2σ²) for small σ) and the composed PLD its tail
@@ -226,7 +236,7 @@ class PLDAccountant(Backend):
 
         Raises:
             AccountingError: if dp-accounting fails (e.g. out of memory), the grid cannot be
-                sized, or δ is too small for the float64 round-off budget.
+                sized, δ ≤ 2e-15, or no tilt brings the proven round-off bound below δ.
         """
         requested = self.value_discretization_interval
         interval = self.grid_interval(

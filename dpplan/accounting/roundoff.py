@@ -62,7 +62,10 @@ __all__ = [
     "Composer",
     "binary_power",
     "certified_epsilon",
+    "chernoff_tilt",
+    "choose_tilt",
     "fft_relative_error",
+    "fit_tilt",
 ]
 
 #: Unit round-off of float64.
@@ -354,8 +357,10 @@ def certified_epsilon(
         log_untilt = log_untilt0 - composed.tilt * offsets
         with np.errstate(over="ignore", under="ignore"):
             factor = np.exp(log_untilt)
-        # exp of an argument a is within (|a| + 2)·u of the exact factor, relatively.
-        slack = 1 + 2 * (np.abs(log_untilt) + 2) * UNIT_ROUNDOFF
+        # The argument is a difference of terms up to |log_scale| and tilt·J, each rounded,
+        # then exp rounds: relatively within 4u·(|log_scale| + tilt·J + |a| + 2).
+        magnitude = abs(composed.log_scale) + composed.tilt * (abs(first_index) + offsets)
+        slack = 1 + 4 * (magnitude + np.abs(log_untilt) + 2) * UNIT_ROUNDOFF
         p = np.maximum(window[first:], 0.0) * factor * slack * (1 + composed.relative)
         errors = composed.error * factor * slack
         tail = np.cumsum(p[::-1])[::-1] * (1 + gamma) + infinity_mass
