@@ -212,6 +212,9 @@ class PRVAccountant(Backend):
 
 #: Tilts tried for a tiny-δ upper bound, as fractions of the Chernoff-optimal one.
 _TILT_FACTORS = (1.0, 0.8)
+#: Round-off charged at the last answer, as a fraction of δ, above which it is recomputed
+#: with a tilt aimed at the estimate (the smaller bound is kept).
+_LOOSE = 1e-3
 #: Step counts given a tilted composition when δ is below the untilted round-off bound:
 #: the last one and at most this many more; the counts between carry the next bound.
 _TILTED_POINTS = 4
@@ -327,8 +330,42 @@ def _compose_and_read(
 ) -> tuple[list[float], list[float], list[float]]:
     """(lower, estimate, upper) ε after each count in ``steps``: Fourier powers of ``pmf``."""
     size = len(pmf)
-    composer = roundoff.Composer(pmf, size)
+    # One tilt for every count, towards where δ is decided for the last one (Chernoff),
+    # weakened until the grid holds the tilted mass: the proven round-off bound then costs
+    # little near the answers (:mod:`dpplan.accounting.roundoff`). Cell i of a count's
+    # domain window is linear composed index (count - 1)·left + i; loss 0 is near i = left.
+    counts = np.asarray(steps, dtype=np.float64)
+    tilt = roundoff.fit_tilt(
+        pmf,
+        counts,
+        starts=counts * left,
+        sizes=np.full(len(steps), size),
+        tilt=roundoff.chernoff_tilt(pmf, steps[-1], interval=mesh, delta=delta),
+        tail=delta * 1e-9,
+    )
+    composer = roundoff.Composer(pmf, size, tilt)
+
+    def t_min_of(count: int) -> float:
+        return -left * mesh + count * mean_shift
+
+    loose = False
     lower, estimates, upper = [], [], []
+    start_epsilon = 0.0
+
+    def _read(composed: roundoff.ComposedPMF, count: int) -> tuple:
+        return _epsilon_bounds(
+            np.roll(composed.cells, (-(count - 1) * left) % size),
+            t_min=t_min_of(count),
+            mesh=mesh,
+            delta=delta,
+            delta_error=delta_error,
+            eps_error=eps_error,
+            log_mass_finite=log_mass_finite * count,
+            start_epsilon=start_epsilon,
+            composed=composed,
+            first_index=(count - 1) * left,
+        )
+
     power, power_steps = None, 0
     step_powers: dict[int, tuple] = {}
     start_epsilon = 0.0
@@ -346,22 +383,49 @@ def _compose_and_read(
             power = composer.multiply(power, step_powers[gap])
         power_steps = count
         composed = composer.inverse(power, count)
-        cells = np.roll(composed.cells, (-(count - 1) * left) % size)
-        bounds = _epsilon_bounds(
-            cells,
-            t_min=-left * mesh + count * mean_shift,
-            mesh=mesh,
-            delta=delta,
-            delta_error=delta_error,
-            eps_error=eps_error,
-            log_mass_finite=log_mass_finite * count,
-            start_epsilon=start_epsilon,
-            composed=composed,
-        )
+        try:
+            bounds = _read(composed, count)
+        except AccountingError:
+            if composed.tilt == 0:
+                raise
+            # The answer lies where the tilted cells are unreadable (ε near 0): this
+            # count again, untilted.
+            plain = roundoff.Composer(pmf, size)
+            composed = plain.inverse(plain.power(count), count)
+            bounds = _read(composed, count)
+        if position == len(steps) - 1 and bounds[2] is not None:
+            # The round-off charged at the answer (the tilt may have been weakened to fit
+            # the grid): over _LOOSE·δ, a tilt aimed at the estimate may be tighter.
+            offset = (count - 1) * left + (bounds[2] - eps_error - t_min_of(count)) / mesh
+            charged = composed.error * math.exp(
+                min(700.0, composed.log_scale - composed.tilt * offset)
+            )
+            loose = charged > _LOOSE * delta
         start_epsilon = max(0.0, bounds[0] - eps_error)
         lower.append(bounds[0])
         estimates.append(bounds[1])
         upper.append(bounds[2])
+    if loose:
+        count = steps[-1]
+        delta_inf = -math.expm1(log_mass_finite * count)
+        try:
+            upper[-1] = min(
+                upper[-1],
+                _tilted_upper(
+                    pmf,
+                    count=count,
+                    mesh=mesh,
+                    left=left,
+                    mean_shift=mean_shift,
+                    delta_fin=(delta - delta_inf) / (1 - delta_inf),
+                    delta=delta,
+                    delta_error=delta_error,
+                    eps_error=eps_error,
+                    guess=estimates[-1],
+                ),
+            )
+        except AccountingError:
+            pass  # the first bound stands
     missing = [i for i, value in enumerate(upper) if value is None]
     chosen = set(missing[-1:])
     chosen.update(
@@ -403,6 +467,7 @@ def _epsilon_bounds(
     log_mass_finite: float,
     start_epsilon: float = 0.0,
     composed: roundoff.ComposedPMF,
+    first_index: int = 0,
 ) -> tuple[float, float, float]:
     """Return (lower, estimate, upper) ε of a discrete PRV, as prv-accountant computes them.
 
@@ -416,15 +481,36 @@ def _epsilon_bounds(
     :func:`~dpplan.accounting.roundoff.certified_epsilon`, which charges it and the float64
     sums' rounding to δ.
 
-    The upper bound is None when the untilted round-off bound leaves no room in δ's
-    budget (the caller then composes with a tilt).
+    If ``composed`` is tilted, ``pmf`` holds its (tilted) cells and ``first_index`` the
+    linear composed index of ``pmf[0]``; the lower bound and estimate are read from the
+    untilted cells where the round-off bound is below δ (zero below), the upper bound from
+    the tilted ones. The upper bound is None when the round-off bound leaves no room in δ's
+    budget (the caller then composes with a tilt aimed at the estimate).
     """
     delta_inf = -math.expm1(log_mass_finite)
     delta_fin = (delta - delta_inf) / (1 - delta_inf)
     if delta_fin <= 0:
         return (math.inf, math.inf, math.inf)
-    # Proven bound on Σ|computed − exact| of the composed cells (not an estimate).
-    error_mass = composed.error
+    # Proven bound on Σ|computed − exact| of the composed cells (not an estimate); when
+    # tilted, the bound above cell i is error·e^{log_factor[i]} in untilted units.
+    cells = pmf
+    log_error = math.log(max(composed.error, 1e-300))
+    if composed.tilt > 0:
+        # Cells below ``cut`` have a round-off bound above δ: unreadable, left at zero.
+        cut = (log_error + composed.log_scale - math.log(delta)) / composed.tilt - first_index
+        cut = min(max(0, math.ceil(cut)), len(pmf))
+        log_factor = composed.log_scale - composed.tilt * (first_index + np.arange(cut, len(pmf)))
+        pmf = np.zeros_like(cells)
+        with np.errstate(under="ignore"):
+            pmf[cut:] = cells[cut:] * np.exp(np.minimum(log_factor, 700.0))
+
+    def error_above(loss: float) -> float:
+        if composed.tilt <= 0:
+            return composed.error
+        index = max(int((loss - t_min) / mesh), 0)
+        return math.exp(
+            min(700.0, log_error + composed.log_scale - composed.tilt * (first_index + index))
+        )
 
     def tail_sums(start: int):
         t = t_min + mesh * np.arange(start, len(pmf))
@@ -449,11 +535,12 @@ def _epsilon_bounds(
             )
         return math.log((d1[index] - target) / d2[index])
 
+    estimate = find_epsilon(delta_fin)
+    error_mass = error_above(estimate - 2 * eps_error)
     try:
         lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
     except AccountingError:  # the round-off bound swamps δ: 0 is a (useless) lower bound
         lower = 0.0
-    estimate = find_epsilon(delta_fin)
     # The upper bound: ε with δ(ε) of the exact composition, plus the proven round-off and
     # the float64 sums' rounding, at most δ - delta_error (with m_j the error of cell j,
     # δ(ε) moves by Σ m_j (1 - e^{ε - t_j}), at most the total error mass).
@@ -461,8 +548,8 @@ def _epsilon_bounds(
     if not (error_mass * 4 > delta_fin - delta_error):  # prv-accountant's own margin
         upper = roundoff.certified_epsilon(
             composed,
-            pmf,
-            first_index=0,
+            cells,
+            first_index=first_index,
             first_loss=t_min,
             interval=mesh,
             infinity_mass=0.0,
@@ -499,9 +586,13 @@ def _tilted_upper(
     upper = math.inf
     if math.isfinite(guess) and delta_fin - delta_error > 0:
         tilt = roundoff.choose_tilt(pmf, count, interval=mesh, target=guess - origin)
-        # Any tilt is proven; a strong one lets far-tail cells dominate, so try two.
-        for factor in _TILT_FACTORS:
-            composer = roundoff.Composer(pmf, size, tilt * factor)
+        # Any tilt is proven; a strong one lets far-tail cells dominate and wrap around, so
+        # try a few, including the strongest whose wrapped-around mass the grid holds.
+        fitted = roundoff.fit_tilt(
+            pmf, [count], starts=[count * left], sizes=[size], tilt=tilt, tail=delta * 1e-9
+        )
+        for trial in sorted({tilt * factor for factor in _TILT_FACTORS} | {fitted}):
+            composer = roundoff.Composer(pmf, size, trial)
             composed = composer.inverse(composer.power(count), count)
             value = roundoff.certified_epsilon(
                 composed,

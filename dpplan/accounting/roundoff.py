@@ -222,10 +222,7 @@ def choose_tilt(probs: np.ndarray, count: int, *, interval: float, target: float
     linear index J = ``target`` / ``interval`` (a loss measured from the composed grid's
     first cell). Only a choice: any λ ≥ 0 gives a proven bound; a good one a tight one.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    index = np.arange(len(probs))
-    with np.errstate(divide="ignore"):
-        logs = np.log(probs)
+    logs, index = _log_cells(probs)
     best, best_value = 0.0, 0.0
     for per_nat in np.geomspace(0.05, 400.0, 80):
         tilt = per_nat * interval
@@ -238,16 +235,40 @@ def choose_tilt(probs: np.ndarray, count: int, *, interval: float, target: float
     return best
 
 
+#: Cells of the coarse copy of a PMF on which tilts are chosen (a choice only: any tilt is
+#: proven, so the choice may be approximate).
+_CHOICE_CELLS = 4096
+
+
+def _log_cells(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log mass, index) of a coarse copy of ``probs``: blocks summed, each at its own mean
+    index (so the mean, which long compositions multiply, is kept exactly)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    block = max(1, -(-len(probs) // _CHOICE_CELLS))
+    index = np.arange(len(probs), dtype=np.float64)
+    if block > 1:
+        cells = block * -(-len(probs) // block)
+        padded = np.zeros(cells)
+        padded[: len(probs)] = probs
+        weighted = np.zeros(cells)
+        weighted[: len(probs)] = probs * index
+        masses = padded.reshape(-1, block).sum(axis=1)
+        centres = np.arange(len(masses)) * block + (block - 1) / 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = weighted.reshape(-1, block).sum(axis=1) / masses
+        index = np.where(masses > 0, means, centres)
+        probs = masses
+    with np.errstate(divide="ignore"):
+        return np.log(probs), index
+
+
 def chernoff_tilt(probs: np.ndarray, count: int, *, interval: float, delta: float) -> float:
     """λ per cell of the Chernoff bound ε(λ) = (count·log E[e^{λL}] + log(1/δ))/λ at its
     minimum: the tilt that centres the composed PMF near where δ is decided, chosen before
     the composition (the loss origin shifts ε(λ) by a constant, so it is left out). Only a
     choice: any λ ≥ 0 gives a proven bound.
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    index = np.arange(len(probs))
-    with np.errstate(divide="ignore"):
-        logs = np.log(probs)
+    logs, index = _log_cells(probs)
     best, best_value = 0.0, math.inf
     for per_nat in np.geomspace(0.05, 400.0, 80):
         shifted = logs + per_nat * interval * index
@@ -280,10 +301,7 @@ def fit_tilt(
     """
     if tilt <= 0:
         return 0.0
-    probs = np.asarray(probs, dtype=np.float64)
-    index = np.arange(len(probs))
-    with np.errstate(divide="ignore"):
-        logs = np.log(probs)
+    logs, index = _log_cells(probs)
     candidates = tilt * 0.8 ** np.arange(16)
     others = np.unique(np.concatenate([candidates * r for r in np.geomspace(1.02, 5.0, 12)]))
     log_mgfs = []
