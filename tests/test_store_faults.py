@@ -4,8 +4,11 @@ schemas, and runs whose process is gone (another host, a reused PID)."""
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -125,19 +128,58 @@ def test_read_only_store_lists_runs_and_refuses_writes_clearly(tmp_path, monkeyp
     assert RunStore(home).get_run(run_id).status == "finished"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
+def _run_in_read_only_mount(home, argv) -> subprocess.CompletedProcess | None:
+    """Run the CLI in a child whose mount namespace has ``home`` bind-mounted read-only.
+
+    Root ignores permission bits but not a read-only mount (EROFS). Returns None where
+    mount namespaces are not permitted.
+    """
+    script = (
+        f"mount --bind -o ro {shlex.quote(str(home))} {shlex.quote(str(home))} && "
+        f"exec {shlex.quote(sys.executable)} -m dpplan.cli " + " ".join(map(shlex.quote, argv))
+    )
+    try:
+        done = subprocess.run(
+            ["unshare", "--mount", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "DPPLAN_HOME": str(home)},
+        )
+    except FileNotFoundError:
+        return None
+    if "mount" in done.stderr and ("ermission" in done.stderr or "ermitted" in done.stderr):
+        return None
+    return done
+
+
 def test_read_only_folder_on_disk(tmp_path, monkeypatch, capsys):
+    # A store that really cannot be written: permission bits for a normal user, a
+    # read-only bind mount (in a private mount namespace) for root, which ignores the bits.
     home = tmp_path / "home"
     store = RunStore(home)
-    _create(store)
-    os.chmod(store.path, 0o444)
-    os.chmod(home, 0o555)
-    try:
-        code, _, err = _cli(home, ["runs"], monkeypatch, capsys)
-        assert code == 0, err
-    finally:
-        os.chmod(home, 0o755)
-        os.chmod(store.path, 0o644)
+    run_id = _create(store)
+    store.finish_run(run_id, status="finished")
+    if os.geteuid() != 0:
+        os.chmod(store.path, 0o444)
+        os.chmod(home, 0o555)
+        try:
+            code, out, err = _cli(home, ["runs"], monkeypatch, capsys)
+            assert code == 0 and f"{run_id:5d}  finished" in out, err
+            code, _, err = _cli(home, ["runs", "delete", str(run_id)], monkeypatch, capsys)
+            assert code == 2 and "read-only" in err
+        finally:
+            os.chmod(home, 0o755)
+            os.chmod(store.path, 0o644)
+        return
+    listed = _run_in_read_only_mount(home, ["runs"])
+    if listed is None:
+        pytest.skip("root, and mount namespaces are not permitted here (unshare --mount)")
+    assert listed.returncode == 0 and f"{run_id:5d}  finished" in listed.stdout, listed.stderr
+    deleted = _run_in_read_only_mount(home, ["runs", "delete", str(run_id)])
+    assert deleted.returncode == 2 and "read-only" in deleted.stderr, deleted.stderr
+    assert RunStore(home).get_run(run_id).status == "finished"
 
 
 def test_missing_store_in_a_read_only_folder(tmp_path, monkeypatch):

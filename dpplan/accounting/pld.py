@@ -8,13 +8,23 @@ computes it (an FFT power on a window given by Chernoff tail bounds, the truncat
 moved to infinity) but for a whole curve at once: one real FFT of each single-step PMF on a
 grid sized for the last step count, then for each epoch a power of that transform (the
 previous epoch's power times the power of the gap), one inverse FFT and a vectorised
-read-out. A K-epoch curve costs about one final query plus K read-outs. Float64 round-off of
-the FFTs is *estimated* (the largest of the computed PMF's negative cells and of its cells
-outside the count's window, plus 4 ulp of its largest cell, over the whole grid, times 4) and
-subtracted from δ before ε is read. This is a measured allowance, not a proven bound; against
-long-double recompositions it covered the true error in every case a review constructed
-(the negative cells alone had been 16x short), and every reported ε stays at or above
-dp-accounting's own (tested per epoch).
+read-out. A K-epoch curve costs about one final query plus K read-outs.
+
+**Round-off, proven.** The float64 error of that composition has an a-priori bound
+(:mod:`dpplan.accounting.roundoff`: Higham's FFT error analysis, the power's rounding and
+Parseval), charged to δ before ε is read, together with the rounding of the read-out's sums.
+Every count is composed *exponentially tilted* towards where δ is decided for the last count
+(the Chernoff-optimal tilt, weakened until the grid holds the tilted mass), which scales the
+bound near the answer by a Chernoff factor. Where the charged bound is still large (tiny δ),
+the last such count and up to 8 others are recomposed with tilts aimed at their own ε on
+their own grids and the smallest certified bound kept; the counts between carry the next
+bound. What is proven: ε is an upper bound for the exact composition of dp-accounting's
+float64 single-step PMF (its pessimistic discretisation is dp-accounting's). What is
+checked: an FFT-free direct-convolution reference (``tests/accounting/tail_reference.py``)
+at δ from 1e-5 to 1e-14, and dp-accounting's own composition at moderate δ. Refusals: δ ≤
+2e-15 (the 1e-15 tail moved to infinity would dominate) and any δ no tilt certifies, with an
+``AccountingError`` naming δ. dp-accounting's private fields are read only through
+:mod:`dpplan.accounting._internals`.
 
 **Bounded work.** The cost of a query grows with the number of grid cells: the single-step
 PLD spans its privacy-loss range (about 1/(2σ²) for small σ) and the composed PLD its tail
@@ -43,6 +53,7 @@ import numpy as np
 from dp_accounting.pld import common, privacy_loss_distribution, privacy_loss_mechanism
 from scipy import fft, signal, special
 
+from dpplan.accounting import _internals, roundoff
 from dpplan.accounting.base import Backend, Computation
 from dpplan.errors import AccountingError
 
@@ -63,16 +74,20 @@ MAX_COMPOSED_POINTS = 1 << 22
 #: curves on large grids evaluate fewer epochs (at least MIN_CURVE_POINTS).
 CURVE_WORK = 1 << 26
 MIN_CURVE_POINTS = 10
-_FLOAT_EPS = float(np.finfo(np.float64).eps)
-#: Factor on the estimated float64 round-off charged to δ (the estimate is a measurement, not
-#: a proof; against long-double recompositions it was at most 0.72x the true error with the
-#: outside-window samples, 2x without them in one case).
-_ROUND_OFF_SAFETY = 4.0
+#: Tilts tried for a tiny-δ answer, as fractions of the Chernoff-optimal one.
+_TILT_FACTORS = (1.0, 0.9, 0.8, 0.7)
+#: Round-off charged at an answer, as a fraction of δ, above which it is recomputed tilted.
+_LOOSE = 1e-4
+#: Step counts composed with a tilt when δ is below the untilted round-off bound: the last
+#: one and at most this many more (each costs about one single query).
+_TILTED_POINTS = 8
 #: Cells of the coarse single-step PLD used to estimate grid sizes.
 _PROBE_POINTS = 2000
 #: dp-accounting's defaults: Gaussian tail truncation (ln mass) and composed tail mass.
 _LOG_MASS_TRUNCATION_BOUND = -50.0
 _TAIL_MASS_TRUNCATION = 1e-15
+#: Smallest δ PLD answers: the truncated tail mass (moved to infinity) must stay below δ/2.
+_MIN_DELTA = 2 * _TAIL_MASS_TRUNCATION
 
 
 @functools.lru_cache(maxsize=32)
@@ -122,8 +137,8 @@ def _composed_loss_width(sample_rate: float, noise_multiplier: float, steps: int
     """
     probe, pld = _probe_pld(sample_rate, noise_multiplier)
     width = 0.0
-    for pmf in (pld._pmf_remove, pld._pmf_add):  # sizes only: read the private arrays
-        lower, upper = common.compute_self_convolve_bounds(pmf._probs, steps, _TAIL_MASS_TRUNCATION)
+    for probs in _internals.pmf_arrays(pld):  # sizes only
+        lower, upper = common.compute_self_convolve_bounds(probs, steps, _TAIL_MASS_TRUNCATION)
         width = max(width, (upper - lower + 1) * probe)
     return width
 
@@ -221,18 +236,45 @@ class PLDAccountant(Backend):
 
         Raises:
             AccountingError: if dp-accounting fails (e.g. out of memory), the grid cannot be
-                sized, or δ is too small for the float64 round-off budget.
+                sized, δ ≤ 2e-15, or no tilt brings the proven round-off bound below δ.
         """
         requested = self.value_discretization_interval
         interval = self.grid_interval(
             sample_rate=sample_rate, noise_multiplier=noise_multiplier, steps=steps[-1]
         )
+        if not (delta > _MIN_DELTA):
+            raise AccountingError(
+                f"pld accountant cannot certify epsilon at delta={delta:g}: its limit is "
+                f"delta > {_MIN_DELTA:g} (a tail mass of {_TAIL_MASS_TRUNCATION:g} is moved to "
+                "infinity). Use method='rdp'."
+            )
         try:
             step = _pld_per_step(sample_rate, noise_multiplier, interval)
-            pmfs = [step._pmf_remove.to_dense_pmf()]  # private fields: dp-accounting's PMFs
-            if not step._symmetric:
-                pmfs.append(step._pmf_add.to_dense_pmf())
+            pmfs = _internals.dense_pmfs(step)
             per_pmf = [_compose_and_read(pmf, steps, delta) for pmf in pmfs]
+            missing = [i for i in range(len(steps)) if any(r[0][i] is None for r in per_pmf)]
+            loose = sorted({i for r in per_pmf for i in r[3]} - set(missing))
+            # δ below the untilted bound: tilted compositions for the last such count and
+            # up to _TILTED_POINTS others; the counts between carry the next bound. Loose
+            # answers (much round-off charged) get the same treatment, keeping the smaller.
+            chosen = set()
+            for group in (missing, loose):
+                chosen.update(group[-1:])
+                chosen.update(
+                    group[round(k * (len(group) - 1) / _TILTED_POINTS)]
+                    for k in range(_TILTED_POINTS)
+                    if group
+                )
+            for index in sorted(chosen):
+                for pmf, (eps, guesses, *_) in zip(pmfs, per_pmf):
+                    if eps[index] is None:
+                        eps[index] = _tilted_epsilon(pmf, steps[index], delta, guesses[index])
+                    elif index in loose:
+                        try:
+                            tilted = _tilted_epsilon(pmf, steps[index], delta, guesses[index])
+                        except AccountingError:
+                            continue
+                        eps[index] = min(eps[index], tilted)
         except AccountingError:
             raise
         except (ValueError, ArithmeticError, MemoryError) as exc:
@@ -242,31 +284,27 @@ class PLDAccountant(Backend):
             ) from exc
         # dp-accounting's rule for add-or-remove: the larger ε of the two PLDs.
         epsilons = [
-            None if None in values else max(values) for values in zip(*(eps for eps, _ in per_pmf))
+            None if None in values else max(values) for values in zip(*(r[0] for r in per_pmf))
         ]
-        tiny_delta = None in epsilons
-        if tiny_delta:
-            _fill_tiny_delta(
-                epsilons,
-                sample_rate=sample_rate,
-                noise_multiplier=noise_multiplier,
-                delta=delta,
-                interval=interval,
-                steps=steps,
-            )
+        following = math.inf  # the smallest bound computed for this many steps or more
+        for index in range(len(epsilons) - 1, -1, -1):
+            if epsilons[index] is not None:
+                following = min(following, epsilons[index])
+            epsilons[index] = following
         settings = {
             "value_discretization_interval": interval,
             "pessimistic_estimate": True,
             "tail_mass_truncation": _TAIL_MASS_TRUNCATION,
             "composition": "Fourier-domain powers of the single-step PLD on one grid sized for "
-            "the last step count; float64 round-off estimated and charged to δ",
-            "fft_points": max(points for _, points in per_pmf),
+            "the last step count; a proven float64 round-off bound charged to δ",
+            "fft_points": max(r[2] for r in per_pmf),
+            "tilted_recomputations": len(chosen),
         }
-        if tiny_delta:
+        if missing:
             settings["tiny_delta"] = (
-                f"delta={delta:g} is below the FFTs' round-off for some epochs: those use "
-                f"dp-accounting's PLDAccountant at up to {_TINY_DELTA_POINTS + 1} epochs, the "
-                "others carry the next one's bound"
+                f"delta={delta:g} is below the untilted round-off bound for {len(missing)} "
+                f"step counts: {len(chosen)} of them use an exponentially tilted composition, "
+                "the others carry the next one's bound"
             )
         if interval != requested:
             settings["coarsened"] = (
@@ -276,24 +314,6 @@ class PLDAccountant(Backend):
                 "upper bound, only looser"
             )
         return Computation(upper=tuple(epsilons), settings=settings)
-
-
-def _round_off_mass(composed: np.ndarray, *, first: int, width: int) -> float:
-    """Estimated total float64 round-off of a PMF composed by FFT on ``len(composed)`` cells.
-
-    A true PMF is non-negative, so its negative cells sample the noise; so do the cells
-    outside the window ``[first, first + width)`` (mod the grid), whose true mass is at most
-    the 1e-15 tail (when every cell is positive, the negative cells alone underestimated the
-    noise 16x in a review). The larger of the two, plus 4 ulp of the largest cell, is budgeted
-    over the whole grid, times ``_ROUND_OFF_SAFETY``. A measurement, not a proven bound.
-    """
-    grid = len(composed)
-    outside = 0.0
-    if width < grid:
-        rest = np.take(composed, (first + width + np.arange(grid - width)) % grid)
-        outside = float(np.abs(rest).max())
-    floor = max(-float(composed.min()), outside, 0.0) + 4 * _FLOAT_EPS * float(composed.max())
-    return _ROUND_OFF_SAFETY * floor * grid
 
 
 def _convolve_bounds(probs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -324,118 +344,149 @@ def _convolve_bounds(probs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray,
     return lower.astype(np.int64), upper.astype(np.int64)
 
 
-def _compose_and_read(pmf, steps: tuple[int, ...], delta: float) -> tuple[list[float], int]:
-    """ε after each step count in ``steps`` of one dense single-step PMF; and the FFT length.
+def _compose_and_read(
+    pmf: _internals.SinglePMF, steps: tuple[int, ...], delta: float
+) -> tuple[list[float | None], list[float], int]:
+    """ε after each step count in ``steps`` of one dense single-step PMF, the uncertified
+    read-outs (to aim the tilt where ε is None) and the FFT length.
 
     One real FFT of the single-step PMF on a grid long enough for the last count's window;
     each count is then a power of that transform (the previous count's power times the
     power of the gap, or a direct power), one inverse FFT and a vectorised read-out. The
     window and the infinity mass follow ``DensePLDPmf.self_compose`` (tail mass 1e-15 moved
     to infinity: pessimistic); mass outside a count's window wraps into it, which can only
-    add to δ. Float64 round-off is estimated as in the PRV backend and charged to δ.
+    add to δ. The float64 round-off is bounded a priori (:mod:`dpplan.accounting.roundoff`)
+    and charged to δ; where that bound is too large for δ the entry is None.
     """
-    probs = np.asarray(pmf._probs, dtype=np.float64)
+    probs = pmf.probs
     counts = np.asarray(steps, dtype=np.float64)
     lower, upper = _convolve_bounds(probs, counts)
     widths = upper - lower + 1
     last_size = fft.next_fast_len(int(max(widths[-1], len(probs))), real=True)
     size = fft.next_fast_len(int(max(widths.max(), len(probs))), real=True)
-    transforms = {size: fft.rfft(probs, size)}
+    # One tilt for every count, towards where δ is decided for the last one (Chernoff), or
+    # less where the grids are too short for its wrapped-around mass: the proven round-off
+    # bound then costs little near the answers (:mod:`dpplan.accounting.roundoff`).
+    tilt = roundoff.fit_tilt(
+        probs,
+        counts,
+        starts=np.maximum(lower, -pmf.lower_loss * counts),  # loss 0: ε is never below
+        sizes=np.where(np.arange(len(steps)) == len(steps) - 1, last_size, size),
+        tilt=roundoff.chernoff_tilt(probs, steps[-1], interval=pmf.discretization, delta=delta),
+        tail=delta * 1e-9,
+    )
+    composers = {size: roundoff.Composer(probs, size, tilt)}
     if last_size != size:  # the last count on its own grid, as a single query computes it
-        transforms[last_size] = fft.rfft(probs, last_size)
-    log_keep = math.log1p(-pmf._infinity_mass)
-    epsilons: list[float] = []
+        composers[last_size] = roundoff.Composer(probs, last_size, tilt)
+    log_keep = math.log1p(-pmf.infinity_mass)
+    epsilons: list[float | None] = []
+    guesses: list[float] = []
+    loose: list[int] = []
     power, power_steps = None, 0
-    gap_powers: dict[int, np.ndarray] = {}
+    gap_powers: dict[int, tuple] = {}
     start = 0.0
     for position, count in enumerate(steps):
         last = position == len(steps) - 1
         grid = last_size if last else size
-        transform = transforms[grid]
+        composer = composers[grid]
         gap = count - power_steps
         if power is None or last or 4 * gap > count:
             # The last count is always a direct power, so it equals a single query for it.
-            power = transform**count
+            power = composer.power(count)
         else:
             if gap not in gap_powers:
                 if len(gap_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
                     gap_powers.clear()
-                gap_powers[gap] = transform**gap
-            power = power * gap_powers[gap]
+                gap_powers[gap] = composer.power(gap)
+            power = composer.multiply(power, gap_powers[gap])
         power_steps = count
-        composed = fft.irfft(power, grid)
-        window = np.take(composed, (lower[position] + np.arange(widths[position])) % grid)
-        error_mass = _round_off_mass(
-            composed, first=int(lower[position]), width=int(widths[position])
-        )
+        composed = composer.inverse(power, count)
+        window = np.take(composed.cells, (lower[position] + np.arange(widths[position])) % grid)
         infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * log_keep)
+        first_loss = (pmf.lower_loss * count + int(lower[position])) * pmf.discretization
         if not (infinity_mass <= delta):  # the tail moved to infinity alone exceeds δ
             epsilons.append(math.inf)
+            guesses.append(math.inf)
             continue
-        if not (delta - error_mass > 0):
-            # δ below the FFTs' round-off (δ ≲ 1e-12): compose in the PMF domain instead,
-            # as dp-accounting does, for the last count and a few others (see below).
-            epsilons.append(None)
-            continue
-        epsilon = _epsilon_for_delta(
+        epsilon = roundoff.certified_epsilon(
+            composed,
             window,
-            first_loss=(pmf._lower_loss * count + int(lower[position])) * pmf._discretization,
-            interval=pmf._discretization,
+            first_index=int(lower[position]),
+            first_loss=first_loss,
+            interval=pmf.discretization,
             infinity_mass=infinity_mass,
-            delta=delta - error_mass,
+            delta=delta,
             start=start,
         )
         epsilons.append(epsilon)
+        if epsilon is None:
+            # δ below the untilted round-off bound: an uncertified read-out aims the tilt.
+            guesses.append(
+                _epsilon_for_delta(
+                    window,
+                    first_loss=first_loss,
+                    interval=pmf.discretization,
+                    infinity_mass=infinity_mass,
+                    delta=delta,
+                )
+            )
+            continue
+        guesses.append(epsilon)
+        # The round-off charged at the answer (the tilt may have been weakened to fit the
+        # grid): over _LOOSE·δ, a tilted composition on a longer grid may be tighter.
+        offset = int(lower[position]) + (epsilon - first_loss) / pmf.discretization
+        charged = composed.error * math.exp(min(700.0, composed.log_scale - composed.tilt * offset))
+        if charged > _LOOSE * delta:
+            loose.append(position)
         start = epsilon if math.isfinite(epsilon) else start
-    return epsilons, size
+    return epsilons, guesses, size, loose
 
 
-#: Step counts accounted by dp-accounting's own PLDAccountant when δ is below the FFTs'
-#: round-off: the last one and at most this many more; the counts between carry the next
-#: accounted bound (ε never decreases with more steps, so that is still an upper bound).
-_TINY_DELTA_POINTS = 8
+def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: float) -> float:
+    """ε after ``count`` steps from exponentially tilted compositions (tiny δ).
 
-
-def _fill_tiny_delta(
-    epsilons: list,
-    *,
-    sample_rate: float,
-    noise_multiplier: float,
-    delta: float,
-    interval: float,
-    steps: tuple[int, ...],
-) -> None:
-    """Fill the ``None`` entries of ``epsilons`` (counts where the float64 FFTs' round-off
-    would exceed δ, δ ≲ 1e-12) with a fresh dp-accounting ``PLDAccountant`` on the same grid,
-    for the last such count and up to ``_TINY_DELTA_POINTS`` others (bounded work); every
-    other entry takes the smallest bound computed for as many steps or more.
+    Any tilt gives a proven bound (:mod:`dpplan.accounting.roundoff`), so a few are tried
+    and the smallest bound kept: the tilt that minimises the Chernoff factor at ``guess``
+    (an uncertified ε) and weaker ones (a strong tilt lets far-tail cells dominate the
+    tilted PMF and its wrapped-around mass), on the count's grid and on one twice as long.
 
     Raises:
-        AccountingError: if dp-accounting fails.
+        AccountingError: if no tilt brings the round-off bound below δ.
     """
-    missing = [i for i, value in enumerate(epsilons) if value is None]
-    chosen = {missing[-1]}
-    chosen.update(
-        missing[round(k * (len(missing) - 1) / _TINY_DELTA_POINTS)]
-        for k in range(_TINY_DELTA_POINTS)
-    )
-    event = dp_accounting.PoissonSampledDpEvent(
-        sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
-    )
-    for index in sorted(chosen):
-        try:
-            accountant = dp_accounting.pld.PLDAccountant(value_discretization_interval=interval)
-            epsilons[index] = float(accountant.compose(event, int(steps[index])).get_epsilon(delta))
-        except (ValueError, ArithmeticError, MemoryError) as exc:
-            raise AccountingError(
-                f"pld accountant failed for {steps[index]} steps at delta={delta:g}: "
-                f"{exc!r}. Try method='rdp'."
-            ) from exc
-    following = math.inf  # the smallest bound computed for this many steps or more
-    for index in range(len(epsilons) - 1, -1, -1):
-        if epsilons[index] is not None:
-            following = min(following, epsilons[index])
-        epsilons[index] = following
+    probs = pmf.probs
+    lower, upper = _convolve_bounds(probs, np.asarray([count], dtype=np.float64))
+    lower, width = int(lower[0]), int(upper[0] - lower[0] + 1)
+    origin = pmf.lower_loss * count * pmf.discretization  # loss of composed index 0
+    infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * math.log1p(-pmf.infinity_mass))
+    best = math.inf
+    if math.isfinite(guess):
+        tilt = roundoff.choose_tilt(
+            probs, count, interval=pmf.discretization, target=max(guess, 0.0) - origin
+        )
+        grid = fft.next_fast_len(int(max(width, len(probs))), real=True)
+        trials = [(tilt * f, grid) for f in _TILT_FACTORS]
+        trials.append((tilt, fft.next_fast_len(2 * grid, real=True)))
+        for trial_tilt, trial_grid in trials:
+            composer = roundoff.Composer(probs, trial_grid, trial_tilt)
+            composed = composer.inverse(composer.power(count), count)
+            epsilon = roundoff.certified_epsilon(
+                composed,
+                np.take(composed.cells, (lower + np.arange(width)) % trial_grid),
+                first_index=lower,
+                first_loss=origin + lower * pmf.discretization,
+                interval=pmf.discretization,
+                infinity_mass=infinity_mass,
+                delta=delta,
+            )
+            if epsilon is not None:
+                best = min(best, epsilon)
+    if not math.isfinite(best):
+        raise AccountingError(
+            f"pld accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "
+            "the proven floating-point (float64) round-off bound of the FFT composition exceeds delta even "
+            "with exponential tilting. Use method='rdp'."
+        )
+    return best
 
 
 def _epsilon_for_delta(

@@ -10,12 +10,13 @@ for speed, and neither loosens the guarantee:
 
 * the grid length is rounded up to an FFT-friendly size (prv-accountant's sizes are often
   twice a prime, which costs ~100x); the mesh is unchanged and the domain only widens;
-* the composition runs in float64 rather than long double. The round-off of the FFT is
-  estimated from the computed PMF's negative mass (a true PMF has none) plus 4 ulp of its
-  largest cell and added to δ's error budget before ε is read. The estimate is not a proven
-  bound (a review measured a constructed case, q = 0.01, σ = 0.4, 2,000 steps, where the true
-  round-off was 116x it); in every case checked the reported upper bound stayed at or above
-  prv-accountant's own, which the tests check.
+* the composition runs in float64 rather than long double. The round-off of the FFT
+  composition has a proven a-priori bound (:mod:`dpplan.accounting.roundoff`: Higham's FFT
+  error analysis), charged to δ's error budget before the upper bound is read, with the
+  rounding of the read-out's sums. Where that bound does not fit in δ, PRV refuses
+  (``AccountingError`` naming δ and the limit); use RDP, or PLD, which tilts for tiny δ.
+  (The estimate used before, negative mass plus 4 ulp, was 116x short in a constructed case,
+  q = 0.01, σ = 0.4, 2,000 steps; that case is a test.)
 
 The reported ε is prv-accountant's *upper* bound (estimate + ``eps_error``, at δ minus
 ``delta_error``); the lower bound and the estimate are kept for display.
@@ -33,6 +34,7 @@ from prv_accountant.privacy_random_variables import (
 )
 from scipy import fft, special
 
+from dpplan.accounting import roundoff
 from dpplan.accounting.base import Backend, Computation
 from dpplan.errors import AccountingError
 
@@ -44,7 +46,6 @@ DEFAULT_EPS_ERROR = 0.01
 DEFAULT_DELTA_ERROR_FRACTION = 1e-3
 #: Largest discretisation grid. Beyond it a query takes more than ~10 s and >1 GB.
 MAX_GRID_POINTS = 1 << 22
-_FLOAT_EPS = float(np.finfo(np.float64).eps)
 
 
 class PRVAccountant(Backend):
@@ -209,6 +210,15 @@ class PRVAccountant(Backend):
         )[2][0]
 
 
+#: Tilts tried for a tiny-δ upper bound, as fractions of the Chernoff-optimal one.
+_TILT_FACTORS = (1.0, 0.8)
+#: Round-off charged at the last answer, as a fraction of δ, above which it is recomputed
+#: with a tilt aimed at the estimate (the smaller bound is kept).
+_LOOSE = 1e-3
+#: Step counts given a tilted composition when δ is below the untilted round-off bound:
+#: the last one and at most this many more; the counts between carry the next bound.
+_TILTED_POINTS = 4
+
 #: Domains of recent estimates, so a search sizes one domain for all its estimates.
 _DOMAINS: dict[tuple, tuple] = {}
 #: prv-accountant's RDP orders for sizing the safe domain (``other_accountants.RDP``).
@@ -320,40 +330,129 @@ def _compose_and_read(
 ) -> tuple[list[float], list[float], list[float]]:
     """(lower, estimate, upper) ε after each count in ``steps``: Fourier powers of ``pmf``."""
     size = len(pmf)
-    transform = fft.rfft(pmf)
+    # One tilt for every count, towards where δ is decided for the last one (Chernoff),
+    # weakened until the grid holds the tilted mass: the proven round-off bound then costs
+    # little near the answers (:mod:`dpplan.accounting.roundoff`). Cell i of a count's
+    # domain window is linear composed index (count - 1)·left + i; loss 0 is near i = left.
+    counts = np.asarray(steps, dtype=np.float64)
+    tilt = roundoff.fit_tilt(
+        pmf,
+        counts,
+        starts=counts * left,
+        sizes=np.full(len(steps), size),
+        tilt=roundoff.chernoff_tilt(pmf, steps[-1], interval=mesh, delta=delta),
+        tail=delta * 1e-9,
+    )
+    composer = roundoff.Composer(pmf, size, tilt)
+
+    def t_min_of(count: int) -> float:
+        return -left * mesh + count * mean_shift
+
+    loose = False
     lower, estimates, upper = [], [], []
-    power, power_steps = None, 0
-    step_powers: dict[int, np.ndarray] = {}
     start_epsilon = 0.0
-    for position, count in enumerate(steps):
-        gap = count - power_steps
-        if power is None or 4 * gap > count or position == len(steps) - 1:
-            # The last count is always a direct power, so it is bit-for-bit the value a
-            # single query for that count returns.
-            power = transform**count
-        else:
-            if gap not in step_powers:
-                if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
-                    step_powers.clear()
-                step_powers[gap] = transform**gap
-            power = power * step_powers[gap]
-        power_steps = count
-        composed = fft.irfft(power, n=size, workers=-1)
-        composed = np.roll(composed, (-(count - 1) * left) % size)
-        bounds = _epsilon_bounds(
-            composed,
-            t_min=-left * mesh + count * mean_shift,
+
+    def _read(composed: roundoff.ComposedPMF, count: int) -> tuple:
+        return _epsilon_bounds(
+            np.roll(composed.cells, (-(count - 1) * left) % size),
+            t_min=t_min_of(count),
             mesh=mesh,
             delta=delta,
             delta_error=delta_error,
             eps_error=eps_error,
             log_mass_finite=log_mass_finite * count,
             start_epsilon=start_epsilon,
+            composed=composed,
+            first_index=(count - 1) * left,
         )
+
+    power, power_steps = None, 0
+    step_powers: dict[int, tuple] = {}
+    start_epsilon = 0.0
+    for position, count in enumerate(steps):
+        gap = count - power_steps
+        if power is None or 4 * gap > count or position == len(steps) - 1:
+            # The last count is always a direct power, so it is bit-for-bit the value a
+            # single query for that count returns.
+            power = composer.power(count)
+        else:
+            if gap not in step_powers:
+                if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
+                    step_powers.clear()
+                step_powers[gap] = composer.power(gap)
+            power = composer.multiply(power, step_powers[gap])
+        power_steps = count
+        composed = composer.inverse(power, count)
+        try:
+            bounds = _read(composed, count)
+        except AccountingError:
+            if composed.tilt == 0:
+                raise
+            # The answer lies where the tilted cells are unreadable (ε near 0): this
+            # count again, untilted.
+            plain = roundoff.Composer(pmf, size)
+            composed = plain.inverse(plain.power(count), count)
+            bounds = _read(composed, count)
+        if position == len(steps) - 1 and bounds[2] is not None:
+            # The round-off charged at the answer (the tilt may have been weakened to fit
+            # the grid): over _LOOSE·δ, a tilt aimed at the estimate may be tighter.
+            offset = (count - 1) * left + (bounds[2] - eps_error - t_min_of(count)) / mesh
+            charged = composed.error * math.exp(
+                min(700.0, composed.log_scale - composed.tilt * offset)
+            )
+            loose = charged > _LOOSE * delta
         start_epsilon = max(0.0, bounds[0] - eps_error)
         lower.append(bounds[0])
         estimates.append(bounds[1])
         upper.append(bounds[2])
+    if loose:
+        count = steps[-1]
+        delta_inf = -math.expm1(log_mass_finite * count)
+        try:
+            upper[-1] = min(
+                upper[-1],
+                _tilted_upper(
+                    pmf,
+                    count=count,
+                    mesh=mesh,
+                    left=left,
+                    mean_shift=mean_shift,
+                    delta_fin=(delta - delta_inf) / (1 - delta_inf),
+                    delta=delta,
+                    delta_error=delta_error,
+                    eps_error=eps_error,
+                    guess=estimates[-1],
+                ),
+            )
+        except AccountingError:
+            pass  # the first bound stands
+    missing = [i for i, value in enumerate(upper) if value is None]
+    chosen = set(missing[-1:])
+    chosen.update(
+        missing[round(k * (len(missing) - 1) / _TILTED_POINTS)]
+        for k in range(_TILTED_POINTS)
+        if missing
+    )
+    for index in sorted(chosen):
+        count = steps[index]
+        delta_inf = -math.expm1(log_mass_finite * count)
+        upper[index] = _tilted_upper(
+            pmf,
+            count=count,
+            mesh=mesh,
+            left=left,
+            mean_shift=mean_shift,
+            delta_fin=(delta - delta_inf) / (1 - delta_inf),
+            delta=delta,
+            delta_error=delta_error,
+            eps_error=eps_error,
+            guess=estimates[index],
+        )
+    following = math.inf  # ε never decreases with more steps: carry the next bound
+    for index in range(len(upper) - 1, -1, -1):
+        if upper[index] is not None:
+            following = min(following, upper[index])
+        upper[index] = following
     return lower, estimates, upper
 
 
@@ -367,6 +466,8 @@ def _epsilon_bounds(
     eps_error: float,
     log_mass_finite: float,
     start_epsilon: float = 0.0,
+    composed: roundoff.ComposedPMF,
+    first_index: int = 0,
 ) -> tuple[float, float, float]:
     """Return (lower, estimate, upper) ε of a discrete PRV, as prv-accountant computes them.
 
@@ -375,19 +476,40 @@ def _epsilon_bounds(
     ε = log((d1 - δ) / d2) with d1, d2 the tail sums of p and p·e^{-t}. Only the tail
     right of ``start_epsilon`` (a known lower bound on every answer, e.g. 0 or the previous
     epoch's lower bound) is summed; if an answer falls left of it the whole grid is used.
+    ``composed`` carries the proven round-off bound of the FFT composition
+    (:mod:`dpplan.accounting.roundoff`); the upper bound is read by
+    :func:`~dpplan.accounting.roundoff.certified_epsilon`, which charges it and the float64
+    sums' rounding to δ.
+
+    If ``composed`` is tilted, ``pmf`` holds its (tilted) cells and ``first_index`` the
+    linear composed index of ``pmf[0]``; the lower bound and estimate are read from the
+    untilted cells where the round-off bound is below δ (zero below), the upper bound from
+    the tilted ones. The upper bound is None when the round-off bound leaves no room in δ's
+    budget (the caller then composes with a tilt aimed at the estimate).
     """
     delta_inf = -math.expm1(log_mass_finite)
     delta_fin = (delta - delta_inf) / (1 - delta_inf)
     if delta_fin <= 0:
         return (math.inf, math.inf, math.inf)
-    # Round-off of the float64 FFT: a true PMF is non-negative, so the negative mass of the
-    # computed one measures the noise floor. Budget it generously over the whole grid.
-    noise_floor = max(-float(pmf.min()), 0.0) + 4 * _FLOAT_EPS * float(pmf.max())
-    error_mass = noise_floor * len(pmf)
-    if error_mass * 4 > delta_fin - delta_error:  # mirrors prv-accountant's own check
-        raise AccountingError(
-            f"prv accountant cannot resolve delta={delta:g}: floating-point error "
-            f"(~{error_mass:.1e}) would dominate. Increase delta or use method='rdp'."
+    # Proven bound on Σ|computed − exact| of the composed cells (not an estimate); when
+    # tilted, the bound above cell i is error·e^{log_factor[i]} in untilted units.
+    cells = pmf
+    log_error = math.log(max(composed.error, 1e-300))
+    if composed.tilt > 0:
+        # Cells below ``cut`` have a round-off bound above δ: unreadable, left at zero.
+        cut = (log_error + composed.log_scale - math.log(delta)) / composed.tilt - first_index
+        cut = min(max(0, math.ceil(cut)), len(pmf))
+        log_factor = composed.log_scale - composed.tilt * (first_index + np.arange(cut, len(pmf)))
+        pmf = np.zeros_like(cells)
+        with np.errstate(under="ignore"):
+            pmf[cut:] = cells[cut:] * np.exp(np.minimum(log_factor, 700.0))
+
+    def error_above(loss: float) -> float:
+        if composed.tilt <= 0:
+            return composed.error
+        index = max(int((loss - t_min) / mesh), 0)
+        return math.exp(
+            min(700.0, log_error + composed.log_scale - composed.tilt * (first_index + index))
         )
 
     def tail_sums(start: int):
@@ -413,16 +535,80 @@ def _epsilon_bounds(
             )
         return math.log((d1[index] - target) / d2[index])
 
-    lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
     estimate = find_epsilon(delta_fin)
-    # For the upper bound, lower the δ target by the round-off allowance. With m_j the error
-    # of cell j, δ(ε) = Σ_{t_j ≥ ε} p_j (1 - e^{ε - t_j}) moves by Σ m_j (1 - e^{ε - t_j}),
-    # whose coefficients lie in [0, 1): at most the total error mass.
-    target = delta_fin - delta_error - error_mass
-    if not (target > 0):
-        raise AccountingError(
-            f"prv accountant cannot resolve delta={delta:g}: floating-point error would "
-            "dominate. Increase delta or use method='rdp'."
+    error_mass = error_above(estimate - 2 * eps_error)
+    try:
+        lower = find_epsilon(delta_fin + delta_error + error_mass) - eps_error
+    except AccountingError:  # the round-off bound swamps δ: 0 is a (useless) lower bound
+        lower = 0.0
+    # The upper bound: ε with δ(ε) of the exact composition, plus the proven round-off and
+    # the float64 sums' rounding, at most δ - delta_error (with m_j the error of cell j,
+    # δ(ε) moves by Σ m_j (1 - e^{ε - t_j}), at most the total error mass).
+    upper = None
+    if not (error_mass * 4 > delta_fin - delta_error):  # prv-accountant's own margin
+        upper = roundoff.certified_epsilon(
+            composed,
+            cells,
+            first_index=first_index,
+            first_loss=t_min,
+            interval=mesh,
+            infinity_mass=0.0,
+            delta=delta_fin - delta_error,
+            start=max(0.0, start_epsilon),
         )
-    upper = find_epsilon(target)
+    if upper is None:  # the caller composes again with a tilt
+        return (max(lower, 0.0), max(estimate, 0.0), None)
     return (max(lower, 0.0), max(estimate, 0.0), max(upper + eps_error, 0.0))
+
+
+def _tilted_upper(
+    pmf: np.ndarray,
+    *,
+    count: int,
+    mesh: float,
+    left: int,
+    mean_shift: float,
+    delta_fin: float,
+    delta: float,
+    delta_error: float,
+    eps_error: float,
+    guess: float,
+) -> float:
+    """prv-accountant's upper bound after ``count`` steps from an exponentially tilted
+    composition (δ below the untilted round-off bound; :mod:`dpplan.accounting.roundoff`).
+
+    Raises:
+        AccountingError: if even the tilted round-off bound leaves no room in δ.
+    """
+    size = len(pmf)
+    origin = count * (-left * mesh + mean_shift)  # loss of linear composed index 0
+    first_index = (count - 1) * left  # linear index of the domain's first cell
+    upper = math.inf
+    if math.isfinite(guess) and delta_fin - delta_error > 0:
+        tilt = roundoff.choose_tilt(pmf, count, interval=mesh, target=guess - origin)
+        # Any tilt is proven; a strong one lets far-tail cells dominate and wrap around, so
+        # try a few, including the strongest whose wrapped-around mass the grid holds.
+        fitted = roundoff.fit_tilt(
+            pmf, [count], starts=[count * left], sizes=[size], tilt=tilt, tail=delta * 1e-9
+        )
+        for trial in sorted({tilt * factor for factor in _TILT_FACTORS} | {fitted}):
+            composer = roundoff.Composer(pmf, size, trial)
+            composed = composer.inverse(composer.power(count), count)
+            value = roundoff.certified_epsilon(
+                composed,
+                np.take(composed.cells, (first_index + np.arange(size)) % size),
+                first_index=first_index,
+                first_loss=origin + first_index * mesh,
+                interval=mesh,
+                infinity_mass=0.0,
+                delta=delta_fin - delta_error,
+            )
+            if value is not None:
+                upper = min(upper, value)
+    if not math.isfinite(upper):
+        raise AccountingError(
+            f"prv accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "
+            "the proven floating-point (float64) round-off bound of its FFT composition exceeds delta even "
+            "with exponential tilting. Increase delta or use method='rdp'."
+        )
+    return max(upper + eps_error, 0.0)

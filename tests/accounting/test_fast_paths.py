@@ -65,7 +65,8 @@ def test_pld_curve_never_decreases_and_ends_at_the_single_query(sizes, noise_mul
 @pytest.mark.parametrize("epochs", [1, 4])
 def test_pld_curve_points_bound_dp_accountings_self_composition(epochs):
     # Same single-step PLD, composed by the library per epoch: dpplan is never tighter
-    # (up to the library's own unbudgeted FFT round-off) and within 1e-6.
+    # (up to the library's own unbudgeted FFT round-off) and within 5e-5 (dpplan charges a
+    # proven round-off bound, ~3e-9 here, to δ = 1e-5: about 1e-5 of ε).
     plan = MNIST.replace(epochs=epochs)
     curve = epsilon_curve(plan, method="pld")
     step = pld_module._pld_per_step(
@@ -73,7 +74,7 @@ def test_pld_curve_points_bound_dp_accountings_self_composition(epochs):
     )
     for epoch, value in zip(curve.epochs, curve.epsilons, strict=True):
         library = step.self_compose(plan.steps_after(epoch)).get_epsilon_for_delta(plan.delta)
-        assert library - 1e-8 <= value <= library * (1 + 1e-6), epoch
+        assert library - 1e-8 <= value <= library * (1 + 5e-5), epoch
 
 
 def test_pld_read_out_equals_dp_accountings_on_the_same_pmf():
@@ -99,18 +100,6 @@ def test_pld_read_out_is_infinite_when_the_infinity_mass_exceeds_delta():
         )
         == math.inf
     )
-
-
-def test_pld_never_answers_below_the_fft_round_off_from_the_fft():
-    # A δ below the round-off budget is never answered optimistically from the FFT: the
-    # result is ∞ (tail mass alone exceeds δ) or dp-accounting's own value (tests below).
-    result = get_accountant("pld").compute(
-        sample_rate=MNIST.sample_rate,
-        noise_multiplier=MNIST.noise_multiplier,
-        delta=1e-16,
-        steps=(MNIST.total_steps,),
-    )
-    assert result.upper == (math.inf,)
 
 
 # --- PRV: discretisation and float64 estimate ---------------------------------------
@@ -262,61 +251,3 @@ def test_deferred_package_init_runs_on_first_use_with_the_same_classes():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "ok"
-
-
-def test_pld_below_the_fft_round_off_uses_dp_accounting_and_stays_an_upper_bound():
-    # δ = 1e-13 is below the float64 FFTs' round-off: the Fourier path was refused there
-    # (a regression from the PMF-domain path). Those epochs now use dp-accounting's own
-    # PLDAccountant, and the others carry the next one's bound.
-    import dp_accounting
-
-    from dpplan import TrainingPlan, epsilon_curve
-
-    plan = TrainingPlan(
-        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=4, delta=1e-13
-    )
-    curve = epsilon_curve(plan, method="pld")
-    assert "tiny_delta" in curve.settings
-    event = dp_accounting.PoissonSampledDpEvent(
-        plan.sample_rate, dp_accounting.GaussianDpEvent(1.1)
-    )
-    for epoch in (1, 4):
-        accountant = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
-        reference = accountant.compose(event, plan.steps_after(epoch)).get_epsilon(plan.delta)
-        assert curve.epsilons[epoch - 1] >= reference - 1e-9
-    assert curve.epsilons[-1] == pytest.approx(reference, abs=1e-9)
-    assert list(curve.epsilons) == sorted(curve.epsilons)
-
-
-def test_pld_is_infinite_when_the_truncated_tail_alone_exceeds_delta():
-    from dpplan import TrainingPlan, epsilon_curve
-
-    plan = TrainingPlan(
-        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=2, delta=1e-16
-    )
-    assert epsilon_curve(plan, method="pld").epsilons == (math.inf, math.inf)
-
-
-def test_pld_round_off_estimate_covers_the_long_double_error_when_no_cell_is_negative():
-    # q = 0.01, σ = 0.3, 500 steps: every composed cell is positive, so the negative-mass
-    # estimate alone was 16x below the true float64 error (measured against a long-double
-    # recomposition). The cells outside the window sample the noise too.
-    from scipy import fft
-
-    from dpplan.accounting import pld as pld_module
-
-    interval = pld_module.PLDAccountant().grid_interval(
-        sample_rate=0.01, noise_multiplier=0.3, steps=500
-    )
-    step = pld_module._pld_per_step(0.01, 0.3, interval)
-    probs = np.asarray(step._pmf_remove.to_dense_pmf()._probs)
-    lower, upper = pld_module._convolve_bounds(probs, np.array([500.0]))
-    width = int(upper[0] - lower[0] + 1)
-    size = fft.next_fast_len(max(width, len(probs)), real=True)
-    fast = fft.irfft(fft.rfft(probs, size) ** 500, size)
-    exact = fft.irfft(fft.rfft(probs.astype(np.longdouble), size) ** 500, size)
-    true_error = float(np.abs(fast - exact).sum())
-    assert pld_module._round_off_mass(fast, first=int(lower[0]), width=width) >= true_error
-    # The negative cells alone (the estimate before the review) fall short here.
-    eps = np.finfo(np.float64).eps
-    assert (max(-fast.min(), 0.0) + 4 * eps * fast.max()) * size < true_error

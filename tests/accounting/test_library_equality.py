@@ -86,9 +86,11 @@ PLD_PLANS = [
 
 @pytest.mark.parametrize("plan", PLD_PLANS)
 def test_pld_curve_bounds_a_fresh_pld_accountant_after_every_epoch(plan):
-    # dpplan composes in the Fourier domain and charges the float64 round-off to δ, so each
-    # point is at least the library's (which does not budget its own FFT round-off: allow
-    # 1e-8 for it) and within rel 1e-6 of it.
+    # dpplan composes in the Fourier domain and charges a proven float64 round-off bound to
+    # δ, so each point is at least the library's (which does not budget its own FFT
+    # round-off: allow 1e-8 for it) and within rel 3e-6 of it (the proof's cost: the bound
+    # is worst-case, ~1e-6 of ε on the first epoch of a curve, whose tilt is aimed at the
+    # last epoch).
     assert DEFAULT_VALUE_DISCRETIZATION_INTERVAL == 1e-4
     curve = epsilon_curve(plan, method="pld")
     for epoch, value in zip(curve.epochs, curve.epsilons, strict=True):
@@ -96,7 +98,7 @@ def test_pld_curve_bounds_a_fresh_pld_accountant_after_every_epoch(plan):
         library.compose(dpsgd_event(plan, steps=plan.steps_after(epoch)))
         expected = library.get_epsilon(plan.delta)
         assert value >= expected - 1e-8, f"epoch {epoch}: dpplan's bound is tighter"
-        assert value == pytest.approx(expected, rel=1e-6, abs=0), f"epoch {epoch}"
+        assert value == pytest.approx(expected, rel=3e-6, abs=0), f"epoch {epoch}"
     assert curve.epsilon == epsilon(plan, method="pld")
 
 
