@@ -413,3 +413,32 @@ def test_resume_refuses_finished_runs(mnist_dir, store):
         resume(run.id, store=store)
     with pytest.raises(NotFoundError, match="run_id=999"):
         resume(999, store=store)
+
+
+def test_sampled_batch_sizes_follow_poisson_at_the_plans_rate_and_every_draw_is_a_step(
+    mnist_dir, monkeypatch
+):
+    # Issue 18: the sampler draws Binomial(N, q) batches (mean q·N, variance N·q·(1-q)), and
+    # the steps accounted are the noisy steps the engine took, one per draw, empty ones too.
+    options = _options(mnist_dir)
+    plan = _plan(options, batch_size=48)
+    trainer = Trainer(plan, Constant(lr=0.1), options)
+    sizes = []
+    monkeypatch.setattr(trainer.engine, "step", lambda x, y: sizes.append(len(x)) or 0.0)
+    draws = 4000
+    for _ in range(draws):
+        trainer.step()
+    n, q = len(trainer.data.train_x), plan.sample_rate
+    assert n == plan.dataset_size
+    mean = sum(sizes) / draws
+    variance = sum((s - mean) ** 2 for s in sizes) / (draws - 1)
+    expected_variance = n * q * (1 - q)
+    standard_error = math.sqrt(expected_variance / draws)
+    assert abs(mean - n * q) < 5 * standard_error  # a 5-sigma band: ±0.5 examples here
+    assert 0.85 < variance / expected_variance < 1.15  # sd of this ratio ≈ 0.022 at 4000 draws
+    monkeypatch.undo()  # the real engine: its accountant counts one step per draw
+    real = Trainer(plan.replace(batch_size=1), Constant(lr=0.1), options)  # many empty draws
+    before = real.steps
+    for _ in range(20):
+        real.step()
+    assert real.steps - before == 20
