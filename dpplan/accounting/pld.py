@@ -51,7 +51,7 @@ import math
 import dp_accounting
 import numpy as np
 from dp_accounting.pld import common, privacy_loss_distribution, privacy_loss_mechanism
-from scipy import fft, signal, special
+from scipy import signal, special
 
 from dpplan.accounting import _internals, roundoff
 from dpplan.accounting.base import Backend, Computation
@@ -362,8 +362,9 @@ def _compose_and_read(
     counts = np.asarray(steps, dtype=np.float64)
     lower, upper = _convolve_bounds(probs, counts)
     widths = upper - lower + 1
-    last_size = fft.next_fast_len(int(max(widths[-1], len(probs))), real=True)
-    size = fft.next_fast_len(int(max(widths.max(), len(probs))), real=True)
+    # Power-of-two lengths: the only ones the round-off proof covers (roundoff.check_length).
+    last_size = roundoff.fft_length(max(widths[-1], len(probs)))
+    size = roundoff.fft_length(max(widths.max(), len(probs)))
     # One tilt for every count, towards where δ is decided for the last one (Chernoff), or
     # less where the grids are too short for its wrapped-around mass: the proven round-off
     # bound then costs little near the answers (:mod:`dpplan.accounting.roundoff`).
@@ -463,9 +464,9 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
         tilt = roundoff.choose_tilt(
             probs, count, interval=pmf.discretization, target=max(guess, 0.0) - origin
         )
-        grid = fft.next_fast_len(int(max(width, len(probs))), real=True)
+        grid = roundoff.fft_length(max(width, len(probs)))
         trials = [(tilt * f, grid) for f in _TILT_FACTORS]
-        trials.append((tilt, fft.next_fast_len(2 * grid, real=True)))
+        trials.append((tilt, 2 * grid))
         for trial_tilt, trial_grid in trials:
             composer = roundoff.Composer(probs, trial_grid, trial_tilt)
             composed = composer.inverse(composer.power(count), count)

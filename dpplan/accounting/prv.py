@@ -32,7 +32,7 @@ from prv_accountant.privacy_random_variables import (
     PoissonSubsampledGaussianMechanism,
     PrivacyRandomVariableTruncated,
 )
-from scipy import fft, special
+from scipy import special
 
 from dpplan.accounting import roundoff
 from dpplan.accounting.base import Backend, Computation
@@ -106,9 +106,8 @@ class PRVAccountant(Backend):
                 f"noise_multiplier={noise_multiplier:g}, {steps:,} steps; the plan's ε is very "
                 "large or the step count very high. Use method='rdp' or 'pld'."
             )
-        size = fft.next_fast_len(2 * half_points + 2, real=True)
-        while size % 2:
-            size = fft.next_fast_len(size + 1, real=True)
+        # A power of two: the only lengths the round-off proof covers (roundoff.check_length).
+        size = roundoff.fft_length(2 * half_points + 2)
         left = size // 2 - 1
         domain = Domain(-left * mesh, (left + 1) * mesh, size)
         return domain, prv, left, delta_error

@@ -1,29 +1,65 @@
 """Fourier-domain self-composition of a PMF with an a-priori (proven) float64 error bound.
 
 Both fast paths (``pld.py``, ``prv.py``) compose one single-step PMF ``x`` (non-negative,
-summing to at most 1) ``k`` times as ``irfft(rfft(x, n) ** k, n)``, a circular convolution on
-``n`` cells. This module does that composition and returns, with each composed PMF, a bound
-on the L1 distance between the computed cells and the exact circular convolution of ``x``.
-The bound is a-priori: it follows from the standard floating-point error analysis, not from
-looking at the output.
+summing to at most 1) ``k`` times as a circular convolution on ``n`` cells: one forward FFT of
+``x``, the ``k``-th power of its spectrum, one inverse FFT. This module does that composition
+and returns, with each composed PMF, a bound on the L1 distance between the computed cells
+and the exact circular convolution of ``x``. The bound is a-priori: it follows from a
+floating-point error analysis of the operations performed, not from looking at the output.
 
-**The bound.** With unit round-off u = 2⁻⁵³ and L = ⌈log₂ n⌉:
+**Which FFT, and why only powers of two.** The transforms are scipy's pocketfft *complex*
+transforms (``scipy.fft.fft`` on a complex array, ``scipy.fft.ifft``) at lengths ``n = 2^L``
+only (:func:`check_length` refuses any other length; both fast paths round their grids up to
+a power of two). For such lengths pocketfft's ``cfftp`` (no Bluestein: the largest prime
+factor is 2) factors ``n`` into radix-8 passes, then at most one radix-4 and one radix-2 pass
+(``cfftp::factorize``), and each pass (``pass8``, ``pass4``, ``pass2``) is, operation by
+operation, a product of *levels* of three kinds:
 
-* forward and inverse FFT: ‖fl(F v) − F v‖₂ ≤ β‖F v‖₂ with β = Lη/(1 − Lη),
-  η = μ + γ₄(√2 + μ), γ₄ = 4u/(1 − 4u), μ the twiddle-factor error (Higham, *Accuracy and
-  Stability of Numerical Algorithms*, 2nd ed., Thm. 24.2; Schatzman 1996, "Accuracy of the
-  discrete Fourier transform and the fast Fourier transform", SIAM J. Sci. Comput. 17). The
-  theorem is for radix-2 Cooley-Tukey; scipy's pocketfft is mixed-radix with real-input
-  packing and precomputed twiddles, so η is taken with μ = 2u and multiplied by
-  :data:`FFT_MARGIN` (the measured error is orders of magnitude below β either way, see
-  ``tests/accounting/test_roundoff.py``).
+* ``L`` **add levels** in all (3 per radix-8 pass, 2 per radix-4, 1 per radix-2): butterflies
+  ``a ± b`` on disjoint pairs (norm √2), with the exact rotations by ±i (``ROTX90``). Each
+  computed output is ``(a ± b)(1 + δ)`` per real component, ``|δ| ≤ u``: relative error u;
+* one **45° rotation level** per radix-8 pass (``ROTX45``/``ROTX135`` on two of eight
+  entries: ``h·(a.r ± a.i)`` with ``h = fl(1/√2)``; norm 1): relative error γ₃;
+* one **twiddle level** per pass (``special_mul`` by a tabulated ``ω̂`` with |ω̂ − ω| ≤ μ;
+  norm 1): relative error ``μ + √2·γ₂·(1 + μ)`` (Higham Lemma 3.5 for the complex product).
+
+The final scaling of the inverse by 1/n is exact (a power of two). This is the structure of
+Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM 2002, **Theorem
+24.2**, whose proof applies verbatim to any product of levels ``M_m ⋯ M_1`` with
+``∏‖M_l‖₂ = √n``: if each computed level satisfies ‖fl(M_l v) − M_l v‖₂ ≤ η_l‖M_l‖₂‖v‖₂, then
+‖ŷ − y‖₂ ≤ (∏(1 + η_l) − 1)·‖y‖₂ (the same argument as Higham's (1 + η)^L − 1 ≤ Lη/(1 − Lη)
+for radix-2, and as Ramos 1971, "Roundoff error analysis of the fast Fourier transform",
+Math. Comp. 25, and Schatzman 1996, SIAM J. Sci. Comput. 17, for general factorisations).
+Here ∏‖M_l‖₂ = (√2)^L = √n exactly. :func:`fft_relative_error` returns that β for ``n``.
+
+The twiddle error μ follows from pocketfft's ``sincos_2pibyn``: each twiddle is the product
+of two table entries, each ``(cos θ̂, sin θ̂)`` with θ̂ = fl(j·fl(π/(4n))) ≤ π/4 (relative
+argument error ≤ 2u, so ≤ (π/4)·2u absolute) and cos, sin within 1 ulp (≤ 2u relative; the
+assumption on the platform's libm, true of glibc), then one complex product (√2·γ₂):
+μ ≤ 2e + e² + √2γ₂(1 + e)² with e = (π/4)·3.01u + 2u ≈ 4.4u (3.01u covers the argument's
+rounding with or without an 80-bit long double), i.e. μ ≈ 11.6u.
+
+Real input is transformed as complex input with zero imaginary part (so pocketfft's
+complex algorithm above runs, not its real-data FFTPACK passes, which this analysis does not
+cover); only the half spectrum k = 0 … n/2 is kept and powered, and the inverse runs on the
+Hermitian extension (entries n − k = conj of entries k), whose error is at most √2 times the
+half's; the real part of the inverse is taken (its error is at most the complex error).
+
+**The rest of the bound.** With unit round-off u = 2⁻⁵³:
+
 * the power: |X| ≤ Σx = s on every frequency, so for the computed X̂ = X + e,
-  |X̂ᵏ − Xᵏ| ≤ k (s + ‖e‖₂)ᵏ⁻¹ |e|; the power itself is computed here by repeated squaring,
-  whose componentwise relative error is at most (1 + ρ)ᵏ⁻¹ − 1 for a complex product with
-  relative error ρ (ρ = √5·u, Brent, Percival & Zimmermann 2007; ρ = 4u is used).
-* ‖F v‖₂ = √n‖v‖₂ (Parseval) turns spectral errors into cell errors, and
-  ‖·‖₁ ≤ √n‖·‖₂ turns the L2 bound into the L1 bound on δ: with m_j the error of cell j,
-  δ(ε) = Σ_{t_j > ε} p_j (1 − e^{ε − t_j}) moves by at most Σ|m_j|.
+  |X̂ᵏ − Xᵏ| ≤ k (s + ‖e‖₂)ᵏ⁻¹ |e|; the power itself is computed by repeated squaring, whose
+  componentwise relative error is at most (1 + ρ)ᵏ⁻¹ − 1 for a complex product with relative
+  error ρ (ρ = √2·γ₂ ≤ 4u is used);
+* ‖F v‖₂ = √n‖v‖₂ (Parseval) and ‖x^{*k}‖₂ ≤ s^{k−1}‖x‖₂ (Young) give the norms the relative
+  errors multiply, and ‖·‖₁ ≤ √n‖·‖₂ turns the L2 bound on the cells into the L1 bound on δ:
+  with m_j the error of cell j, δ(ε) = Σ_{t_j > ε} p_j (1 − e^{ε − t_j}) moves by at most
+  Σ|m_j|;
+* underflow (gradual: an absolute error ≤ 2⁻¹⁰⁷⁵ per rounding that underflows; additions
+  that underflow are exact) adds at most :data:`UNDERFLOW_L1` · (k + 2) · G to the L1 bound,
+  G = max(1, (s + ‖e‖₂)ᵏ⁻¹), for n ≤ 2⁴⁰: fewer than 2¹⁰ roundings per cell in each
+  transform and per leaf of the power, 2⁵⁰ cells, each error amplified by at most 4n ≤ 2⁴²
+  on its way to the L1 norm of the cells (and by G in the power): < 2⁹⁵·2⁻¹⁰⁷⁵ < 2⁻⁹⁴⁰.
 
 The total is about √n·(k + 2)·β·‖x‖₂. This is the same shape as the FFT-accounting error
 analyses of Koskela, Jälkö, Prediger & Honkela (2021, AISTATS, "Tight differential privacy
@@ -44,8 +80,14 @@ reads ε so that δ(ε) of the exact composition plus the error bound is at most
 
 What this proves: the ε read from a composed PMF is an upper bound for the *exact*
 composition of the float64 single-step PMF the library built (dp-accounting's pessimistic
-PLD, prv-accountant's discretised PRV), under the error model above. The single-step PMFs
-themselves are the libraries' own (float64, or long double for prv-accountant's CDF).
+PLD, prv-accountant's discretised PRV), given IEEE double arithmetic with round-to-nearest,
+pocketfft's power-of-two complex FFT as described above, and a libm whose cos and sin are
+within 1 ulp. What is checked rather than proven: that description of pocketfft (read from
+its source, ``pocketfft_hdronly.hpp``, as vendored by scipy) and the libm assumption; the
+tests compare the bound with long-double recompositions and direct convolutions
+(``tests/accounting/test_roundoff.py``), where the measured error is orders of magnitude
+below it. The single-step PMFs themselves are the libraries' own (float64, or long double
+for prv-accountant's CDF).
 """
 
 from __future__ import annotations
@@ -57,22 +99,29 @@ import numpy as np
 from scipy import fft, signal
 
 __all__ = [
-    "FFT_MARGIN",
+    "MAX_LENGTH",
+    "UNDERFLOW_L1",
     "ComposedPMF",
     "Composer",
     "binary_power",
     "certified_epsilon",
+    "check_length",
     "chernoff_tilt",
     "choose_tilt",
+    "fft_length",
     "fft_relative_error",
     "fit_tilt",
+    "twiddle_error",
 ]
 
 #: Unit round-off of float64.
 UNIT_ROUNDOFF = 2.0**-53
-#: Factor on Higham's per-level η for mixed radices, real-input packing and scaling.
-FFT_MARGIN = 4.0
-#: Relative error of one complex float64 product (√5·u proven; 4u used).
+#: Longest FFT the analysis (and :data:`UNDERFLOW_L1`) covers.
+MAX_LENGTH = 1 << 40
+#: Underflow's share of the L1 error, per composition step and growth factor (n ≤ 2⁴⁰;
+#: module docstring).
+UNDERFLOW_L1 = 2.0**-940
+#: Relative error of one complex float64 product, √2·γ₂ (Higham Lemma 3.5), rounded up.
 _PRODUCT_ERROR = 4.0 * UNIT_ROUNDOFF
 
 
@@ -81,24 +130,71 @@ def _gamma(count: float) -> float:
     return count * UNIT_ROUNDOFF / (1 - count * UNIT_ROUNDOFF)
 
 
-def fft_relative_error(size: int) -> float:
-    """Return β: ‖fl(FFT v) − FFT v‖₂ ≤ β ‖FFT v‖₂ for a length-``size`` transform.
+def check_length(size: int) -> int:
+    """Return ``size`` if the round-off proof covers an FFT of that length, else raise.
 
-    Higham Thm. 24.2 with μ = 2u, times :data:`FFT_MARGIN` (see the module docstring).
+    The proof (module docstring) covers pocketfft's complex transform at power-of-two lengths
+    from 2 to :data:`MAX_LENGTH` only: mixed radices (3, 5, 7, 11, Bluestein) and pocketfft's
+    real-data passes have other operation sequences that it does not analyse.
+
+    Raises:
+        ValueError: for any other length.
     """
-    levels = max(1, math.ceil(math.log2(max(size, 2))))
-    mu = 2 * UNIT_ROUNDOFF
-    eta = FFT_MARGIN * (mu + _gamma(4) * (math.sqrt(2) + mu))
-    if levels * eta >= 0.5:
-        raise ArithmeticError(f"FFT of {size} points is beyond the round-off analysis")
-    return levels * eta / (1 - levels * eta)
+    size = int(size)
+    if not (2 <= size <= MAX_LENGTH) or size & (size - 1):
+        raise ValueError(
+            f"FFT length {size} is not covered by the round-off proof: it covers power-of-two "
+            f"lengths from 2 to 2^40 only (pocketfft's radix-8/4/2 complex passes); use "
+            "roundoff.fft_length() to choose a length"
+        )
+    return size
+
+
+def fft_length(cells: int) -> int:
+    """The shortest FFT length the proof covers that holds ``cells`` cells (a power of two)."""
+    return check_length(1 << max(1, math.ceil(math.log2(max(int(cells), 2)))))
+
+
+def twiddle_error() -> float:
+    """μ: bound on |ω̂ − ω| for every twiddle factor of pocketfft's ``sincos_2pibyn``."""
+    u = UNIT_ROUNDOFF
+    # One table entry: argument θ̂ = fl(j·fl(π/(4n))) ≤ π/4, relative error ≤ 2u + 2⁻⁶³ where
+    # π/(4n) is formed in 80-bit long double and rounded once, ≤ 3u + 3u² where long double
+    # is double; 3.01u covers both. cos and sin within 1 ulp: ≤ 2u relative each.
+    entry = (math.pi / 4) * 3.01 * u + 2 * u
+    # The twiddle is the complex product of two entries (each of modulus ≤ 1 + entry).
+    return 2 * entry + entry * entry + math.sqrt(2) * _gamma(2) * (1 + entry) ** 2
+
+
+def fft_relative_error(size: int) -> float:
+    """Return β: ‖fl(FFT v) − FFT v‖₂ ≤ β ‖FFT v‖₂ for pocketfft's complex transform of
+    power-of-two length ``size`` (forward, or inverse including its exact 1/n scaling).
+
+    β = (1 + u)^L · (1 + γ₃)^R · (1 + η_w)^P − 1 with L = log₂ n add levels, R radix-8
+    passes, P passes in all and η_w = μ + √2·γ₂·(1 + μ) (module docstring; Higham Thm. 24.2).
+
+    Raises:
+        ValueError: if ``size`` is not a power of two in [2, 2^40].
+    """
+    levels = check_length(size).bit_length() - 1
+    radix8, rest = divmod(levels, 3)
+    passes = radix8 + (1 if rest else 0)
+    mu = twiddle_error()
+    twiddle = mu + math.sqrt(2) * _gamma(2) * (1 + mu)
+    log_growth = (
+        levels * math.log1p(UNIT_ROUNDOFF)
+        + radix8 * math.log1p(_gamma(3))
+        + passes * math.log1p(twiddle)
+    )
+    return math.expm1(log_growth) * (1 + 1e-9)  # the last factor covers this evaluation
 
 
 def binary_power(values: np.ndarray, count: int) -> tuple[np.ndarray, float]:
     """Return (``values ** count`` by repeated squaring, componentwise relative error bound).
 
     Each of the ≤ count − 1 factors' rounding enters the result at most once per leaf it
-    multiplies, so the relative error is at most (1 + ρ)^(count − 1) − 1.
+    multiplies, so the relative error is at most (1 + ρ)^(count − 1) − 1 (absent underflow,
+    which :data:`UNDERFLOW_L1` covers).
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, found {count}")
@@ -143,11 +239,13 @@ class Composer:
 
     Args:
         probs: the single-step PMF (non-negative floats; its sum may be below 1).
-        size: FFT length (≥ the composed support that matters; wrap-around only adds).
+        size: FFT length, a power of two (:func:`fft_length`) ≥ ``len(probs)`` and ≥ the
+            composed support that matters (wrap-around only adds).
         tilt: λ per grid cell (≥ 0). 0 composes ``probs`` unchanged.
 
     Raises:
-        ValueError: for a negative cell or tilt.
+        ValueError: for a negative cell or tilt, a PMF longer than ``size``, or a length the
+            round-off proof does not cover (:func:`check_length`).
         ArithmeticError: if the tilted PMF cannot be formed in float64.
     """
 
@@ -155,7 +253,9 @@ class Composer:
         probs = np.asarray(probs, dtype=np.float64)
         if not (probs.min() >= 0) or not (tilt >= 0):
             raise ValueError("a PMF is non-negative and the tilt >= 0")
-        self.size = int(size)
+        self.size = check_length(size)
+        if len(probs) > self.size:
+            raise ValueError(f"a PMF of {len(probs)} cells does not fit an FFT of {self.size}")
         self.tilt = float(tilt)
         if tilt == 0:
             x = probs
@@ -170,19 +270,23 @@ class Composer:
                 raise ArithmeticError("tilted PMF overflows")
             x = np.exp(logs - self.log_mgf)
             # log, product, subtraction and exp of arguments up to |a|: ≤ (|a| + 4)·u each,
-            # relative to the exact tilted cell (cells that underflow to 0 are ≤ 1e-300).
+            # relative to the exact tilted cell (cells that underflow: UNDERFLOW_L1).
             finite = logs[np.isfinite(logs)]
             spread = float(np.abs(finite).max()) + abs(self.log_mgf)
             self.cell_relative = 2 * (spread + 6) * UNIT_ROUNDOFF
         self.mass = float(x.sum()) * (1 + _gamma(len(x)))
         self.norm2 = float(np.sqrt(np.dot(x, x))) * (1 + _gamma(len(x) + 2))
         self.beta = fft_relative_error(self.size)
-        self.transform = fft.rfft(x, self.size)
-        # ‖FFT(x) − computed‖₂ ≤ β‖FFT x‖₂ = β√n‖x‖₂; every frequency's error is below it.
+        # The complex transform of the zero-imaginary input (never pocketfft's real-data
+        # passes, which the proof does not cover); the half spectrum k = 0 … n/2 is kept.
+        padded = np.zeros(self.size, dtype=np.complex128)
+        padded.real[: len(x)] = x
+        self.transform = fft.fft(padded, overwrite_x=True)[: self.size // 2 + 1].copy()
+        # ‖FFT(x) − computed‖₂ ≤ β‖FFT x‖₂ = β√n‖x‖₂ over all n frequencies, so over the half.
         self.spectrum_error = self.beta * math.sqrt(self.size) * self.norm2
 
     def power(self, count: int) -> tuple[np.ndarray, float]:
-        """(transform ** count, its relative error bound), by repeated squaring."""
+        """(half spectrum ** count, its relative error bound), by repeated squaring."""
         return binary_power(self.transform, count)
 
     @staticmethod
@@ -193,20 +297,32 @@ class Composer:
         relative = (1 + first[1]) * (1 + second[1]) * (1 + _PRODUCT_ERROR) - 1
         return first[0] * second[0], relative
 
+    def cells(self, spectrum: np.ndarray) -> np.ndarray:
+        """Real part of the complex inverse FFT of the Hermitian extension of ``spectrum``."""
+        half = self.size // 2
+        full = np.empty(self.size, dtype=np.complex128)
+        full[: half + 1] = spectrum
+        np.conjugate(spectrum[half - 1 : 0 : -1], out=full[half + 1 :])
+        return fft.ifft(full, overwrite_x=True).real
+
     def inverse(self, power: tuple[np.ndarray, float], count: int) -> ComposedPMF:
         """The composed PMF of a computed power of the transform, with its L1 error bound."""
         spectrum, relative = power
-        cells = fft.irfft(spectrum, self.size)
+        cells = self.cells(spectrum)
         root = math.sqrt(self.size)
         s, e = self.mass, self.spectrum_error
         # Growth factors (s + e)^(count - 1) and s^(count - 1), in logs (s may exceed 1 by
         # a few ulp, e is tiny).
         grow = math.exp((count - 1) * math.log(s + e)) if s + e > 0 else 0.0
+        # ‖X^count‖₂ over all frequencies = √n‖x^{*count}‖₂ ≤ √n s^(count-1) ‖x‖₂ (Young).
         exact_norm = math.exp((count - 1) * math.log(s)) * root * self.norm2 if s > 0 else 0.0
-        perturbed = count * grow * e  # ‖X̂^k − X^k‖₂
-        spectral = perturbed + relative * (exact_norm + perturbed)  # ‖P̂ − X^k‖₂
-        cell_l2 = spectral / root + self.beta * (exact_norm + spectral) / root
-        error = 2.0 * root * cell_l2  # ×2: Hermitian half-spectrum, L2 -> L1
+        perturbed = count * grow * e  # ‖X̂^k − X^k‖₂ over the half spectrum
+        spectral = perturbed + relative * (exact_norm + perturbed)  # ‖P̂ − X^k‖₂, half
+        full = math.sqrt(2) * spectral  # the Hermitian extension: every entry at most twice
+        # Inverse: ‖ifft(P̂) − x^{*k}‖₂ ≤ full/√n + β‖P̂‖₂/√n with ‖P̂‖₂ ≤ exact_norm + full.
+        cell_l2 = (full + self.beta * (exact_norm + full)) / root
+        underflow = UNDERFLOW_L1 * (count + 2) * max(1.0, grow)
+        error = root * cell_l2 * (1 + 1e-9) + underflow  # L2 -> L1 over n cells
         return ComposedPMF(
             cells=cells,
             count=int(count),

@@ -1,5 +1,7 @@
 """The round-off module's bound holds (issue 18): against long-double recompositions (the
-constructed cases where the old estimates fell 16x and 116x short), against exact direct
+constructed cases where the old estimates fell 16x and 116x short, on the mixed-radix real FFT
+used then), against pocketfft's own long-double transform at the power-of-two lengths the proof
+covers (and refusing the others), against exact direct
 convolutions with and without a tilt, and at the PLD and PRV read-outs. Tiny δ refuses or
 tilts, never answers silently.
 """
@@ -38,35 +40,33 @@ def test_binary_power_error_is_within_its_bound():
 
 def test_pld_bound_covers_the_long_double_error_where_every_cell_is_positive():
     # q = 0.01, σ = 0.3, 500 steps: every composed cell is positive, and the old estimate
-    # (negative mass plus 4 ulp, over the grid) was 16x short of the true error here.
+    # (negative mass plus 4 ulp, over the grid) was 16x short of the true error here, with
+    # the mixed-radix real FFT used then.
     interval = pld_module.PLDAccountant().grid_interval(
         sample_rate=0.01, noise_multiplier=0.3, steps=500
     )
     pmf = _internals.dense_pmfs(pld_module._pld_per_step(0.01, 0.3, interval))[0]
     lower, upper = pld_module._convolve_bounds(pmf.probs, np.array([500.0]))
-    size = fft.next_fast_len(max(int(upper[0] - lower[0] + 1), len(pmf.probs)), real=True)
+    size = roundoff.fft_length(max(int(upper[0] - lower[0] + 1), len(pmf.probs)))
     composer = roundoff.Composer(pmf.probs, size)
     composed = composer.inverse(composer.power(500), 500)
     true_error = float(
         np.abs(composed.cells - _long_double_composition(pmf.probs, size, 500)).sum()
     )
-    assert true_error <= composed.error
-    old_estimate = (max(-composed.cells.min(), 0.0) + 4 * 2.0**-52 * composed.cells.max()) * size
-    assert old_estimate < true_error  # the estimate this replaces fell short
+    assert 0 < true_error <= composed.error
 
 
 def test_prv_bound_covers_the_long_double_error_in_the_constructed_case():
-    # q = 0.01, σ = 0.4, 2,000 steps: PRV's old estimate was 116x short here.
+    # q = 0.01, σ = 0.4, 2,000 steps: PRV's old estimate was 116x short here (mixed-radix
+    # real FFT).
     backend = get_accountant("prv")
     domain, prv, _, _ = backend._domain(0.01, 0.4, 1e-5, 2000)
     pmf, _ = prv_module._discretise(prv, domain)
-    size = len(pmf)
+    size = len(pmf)  # the domain is a power of two (roundoff.fft_length)
     composer = roundoff.Composer(pmf, size)
     composed = composer.inverse(composer.power(2000), 2000)
     true_error = float(np.abs(composed.cells - _long_double_composition(pmf, size, 2000)).sum())
-    assert true_error <= composed.error
-    old_estimate = (max(-composed.cells.min(), 0.0) + 4 * 2.0**-52 * composed.cells.max()) * size
-    assert old_estimate < true_error  # the estimate this replaces fell short
+    assert 0 < true_error <= composed.error
 
 
 def _direct(probs: np.ndarray, count: int) -> np.ndarray:
@@ -123,6 +123,76 @@ def test_certified_epsilon_is_above_the_exact_read_out():
 def test_fft_relative_error_grows_with_log_length():
     assert roundoff.fft_relative_error(1 << 10) < roundoff.fft_relative_error(1 << 20)
     assert roundoff.fft_relative_error(1 << 22) < 1e-12
+
+
+# --- the lengths the proof covers: powers of two, complex transforms -------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 6, 768000, 324000, (1 << 20) + 2, 3 << 18, 1 << 41])
+def test_lengths_the_proof_does_not_cover_are_refused(size):
+    with pytest.raises(ValueError, match="not covered by the round-off proof"):
+        roundoff.check_length(size)
+    with pytest.raises(ValueError, match="not covered by the round-off proof"):
+        roundoff.fft_relative_error(size)
+    if size >= 2:
+        with pytest.raises(ValueError, match="not covered by the round-off proof"):
+            roundoff.Composer(np.full(2, 0.5), size)
+
+
+@pytest.mark.parametrize("cells", [1, 2, 3, 1000, 1024, 1025, 768000])
+def test_fft_length_is_the_shortest_covered_power_of_two(cells):
+    size = roundoff.fft_length(cells)
+    assert roundoff.check_length(size) == size >= cells
+    assert size == 2 or size // 2 < cells
+
+
+def test_a_pmf_longer_than_the_fft_is_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        roundoff.Composer(np.full(9, 0.1), 8)
+
+
+# Lengths 2^L with L mod 3 = 0, 1, 2: pocketfft's radix-8 passes alone, then a radix-2 or a
+# radix-4 pass as well (``cfftp::factorize``), so every pass type the proof covers runs.
+@pytest.mark.parametrize("size", [2, 4, 8, 1 << 9, 1 << 10, 1 << 11, 1 << 15, 1 << 16, 1 << 17])
+def test_pocketfft_complex_error_is_within_the_proven_beta(size):
+    rng = np.random.default_rng(size)
+    value = rng.standard_normal(size) + 1j * rng.standard_normal(size)
+    wide = value.astype(np.clongdouble)
+    beta = roundoff.fft_relative_error(size)
+    for computed, exact in (
+        (fft.fft(value), fft.fft(wide)),
+        (fft.ifft(value), fft.ifft(wide)),
+    ):
+        error = float(np.sqrt(np.sum(np.abs(computed - exact) ** 2)))
+        norm = float(np.sqrt(np.sum(np.abs(exact) ** 2)))
+        assert error <= beta * norm
+        assert error > 0 or size <= 4  # the comparison is not vacuous
+
+
+def test_fast_paths_compose_only_at_lengths_the_proof_covers(monkeypatch):
+    sizes = []
+    original = roundoff.Composer.__init__
+
+    def recording(self, probs, size, tilt=0.0):
+        sizes.append(size)
+        original(self, probs, size, tilt)
+
+    monkeypatch.setattr(roundoff.Composer, "__init__", recording)
+    plan = TrainingPlan(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=3, delta=1e-12
+    )
+    for method in ("pld", "prv"):
+        get_accountant(method).compute(
+            sample_rate=plan.sample_rate,
+            noise_multiplier=plan.noise_multiplier,
+            delta=plan.delta,
+            steps=(plan.steps_per_epoch, plan.total_steps),
+        )
+    get_accountant("prv").estimate_upper(
+        sample_rate=plan.sample_rate, noise_multiplier=1.0, delta=1e-5, steps=plan.total_steps
+    )
+    assert len(sizes) >= 4
+    assert all(roundoff.check_length(size) == size for size in sizes), sizes
 
 
 # --- tiny δ: refuse or tilt, never a silent number -------------------------------------
