@@ -383,25 +383,12 @@ def _compose_and_read(
     epsilons: list[float | None] = []
     guesses: list[float] = []
     loose: list[int] = []
-    power, power_steps = None, 0
-    gap_powers: dict[int, tuple] = {}
     start = 0.0
-    for position, count in enumerate(steps):
-        last = position == len(steps) - 1
-        grid = last_size if last else size
-        composer = composers[grid]
-        gap = count - power_steps
-        if power is None or last or 4 * gap > count:
-            # The last count is always a direct power, so it equals a single query for it.
-            power = composer.power(count)
-        else:
-            if gap not in gap_powers:
-                if len(gap_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
-                    gap_powers.clear()
-                gap_powers[gap] = composer.power(gap)
-            power = composer.multiply(power, gap_powers[gap])
-        power_steps = count
-        composed = composer.inverse(power, count)
+    # Every count but the last two at a time per inverse FFT; the last as a direct power on
+    # its own grid, so it equals a single query for it (roundoff.compose_curve).
+    curve = roundoff.compose_curve(composers[size], steps, last=composers[last_size])
+    for position, (count, composed) in enumerate(zip(steps, curve)):
+        grid = last_size if position == len(steps) - 1 else size
         window = np.take(composed.cells, (lower[position] + np.arange(widths[position])) % grid)
         infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * log_keep)
         first_loss = (pmf.lower_loss * count + int(lower[position])) * pmf.discretization

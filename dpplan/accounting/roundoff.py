@@ -94,6 +94,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import fft, signal
@@ -108,6 +109,7 @@ __all__ = [
     "check_length",
     "chernoff_tilt",
     "choose_tilt",
+    "compose_curve",
     "fft_length",
     "fft_relative_error",
     "fit_tilt",
@@ -297,18 +299,29 @@ class Composer:
         relative = (1 + first[1]) * (1 + second[1]) * (1 + _PRODUCT_ERROR) - 1
         return first[0] * second[0], relative
 
-    def cells(self, spectrum: np.ndarray) -> np.ndarray:
-        """Real part of the complex inverse FFT of the Hermitian extension of ``spectrum``."""
+    def _hermitian(
+        self, first: np.ndarray, second: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The length-n spectrum whose entries k ≤ n/2 are ``first`` (+ i·``second``) and
+        whose entries n − k are conj(``first``) (+ i·conj(``second``)): the Hermitian
+        extension of one half spectrum, or of two at once (their inverses are then the real
+        and the imaginary part of one inverse FFT)."""
         half = self.size // 2
-        full = np.empty(self.size, dtype=np.complex128)
-        full[: half + 1] = spectrum
-        np.conjugate(spectrum[half - 1 : 0 : -1], out=full[half + 1 :])
-        return fft.ifft(full, overwrite_x=True).real
+        full = np.empty(self.size, dtype=np.complex128) if out is None else out
+        if second is None:
+            full[: half + 1] = first
+            np.conjugate(first[half - 1 : 0 : -1], out=full[half + 1 :])
+        else:
+            rotated = 1j * second  # exact: (−Im, Re)
+            np.add(first, rotated, out=full[: half + 1])
+            np.conjugate(
+                first[half - 1 : 0 : -1] - rotated[half - 1 : 0 : -1], out=full[half + 1 :]
+            )
+        return full
 
-    def inverse(self, power: tuple[np.ndarray, float], count: int) -> ComposedPMF:
-        """The composed PMF of a computed power of the transform, with its L1 error bound."""
-        spectrum, relative = power
-        cells = self.cells(spectrum)
+    def _spectral(self, power: tuple[np.ndarray, float], count: int) -> tuple[float, float]:
+        """(bound on ‖P̂ − Xᵏ‖₂ over the Hermitian extension, bound on ‖P̂‖₂ there)."""
+        _, relative = power
         root = math.sqrt(self.size)
         s, e = self.mass, self.spectrum_error
         # Growth factors (s + e)^(count - 1) and s^(count - 1), in logs (s may exceed 1 by
@@ -319,18 +332,98 @@ class Composer:
         perturbed = count * grow * e  # ‖X̂^k − X^k‖₂ over the half spectrum
         spectral = perturbed + relative * (exact_norm + perturbed)  # ‖P̂ − X^k‖₂, half
         full = math.sqrt(2) * spectral  # the Hermitian extension: every entry at most twice
-        # Inverse: ‖ifft(P̂) − x^{*k}‖₂ ≤ full/√n + β‖P̂‖₂/√n with ‖P̂‖₂ ≤ exact_norm + full.
-        cell_l2 = (full + self.beta * (exact_norm + full)) / root
+        return full, exact_norm + full
+
+    def _composed(self, cells: np.ndarray, count: int, cell_l2: float) -> ComposedPMF:
+        s, e = self.mass, self.spectrum_error
+        grow = math.exp((count - 1) * math.log(s + e)) if s + e > 0 else 0.0
         underflow = UNDERFLOW_L1 * (count + 2) * max(1.0, grow)
-        error = root * cell_l2 * (1 + 1e-9) + underflow  # L2 -> L1 over n cells
         return ComposedPMF(
             cells=cells,
             count=int(count),
-            error=error,
+            error=math.sqrt(self.size) * cell_l2 * (1 + 1e-9) + underflow,  # L2 -> L1
             tilt=self.tilt,
             log_scale=count * self.log_mgf,
             relative=math.expm1(count * math.log1p(self.cell_relative)),
         )
+
+    def inverse(self, power: tuple[np.ndarray, float], count: int) -> ComposedPMF:
+        """The composed PMF of a computed power of the transform, with its L1 error bound."""
+        full, norm = self._spectral(power, count)
+        # Inverse: ‖ifft(P̂) − x^{*k}‖₂ ≤ full/√n + β‖P̂‖₂/√n.
+        cell_l2 = (full + self.beta * norm) / math.sqrt(self.size)
+        spectrum = fft.ifft(self._hermitian(power[0]), overwrite_x=True)
+        return self._composed(spectrum.real, count, cell_l2)
+
+    def inverse_pair(
+        self,
+        first: tuple[tuple[np.ndarray, float], int],
+        second: tuple[tuple[np.ndarray, float], int],
+        *,
+        out: np.ndarray | None = None,
+    ) -> tuple[ComposedPMF, ComposedPMF]:
+        """Two composed PMFs, (power, count) each, from one complex inverse FFT.
+
+        ifft(P̂₁ + i·P̂₂) = ifft(P̂₁) + i·ifft(P̂₂) and both are real in exact arithmetic, so
+        the real and imaginary parts of the computed inverse are the two compositions, each
+        within the error of the whole: (‖P̂₁ − X^{k₁}‖₂ + ‖P̂₂ − X^{k₂}‖₂ + (β(1 + u) + u)·
+        (‖P̂₁‖₂ + ‖P̂₂‖₂))/√n in L2 (u: the rounding of P̂₁ + i·P̂₂). With ``out`` (a complex
+        array of length n) the transform runs in it, and both results are views of it.
+        """
+        (power_a, count_a), (power_b, count_b) = first, second
+        full_a, norm_a = self._spectral(power_a, count_a)
+        full_b, norm_b = self._spectral(power_b, count_b)
+        scale = self.beta * (1 + UNIT_ROUNDOFF) + UNIT_ROUNDOFF
+        cell_l2 = (full_a + full_b + scale * (norm_a + norm_b)) / math.sqrt(self.size)
+        both = fft.ifft(self._hermitian(power_a[0], power_b[0], out), overwrite_x=True)
+        return self._composed(both.real, count_a, cell_l2), self._composed(
+            both.imag, count_b, cell_l2
+        )
+
+    def compose(self, counts) -> Iterator[ComposedPMF]:
+        """The composed PMF after each of ``counts`` (increasing), in order.
+
+        Each power is the previous one times the power of the gap (cached: evenly spaced
+        counts have one or two gaps), or a direct power when the gap is large; the inverse
+        FFTs run two counts at a time (:meth:`inverse_pair`), in one buffer reused for the
+        whole curve (a fresh 16·n-byte array per count costs as much as the transform, in
+        page faults). So each yielded PMF's cells are valid only until the iterator is
+        advanced: read them, or copy them, before asking for the next.
+        """
+        buffer = np.empty(self.size, dtype=np.complex128)
+        power, power_steps = None, 0
+        gap_powers: dict[int, tuple] = {}
+        pending: list[tuple[tuple[np.ndarray, float], int]] = []
+        for count in counts:
+            gap = count - power_steps
+            if power is None or 4 * gap > count:
+                power = self.power(count)
+            else:
+                if gap not in gap_powers:
+                    if len(gap_powers) >= 4:
+                        gap_powers.clear()
+                    gap_powers[gap] = self.power(gap)
+                power = self.multiply(power, gap_powers[gap])
+            power_steps = count
+            pending.append((power, count))
+            if len(pending) == 2:
+                yield from self.inverse_pair(*pending, out=buffer)
+                pending = []
+        if pending:
+            yield self.inverse(*pending[0])
+
+
+def compose_curve(
+    composer: Composer, counts, *, last: Composer | None = None
+) -> Iterator[ComposedPMF]:
+    """The composed PMF after each of ``counts``: all but the last by :meth:`Composer.compose`
+    (cells valid until the iterator is advanced), the last as a direct power inverted on its
+    own (on ``last`` if given), so that it is bit for bit what a single query for that count
+    computes."""
+    counts = [int(count) for count in counts]
+    yield from composer.compose(counts[:-1])
+    final = composer if last is None else last
+    yield final.inverse(final.power(counts[-1]), counts[-1])
 
 
 def choose_tilt(probs: np.ndarray, count: int, *, interval: float, target: float) -> float:
