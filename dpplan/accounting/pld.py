@@ -362,7 +362,7 @@ def _compose_and_read(
     counts = np.asarray(steps, dtype=np.float64)
     lower, upper = _convolve_bounds(probs, counts)
     widths = upper - lower + 1
-    # Power-of-two lengths: the only ones the round-off proof covers (roundoff.check_length).
+    # Lengths 2^a·3^b·5^c: the ones the round-off proof covers (roundoff.check_length).
     last_size = roundoff.fft_length(max(widths[-1], len(probs)))
     size = roundoff.fft_length(max(widths.max(), len(probs)))
     # One tilt for every count, towards where δ is decided for the last one (Chernoff), or

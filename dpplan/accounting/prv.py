@@ -109,8 +109,8 @@ class PRVAccountant(Backend):
                 f"noise_multiplier={noise_multiplier:g}, {steps:,} steps; the plan's ε is very "
                 "large or the step count very high. Use method='rdp' or 'pld'."
             )
-        # A power of two: the only lengths the round-off proof covers (roundoff.check_length).
-        size = roundoff.fft_length(2 * half_points + 2)
+        # Even and 2^a·3^b·5^c: the lengths the round-off proof covers (roundoff.check_length).
+        size = roundoff.fft_length(2 * half_points + 2, even=True)
         left = size // 2 - 1
         domain = Domain(-left * mesh, (left + 1) * mesh, size)
         return domain, prv, left, delta_error

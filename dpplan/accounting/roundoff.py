@@ -7,30 +7,37 @@ and returns, with each composed PMF, a bound on the L1 distance between the comp
 and the exact circular convolution of ``x``. The bound is a-priori: it follows from a
 floating-point error analysis of the operations performed, not from looking at the output.
 
-**Which FFT, and why only powers of two.** The transforms are scipy's pocketfft *complex*
-transforms (``scipy.fft.fft`` on a complex array, ``scipy.fft.ifft``) at lengths ``n = 2^L``
-only (:func:`check_length` refuses any other length; both fast paths round their grids up to
-a power of two). For such lengths pocketfft's ``cfftp`` (no Bluestein: the largest prime
-factor is 2) factors ``n`` into radix-8 passes, then at most one radix-4 and one radix-2 pass
-(``cfftp::factorize``), and each pass (``pass8``, ``pass4``, ``pass2``) is, operation by
-operation, a product of *levels* of three kinds:
+**Which FFT, and which lengths.** The transforms are scipy's pocketfft *complex* transforms
+(``scipy.fft.fft`` on a complex array, ``scipy.fft.ifft``) at lengths ``n = 2^a·3^b·5^c``
+only (:func:`check_length` refuses any other length; both fast paths round their grids up
+with :func:`fft_length`). For such lengths pocketfft's ``cfftp`` runs (never Bluestein: the
+largest prime factor p ≤ 5 has p² ≤ n, or n < 50), factoring ``n`` into radix-8 passes, at
+most one radix-4 and one radix-2 pass, then radix-3 and radix-5 passes
+(``cfftp::factorize``). Each pass is, operation by operation, a product of *levels*:
 
-* ``L`` **add levels** in all (3 per radix-8 pass, 2 per radix-4, 1 per radix-2): butterflies
-  ``a ± b`` on disjoint pairs (norm √2), with the exact rotations by ±i (``ROTX90``). Each
-  computed output is ``(a ± b)(1 + δ)`` per real component, ``|δ| ≤ u``: relative error u;
+* ``a`` **add levels** in all (3 per radix-8 pass, 2 per radix-4, 1 per radix-2): butterflies
+  ``x ± y`` on disjoint pairs (norm √2), with the exact rotations by ±i (``ROTX90``). Each
+  computed output is ``(x ± y)(1 + δ)`` per real component, ``|δ| ≤ u``: relative error u;
 * one **45° rotation level** per radix-8 pass (``ROTX45``/``ROTX135`` on two of eight
-  entries: ``h·(a.r ± a.i)`` with ``h = fl(1/√2)``; norm 1): relative error γ₃;
+  entries: ``h·(x.r ± x.i)`` with ``h = fl(1/√2)``; norm 1): relative error γ₃;
+* one **radix-3 or radix-5 butterfly level** per such pass (``pass3``, ``pass5``: the
+  3- or 5-point DFT of disjoint blocks, norm √r): every real output component is a sum of
+  input components with coefficients of modulus ≤ 1 (rounded constants cos, sin(2πj/r))
+  reached through at most m = 4 (radix 3) or 6 (radix 5) roundings, so each complex output
+  is within √2·γ_m·Σ_k(|x_k.r| + |x_k.i|) ≤ 2γ_m‖x‖₁ ≤ 2γ_m√r‖x‖₂ of the exact one, and the
+  level's relative normwise error is 2√r·γ_m (contracted multiply-adds only remove roundings);
 * one **twiddle level** per pass (``special_mul`` by a tabulated ``ω̂`` with |ω̂ − ω| ≤ μ;
-  norm 1): relative error ``μ + √2·γ₂·(1 + μ)`` (Higham Lemma 3.5 for the complex product).
+  norm 1): relative error ``μ + √2·γ₂·(1 + μ)`` (Higham Lemma 3.5 for the complex product);
+* for the inverse, the scaling by fl(1/n) (norm 1/n, exact for a power of two): γ₂.
 
-The final scaling of the inverse by 1/n is exact (a power of two). This is the structure of
-Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., SIAM 2002, **Theorem
-24.2**, whose proof applies verbatim to any product of levels ``M_m ⋯ M_1`` with
-``∏‖M_l‖₂ = √n``: if each computed level satisfies ‖fl(M_l v) − M_l v‖₂ ≤ η_l‖M_l‖₂‖v‖₂, then
-‖ŷ − y‖₂ ≤ (∏(1 + η_l) − 1)·‖y‖₂ (the same argument as Higham's (1 + η)^L − 1 ≤ Lη/(1 − Lη)
-for radix-2, and as Ramos 1971, "Roundoff error analysis of the fast Fourier transform",
-Math. Comp. 25, and Schatzman 1996, SIAM J. Sci. Comput. 17, for general factorisations).
-Here ∏‖M_l‖₂ = (√2)^L = √n exactly. :func:`fft_relative_error` returns that β for ``n``.
+This is the structure of Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
+SIAM 2002, **Theorem 24.2**, whose proof applies verbatim to any product of levels
+``M_m ⋯ M_1`` whose norms multiply to ‖F_n‖₂ = √n (the scaling: 1/√n for the inverse): if
+each computed level satisfies ‖fl(M_l v) − M_l v‖₂ ≤ η_l‖M_l‖₂‖v‖₂, then ‖ŷ − y‖₂ ≤
+(∏(1 + η_l) − 1)·‖y‖₂ (Higham's (1 + η)^L − 1 ≤ Lη/(1 − Lη) for radix 2; the same argument
+as Ramos 1971, "Roundoff error analysis of the fast Fourier transform", Math. Comp. 25, and
+Schatzman 1996, SIAM J. Sci. Comput. 17, for general factorisations). Here the norms
+multiply to (√2)^a·(√3)^b·(√5)^c = √n exactly. :func:`fft_relative_error` returns that β.
 
 The twiddle error μ follows from pocketfft's ``sincos_2pibyn``: each twiddle is the product
 of two table entries, each ``(cos θ̂, sin θ̂)`` with θ̂ = fl(j·fl(π/(4n))) ≤ π/4 (relative
@@ -81,7 +88,7 @@ reads ε so that δ(ε) of the exact composition plus the error bound is at most
 What this proves: the ε read from a composed PMF is an upper bound for the *exact*
 composition of the float64 single-step PMF the library built (dp-accounting's pessimistic
 PLD, prv-accountant's discretised PRV), given IEEE double arithmetic with round-to-nearest,
-pocketfft's power-of-two complex FFT as described above, and a libm whose cos and sin are
+pocketfft's complex FFT at lengths 2^a·3^b·5^c as described above, and a libm whose cos and sin are
 within 1 ulp. What is checked rather than proven: that description of pocketfft (read from
 its source, ``pocketfft_hdronly.hpp``, as vendored by scipy) and the libm assumption; the
 tests compare the bound with long-double recompositions and direct convolutions
@@ -132,29 +139,62 @@ def _gamma(count: float) -> float:
     return count * UNIT_ROUNDOFF / (1 - count * UNIT_ROUNDOFF)
 
 
+def _factors(size: int) -> tuple[int, int, int] | None:
+    """(a, b, c) with ``size`` = 2^a · 3^b · 5^c, or None if it has another prime factor."""
+    exponents = []
+    for prime in (2, 3, 5):
+        count = 0
+        while size % prime == 0:
+            size //= prime
+            count += 1
+        exponents.append(count)
+    return tuple(exponents) if size == 1 else None
+
+
 def check_length(size: int) -> int:
     """Return ``size`` if the round-off proof covers an FFT of that length, else raise.
 
-    The proof (module docstring) covers pocketfft's complex transform at power-of-two lengths
-    from 2 to :data:`MAX_LENGTH` only: mixed radices (3, 5, 7, 11, Bluestein) and pocketfft's
-    real-data passes have other operation sequences that it does not analyse.
+    The proof (module docstring) covers pocketfft's complex transform at lengths 2^a·3^b·5^c
+    from 2 to :data:`MAX_LENGTH`: its radix-8/4/2/3/5 passes. Other prime factors (7, 11 and
+    the generic or Bluestein passes) and pocketfft's real-data passes have operation
+    sequences that it does not analyse.
 
     Raises:
         ValueError: for any other length.
     """
     size = int(size)
-    if not (2 <= size <= MAX_LENGTH) or size & (size - 1):
+    if not (2 <= size <= MAX_LENGTH) or _factors(size) is None:
         raise ValueError(
-            f"FFT length {size} is not covered by the round-off proof: it covers power-of-two "
-            f"lengths from 2 to 2^40 only (pocketfft's radix-8/4/2 complex passes); use "
-            "roundoff.fft_length() to choose a length"
+            f"FFT length {size} is not covered by the round-off proof: it covers lengths "
+            "2^a·3^b·5^c from 2 to 2^40 only (pocketfft's radix-8/4/2/3/5 complex passes); "
+            "use roundoff.fft_length() to choose a length"
         )
     return size
 
 
-def fft_length(cells: int) -> int:
-    """The shortest FFT length the proof covers that holds ``cells`` cells (a power of two)."""
-    return check_length(1 << max(1, math.ceil(math.log2(max(int(cells), 2)))))
+def fft_length(cells: int, *, even: bool = False) -> int:
+    """The shortest FFT length the proof covers (2^a·3^b·5^c) that holds ``cells`` cells;
+    an even one if ``even``."""
+    cells = max(int(cells), 2)
+    if even:
+        return 2 * _smooth_at_least(-(-cells // 2))
+    return check_length(_smooth_at_least(cells))
+
+
+def _smooth_at_least(cells: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ ``cells``."""
+    best = 1 << max(0, math.ceil(math.log2(cells)))  # a power of two always qualifies
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            length = three
+            while length < cells:
+                length *= 2
+            best = min(best, length)
+            three *= 3
+        five *= 5
+    return best
 
 
 def twiddle_error() -> float:
@@ -168,25 +208,35 @@ def twiddle_error() -> float:
     return 2 * entry + entry * entry + math.sqrt(2) * _gamma(2) * (1 + entry) ** 2
 
 
+#: Relative normwise error of pocketfft's radix-3 and radix-5 butterflies (``pass3``,
+#: ``pass5``; module docstring): 2√r·γ_m with m = 4 and 6 roundings on any path.
+_BUTTERFLY_3 = 2 * math.sqrt(3) * _gamma(4)
+_BUTTERFLY_5 = 2 * math.sqrt(5) * _gamma(6)
+
+
 def fft_relative_error(size: int) -> float:
     """Return β: ‖fl(FFT v) − FFT v‖₂ ≤ β ‖FFT v‖₂ for pocketfft's complex transform of
-    power-of-two length ``size`` (forward, or inverse including its exact 1/n scaling).
+    length ``size`` = 2^a·3^b·5^c (forward, or inverse including its 1/n scaling).
 
-    β = (1 + u)^L · (1 + γ₃)^R · (1 + η_w)^P − 1 with L = log₂ n add levels, R radix-8
-    passes, P passes in all and η_w = μ + √2·γ₂·(1 + μ) (module docstring; Higham Thm. 24.2).
+    β = (1 + u)^a · (1 + γ₃)^R · (1 + 2√3γ₄)^b · (1 + 2√5γ₆)^c · (1 + η_w)^P · (1 + γ₂) − 1
+    with R = ⌊a/3⌋ radix-8 passes, P passes in all, η_w = μ + √2·γ₂·(1 + μ) and γ₂ for the
+    inverse's scaling by fl(1/n) (module docstring; Higham Thm. 24.2's argument).
 
     Raises:
-        ValueError: if ``size`` is not a power of two in [2, 2^40].
+        ValueError: for a length :func:`check_length` refuses.
     """
-    levels = check_length(size).bit_length() - 1
-    radix8, rest = divmod(levels, 3)
-    passes = radix8 + (1 if rest else 0)
+    twos, threes, fives = _factors(check_length(size))
+    radix8, rest = divmod(twos, 3)
+    passes = radix8 + (1 if rest else 0) + threes + fives
     mu = twiddle_error()
     twiddle = mu + math.sqrt(2) * _gamma(2) * (1 + mu)
     log_growth = (
-        levels * math.log1p(UNIT_ROUNDOFF)
+        twos * math.log1p(UNIT_ROUNDOFF)
         + radix8 * math.log1p(_gamma(3))
+        + threes * math.log1p(_BUTTERFLY_3)
+        + fives * math.log1p(_BUTTERFLY_5)
         + passes * math.log1p(twiddle)
+        + math.log1p(_gamma(2))
     )
     return math.expm1(log_growth) * (1 + 1e-9)  # the last factor covers this evaluation
 
@@ -307,16 +357,15 @@ class Composer:
         extension of one half spectrum, or of two at once (their inverses are then the real
         and the imaginary part of one inverse FFT)."""
         half = self.size // 2
+        top = self.size - half - 1  # the last mirrored index: half − 1, or half if n is odd
         full = np.empty(self.size, dtype=np.complex128) if out is None else out
         if second is None:
             full[: half + 1] = first
-            np.conjugate(first[half - 1 : 0 : -1], out=full[half + 1 :])
+            np.conjugate(first[top:0:-1], out=full[half + 1 :])
         else:
             rotated = 1j * second  # exact: (−Im, Re)
             np.add(first, rotated, out=full[: half + 1])
-            np.conjugate(
-                first[half - 1 : 0 : -1] - rotated[half - 1 : 0 : -1], out=full[half + 1 :]
-            )
+            np.conjugate(first[top:0:-1] - rotated[top:0:-1], out=full[half + 1 :])
         return full
 
     def _spectral(self, power: tuple[np.ndarray, float], count: int) -> tuple[float, float]:
