@@ -5,14 +5,17 @@ The single-step PLD of a Poisson-subsampled Gaussian is built once with the pess
 (upper-bound) discretisation, as dp-accounting's ``PLDAccountant`` builds it. The PLD after
 ``n`` steps is its ``n``-fold self-composition, computed as ``DensePLDPmf.self_compose``
 computes it (an FFT power on a window given by Chernoff tail bounds, the truncated tail mass
-moved to infinity) but for a whole curve at once: one real FFT of each single-step PMF on a
-grid sized for the last step count, then for each epoch a power of that transform (the
-previous epoch's power times the power of the gap), one inverse FFT and a vectorised
-read-out. A K-epoch curve costs about one final query plus K read-outs.
+moved to infinity) but for a whole curve at once: one FFT of each single-step PMF on a grid
+sized for the last step count (rounded up to a length 2^a·3^b·5^c, the lengths the
+round-off proof covers), then for each epoch a power of that transform (the previous
+epoch's power times the power of the gap), an inverse FFT (two epochs per complex
+transform) and a vectorised read-out. A K-epoch curve costs about one final query plus K/2
+inverse transforms and K read-outs.
 
 **Round-off, proven.** The float64 error of that composition has an a-priori bound
-(:mod:`dpplan.accounting.roundoff`: Higham's FFT error analysis, the power's rounding and
-Parseval), charged to δ before ε is read, together with the rounding of the read-out's sums.
+(:mod:`dpplan.accounting.roundoff`: Higham's Thm 24.2 argument applied to the radix-8/4/2/3/5
+passes of pocketfft's complex transform, the power's rounding and Parseval), charged to δ
+before ε is read, together with the rounding of the read-out's sums.
 Every count is composed *exponentially tilted* towards where δ is decided for the last count
 (the Chernoff-optimal tilt, weakened until the grid holds the tilted mass), which scales the
 bound near the answer by a Chernoff factor. Where the charged bound is still large (tiny δ),

@@ -3,20 +3,26 @@
 prv-accountant builds the privacy random variable of one Poisson-subsampled Gaussian step,
 sizes a safe domain for the largest number of steps (its Remark 5.6), truncates it and
 discretises it (cell-centred, mean-preserving). dpplan then composes that one discretisation
-for every requested step count with a single forward FFT and one inverse FFT per count, the
-Fourier composition of prv-accountant's ``composers.Fourier``, and reads ε with the formula of
-``DiscretePrivacyRandomVariable.compute_epsilon``. Two things differ from the library, both
-for speed, and neither loosens the guarantee:
+for every requested step count with a single forward FFT and one inverse FFT per count (two
+counts per inverse, as the real and imaginary parts of one complex transform), the Fourier
+composition of prv-accountant's ``composers.Fourier``, and reads ε with the formula of
+``DiscretePrivacyRandomVariable.compute_epsilon``. Three things differ from the library, each
+for speed or for the proof, and none loosens the guarantee:
 
-* the grid length is rounded up to an FFT-friendly size (prv-accountant's sizes are often
-  twice a prime, which costs ~100x); the mesh is unchanged and the domain only widens;
-* the composition runs in float64 rather than long double. The round-off of the FFT
-  composition has a proven a-priori bound (:mod:`dpplan.accounting.roundoff`: Higham's FFT
-  error analysis), charged to δ's error budget before the upper bound is read, with the
-  rounding of the read-out's sums. Where that bound does not fit in δ, PRV refuses
-  (``AccountingError`` naming δ and the limit); use RDP, or PLD, which tilts for tiny δ.
-  (The estimate used before, negative mass plus 4 ulp, was 116x short in a constructed case,
-  q = 0.01, σ = 0.4, 2,000 steps; that case is a test.)
+* the grid length is rounded up to an even 2^a·3^b·5^c (prv-accountant's sizes are often
+  twice a prime, which costs ~100x; and these are the lengths the round-off proof covers,
+  :func:`dpplan.accounting.roundoff.check_length`); the mesh is unchanged and the domain
+  only widens (Remark 5.6's safe domain size is a lower bound);
+* the library's long-double CDF is evaluated once per cell edge (the library evaluates every
+  inner edge twice), with its own expression, bit for bit (:func:`_library_cdf`);
+* the composition runs in float64 rather than long double. Its round-off has a proven
+  a-priori bound (:mod:`dpplan.accounting.roundoff`: Higham's Thm 24.2 argument applied to
+  the radix-8/4/2/3/5 passes of pocketfft's complex transform), charged to δ's error
+  budget before the upper bound is read, with the rounding of the read-out's sums. Where
+  that bound does not fit in δ, the count is recomposed exponentially tilted towards its
+  answer; where even that does not fit, PRV refuses (``AccountingError`` naming δ and the
+  limit); use RDP, or PLD. (The estimate used before, negative mass plus 4 ulp, was 116x
+  short in a constructed case, q = 0.01, σ = 0.4, 2,000 steps; that case is a test.)
 
 The reported ε is prv-accountant's *upper* bound (estimate + ``eps_error``, at δ minus
 ``delta_error``); the lower bound and the estimate are kept for display.

@@ -294,3 +294,26 @@ def test_prv_refuses_when_no_tilt_certifies(monkeypatch):
         prv_module.PRVAccountant().compute(
             sample_rate=0.01, noise_multiplier=1.0, delta=1e-5, steps=(100,)
         )
+
+
+def test_no_module_but_roundoff_runs_an_fft():
+    # Every Fourier-domain composition of dpplan's own goes through the round-off module (its
+    # proof covers only its transforms); other paths compose with the libraries' own code.
+    import pathlib
+    import re
+
+    import dpplan
+
+    package = pathlib.Path(dpplan.__file__).parent
+    pattern = re.compile(r"\bfft\b|numpy\.fft|scipy\.fft|\bfftconvolve\b|\bpocketfft\b")
+    offenders = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "roundoff.py"
+        for line in path.read_text().splitlines()
+        if not line.lstrip().startswith("#")
+        and pattern.search(line.split("#")[0])
+        and ("import" in line or "fft." in line or "fftconvolve(" in line)
+    ]
+    assert not offenders, offenders
+    assert pattern.search((package / "accounting" / "roundoff.py").read_text())  # not vacuous
