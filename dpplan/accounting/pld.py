@@ -457,9 +457,9 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
         grid = roundoff.fft_length(max(width, len(probs)))
         trials = [(tilt * f, grid) for f in _TILT_FACTORS]
         trials.append((tilt, 2 * grid))
-        for trial_tilt, trial_grid in trials:
-            composer = roundoff.Composer(probs, trial_grid, trial_tilt)
-            composed = composer.inverse(composer.power(count), count)
+        # Trials on one grid two at a time (one forward and one inverse FFT per pair).
+        for index, composed in roundoff.compose_each(probs, count, trials):
+            trial_grid = trials[index][1]
             epsilon = roundoff.certified_epsilon(
                 composed,
                 np.take(composed.cells, (lower + np.arange(width)) % trial_grid),

@@ -616,9 +616,9 @@ def _tilted_upper(
         fitted = roundoff.fit_tilt(
             pmf, [count], starts=[count * left], sizes=[size], tilt=tilt, tail=delta * 1e-9
         )
-        for trial in sorted({tilt * factor for factor in _TILT_FACTORS} | {fitted}):
-            composer = roundoff.Composer(pmf, size, trial)
-            composed = composer.inverse(composer.power(count), count)
+        trials = [(trial, size) for trial in sorted({tilt * f for f in _TILT_FACTORS} | {fitted})]
+        # Two trials at a time (one forward and one inverse FFT per pair).
+        for _, composed in roundoff.compose_each(pmf, count, trials):
             value = roundoff.certified_epsilon(
                 composed,
                 np.take(composed.cells, (first_index + np.arange(size)) % size),

@@ -117,9 +117,11 @@ __all__ = [
     "chernoff_tilt",
     "choose_tilt",
     "compose_curve",
+    "compose_each",
     "fft_length",
     "fft_relative_error",
     "fit_tilt",
+    "inverse_pair",
     "twiddle_error",
 ]
 
@@ -302,6 +304,17 @@ class Composer:
     """
 
     def __init__(self, probs: np.ndarray, size: int, tilt: float = 0.0) -> None:
+        x = self._prepare(probs, size, tilt)
+        # The complex transform of the zero-imaginary input (never pocketfft's real-data
+        # passes, which the proof does not cover); the half spectrum k = 0 … n/2 is kept.
+        padded = np.zeros(self.size, dtype=np.complex128)
+        padded.real[: len(x)] = x
+        self.transform = fft.fft(padded, overwrite_x=True)[: self.size // 2 + 1].copy()
+        # ‖FFT(x) − computed‖₂ ≤ β‖FFT x‖₂ = β√n‖x‖₂ over all n frequencies, so over the half.
+        self.spectrum_error = self.beta * math.sqrt(self.size) * self.norm2
+
+    def _prepare(self, probs: np.ndarray, size: int, tilt: float) -> np.ndarray:
+        """Check the arguments, set the tilt's and the norms' fields; the (tilted) PMF."""
         probs = np.asarray(probs, dtype=np.float64)
         if not (probs.min() >= 0) or not (tilt >= 0):
             raise ValueError("a PMF is non-negative and the tilt >= 0")
@@ -329,13 +342,45 @@ class Composer:
         self.mass = float(x.sum()) * (1 + _gamma(len(x)))
         self.norm2 = float(np.sqrt(np.dot(x, x))) * (1 + _gamma(len(x) + 2))
         self.beta = fft_relative_error(self.size)
-        # The complex transform of the zero-imaginary input (never pocketfft's real-data
-        # passes, which the proof does not cover); the half spectrum k = 0 … n/2 is kept.
-        padded = np.zeros(self.size, dtype=np.complex128)
-        padded.real[: len(x)] = x
-        self.transform = fft.fft(padded, overwrite_x=True)[: self.size // 2 + 1].copy()
-        # ‖FFT(x) − computed‖₂ ≤ β‖FFT x‖₂ = β√n‖x‖₂ over all n frequencies, so over the half.
-        self.spectrum_error = self.beta * math.sqrt(self.size) * self.norm2
+        return x
+
+    @classmethod
+    def pair(cls, probs: np.ndarray, size: int, tilts: tuple[float, float]) -> tuple:
+        """Two composers of ``probs`` on one grid with two tilts, from one forward FFT.
+
+        Z = FFT(x₁ + i·x₂) for the real x₁, x₂ (placing them is exact) gives
+        X₁ = (Z_k + conj Z_{n−k})/2 and X₂ = (Z_k − conj Z_{n−k})/(2i), the halving and the
+        division by i exact. The map Z ↦ (Z + conj(R Z))/2 has norm ≤ 1, so with
+        ‖Ẑ − Z‖₂ ≤ β√n·√(‖x₁‖₂² + ‖x₂‖₂²) and the addition's rounding (≤ u of the result),
+        ‖X̂_j − X_j‖₂ ≤ (1 + u)·β√n·√(‖x₁‖₂² + ‖x₂‖₂²) + u·√n‖x_j‖₂.
+
+        Raises:
+            As :class:`Composer`.
+        """
+        first, second = cls.__new__(cls), cls.__new__(cls)
+        x_first = first._prepare(probs, size, tilts[0])
+        x_second = second._prepare(probs, size, tilts[1])
+        size = first.size
+        padded = np.zeros(size, dtype=np.complex128)
+        padded.real[: len(x_first)] = x_first
+        padded.imag[: len(x_second)] = x_second
+        both = fft.fft(padded, overwrite_x=True)
+        half = size // 2
+        mirrored = np.empty(half + 1, dtype=np.complex128)  # conj(Z_{n−k}), k = 0 … n/2
+        mirrored[0] = both[0]
+        mirrored[1:] = both[size - 1 : size - half - 1 : -1]
+        np.conjugate(mirrored, out=mirrored)
+        head = both[: half + 1]
+        first.transform = (head + mirrored) * 0.5
+        second.transform = (head - mirrored) * -0.5j  # 1/(2i): exact
+        joint = math.hypot(first.norm2, second.norm2)
+        root = math.sqrt(size)
+        for composer in (first, second):
+            composer.spectrum_error = (
+                (1 + UNIT_ROUNDOFF) * composer.beta * root * joint
+                + UNIT_ROUNDOFF * root * composer.norm2
+            ) * (1 + 1e-9)
+        return first, second
 
     def power(self, count: int) -> tuple[np.ndarray, float]:
         """(half spectrum ** count, its relative error bound), by repeated squaring."""
@@ -411,23 +456,9 @@ class Composer:
         *,
         out: np.ndarray | None = None,
     ) -> tuple[ComposedPMF, ComposedPMF]:
-        """Two composed PMFs, (power, count) each, from one complex inverse FFT.
-
-        ifft(P̂₁ + i·P̂₂) = ifft(P̂₁) + i·ifft(P̂₂) and both are real in exact arithmetic, so
-        the real and imaginary parts of the computed inverse are the two compositions, each
-        within the error of the whole: (‖P̂₁ − X^{k₁}‖₂ + ‖P̂₂ − X^{k₂}‖₂ + (β(1 + u) + u)·
-        (‖P̂₁‖₂ + ‖P̂₂‖₂))/√n in L2 (u: the rounding of P̂₁ + i·P̂₂). With ``out`` (a complex
-        array of length n) the transform runs in it, and both results are views of it.
-        """
-        (power_a, count_a), (power_b, count_b) = first, second
-        full_a, norm_a = self._spectral(power_a, count_a)
-        full_b, norm_b = self._spectral(power_b, count_b)
-        scale = self.beta * (1 + UNIT_ROUNDOFF) + UNIT_ROUNDOFF
-        cell_l2 = (full_a + full_b + scale * (norm_a + norm_b)) / math.sqrt(self.size)
-        both = fft.ifft(self._hermitian(power_a[0], power_b[0], out), overwrite_x=True)
-        return self._composed(both.real, count_a, cell_l2), self._composed(
-            both.imag, count_b, cell_l2
-        )
+        """Two composed PMFs, (power, count) each, from one complex inverse FFT
+        (:func:`inverse_pair` with this composer for both)."""
+        return inverse_pair((self, *first), (self, *second), out=out)
 
     def compose(self, counts) -> Iterator[ComposedPMF]:
         """The composed PMF after each of ``counts`` (increasing), in order.
@@ -460,6 +491,54 @@ class Composer:
                 pending = []
         if pending:
             yield self.inverse(*pending[0])
+
+
+def inverse_pair(first: tuple, second: tuple, *, out: np.ndarray | None = None) -> tuple:
+    """Two composed PMFs, each given as (composer, power, count) on one grid length, from one
+    complex inverse FFT.
+
+    ifft(P̂₁ + i·P̂₂) = ifft(P̂₁) + i·ifft(P̂₂) and both are real in exact arithmetic, so the
+    real and imaginary parts of the computed inverse are the two compositions, each within
+    the error of the whole: (‖P̂₁ − X₁^{k₁}‖₂ + ‖P̂₂ − X₂^{k₂}‖₂ + (β(1 + u) + u)·
+    (‖P̂₁‖₂ + ‖P̂₂‖₂))/√n in L2 (u: the rounding of P̂₁ + i·P̂₂, over the Hermitian
+    extensions). With ``out`` (a complex array of length n) the transform runs in it, and
+    both results are views of it.
+
+    Raises:
+        ValueError: if the two composers' grids differ.
+    """
+    (composer_a, power_a, count_a), (composer_b, power_b, count_b) = first, second
+    if composer_a.size != composer_b.size:
+        raise ValueError("paired inverse FFTs need one grid length")
+    full_a, norm_a = composer_a._spectral(power_a, count_a)
+    full_b, norm_b = composer_b._spectral(power_b, count_b)
+    scale = composer_a.beta * (1 + UNIT_ROUNDOFF) + UNIT_ROUNDOFF
+    cell_l2 = (full_a + full_b + scale * (norm_a + norm_b)) / math.sqrt(composer_a.size)
+    both = fft.ifft(composer_a._hermitian(power_a[0], power_b[0], out), overwrite_x=True)
+    return (
+        composer_a._composed(both.real, count_a, cell_l2),
+        composer_b._composed(both.imag, count_b, cell_l2),
+    )
+
+
+def compose_each(probs: np.ndarray, count: int, trials) -> Iterator[tuple[int, ComposedPMF]]:
+    """(index, composed PMF) for each trial (tilt, grid length) of composing ``probs``
+    ``count`` times, in pairs: trials on one grid share a forward FFT (:meth:`Composer.pair`)
+    and an inverse one (:func:`inverse_pair`)."""
+    trials = list(trials)
+    by_size: dict[int, list[int]] = {}
+    for index, (_, size) in enumerate(trials):
+        by_size.setdefault(int(size), []).append(index)
+    for size, indices in by_size.items():
+        for start in range(0, len(indices), 2):
+            group = indices[start : start + 2]
+            if len(group) == 1:
+                composer = Composer(probs, size, trials[group[0]][0])
+                yield group[0], composer.inverse(composer.power(count), count)
+                continue
+            composers = Composer.pair(probs, size, (trials[group[0]][0], trials[group[1]][0]))
+            composed = inverse_pair(*((c, c.power(count), count) for c in composers))
+            yield from zip(group, composed)
 
 
 def compose_curve(

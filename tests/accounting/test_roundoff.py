@@ -117,6 +117,37 @@ def test_curve_compositions_two_per_inverse_are_within_their_bound(size, tilt):
         assert np.abs(composed.cells[len(exact) :]).sum() <= composed.error * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("size", [512, 675])
+def test_trials_composed_in_pairs_are_within_their_bound(size):
+    rng = np.random.default_rng(4)
+    probs = rng.uniform(0, 1, 40) * np.exp(-0.15 * np.arange(40))
+    probs /= probs.sum()
+    count = 9  # 9·39 + 1 = 352 cells: no wrap-around
+    exact = _direct(probs, count)
+    trials = [(0.0, size), (0.3, size), (0.1, size), (0.2, 2 * size), (0.05, size)]
+    seen = []
+    for index, composed in roundoff.compose_each(probs, count, trials):
+        seen.append(index)
+        tilt = trials[index][0]
+        single = roundoff.Composer(probs, trials[index][1], tilt)
+        assert composed.tilt == single.tilt and composed.log_scale == count * single.log_mgf
+        factor = np.exp(composed.log_scale - composed.tilt * np.arange(len(exact)))
+        error = np.abs(np.asarray(composed.cells[: len(exact)]) * factor - exact)
+        assert error.sum() > 0
+        for j in range(0, len(exact), 20):
+            assert error[j:].sum() <= composed.error * factor[j] * (1 + 1e-9) + 1e-300
+    assert sorted(seen) == list(range(len(trials)))
+    first, second = roundoff.Composer.pair(probs, size, (0.0, 0.3))
+    for paired, tilt in ((first, 0.0), (second, 0.3)):
+        single = roundoff.Composer(probs, size, tilt)
+        gap = float(np.sqrt(np.sum(np.abs(paired.transform - single.transform) ** 2)))
+        assert gap <= paired.spectrum_error + single.spectrum_error
+    with pytest.raises(ValueError, match="one grid length"):
+        roundoff.inverse_pair(
+            (first, first.power(2), 2), (roundoff.Composer(probs, 1024), first.power(2), 2)
+        )
+
+
 def test_certified_epsilon_is_above_the_exact_read_out():
     rng = np.random.default_rng(2)
     probs = rng.uniform(0, 1, 60)
@@ -276,10 +307,10 @@ def test_pld_tiny_delta_curve_is_tilted_and_never_decreases():
 def test_prv_refuses_when_no_tilt_certifies(monkeypatch):
     # Make every composition's bound astronomically large (tilted or not): PRV must refuse,
     # naming δ. (A bound of 1 would not do: tilted, it degrades to a Chernoff bound.)
-    original = roundoff.Composer.inverse
+    original = roundoff.Composer._composed  # every inverse FFT's result passes here
 
-    def inflated(self, power, count):
-        composed = original(self, power, count)
+    def inflated(self, cells, count, cell_l2):
+        composed = original(self, cells, count, cell_l2)
         return roundoff.ComposedPMF(
             cells=composed.cells,
             count=composed.count,
@@ -289,7 +320,7 @@ def test_prv_refuses_when_no_tilt_certifies(monkeypatch):
             relative=composed.relative,
         )
 
-    monkeypatch.setattr(roundoff.Composer, "inverse", inflated)
+    monkeypatch.setattr(roundoff.Composer, "_composed", inflated)
     with pytest.raises(AccountingError, match="delta=1e-05"):
         prv_module.PRVAccountant().compute(
             sample_rate=0.01, noise_multiplier=1.0, delta=1e-5, steps=(100,)
