@@ -691,6 +691,27 @@ class Ledger:
             return 0.0
         return self._exact_value(method, state)
 
+    def guarantee(self) -> dict[str, Any]:
+        """Return the headline with what it is stated for, JSON-ready: ``epsilon``,
+        ``delta``, ``method``, ``neighbouring_relation`` and ``sampling`` (the schemes
+        recorded).
+
+        Example:
+            >>> ledger = Ledger(dataset_size=1000, delta=1e-5, methods=("rdp",))
+            >>> ledger.record(noise_multiplier=2.0, batch_size=10, steps=5, sampling="fixed_size")
+            >>> g = ledger.guarantee()
+            >>> g["neighbouring_relation"], g["sampling"], g["method"]
+            ('replace_one', ['fixed_size'], 'rdp')
+        """
+        method, value = self.headline()
+        return {
+            "epsilon": value,
+            "delta": self.delta,
+            "method": method,
+            "neighbouring_relation": self.neighbouring_relation,
+            "sampling": list(self.schemes),
+        }
+
     def as_if_poisson_epsilon(self, method: str = "rdp") -> float:
         """Return ε as if the shuffled records had been Poisson-sampled: **not a guarantee**.
 

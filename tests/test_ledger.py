@@ -215,6 +215,13 @@ def test_fixed_size_is_dp_accountings_sampling_without_replacement_under_replace
     )
     assert ledger.epsilon("rdp") == pytest.approx(library.get_epsilon(1e-5), rel=1e-12)
     assert ledger.headline() == ("rdp", ledger.epsilon("rdp"))
+    assert ledger.guarantee() == {
+        "epsilon": ledger.epsilon("rdp"),
+        "delta": 1e-5,
+        "method": "rdp",
+        "neighbouring_relation": "replace_one",
+        "sampling": ["fixed_size"],
+    }
     # Halving σ matters: the literal σ would report a much smaller (unfounded) ε.
     literal = _rdp_library(dp_accounting.NeighboringRelation.REPLACE_ONE)
     literal.compose(
