@@ -32,6 +32,7 @@ from dpplan.report import (
     report_from_dict,
     report_schema,
     save_run_report,
+    to_html,
     to_json,
     to_markdown,
 )
@@ -433,6 +434,8 @@ def test_a_phased_plans_report_has_a_phase_table_whose_numbers_are_the_apis():
     assert report_from_dict(json.loads(to_json(report))) == report
     text = to_markdown(report)
     assert "| 2 | 500 | 2 | 3 | 45 | 0.05 |" in text and "dpplan report --plan" in text
+    page = to_html(report)
+    assert "<svg" in page and "ε after the phase" in page and "<script" not in page
     # The plan JSON in the report is a --plan file that rebuilds the same plan.
     block = text.split("```json\n")[1].split("```")[0]
     assert dpplan.PhasedPlan.from_dict(json.loads(block)) == plan
@@ -456,6 +459,7 @@ def test_a_ledgers_report_names_scheme_relation_and_each_methods_epsilon():
     assert report_from_dict(json.loads(to_json(report))) == report
     text = to_markdown(report)
     assert "replace one example" in text and "refuses: method=" in text
+    assert "replace one example" in to_html(report)
     assert "dpplan report --ledger ledger.json" in text
     # Shuffled batches: the guarantee has no amplification; "as if Poisson" is labelled.
     shuffled = dpplan.Ledger(dataset_size=10_000, delta=1e-5)
