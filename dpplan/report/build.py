@@ -125,7 +125,9 @@ def _plan(plan: TrainingPlan) -> Plan:
     return Plan(**{name: getattr(plan, name) for name in Plan.model_fields})
 
 
-def _accounting(comparison: accounting.Comparison, plan: TrainingPlan) -> Accounting:
+def _accounting(
+    comparison: accounting.Comparison, plan: TrainingPlan, no_amplification: float | None = None
+) -> Accounting:
     libraries = {"dpplan": dpplan.__version__}
     for method in accounting.METHODS:
         libraries.update(library_versions(method))
@@ -151,7 +153,9 @@ def _accounting(comparison: accounting.Comparison, plan: TrainingPlan) -> Accoun
         failures=dict(comparison.failures),
         method=comparison.headline_method,
         epsilon=comparison.headline_epsilon,
-        no_amplification_epsilon=accounting.no_amplification_epsilon(plan),
+        no_amplification_epsilon=accounting.no_amplification_epsilon(plan)
+        if no_amplification is None
+        else no_amplification,
         libraries=dict(sorted(libraries.items())),
     )
 
@@ -415,7 +419,8 @@ def build_report(
     arguments: the same arguments give an equal report.
 
     Args:
-        plan: the plan. For a run, pass ``run.plan``.
+        plan: the plan. For a run, pass ``run.plan``. A :class:`~dpplan.PhasedPlan` of several
+            phases gets a phased report (a phase table; no run, tuning or membership sections).
         run: a stored, private run with at least one completed epoch; the report then
             accounts the epochs it completed and shows its per-epoch measurements.
         group_runs: every run of the run's comparison group (``run`` included or not), to
@@ -446,6 +451,14 @@ def build_report(
         >>> report.epsilon == dpplan.compare(plan).headline_epsilon
         True
     """
+    if isinstance(plan, dpplan.PhasedPlan) and (len(plan.phases) > 1 or plan.phase_steps):
+        if run is not None or group_runs or tuning_runs is not None:
+            raise PlanError("run", run, "None for a phased plan", "Report its plan alone.")
+        from dpplan.report.composition import build_phased_report
+
+        return build_phased_report(plan, title=title, notes=notes, created_at=created_at)
+    if isinstance(plan, dpplan.PhasedPlan):  # one phase, all its epochs: an ordinary plan
+        plan = plan.phases[0]
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")
     title = _check_text("title", title, MAX_TITLE_LENGTH)

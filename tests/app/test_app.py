@@ -564,3 +564,61 @@ def test_runs_and_report_pages_show_diverged_runs(home):
         at.selectbox(key="report_run").set_value(run_id).run()
         assert not at.exception, at.exception
         assert not at.error, [e.value for e in at.error]
+
+
+def _phase_table(at: AppTest) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "ε after the phase" in d.value.columns)
+
+
+def test_phase_editor_adds_and_removes_phases_and_the_url_round_trips(fresh_cache):
+    at = _set_plan(_app().run(), epochs=2, batch_size=1000, noise_multiplier=1.0)
+    at.button(key="plan_add_phase").click().run()
+    assert not at.exception
+    at.number_input(key="phase1_batch_size").set_value(3000)
+    at.number_input(key="phase1_noise_multiplier").set_value(2.0)
+    at.number_input(key="phase1_epochs").set_value(3)
+    at.number_input(key="phase1_steps").set_value(25)
+    at.run()
+    assert not at.exception
+    first = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=1000, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    phased = dpplan.PhasedPlan(
+        phases=[first, first.replace(batch_size=3000, noise_multiplier=2.0, epochs=3)],
+        phase_steps=[None, 25],
+    )
+    assert at.metric[0].value == _fmt(dpplan.compare(phased).headline_epsilon)
+    assert at.metric[1].value == "2" and at.metric[3].value == f"{phased.total_steps:,}"
+    table = _phase_table(at)
+    assert list(table["batch size"]) == [1000, 3000] and list(table["steps"]) == [120, 25]
+    last = min(dpplan.epsilon(phased, method=m) for m in dpplan.METHODS)
+    assert table["ε after the phase"].iloc[-1] == pytest.approx(last)
+    epochs = next(d.value for d in at.dataframe if "RDP ε" in d.value.columns)
+    assert list(epochs["steps"]) == list(phased.epoch_ends())
+    assert epochs["RDP ε"].iloc[-1] == pytest.approx(dpplan.epsilon(phased, method="rdp"))
+    # The link carries the phases: a fresh session opened on it shows the same plan.
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert params["phases"] == "3000,2.0,3,25"
+    again = _app(**params).run()
+    assert not again.exception
+    assert again.metric[0].value == at.metric[0].value
+    assert list(_phase_table(again)["steps"]) == [120, 25]
+    # Removing the phase gives the one-phase plan back, and the link drops the phases.
+    again.button(key="plan_remove_phase").click().run()
+    assert not again.exception
+    assert again.metric[1].value == f"{first.sample_rate:.5g}"
+    assert again.metric[0].value == _fmt(dpplan.compare(first).headline_epsilon)
+    assert "phases" not in again.query_params
+
+
+def test_phase_editor_names_a_bad_phase_field_and_a_bad_link():
+    at = _app().run()
+    at.button(key="plan_add_phase").click().run()
+    at.number_input(key="phase1_batch_size").set_value(70000).run()
+    assert not at.exception
+    assert any("phase 2: batch_size=70000" in e.value for e in at.error)
+    assert not at.metric
+    broken = _app(phases="512,1.0").run()
+    assert not broken.exception
+    assert any("Ignored phases=" in _unescape(w.value) for w in broken.warning)
+    assert broken.metric[1].value == f"{256 / 60000:.5g}"  # the one-phase default plan
