@@ -353,9 +353,10 @@ def _compose_and_read(
     """ε after each step count in ``steps`` of one dense single-step PMF, the uncertified
     read-outs (to aim the tilt where ε is None) and the FFT length.
 
-    One real FFT of the single-step PMF on a grid long enough for the last count's window;
-    each count is then a power of that transform (the previous count's power times the
-    power of the gap, or a direct power), one inverse FFT and a vectorised read-out. The
+    One FFT of the single-step PMF on a grid long enough for the last count's window (a
+    length the round-off proof covers); each count is then a power of that transform (the
+    previous count's power times the power of the gap, or a direct power), an inverse FFT
+    (two counts per complex transform, the last alone) and a vectorised read-out. The
     window and the infinity mass follow ``DensePLDPmf.self_compose`` (tail mass 1e-15 moved
     to infinity: pessimistic); mass outside a count's window wraps into it, which can only
     add to δ. The float64 round-off is bounded a priori (:mod:`dpplan.accounting.roundoff`)
