@@ -118,7 +118,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dpplan.errors", "dpplan._validate"),
     ("dpplan.plan", "dpplan.phased"),
     ("dpplan.accounting",),
-    ("dpplan.solve", "dpplan.solve_phased"),
+    ("dpplan.solve", "dpplan.solve_search", "dpplan.solve_phased"),
     (
         "dpplan",
         "dpplan.report",
