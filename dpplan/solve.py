@@ -15,7 +15,7 @@ import dataclasses
 from typing import Any
 
 from dpplan import _validate
-from dpplan.accounting import METHODS, _check_plan, _is_phased, get_accountant
+from dpplan.accounting import METHODS, check_plan, get_accountant, is_phased
 from dpplan.errors import AccountingError, InfeasibleTargetError
 from dpplan.plan import TrainingPlan
 from dpplan.solve_search import (
@@ -265,7 +265,7 @@ def solve_plan(
         >>> solution.plan.epochs, solution.bounded_by, solution.limit
         (4255, 'cap', 4255)
     """
-    _check_plan(plan)
+    check_plan(plan)
     field = _validate.choice(options=FIELDS, hint="Choose what to solve for.", field=field)
     target_epsilon = checked_target(target_epsilon)
     requested = _method(method)
@@ -372,7 +372,7 @@ def solve_noise_multiplier(
         >>> round(solved.noise_multiplier, 2), epsilon(solved, method="rdp") <= 2.0
         (0.86, True)
     """
-    if _is_phased(plan):  # PhasedPlan: every phase's σ scaled by one factor
+    if is_phased(plan):  # PhasedPlan: every phase's σ scaled by one factor
         from dpplan.solve_phased import solve_phased_noise
 
         return solve_phased_noise(
@@ -413,7 +413,7 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = BES
         >>> solve_epochs(plan, target_epsilon=2.0, method="rdp").epochs
         36
     """
-    if _is_phased(plan):  # PhasedPlan: the last phase's epochs
+    if is_phased(plan):  # PhasedPlan: the last phase's epochs
         from dpplan.solve_phased import solve_phased_epochs
 
         return solve_phased_epochs(

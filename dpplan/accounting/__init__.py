@@ -100,7 +100,7 @@ def clear_caches() -> None:
         module = sys.modules.get(module_name)
         if module is not None:
             for name in (
-                "_rdp_per_step",
+                "rdp_per_step",
                 "_pld_per_step",
                 "_probe_pld",
                 "_step_loss_width",
@@ -157,11 +157,11 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
         >>> round(epsilon(plan, method="rdp"), 3)
         1.1
     """
-    if _is_phased(plan):
+    if is_phased(plan):
         from dpplan.accounting.phased import phased_epsilon
 
         return phased_epsilon(plan, method)
-    _check_plan(plan)
+    check_plan(plan)
     _warn(plan)
     return get_accountant(method).epsilon(plan)
 
@@ -190,11 +190,11 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
         >>> curve.epochs, curve.epsilon == epsilon(plan, method="rdp")
         ((1, 2, 3), True)
     """
-    if _is_phased(plan):
+    if is_phased(plan):
         from dpplan.accounting.phased import phased_curve
 
         return phased_curve(plan, method)
-    _check_plan(plan)
+    check_plan(plan)
     found = _warn(plan)
     curve = get_accountant(method).epsilon_curve(plan)
     if found:
@@ -274,8 +274,8 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         >>> result.headline_method
         'pld'
     """
-    if not _is_phased(plan):
-        _check_plan(plan)
+    if not is_phased(plan):
+        check_plan(plan)
     if isinstance(methods, str) or not methods:
         raise PlanError(
             "methods",
@@ -285,7 +285,7 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         )
     for method in methods:
         _validate.choice(options=METHODS, method=method)
-    if _is_phased(plan):
+    if is_phased(plan):
         from dpplan.accounting.phased import phased_compare
 
         return phased_compare(plan, tuple(methods))
@@ -314,13 +314,14 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
     )
 
 
-def _is_phased(plan: object) -> bool:
+def is_phased(plan: object) -> bool:
     """Whether ``plan`` is a :class:`~dpplan.phased.PhasedPlan` (answered by ``phased.py``)."""
     from dpplan.phased import PhasedPlan
 
     return isinstance(plan, PhasedPlan)
 
 
-def _check_plan(plan: object) -> None:
+def check_plan(plan: object) -> None:
+    """Raise PlanError unless ``plan`` is a :class:`~dpplan.plan.TrainingPlan`."""
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")

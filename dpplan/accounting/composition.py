@@ -193,7 +193,7 @@ def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> C
         }
         for method, make in accountants.items():
             try:
-                with _quiet_absl():
+                with quiet_absl():
                     found[method] = float(make().compose(event).get_epsilon(delta))
             except (ValueError, ArithmeticError, MemoryError):
                 continue
@@ -258,7 +258,7 @@ def repeat_and_select_epsilon(plan: TrainingPlan, *, mean_runs: float) -> float:
         event=dpsgd_event(plan), mean=float(mean_runs), shape=math.inf
     )
     try:
-        with _quiet_absl():
+        with quiet_absl():
             return float(accountant.compose(event).get_epsilon(plan.delta))
     except (ValueError, ArithmeticError) as exc:
         raise AccountingError(f"repeat-and-select failed for plan {plan.to_dict()}: {exc}") from exc
@@ -371,7 +371,7 @@ def _profile(plan: TrainingPlan):
         pass
     try:
         accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
-        with _quiet_absl():
+        with quiet_absl():
             accountant.compose(dpsgd_event(plan))
             high = max(1.0, float(accountant.get_epsilon(1e-12)))
             grid = np.linspace(0.0, high, _PROFILE_POINTS // 4)
@@ -395,7 +395,7 @@ def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
     )
 
 
-class _quiet_absl:
+class quiet_absl:
     """Drop dp-accounting's per-order "Excluding this order" log lines while composing
     (excluded orders cannot lower ε, so the bound stays valid)."""
 

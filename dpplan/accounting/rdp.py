@@ -42,7 +42,7 @@ class _CountExcludedOrders(logging.Filter):
 
 
 @functools.lru_cache(maxsize=256)
-def _rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple[float, ...]):
+def rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple[float, ...]):
     """Return (per-step RDP vector, number of orders dp-accounting excluded)."""
     accountant = rdp_privacy_accountant.RdpAccountant(orders=list(orders))
     event = dp_event.PoissonSampledDpEvent(
@@ -83,7 +83,7 @@ class RDPAccountant(Backend):
             AccountingError: if dp-accounting fails.
         """
         try:
-            rdp, excluded = _rdp_per_step(sample_rate, noise_multiplier, self.orders)
+            rdp, excluded = rdp_per_step(sample_rate, noise_multiplier, self.orders)
             orders = np.asarray(self.orders)
             results = [
                 rdp_privacy_accountant.compute_epsilon(orders, rdp * count, delta)

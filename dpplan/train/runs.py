@@ -37,7 +37,7 @@ from dpplan.train.core import (
     resolve_device,
     versions,
 )
-from dpplan.train.data import _no_folder_message
+from dpplan.train.data import no_folder_message
 from dpplan.train.specs import RunOptions, ScheduleSpec, schedule_from_dict
 
 __all__ = [
@@ -403,7 +403,7 @@ def queue_run(
     plan, schedule, options = check_inputs(plan, schedule, options)
     device = resolve_device(options.device)
     if options.data_dir is not None and not os.path.isdir(options.data_dir):
-        raise DataError(_no_folder_message(Path(options.data_dir)))
+        raise DataError(no_folder_message(Path(options.data_dir)))
     return store.create_run(
         plan=plan,
         schedule=schedule.to_dict(),
