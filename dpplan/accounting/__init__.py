@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import sys
 import warnings
 from typing import Any
 
 from dpplan import _validate
-from dpplan.accounting.base import METHODS, Backend, EpsilonCurve
+from dpplan.accounting.base import CACHE_CLEARERS, METHODS, Backend, EpsilonCurve
 from dpplan.accounting.composition import (
     ComposedEpsilon,
     MembershipBound,
@@ -93,21 +92,8 @@ def clear_caches() -> None:
     """
     for backend in _BACKENDS.values():
         backend.clear_cache()
-    prv_module = sys.modules.get("dpplan.accounting.prv")
-    if prv_module is not None:
-        prv_module._DOMAINS.clear()
-    for module_name in ("dpplan.accounting.rdp", "dpplan.accounting.pld"):
-        module = sys.modules.get(module_name)
-        if module is not None:
-            for name in (
-                "rdp_per_step",
-                "_pld_per_step",
-                "_probe_pld",
-                "_step_loss_width",
-                "_composed_loss_width",
-            ):
-                if hasattr(module, name):
-                    getattr(module, name).cache_clear()
+    for clear in CACHE_CLEARERS:  # every module-level cache registers itself there
+        clear()
 
 
 def plan_warnings(plan: TrainingPlan) -> tuple[str, ...]:

@@ -18,13 +18,12 @@ Every ε and δ here is an upper bound.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
 
 from dpplan import _validate
-from dpplan.accounting.base import METHODS
+from dpplan.accounting.base import METHODS, result_cache
 from dpplan.errors import AccountingError, PlanError
 from dpplan.plan import TrainingPlan
 
@@ -341,7 +340,7 @@ def membership_tpr_bounds(
     )
 
 
-@functools.lru_cache(maxsize=16)
+@result_cache(maxsize=16)
 def _profile(plan: TrainingPlan):
     """Return (ε grid, δ(ε) upper bounds, method) for all of ``plan``'s steps."""
     import dp_accounting
@@ -381,7 +380,7 @@ def _profile(plan: TrainingPlan):
         raise AccountingError(f"no privacy profile for plan {plan.to_dict()}: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=8)
+@result_cache(maxsize=8)
 def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
     import dp_accounting
     from dp_accounting.pld import privacy_loss_distribution
