@@ -12,6 +12,7 @@ Every ε returned here is an upper bound on the plan's privacy loss at its δ.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import warnings
 from typing import Any
@@ -271,22 +272,25 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         )
     for method in methods:
         _validate.choice(options=METHODS, method=method)
-    if is_phased(plan):
-        from dpplan.accounting.phased import phased_compare
+    if is_phased(plan):  # its phases composed; the plan-level warnings are the first phase's
+        from dpplan.accounting.phased import phased_curve
 
-        return phased_compare(plan, tuple(methods))
-    found = _warn(plan)
+        found, kind = plan_warnings(plan.phases[0]), "phased plan"
+        curve_of = functools.partial(phased_curve, plan)
+    else:
+        found, kind = _warn(plan), "plan"
+        curve_of = lambda method: get_accountant(method).epsilon_curve(plan)
     curves, failures = [], {}
     for method in METHODS:
         if method not in methods:
             continue
         try:
-            curves.append(get_accountant(method).epsilon_curve(plan))
+            curves.append(curve_of(method))
         except AccountingError as exc:
             failures[method] = str(exc)
     if not curves:
         raise AccountingError(
-            "every accounting method failed for this plan: "
+            f"every accounting method failed for this {kind}: "
             + "; ".join(f"{m}: {msg}" for m, msg in failures.items())
         )
     best = min(curves, key=lambda c: (c.epsilon, METHODS.index(c.method)))
