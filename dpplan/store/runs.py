@@ -92,6 +92,18 @@ def _not_found(run_id: object) -> NotFoundError:
     )
 
 
+def _run_row(connection: sqlite3.Connection, run_id: int, *, required: bool = True):
+    """The ``runs`` row of ``run_id`` (None if there is none and not ``required``).
+
+    Raises:
+        NotFoundError: if ``required`` and there is no such run.
+    """
+    row = connection.execute("SELECT * FROM runs WHERE id=?", (stored_id(run_id),)).fetchone()
+    if row is None and required:
+        raise _not_found(run_id)
+    return row
+
+
 class RunsRepository(StoreDatabase):
     """Runs and their epoch records (see the module docstring)."""
 
@@ -193,11 +205,7 @@ class RunsRepository(StoreDatabase):
         live = self.liveness
         pid, started, host, now = live.owner()
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
-            if row is None:
-                raise _not_found(run_id)
+            row = _run_row(connection, run_id)
             if row["status"] == "running" and not live.owned(row) and live.owner_alive(row, now):
                 raise StateConflictError(
                     "run_id",
@@ -225,9 +233,7 @@ class RunsRepository(StoreDatabase):
         """
         values = dataclasses.asdict(record)
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
+            row = _run_row(connection, run_id, required=False)
             if not self.liveness.owned(row):
                 raise StoreError(
                     f"run {run_id} in {self.path} is no longer held by this process (pid "
@@ -375,11 +381,7 @@ class RunsRepository(StoreDatabase):
         live = self.liveness
         now = live.now()
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
-            if row is None:
-                raise _not_found(run_id)
+            row = _run_row(connection, run_id)
             status = row["status"]
             result = StopResult(
                 run_id=stored_id(run_id), outcome=StopOutcome.CANCELLED, status=status
@@ -428,9 +430,7 @@ class RunsRepository(StoreDatabase):
         if self.read_only:
             return True
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
+            row = _run_row(connection, run_id, required=False)
             if row is None or row["stop_reason"] == "stop requested":
                 return True
             if row["status"] != "running" or not self.liveness.owned(row):
