@@ -50,7 +50,7 @@ from dpplan.report.model import (
     report_from_dict,
 )
 from dpplan.run_policy import epoch_epsilon
-from dpplan.store import RunRecord, RunStore
+from dpplan.store import RunRecord, RunStore, ScheduleRecord
 
 __all__ = [
     "FALSE_POSITIVE_RATES",
@@ -283,7 +283,7 @@ def _run(run: RunRecord) -> Run:
         error=run.error,
         device=run.device,
         # Runs stored before engines existed were trained by Opacus.
-        engine=str(run.options.get("engine", "opacus")) if run.private else "non_private",
+        engine=run.options.engine if run.private else "non_private",
         seed=run.seed,
         group_id=run.group_id,
         recorded_method=run.method,
@@ -591,10 +591,6 @@ RANDOM_WITHHELD = (
 )
 
 
-def _learning_rate(schedule: dict[str, Any]) -> float:
-    return float(schedule.get("max_lr", schedule.get("lr")))
-
-
 def _frontier_point(point: dict[str, Any], alone: dict[str, Any] | None = None) -> FrontierPoint:
     """A point of ``frontier_result``; with ``alone`` (random protocol) the selected model's
     own first-seed measurement (its curve point) replaces the mean over its repeats."""
@@ -605,7 +601,7 @@ def _frontier_point(point: dict[str, Any], alone: dict[str, Any] | None = None) 
         epsilon_method=point["epsilon_method"],
         plan=_plan(TrainingPlan.from_dict(point["plan"])),
         schedule_kind=point["schedule"]["kind"],
-        learning_rate=_learning_rate(point["schedule"]),
+        learning_rate=ScheduleRecord(point["schedule"]).learning_rate,
         schedule=_jsonable(point["schedule"]),
         validation_accuracy=point["validation_accuracy"],
         test_accuracy_mean=shown["test_accuracy_mean"],

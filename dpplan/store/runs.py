@@ -25,7 +25,15 @@ from typing import Any
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
 from dpplan.plan import TrainingPlan
 from dpplan.store.database import StoreDatabase, stored_id
-from dpplan.store.records import STATUSES, EpochRecord, RunRecord, json_value, plan_id
+from dpplan.store.records import (
+    STATUSES,
+    EpochRecord,
+    OptionsRecord,
+    RunRecord,
+    ScheduleRecord,
+    json_value,
+    plan_id,
+)
 
 __all__ = ["RunsRepository", "StopOutcome", "StopResult"]
 
@@ -552,8 +560,8 @@ class RunsRepository(StoreDatabase):
             id=row["id"],
             plan=TrainingPlan.from_dict(json.loads(row["plan"])),
             status=status,
-            schedule=json.loads(row["schedule"]),
-            options=json.loads(row["options"]),
+            schedule=ScheduleRecord(json.loads(row["schedule"])),
+            options=OptionsRecord(json.loads(row["options"])),
             device=row["device"],
             seed=row["seed"],
             private=bool(row["private"]),
