@@ -25,6 +25,7 @@ from typing import Any
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
 from dpplan.plan import TrainingPlan
 from dpplan.store.database import StoreDatabase, stored_id
+from dpplan.store.liveness import LEASE_COLUMNS
 from dpplan.store.records import (
     STATUSES,
     EpochRecord,
@@ -169,7 +170,6 @@ class RunsRepository(StoreDatabase):
 
         A ``running`` run is leased to this process (see :mod:`dpplan.store.liveness`).
         """
-        pid, started, host, now = self.liveness.owner()
         with self._transaction() as connection:
             connection.execute(
                 "INSERT OR IGNORE INTO plans (id, plan) VALUES (?, ?)",
@@ -177,8 +177,8 @@ class RunsRepository(StoreDatabase):
             )
             cursor = connection.execute(
                 "INSERT INTO runs (plan_id, status, schedule, options, device, seed, versions, "
-                "private, group_id, pid, pid_started, host, heartbeat_at, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"private, group_id, {LEASE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     plan_id(plan),
                     status,
@@ -189,12 +189,7 @@ class RunsRepository(StoreDatabase):
                     json.dumps(dict(versions)),
                     int(private),
                     group_id,
-                    pid,
-                    started,
-                    host,
-                    now,
-                    now,
-                    now,
+                    *self.liveness.new_lease(),
                 ),
             )
             run_id = int(cursor.lastrowid)
@@ -351,8 +346,8 @@ class RunsRepository(StoreDatabase):
         self._start_heartbeat(row["id"])
         return int(row["id"])
 
-    def requeue(self, run_id: int) -> None:
-        """Queue an interrupted, stopped or failed run again (a worker resumes it).
+    def resumable_run(self, run_id: int) -> RunRecord:
+        """Return a run that may be resumed or queued again: interrupted, stopped or failed.
 
         Raises:
             NotFoundError: if there is no such run.
@@ -366,6 +361,16 @@ class RunsRepository(StoreDatabase):
                 "an interrupted, stopped or failed run",
                 f"Run {run_id} is {run.status}.",
             )
+        return run
+
+    def requeue(self, run_id: int) -> None:
+        """Queue an interrupted, stopped or failed run again (a worker resumes it).
+
+        Raises:
+            NotFoundError: if there is no such run.
+            StateConflictError: if the run is queued, running or finished.
+        """
+        self.resumable_run(run_id)
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "

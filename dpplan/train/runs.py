@@ -325,14 +325,7 @@ def resume(
             does not match the stored run; nothing is changed.
     """
     store = store or RunStore()
-    run = store.get_run(run_id)
-    if run.status not in ("interrupted", "stopped", "failed"):
-        raise StateConflictError(
-            "run_id",
-            run_id,
-            "an interrupted, stopped or failed run",
-            f"Run {run_id} is {run.status}.",
-        )
+    run = store.resumable_run(run_id)
     state = _read_checkpoint(store, run)
     if state is None:
         raise StateConflictError(
