@@ -145,9 +145,7 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
         1.1
     """
     if is_phased(plan):
-        from dpplan.accounting.phased import phased_epsilon
-
-        return phased_epsilon(plan, method)
+        return _phased().phased_epsilon(plan, method)
     check_plan(plan)
     _warn(plan)
     return get_accountant(method).epsilon(plan)
@@ -178,9 +176,7 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
         ((1, 2, 3), True)
     """
     if is_phased(plan):
-        from dpplan.accounting.phased import phased_curve
-
-        return phased_curve(plan, method)
+        return _phased().phased_curve(plan, method)
     check_plan(plan)
     found = _warn(plan)
     curve = get_accountant(method).epsilon_curve(plan)
@@ -273,10 +269,8 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
     for method in methods:
         _validate.choice(options=METHODS, method=method)
     if is_phased(plan):  # its phases composed; the plan-level warnings are the first phase's
-        from dpplan.accounting.phased import phased_curve
-
         found, kind = plan_warnings(plan.phases[0]), "phased plan"
-        curve_of = functools.partial(phased_curve, plan)
+        curve_of = functools.partial(_phased().phased_curve, plan)
     else:
         found, kind = _warn(plan), "plan"
         curve_of = lambda method: get_accountant(method).epsilon_curve(plan)
@@ -302,6 +296,11 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         headline_epsilon=best.epsilon,
         warnings=found,
     )
+
+
+def _phased():
+    """:mod:`dpplan.accounting.phased`, imported on use (it imports this package)."""
+    return importlib.import_module("dpplan.accounting.phased")
 
 
 def is_phased(plan: object) -> bool:
