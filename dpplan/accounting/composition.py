@@ -356,11 +356,10 @@ def _profile(plan: TrainingPlan):
             noise_multiplier=plan.noise_multiplier,
             steps=plan.total_steps,
         )
-        # The PLD backend's cached single-step PLD (the expensive part) when it has one.
-        from dpplan.accounting import pld as pld_module
+        # The PLD backend's cached single-step PLD (the expensive part).
+        from dpplan.accounting.pld import pld_per_step
 
-        per_step = getattr(pld_module, "_pld_per_step", _pld_per_step)
-        pld = per_step(plan.sample_rate, plan.noise_multiplier, interval).self_compose(
+        pld = pld_per_step(plan.sample_rate, plan.noise_multiplier, interval).self_compose(
             plan.total_steps
         )
         high = max(1.0, float(pld.get_epsilon_for_delta(1e-12)))
@@ -378,20 +377,6 @@ def _profile(plan: TrainingPlan):
         return grid, deltas, "rdp"
     except (ValueError, ArithmeticError) as exc:
         raise AccountingError(f"no privacy profile for plan {plan.to_dict()}: {exc}") from exc
-
-
-@result_cache(maxsize=8)
-def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
-    import dp_accounting
-    from dp_accounting.pld import privacy_loss_distribution
-
-    return privacy_loss_distribution.from_gaussian_mechanism(
-        standard_deviation=noise_multiplier,
-        sampling_prob=sample_rate,
-        value_discretization_interval=interval,
-        pessimistic_estimate=True,
-        neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
-    )
 
 
 class quiet_absl:

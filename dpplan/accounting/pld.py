@@ -90,7 +90,7 @@ _MIN_DELTA = 2 * _TAIL_MASS_TRUNCATION
 
 
 @result_cache(maxsize=32)
-def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
+def pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
     return privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=noise_multiplier,
         sampling_prob=sample_rate,
@@ -248,7 +248,7 @@ class PLDAccountant(Backend):
                 "infinity). Use method='rdp'."
             )
         try:
-            step = _pld_per_step(sample_rate, noise_multiplier, interval)
+            step = pld_per_step(sample_rate, noise_multiplier, interval)
             pmfs = _internals.dense_pmfs(step)
             per_pmf = [_compose_and_read(pmf, steps, delta) for pmf in pmfs]
             missing = [i for i in range(len(steps)) if any(r[0][i] is None for r in per_pmf)]
