@@ -286,6 +286,20 @@ def _private_uses(path: Path) -> list[str]:
             and f"{aliases[node.value.id]}.{node.attr}" not in MODULES
         ):
             found.append(f"{_rel(path)}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
+        elif (  # getattr(module, "_name", ...): the same use, spelled as a string
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in aliases
+            and aliases[node.args[0].id] != own
+            and isinstance(node.args[1], ast.Constant)
+            and _private(str(node.args[1].value))
+        ):
+            found.append(
+                f"{_rel(path)}:{node.lineno} uses {aliases[node.args[0].id]}.{node.args[1].value}"
+            )
     return found
 
 
@@ -301,12 +315,14 @@ def test_the_private_name_check_can_fail(tmp_path, monkeypatch):
         "from dpplan import accounting\n"
         "x = accounting._other\n"
         "from dpplan import _validate\n"
+        "y = getattr(accounting, '_third', None)\n"
     )
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
     found = _private_uses(planted)
     assert found == [
         "dpplan/solve.py:1 imports dpplan.accounting._hidden",
         "dpplan/solve.py:3 uses dpplan.accounting._other",
+        "dpplan/solve.py:5 uses dpplan.accounting._third",
     ]
 
 
