@@ -482,10 +482,10 @@ def start_worker(run_store) -> None:
 
 def run_label(run) -> str:
     """Short human label of a stored run."""
-    lr = run.schedule.get("max_lr", run.schedule.get("lr"))
-    kind = run.schedule["kind"].replace("_", "-")
+    lr = run.schedule.learning_rate
+    kind = run.schedule.kind.replace("_", "-")
     private = "" if run.private else " · non-private"
-    engine = f" · {run.options.get('engine', 'opacus')} engine" if run.private else ""
+    engine = f" · {run.options.engine} engine" if run.private else ""
     return (
         f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
         f"{len(run.records)}/{run.plan.epochs} epochs{private}{engine}"
@@ -557,8 +557,8 @@ def accuracy_frame(runs) -> pd.DataFrame:
             rows.append(
                 {
                     "run": f"#{run.id}",
-                    "schedule": run.schedule["kind"],
-                    "lr": run.schedule.get("max_lr", run.schedule.get("lr")),
+                    "schedule": run.schedule.kind,
+                    "lr": run.schedule.learning_rate,
                     "seed": run.seed,
                     "epoch": record.epoch,
                     # The smallest upper bound recorded, as every page shows it.

@@ -48,7 +48,6 @@ evaluated epoch uses the final grid, and the last point equals ``epsilon(plan)``
 
 from __future__ import annotations
 
-import functools
 import math
 
 import dp_accounting
@@ -57,7 +56,7 @@ from dp_accounting.pld import common, privacy_loss_distribution, privacy_loss_me
 from scipy import signal, special
 
 from dpplan.accounting import _internals, roundoff
-from dpplan.accounting.base import Backend, Computation
+from dpplan.accounting.base import Backend, Computation, result_cache
 from dpplan.errors import AccountingError
 
 __all__ = [
@@ -93,8 +92,8 @@ _TAIL_MASS_TRUNCATION = 1e-15
 _MIN_DELTA = 2 * _TAIL_MASS_TRUNCATION
 
 
-@functools.lru_cache(maxsize=32)
-def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
+@result_cache(maxsize=32)
+def pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
     return privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=noise_multiplier,
         sampling_prob=sample_rate,
@@ -111,7 +110,7 @@ def _adjacencies(sample_rate: float):
     return (remove, privacy_loss_mechanism.AdjacencyType.ADD)
 
 
-@functools.lru_cache(maxsize=256)
+@result_cache(maxsize=256)
 def _step_loss_width(sample_rate: float, noise_multiplier: float) -> float:
     """Width (in nats) of the single-step privacy-loss range dp-accounting discretises."""
     width = 0.0
@@ -130,7 +129,7 @@ def _step_loss_width(sample_rate: float, noise_multiplier: float) -> float:
     return width
 
 
-@functools.lru_cache(maxsize=256)
+@result_cache(maxsize=256)
 def _composed_loss_width(sample_rate: float, noise_multiplier: float, steps: int) -> float:
     """Estimated width (in nats) of the PLD after ``steps`` self-compositions.
 
@@ -146,7 +145,7 @@ def _composed_loss_width(sample_rate: float, noise_multiplier: float, steps: int
     return width
 
 
-@functools.lru_cache(maxsize=32)
+@result_cache(maxsize=32)
 def _probe_pld(sample_rate: float, noise_multiplier: float):
     """A coarse (about 2,000-cell) single-step PLD, for sizing grids; (interval, PLD)."""
     probe = max(_step_loss_width(sample_rate, noise_multiplier) / _PROBE_POINTS, 1e-12)
@@ -252,7 +251,7 @@ class PLDAccountant(Backend):
                 "infinity). Use method='rdp'."
             )
         try:
-            step = _pld_per_step(sample_rate, noise_multiplier, interval)
+            step = pld_per_step(sample_rate, noise_multiplier, interval)
             pmfs = _internals.dense_pmfs(step)
             per_pmf = [_compose_and_read(pmf, steps, delta) for pmf in pmfs]
             missing = [i for i in range(len(steps)) if any(r[0][i] is None for r in per_pmf)]

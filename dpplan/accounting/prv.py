@@ -44,7 +44,7 @@ from prv_accountant.privacy_random_variables import (
 from scipy import special
 
 from dpplan.accounting import roundoff
-from dpplan.accounting.base import Backend, Computation
+from dpplan.accounting.base import Backend, Computation, register_cache
 from dpplan.errors import AccountingError
 
 __all__ = ["DEFAULT_EPS_ERROR", "MAX_GRID_POINTS", "PRVAccountant"]
@@ -228,7 +228,7 @@ _LOOSE = 1e-3
 _TILTED_POINTS = 4
 
 #: Domains of recent estimates, so a search sizes one domain for all its estimates.
-_DOMAINS: dict[tuple, tuple] = {}
+_DOMAINS: dict[tuple, tuple] = register_cache({})
 #: prv-accountant's RDP orders for sizing the safe domain (``other_accountants.RDP``).
 _RDP_ORDERS = np.array([1.0 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 

@@ -21,7 +21,7 @@ from dpplan.accounting.base import METHODS, library_versions
 from dpplan.errors import AccountingError, PlanError
 from dpplan.ledger import SCHEMES, Ledger
 from dpplan.phased import PhasedPlan
-from dpplan.report import build
+from dpplan.report import build, sections
 from dpplan.report.model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
@@ -54,7 +54,7 @@ def no_amplification_phased(plan: PhasedPlan) -> float:
 
 
 def _reproducibility(data: dict, words: list[str], created_at: str | None) -> Reproducibility:
-    commit, dirty = build._git_state()
+    commit, dirty = build.git_state()
     return Reproducibility(
         dpplan_version=dpplan.__version__,
         python_version=platform.python_version(),
@@ -100,8 +100,8 @@ def build_phased_report(
     """
     if not isinstance(plan, PhasedPlan):
         raise PlanError("plan", plan, "a dpplan.PhasedPlan")
-    title = build._check_text("title", title, build.MAX_TITLE_LENGTH)
-    notes = build._check_text("notes", notes, build.MAX_NOTES_LENGTH)
+    title = build.check_text("title", title, build.MAX_TITLE_LENGTH)
+    notes = build.check_text("notes", notes, build.MAX_NOTES_LENGTH)
     comparison = accounting.compare(plan)
     ends = plan.epoch_ends()
     phases, done = [], 0
@@ -132,7 +132,7 @@ def build_phased_report(
         plan=None,
         epochs=len(ends),
         total_steps=plan.total_steps,
-        accounting=build._accounting(
+        accounting=sections.accounting_section(
             comparison, plan, no_amplification=no_amplification_phased(plan)
         ),
         membership=None,
@@ -186,8 +186,8 @@ def build_ledger_report(
     """
     if not isinstance(ledger, Ledger):
         raise PlanError("ledger", ledger, "a dpplan.Ledger", "Load one with Ledger.from_dict.")
-    title = build._check_text("title", title, build.MAX_TITLE_LENGTH)
-    notes = build._check_text("notes", notes, build.MAX_NOTES_LENGTH)
+    title = build.check_text("title", title, build.MAX_TITLE_LENGTH)
+    notes = build.check_text("notes", notes, build.MAX_NOTES_LENGTH)
     epsilons, refused, failures = {}, {}, {}
     libraries = {"dpplan": dpplan.__version__}
     for method in ledger.methods:

@@ -530,6 +530,7 @@ def _charts(report: Report) -> dict[str, Markup]:
     if run is not None:
         xs = tuple(e.epsilon for e in run.epochs)
         x_label = "ε after each epoch (smallest upper bound)"
+        validation = {"color": "#c77c02", "dash": "6 3", "marker": "square"}  # both charts
         charts["accuracy"] = line_chart(
             [
                 Series(
@@ -542,10 +543,8 @@ def _charts(report: Report) -> dict[str, Markup]:
                 Series(
                     label="validation accuracy",
                     xs=xs,
-                    color="#c77c02",
-                    dash="6 3",
-                    marker="square",
                     ys=tuple(_percent(e.validation_accuracy) for e in run.epochs),
+                    **validation,
                 ),
             ],
             title="Accuracy against ε",
@@ -559,13 +558,11 @@ def _charts(report: Report) -> dict[str, Markup]:
                 Series(
                     label="validation loss",
                     xs=xs,
-                    color="#c77c02",
-                    dash="6 3",
-                    marker="square",
                     ys=tuple(
                         math.nan if e.validation_loss is None else e.validation_loss
                         for e in run.epochs
                     ),
+                    **validation,
                 )
             ],
             title="Validation loss against ε",

@@ -123,10 +123,10 @@ def repeat_and_select_for(plans: Sequence[TrainingPlan], *, mean_runs: float) ->
         shape=math.inf,
     )
     accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
-    from dpplan.accounting.composition import _quiet_absl  # drops excluded-order log lines
+    from dpplan.accounting.composition import quiet_absl  # drops excluded-order log lines
 
     try:
-        with _quiet_absl():
+        with quiet_absl():
             return float(accountant.compose(event).get_epsilon(distinct[0].delta))
     except (ValueError, ArithmeticError) as exc:
         raise AccountingError(f"repeat-and-select failed for {len(distinct)} plans: {exc}") from exc
@@ -148,7 +148,7 @@ def repeat_and_select_all_targets(
     import dp_accounting
 
     from dpplan.accounting import get_accountant
-    from dpplan.accounting.composition import _quiet_absl
+    from dpplan.accounting.composition import quiet_absl
     from dpplan.accounting.events import dpsgd_event
     from dpplan.errors import PlanError
 
@@ -172,7 +172,7 @@ def repeat_and_select_all_targets(
     delta = groups[0][0].delta
     accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
     try:
-        with _quiet_absl():
+        with quiet_absl():
             composed = accountant.compose(dp_accounting.ComposedDpEvent(events=events))
             return float(composed.get_epsilon(delta))
     except (ValueError, ArithmeticError) as exc:

@@ -402,7 +402,7 @@ def schedule_from_dict(data: Mapping[str, object]) -> ScheduleSpec:
     return cls(**{key: value for key, value in data.items() if key != "kind"})
 
 
-def _check_spec(spec: object) -> ScheduleSpec:
+def check_spec(spec: object) -> ScheduleSpec:
     if not isinstance(spec, (OneCycle, Plateau, Constant)):
         raise PlanError("schedule", spec, "a OneCycle, Plateau or Constant spec")
     return spec

@@ -69,7 +69,7 @@ def test_pld_curve_points_bound_dp_accountings_self_composition(epochs):
     # proven round-off bound, ~3e-9 here, to δ = 1e-5: about 1e-5 of ε).
     plan = MNIST.replace(epochs=epochs)
     curve = epsilon_curve(plan, method="pld")
-    step = pld_module._pld_per_step(
+    step = pld_module.pld_per_step(
         plan.sample_rate, plan.noise_multiplier, curve.settings["value_discretization_interval"]
     )
     for epoch, value in zip(curve.epochs, curve.epsilons, strict=True):

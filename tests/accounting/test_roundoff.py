@@ -45,7 +45,7 @@ def test_pld_bound_covers_the_long_double_error_where_every_cell_is_positive():
     interval = pld_module.PLDAccountant().grid_interval(
         sample_rate=0.01, noise_multiplier=0.3, steps=500
     )
-    pmf = _internals.dense_pmfs(pld_module._pld_per_step(0.01, 0.3, interval))[0]
+    pmf = _internals.dense_pmfs(pld_module.pld_per_step(0.01, 0.3, interval))[0]
     lower, upper = pld_module._convolve_bounds(pmf.probs, np.array([500.0]))
     size = roundoff.fft_length(max(int(upper[0] - lower[0] + 1), len(pmf.probs)))
     composer = roundoff.Composer(pmf.probs, size)

@@ -365,6 +365,23 @@ def test_report_page_for_a_run(home):
     assert expected <= run.records[-1].epsilon  # the headline is the smallest upper bound
 
 
+def test_report_page_stores_a_run_report_once_per_distinct_report(home):
+    with mock.patch("dpplan.train.worker.ensure_worker", _fake_worker):
+        at = _app(epochs=1).run()
+        at.switch_page("app_pages/train.py").run()
+        at.selectbox(key="train_device").set_value("cpu")
+        at.button[0].click().run()
+    with mock.patch.object(RunStore, "save_report", autospec=True) as save:
+        at.switch_page("app_pages/report.py").run()
+        at.radio(key="report_source").set_value("a stored run").run()
+        at.run()
+        at.run()  # reruns of the same report write nothing more
+        assert save.call_count == 1
+        at.text_input(key="report_title").input("Another title").run()
+        assert save.call_count == 2  # a different report is stored again
+    assert not at.exception, at.exception
+
+
 def test_tiny_delta_shows_infinity_not_a_crash(fresh_cache):
     # At this δ a method may answer ∞ or refuse (PRV); the app compares floats, never "inf",
     # and its headline is the smallest certified bound.

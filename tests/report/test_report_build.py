@@ -330,7 +330,7 @@ def test_save_and_load_run_report(store, plan_report):
 
 
 def test_git_state_names_the_checkout(plan_report):
-    commit, dirty = build_module._git_state()
+    commit, dirty = build_module.git_state()
     repro = plan_report.reproducibility
     if commit is None:
         assert repro.git_commit is None and dirty is None

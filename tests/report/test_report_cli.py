@@ -39,8 +39,8 @@ def frozen_git(monkeypatch):
     and a commit landing between a report and its regeneration would (rightly) change it."""
     from dpplan.report import build
 
-    state = build._git_state()
-    monkeypatch.setattr(build, "_git_state", lambda: state)
+    state = build.git_state()
+    monkeypatch.setattr(build, "git_state", lambda: state)
     return state
 
 
