@@ -28,14 +28,20 @@ from dpplan.train.runs import start_run
 from dpplan.train.specs import (
     DEFAULT_ONE_CYCLE_LRS,
     DEFAULT_PLATEAU_LRS,
-    Constant,
     OneCycle,
     Plateau,
     RunOptions,
     ScheduleSpec,
+    grid_for,
 )
 
-__all__ = ["DEFAULT_GRIDS", "ScheduleComparison", "ScheduleSummary", "compare_schedules"]
+__all__ = [
+    "DEFAULT_GRIDS",
+    "ScheduleComparison",
+    "ScheduleSummary",
+    "compare_schedules",
+    "grid_for",
+]
 
 #: Default learning-rate grids: the ones sweeps use, measured by the notebooks (see
 #: :data:`dpplan.train.specs.DEFAULT_ONE_CYCLE_LRS`); the published one-cycle peak 15.62
@@ -44,21 +50,6 @@ DEFAULT_GRIDS: Mapping[str, tuple[ScheduleSpec, ...]] = {
     "one_cycle": tuple(OneCycle(max_lr=lr) for lr in DEFAULT_ONE_CYCLE_LRS),
     "plateau": tuple(Plateau(lr=lr) for lr in DEFAULT_PLATEAU_LRS),
 }
-
-
-def grid_for(kind: str, learning_rates: Sequence[float]) -> tuple[ScheduleSpec, ...]:
-    """Return the specs of schedule ``kind`` for each learning rate (dpplan's defaults).
-
-    Raises:
-        PlanError: for an unknown kind or an invalid learning rate.
-    """
-    if kind == "one_cycle":
-        return tuple(OneCycle(max_lr=lr) for lr in learning_rates)
-    if kind == "plateau":
-        return tuple(Plateau(lr=lr) for lr in learning_rates)
-    if kind == "constant":
-        return tuple(Constant(lr=lr) for lr in learning_rates)
-    raise PlanError("schedule", kind, "one of 'one_cycle', 'plateau', 'constant'")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -168,6 +159,7 @@ def compare_schedules(
     options: RunOptions | None = None,
     store: RunStore | None = None,
     on_run: Callable[[RunRecord], None] | None = None,
+    group_id: str | None = None,
 ) -> ScheduleComparison:
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
@@ -178,6 +170,7 @@ def compare_schedules(
         options: run options (``seed`` is overridden per run).
         store: the run store; default ``RunStore()``.
         on_run: called with each finished run.
+        group_id: the comparison's run group (default: a new random id).
 
     Returns:
         A :class:`ScheduleComparison`.
@@ -193,7 +186,7 @@ def compare_schedules(
         raise PlanError("seeds", seeds, "one or more distinct seeds")
     options = options or RunOptions()
     store = store or RunStore()
-    group_id = uuid.uuid4().hex[:12]
+    group_id = group_id or uuid.uuid4().hex[:12]
     runs_tried = 0
     summaries = []
 
