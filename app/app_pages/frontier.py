@@ -311,36 +311,12 @@ else:
 launch = st.button(
     "Launch in the background", type="primary", key="sweep_launch", disabled=spec is None
 )
-if launch:
-    argv = [
-        "--epsilons",
-        epsilons,
-        "--batch-sizes",
-        batch_sizes,
-        "--epochs",
-        epochs,
-        "--schedules",
-        ",".join(schedules),
-        "--one-cycle-lrs",
-        one_cycle,
-        "--plateau-lrs",
-        plateau,
-        "--constant-lrs",
-        constant,
-        "--seeds",
-        seeds,
-        "--delta",
-        delta,
-    ]
-    if subset:
-        argv += ["--subset", str(int(subset))]
-    if repeats and math.isfinite(repeats):
-        argv += ["--random-repeats", f"{repeats:g}"]
+if launch and spec is not None:
     try:
-        pid, log = background.launch_sweep([a.replace(" ", "") for a in argv])
+        pid, log = background.launch_sweep(spec)
         st.success(
             f"Sweep started in the background (process {pid}; log {log}). It appears "
             "above once its plans are solved."
         )
     except DpplanError as error:
-        st.error(str(error))
+        st.error(plain(error))

@@ -72,9 +72,10 @@ def test_empty_store_renders_and_launch_calls_the_background_sweep():
         at.number_input(key="sweep_repeats").set_value(4.0)
         at.button(key="sweep_launch").click().run()
         assert not at.exception
-    argv = launch.call_args.args[0]
-    assert argv[argv.index("--epsilons") + 1] == "1,3"
-    assert argv[argv.index("--random-repeats") + 1] == "4"
+    # The app hands the background driver the validated spec, never spelled argv.
+    [spec] = launch.call_args.args
+    assert isinstance(spec, SweepSpec)
+    assert spec.target_epsilons == (1.0, 3.0) and spec.random_repeats == 4.0
     assert "4242" in at.success[0].value
 
 
