@@ -23,6 +23,7 @@ from typing import Any
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
+from dpplan.selection import Candidate, best_at
 from dpplan.store import RunRecord, RunStore
 from dpplan.train.runs import start_run
 from dpplan.train.specs import (
@@ -65,11 +66,21 @@ class ScheduleSummary:
     accuracy_mean: tuple[float, ...]
     accuracy_std: tuple[float, ...]
     epsilon_methods: tuple[str, ...] = ()
+    validation_mean: tuple[float, ...] = ()
 
     def best_accuracy_at(self, epsilon: float) -> float | None:
-        """Best mean test accuracy over epochs whose ε ≤ ``epsilon`` (None if none)."""
-        values = [a for e, a in zip(self.epsilons, self.accuracy_mean) if e <= epsilon]
-        return max(values) if values else None
+        """Mean test accuracy at the epoch with the best mean validation accuracy among the
+        epochs whose ε ≤ ``epsilon`` (:func:`dpplan.selection.best_at`; None if none)."""
+        chosen = best_at(
+            (
+                Candidate(epsilon=e, validation_accuracy=v, test_accuracy=a)
+                for e, v, a in zip(
+                    self.epsilons, self.validation_mean, self.accuracy_mean, strict=False
+                )
+            ),
+            epsilon_at_most=epsilon,
+        )
+        return None if chosen is None else chosen.test_accuracy
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -127,11 +138,14 @@ def summarize(
     )
     length = min(len(run.records) for run in selected_runs)
     epochs = tuple(range(1, length + 1))
-    means, stds = [], []
+    means, stds, validations = [], [], []
     for index in range(length):
         values = [run.records[index].test_accuracy for run in selected_runs]
         means.append(statistics.fmean(values))
         stds.append(statistics.pstdev(values) if len(values) > 1 else 0.0)
+        validations.append(
+            statistics.fmean(run.records[index].validation_accuracy for run in selected_runs)
+        )
     return ScheduleSummary(
         kind=kind,
         selected=dict(selected_runs[0].schedule),
@@ -148,6 +162,7 @@ def summarize(
         ),
         accuracy_mean=tuple(means),
         accuracy_std=tuple(stds),
+        validation_mean=tuple(validations),
     )
 
 
