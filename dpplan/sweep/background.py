@@ -3,7 +3,8 @@
 :func:`launch_sweep` takes a spec that was built (hence validated) in the caller's process,
 checks that Ray is installed, writes the spec as JSON (``SweepSpec.to_dict``) next to a log
 file under ``$DPPLAN_HOME/sweeps/``, and starts ``python -m dpplan.sweep.background SPEC``
-in its own process group, so closing the app does not stop it. The child
+in its own process group (:func:`dpplan.background.launch_detached`), so closing the app
+does not stop it. The child
 (:func:`main`) reads the spec back with ``SweepSpec.from_dict`` and runs it as ``dpplan
 sweep`` does by default (on an embedded Ray, one CPU per trial): solved and stored, then
 each trial; its progress lines and the final result (``FrontierResult.to_dict()``, as JSON)
@@ -14,15 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from dpplan.background import launch_detached, read_request
 from dpplan.errors import DpplanError, MissingDependencyError, PlanError
-from dpplan.store import RunStore, default_home
+from dpplan.store import RunStore
 from dpplan.sweep.ray_executor import RAY_HINT
 from dpplan.sweep.spec import SweepSpec
 
@@ -48,20 +47,7 @@ def launch_sweep(spec: SweepSpec) -> tuple[int, Path]:
         raise MissingDependencyError(
             "ray", extra="sweep", purpose="to run a sweep on Ray", hint=RAY_HINT
         )
-    folder = default_home() / "sweeps"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}"
-    spec_file, log = folder / f"{stem}.json", folder / f"{stem}.log"
-    spec_file.write_text(json.dumps(spec.to_dict(), indent=2))
-    with open(log, "ab") as handle:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "dpplan.sweep.background", str(spec_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return child.pid, log
+    return launch_detached("dpplan.sweep.background", spec.to_dict(), kind="sweeps")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,11 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dpplan.sweep.execute import create_sweep, run_sweep
     from dpplan.sweep.ray_executor import RayExecutor
 
-    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        if len(args) != 1:
-            raise PlanError("argv", args, "one argument: the spec's JSON file")
-        spec = SweepSpec.from_dict(json.loads(Path(args[0]).read_text()))
+        spec = SweepSpec.from_dict(read_request(list(sys.argv[1:] if argv is None else argv)))
         executor = RayExecutor()
         store = RunStore()
         sweep_id = create_sweep(spec, store=store, executor=executor)

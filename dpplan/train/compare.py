@@ -18,6 +18,7 @@ import math
 import statistics
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dpplan.errors import PlanError
@@ -34,6 +35,8 @@ from dpplan.train.specs import (
     RunOptions,
     ScheduleSpec,
     grid_for,
+    schedule_from_dict,
+    training_set_size,
 )
 
 __all__ = [
@@ -42,6 +45,9 @@ __all__ = [
     "ScheduleSummary",
     "compare_schedules",
     "grid_for",
+    "launch_comparison",
+    "main",
+    "planned_runs",
 ]
 
 #: Default learning-rate grids: the ones sweeps use, measured by the notebooks (see
@@ -166,6 +172,20 @@ def summarize(
     )
 
 
+def _checked(
+    grids: Mapping[str, Sequence[ScheduleSpec]] | None, seeds: Sequence[int]
+) -> tuple[dict[str, tuple[ScheduleSpec, ...]], tuple[int, ...]]:
+    grids = {
+        kind: tuple(specs) for kind, specs in (DEFAULT_GRIDS if grids is None else grids).items()
+    }
+    if not grids or any(len(specs) == 0 for specs in grids.values()):
+        raise PlanError("grids", grids, "a non-empty grid of schedules per kind")
+    seeds = tuple(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise PlanError("seeds", seeds, "one or more distinct seeds")
+    return grids, seeds
+
+
 def compare_schedules(
     plan: TrainingPlan,
     *,
@@ -193,12 +213,7 @@ def compare_schedules(
     Raises:
         PlanError: for empty grids or seeds, or invalid specs or options.
     """
-    grids = dict(DEFAULT_GRIDS if grids is None else grids)
-    if not grids or any(len(specs) == 0 for specs in grids.values()):
-        raise PlanError("grids", grids, "a non-empty grid of schedules per kind")
-    seeds = tuple(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise PlanError("seeds", seeds, "one or more distinct seeds")
+    grids, seeds = _checked(grids, seeds)
     options = options or RunOptions()
     store = store or RunStore()
     group_id = group_id or uuid.uuid4().hex[:12]
@@ -224,3 +239,97 @@ def compare_schedules(
     return ScheduleComparison(
         plan=plan, group_id=group_id, seeds=seeds, runs_tried=runs_tried, summaries=tuple(summaries)
     )
+
+
+def planned_runs(grids: Mapping[str, Sequence[ScheduleSpec]], seeds: Sequence[int]) -> int:
+    """Return how many runs :func:`compare_schedules` trains: every rate of each grid with
+    the first seed, then the selected rate of each schedule with the other seeds."""
+    return sum(len(specs) + len(seeds) - 1 for specs in grids.values())
+
+
+def launch_comparison(
+    plan: TrainingPlan,
+    *,
+    grids: Mapping[str, Sequence[ScheduleSpec]],
+    seeds: Sequence[int],
+    options: RunOptions,
+) -> tuple[int, Path, str]:
+    """Run :func:`compare_schedules` in a background process (the app's Compare page).
+
+    Everything is validated here, in the caller's process; the child receives the plan, the
+    specs and the options as JSON (their ``to_dict`` forms) and stores each run in group
+    ``group_id`` as it finishes.
+
+    Returns:
+        (the child's PID, its log file, the comparison's run group).
+
+    Raises:
+        PlanError: for empty grids or seeds, repeated seeds, invalid specs or options, or a
+            plan whose ``dataset_size`` is not ``training_set_size(options)``.
+    """
+    from dpplan.background import launch_detached
+
+    grids, seeds = _checked(grids, seeds)
+    if not isinstance(plan, TrainingPlan):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    if not isinstance(options, RunOptions):
+        raise PlanError("options", options, "a dpplan.train.RunOptions")
+    if plan.dataset_size != training_set_size(options):
+        raise PlanError(
+            "dataset_size",
+            plan.dataset_size,
+            f"{training_set_size(options)}, the training examples these options use",
+            "Build the plan with dataset_size=training_set_size(options).",
+        )
+    for seed in seeds:  # each run's options, validated here rather than in the child
+        dataclasses.replace(options, seed=seed)
+    group_id = uuid.uuid4().hex[:12]
+    request = {
+        "plan": plan.to_dict(),
+        "grids": {kind: [spec.to_dict() for spec in specs] for kind, specs in grids.items()},
+        "seeds": list(seeds),
+        "options": options.to_dict(),
+        "group_id": group_id,
+    }
+    pid, log = launch_detached("dpplan.train.compare", request, kind="comparisons")
+    return pid, log, group_id
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison whose request (:func:`launch_comparison`) is in the file ``argv[0]``.
+
+    Returns:
+        0 when every run ended, 2 if the request was refused.
+    """
+    import json
+    import sys
+
+    from dpplan.background import read_request
+    from dpplan.errors import DpplanError
+
+    try:
+        request = read_request(list(sys.argv[1:] if argv is None else argv))
+        plan = TrainingPlan.from_dict(request["plan"])
+        grids = {
+            kind: tuple(schedule_from_dict(spec) for spec in specs)
+            for kind, specs in request["grids"].items()
+        }
+        options = RunOptions.from_dict(dict(request["options"]))
+        seeds = [int(seed) for seed in request["seeds"]]
+        group_id = str(request["group_id"])
+    except (DpplanError, OSError, ValueError, KeyError, TypeError) as error:
+        print(f"error: {error}", flush=True)
+        return 2
+
+    def show(run: RunRecord) -> None:
+        print(f"comparison {group_id}: run {run.id} {run.status}", flush=True)
+
+    result = compare_schedules(
+        plan, grids=grids, seeds=seeds, options=options, group_id=group_id, on_run=show
+    )
+    print(json.dumps(result.to_dict(), indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
