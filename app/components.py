@@ -583,6 +583,7 @@ def grouped_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby(["schedule", "lr", "epoch"], as_index=False).agg(
         epsilon=("ε", "max"),
         mean=("test accuracy", "mean"),
+        validation=("validation accuracy", "mean"),
         low=("test accuracy", "min"),
         high=("test accuracy", "max"),
         seeds=("seed", "nunique"),
@@ -614,13 +615,22 @@ def accuracy_vs_epsilon_chart(grouped: pd.DataFrame) -> alt.Chart:
 
 
 def best_at(grouped: pd.DataFrame, thresholds=(1.0, 2.0, 4.0, 8.0)) -> pd.DataFrame:
-    """Best mean test accuracy with ε ≤ x, per schedule line."""
+    """Per schedule line and bound x: the mean test accuracy of the epoch with the best mean
+    validation accuracy among the epochs with ε ≤ x (:func:`dpplan.selection.best_at`: the
+    test set never selects)."""
+    from dpplan.selection import Candidate
+    from dpplan.selection import best_at as select
+
     rows = []
     for line, part in grouped.groupby("line"):
+        candidates = [
+            Candidate(epsilon=e, validation_accuracy=v, test_accuracy=t)
+            for e, v, t in zip(part["epsilon"], part["validation"], part["mean"], strict=True)
+        ]
         row = {"schedule": line}
         for x in thresholds:
-            fit = part[part["epsilon"] <= x]
-            row[f"best at ε ≤ {x:g}"] = f"{fit['mean'].max():.2%}" if len(fit) else "—"
+            chosen = select(candidates, epsilon_at_most=x)
+            row[f"best at ε ≤ {x:g}"] = "—" if chosen is None else f"{chosen.test_accuracy:.2%}"
         rows.append(row)
     return pd.DataFrame(rows)
 

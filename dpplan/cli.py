@@ -1178,7 +1178,7 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     progress = _sweep_progress() if not args.json or sys.stderr.isatty() else None
     result = run_sweep(
         sweep_id, store=store, executor=executor, on_progress=progress, data_dir=data_dir
-    )
+    ).to_dict()
     if progress is not None and sys.stderr.isatty():
         print(file=sys.stderr)
     out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
@@ -1189,7 +1189,7 @@ def _cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
     from dpplan.sweep import frontier_result
 
-    result = frontier_result(RunStore(), _sweep_id("sweep_id", args.sweep_id))
+    result = frontier_result(RunStore(), _sweep_id("sweep_id", args.sweep_id)).to_dict()
     out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
     return EXIT_OK
 

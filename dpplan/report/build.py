@@ -16,9 +16,9 @@ import json
 import platform
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dpplan
 from dpplan import _validate, accounting
@@ -50,7 +50,8 @@ from dpplan.report.sections import (
 )
 from dpplan.report.sections import iso as _iso
 from dpplan.report.sections import jsonable as _jsonable
-from dpplan.store import RunRecord, RunStore, ScheduleRecord
+from dpplan.selection import best_at
+from dpplan.store import RunRecord, RunStore
 
 __all__ = [
     "FALSE_POSITIVE_RATES",
@@ -62,6 +63,10 @@ __all__ = [
     "plan_hash",
     "save_run_report",
 ]
+
+if TYPE_CHECKING:
+    from dpplan.sweep.results import FrontierPoint as SweepPoint
+    from dpplan.sweep.results import FrontierResult, TuningCost
 
 #: Output formats of ``dpplan report``, and keys of ``Reproducibility.commands``.
 FORMATS = ("md", "html", "json", "pdf")
@@ -412,98 +417,99 @@ RANDOM_WITHHELD = (
 )
 
 
-def _frontier_point(point: dict[str, Any], alone: dict[str, Any] | None = None) -> FrontierPoint:
+def _frontier_point(point: SweepPoint, alone: SweepPoint | None = None) -> FrontierPoint:
     """A point of ``frontier_result``; with ``alone`` (random protocol) the selected model's
     own first-seed measurement (its curve point) replaces the mean over its repeats."""
     shown = point if alone is None else alone
     return FrontierPoint(
-        target_epsilon=point["target_epsilon"],
-        epsilon=point["epsilon"],
-        epsilon_method=point["epsilon_method"],
-        plan=_plan(TrainingPlan.from_dict(point["plan"])),
-        schedule_kind=point["schedule"]["kind"],
-        learning_rate=ScheduleRecord(point["schedule"]).learning_rate,
-        schedule=_jsonable(point["schedule"]),
-        validation_accuracy=point["validation_accuracy"],
-        test_accuracy_mean=shown["test_accuracy_mean"],
+        target_epsilon=point.target_epsilon,
+        epsilon=point.epsilon,
+        epsilon_method=point.epsilon_method,
+        plan=_plan(point.plan),
+        schedule_kind=point.schedule.kind,
+        learning_rate=point.learning_rate,
+        schedule=_jsonable(point.schedule.to_dict()),
+        validation_accuracy=point.validation_accuracy,
+        test_accuracy_mean=shown.test_accuracy_mean,
         # One seed measures no spread: None (shown as such), never a spread of 0.
         test_accuracy_std=None
-        if alone is not None or len(point["seeds"]) < 2
-        else point["test_accuracy_std"],
-        seeds=tuple(shown["seeds"][:1] if alone is not None else shown["seeds"]),
-        run_ids=None if alone is not None else tuple(point["run_ids"]),
+        if alone is not None or len(point.seeds) < 2
+        else point.test_accuracy_std,
+        seeds=tuple(shown.seeds[:1] if alone is not None else shown.seeds),
+        run_ids=None if alone is not None else tuple(point.run_ids),
     )
 
 
-def _selected_alone(point: dict[str, Any], curves: dict[str, list[dict[str, Any]]]) -> dict:
+def _selected_alone(point: SweepPoint, curves: Mapping[str, Sequence[SweepPoint]]) -> SweepPoint:
     """Random protocol: the selected trial's own (first-seed) point, from its schedule's
     curve, which holds each schedule's best draw at each ε measured with the first seed."""
-    for other in curves.get(point["schedule"]["kind"], []):
+    for other in curves.get(point.schedule.kind, ()):
         if (
-            other["target_epsilon"] == point["target_epsilon"]
-            and other["plan"] == point["plan"]
-            and other["schedule"] == point["schedule"]
-            and other["validation_accuracy"] == point["validation_accuracy"]
+            other.target_epsilon == point.target_epsilon
+            and other.plan == point.plan
+            and other.schedule == point.schedule
+            and other.validation_accuracy == point.validation_accuracy
         ):
             return other
     raise PlanError(  # pragma: no cover - frontier() always has it
-        "sweep", point["target_epsilon"], "a selected trial with its first-seed measurement"
+        "sweep", point.target_epsilon, "a selected trial with its first-seed measurement"
     )
 
 
 def _best_at_most(points: Sequence[FrontierPoint]) -> tuple[BestAtMost, ...]:
-    """For each target x: the point with the best validation accuracy among ε ≤ x (the test
-    set never selects; first in target order on ties)."""
+    """For each target x: the point :func:`dpplan.selection.best_at` selects among ε ≤ x
+    (best validation accuracy; the test set never selects; first in target order on ties)."""
     rows = []
     for bound in sorted({p.target_epsilon for p in points}):
-        fit = [k for k, p in enumerate(points) if p.epsilon <= bound]
-        if fit:
-            best = max(fit, key=lambda k: (points[k].validation_accuracy, -k))
-            rows.append(BestAtMost(epsilon_at_most=bound, point=best))
+        best = best_at(points, epsilon_at_most=bound)
+        if best is not None:
+            index = next(k for k, p in enumerate(points) if p is best)
+            rows.append(BestAtMost(epsilon_at_most=bound, point=index))
     return tuple(rows)
 
 
-def _sweep_tuning(tuning: dict[str, Any], random: bool) -> SweepTuning:
+def _sweep_tuning(tuning: TuningCost) -> SweepTuning:
+    random = tuning.random
     per_target = tuple(
         TargetCost(
-            target_epsilon=row["target_epsilon"],
-            single_run_epsilon=row["single_run_epsilon"],
-            runs=None if random else row["runs"],
-            all_runs_epsilon=None if random else row.get("all_runs_epsilon"),
-            all_runs_method=None if random else row.get("all_runs_method"),
-            repeat_and_select_epsilon=row.get("repeat_and_select_epsilon"),
+            target_epsilon=row.target_epsilon,
+            single_run_epsilon=row.single_run_epsilon,
+            runs=None if random else row.runs,
+            all_runs_epsilon=None if random else row.all_runs_epsilon,
+            all_runs_method=None if random else row.all_runs_method,
+            repeat_and_select_epsilon=row.repeat_and_select_epsilon,
         )
-        for row in tuning["per_target"]
+        for row in tuning.per_target
     )
     return SweepTuning(
-        delta=tuning["delta"],
-        single_run_epsilon=tuning["single_run_epsilon"],
-        runs=None if random else tuning["runs"],
-        all_runs_epsilon=None if random else tuning["all_runs_epsilon"],
-        all_runs_method=None if random else tuning.get("all_runs_method"),
-        random_repeats=tuning.get("random_repeats"),
-        repeat_and_select_epsilon=tuning.get("repeat_and_select_epsilon"),
+        delta=tuning.delta,
+        single_run_epsilon=tuning.single_run_epsilon,
+        runs=None if random else tuning.runs,
+        all_runs_epsilon=None if random else tuning.all_runs_epsilon,
+        all_runs_method=None if random else tuning.all_runs_method,
+        random_repeats=tuning.random_repeats,
+        repeat_and_select_epsilon=tuning.repeat_and_select_epsilon,
         per_target=per_target,
     )
 
 
-def _sweep(result: dict[str, Any], record: Any) -> Sweep:
+def _sweep(result: FrontierResult, record: Any) -> Sweep:
     """The Sweep section from ``frontier_result`` (random protocol: the secret parts left out)."""
-    spec = result["spec"]
-    random = result["tuning"]["protocol"] == "random_repeats"
-    curves = result["curves"]
+    spec = result.spec.to_dict()
+    random = result.tuning.random
+    curves = result.curves
     points = tuple(
-        _frontier_point(p, _selected_alone(p, curves) if random else None) for p in result["points"]
+        _frontier_point(p, _selected_alone(p, curves) if random else None) for p in result.points
     )
     options = _jsonable(spec["options"])
     return Sweep(
-        id=result["sweep_id"],
-        status=result["status"],
+        id=result.sweep_id,
+        status=result.status,
         error=None if random else record.error,
         protocol="random_repeats" if random else "grid",
         method=spec["method"],
         delta=spec["delta"],
-        dataset_size=TrainingPlan.from_dict(result["plans"][0]["plan"]).dataset_size,
+        dataset_size=result.plans[0].plan.dataset_size,
         validation_size=int(options.get("validation_size", 0)),
         target_epsilons=tuple(spec["target_epsilons"]),
         batch_sizes=tuple(spec["batch_sizes"]),
@@ -518,16 +524,16 @@ def _sweep(result: dict[str, Any], record: Any) -> Sweep:
         created_at=_iso(record.created_at),
         updated_at=_iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),
-        runs_tried=None if random else result["runs_tried"],
-        trials=None if random else SweepTrials(**result["trials"]),
+        runs_tried=None if random else result.runs_tried,
+        trials=None if random else SweepTrials(**result.trials.to_dict()),
         plans=tuple(
             SolvedPlan(
-                target_epsilon=row["target_epsilon"],
-                epsilon=row["epsilon"],
-                method=row["method"],
-                plan=_plan(TrainingPlan.from_dict(row["plan"])),
+                target_epsilon=row.target_epsilon,
+                epsilon=row.epsilon,
+                method=row.method,
+                plan=_plan(row.plan),
             )
-            for row in result["plans"]
+            for row in result.plans
         ),
         points=points,
         best=_best_at_most(points),
@@ -537,7 +543,7 @@ def _sweep(result: dict[str, Any], record: Any) -> Sweep:
             ScheduleCurve(schedule_kind=kind, points=tuple(_frontier_point(p) for p in curve))
             for kind, curve in curves.items()
         ),
-        tuning=_sweep_tuning(result["tuning"], random),
+        tuning=_sweep_tuning(result.tuning),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -299,8 +300,60 @@ def test_train_bad_option_shows_error():
     assert any("activation='tanh'" in e.value for e in at.error)
 
 
-def test_compare_shows_schedules_at_equal_epsilon(home):
-    with mock.patch("dpplan.train.worker.ensure_worker", _fake_worker):
+def _stub_start_run(plan, schedule, options, *, store, group_id):
+    """Stand-in for start_run: a finished run without training. Validation accuracy falls with
+    the learning rate, test accuracy rises with it: selecting on test would pick the other."""
+    spec = schedule.to_dict()
+    lr = spec.get("max_lr", spec.get("lr"))
+    run_id = store.create_run(
+        plan=plan,
+        schedule=spec,
+        options=options.to_dict(),
+        device="cpu",
+        seed=options.seed,
+        private=True,
+        versions={},
+        group_id=group_id,
+    )
+    curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
+    for epoch in range(1, plan.epochs + 1):
+        store.record_epoch(
+            run_id,
+            EpochRecord(
+                epoch=epoch,
+                steps=plan.steps_after(epoch),
+                epsilon=curve[epoch - 1],
+                epsilon_rdp=curve[epoch - 1],
+                epsilon_opacus=curve[epoch - 1],
+                train_loss=1.0,
+                validation_loss=1.0,
+                validation_accuracy=0.9 - lr / 100,
+                test_accuracy=0.5 + lr / 100 + 0.01 * options.seed,
+                lr=lr,
+                seconds=0.0,
+            ),
+        )
+    store.finish_run(run_id, status="finished")
+    return store.get_run(run_id)
+
+
+def _launch_inline(module, request, *, kind):
+    """Stand-in for the detached launch: the driver's main runs here, on the JSON request."""
+    import importlib
+
+    path = Path(os.environ["DPPLAN_HOME"]).parent / "request.json"
+    path.write_text(json.dumps(request))
+    assert importlib.import_module(module).main([str(path)]) == 0
+    return 4343, path.with_suffix(".log")
+
+
+def test_compare_launches_select_then_repeat_and_shows_schedules_at_equal_epsilon(home):
+    # Issue 19 item 4: the page runs compare_schedules' protocol (the first seed selects each
+    # schedule's rate on validation, the other seeds repeat it), not every rate x every seed.
+    with (
+        mock.patch("dpplan.train.compare.start_run", _stub_start_run),
+        mock.patch("dpplan.background.launch_detached", _launch_inline),
+    ):
         at = _app(epochs=2).run()
         at.switch_page("app_pages/compare.py").run()
         at.text_input(key="cmp_oc").set_value("1, 4")
@@ -308,7 +361,20 @@ def test_compare_shows_schedules_at_equal_epsilon(home):
         at.text_input(key="cmp_seeds").set_value("0, 1")
         at.button[0].click().run()
         assert not at.exception, at.exception
-        assert any("Queued 6 runs" in s.value for s in at.success)
+        assert any("4343" in s.value and "5 runs" in s.value for s in at.success)
+    runs = RunStore(home).list_runs()
+    tried = sorted(
+        (r.schedule["kind"], r.schedule.get("max_lr", r.schedule.get("lr")), r.seed) for r in runs
+    )
+    # one-cycle: lr 1 and 4 with seed 0, then lr 1 (validation-best, not test-best) with seed 1
+    assert tried == [
+        ("one_cycle", 1.0, 0),
+        ("one_cycle", 1.0, 1),
+        ("one_cycle", 4.0, 0),
+        ("plateau", 0.05, 0),
+        ("plateau", 0.05, 1),
+    ]
+    assert len({r.group_id for r in runs}) == 1 and all(r.plan.dataset_size == 55000 for r in runs)
     at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -317,11 +383,17 @@ def test_compare_shows_schedules_at_equal_epsilon(home):
 
 
 def test_compare_bad_grid_shows_error():
-    at = _app(epochs=2).run()
-    at.switch_page("app_pages/compare.py").run()
-    at.text_input(key="cmp_oc").set_value("fast")
-    at.button[0].click().run()
-    assert any("one_cycle_lrs='fast'" in e.value for e in at.error)
+    with mock.patch("dpplan.background.launch_detached") as launch:
+        at = _app(epochs=2).run()
+        at.switch_page("app_pages/compare.py").run()
+        at.text_input(key="cmp_oc").set_value("fast")
+        at.button[0].click().run()
+        assert any("one_cycle_lrs='fast'" in _unescape(e.value) for e in at.error)
+        at.text_input(key="cmp_oc").set_value("1")
+        at.text_input(key="cmp_seeds").set_value("0, 0.5")
+        at.button[0].click().run()
+        assert any("seed=0.5" in _unescape(e.value) for e in at.error)
+    launch.assert_not_called()  # refused in the app, never handed to a child
 
 
 def test_report_page_for_the_plan():

@@ -355,9 +355,10 @@ def test_a_failed_trial_keeps_its_whole_error_and_frontier_and_runs_show_it(
     executor = LocalExecutor(ship_data=False)  # each trial reads the (empty) folder itself
     sweep_id = create_sweep(spec, store=store, executor=executor)
     result = run_sweep(sweep_id, store=store, executor=executor)
-    (failure,) = result["failures"]
-    assert failure["error"].startswith("DataError: ")
-    assert str(empty) in failure["error"] and "t10k-labels-idx1-ubyte.gz" in failure["error"]
+    (failure,) = result.failures
+    assert result.status == "failed" and result.trials.failed == 1
+    assert failure.error.startswith("DataError: ")
+    assert str(empty) in failure.error and "t10k-labels-idx1-ubyte.gz" in failure.error
     assert main(["frontier", str(sweep_id)]) == 0
     text = capsys.readouterr().out
     assert "failed trials (1)" in text and str(empty) in text and "DataError" in text
