@@ -75,7 +75,7 @@ def store_fake_sweep(
 def dying_once(marker: str) -> Callable[..., dict]:
     """A trial function for an executor (``RayExecutor(trial=...)``): the first attempt that
     creates the file ``marker`` kills its worker (``os._exit``), later attempts train as
-    :func:`dpplan.sweep.trials.run_trial` does. A closure, so Ray ships it by value: the
+    :func:`dpplan.train.trial.run_trial` does. A closure, so Ray ships it by value: the
     workers need not import this module."""
 
     def trial(payload, data=None):

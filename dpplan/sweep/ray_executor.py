@@ -380,7 +380,7 @@ class RayExecutor:
         max_retries: how many times a trial whose worker died is run again.
         ship_data: send MNIST through the object store (True) or let each worker read its
             own ``options.data_dir`` (False; for clusters whose nodes have the data).
-        trial: the function each task runs (default :func:`dpplan.sweep.trials.run_trial`);
+        trial: the function each task runs (default :func:`dpplan.train.trial.run_trial`);
             Ray pickles it by reference, so it must be importable on the workers.
 
     Raises:
