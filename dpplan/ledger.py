@@ -17,12 +17,10 @@ gives the "as if Poisson" number, not a guarantee); ``"fixed_size"`` (replace-on
 and ``"truncated_poisson"`` (add-or-remove-one; PLD only), as dp-accounting accounts them
 (see :mod:`dpplan.accounting.schemes`).
 
-One ε states one relation, so a ledger does not mix ``"fixed_size"`` with the other schemes:
-such a record is refused (``PlanError``). A replace-one pair is two add/remove steps apart, so
-a bound could only be converted by group privacy (ε doubled, δ multiplied by 1 + e^ε) and RDP
-cannot compose Poisson steps under replace-one; dpplan refuses rather than mix loosely. Nothing
-is accounted as if Poisson: a method that cannot account a scheme recorded refuses it by name,
-and the headline is the smallest bound of the methods that can.
+One ε states one relation, so a ``"fixed_size"`` record is refused (``PlanError``) in a
+ledger of the other schemes and vice versa (converting would need group privacy: ε doubled
+and more). Nothing is accounted as if Poisson: a method that cannot account a scheme recorded
+refuses it by name; the headline is the smallest bound of the methods that can.
 
 **Which ε.** ``epsilon(method="rdp" | "prv" | "pld")`` is that method's upper bound for
 everything recorded, computed as ``dpplan.epsilon`` computes it (a ledger fed a plan's steps
@@ -37,9 +35,8 @@ n steps. When no such bound is known, the exact bound for n steps is computed, t
 bounds for up to :data:`BLOCK_POINTS` step counts up to 2n (one discretisation, one inverse
 FFT per count). Between those counts (at most ~1.6% apart) the headline is valid and slightly
 looser than exact; with a budget it never exceeds the budget while the guard admits (it is
-then computed exactly). Fixed-size steps cost about as much as RDP's (their per-step RDP is
-cached, ~2 ms a step with the guard); truncated Poisson steps cost one PLD self-composition
-per new step count (~0.07 s at N = 10,000, its one-step PLD cached).
+then computed exactly). A fixed-size step costs ~2 ms with the guard; a truncated Poisson step
+one PLD self-composition (~0.07 s at N = 10,000).
 """
 
 from __future__ import annotations
@@ -52,13 +49,15 @@ from typing import Any
 
 from dpplan import _validate
 from dpplan.accounting.schemes import (
-    REFUSALS,
     SCHEMES,
     TRUNCATED_PLD_INTERVAL,
+    LedgerRecord,
     Scheme,
+    check_scheme,
     composed_epsilon,
     fixed_size_event,
     largest_within,
+    refuse_method,
 )
 from dpplan.errors import AccountingError, BudgetExhausted, PlanError
 from dpplan.plan import MAX_DATASET_SIZE, MAX_TOTAL_STEPS, NOISE_MULTIPLIER_MIN
@@ -77,46 +76,9 @@ __all__ = [
 BLOCK_POINTS = 64
 _METHODS = ("rdp", "prv", "pld")
 _SAMPLING = tuple(SCHEMES)
+_KEYS = ("format", "dataset_size", "delta", "budget", "methods", "records")
 #: Schema version of :meth:`Ledger.to_dict`.
 FORMAT_VERSION = 1
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class LedgerRecord:
-    """Consecutive noisy steps of one kind.
-
-    Attributes:
-        noise_multiplier: σ of every step.
-        sample_rate: Poisson sample rate q (batch_size / dataset_size when a batch size was
-            given).
-        steps: number of steps.
-        batch_size: the (expected) batch size given, or ``None`` if a sample rate was given.
-        sampling: the scheme (:data:`SCHEMES`): ``"poisson"`` (Poisson sampling at
-            ``sample_rate``), ``"shuffle"`` (shuffled fixed batches of ``batch_size``, each
-            example once per epoch), ``"fixed_size"`` (``batch_size`` examples drawn without
-            replacement every step) or ``"truncated_poisson"`` (Poisson, cut to
-            ``max_batch_size``).
-        max_batch_size: the truncation of ``"truncated_poisson"`` records, else ``None``.
-    """
-
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    batch_size: int | None = None
-    sampling: str = "poisson"
-    max_batch_size: int | None = None
-
-    @property
-    def kind(self) -> LedgerRecord:
-        """The record without its step count: records of one kind merge."""
-        return dataclasses.replace(self, steps=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the record's fields, JSON-ready (``max_batch_size`` only when set)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if data["max_batch_size"] is None:
-            del data["max_batch_size"]
-        return data
 
 
 class Ledger:
@@ -181,13 +143,8 @@ class Ledger:
         one per (sample rate, noise multiplier), for ``epsilon_of_segments`` at another δ."""
         from dpplan.accounting.segments import Segment
 
-        if any(len(mechanism) > 2 for mechanism in self._counts):
-            raise PlanError(
-                "sampling",
-                self.schemes,
-                "only 'poisson' or 'shuffle' records to be given as Poisson segments",
-                "Fixed-size and truncated Poisson steps are not Poisson segments.",
-            )
+        if any(len(mechanism) > 2 for mechanism in self._counts):  # fixed-size, truncated
+            raise PlanError("sampling", self.schemes, "only 'poisson' or 'shuffle' records")
         return tuple(
             Segment(sample_rate=q, noise_multiplier=s, steps=c)
             for (q, s), c in self._counts.items()
@@ -217,10 +174,7 @@ class Ledger:
             if all(method in SCHEMES[scheme].methods for scheme in schemes)
         )
 
-    @property
-    def total_steps(self) -> int:
-        """Noisy steps recorded."""
-        return self._steps
+    total_steps = property(lambda self: self._steps, doc="Noisy steps recorded.")
 
     def _mechanism(
         self, noise_multiplier: object, batch_size: object, sample_rate: object
@@ -268,15 +222,10 @@ class Ledger:
             batch_size: expected (Poisson) batch size, in [1, dataset_size]; or
             sample_rate: Poisson sample rate q in (0, 1] (give exactly one of the two).
             steps: number of steps, >= 1.
-            sampling: ``"poisson"`` (default); ``"shuffle"``: shuffled batches of exactly
-                ``batch_size`` (give ``batch_size``), each example in one batch per epoch of
-                ``ceil(dataset_size / batch_size)`` steps. No tight analysis of shuffling is
-                known, so a shuffled record is accounted with no amplification: every started
-                epoch is one full-batch Gaussian step at σ for each example (sensitivity =
-                clipping norm); ``"fixed_size"``: exactly ``batch_size`` examples drawn
-                without replacement each step (replace-one neighbours; RDP only);
-                ``"truncated_poisson"``: Poisson at ``batch_size`` / ``sample_rate``, batches
-                cut to ``max_batch_size`` (PLD only). See :data:`SCHEMES`.
+            sampling: ``"poisson"`` (default), ``"shuffle"`` (give ``batch_size``: one batch
+                per example per epoch of ``ceil(dataset_size / batch_size)`` steps, accounted
+                without amplification), ``"fixed_size"`` (give ``batch_size``; replace-one;
+                RDP only) or ``"truncated_poisson"`` (PLD only). See :data:`SCHEMES`.
             max_batch_size: for ``"truncated_poisson"`` only: the largest batch, in
                 [1, dataset_size].
 
@@ -351,26 +300,12 @@ class Ledger:
 
     def _check_scheme(self, sampling: str) -> None:
         """Refuse a scheme of another neighbouring relation, or one no method accounts."""
-        scheme = SCHEMES[sampling]
-        if self._records and scheme.relation != self.neighbouring_relation:
-            raise PlanError(
-                "sampling",
-                sampling,
-                f"a scheme with this ledger's neighbouring relation ({self.neighbouring_relation}"
-                f", from its {self.schemes} records), not {scheme.relation}",
-                "One ε states one relation; converting by group privacy (a replace-one pair is "
-                "two add/remove steps apart) would double ε and more, so dpplan does not mix "
-                "them. Use one ledger per relation.",
-            )
-        if not self.capable_methods((*self.schemes, sampling)):
-            raise PlanError(
-                "sampling",
-                sampling,
-                f"a scheme one of this ledger's methods {self.methods} accounts (with the "
-                f"schemes recorded, {self.schemes}); {sampling!r} is accounted only by "
-                f"{', '.join(scheme.methods)}",
-                "Build the ledger with methods that include it.",
-            )
+        check_scheme(
+            sampling,
+            relation=self.neighbouring_relation if self._records else None,
+            recorded=self.schemes,
+            methods=self.methods,
+        )
 
     def _contribution(self, record: LedgerRecord) -> tuple[tuple, int]:
         """(mechanism, count) a record adds: Poisson steps ``(q, σ)``, the started epochs of
@@ -580,16 +515,7 @@ class Ledger:
         if method is None:
             return self.headline()[1]
         method = _validate.choice(options=_METHODS, method=method)
-        refused = [s for s in self.schemes if method not in SCHEMES[s].methods]
-        if refused:
-            scheme = SCHEMES[refused[0]]
-            raise PlanError(
-                "method",
-                method,
-                f"a method that accounts sampling={scheme.name!r} ({scheme.relation}): "
-                f"{', '.join(scheme.methods)}",
-                REFUSALS[(method, scheme.name)],
-            )
+        refuse_method(method, self.schemes)
         state = self._state()
         if not state[2] and not state[0]:
             return 0.0
@@ -602,10 +528,9 @@ class Ledger:
 
         Example:
             >>> ledger = Ledger(dataset_size=1000, delta=1e-5, methods=("rdp",))
-            >>> ledger.record(noise_multiplier=2.0, batch_size=10, steps=5, sampling="fixed_size")
-            >>> g = ledger.guarantee()
-            >>> g["neighbouring_relation"], g["sampling"], g["method"]
-            ('replace_one', ['fixed_size'], 'rdp')
+            >>> ledger.record(noise_multiplier=2.0, batch_size=10, sampling="fixed_size")
+            >>> ledger.guarantee()["neighbouring_relation"]
+            'replace_one'
         """
         method, value = self.headline()
         return {
@@ -630,15 +555,8 @@ class Ledger:
         from dpplan.accounting.segments import Segment, epsilon_of_segments
 
         method = _validate.choice(options=_METHODS, method=method)
-        other = [s for s in self.schemes if s not in ("poisson", "shuffle")]
-        if other:
-            raise PlanError(
-                "sampling",
-                other[0],
-                "'poisson' or 'shuffle' records only for an 'as if Poisson' number",
-                "It compares shuffled batches with Poisson sampling; other schemes have their "
-                "own accounting (epsilon()).",
-            )
+        if set(self.schemes) - {"poisson", "shuffle"}:
+            raise PlanError("sampling", self.schemes, "only 'poisson' or 'shuffle' records")
         return epsilon_of_segments(
             [
                 Segment(
@@ -709,10 +627,8 @@ class Ledger:
     # --- persistence --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the ledger as JSON-safe data; :meth:`from_dict` restores it exactly.
-
-        Every record names its ``sampling``; ``neighbouring_relation`` states the relation of
-        every ε (derived from the records; checked on :meth:`from_dict`)."""
+        """Return the ledger as JSON-safe data (records name their ``sampling``; the
+        ``neighbouring_relation`` of every ε is stated); :meth:`from_dict` restores it."""
         return {
             "format": FORMAT_VERSION,
             "dataset_size": self.dataset_size,
@@ -732,15 +648,7 @@ class Ledger:
         """
         if not isinstance(data, Mapping):
             raise PlanError("ledger", data, "a mapping from Ledger.to_dict()")
-        known = {
-            "format",
-            "dataset_size",
-            "delta",
-            "budget",
-            "methods",
-            "neighbouring_relation",
-            "records",
-        }
+        known = {*_KEYS, "neighbouring_relation"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise PlanError(unknown[0], data[unknown[0]], "absent: not a ledger key")

@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import math
 
-from dpplan.errors import AccountingError
+from dpplan.errors import AccountingError, PlanError
 
 __all__ = [
     "ADD_OR_REMOVE_ONE",
@@ -33,10 +33,13 @@ __all__ = [
     "REPLACE_ONE",
     "SCHEMES",
     "TRUNCATED_PLD_INTERVAL",
+    "LedgerRecord",
     "Scheme",
+    "check_scheme",
     "composed_epsilon",
     "fixed_size_event",
     "largest_within",
+    "refuse_method",
 ]
 
 #: Smallest PLD discretisation interval for ledgers with truncated Poisson records: the
@@ -147,6 +150,44 @@ def composed_epsilon(items: list, *, dataset_size: int, delta: float, method: st
         raise AccountingError(
             f"{method} accountant failed for {[m[2:3] or ('poisson',) for m, _ in items]}: {exc!r}"
         ) from exc
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class LedgerRecord:
+    """Consecutive noisy steps of one kind.
+
+    Attributes:
+        noise_multiplier: σ of every step.
+        sample_rate: Poisson sample rate q (batch_size / dataset_size when a batch size was
+            given).
+        steps: number of steps.
+        batch_size: the (expected) batch size given, or ``None`` if a sample rate was given.
+        sampling: the scheme (:data:`SCHEMES`): ``"poisson"`` (Poisson sampling at
+            ``sample_rate``), ``"shuffle"`` (shuffled fixed batches of ``batch_size``, each
+            example once per epoch), ``"fixed_size"`` (``batch_size`` examples drawn without
+            replacement every step) or ``"truncated_poisson"`` (Poisson, cut to
+            ``max_batch_size``).
+        max_batch_size: the truncation of ``"truncated_poisson"`` records, else ``None``.
+    """
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    batch_size: int | None = None
+    sampling: str = "poisson"
+    max_batch_size: int | None = None
+
+    @property
+    def kind(self) -> LedgerRecord:
+        """The record without its step count: records of one kind merge."""
+        return dataclasses.replace(self, steps=0)
+
+    def to_dict(self) -> dict:
+        """Return the record's fields, JSON-ready (``max_batch_size`` only when set)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if data["max_batch_size"] is None:
+            del data["max_batch_size"]
+        return data
 
 
 #: Why a method refuses a scheme (dp-accounting 0.6.0, prv-accountant).
@@ -267,3 +308,53 @@ def largest_within(measure, budget: float, limit: int, *, start: int) -> int:
                 high, high_value = guess, value
         interpolate = not interpolate
     return low
+
+
+def check_scheme(
+    sampling: str, *, relation: str | None, recorded: tuple[str, ...], methods: tuple[str, ...]
+) -> None:
+    """Refuse ``sampling`` in a ledger whose records have another neighbouring ``relation``
+    (``None``: no record yet) or whose ``methods`` cannot account it with ``recorded``.
+
+    Raises:
+        PlanError: (field ``sampling``) naming the relations, or the methods that can.
+    """
+    scheme = SCHEMES[sampling]
+    if relation is not None and scheme.relation != relation:
+        raise PlanError(
+            "sampling",
+            sampling,
+            f"a scheme with this ledger's neighbouring relation ({relation}, from its "
+            f"{recorded} records), not {scheme.relation}",
+            "One ε states one relation; converting by group privacy (a replace-one pair is "
+            "two add/remove steps apart) would double ε and more, so dpplan does not mix "
+            "them. Use one ledger per relation.",
+        )
+    schemes = (*recorded, sampling)
+    if not any(all(m in SCHEMES[s].methods for s in schemes) for m in methods):
+        raise PlanError(
+            "sampling",
+            sampling,
+            f"a scheme one of this ledger's methods {methods} accounts (with the schemes "
+            f"recorded, {recorded}); {sampling!r} is accounted only by "
+            f"{', '.join(scheme.methods)}",
+            "Build the ledger with methods that include it.",
+        )
+
+
+def refuse_method(method: str, schemes: tuple[str, ...]) -> None:
+    """Refuse ``method`` if it cannot account one of ``schemes``, naming the scheme.
+
+    Raises:
+        PlanError: (field ``method``) with the methods that can, and why this one cannot.
+    """
+    refused = [s for s in schemes if method not in SCHEMES[s].methods]
+    if refused:
+        scheme = SCHEMES[refused[0]]
+        raise PlanError(
+            "method",
+            method,
+            f"a method that accounts sampling={scheme.name!r} ({scheme.relation}): "
+            f"{', '.join(scheme.methods)}",
+            REFUSALS[(method, scheme.name)],
+        )
