@@ -207,11 +207,9 @@ REFUSALS = {
 def _fixed_size_rdp(dataset_size: int, batch_size: int, noise_multiplier: float, orders: tuple):
     """Per-step RDP of :func:`fixed_size_event`, as dp-accounting's ``RdpAccountant``
     (``REPLACE_ONE``) computes it for that event."""
-    from dp_accounting.rdp import rdp_privacy_accountant
+    from dpplan.accounting._internals import sample_wor_gaussian_rdp
 
-    vector = rdp_privacy_accountant._compute_rdp_sample_wor_gaussian(
-        q=batch_size / dataset_size, noise_multiplier=noise_multiplier / 2, orders=orders
-    )
+    vector = sample_wor_gaussian_rdp(batch_size / dataset_size, noise_multiplier / 2, orders)
     vector.setflags(write=False)
     return vector
 
