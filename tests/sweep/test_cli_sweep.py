@@ -278,7 +278,7 @@ def test_one_seed_shows_that_no_spread_was_measured(capsys, store, tiny_options)
 
 
 def test_default_grids_are_the_measured_ones():
-    from dpplan.cli import _build_parser
+    from dpplan.cli.parser import _build_parser
     from dpplan.sweep import SweepSpec
     from dpplan.sweep.spec import DEFAULT_ONE_CYCLE_LRS
 
@@ -443,7 +443,8 @@ def test_a_sweep_treats_diverged_trials_as_finished_without_accuracy(
 
 def test_sweep_trials_run_one_thread_per_cpu_they_reserve():
     # Issue 17 item 7: one thread per concurrent trial (Ray workers set it from the options).
-    from dpplan.cli import _build_parser, _sweep_spec
+    from dpplan.cli.parser import _build_parser
+    from dpplan.cli.sweep_commands import _sweep_spec
 
     parser = _build_parser()
     spec = _sweep_spec(parser.parse_args(["sweep", *GRID]))
