@@ -11,7 +11,7 @@ from pathlib import Path
 from dpplan.cli.common import _number
 from dpplan.errors import (
     MissingDependencyError,
-    PlanError,
+    NotFoundError,
 )
 
 
@@ -23,7 +23,7 @@ def app_path() -> Path:
 def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     entry = app_path()
     if not entry.exists():
-        raise PlanError(
+        raise NotFoundError(
             "app",
             str(entry),
             "the planner's entry point",

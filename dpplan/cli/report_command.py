@@ -12,9 +12,45 @@ from dpplan.cli.common import _PLAN_FLAGS, EXIT_OK, _number, _plan_from_args, _r
 from dpplan.cli.render import _fmt
 from dpplan.errors import (
     NotFoundError,
-    PlanError,
     UsageError,
 )
+
+#: The report's modes (the flag that selects each, in order of precedence) and the flags each
+#: refuses, with why: (mode flag, refused flags, expected, hint).
+_REPORT_EXCLUSIONS = (
+    (
+        "sweep",
+        (*_PLAN_FLAGS, "run", "tuning_runs", "stored"),
+        "omitted with --sweep",
+        "A sweep's report uses the sweep's own plans and runs.",
+    ),
+    ("run", _PLAN_FLAGS, "omitted with --run", "A run's report uses the run's own plan."),
+    (
+        "run",
+        ("tuning_runs",),
+        "omitted with --run",
+        "A run's comparison group comes from the run store.",
+    ),
+    ("stored", ("title", "notes"), "omitted with --stored", "A stored report is shown as stored."),
+)
+
+
+def _refuse_excluded_flags(args: argparse.Namespace) -> None:
+    """Refuse, in one place, every flag the selected report mode does not take.
+
+    Raises:
+        UsageError: naming the first refused flag given.
+    """
+    mode = "sweep" if args.sweep is not None else "run" if args.run is not None else "plan"
+    if mode == "plan" and args.stored:
+        raise UsageError("stored", True, "used with --run ID", "Only runs store reports.")
+    for selector, refused, expected, hint in _REPORT_EXCLUSIONS:
+        if selector != mode and not (selector == "stored" and mode == "run" and args.stored):
+            continue
+        for name in refused:
+            value = getattr(args, name, None)
+            if value is not None and value is not False:
+                raise UsageError(name, value, expected, hint)
 
 
 def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -28,27 +64,17 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     )
     from dpplan.store import RunStore
 
-    plan_flags = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
+    _refuse_excluded_flags(args)
+    stored_runs = args.sweep is not None or args.run is not None
+    home = None if args.home is None else Path(args.home).expanduser()
+    if stored_runs and home is not None and not (home / "runs.sqlite3").exists():
+        raise NotFoundError(
+            "home",
+            args.home,
+            "a folder holding runs.sqlite3",
+            "Pass the folder of the run store (DPPLAN_HOME).",
+        )
     if args.sweep is not None:
-        for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
-            ("run", args.run),
-            ("tuning_runs", args.tuning_runs),
-            ("stored", args.stored or None),
-        ]:
-            if value is not None:
-                raise UsageError(
-                    name,
-                    value,
-                    "omitted with --sweep",
-                    "A sweep's report uses the sweep's own plans and runs.",
-                )
-        if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise NotFoundError(
-                "home",
-                args.home,
-                "a folder holding runs.sqlite3",
-                "Pass the folder of the run store (DPPLAN_HOME).",
-            )
         report = build_sweep_report(
             RunStore(args.home),
             _sweep_id("sweep", args.sweep),
@@ -56,37 +82,9 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             notes=args.notes,
         )
     elif args.run is not None:
-        if plan_flags:
-            raise UsageError(
-                plan_flags[0],
-                getattr(args, plan_flags[0]),
-                "omitted with --run",
-                "A run's report uses the run's own plan.",
-            )
-        if args.tuning_runs is not None:
-            raise UsageError(
-                "tuning_runs",
-                args.tuning_runs,
-                "omitted with --run",
-                "A run's comparison group comes from the run store.",
-            )
-        if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise NotFoundError(
-                "home",
-                args.home,
-                "a folder holding runs.sqlite3",
-                "Pass the folder of the run store (DPPLAN_HOME).",
-            )
         store = RunStore(args.home)
         run_id = _run_id("run", args.run)
         if args.stored:
-            if args.title is not None or args.notes is not None:
-                raise UsageError(
-                    "title" if args.title is not None else "notes",
-                    args.title if args.title is not None else args.notes,
-                    "omitted with --stored",
-                    "A stored report is shown as stored.",
-                )
             report = load_run_report(store, run_id)
             if report is None:
                 raise NotFoundError(
@@ -99,8 +97,6 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             report = build_run_report(store, run_id, title=args.title, notes=args.notes)
             save_run_report(store, report)
     else:
-        if args.stored:
-            raise PlanError("stored", True, "used with --run ID", "Only runs store reports.")
         plan = _plan_from_args(args)
         tuning_runs = None if args.tuning_runs is None else _number("tuning_runs", args.tuning_runs)
         report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
@@ -124,7 +120,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as exc:
-        raise PlanError("output", args.output, "a writable file path", str(exc)) from None
+        raise UsageError("output", args.output, "a writable file path", str(exc)) from None
     if report.sweep is not None:
         print(
             f"wrote {path} ({args.format}; sweep {report.sweep.id}, "
