@@ -204,3 +204,22 @@ def _dump(data: dict[str, Any]) -> str:
 def _numbers(field: str, text: str) -> list[int | float]:
     """Parse a comma-separated list of numbers (``1,3`` or ``0.5, 2``)."""
     return [_number(field, item.strip()) for item in text.split(",") if item.strip()]
+
+
+def _given_flags(args: argparse.Namespace) -> list[str]:
+    """The destinations of the flags given on the command line of ``args``' subcommand.
+
+    ``--a=b`` and an abbreviation argparse accepted count as the flag they name; a flag
+    given with its default value counts as given.
+
+    The subcommand's arguments are parsed again into a namespace whose every value is a
+    marker; argparse fills in a default only where nothing was given.
+    """
+    parser, argv = getattr(args, "parser_", None), getattr(args, "argv", None)
+    if parser is None or argv is None:
+        return []
+    unset = object()
+    rest = argv[argv.index(args.command) + 1 :] if args.command in argv else argv
+    actions = [a for a in parser._actions if a.option_strings]
+    given = parser.parse_args(rest, argparse.Namespace(**{a.dest: unset for a in actions}))
+    return [a.dest for a in actions if getattr(given, a.dest, unset) is not unset]

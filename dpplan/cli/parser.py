@@ -344,7 +344,7 @@ def _build_parser() -> _Parser:
         help="run the trials one at a time in this process, without Ray",
     )
     _add_run_flags(swp)
-    swp.set_defaults(handler=_cmd_sweep)
+    swp.set_defaults(handler=_cmd_sweep, parser_=swp)
 
     frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")
     frt.add_argument(

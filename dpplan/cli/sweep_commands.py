@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import EXIT_FAILURE, EXIT_OK, _dump, _number, _numbers, _sweep_id
+from dpplan.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    _dump,
+    _flag,
+    _given_flags,
+    _number,
+    _numbers,
+    _sweep_id,
+)
 from dpplan.cli.render import _duration, _frontier_lines, _sweep_summary
 from dpplan.cli.train_commands import _run_options
 from dpplan.errors import (
@@ -143,25 +152,6 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 _NOT_SWEEP_FLAGS = ("--seed", "--target-epsilon", "--non-private", "--reproducible")
 
 
-def _given_sweep_flags(argv: Sequence[str]) -> list[str]:
-    """Return the sweep's long flags given on the command line, once each, in order.
-
-    ``--a=b`` counts as ``--a``; an abbreviation argparse accepted (``--epsil``) is
-    expanded to the one known flag it starts.
-    """
-    known = [*_SWEEP_FLAGS, *_SWEEP_RESUME_MAY_CHANGE, *_NOT_SWEEP_FLAGS]
-    flags = []
-    for token in argv:
-        if not token.startswith("--"):
-            continue
-        flag = token.split("=", 1)[0]
-        if flag not in known:
-            matches = [name for name in known if name.startswith(flag)]
-            flag = matches[0] if len(matches) == 1 else flag
-        flags.append(flag)
-    return list(dict.fromkeys(flags))
-
-
 def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[str, Any]) -> None:
     """Refuse flags given with ``--resume`` whose value differs from the stored sweep.
 
@@ -172,7 +162,7 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
         PlanError: (field ``resume``) naming each flag, its value and the stored one.
     """
     changed = []
-    for flag in _given_sweep_flags(getattr(args, "argv", ())):
+    for flag in map(_flag, _given_flags(args)):
         if flag in _SWEEP_RESUME_MAY_CHANGE:
             continue
         text = getattr(args, flag[2:].replace("-", "_"), None)
@@ -212,7 +202,7 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     ship = not args.worker_data
     if args.local:
-        for flag in _given_sweep_flags(getattr(args, "argv", ())):
+        for flag in map(_flag, _given_flags(args)):
             if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
                 field = flag[2:].replace("-", "_")
                 raise UsageError(

@@ -15,6 +15,7 @@ from dpplan.cli.common import (
     EXIT_OK,
     _dump,
     _flag,
+    _given_flags,
     _number,
     _plan_from_args,
     _run_id,
@@ -132,22 +133,6 @@ def _started(run: Any, *, verb: str = "started") -> None:
 
 #: Flags of ``dpplan train`` that may differ from the stored run with ``--resume``.
 _RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json")
-
-
-def _given_flags(args: argparse.Namespace) -> list[str]:
-    """The destinations of the flags given on the command line of ``args``' subcommand.
-
-    The subcommand's arguments are parsed again into a namespace whose every value is a
-    marker; argparse fills in a default only where nothing was given.
-    """
-    parser, argv = getattr(args, "parser_", None), getattr(args, "argv", None)
-    if parser is None or argv is None:
-        return []
-    unset = object()
-    rest = argv[argv.index(args.command) + 1 :] if args.command in argv else argv
-    actions = [a for a in parser._actions if a.option_strings]
-    given = parser.parse_args(rest, argparse.Namespace(**{a.dest: unset for a in actions}))
-    return [a.dest for a in actions if getattr(given, a.dest, unset) is not unset]
 
 
 def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any, Any]]:
