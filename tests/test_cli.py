@@ -451,3 +451,15 @@ def test_table_columns_fit_large_values(capsys):
     table = [row for row in rows if row and row[0].isdigit()]
     assert [len(row) for row in table] == [3, 3, 3]
     assert all(float(row[2]) > 100 for row in table)
+
+
+def test_the_train_plan_comes_from_the_flags_without_changing_them():
+    from dpplan.cli.parser import _build_parser
+    from dpplan.cli.train_commands import _run_options, _train_plan
+
+    argv = ["train", "--batch-size", "64", "--noise-multiplier", "1.1", "--epochs", "2"]
+    args = _build_parser().parse_args([*argv, "--delta", "1e-5", "--subset", "1000"])
+    before = dict(vars(args))
+    plan = _train_plan(args, _run_options(args))
+    assert (plan.dataset_size, plan.batch_size, plan.epochs) == (1000, 64, 2)
+    assert vars(args) == before  # no flag was filled in behind the caller's back

@@ -105,17 +105,17 @@ def _flag(field: str) -> str:
     return f"--{field.replace('_', '-')}"
 
 
-def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
+def _plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
+    """The plan of the plan flags in ``args``; ``fixed`` gives fields that come from elsewhere
+    (a command without the flag), and wins over a flag."""
     from dpplan.plan import TrainingPlan
 
-    placeholder = placeholder or {}
+    fixed = fixed or {}
     values: dict[str, Any] = {}
     missing = [
         field
         for field in _PLAN_FLAGS
-        if field != "max_grad_norm"
-        and field not in placeholder
-        and getattr(args, field, None) is None
+        if field != "max_grad_norm" and field not in fixed and getattr(args, field, None) is None
     ]
     if missing:  # every missing flag at once, not one per try
         raise PlanError(
@@ -126,8 +126,8 @@ def _plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | N
         )
     for field in _PLAN_FLAGS:
         text = getattr(args, field, None)
-        if field in placeholder:
-            values[field] = placeholder[field]
+        if field in fixed:
+            values[field] = fixed[field]
         elif text is not None:
             values[field] = _number(field, text)
     return TrainingPlan(**values)
@@ -151,10 +151,10 @@ def _plan_file(path: str):
     return TrainingPlan.from_dict(data)
 
 
-def _plan_or_file(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
+def _plan_or_file(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
     """The plan of ``--plan FILE`` (then no plan flag may be given), else of the flags."""
     if getattr(args, "plan", None) is None:
-        return _plan_from_args(args, placeholder=placeholder)
+        return _plan_from_args(args, fixed=fixed)
     given = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
     if given:
         raise PlanError(

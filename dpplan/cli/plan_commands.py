@@ -76,7 +76,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         dataset_size = _number("dataset_size", args.dataset_size) if args.dataset_size else None
         placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
-    plan = _plan_or_file(args, placeholder=placeholder)
+    plan = _plan_or_file(args, fixed=placeholder)
     if hasattr(plan, "phases"):
         return _solve_phased(args, plan, field=field, target_epsilon=target_epsilon, out=out)
     solution = solve.solve_plan(

@@ -61,10 +61,10 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None, threads: 
 
 
 def _train_plan(args: argparse.Namespace, options):
+    """The plan of the flags, over the training set ``options`` select (``args`` unchanged)."""
     from dpplan.train import training_set_size
 
-    args.dataset_size = str(training_set_size(options))
-    return _plan_from_args(args)
+    return _plan_from_args(args, fixed={"dataset_size": training_set_size(options)})
 
 
 def _schedule(kind: str, args: argparse.Namespace):
