@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -12,6 +11,7 @@ from dpplan.errors import (
     PlanError,
     UsageError,
 )
+from dpplan.format import json_safe
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
@@ -189,16 +189,7 @@ def _json_default(value: object) -> object:
 
 
 def _dump(data: dict[str, Any]) -> str:
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(data), indent=2, default=_json_default)
+    return json.dumps(json_safe(data), indent=2, default=_json_default)
 
 
 def _numbers(field: str, text: str) -> list[int | float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from dpplan.accounting import METHODS
 from dpplan.cli.app_command import _cmd_app
 from dpplan.cli.common import (
     _PLAN_FLAGS,
@@ -101,7 +102,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--method",
         default="prv",
-        choices=("rdp", "prv", "pld"),
+        choices=METHODS,
         help="accounting method of the recorded ε",
     )
     group.add_argument(
@@ -179,7 +180,7 @@ def _build_parser() -> _Parser:
     _add_plan_file_flag(eps)
     eps.add_argument(
         "--method",
-        choices=("rdp", "prv", "pld", "all"),
+        choices=(*METHODS, "all"),
         default="all",
         help="accounting method (all: the three and the headline)",
     )
@@ -209,7 +210,7 @@ def _build_parser() -> _Parser:
         _add_plan_file_flag(sub)
         sub.add_argument(
             "--method",
-            choices=("best", "rdp", "prv", "pld"),
+            choices=("best", *METHODS),
             default="best",
             help="accounting method (best: solve with each and keep the most favourable plan, "
             "certified by the method named in the output)",

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from dpplan.cli.common import _SOLVE_TARGETS, EXIT_OK, _dump, _every, _number, _plan_or_file
-from dpplan.cli.render import _curve_table, _fmt, _plan_lines
+from dpplan.cli.render import _curve_table, _plan_lines
 from dpplan.errors import (
     PlanError,
 )
+from dpplan.format import epsilon_text
 
 
 def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -31,13 +32,13 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             out(_dump(data))
             return EXIT_OK
         if args.brief:
-            lines = [f"{c.method}: ε = {_fmt(c.epsilon)}" for c in result.curves]
+            lines = [f"{c.method}: ε = {epsilon_text(c.epsilon)}" for c in result.curves]
         else:
             lines = _plan_lines(plan) + [""] + _curve_table(result.curves, every) + [""]
         for method, message in result.failures.items():
             lines.append(f"{method}: failed: {message}")
         lines.append(
-            f"headline: ε = {_fmt(result.headline_epsilon)} at δ = {plan.delta:g} "
+            f"headline: ε = {epsilon_text(result.headline_epsilon)} at δ = {plan.delta:g} "
             f"({result.headline_method}, the smallest upper bound)"
         )
         out("\n".join(lines))
@@ -48,7 +49,9 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         out(_dump(data))
         return EXIT_OK
     lines = [] if args.brief else _plan_lines(plan) + [""] + _curve_table([curve], every) + [""]
-    lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {plan.delta:g} ({curve.method} upper bound)")
+    lines.append(
+        f"ε = {epsilon_text(curve.epsilon)} at δ = {plan.delta:g} ({curve.method} upper bound)"
+    )
     out("\n".join(lines))
     return EXIT_OK
 
@@ -108,7 +111,9 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     lines += [f"warning: {message}" for message in solution.warnings]
     if not args.brief:
         lines += _plan_lines(solved) + [""] + _curve_table([curve], every) + [""]
-    lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
+    lines.append(
+        f"ε = {epsilon_text(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)"
+    )
     out("\n".join(lines))
     return EXIT_OK
 
@@ -153,6 +158,8 @@ def _solve_phased(args, plan, *, field: str, target_epsilon: float, out) -> int:
     lines = [f"solved: {what} = {value:.6g} for target ε <= {target_epsilon:g} ({curve.method})"]
     if not args.brief:
         lines += _plan_lines(solved) + [""] + _curve_table([curve], _every(args)) + [""]
-    lines.append(f"ε = {_fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
+    lines.append(
+        f"ε = {epsilon_text(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)"
+    )
     out("\n".join(lines))
     return EXIT_OK

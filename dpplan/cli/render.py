@@ -9,6 +9,7 @@ from typing import Any
 from dpplan.errors import (
     DpplanError,
 )
+from dpplan.format import epsilon_text
 
 
 def _phase_lines(plan) -> list[str]:
@@ -26,12 +27,6 @@ def _phase_lines(plan) -> list[str]:
             f"steps={steps} sample_rate={phase.sample_rate:.6g}"
         )
     return lines
-
-
-def _fmt(value: float) -> str:
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.4f}" if value < 1000 else f"{value:.4g}"
 
 
 def _plan_lines(plan) -> list[str]:
@@ -63,7 +58,7 @@ def _curve_table(curves, every: int = 1) -> list[str]:
     plan = curves[0].plan
     last = len(curves[0].epochs) - 1
     rows = [
-        [str(epoch), str(plan.steps_after(epoch))] + [_fmt(c[row]) for c in columns]
+        [str(epoch), str(plan.steps_after(epoch))] + [epsilon_text(c[row]) for c in columns]
         for row, epoch in enumerate(curves[0].epochs)
         if not epoch % every or row == last
     ]
@@ -77,7 +72,7 @@ def _epsilon_text(record: Any, method: str) -> str:
     from dpplan.run_policy import epoch_epsilon
 
     value, best = epoch_epsilon(record, method)
-    return f"{_fmt(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
+    return f"{epsilon_text(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
 
 
 def _run_summary(run) -> list[str]:
@@ -100,9 +95,9 @@ def _run_summary(run) -> list[str]:
             "        lr  seconds"
         )
         for r in run.records:
-            shown = _epsilon_text(r, run.method) if run.private else _fmt(r.epsilon)
+            shown = _epsilon_text(r, run.method) if run.private else epsilon_text(r.epsilon)
             lines.append(
-                f"  {r.epoch:5d} {r.steps:6d} {shown:>19} {_fmt(r.epsilon_opacus):>15} "
+                f"  {r.epoch:5d} {r.steps:6d} {shown:>19} {epsilon_text(r.epsilon_opacus):>15} "
                 f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
                 f"{r.lr:9.3g} {r.seconds:8.1f}"
             )
@@ -177,7 +172,7 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
             else "(1 seed: no spread measured)"
         )
         return (
-            f"  {point['target_epsilon']:8g} {_fmt(point['epsilon']):>8} "
+            f"  {point['target_epsilon']:8g} {epsilon_text(point['epsilon']):>8} "
             f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
             f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} "
             f"{spread}  {','.join(map(str, point['seeds']))}"
@@ -194,21 +189,21 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
-        f"  one run:                 ε = {_fmt(tuning['single_run_epsilon'])}",
-        f"  all {tuning['runs']} runs composed:   ε = {_fmt(tuning['all_runs_epsilon'])}"
+        f"  one run:                 ε = {epsilon_text(tuning['single_run_epsilon'])}",
+        f"  all {tuning['runs']} runs composed:   ε = {epsilon_text(tuning['all_runs_epsilon'])}"
         + (f" ({tuning['all_runs_method']})" if tuning.get("all_runs_method") else ""),
     ]
     if "repeat_and_select_epsilon" in tuning:
         lines.append(
             f"  repeat-and-select (Poisson mean {tuning['random_repeats']:g}): ε = "
-            f"{_fmt(tuning['repeat_and_select_epsilon'])} for the selected model"
+            f"{epsilon_text(tuning['repeat_and_select_epsilon'])} for the selected model"
         )
     for row_ in tuning["per_target"]:
         text = f"  at target ε {row_['target_epsilon']:g}: {row_['runs']} runs"
         if "all_runs_epsilon" in row_:
-            text += f", composed ε = {_fmt(row_['all_runs_epsilon'])}"
+            text += f", composed ε = {epsilon_text(row_['all_runs_epsilon'])}"
         if "repeat_and_select_epsilon" in row_:
-            text += f", repeat-and-select ε = {_fmt(row_['repeat_and_select_epsilon'])}"
+            text += f", repeat-and-select ε = {epsilon_text(row_['repeat_and_select_epsilon'])}"
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
     failures = result.get("failures", [])

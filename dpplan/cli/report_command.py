@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dpplan.cli.common import _PLAN_FLAGS, EXIT_OK, _number, _plan_from_args, _run_id, _sweep_id
-from dpplan.cli.render import _fmt
 from dpplan.errors import (
     NotFoundError,
     UsageError,
 )
+from dpplan.format import epsilon_text
 
 #: The report's modes (the flag that selects each, in order of precedence) and the flags each
 #: refuses, with why: (mode flag, refused flags, expected, hint).
@@ -129,7 +129,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         )
     else:
         print(
-            f"wrote {path} ({args.format}; ε = {_fmt(report.epsilon)} at δ = "
+            f"wrote {path} ({args.format}; ε = {epsilon_text(report.epsilon)} at δ = "
             f"{report.delta:g}, {report.method})",
             file=sys.stderr,
         )

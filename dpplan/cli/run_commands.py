@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from dpplan.cli.common import EXIT_OK, _dump, _run_id
-from dpplan.cli.render import _fmt, _run_summary, _stop_text
+from dpplan.cli.render import _run_summary, _stop_text
 from dpplan.errors import (
     NotFoundError,
 )
+from dpplan.format import epsilon_text
 
 
 def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
@@ -77,9 +78,9 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         # One ε per run: the smallest upper bound recorded, labelled with its method.
         best = run_epsilon(run) if run.private else None
         shown = (
-            f"{_fmt(best[0])} ({best[1]})"
+            f"{epsilon_text(best[0])} ({best[1]})"
             if best
-            else ("-" if last is None else f"{_fmt(last.epsilon)} (none)")
+            else ("-" if last is None else f"{epsilon_text(last.epsilon)} (none)")
         )
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "

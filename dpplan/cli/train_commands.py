@@ -20,12 +20,13 @@ from dpplan.cli.common import (
     _plan_from_args,
     _run_id,
 )
-from dpplan.cli.render import _epsilon_text, _fitting_noise, _fmt, _plan_lines, _run_summary
+from dpplan.cli.render import _epsilon_text, _fitting_noise, _plan_lines, _run_summary
 from dpplan.errors import (
     InfeasibleTargetError,
     MissingDependencyError,
     UsageError,
 )
+from dpplan.format import epsilon_text
 
 
 def _threads(args: argparse.Namespace, default: int | None = None) -> int:
@@ -102,7 +103,7 @@ def _progress(
         print(
             f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
             f"ε={_epsilon_text(record, method)}  "
-            f"Opacus ε (rdp)={_fmt(record.epsilon_opacus)}  "
+            f"Opacus ε (rdp)={epsilon_text(record.epsilon_opacus)}  "
             f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
             file=sys.stderr,
@@ -323,7 +324,7 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             summary.accuracy_std,
         ):
             lines.append(
-                f"  {epoch:5d} {_fmt(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
+                f"  {epoch:5d} {epsilon_text(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
             )
     out("\n".join(lines))
     return EXIT_OK
