@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dpplan.commands import PLAN_FLAGS
 from dpplan.errors import (
     PlanError,
     UsageError,
@@ -16,7 +17,7 @@ from dpplan.format import json_safe
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 
-_PLAN_FLAGS = ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta", "max_grad_norm")
+_PLAN_FLAGS = tuple(flag.field for flag in PLAN_FLAGS)
 
 
 _SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
@@ -89,16 +90,6 @@ def _sweep_id(field: str, text: str) -> int:
             f"a sweep id, a whole number in [1, {_MAX_RUN_ID}]",
             "List the sweeps and their ids with 'dpplan sweeps'.",
         ) from None
-
-
-_PLAN_HELP = {
-    "dataset_size": "number of training records N",
-    "batch_size": "expected batch size B (Poisson sampling, sample rate B/N)",
-    "noise_multiplier": "noise multiplier σ (noise std / clipping norm), in [0.01, 1000]",
-    "epochs": "number of epochs",
-    "delta": "δ of the (ε, δ) guarantee, e.g. 1e-5",
-    "max_grad_norm": "per-example clipping norm (default 1.0; does not change ε)",
-}
 
 
 def _flag(field: str) -> str:

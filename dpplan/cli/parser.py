@@ -7,12 +7,9 @@ import argparse
 from dpplan.accounting import METHODS
 from dpplan.cli.app_command import _cmd_app
 from dpplan.cli.common import (
-    _PLAN_FLAGS,
-    _PLAN_HELP,
     _SOLVE_TARGETS,
     _SOLVE_WHAT,
     _DefaultsFormatter,
-    _flag,
     _Parser,
 )
 from dpplan.cli.plan_commands import _cmd_epsilon, _cmd_solve
@@ -20,6 +17,7 @@ from dpplan.cli.report_command import _cmd_report
 from dpplan.cli.run_commands import _cmd_runs
 from dpplan.cli.sweep_commands import _cmd_frontier, _cmd_sweep, _cmd_sweeps
 from dpplan.cli.train_commands import _cmd_compare, _cmd_train
+from dpplan.commands import PLAN_FLAGS, REPORT_FLAGS, Flag
 
 
 def _add_plan_flags(
@@ -43,16 +41,29 @@ def _add_plan_flags(
     )
     if or_file:
         required = "unless --plan FILE"
-    for field in _PLAN_FLAGS:
-        if field == skip:
-            continue
-        group.add_argument(
-            _flag(field),
-            dest=field,
-            metavar="X",
-            help=_PLAN_HELP[field],
-            required=required == "always" and field != "max_grad_norm",
+    for flag in PLAN_FLAGS:
+        if flag.field != skip:
+            _add_flag(group, flag, required=required == "always" and flag.field != "max_grad_norm")
+
+
+def _add_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: Flag, **more
+) -> None:
+    """Add one flag of a :mod:`dpplan.commands` table."""
+    if flag.switch:
+        parser.add_argument(
+            flag.option, dest=flag.field, action="store_true", help=flag.help, **more
         )
+        return
+    parser.add_argument(
+        flag.option,
+        dest=flag.field,
+        default=flag.default,
+        metavar=flag.metavar,
+        choices=flag.choices,
+        help=flag.help,
+        **more,
+    )
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -403,49 +414,8 @@ def _build_parser() -> _Parser:
         help="ε-budget report of a plan, a stored run or a sweep (Markdown, HTML, JSON or PDF)",
     )
     _add_plan_flags(rep, required="unless --run or --sweep")
-    rep.add_argument(
-        "--run",
-        default=None,
-        metavar="ID",
-        help="report on a stored run instead of a plan (saved with the run)",
-    )
-    rep.add_argument(
-        "--sweep",
-        default=None,
-        metavar="ID",
-        help="report on a stored sweep: its frontier, best accuracy at ε ≤ x with "
-        "the plan behind it, per-schedule curves and the privacy cost of tuning",
-    )
-    rep.add_argument(
-        "--home",
-        default=None,
-        metavar="DIR",
-        help="run store folder for --run or --sweep (default $DPPLAN_HOME or a per-user folder)",
-    )
-    rep.add_argument(
-        "--stored",
-        action="store_true",
-        help="with --run: render the report stored with the run, unchanged",
-    )
-    rep.add_argument(
-        "--tuning-runs",
-        default=None,
-        metavar="K",
-        help="number of training runs made on this data (hyper-parameter "
-        "tuning); the report adds ε of all of them",
-    )
-    rep.add_argument(
-        "--format",
-        choices=("md", "html", "json", "pdf"),
-        default="md",
-        help="md (default), html (one self-contained file), json, or pdf (the "
-        "HTML printed by WeasyPrint; needs --output and dpplan[pdf])",
-    )
-    rep.add_argument(
-        "--output", default=None, metavar="FILE", help="write to FILE instead of standard output"
-    )
-    rep.add_argument("--title", default=None, help="report title")
-    rep.add_argument("--notes", default=None, help="notes shown in the report, as written")
+    for flag in REPORT_FLAGS:
+        _add_flag(rep, flag)
     rep.set_defaults(handler=_cmd_report)
     return parser
 
