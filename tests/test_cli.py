@@ -463,3 +463,18 @@ def test_the_train_plan_comes_from_the_flags_without_changing_them():
     plan = _train_plan(args, _run_options(args))
     assert (plan.dataset_size, plan.batch_size, plan.epochs) == (1000, 64, 2)
     assert vars(args) == before  # no flag was filled in behind the caller's back
+
+
+def test_plan_flags_and_ids_are_typed_when_parsed():
+    from dpplan.cli.parser import _build_parser
+
+    parser = _build_parser()
+    args = parser.parse_args(["epsilon", *PLAN, "--every", "2"])
+    assert isinstance(args.dataset_size, int) and isinstance(args.delta, float)
+    assert args.every == 2
+    assert parser.parse_args(["runs", "show", "7"]).run_id == 7
+    assert parser.parse_args(["frontier", "3"]).sweep_id == 3
+    assert parser.parse_args(["report", "--run", "5", "--tuning-runs", "4"]).tuning_runs == 4
+    with pytest.raises(dpplan.PlanError) as caught:  # the flag's field, not argparse's usage line
+        parser.parse_args(["epsilon", *PLAN, "--every", "two"])
+    assert caught.value.field == "every"

@@ -93,7 +93,7 @@ def test_flags_that_do_not_go_together_are_a_usage_error(home, capsys):
     code, error = _error(["sweep", "--local", "--num-cpus", "2", *grid], capsys)
     assert code == 2 and error["type"] == "UsageError" and error["field"] == "num_cpus"
     assert main(["report", "--run", "1", "--tuning-runs", "3"]) == 2
-    assert "tuning_runs='3' is invalid: must be omitted with --run" in capsys.readouterr().err
+    assert "tuning_runs=3 is invalid: must be omitted with --run" in capsys.readouterr().err
     code, error = _error(["runs", "--no-such-flag"], capsys)
     assert code == 2 and error["type"] == "UsageError" and "--no-such-flag" in error["message"]
 

@@ -30,16 +30,16 @@ def test_a_plan_report_prints_a_command_the_cli_parses_back_to_the_same_plan():
     for fmt, command in report.reproducibility.commands.items():
         args = _parsed(command)
         for flag in PLAN_FLAGS:
-            assert float(getattr(args, flag.field)) == float(getattr(plan, flag.field))
-        assert (args.tuning_runs, args.title, args.notes) == ("4", "a 'quoted' title", "x y")
+            assert getattr(args, flag.field) == getattr(plan, flag.field)  # typed when parsed
+        assert (args.tuning_runs, args.title, args.notes) == (4, "a 'quoted' title", "x y")
         assert args.format == fmt
 
 
 def test_run_and_sweep_commands_parse_and_leave_out_what_is_not_given():
     args = _parsed(report_command({"run": 7, "home": "/tmp/a b", "stored": False, "format": "md"}))
-    assert (args.run, args.home, args.stored, args.sweep) == ("7", "/tmp/a b", False, None)
+    assert (args.run, args.home, args.stored, args.sweep) == (7, "/tmp/a b", False, None)
     args = _parsed(report_command({"sweep": 3, "stored": True, "title": None}))
-    assert (args.sweep, args.stored, args.title) == ("3", True, None)
+    assert (args.sweep, args.stored, args.title) == (3, True, None)
 
 
 def test_the_parser_takes_every_flag_of_the_table():

@@ -35,7 +35,7 @@ def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         raise MissingDependencyError(
             "streamlit", extra="app", purpose="by 'dpplan app' (the planner app)"
         ) from None
-    port = _validate_port(args.port)
+    port = args.port
     command = [
         sys.executable,
         "-m",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,9 +31,28 @@ _SOLVE_TARGETS = {
 }
 
 
+class _Typed:
+    """An argparse ``type`` that reads a flag's text into its value at parse time.
+
+    ``read(field, text)`` raises the :class:`PlanError` naming the field; :class:`_Parser`
+    lets it through as it is (argparse would turn it into an anonymous usage message).
+    """
+
+    def __init__(self, field: str, read: Callable[[str, str], Any]) -> None:
+        self.field, self.read = field, read
+
+    def __call__(self, text: str) -> Any:
+        return self.read(self.field, text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError.message_only(f"{message} (see '{self.prog} --help')")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        if isinstance(action.type, _Typed):
+            return action.type(arg_string)
+        return super()._get_value(action, arg_string)
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -116,11 +136,11 @@ def _plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = 
             "Missing: " + ", ".join(f"{_flag(f)} X" for f in missing) + ".",
         )
     for field in _PLAN_FLAGS:
-        text = getattr(args, field, None)
+        value = getattr(args, field, None)
         if field in fixed:
             values[field] = fixed[field]
-        elif text is not None:
-            values[field] = _number(field, text)
+        elif value is not None:
+            values[field] = value
     return TrainingPlan(**values)
 
 
@@ -168,7 +188,7 @@ def _every(args: argparse.Namespace) -> int:
 
     return _validate.integer(
         minimum=1,
-        every=_number("every", args.every),
+        every=args.every,
         hint="Show every K-th epoch, e.g. --every 10.",
     )
 

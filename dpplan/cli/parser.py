@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from dpplan.accounting import METHODS
-from dpplan.cli.app_command import _cmd_app
+from dpplan.cli.app_command import _cmd_app, _validate_port
 from dpplan.cli.common import (
+    _PLAN_FLAGS,
     _SOLVE_TARGETS,
     _SOLVE_WHAT,
     _DefaultsFormatter,
+    _number,
     _Parser,
+    _run_id,
+    _sweep_id,
+    _Typed,
 )
 from dpplan.cli.plan_commands import _cmd_epsilon, _cmd_solve
 from dpplan.cli.report_command import _cmd_report
@@ -46,6 +53,15 @@ def _add_plan_flags(
             _add_flag(group, flag, required=required == "always" and flag.field != "max_grad_norm")
 
 
+#: Readers of the table's flags whose value is not text (see ``_Typed``).
+_READERS: dict[str, Callable[[str, str], Any]] = {
+    **dict.fromkeys(_PLAN_FLAGS, _number),
+    "run": _run_id,
+    "sweep": _sweep_id,
+    "tuning_runs": _number,
+}
+
+
 def _add_flag(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: Flag, **more
 ) -> None:
@@ -55,6 +71,8 @@ def _add_flag(
             flag.option, dest=flag.field, action="store_true", help=flag.help, **more
         )
         return
+    if flag.field in _READERS:
+        more["type"] = _Typed(flag.field, _READERS[flag.field])
     parser.add_argument(
         flag.option,
         dest=flag.field,
@@ -161,6 +179,7 @@ def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
     parser.add_argument(
         "--every",
         default="1",
+        type=_Typed("every", _number),
         metavar="K",
         help="plain output: show every K-th epoch (and the last)",
     )
@@ -216,7 +235,13 @@ def _build_parser() -> _Parser:
             "most --target-epsilon; the other plan fields are given.",
             formatter_class=defaults,
         )
-        sub.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
+        sub.add_argument(
+            "--target-epsilon",
+            required=True,
+            type=_Typed("target_epsilon", _number),
+            metavar="X",
+            help="ε to meet",
+        )
         _add_plan_flags(sub, skip=field, or_file=True)
         _add_plan_file_flag(sub)
         sub.add_argument(
@@ -246,6 +271,7 @@ def _build_parser() -> _Parser:
     trn.add_argument(
         "--resume",
         default=None,
+        type=_Typed("resume", _run_id),
         metavar="RUN_ID",
         help="continue an interrupted run from its last checkpoint",
     )
@@ -321,6 +347,7 @@ def _build_parser() -> _Parser:
     swp.add_argument(
         "--resume",
         default=None,
+        type=_Typed("resume", _sweep_id),
         metavar="SWEEP_ID",
         help="continue a sweep (ids: 'dpplan sweeps'): run only the trials without an "
         "outcome; flags that change its grid or options are refused",
@@ -360,7 +387,10 @@ def _build_parser() -> _Parser:
 
     frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")
     frt.add_argument(
-        "sweep_id", metavar="SWEEP_ID", help="the sweep's id, as listed by 'dpplan sweeps'"
+        "sweep_id",
+        type=_Typed("sweep_id", _sweep_id),
+        metavar="SWEEP_ID",
+        help="the sweep's id, as listed by 'dpplan sweeps'",
     )
     frt.add_argument("--json", action="store_true", help="print JSON")
     frt.set_defaults(handler=_cmd_frontier)
@@ -374,7 +404,12 @@ def _build_parser() -> _Parser:
     sws.set_defaults(handler=_cmd_sweeps)
 
     app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
-    app.add_argument("--port", default="8501", help="port to serve on (default 8501)")
+    app.add_argument(
+        "--port",
+        default="8501",
+        type=_Typed("port", lambda _, text: _validate_port(text)),
+        help="port to serve on (default 8501)",
+    )
     app.add_argument("--address", default="localhost", help="address to bind (default localhost)")
     app.add_argument("--headless", action="store_true", help="do not open a browser window")
     app.set_defaults(handler=_cmd_app)
@@ -396,7 +431,10 @@ def _build_parser() -> _Parser:
         sub = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
         if action != "list":
             sub.add_argument(
-                "run_id", metavar="RUN_ID", help="the run's id, as listed by 'dpplan runs'"
+                "run_id",
+                type=_Typed("run_id", _run_id),
+                metavar="RUN_ID",
+                help="the run's id, as listed by 'dpplan runs'",
             )
         if action == "stop":
             sub.add_argument(

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import _SOLVE_TARGETS, EXIT_OK, _dump, _every, _number, _plan_or_file
+from dpplan.cli.common import _SOLVE_TARGETS, EXIT_OK, _dump, _every, _plan_or_file
 from dpplan.cli.render import _curve_table, _plan_lines
 from dpplan.errors import (
     PlanError,
@@ -68,7 +68,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             "one of 'best', 'rdp', 'prv', 'pld' for solve",
             "A solved plan is certified by one method; 'best' picks the most favourable.",
         )
-    target_epsilon = _number("target_epsilon", args.target_epsilon)
+    target_epsilon = args.target_epsilon
     every = _every(args)
     # The solved field's own value is ignored; give it a valid placeholder.
     placeholder: dict[str, Any] = {}
@@ -77,7 +77,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     elif field == "epochs":
         placeholder["epochs"] = 1
     else:
-        dataset_size = _number("dataset_size", args.dataset_size) if args.dataset_size else None
+        dataset_size = args.dataset_size
         placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
     plan = _plan_or_file(args, fixed=placeholder)
     if hasattr(plan, "phases"):

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dpplan.cli.common import _PLAN_FLAGS, EXIT_OK, _number, _plan_from_args, _run_id, _sweep_id
+from dpplan.cli.common import _PLAN_FLAGS, EXIT_OK, _plan_from_args
 from dpplan.errors import (
     NotFoundError,
     UsageError,
@@ -77,13 +77,13 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.sweep is not None:
         report = build_sweep_report(
             RunStore(args.home),
-            _sweep_id("sweep", args.sweep),
+            args.sweep,
             title=args.title,
             notes=args.notes,
         )
     elif args.run is not None:
         store = RunStore(args.home)
-        run_id = _run_id("run", args.run)
+        run_id = args.run
         if args.stored:
             report = load_run_report(store, run_id)
             if report is None:
@@ -98,8 +98,9 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             save_run_report(store, report)
     else:
         plan = _plan_from_args(args)
-        tuning_runs = None if args.tuning_runs is None else _number("tuning_runs", args.tuning_runs)
-        report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
+        report = build_report(
+            plan, tuning_runs=args.tuning_runs, title=args.title, notes=args.notes
+        )
     if args.format == "pdf" and args.output is None:
         raise UsageError(
             "output",

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import EXIT_OK, _dump, _run_id
+from dpplan.cli.common import EXIT_OK, _dump
 from dpplan.cli.render import _run_summary, _stop_text
 from dpplan.errors import (
     NotFoundError,
@@ -40,7 +40,7 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     store = RunStore()
     if args.action in ("show", "stop", "delete"):
-        run_id = _run_id("run_id", args.run_id)
+        run_id = args.run_id
         if args.action == "stop":
             done = store.request_stop(run_id, force=args.force)
             if not args.json:

@@ -16,7 +16,6 @@ from dpplan.cli.common import (
     _given_flags,
     _number,
     _numbers,
-    _sweep_id,
 )
 from dpplan.cli.render import _duration, _frontier_lines, _sweep_summary
 from dpplan.cli.train_commands import _run_options
@@ -226,7 +225,7 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     data_dir = None
     try:
         if args.resume is not None:
-            sweep_id = _sweep_id("resume", args.resume)
+            sweep_id = args.resume
             record = store.get_sweep(sweep_id)
             if record.status == "running":  # refuse before anything starts or is printed
                 store.claim_sweep(sweep_id)  # raises, naming the live driver
@@ -264,7 +263,7 @@ def _cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
     from dpplan.sweep import frontier_result
 
-    result = frontier_result(RunStore(), _sweep_id("sweep_id", args.sweep_id))
+    result = frontier_result(RunStore(), args.sweep_id)
     out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
     return EXIT_OK
 

@@ -18,7 +18,6 @@ from dpplan.cli.common import (
     _given_flags,
     _number,
     _plan_from_args,
-    _run_id,
 )
 from dpplan.cli.render import _epsilon_text, _fitting_noise, _plan_lines, _run_summary
 from dpplan.errors import (
@@ -148,7 +147,7 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
         value = getattr(args, dest)
         if dest in _PLAN_FLAGS:
             stored = getattr(run.plan, dest)
-            same = float(_number(dest, value)) == float(stored)
+            same = float(value) == float(stored)
         elif dest == "schedule":
             stored = schedule.get("kind")
             same = value == stored
@@ -219,7 +218,7 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     store = RunStore()
     if args.resume is not None:
-        run_id = _run_id("resume", args.resume)
+        run_id = args.resume
         stored = store.get_run(run_id)
         _refuse_resume_flags(args, stored)
         # The folder given now (--data-dir, else $DPPLAN_DATA_DIR) wins over the stored one;

@@ -130,7 +130,7 @@ def test_run_report_is_stored_and_regenerates(store, capsys):
         (["report", "--dataset-size", "60000"], "batch_size=None is invalid"),
         (
             ["report", *PLAN_FLAGS, "--run", "1"],
-            "dataset_size='60000' is invalid: must be omitted with --run",
+            "dataset_size=60000 is invalid: must be omitted with --run",
         ),
         (["report", *PLAN_FLAGS, "--stored"], "stored=True is invalid"),
         (["report", *PLAN_FLAGS, "--tuning-runs", "0"], "tuning_runs=0 is invalid"),

@@ -330,7 +330,7 @@ def test_resume_refuses_flags_that_differ_from_the_run(store, mnist_dir, capsys)
     ]  # fmt: skip
     assert main([*resume_flags, *differing]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: epochs='3' is invalid: must be run 1's own 2")
+    assert err.startswith("error: epochs=3 is invalid: must be run 1's own 2")
     for text in (
         "--lr 0.5 (run 1 has 0.2)",
         "--epochs 3 (run 1 has 2)",
