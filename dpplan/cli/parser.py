@@ -14,6 +14,7 @@ from dpplan.cli.common import (
     _SOLVE_WHAT,
     _DefaultsFormatter,
     _number,
+    _numbers,
     _Parser,
     _run_id,
     _sweep_id,
@@ -100,6 +101,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--seed",
+        type=_Typed("seed", _number),
         default="0",
         help="seed of the model initialisation and dropout (not of the noise)",
     )
@@ -117,16 +119,28 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "are downloaded); with --resume, read the run's MNIST from here",
     )
     group.add_argument(
-        "--validation-size", default="5000", help="examples held out of the 60,000 for validation"
+        "--validation-size",
+        type=_Typed("validation_size", _number),
+        default="5000",
+        help="examples held out of the 60,000 for validation",
     )
     group.add_argument(
         "--subset",
+        type=_Typed("subset", _number),
         default=None,
         help="train on N examples only: the first N left after the validation split (quick runs)",
     )
-    group.add_argument("--test-subset", default=None, help="evaluate on the first N test examples")
     group.add_argument(
-        "--target-epsilon", default=None, help="stop before an epoch whose ε would exceed this"
+        "--test-subset",
+        type=_Typed("test_subset", _number),
+        default=None,
+        help="evaluate on the first N test examples",
+    )
+    group.add_argument(
+        "--target-epsilon",
+        default=None,
+        type=_Typed("target_epsilon", _number),
+        help="stop before an epoch whose ε would exceed this",
     )
     group.add_argument(
         "--method",
@@ -155,6 +169,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
+        type=_Typed("threads", _number),
         default=None,
         metavar="N",
         help="CPU threads torch uses per run (default 1, measured fastest on a shared "
@@ -264,9 +279,17 @@ def _build_parser() -> _Parser:
         choices=("one_cycle", "plateau", "constant"),
         help="learning-rate schedule",
     )
-    trn.add_argument("--lr", default="1.0", help="learning rate (the peak for one_cycle)")
     trn.add_argument(
-        "--momentum", default=None, help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)"
+        "--lr",
+        type=_Typed("lr", _number),
+        default="1.0",
+        help="learning rate (the peak for one_cycle)",
+    )
+    trn.add_argument(
+        "--momentum",
+        type=_Typed("momentum", _number),
+        default=None,
+        help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)",
     )
     trn.add_argument(
         "--resume",
@@ -286,15 +309,22 @@ def _build_parser() -> _Parser:
     _add_plan_flags(cmp_, skip="dataset_size")
     cmp_.add_argument(
         "--one-cycle-lrs",
+        type=_Typed("one_cycle_lrs", _numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
         help="one-cycle peak LR grid (default: the peaks the notebooks selected)",
     )
     cmp_.add_argument(
         "--plateau-lrs",
+        type=_Typed("plateau_lrs", _numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         help="plateau start LR grid",
     )
-    cmp_.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
+    cmp_.add_argument(
+        "--seeds",
+        type=_Typed("seeds", _numbers),
+        default="0,1,2",
+        help="seeds; the first selects the LR",
+    )
     _add_run_flags(cmp_)
     cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
 
@@ -309,11 +339,36 @@ def _build_parser() -> _Parser:
         "'.[sweep]').",
     )
     grid = swp.add_argument_group("grid (required unless --resume)")
-    grid.add_argument("--epsilons", default=None, metavar="E1,E2", help="target ε values")
-    grid.add_argument("--batch-sizes", default=None, metavar="B1,B2", help="batch sizes")
-    grid.add_argument("--epochs", default=None, metavar="E1,E2", help="numbers of epochs")
-    swp.add_argument("--delta", default="1e-5", help="δ of every plan")
-    swp.add_argument("--max-grad-norm", default="1.0", help="clipping norm C (does not change ε)")
+    grid.add_argument(
+        "--epsilons",
+        type=_Typed("epsilons", _numbers),
+        default=None,
+        metavar="E1,E2",
+        help="target ε values",
+    )
+    grid.add_argument(
+        "--batch-sizes",
+        type=_Typed("batch_sizes", _numbers),
+        default=None,
+        metavar="B1,B2",
+        help="batch sizes",
+    )
+    grid.add_argument(
+        "--epochs",
+        type=_Typed("epochs", _numbers),
+        default=None,
+        metavar="E1,E2",
+        help="numbers of epochs",
+    )
+    swp.add_argument(
+        "--delta", type=_Typed("delta", _number), default="1e-5", help="δ of every plan"
+    )
+    swp.add_argument(
+        "--max-grad-norm",
+        type=_Typed("max_grad_norm", _number),
+        default="1.0",
+        help="clipping norm C (does not change ε)",
+    )
     swp.add_argument(
         "--schedules",
         default="one_cycle,plateau",
@@ -321,23 +376,32 @@ def _build_parser() -> _Parser:
     )
     swp.add_argument(
         "--one-cycle-lrs",
+        type=_Typed("one_cycle_lrs", _numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
         help="one-cycle peak LR grid (default: the peaks the notebooks selected; the "
         "published 15.62 diverges in this set-up)",
     )
     swp.add_argument(
         "--plateau-lrs",
+        type=_Typed("plateau_lrs", _numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         help="plateau start LR grid",
     )
     swp.add_argument(
         "--constant-lrs",
+        type=_Typed("constant_lrs", _numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_CONSTANT_LRS),
         help="constant LR grid",
     )
-    swp.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
+    swp.add_argument(
+        "--seeds",
+        type=_Typed("seeds", _numbers),
+        default="0,1,2",
+        help="seeds; the first selects the LR",
+    )
     swp.add_argument(
         "--random-repeats",
+        type=_Typed("random_repeats", _number),
         default=None,
         metavar="MEAN",
         help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
@@ -362,14 +426,25 @@ def _build_parser() -> _Parser:
     )
     ray_.add_argument(
         "--gpus-per-trial",
+        type=_Typed("gpus_per_trial", _number),
         default=None,
         metavar="F",
         help="GPU fraction per trial (default 0.25 with GPUs: four trials share "
         "one; 0 trains on CPUs)",
     )
-    ray_.add_argument("--cpus-per-trial", default="1", metavar="N", help="CPUs per trial")
     ray_.add_argument(
-        "--num-cpus", default=None, metavar="N", help="CPUs of the embedded Ray (default: all)"
+        "--cpus-per-trial",
+        type=_Typed("cpus_per_trial", _number),
+        default="1",
+        metavar="N",
+        help="CPUs per trial",
+    )
+    ray_.add_argument(
+        "--num-cpus",
+        type=_Typed("num_cpus", _number),
+        default=None,
+        metavar="N",
+        help="CPUs of the embedded Ray (default: all)",
     )
     ray_.add_argument(
         "--worker-data",

@@ -14,8 +14,6 @@ from dpplan.cli.common import (
     _dump,
     _flag,
     _given_flags,
-    _number,
-    _numbers,
 )
 from dpplan.cli.render import _duration, _frontier_lines, _sweep_summary
 from dpplan.cli.train_commands import _run_options
@@ -67,10 +65,10 @@ def _sweep_spec(args: argparse.Namespace):
             + ", ".join(f"{m} X,Y" for m in missing)
             + " (or --resume SWEEP_ID).",
         )
-    if args.seed != "0" or args.target_epsilon is not None or args.non_private:
+    if args.seed != 0 or args.target_epsilon is not None or args.non_private:
         flag = (
             "--seed"
-            if args.seed != "0"
+            if args.seed != 0
             else "--target-epsilon"
             if args.target_epsilon is not None
             else "--non-private"
@@ -81,27 +79,26 @@ def _sweep_spec(args: argparse.Namespace):
             "left out of a sweep",
             "Sweeps take --seeds, solve each plan for --epsilons, and are private.",
         )
-    cpus = _number("cpus_per_trial", args.cpus_per_trial)
+    cpus = args.cpus_per_trial
     # One thread per CPU a trial reserves (at least one).
     options = _run_options(args, seed=0, threads=max(1, int(cpus)) if cpus >= 1 else 1)
     kinds = [kind.strip() for kind in args.schedules.split(",") if kind.strip()]
     values: dict[str, Any] = {
-        "target_epsilons": _numbers("epsilons", args.epsilons),
-        "delta": _number("delta", args.delta),
-        "batch_sizes": _numbers("batch_sizes", args.batch_sizes),
-        "epochs": _numbers("epochs", args.epochs),
+        "target_epsilons": args.epsilons,
+        "delta": args.delta,
+        "batch_sizes": args.batch_sizes,
+        "epochs": args.epochs,
         "schedules": kinds,
-        "seeds": _numbers("seeds", args.seeds),
+        "seeds": args.seeds,
         "options": options,
         "method": args.method,
-        "max_grad_norm": _number("max_grad_norm", args.max_grad_norm),
+        "max_grad_norm": args.max_grad_norm,
     }
     for kind in ("one_cycle", "plateau", "constant"):
-        text = getattr(args, f"{kind}_lrs")
-        rates = _numbers(f"{kind}_lrs", text)
+        rates = getattr(args, f"{kind}_lrs")
         values[f"{kind}_lrs"] = rates if rates or kind in kinds else []
     if args.random_repeats is not None:
-        values["random_repeats"] = _number("random_repeats", args.random_repeats)
+        values["random_repeats"] = args.random_repeats
     return SweepSpec(**values)
 
 
@@ -123,27 +120,31 @@ _SWEEP_RESUME_MAY_CHANGE = frozenset(
 )
 
 
-#: ``dpplan sweep`` flag -> (stored spec field, or "options.FIELD"; how the flag's text is read).
+def _same(value: Any) -> Any:
+    return value
+
+
+#: ``dpplan sweep`` flag -> (stored spec field, or "options.FIELD"; the parsed value as stored).
 _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "--epsilons": ("target_epsilons", lambda t: sorted(map(float, _numbers("epsilons", t)))),
-    "--batch-sizes": ("batch_sizes", lambda t: _numbers("batch_sizes", t)),
-    "--epochs": ("epochs", lambda t: _numbers("epochs", t)),
-    "--delta": ("delta", lambda t: float(_number("delta", t))),
-    "--max-grad-norm": ("max_grad_norm", lambda t: float(_number("max_grad_norm", t))),
+    "--epsilons": ("target_epsilons", lambda v: sorted(map(float, v))),
+    "--batch-sizes": ("batch_sizes", list),
+    "--epochs": ("epochs", list),
+    "--delta": ("delta", float),
+    "--max-grad-norm": ("max_grad_norm", float),
     "--schedules": ("schedules", lambda t: [k.strip() for k in t.split(",") if k.strip()]),
-    "--one-cycle-lrs": ("one_cycle_lrs", lambda t: list(map(float, _numbers("lr", t)))),
-    "--plateau-lrs": ("plateau_lrs", lambda t: list(map(float, _numbers("lr", t)))),
-    "--constant-lrs": ("constant_lrs", lambda t: list(map(float, _numbers("lr", t)))),
-    "--seeds": ("seeds", lambda t: _numbers("seeds", t)),
-    "--random-repeats": ("random_repeats", lambda t: float(_number("random_repeats", t))),
+    "--one-cycle-lrs": ("one_cycle_lrs", lambda v: list(map(float, v))),
+    "--plateau-lrs": ("plateau_lrs", lambda v: list(map(float, v))),
+    "--constant-lrs": ("constant_lrs", lambda v: list(map(float, v))),
+    "--seeds": ("seeds", list),
+    "--random-repeats": ("random_repeats", float),
     "--method": ("method", str),
     "--model": ("options.model", str),
     "--activation": ("options.activation", str),
     "--device": ("options.device", str),
     "--engine": ("options.engine", str),
-    "--validation-size": ("options.validation_size", lambda t: _number("validation_size", t)),
-    "--subset": ("options.subset", lambda t: _number("subset", t)),
-    "--test-subset": ("options.test_subset", lambda t: _number("test_subset", t)),
+    "--validation-size": ("options.validation_size", _same),
+    "--subset": ("options.subset", _same),
+    "--test-subset": ("options.test_subset", _same),
 }
 
 
@@ -164,7 +165,8 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
     for flag in map(_flag, _given_flags(args)):
         if flag in _SWEEP_RESUME_MAY_CHANGE:
             continue
-        text = getattr(args, flag[2:].replace("-", "_"), None)
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        text = ",".join(map(str, value)) if isinstance(value, list) else value
         if flag not in _SWEEP_FLAGS:
             changed.append(f"{flag} (not a sweep setting)")
             continue
@@ -176,7 +178,7 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
             stored = sorted(map(float, stored))
         elif field.endswith("_lrs") and isinstance(stored, list):
             stored = list(map(float, stored))
-        if text is None or read(text) != stored:
+        if value is None or read(value) != stored:
             shown = (
                 ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in stored)
                 if isinstance(stored, list)
@@ -214,11 +216,9 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         executor = RayExecutor(  # refuses first (exit 2): Ray missing, bad address or counts
             address=args.ray_address,
-            gpus_per_trial=None
-            if args.gpus_per_trial is None
-            else _number("gpus_per_trial", args.gpus_per_trial),
-            cpus_per_trial=_number("cpus_per_trial", args.cpus_per_trial),
-            num_cpus=None if args.num_cpus is None else _number("num_cpus", args.num_cpus),
+            gpus_per_trial=None if args.gpus_per_trial is None else args.gpus_per_trial,
+            cpus_per_trial=args.cpus_per_trial,
+            num_cpus=args.num_cpus,
             ship_data=ship,
         )
     store = RunStore()

@@ -16,7 +16,6 @@ from dpplan.cli.common import (
     _dump,
     _flag,
     _given_flags,
-    _number,
     _plan_from_args,
 )
 from dpplan.cli.render import _epsilon_text, _fitting_noise, _plan_lines, _run_summary
@@ -33,7 +32,7 @@ def _threads(args: argparse.Namespace, default: int | None = None) -> int:
     from dpplan.train.specs import DEFAULT_THREADS
 
     if args.threads is not None:
-        return _number("threads", args.threads)
+        return args.threads
     return DEFAULT_THREADS if default is None else default
 
 
@@ -44,9 +43,9 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None, threads: 
         "model": args.model,
         "activation": args.activation,
         "device": args.device,
-        "seed": _number("seed", args.seed) if seed is None else seed,
+        "seed": args.seed if seed is None else seed,
         "data_dir": args.data_dir,
-        "validation_size": _number("validation_size", args.validation_size),
+        "validation_size": args.validation_size,
         "method": args.method,
         "private": not args.non_private,
         "reproducible": args.reproducible,
@@ -54,9 +53,9 @@ def _run_options(args: argparse.Namespace, *, seed: int | None = None, threads: 
         "threads": _threads(args, threads),
     }
     for field in ("subset", "test_subset", "target_epsilon"):
-        text = getattr(args, field)
-        if text is not None:
-            values[field] = _number(field, text)
+        value = getattr(args, field)
+        if value is not None:
+            values[field] = value
     return RunOptions(**values)
 
 
@@ -71,8 +70,8 @@ def _schedule(kind: str, args: argparse.Namespace):
     from dpplan import _validate
     from dpplan.train.specs import Constant, OneCycle, Plateau
 
-    lr = _validate.finite_positive(lr=_number("lr", args.lr), hint="Pass --lr, e.g. 0.5.")
-    momentum = None if args.momentum is None else _number("momentum", args.momentum)
+    lr = _validate.finite_positive(lr=args.lr, hint="Pass --lr, e.g. 0.5.")
+    momentum = args.momentum
     if kind == "one_cycle":
         return (
             OneCycle(max_lr=lr)
@@ -153,11 +152,11 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
             same = value == stored
         elif dest == "lr":
             stored = schedule.get("max_lr", schedule.get("lr"))
-            same = float(_number("lr", value)) == float(stored)
+            same = float(value) == float(stored)
         elif dest == "momentum":
             cycles = schedule.get("cycle_momentum", False)
             stored = "cycled" if cycles else schedule.get("momentum")
-            same = not cycles and float(_number("momentum", value)) == float(stored)
+            same = not cycles and float(value) == float(stored)
         elif dest == "non_private":
             stored = not run.private
             same = bool(value) == stored
@@ -166,7 +165,7 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
             same = bool(value) == stored
         elif dest in ("seed", "validation_size", "subset", "test_subset", "target_epsilon"):
             stored = options.get(dest)
-            same = stored is not None and float(_number(dest, value)) == float(stored)
+            same = stored is not None and float(value) == float(stored)
         else:
             stored = options.get(dest)
             same = value == stored
@@ -224,7 +223,7 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         # The folder given now (--data-dir, else $DPPLAN_DATA_DIR) wins over the stored one;
         # the checksums make sure it is the same MNIST.
         data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
-        threads = None if args.threads is None else _number("threads", args.threads)
+        threads = args.threads
         on_epoch = on_step = None
         if not args.json:
             _started(stored, verb=f"resuming after epoch {len(stored.records)}")
@@ -279,10 +278,9 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     options = _run_options(args, seed=0)
     plan = _train_plan(args, options)
     grids = {}
-    for kind, text in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
-        rates = [_number(f"{kind}_lrs", item) for item in text.split(",") if item.strip()]
+    for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         grids[kind] = grid_for(kind, rates)
-    seeds = [_number("seeds", item) for item in args.seeds.split(",") if item.strip()]
+    seeds = args.seeds
 
     def on_run(run: Any) -> None:
         if not args.json:

@@ -287,8 +287,8 @@ def test_default_grids_are_the_measured_ones():
     assert {0.5, 2.0} <= set(spec.one_cycle_lrs)  # selected in notebook 02 / BENCHMARKS.md
     assert {1.0, 2.0} <= set(spec.plateau_lrs)
     args = _build_parser().parse_args(["sweep"])
-    assert [float(v) for v in args.one_cycle_lrs.split(",")] == list(spec.one_cycle_lrs)
-    assert [float(v) for v in args.plateau_lrs.split(",")] == list(spec.plateau_lrs)
+    assert [float(v) for v in args.one_cycle_lrs] == list(spec.one_cycle_lrs)  # typed when parsed
+    assert [float(v) for v in args.plateau_lrs] == list(spec.plateau_lrs)
 
 
 def _held_by_another_live_process(store, sweep_id: int) -> None:

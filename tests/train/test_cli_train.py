@@ -387,8 +387,8 @@ def test_compare_defaults_are_the_measured_grids_not_the_diverging_peak():
 
     flags = ["--batch-size", "64", "--noise-multiplier", "1", "--epochs", "1", "--delta", "1e-5"]
     args = _build_parser().parse_args(["compare", *flags])
-    one_cycle = tuple(float(v) for v in args.one_cycle_lrs.split(","))
-    plateau = tuple(float(v) for v in args.plateau_lrs.split(","))
+    one_cycle = tuple(float(v) for v in args.one_cycle_lrs)  # typed when parsed
+    plateau = tuple(float(v) for v in args.plateau_lrs)
     assert one_cycle == DEFAULT_ONE_CYCLE_LRS and 15.62 not in one_cycle
     assert plateau == DEFAULT_PLATEAU_LRS
     assert tuple(s.max_lr for s in DEFAULT_GRIDS["one_cycle"]) == DEFAULT_ONE_CYCLE_LRS
