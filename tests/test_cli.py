@@ -454,21 +454,21 @@ def test_table_columns_fit_large_values(capsys):
 
 
 def test_the_train_plan_comes_from_the_flags_without_changing_them():
-    from dpplan.cli.parser import _build_parser
-    from dpplan.cli.train_commands import _run_options, _train_plan
+    from dpplan.cli.parser import build_parser
+    from dpplan.cli.train_commands import _train_plan, run_options
 
     argv = ["train", "--batch-size", "64", "--noise-multiplier", "1.1", "--epochs", "2"]
-    args = _build_parser().parse_args([*argv, "--delta", "1e-5", "--subset", "1000"])
+    args = build_parser().parse_args([*argv, "--delta", "1e-5", "--subset", "1000"])
     before = dict(vars(args))
-    plan = _train_plan(args, _run_options(args))
+    plan = _train_plan(args, run_options(args))
     assert (plan.dataset_size, plan.batch_size, plan.epochs) == (1000, 64, 2)
     assert vars(args) == before  # no flag was filled in behind the caller's back
 
 
 def test_plan_flags_and_ids_are_typed_when_parsed():
-    from dpplan.cli.parser import _build_parser
+    from dpplan.cli.parser import build_parser
 
-    parser = _build_parser()
+    parser = build_parser()
     args = parser.parse_args(["epsilon", *PLAN, "--every", "2"])
     assert isinstance(args.dataset_size, int) and isinstance(args.delta, float)
     assert args.every == 2

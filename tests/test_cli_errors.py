@@ -109,25 +109,25 @@ def test_flags_that_do_not_go_together_are_a_usage_error(home, capsys):
     ],
 )
 def test_report_flags_its_mode_does_not_take_are_usage_errors(home, capsys, argv, field, expected):
-    from dpplan.cli.parser import _build_parser
+    from dpplan.cli.parser import build_parser
 
     assert main(["report", *argv]) == 2  # (the report command has no --json)
     assert f"{field}=" in capsys.readouterr().err
-    args = _build_parser().parse_args(["report", *argv])
+    args = build_parser().parse_args(["report", *argv])
     with pytest.raises(dpplan.UsageError) as caught:
         args.handler(args, print)
     assert caught.value.field == field and caught.value.expected == expected
 
 
 def test_an_unwritable_report_output_is_a_usage_error_not_a_plan_error(home, capsys):
-    from dpplan.cli.parser import _build_parser
+    from dpplan.cli.parser import build_parser
 
     plan = ["--dataset-size", "1000", "--batch-size", "10", "--noise-multiplier", "1"]
     plan += ["--epochs", "1", "--delta", "1e-5"]
     argv = ["report", *plan, "--output", str(home / "no-such-folder" / "r.md")]
     assert main(argv) == 2
     assert "output=" in capsys.readouterr().err
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     with pytest.raises(dpplan.UsageError) as caught:
         args.handler(args, print)
     assert caught.value.field == "output"

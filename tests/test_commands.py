@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from dpplan.cli.parser import _build_parser
+from dpplan.cli.parser import build_parser
 from dpplan.commands import PLAN_FLAGS, REPORT_FLAGS, REPORT_FORMATS, report_command
 from dpplan.plan import TrainingPlan
 
@@ -15,7 +15,7 @@ from dpplan.plan import TrainingPlan
 def _parsed(command: str):
     words = shlex.split(command)
     assert words[:2] == ["dpplan", "report"]
-    return _build_parser().parse_args(words[1:])
+    return build_parser().parse_args(words[1:])
 
 
 def test_a_plan_report_prints_a_command_the_cli_parses_back_to_the_same_plan():
@@ -43,7 +43,7 @@ def test_run_and_sweep_commands_parse_and_leave_out_what_is_not_given():
 
 
 def test_the_parser_takes_every_flag_of_the_table():
-    report = _build_parser()._subparsers._group_actions[0].choices["report"]
+    report = build_parser()._subparsers._group_actions[0].choices["report"]
     options = {option for action in report._actions for option in action.option_strings}
     assert {flag.option for flag in (*PLAN_FLAGS, *REPORT_FLAGS)} <= options
 

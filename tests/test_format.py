@@ -31,6 +31,6 @@ def test_json_has_a_string_for_every_non_finite_float_and_keeps_the_rest():
 
 
 def test_the_cli_json_uses_the_same_encoding(capsys):
-    from dpplan.cli.common import _dump
+    from dpplan.cli.common import dump
 
-    assert json.loads(_dump({"epsilon": math.inf})) == {"epsilon": "inf"}
+    assert json.loads(dump({"epsilon": math.inf})) == {"epsilon": "inf"}

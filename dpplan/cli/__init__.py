@@ -12,8 +12,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from dpplan.cli.common import EXIT_FAILURE, EXIT_INFEASIBLE, EXIT_INVALID, _dump
-from dpplan.cli.parser import _build_parser
+from dpplan.cli.common import EXIT_FAILURE, EXIT_INFEASIBLE, EXIT_INVALID, dump
+from dpplan.cli.parser import build_parser
 from dpplan.errors import (
     DataError,
     DpplanError,
@@ -49,12 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def fail(code: int, error: dict[str, Any]) -> int:
         if as_json:
-            out(_dump({"error": error}))
+            out(dump({"error": error}))
         else:
             print(f"error: {error['message']}", file=sys.stderr)
         return code
 
-    parser = _build_parser()
+    parser = build_parser()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dpplan.cli.common import _number
+from dpplan.cli.common import read_number
 from dpplan.errors import (
     MissingDependencyError,
     NotFoundError,
@@ -20,7 +20,7 @@ def app_path() -> Path:
     return Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 
 
-def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     entry = app_path()
     if not entry.exists():
         raise NotFoundError(
@@ -72,7 +72,7 @@ def _cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _validate_port(text: str) -> int:
+def validate_port(text: str) -> int:
     from dpplan import _validate
 
-    return _validate.integer(minimum=1, maximum=65535, port=_number("port", text))
+    return _validate.integer(minimum=1, maximum=65535, port=read_number("port", text))

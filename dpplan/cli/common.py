@@ -18,23 +18,23 @@ from dpplan.format import json_safe
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 
-_PLAN_FLAGS = tuple(flag.field for flag in PLAN_FLAGS)
+PLAN_FIELDS = tuple(flag.field for flag in PLAN_FLAGS)
 
 
-_SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
+SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
 
 
-_SOLVE_TARGETS = {
+SOLVE_TARGETS = {
     "noise-multiplier": "noise_multiplier",
     "epochs": "epochs",
     "batch-size": "batch_size",
 }
 
 
-class _Typed:
+class Typed:
     """An argparse ``type`` that reads a flag's text into its value at parse time.
 
-    ``read(field, text)`` raises the :class:`PlanError` naming the field; :class:`_Parser`
+    ``read(field, text)`` raises the :class:`PlanError` naming the field; :class:`Parser`
     lets it through as it is (argparse would turn it into an anonymous usage message).
     """
 
@@ -45,17 +45,17 @@ class _Typed:
         return self.read(self.field, text)
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError.message_only(f"{message} (see '{self.prog} --help')")
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
-        if isinstance(action.type, _Typed):
+        if isinstance(action.type, Typed):
             return action.type(arg_string)
         return super()._get_value(action, arg_string)
 
 
-class _DefaultsFormatter(argparse.HelpFormatter):
+class DefaultsFormatter(argparse.HelpFormatter):
     """Show a flag's default in its help, unless it has none worth showing."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -65,7 +65,7 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return text
 
 
-def _number(field: str, text: str) -> int | float:
+def read_number(field: str, text: str) -> int | float:
     """Parse a flag value: integers stay ints, anything else numeric becomes a float."""
     try:
         return int(text)
@@ -81,7 +81,7 @@ def _number(field: str, text: str) -> int | float:
 _MAX_RUN_ID = 2**63 - 1
 
 
-def _run_id(field: str, text: str) -> int:
+def read_run_id(field: str, text: str) -> int:
     """Parse a run id: decimal digits only (``1.7``, ``1e30`` and ``-1`` are refused)."""
     digits = text.strip()
     if (
@@ -99,10 +99,10 @@ def _run_id(field: str, text: str) -> int:
     )
 
 
-def _sweep_id(field: str, text: str) -> int:
+def read_sweep_id(field: str, text: str) -> int:
     """Parse a sweep id: decimal digits only, like a run id."""
     try:
-        return _run_id(field, text)
+        return read_run_id(field, text)
     except PlanError:
         raise PlanError(
             field,
@@ -112,11 +112,11 @@ def _sweep_id(field: str, text: str) -> int:
         ) from None
 
 
-def _flag(field: str) -> str:
+def flag_of(field: str) -> str:
     return f"--{field.replace('_', '-')}"
 
 
-def _plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
+def plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
     """The plan of the plan flags in ``args``; ``fixed`` gives fields that come from elsewhere
     (a command without the flag), and wins over a flag."""
     from dpplan.plan import TrainingPlan
@@ -125,7 +125,7 @@ def _plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = 
     values: dict[str, Any] = {}
     missing = [
         field
-        for field in _PLAN_FLAGS
+        for field in PLAN_FIELDS
         if field != "max_grad_norm" and field not in fixed and getattr(args, field, None) is None
     ]
     if missing:  # every missing flag at once, not one per try
@@ -133,9 +133,9 @@ def _plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = 
             missing[0],
             None,
             "given",
-            "Missing: " + ", ".join(f"{_flag(f)} X" for f in missing) + ".",
+            "Missing: " + ", ".join(f"{flag_of(f)} X" for f in missing) + ".",
         )
-    for field in _PLAN_FLAGS:
+    for field in PLAN_FIELDS:
         value = getattr(args, field, None)
         if field in fixed:
             values[field] = fixed[field]
@@ -162,11 +162,11 @@ def _plan_file(path: str):
     return TrainingPlan.from_dict(data)
 
 
-def _plan_or_file(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
+def plan_or_file(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
     """The plan of ``--plan FILE`` (then no plan flag may be given), else of the flags."""
     if getattr(args, "plan", None) is None:
-        return _plan_from_args(args, fixed=fixed)
-    given = [f for f in _PLAN_FLAGS if getattr(args, f, None) is not None]
+        return plan_from_args(args, fixed=fixed)
+    given = [f for f in PLAN_FIELDS if getattr(args, f, None) is not None]
     if given:
         raise PlanError(
             given[0],
@@ -183,7 +183,7 @@ def _methods(text: str) -> tuple[str, ...]:
     return METHODS if text == "all" else (text,)
 
 
-def _every(args: argparse.Namespace) -> int:
+def output_every(args: argparse.Namespace) -> int:
     from dpplan import _validate
 
     return _validate.integer(
@@ -199,16 +199,16 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _dump(data: dict[str, Any]) -> str:
+def dump(data: dict[str, Any]) -> str:
     return json.dumps(json_safe(data), indent=2, default=_json_default)
 
 
-def _numbers(field: str, text: str) -> list[int | float]:
+def read_numbers(field: str, text: str) -> list[int | float]:
     """Parse a comma-separated list of numbers (``1,3`` or ``0.5, 2``)."""
-    return [_number(field, item.strip()) for item in text.split(",") if item.strip()]
+    return [read_number(field, item.strip()) for item in text.split(",") if item.strip()]
 
 
-def _given_flags(args: argparse.Namespace) -> list[str]:
+def given_flags(args: argparse.Namespace) -> list[str]:
     """The destinations of the flags given on the command line of ``args``' subcommand.
 
     ``--a=b`` and an abbreviation argparse accepted count as the flag they name; a flag

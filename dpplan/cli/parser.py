@@ -7,24 +7,24 @@ from collections.abc import Callable
 from typing import Any
 
 from dpplan.accounting import METHODS
-from dpplan.cli.app_command import _cmd_app, _validate_port
+from dpplan.cli.app_command import cmd_app, validate_port
 from dpplan.cli.common import (
-    _PLAN_FLAGS,
-    _SOLVE_TARGETS,
-    _SOLVE_WHAT,
-    _DefaultsFormatter,
-    _number,
-    _numbers,
-    _Parser,
-    _run_id,
-    _sweep_id,
-    _Typed,
+    PLAN_FIELDS,
+    SOLVE_TARGETS,
+    SOLVE_WHAT,
+    DefaultsFormatter,
+    Parser,
+    Typed,
+    read_number,
+    read_numbers,
+    read_run_id,
+    read_sweep_id,
 )
-from dpplan.cli.plan_commands import _cmd_epsilon, _cmd_solve
-from dpplan.cli.report_command import _cmd_report
-from dpplan.cli.run_commands import _cmd_runs
-from dpplan.cli.sweep_commands import _cmd_frontier, _cmd_sweep, _cmd_sweeps
-from dpplan.cli.train_commands import _cmd_compare, _cmd_train
+from dpplan.cli.plan_commands import cmd_epsilon, cmd_solve
+from dpplan.cli.report_command import cmd_report
+from dpplan.cli.run_commands import cmd_runs
+from dpplan.cli.sweep_commands import cmd_frontier, cmd_sweep, cmd_sweeps
+from dpplan.cli.train_commands import cmd_compare, cmd_train
 from dpplan.commands import PLAN_FLAGS, REPORT_FLAGS, Flag
 
 
@@ -37,7 +37,7 @@ def _add_plan_flags(
 ) -> None:
     """Add the plan's flags; ``required`` is "always", or the condition under which they are.
 
-    With ``or_file``, ``--plan FILE`` may replace them (checked by ``_plan_or_file``).
+    With ``or_file``, ``--plan FILE`` may replace them (checked by ``plan_or_file``).
     """
     group = parser.add_argument_group(
         (
@@ -54,12 +54,12 @@ def _add_plan_flags(
             _add_flag(group, flag, required=required == "always" and flag.field != "max_grad_norm")
 
 
-#: Readers of the table's flags whose value is not text (see ``_Typed``).
+#: Readers of the table's flags whose value is not text (see ``Typed``).
 _READERS: dict[str, Callable[[str, str], Any]] = {
-    **dict.fromkeys(_PLAN_FLAGS, _number),
-    "run": _run_id,
-    "sweep": _sweep_id,
-    "tuning_runs": _number,
+    **dict.fromkeys(PLAN_FIELDS, read_number),
+    "run": read_run_id,
+    "sweep": read_sweep_id,
+    "tuning_runs": read_number,
 }
 
 
@@ -73,7 +73,7 @@ def _add_flag(
         )
         return
     if flag.field in _READERS:
-        more["type"] = _Typed(flag.field, _READERS[flag.field])
+        more["type"] = Typed(flag.field, _READERS[flag.field])
     parser.add_argument(
         flag.option,
         dest=flag.field,
@@ -101,7 +101,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--seed",
-        type=_Typed("seed", _number),
+        type=Typed("seed", read_number),
         default="0",
         help="seed of the model initialisation and dropout (not of the noise)",
     )
@@ -120,26 +120,26 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--validation-size",
-        type=_Typed("validation_size", _number),
+        type=Typed("validation_size", read_number),
         default="5000",
         help="examples held out of the 60,000 for validation",
     )
     group.add_argument(
         "--subset",
-        type=_Typed("subset", _number),
+        type=Typed("subset", read_number),
         default=None,
         help="train on N examples only: the first N left after the validation split (quick runs)",
     )
     group.add_argument(
         "--test-subset",
-        type=_Typed("test_subset", _number),
+        type=Typed("test_subset", read_number),
         default=None,
         help="evaluate on the first N test examples",
     )
     group.add_argument(
         "--target-epsilon",
         default=None,
-        type=_Typed("target_epsilon", _number),
+        type=Typed("target_epsilon", read_number),
         help="stop before an epoch whose ε would exceed this",
     )
     group.add_argument(
@@ -169,7 +169,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
-        type=_Typed("threads", _number),
+        type=Typed("threads", read_number),
         default=None,
         metavar="N",
         help="CPU threads torch uses per run (default 1, measured fastest on a shared "
@@ -194,7 +194,7 @@ def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
     parser.add_argument(
         "--every",
         default="1",
-        type=_Typed("every", _number),
+        type=Typed("every", read_number),
         metavar="K",
         help="plain output: show every K-th epoch (and the last)",
     )
@@ -202,22 +202,22 @@ def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _build_parser() -> _Parser:
+def build_parser() -> Parser:
     from dpplan.train.specs import (
         DEFAULT_CONSTANT_LRS,
         DEFAULT_ONE_CYCLE_LRS,
         DEFAULT_PLATEAU_LRS,
     )
 
-    parser = _Parser(
+    parser = Parser(
         prog="dpplan",
         description="Plan DP-SGD privacy budgets: ε after every epoch (RDP, PRV, PLD) and "
         "solvers for the noise multiplier, epochs or batch size.",
     )
     parser.add_argument("--version", action="version", version=f"dpplan {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    defaults = _DefaultsFormatter
+    defaults = DefaultsFormatter
     eps = commands.add_parser(
         "epsilon", help="ε after every epoch of a plan", formatter_class=defaults
     )
@@ -230,7 +230,7 @@ def _build_parser() -> _Parser:
         help="accounting method (all: the three and the headline)",
     )
     _add_output_flags(eps, brief="only the final ε per method and the headline")
-    eps.set_defaults(handler=_cmd_epsilon)
+    eps.set_defaults(handler=cmd_epsilon)
 
     slv = commands.add_parser(
         "solve",
@@ -239,21 +239,21 @@ def _build_parser() -> _Parser:
         "'dpplan solve TARGET --help' for the flags of one target.",
     )
     targets = slv.add_subparsers(
-        dest="target", required=True, metavar="TARGET", parser_class=_Parser
+        dest="target", required=True, metavar="TARGET", parser_class=Parser
     )
-    for target, field in _SOLVE_TARGETS.items():
+    for target, field in SOLVE_TARGETS.items():
         words = field.replace("_", " ")
         sub = targets.add_parser(
             target,
-            help=f"the {_SOLVE_WHAT[field]} {words} that meets the target ε",
-            description=f"Find the {_SOLVE_WHAT[field]} {words} whose ε (an upper bound) is at "
+            help=f"the {SOLVE_WHAT[field]} {words} that meets the target ε",
+            description=f"Find the {SOLVE_WHAT[field]} {words} whose ε (an upper bound) is at "
             "most --target-epsilon; the other plan fields are given.",
             formatter_class=defaults,
         )
         sub.add_argument(
             "--target-epsilon",
             required=True,
-            type=_Typed("target_epsilon", _number),
+            type=Typed("target_epsilon", read_number),
             metavar="X",
             help="ε to meet",
         )
@@ -267,7 +267,7 @@ def _build_parser() -> _Parser:
             "certified by the method named in the output)",
         )
         _add_output_flags(sub, brief="only the solved value and its final ε")
-        sub.set_defaults(handler=_cmd_solve)
+        sub.set_defaults(handler=cmd_solve)
 
     trn = commands.add_parser(
         "train", help="train the plan with DP-SGD on MNIST", formatter_class=defaults
@@ -281,25 +281,25 @@ def _build_parser() -> _Parser:
     )
     trn.add_argument(
         "--lr",
-        type=_Typed("lr", _number),
+        type=Typed("lr", read_number),
         default="1.0",
         help="learning rate (the peak for one_cycle)",
     )
     trn.add_argument(
         "--momentum",
-        type=_Typed("momentum", _number),
+        type=Typed("momentum", read_number),
         default=None,
         help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)",
     )
     trn.add_argument(
         "--resume",
         default=None,
-        type=_Typed("resume", _run_id),
+        type=Typed("resume", read_run_id),
         metavar="RUN_ID",
         help="continue an interrupted run from its last checkpoint",
     )
     _add_run_flags(trn)
-    trn.set_defaults(handler=_cmd_train, dataset_size=None, parser_=trn)
+    trn.set_defaults(handler=cmd_train, dataset_size=None, parser_=trn)
 
     cmp_ = commands.add_parser(
         "compare",
@@ -309,24 +309,24 @@ def _build_parser() -> _Parser:
     _add_plan_flags(cmp_, skip="dataset_size")
     cmp_.add_argument(
         "--one-cycle-lrs",
-        type=_Typed("one_cycle_lrs", _numbers),
+        type=Typed("one_cycle_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
         help="one-cycle peak LR grid (default: the peaks the notebooks selected)",
     )
     cmp_.add_argument(
         "--plateau-lrs",
-        type=_Typed("plateau_lrs", _numbers),
+        type=Typed("plateau_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         help="plateau start LR grid",
     )
     cmp_.add_argument(
         "--seeds",
-        type=_Typed("seeds", _numbers),
+        type=Typed("seeds", read_numbers),
         default="0,1,2",
         help="seeds; the first selects the LR",
     )
     _add_run_flags(cmp_)
-    cmp_.set_defaults(handler=_cmd_compare, dataset_size=None)
+    cmp_.set_defaults(handler=cmd_compare, dataset_size=None)
 
     swp = commands.add_parser(
         "sweep",
@@ -341,31 +341,31 @@ def _build_parser() -> _Parser:
     grid = swp.add_argument_group("grid (required unless --resume)")
     grid.add_argument(
         "--epsilons",
-        type=_Typed("epsilons", _numbers),
+        type=Typed("epsilons", read_numbers),
         default=None,
         metavar="E1,E2",
         help="target ε values",
     )
     grid.add_argument(
         "--batch-sizes",
-        type=_Typed("batch_sizes", _numbers),
+        type=Typed("batch_sizes", read_numbers),
         default=None,
         metavar="B1,B2",
         help="batch sizes",
     )
     grid.add_argument(
         "--epochs",
-        type=_Typed("epochs", _numbers),
+        type=Typed("epochs", read_numbers),
         default=None,
         metavar="E1,E2",
         help="numbers of epochs",
     )
     swp.add_argument(
-        "--delta", type=_Typed("delta", _number), default="1e-5", help="δ of every plan"
+        "--delta", type=Typed("delta", read_number), default="1e-5", help="δ of every plan"
     )
     swp.add_argument(
         "--max-grad-norm",
-        type=_Typed("max_grad_norm", _number),
+        type=Typed("max_grad_norm", read_number),
         default="1.0",
         help="clipping norm C (does not change ε)",
     )
@@ -376,32 +376,32 @@ def _build_parser() -> _Parser:
     )
     swp.add_argument(
         "--one-cycle-lrs",
-        type=_Typed("one_cycle_lrs", _numbers),
+        type=Typed("one_cycle_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
         help="one-cycle peak LR grid (default: the peaks the notebooks selected; the "
         "published 15.62 diverges in this set-up)",
     )
     swp.add_argument(
         "--plateau-lrs",
-        type=_Typed("plateau_lrs", _numbers),
+        type=Typed("plateau_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         help="plateau start LR grid",
     )
     swp.add_argument(
         "--constant-lrs",
-        type=_Typed("constant_lrs", _numbers),
+        type=Typed("constant_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_CONSTANT_LRS),
         help="constant LR grid",
     )
     swp.add_argument(
         "--seeds",
-        type=_Typed("seeds", _numbers),
+        type=Typed("seeds", read_numbers),
         default="0,1,2",
         help="seeds; the first selects the LR",
     )
     swp.add_argument(
         "--random-repeats",
-        type=_Typed("random_repeats", _number),
+        type=Typed("random_repeats", read_number),
         default=None,
         metavar="MEAN",
         help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
@@ -411,7 +411,7 @@ def _build_parser() -> _Parser:
     swp.add_argument(
         "--resume",
         default=None,
-        type=_Typed("resume", _sweep_id),
+        type=Typed("resume", read_sweep_id),
         metavar="SWEEP_ID",
         help="continue a sweep (ids: 'dpplan sweeps'): run only the trials without an "
         "outcome; flags that change its grid or options are refused",
@@ -426,7 +426,7 @@ def _build_parser() -> _Parser:
     )
     ray_.add_argument(
         "--gpus-per-trial",
-        type=_Typed("gpus_per_trial", _number),
+        type=Typed("gpus_per_trial", read_number),
         default=None,
         metavar="F",
         help="GPU fraction per trial (default 0.25 with GPUs: four trials share "
@@ -434,14 +434,14 @@ def _build_parser() -> _Parser:
     )
     ray_.add_argument(
         "--cpus-per-trial",
-        type=_Typed("cpus_per_trial", _number),
+        type=Typed("cpus_per_trial", read_number),
         default="1",
         metavar="N",
         help="CPUs per trial",
     )
     ray_.add_argument(
         "--num-cpus",
-        type=_Typed("num_cpus", _number),
+        type=Typed("num_cpus", read_number),
         default=None,
         metavar="N",
         help="CPUs of the embedded Ray (default: all)",
@@ -458,17 +458,17 @@ def _build_parser() -> _Parser:
         help="run the trials one at a time in this process, without Ray",
     )
     _add_run_flags(swp)
-    swp.set_defaults(handler=_cmd_sweep, parser_=swp)
+    swp.set_defaults(handler=cmd_sweep, parser_=swp)
 
     frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")
     frt.add_argument(
         "sweep_id",
-        type=_Typed("sweep_id", _sweep_id),
+        type=Typed("sweep_id", read_sweep_id),
         metavar="SWEEP_ID",
         help="the sweep's id, as listed by 'dpplan sweeps'",
     )
     frt.add_argument("--json", action="store_true", help="print JSON")
-    frt.set_defaults(handler=_cmd_frontier)
+    frt.set_defaults(handler=cmd_frontier)
 
     sws = commands.add_parser(
         "sweeps",
@@ -476,18 +476,18 @@ def _build_parser() -> _Parser:
         description="List every stored sweep, newest first. 'dpplan frontier SWEEP_ID' shows one.",
     )
     sws.add_argument("--json", action="store_true", help="print JSON")
-    sws.set_defaults(handler=_cmd_sweeps)
+    sws.set_defaults(handler=cmd_sweeps)
 
     app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
     app.add_argument(
         "--port",
         default="8501",
-        type=_Typed("port", lambda _, text: _validate_port(text)),
+        type=Typed("port", lambda _, text: validate_port(text)),
         help="port to serve on (default 8501)",
     )
     app.add_argument("--address", default="localhost", help="address to bind (default localhost)")
     app.add_argument("--headless", action="store_true", help="do not open a browser window")
-    app.set_defaults(handler=_cmd_app)
+    app.set_defaults(handler=cmd_app)
 
     runs = commands.add_parser(
         "runs",
@@ -495,8 +495,8 @@ def _build_parser() -> _Parser:
         description="Without an action, list every stored run.",
     )
     runs.add_argument("--json", action="store_true", help="print JSON")
-    runs.set_defaults(handler=_cmd_runs, action="list", run_id=None, force=False)
-    actions = runs.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    runs.set_defaults(handler=cmd_runs, action="list", run_id=None, force=False)
+    actions = runs.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     for action, text in (
         ("list", "every stored run (the default)"),
         ("show", "one run's plan, status and per-epoch records"),
@@ -507,7 +507,7 @@ def _build_parser() -> _Parser:
         if action != "list":
             sub.add_argument(
                 "run_id",
-                type=_Typed("run_id", _run_id),
+                type=Typed("run_id", read_run_id),
                 metavar="RUN_ID",
                 help="the run's id, as listed by 'dpplan runs'",
             )
@@ -529,7 +529,7 @@ def _build_parser() -> _Parser:
     _add_plan_flags(rep, required="unless --run or --sweep")
     for flag in REPORT_FLAGS:
         _add_flag(rep, flag)
-    rep.set_defaults(handler=_cmd_report)
+    rep.set_defaults(handler=cmd_report)
     return parser
 
 

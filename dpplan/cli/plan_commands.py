@@ -6,35 +6,35 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import _SOLVE_TARGETS, EXIT_OK, _dump, _every, _plan_or_file
-from dpplan.cli.render import _curve_table, _plan_lines
+from dpplan.cli.common import EXIT_OK, SOLVE_TARGETS, dump, output_every, plan_or_file
+from dpplan.cli.render import curve_table, plan_lines
 from dpplan.errors import (
     PlanError,
 )
 from dpplan.format import epsilon_text
 
 
-def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if args.method == "rdp":  # RDP needs only dp-accounting's rdp module (~1 s less import)
         from dpplan.accounting._imports import defer_dp_accounting_init
 
         defer_dp_accounting_init()
     from dpplan.accounting import compare, epsilon_curve
 
-    plan = _plan_or_file(args)
-    every = _every(args)
+    plan = plan_or_file(args)
+    every = output_every(args)
     if args.method == "all":
         result = compare(plan)
         if args.json:
             data = result.to_dict()
             data["method"] = "all"
             data["epsilon"] = result.headline_epsilon
-            out(_dump(data))
+            out(dump(data))
             return EXIT_OK
         if args.brief:
             lines = [f"{c.method}: ε = {epsilon_text(c.epsilon)}" for c in result.curves]
         else:
-            lines = _plan_lines(plan) + [""] + _curve_table(result.curves, every) + [""]
+            lines = plan_lines(plan) + [""] + curve_table(result.curves, every) + [""]
         for method, message in result.failures.items():
             lines.append(f"{method}: failed: {message}")
         lines.append(
@@ -46,9 +46,9 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     curve = epsilon_curve(plan, method=args.method)
     if args.json:
         data = {"plan": plan.to_dict(), **curve.to_dict(), "delta": plan.delta}
-        out(_dump(data))
+        out(dump(data))
         return EXIT_OK
-    lines = [] if args.brief else _plan_lines(plan) + [""] + _curve_table([curve], every) + [""]
+    lines = [] if args.brief else plan_lines(plan) + [""] + curve_table([curve], every) + [""]
     lines.append(
         f"ε = {epsilon_text(curve.epsilon)} at δ = {plan.delta:g} ({curve.method} upper bound)"
     )
@@ -56,11 +56,11 @@ def _cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return EXIT_OK
 
 
-def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan import solve
     from dpplan.accounting import epsilon_curve
 
-    field = _SOLVE_TARGETS[args.target]
+    field = SOLVE_TARGETS[args.target]
     if args.method == "all":
         raise PlanError(
             "method",
@@ -69,7 +69,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             "A solved plan is certified by one method; 'best' picks the most favourable.",
         )
     target_epsilon = args.target_epsilon
-    every = _every(args)
+    every = output_every(args)
     # The solved field's own value is ignored; give it a valid placeholder.
     placeholder: dict[str, Any] = {}
     if field == "noise_multiplier":
@@ -79,7 +79,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         dataset_size = args.dataset_size
         placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
-    plan = _plan_or_file(args, fixed=placeholder)
+    plan = plan_or_file(args, fixed=placeholder)
     if hasattr(plan, "phases"):
         return _solve_phased(args, plan, field=field, target_epsilon=target_epsilon, out=out)
     solution = solve.solve_plan(
@@ -97,7 +97,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             "warnings": [*solution.warnings, *curve.warnings],
             "delta": solved.delta,
         }
-        out(_dump(data))
+        out(dump(data))
         return EXIT_OK
     how = (
         f"{solution.method}, the most favourable of {', '.join(solve.BEST_ORDER)}"
@@ -110,7 +110,7 @@ def _cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     ]
     lines += [f"warning: {message}" for message in solution.warnings]
     if not args.brief:
-        lines += _plan_lines(solved) + [""] + _curve_table([curve], every) + [""]
+        lines += plan_lines(solved) + [""] + curve_table([curve], every) + [""]
     lines.append(
         f"ε = {epsilon_text(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)"
     )
@@ -147,7 +147,7 @@ def _solve_phased(args, plan, *, field: str, target_epsilon: float, out) -> int:
             **curve.to_dict(),
             "delta": solved.delta,
         }
-        out(_dump(data))
+        out(dump(data))
         return EXIT_OK
     value = (
         solved.phases[0].noise_multiplier / plan.phases[0].noise_multiplier
@@ -157,7 +157,7 @@ def _solve_phased(args, plan, *, field: str, target_epsilon: float, out) -> int:
     what = "noise factor (every phase)" if field == "noise_multiplier" else "last phase epochs"
     lines = [f"solved: {what} = {value:.6g} for target ε <= {target_epsilon:g} ({curve.method})"]
     if not args.brief:
-        lines += _plan_lines(solved) + [""] + _curve_table([curve], _every(args)) + [""]
+        lines += plan_lines(solved) + [""] + curve_table([curve], output_every(args)) + [""]
     lines.append(
         f"ε = {epsilon_text(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)"
     )

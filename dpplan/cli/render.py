@@ -29,7 +29,7 @@ def _phase_lines(plan) -> list[str]:
     return lines
 
 
-def _plan_lines(plan) -> list[str]:
+def plan_lines(plan) -> list[str]:
     if not hasattr(plan, "batch_size"):  # a PhasedPlan
         return _phase_lines(plan)
     return [
@@ -45,7 +45,7 @@ def _plan_lines(plan) -> list[str]:
     ]
 
 
-def _curve_table(curves, every: int = 1) -> list[str]:
+def curve_table(curves, every: int = 1) -> list[str]:
     """Return a per-epoch table of the curves: every ``every``-th epoch and the last."""
     headers = ["epoch", "steps"]
     columns: list[list[float]] = []
@@ -67,7 +67,7 @@ def _curve_table(curves, every: int = 1) -> list[str]:
     return ["".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in [headers, *rows]]
 
 
-def _epsilon_text(record: Any, method: str) -> str:
+def record_epsilon_text(record: Any, method: str) -> str:
     """One epoch's ε as every surface shows it: the smallest upper bound, with its method."""
     from dpplan.run_policy import epoch_epsilon
 
@@ -75,7 +75,7 @@ def _epsilon_text(record: Any, method: str) -> str:
     return f"{epsilon_text(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
 
 
-def _run_summary(run) -> list[str]:
+def run_summary(run) -> list[str]:
     lines = [
         f"run {run.id}: {run.status}"
         + (f" ({run.stop_reason})" if run.stop_reason else "")
@@ -88,14 +88,14 @@ def _run_summary(run) -> list[str]:
     source = _data_source(run.options)
     if source:
         lines.append(f"  data: {source}")
-    lines += ["  " + line for line in _plan_lines(run.plan)]
+    lines += ["  " + line for line in plan_lines(run.plan)]
     if run.records:
         lines.append(
             "  epoch  steps  ε (smallest bound)  Opacus ε (rdp)  val acc  test acc    loss"
             "        lr  seconds"
         )
         for r in run.records:
-            shown = _epsilon_text(r, run.method) if run.private else epsilon_text(r.epsilon)
+            shown = record_epsilon_text(r, run.method) if run.private else epsilon_text(r.epsilon)
             lines.append(
                 f"  {r.epoch:5d} {r.steps:6d} {shown:>19} {epsilon_text(r.epsilon_opacus):>15} "
                 f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
@@ -114,7 +114,7 @@ def _data_source(options: dict[str, Any]) -> str | None:
     return f"MNIST {source}"
 
 
-def _fitting_noise(run: Any) -> str:
+def fitting_noise(run: Any) -> str:
     """The σ with which every epoch of the run's plan meets its target ε, in words."""
     from dpplan.solve import solve_noise_multiplier
 
@@ -130,7 +130,7 @@ def _fitting_noise(run: Any) -> str:
     )
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = round(seconds)
@@ -141,7 +141,7 @@ def _duration(seconds: float | None) -> str:
     )
 
 
-def _frontier_lines(result: dict[str, Any]) -> list[str]:
+def frontier_lines(result: dict[str, Any]) -> list[str]:
     tuning = result["tuning"]
     lines = [
         (
@@ -243,7 +243,7 @@ def _grid_text(spec: dict[str, Any]) -> str:
     return text
 
 
-def _sweep_summary(record: Any) -> dict[str, Any]:
+def sweep_summary(record: Any) -> dict[str, Any]:
     from dpplan.sweep import SweepSpec
     from dpplan.sweep.protocol import planned_trials
 
@@ -267,7 +267,7 @@ def _sweep_summary(record: Any) -> dict[str, Any]:
     }
 
 
-def _stop_text(result: Any) -> str:
+def stop_text(result: Any) -> str:
     """Say what :meth:`~dpplan.store.RunStore.request_stop` did (a ``StopResult``)."""
     from dpplan.store import LEASE_SECONDS, StopOutcome
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dpplan.cli.common import _PLAN_FLAGS, EXIT_OK, _plan_from_args
+from dpplan.cli.common import EXIT_OK, PLAN_FIELDS, plan_from_args
 from dpplan.errors import (
     NotFoundError,
     UsageError,
@@ -20,11 +20,11 @@ from dpplan.format import epsilon_text
 _REPORT_EXCLUSIONS = (
     (
         "sweep",
-        (*_PLAN_FLAGS, "run", "tuning_runs", "stored"),
+        (*PLAN_FIELDS, "run", "tuning_runs", "stored"),
         "omitted with --sweep",
         "A sweep's report uses the sweep's own plans and runs.",
     ),
-    ("run", _PLAN_FLAGS, "omitted with --run", "A run's report uses the run's own plan."),
+    ("run", PLAN_FIELDS, "omitted with --run", "A run's report uses the run's own plan."),
     (
         "run",
         ("tuning_runs",),
@@ -53,7 +53,7 @@ def _refuse_excluded_flags(args: argparse.Namespace) -> None:
                 raise UsageError(name, value, expected, hint)
 
 
-def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.report import (
         build_report,
         build_run_report,
@@ -97,7 +97,7 @@ def _cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             report = build_run_report(store, run_id, title=args.title, notes=args.notes)
             save_run_report(store, report)
     else:
-        plan = _plan_from_args(args)
+        plan = plan_from_args(args)
         report = build_report(
             plan, tuning_runs=args.tuning_runs, title=args.title, notes=args.notes
         )

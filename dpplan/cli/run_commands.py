@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import EXIT_OK, _dump
-from dpplan.cli.render import _run_summary, _stop_text
+from dpplan.cli.common import EXIT_OK, dump
+from dpplan.cli.render import run_summary, stop_text
 from dpplan.errors import (
     NotFoundError,
 )
@@ -34,7 +34,7 @@ def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
     return None
 
 
-def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.run_policy import delete_run, run_epsilon
     from dpplan.store import RunStore
 
@@ -44,10 +44,10 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if args.action == "stop":
             done = store.request_stop(run_id, force=args.force)
             if not args.json:
-                out(_stop_text(done))
+                out(stop_text(done))
         elif args.action == "delete":
             delete_run(store, run_id)
-            out(_dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
+            out(dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
             return EXIT_OK
         run = store.get_run(run_id)
         trial = _sweep_trial_of(store, run)
@@ -55,9 +55,9 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             data = run.to_dict()
             if trial is not None:
                 data["sweep_trial"] = trial
-            out(_dump(data))
+            out(dump(data))
             return EXIT_OK
-        lines = _run_summary(run)
+        lines = run_summary(run)
         if trial is not None:
             lines.append(f"  sweep {trial['sweep_id']} trial {trial['key']}: {trial['status']}")
             if trial["error"]:
@@ -66,7 +66,7 @@ def _cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         return EXIT_OK
     runs = store.list_runs()
     if args.json:
-        out(_dump({"runs": [run.to_dict() for run in runs], "store": str(store.path)}))
+        out(dump({"runs": [run.to_dict() for run in runs], "store": str(store.path)}))
         return EXIT_OK
     lines = [
         f"store: {store.path}",

@@ -11,12 +11,12 @@ from typing import Any
 from dpplan.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
-    _dump,
-    _flag,
-    _given_flags,
+    dump,
+    flag_of,
+    given_flags,
 )
-from dpplan.cli.render import _duration, _frontier_lines, _sweep_summary
-from dpplan.cli.train_commands import _run_options
+from dpplan.cli.render import duration, frontier_lines, sweep_summary
+from dpplan.cli.train_commands import run_options
 from dpplan.errors import (
     UsageError,
 )
@@ -32,7 +32,7 @@ def _sweep_progress() -> Callable[[Any], None]:
         line = (
             f"sweep {progress.sweep_id}: {progress.done}/{progress.planned} trials done, "
             f"{progress.running} running, {progress.failed} failed, "
-            f"elapsed {_duration(progress.elapsed)}, ETA {_duration(progress.eta)}"
+            f"elapsed {duration(progress.elapsed)}, ETA {duration(progress.eta)}"
         )
         print(
             ("\r" + line.ljust(100)) if live else line,
@@ -81,7 +81,7 @@ def _sweep_spec(args: argparse.Namespace):
         )
     cpus = args.cpus_per_trial
     # One thread per CPU a trial reserves (at least one).
-    options = _run_options(args, seed=0, threads=max(1, int(cpus)) if cpus >= 1 else 1)
+    options = run_options(args, seed=0, threads=max(1, int(cpus)) if cpus >= 1 else 1)
     kinds = [kind.strip() for kind in args.schedules.split(",") if kind.strip()]
     values: dict[str, Any] = {
         "target_epsilons": args.epsilons,
@@ -162,7 +162,7 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
         PlanError: (field ``resume``) naming each flag, its value and the stored one.
     """
     changed = []
-    for flag in map(_flag, _given_flags(args)):
+    for flag in map(flag_of, given_flags(args)):
         if flag in _SWEEP_RESUME_MAY_CHANGE:
             continue
         value = getattr(args, flag[2:].replace("-", "_"), None)
@@ -197,13 +197,13 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
         )
 
 
-def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
     from dpplan.sweep import LocalExecutor, RayExecutor, SweepSpec, create_sweep, run_sweep
 
     ship = not args.worker_data
     if args.local:
-        for flag in map(_flag, _given_flags(args)):
+        for flag in map(flag_of, given_flags(args)):
             if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
                 field = flag[2:].replace("-", "_")
                 raise UsageError(
@@ -255,28 +255,28 @@ def _cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     )
     if progress is not None and sys.stderr.isatty():
         print(file=sys.stderr)
-    out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
+    out(dump(result) if args.json else "\n".join(frontier_lines(result)))
     return EXIT_OK if result["trials"]["failed"] == 0 else EXIT_FAILURE
 
 
-def _cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
     from dpplan.sweep import frontier_result
 
     result = frontier_result(RunStore(), args.sweep_id)
-    out(_dump(result) if args.json else "\n".join(_frontier_lines(result)))
+    out(dump(result) if args.json else "\n".join(frontier_lines(result)))
     return EXIT_OK
 
 
-def _cmd_sweeps(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_sweeps(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     import time
 
     from dpplan.store import RunStore
 
     store = RunStore()
-    sweeps = [_sweep_summary(record) for record in store.list_sweeps()]
+    sweeps = [sweep_summary(record) for record in store.list_sweeps()]
     if args.json:
-        out(_dump({"sweeps": sweeps, "store": str(store.path)}))
+        out(dump({"sweeps": sweeps, "store": str(store.path)}))
         return EXIT_OK
     lines = [
         f"store: {store.path}",

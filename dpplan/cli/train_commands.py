@@ -10,15 +10,15 @@ from collections.abc import Callable
 from typing import Any
 
 from dpplan.cli.common import (
-    _PLAN_FLAGS,
     EXIT_FAILURE,
     EXIT_OK,
-    _dump,
-    _flag,
-    _given_flags,
-    _plan_from_args,
+    PLAN_FIELDS,
+    dump,
+    flag_of,
+    given_flags,
+    plan_from_args,
 )
-from dpplan.cli.render import _epsilon_text, _fitting_noise, _plan_lines, _run_summary
+from dpplan.cli.render import fitting_noise, plan_lines, record_epsilon_text, run_summary
 from dpplan.errors import (
     InfeasibleTargetError,
     MissingDependencyError,
@@ -36,7 +36,7 @@ def _threads(args: argparse.Namespace, default: int | None = None) -> int:
     return DEFAULT_THREADS if default is None else default
 
 
-def _run_options(args: argparse.Namespace, *, seed: int | None = None, threads: int | None = None):
+def run_options(args: argparse.Namespace, *, seed: int | None = None, threads: int | None = None):
     from dpplan.train import RunOptions
 
     values: dict[str, Any] = {
@@ -63,7 +63,7 @@ def _train_plan(args: argparse.Namespace, options):
     """The plan of the flags, over the training set ``options`` select (``args`` unchanged)."""
     from dpplan.train import training_set_size
 
-    return _plan_from_args(args, fixed={"dataset_size": training_set_size(options)})
+    return plan_from_args(args, fixed={"dataset_size": training_set_size(options)})
 
 
 def _schedule(kind: str, args: argparse.Namespace):
@@ -100,7 +100,7 @@ def _progress(
         done = int(20 * record.epoch / total)
         print(
             f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
-            f"ε={_epsilon_text(record, method)}  "
+            f"ε={record_epsilon_text(record, method)}  "
             f"Opacus ε (rdp)={epsilon_text(record.epsilon_opacus)}  "
             f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
@@ -140,11 +140,11 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
     options = {"engine": "opacus", **run.options}  # runs stored before engines: Opacus
     schedule = run.schedule
     conflicts = []
-    for dest in _given_flags(args):
+    for dest in given_flags(args):
         if dest in _RESUME_MAY_CHANGE:
             continue
         value = getattr(args, dest)
-        if dest in _PLAN_FLAGS:
+        if dest in PLAN_FIELDS:
             stored = getattr(run.plan, dest)
             same = float(value) == float(stored)
         elif dest == "schedule":
@@ -170,7 +170,7 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
             stored = options.get(dest)
             same = value == stored
         if not same:
-            conflicts.append((_flag(dest), value, stored))
+            conflicts.append((flag_of(dest), value, stored))
     return conflicts
 
 
@@ -210,7 +210,7 @@ def _require_training() -> None:
         ) from None
 
 
-def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     _require_training()
     from dpplan.train import RunStore, resume, start_run
     from dpplan.train.specs import DATA_DIR_ENV
@@ -241,7 +241,7 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             threads=threads,
         )
     else:
-        options = _run_options(args)
+        options = run_options(args)
         plan = _train_plan(args, options)
         schedule = _schedule(args.schedule, args)
         on_epoch = on_step = on_start = None
@@ -260,9 +260,9 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if run.status == "not_started":
         raise InfeasibleTargetError(
             f"run {run.id} {run.stop_reason}; nothing was trained (stored as not_started). "
-            + _fitting_noise(run)
+            + fitting_noise(run)
         )
-    out(_dump(run.to_dict()) if args.json else "\n".join(_run_summary(run)))
+    out(dump(run.to_dict()) if args.json else "\n".join(run_summary(run)))
     if run.status == "diverged":
         if not args.json:
             print(f"error: run {run.id} {run.stop_reason}", file=sys.stderr)
@@ -270,12 +270,12 @@ def _cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     return EXIT_OK
 
 
-def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     _require_training()
     from dpplan.train import RunStore
     from dpplan.train.compare import compare_schedules, grid_for
 
-    options = _run_options(args, seed=0)
+    options = run_options(args, seed=0)
     plan = _train_plan(args, options)
     grids = {}
     for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
@@ -301,9 +301,9 @@ def _cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         plan, grids=grids, seeds=seeds, options=options, store=RunStore(), on_run=on_run
     )
     if args.json:
-        out(_dump(result.to_dict()))
+        out(dump(result.to_dict()))
         return EXIT_OK
-    lines = _plan_lines(plan) + [
+    lines = plan_lines(plan) + [
         (
             f"{result.runs_tried} runs tried (group {result.group_id}); "
             "selecting among them is not covered by ε."
