@@ -451,3 +451,30 @@ def test_table_columns_fit_large_values(capsys):
     table = [row for row in rows if row and row[0].isdigit()]
     assert [len(row) for row in table] == [3, 3, 3]
     assert all(float(row[2]) > 100 for row in table)
+
+
+def test_the_train_plan_comes_from_the_flags_without_changing_them():
+    from dpplan.cli.parser import build_parser
+    from dpplan.cli.train_commands import _train_plan, run_options
+
+    argv = ["train", "--batch-size", "64", "--noise-multiplier", "1.1", "--epochs", "2"]
+    args = build_parser().parse_args([*argv, "--delta", "1e-5", "--subset", "1000"])
+    before = dict(vars(args))
+    plan = _train_plan(args, run_options(args))
+    assert (plan.dataset_size, plan.batch_size, plan.epochs) == (1000, 64, 2)
+    assert vars(args) == before  # no flag was filled in behind the caller's back
+
+
+def test_plan_flags_and_ids_are_typed_when_parsed():
+    from dpplan.cli.parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["epsilon", *PLAN, "--every", "2"])
+    assert isinstance(args.dataset_size, int) and isinstance(args.delta, float)
+    assert args.every == 2
+    assert parser.parse_args(["runs", "show", "7"]).run_id == 7
+    assert parser.parse_args(["frontier", "3"]).sweep_id == 3
+    assert parser.parse_args(["report", "--run", "5", "--tuning-runs", "4"]).tuning_runs == 4
+    with pytest.raises(dpplan.PlanError) as caught:  # the flag's field, not argparse's usage line
+        parser.parse_args(["epsilon", *PLAN, "--every", "two"])
+    assert caught.value.field == "every"

@@ -93,9 +93,44 @@ def test_flags_that_do_not_go_together_are_a_usage_error(home, capsys):
     code, error = _error(["sweep", "--local", "--num-cpus", "2", *grid], capsys)
     assert code == 2 and error["type"] == "UsageError" and error["field"] == "num_cpus"
     assert main(["report", "--run", "1", "--tuning-runs", "3"]) == 2
-    assert "tuning_runs='3' is invalid: must be omitted with --run" in capsys.readouterr().err
+    assert "tuning_runs=3 is invalid: must be omitted with --run" in capsys.readouterr().err
     code, error = _error(["runs", "--no-such-flag"], capsys)
     assert code == 2 and error["type"] == "UsageError" and "--no-such-flag" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "expected"),
+    [
+        (["--sweep", "1", "--tuning-runs", "3"], "tuning_runs", "omitted with --sweep"),
+        (["--sweep", "1", "--stored"], "stored", "omitted with --sweep"),
+        (["--run", "1", "--epochs", "3"], "epochs", "omitted with --run"),
+        (["--run", "1", "--stored", "--title", "T"], "title", "omitted with --stored"),
+        (["--epochs", "3", "--stored"], "stored", "used with --run ID"),
+    ],
+)
+def test_report_flags_its_mode_does_not_take_are_usage_errors(home, capsys, argv, field, expected):
+    from dpplan.cli.parser import build_parser
+
+    assert main(["report", *argv]) == 2  # (the report command has no --json)
+    assert f"{field}=" in capsys.readouterr().err
+    args = build_parser().parse_args(["report", *argv])
+    with pytest.raises(dpplan.UsageError) as caught:
+        args.handler(args, print)
+    assert caught.value.field == field and caught.value.expected == expected
+
+
+def test_an_unwritable_report_output_is_a_usage_error_not_a_plan_error(home, capsys):
+    from dpplan.cli.parser import build_parser
+
+    plan = ["--dataset-size", "1000", "--batch-size", "10", "--noise-multiplier", "1"]
+    plan += ["--epochs", "1", "--delta", "1e-5"]
+    argv = ["report", *plan, "--output", str(home / "no-such-folder" / "r.md")]
+    assert main(argv) == 2
+    assert "output=" in capsys.readouterr().err
+    args = build_parser().parse_args(argv)
+    with pytest.raises(dpplan.UsageError) as caught:
+        args.handler(args, print)
+    assert caught.value.field == "output"
 
 
 def test_missing_ray_is_a_missing_dependency_naming_the_extra(home, capsys, monkeypatch):

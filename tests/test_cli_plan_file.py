@@ -79,7 +79,7 @@ def test_plan_file_errors_name_the_field(plan_file, capsys):
     assert main(["epsilon", "--plan", plan_file(bad), "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["error"]["field"] == "phase_steps"
     assert main(["epsilon", "--plan", plan_file(PHASES), "--epochs", "3"]) == 2
-    assert "epochs='3' is invalid: must be absent when --plan FILE is given" in (
+    assert "epochs=3 is invalid: must be absent when --plan FILE is given" in (
         capsys.readouterr().err
     )
     assert main(["solve", "batch-size", "--plan", plan_file(PHASES), "--target-epsilon", "1"]) == 2

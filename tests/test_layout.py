@@ -110,7 +110,7 @@ def _imports(path: Path) -> list[Import]:
 #: layer is a top-level module or package of dpplan (``dpplan.cli`` whether module or
 #: package), and ``dpplan`` itself is the public facade beside the services.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("dpplan.errors", "dpplan._validate", "dpplan._lazy"),
+    ("dpplan.errors", "dpplan._validate", "dpplan._lazy", "dpplan.commands", "dpplan.format"),
     ("dpplan.plan", "dpplan.phased"),
     ("dpplan.accounting",),
     ("dpplan.solve", "dpplan.solve_search", "dpplan.solve_phased"),

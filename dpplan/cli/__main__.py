@@ -1,4 +1,4 @@
-"""``python -m dpplan.cli``."""
+"""``python -m dpplan.cli``: the same as the ``dpplan`` command."""
 
 import sys
 

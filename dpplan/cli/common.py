@@ -1,24 +1,58 @@
-"""Shared pieces of the command line: exit codes, the argument parser class, typed argument converters, plan flags and JSON output."""
+"""Shared pieces of the command line: exit codes, the parser class, flag converters, plan flags and JSON output."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from dpplan.errors import PlanError, UsageError
+from dpplan.commands import PLAN_FLAGS
+from dpplan.errors import (
+    PlanError,
+    UsageError,
+)
+from dpplan.format import json_safe
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 
 
-PLAN_FLAGS = ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta", "max_grad_norm")
+PLAN_FIELDS = tuple(flag.field for flag in PLAN_FLAGS)
+
+
+SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
+
+
+SOLVE_TARGETS = {
+    "noise-multiplier": "noise_multiplier",
+    "epochs": "epochs",
+    "batch-size": "batch_size",
+}
+
+
+class Typed:
+    """An argparse ``type`` that reads a flag's text into its value at parse time.
+
+    ``read(field, text)`` raises the :class:`PlanError` naming the field; :class:`Parser`
+    lets it through as it is (argparse would turn it into an anonymous usage message).
+    """
+
+    def __init__(self, field: str, read: Callable[[str, str], Any]) -> None:
+        self.field, self.read = field, read
+
+    def __call__(self, text: str) -> Any:
+        return self.read(self.field, text)
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError.message_only(f"{message} (see '{self.prog} --help')")
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        if isinstance(action.type, Typed):
+            return action.type(arg_string)
+        return super()._get_value(action, arg_string)
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -31,7 +65,7 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return text
 
 
-def number(field: str, text: str) -> int | float:
+def read_number(field: str, text: str) -> int | float:
     """Parse a flag value: integers stay ints, anything else numeric becomes a float."""
     try:
         return int(text)
@@ -47,7 +81,7 @@ def number(field: str, text: str) -> int | float:
 _MAX_RUN_ID = 2**63 - 1
 
 
-def parse_run_id(field: str, text: str) -> int:
+def read_run_id(field: str, text: str) -> int:
     """Parse a run id: decimal digits only (``1.7``, ``1e30`` and ``-1`` are refused)."""
     digits = text.strip()
     if (
@@ -65,10 +99,10 @@ def parse_run_id(field: str, text: str) -> int:
     )
 
 
-def parse_sweep_id(field: str, text: str) -> int:
+def read_sweep_id(field: str, text: str) -> int:
     """Parse a sweep id: decimal digits only, like a run id."""
     try:
-        return parse_run_id(field, text)
+        return read_run_id(field, text)
     except PlanError:
         raise PlanError(
             field,
@@ -78,78 +112,35 @@ def parse_sweep_id(field: str, text: str) -> int:
         ) from None
 
 
-_PLAN_HELP = {
-    "dataset_size": "number of training records N",
-    "batch_size": "expected batch size B (Poisson sampling, sample rate B/N)",
-    "noise_multiplier": "noise multiplier σ (noise std / clipping norm), in [0.01, 1000]",
-    "epochs": "number of epochs",
-    "delta": "δ of the (ε, δ) guarantee, e.g. 1e-5",
-    "max_grad_norm": "per-example clipping norm (default 1.0; does not change ε)",
-}
-
-
-def flag_name(field: str) -> str:
+def flag_of(field: str) -> str:
     return f"--{field.replace('_', '-')}"
 
 
-def add_plan_flags(
-    parser: argparse.ArgumentParser,
-    *,
-    skip: str | None = None,
-    required: str | None = "always",
-    or_file: bool = False,
-) -> None:
-    """Add the plan's flags; ``required`` is "always", or the condition under which they are.
-
-    With ``or_file``, ``--plan FILE`` may replace them (checked by ``plan_or_file``).
-    """
-    group = parser.add_argument_group(
-        (
-            "plan (required" + (")" if required == "always" else f" {required})")
-            if required
-            else "plan"
-        )
-        + (", or --plan FILE" if or_file else "")
-    )
-    if or_file:
-        required = "unless --plan FILE"
-    for field in PLAN_FLAGS:
-        if field == skip:
-            continue
-        group.add_argument(
-            flag_name(field),
-            dest=field,
-            metavar="X",
-            help=_PLAN_HELP[field],
-            required=required == "always" and field != "max_grad_norm",
-        )
-
-
-def plan_from_args(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
+def plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
+    """The plan of the plan flags in ``args``; ``fixed`` gives fields that come from elsewhere
+    (a command without the flag), and wins over a flag."""
     from dpplan.plan import TrainingPlan
 
-    placeholder = placeholder or {}
+    fixed = fixed or {}
     values: dict[str, Any] = {}
     missing = [
         field
-        for field in PLAN_FLAGS
-        if field != "max_grad_norm"
-        and field not in placeholder
-        and getattr(args, field, None) is None
+        for field in PLAN_FIELDS
+        if field != "max_grad_norm" and field not in fixed and getattr(args, field, None) is None
     ]
     if missing:  # every missing flag at once, not one per try
         raise PlanError(
             missing[0],
             None,
             "given",
-            "Missing: " + ", ".join(f"{flag_name(f)} X" for f in missing) + ".",
+            "Missing: " + ", ".join(f"{flag_of(f)} X" for f in missing) + ".",
         )
-    for field in PLAN_FLAGS:
-        text = getattr(args, field, None)
-        if field in placeholder:
-            values[field] = placeholder[field]
-        elif text is not None:
-            values[field] = number(field, text)
+    for field in PLAN_FIELDS:
+        value = getattr(args, field, None)
+        if field in fixed:
+            values[field] = fixed[field]
+        elif value is not None:
+            values[field] = value
     return TrainingPlan(**values)
 
 
@@ -171,11 +162,11 @@ def _plan_file(path: str):
     return TrainingPlan.from_dict(data)
 
 
-def plan_or_file(args: argparse.Namespace, *, placeholder: dict[str, Any] | None = None):
+def plan_or_file(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
     """The plan of ``--plan FILE`` (then no plan flag may be given), else of the flags."""
     if getattr(args, "plan", None) is None:
-        return plan_from_args(args, placeholder=placeholder)
-    given = [f for f in PLAN_FLAGS if getattr(args, f, None) is not None]
+        return plan_from_args(args, fixed=fixed)
+    given = [f for f in PLAN_FIELDS if getattr(args, f, None) is not None]
     if given:
         raise PlanError(
             given[0],
@@ -192,6 +183,16 @@ def _methods(text: str) -> tuple[str, ...]:
     return METHODS if text == "all" else (text,)
 
 
+def output_every(args: argparse.Namespace) -> int:
+    from dpplan import _validate
+
+    return _validate.integer(
+        minimum=1,
+        every=args.every,
+        hint="Show every K-th epoch, e.g. --every 10.",
+    )
+
+
 def _json_default(value: object) -> object:
     if hasattr(value, "item"):  # numpy scalars from the libraries' settings
         return value.item()
@@ -199,44 +200,28 @@ def _json_default(value: object) -> object:
 
 
 def dump(data: dict[str, Any]) -> str:
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(data), indent=2, default=_json_default)
+    return json.dumps(json_safe(data), indent=2, default=_json_default)
 
 
-def thread_count(args: argparse.Namespace, default: int | None = None) -> int:
-    """The --threads value, else ``default``, else :data:`DEFAULT_THREADS`."""
-    from dpplan.train.specs import DEFAULT_THREADS
-
-    if args.threads is not None:
-        return number("threads", args.threads)
-    return DEFAULT_THREADS if default is None else default
-
-
-def numbers(field: str, text: str) -> list[int | float]:
+def read_numbers(field: str, text: str) -> list[int | float]:
     """Parse a comma-separated list of numbers (``1,3`` or ``0.5, 2``)."""
-    return [number(field, item.strip()) for item in text.split(",") if item.strip()]
+    return [read_number(field, item.strip()) for item in text.split(",") if item.strip()]
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = round(seconds)
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-        if seconds >= 3600
-        else (f"{seconds // 60}m{seconds % 60:02d}s")
-    )
+def given_flags(args: argparse.Namespace) -> list[str]:
+    """The destinations of the flags given on the command line of ``args``' subcommand.
 
+    ``--a=b`` and an abbreviation argparse accepted count as the flag they name; a flag
+    given with its default value counts as given.
 
-def validate_port(text: str) -> int:
-    from dpplan import _validate
-
-    return _validate.integer(minimum=1, maximum=65535, port=number("port", text))
+    The subcommand's arguments are parsed again into a namespace whose every value is a
+    marker; argparse fills in a default only where nothing was given.
+    """
+    parser, argv = getattr(args, "parser_", None), getattr(args, "argv", None)
+    if parser is None or argv is None:
+        return []
+    unset = object()
+    rest = argv[argv.index(args.command) + 1 :] if args.command in argv else argv
+    actions = [a for a in parser._actions if a.option_strings]
+    given = parser.parse_args(rest, argparse.Namespace(**{a.dest: unset for a in actions}))
+    return [a.dest for a in actions if getattr(given, a.dest, unset) is not unset]

@@ -1,15 +1,88 @@
-"""The argument parser of every ``dpplan`` command."""
+"""The argparse construction for every ``dpplan`` command."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
-from dpplan.cli.app import cmd_app
-from dpplan.cli.common import DefaultsFormatter, Parser, add_plan_flags
-from dpplan.cli.plans import SOLVE_TARGETS, SOLVE_WHAT, cmd_epsilon, cmd_solve
-from dpplan.cli.report import cmd_report
-from dpplan.cli.sweeps import cmd_frontier, cmd_sweep, cmd_sweeps
-from dpplan.cli.training import cmd_compare, cmd_runs, cmd_train
+from dpplan.accounting import METHODS
+from dpplan.cli.app_command import cmd_app, validate_port
+from dpplan.cli.common import (
+    PLAN_FIELDS,
+    SOLVE_TARGETS,
+    SOLVE_WHAT,
+    DefaultsFormatter,
+    Parser,
+    Typed,
+    read_number,
+    read_numbers,
+    read_run_id,
+    read_sweep_id,
+)
+from dpplan.cli.plan_commands import cmd_epsilon, cmd_solve
+from dpplan.cli.report_command import cmd_report
+from dpplan.cli.run_commands import cmd_runs
+from dpplan.cli.sweep_commands import cmd_frontier, cmd_sweep, cmd_sweeps
+from dpplan.cli.train_commands import cmd_compare, cmd_train
+from dpplan.commands import PLAN_FLAGS, REPORT_FLAGS, Flag
+
+
+def _add_plan_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    skip: str | None = None,
+    required: str | None = "always",
+    or_file: bool = False,
+) -> None:
+    """Add the plan's flags; ``required`` is "always", or the condition under which they are.
+
+    With ``or_file``, ``--plan FILE`` may replace them (checked by ``plan_or_file``).
+    """
+    group = parser.add_argument_group(
+        (
+            "plan (required" + (")" if required == "always" else f" {required})")
+            if required
+            else "plan"
+        )
+        + (", or --plan FILE" if or_file else "")
+    )
+    if or_file:
+        required = "unless --plan FILE"
+    for flag in PLAN_FLAGS:
+        if flag.field != skip:
+            _add_flag(group, flag, required=required == "always" and flag.field != "max_grad_norm")
+
+
+#: Readers of the table's flags whose value is not text (see ``Typed``).
+_READERS: dict[str, Callable[[str, str], Any]] = {
+    **dict.fromkeys(PLAN_FIELDS, read_number),
+    "run": read_run_id,
+    "sweep": read_sweep_id,
+    "tuning_runs": read_number,
+}
+
+
+def _add_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: Flag, **more
+) -> None:
+    """Add one flag of a :mod:`dpplan.commands` table."""
+    if flag.switch:
+        parser.add_argument(
+            flag.option, dest=flag.field, action="store_true", help=flag.help, **more
+        )
+        return
+    if flag.field in _READERS:
+        more["type"] = Typed(flag.field, _READERS[flag.field])
+    parser.add_argument(
+        flag.option,
+        dest=flag.field,
+        default=flag.default,
+        metavar=flag.metavar,
+        choices=flag.choices,
+        help=flag.help,
+        **more,
+    )
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +101,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--seed",
+        type=Typed("seed", read_number),
         default="0",
         help="seed of the model initialisation and dropout (not of the noise)",
     )
@@ -45,21 +119,33 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
         "are downloaded); with --resume, read the run's MNIST from here",
     )
     group.add_argument(
-        "--validation-size", default="5000", help="examples held out of the 60,000 for validation"
+        "--validation-size",
+        type=Typed("validation_size", read_number),
+        default="5000",
+        help="examples held out of the 60,000 for validation",
     )
     group.add_argument(
         "--subset",
+        type=Typed("subset", read_number),
         default=None,
         help="train on N examples only: the first N left after the validation split (quick runs)",
     )
-    group.add_argument("--test-subset", default=None, help="evaluate on the first N test examples")
     group.add_argument(
-        "--target-epsilon", default=None, help="stop before an epoch whose ε would exceed this"
+        "--test-subset",
+        type=Typed("test_subset", read_number),
+        default=None,
+        help="evaluate on the first N test examples",
+    )
+    group.add_argument(
+        "--target-epsilon",
+        default=None,
+        type=Typed("target_epsilon", read_number),
+        help="stop before an epoch whose ε would exceed this",
     )
     group.add_argument(
         "--method",
         default="prv",
-        choices=("rdp", "prv", "pld"),
+        choices=METHODS,
         help="accounting method of the recorded ε",
     )
     group.add_argument(
@@ -83,6 +169,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--threads",
+        type=Typed("threads", read_number),
         default=None,
         metavar="N",
         help="CPU threads torch uses per run (default 1, measured fastest on a shared "
@@ -107,6 +194,7 @@ def _add_output_flags(parser: argparse.ArgumentParser, *, brief: str) -> None:
     parser.add_argument(
         "--every",
         default="1",
+        type=Typed("every", read_number),
         metavar="K",
         help="plain output: show every K-th epoch (and the last)",
     )
@@ -133,11 +221,11 @@ def build_parser() -> Parser:
     eps = commands.add_parser(
         "epsilon", help="ε after every epoch of a plan", formatter_class=defaults
     )
-    add_plan_flags(eps, or_file=True)
+    _add_plan_flags(eps, or_file=True)
     _add_plan_file_flag(eps)
     eps.add_argument(
         "--method",
-        choices=("rdp", "prv", "pld", "all"),
+        choices=(*METHODS, "all"),
         default="all",
         help="accounting method (all: the three and the headline)",
     )
@@ -162,12 +250,18 @@ def build_parser() -> Parser:
             "most --target-epsilon; the other plan fields are given.",
             formatter_class=defaults,
         )
-        sub.add_argument("--target-epsilon", required=True, metavar="X", help="ε to meet")
-        add_plan_flags(sub, skip=field, or_file=True)
+        sub.add_argument(
+            "--target-epsilon",
+            required=True,
+            type=Typed("target_epsilon", read_number),
+            metavar="X",
+            help="ε to meet",
+        )
+        _add_plan_flags(sub, skip=field, or_file=True)
         _add_plan_file_flag(sub)
         sub.add_argument(
             "--method",
-            choices=("best", "rdp", "prv", "pld"),
+            choices=("best", *METHODS),
             default="best",
             help="accounting method (best: solve with each and keep the most favourable plan, "
             "certified by the method named in the output)",
@@ -178,20 +272,29 @@ def build_parser() -> Parser:
     trn = commands.add_parser(
         "train", help="train the plan with DP-SGD on MNIST", formatter_class=defaults
     )
-    add_plan_flags(trn, skip="dataset_size", required="unless --resume")
+    _add_plan_flags(trn, skip="dataset_size", required="unless --resume")
     trn.add_argument(
         "--schedule",
         default="one_cycle",
         choices=("one_cycle", "plateau", "constant"),
         help="learning-rate schedule",
     )
-    trn.add_argument("--lr", default="1.0", help="learning rate (the peak for one_cycle)")
     trn.add_argument(
-        "--momentum", default=None, help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)"
+        "--lr",
+        type=Typed("lr", read_number),
+        default="1.0",
+        help="learning rate (the peak for one_cycle)",
+    )
+    trn.add_argument(
+        "--momentum",
+        type=Typed("momentum", read_number),
+        default=None,
+        help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)",
     )
     trn.add_argument(
         "--resume",
         default=None,
+        type=Typed("resume", read_run_id),
         metavar="RUN_ID",
         help="continue an interrupted run from its last checkpoint",
     )
@@ -203,18 +306,25 @@ def build_parser() -> Parser:
         help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)",
         formatter_class=defaults,
     )
-    add_plan_flags(cmp_, skip="dataset_size")
+    _add_plan_flags(cmp_, skip="dataset_size")
     cmp_.add_argument(
         "--one-cycle-lrs",
+        type=Typed("one_cycle_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
         help="one-cycle peak LR grid (default: the peaks the notebooks selected)",
     )
     cmp_.add_argument(
         "--plateau-lrs",
+        type=Typed("plateau_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         help="plateau start LR grid",
     )
-    cmp_.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
+    cmp_.add_argument(
+        "--seeds",
+        type=Typed("seeds", read_numbers),
+        default="0,1,2",
+        help="seeds; the first selects the LR",
+    )
     _add_run_flags(cmp_)
     cmp_.set_defaults(handler=cmd_compare, dataset_size=None)
 
@@ -229,11 +339,36 @@ def build_parser() -> Parser:
         "'.[sweep]').",
     )
     grid = swp.add_argument_group("grid (required unless --resume)")
-    grid.add_argument("--epsilons", default=None, metavar="E1,E2", help="target ε values")
-    grid.add_argument("--batch-sizes", default=None, metavar="B1,B2", help="batch sizes")
-    grid.add_argument("--epochs", default=None, metavar="E1,E2", help="numbers of epochs")
-    swp.add_argument("--delta", default="1e-5", help="δ of every plan")
-    swp.add_argument("--max-grad-norm", default="1.0", help="clipping norm C (does not change ε)")
+    grid.add_argument(
+        "--epsilons",
+        type=Typed("epsilons", read_numbers),
+        default=None,
+        metavar="E1,E2",
+        help="target ε values",
+    )
+    grid.add_argument(
+        "--batch-sizes",
+        type=Typed("batch_sizes", read_numbers),
+        default=None,
+        metavar="B1,B2",
+        help="batch sizes",
+    )
+    grid.add_argument(
+        "--epochs",
+        type=Typed("epochs", read_numbers),
+        default=None,
+        metavar="E1,E2",
+        help="numbers of epochs",
+    )
+    swp.add_argument(
+        "--delta", type=Typed("delta", read_number), default="1e-5", help="δ of every plan"
+    )
+    swp.add_argument(
+        "--max-grad-norm",
+        type=Typed("max_grad_norm", read_number),
+        default="1.0",
+        help="clipping norm C (does not change ε)",
+    )
     swp.add_argument(
         "--schedules",
         default="one_cycle,plateau",
@@ -241,23 +376,32 @@ def build_parser() -> Parser:
     )
     swp.add_argument(
         "--one-cycle-lrs",
+        type=Typed("one_cycle_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
         help="one-cycle peak LR grid (default: the peaks the notebooks selected; the "
         "published 15.62 diverges in this set-up)",
     )
     swp.add_argument(
         "--plateau-lrs",
+        type=Typed("plateau_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         help="plateau start LR grid",
     )
     swp.add_argument(
         "--constant-lrs",
+        type=Typed("constant_lrs", read_numbers),
         default=",".join(f"{lr:g}" for lr in DEFAULT_CONSTANT_LRS),
         help="constant LR grid",
     )
-    swp.add_argument("--seeds", default="0,1,2", help="seeds; the first selects the LR")
+    swp.add_argument(
+        "--seeds",
+        type=Typed("seeds", read_numbers),
+        default="0,1,2",
+        help="seeds; the first selects the LR",
+    )
     swp.add_argument(
         "--random-repeats",
+        type=Typed("random_repeats", read_number),
         default=None,
         metavar="MEAN",
         help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
@@ -267,6 +411,7 @@ def build_parser() -> Parser:
     swp.add_argument(
         "--resume",
         default=None,
+        type=Typed("resume", read_sweep_id),
         metavar="SWEEP_ID",
         help="continue a sweep (ids: 'dpplan sweeps'): run only the trials without an "
         "outcome; flags that change its grid or options are refused",
@@ -281,14 +426,25 @@ def build_parser() -> Parser:
     )
     ray_.add_argument(
         "--gpus-per-trial",
+        type=Typed("gpus_per_trial", read_number),
         default=None,
         metavar="F",
         help="GPU fraction per trial (default 0.25 with GPUs: four trials share "
         "one; 0 trains on CPUs)",
     )
-    ray_.add_argument("--cpus-per-trial", default="1", metavar="N", help="CPUs per trial")
     ray_.add_argument(
-        "--num-cpus", default=None, metavar="N", help="CPUs of the embedded Ray (default: all)"
+        "--cpus-per-trial",
+        type=Typed("cpus_per_trial", read_number),
+        default="1",
+        metavar="N",
+        help="CPUs per trial",
+    )
+    ray_.add_argument(
+        "--num-cpus",
+        type=Typed("num_cpus", read_number),
+        default=None,
+        metavar="N",
+        help="CPUs of the embedded Ray (default: all)",
     )
     ray_.add_argument(
         "--worker-data",
@@ -302,11 +458,14 @@ def build_parser() -> Parser:
         help="run the trials one at a time in this process, without Ray",
     )
     _add_run_flags(swp)
-    swp.set_defaults(handler=cmd_sweep)
+    swp.set_defaults(handler=cmd_sweep, parser_=swp)
 
     frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")
     frt.add_argument(
-        "sweep_id", metavar="SWEEP_ID", help="the sweep's id, as listed by 'dpplan sweeps'"
+        "sweep_id",
+        type=Typed("sweep_id", read_sweep_id),
+        metavar="SWEEP_ID",
+        help="the sweep's id, as listed by 'dpplan sweeps'",
     )
     frt.add_argument("--json", action="store_true", help="print JSON")
     frt.set_defaults(handler=cmd_frontier)
@@ -320,7 +479,12 @@ def build_parser() -> Parser:
     sws.set_defaults(handler=cmd_sweeps)
 
     app = commands.add_parser("app", help="start the planner in the browser (Streamlit)")
-    app.add_argument("--port", default="8501", help="port to serve on (default 8501)")
+    app.add_argument(
+        "--port",
+        default="8501",
+        type=Typed("port", lambda _, text: validate_port(text)),
+        help="port to serve on (default 8501)",
+    )
     app.add_argument("--address", default="localhost", help="address to bind (default localhost)")
     app.add_argument("--headless", action="store_true", help="do not open a browser window")
     app.set_defaults(handler=cmd_app)
@@ -342,7 +506,10 @@ def build_parser() -> Parser:
         sub = actions.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
         if action != "list":
             sub.add_argument(
-                "run_id", metavar="RUN_ID", help="the run's id, as listed by 'dpplan runs'"
+                "run_id",
+                type=Typed("run_id", read_run_id),
+                metavar="RUN_ID",
+                help="the run's id, as listed by 'dpplan runs'",
             )
         if action == "stop":
             sub.add_argument(
@@ -360,58 +527,10 @@ def build_parser() -> Parser:
         help="ε-budget report of a plan, a stored run, a sweep or a ledger (Markdown, HTML, "
         "JSON or PDF)",
     )
-    add_plan_flags(rep, required="unless --run, --sweep or --ledger", or_file=True)
+    _add_plan_flags(rep, required="unless --run, --sweep or --ledger", or_file=True)
     _add_plan_file_flag(rep)
-    rep.add_argument(
-        "--ledger",
-        default=None,
-        metavar="FILE",
-        help="report on a dpplan.Ledger saved as JSON (Ledger.to_dict()): its records, "
-        "sampling schemes, neighbouring relation and each method's ε",
-    )
-    rep.add_argument(
-        "--run",
-        default=None,
-        metavar="ID",
-        help="report on a stored run instead of a plan (saved with the run)",
-    )
-    rep.add_argument(
-        "--sweep",
-        default=None,
-        metavar="ID",
-        help="report on a stored sweep: its frontier, best accuracy at ε ≤ x with "
-        "the plan behind it, per-schedule curves and the privacy cost of tuning",
-    )
-    rep.add_argument(
-        "--home",
-        default=None,
-        metavar="DIR",
-        help="run store folder for --run or --sweep (default $DPPLAN_HOME or a per-user folder)",
-    )
-    rep.add_argument(
-        "--stored",
-        action="store_true",
-        help="with --run: render the report stored with the run, unchanged",
-    )
-    rep.add_argument(
-        "--tuning-runs",
-        default=None,
-        metavar="K",
-        help="number of training runs made on this data (hyper-parameter "
-        "tuning); the report adds ε of all of them",
-    )
-    rep.add_argument(
-        "--format",
-        choices=("md", "html", "json", "pdf"),
-        default="md",
-        help="md (default), html (one self-contained file), json, or pdf (the "
-        "HTML printed by WeasyPrint; needs --output and dpplan[pdf])",
-    )
-    rep.add_argument(
-        "--output", default=None, metavar="FILE", help="write to FILE instead of standard output"
-    )
-    rep.add_argument("--title", default=None, help="report title")
-    rep.add_argument("--notes", default=None, help="notes shown in the report, as written")
+    for flag in REPORT_FLAGS:
+        _add_flag(rep, flag)
     rep.set_defaults(handler=cmd_report)
     return parser
 

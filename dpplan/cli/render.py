@@ -1,14 +1,15 @@
-"""Text rendering of the command line: plan lines, ε tables, run and sweep summaries."""
+"""Text rendering for the command line: plan lines, training curves, run summaries, frontiers."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from typing import Any
 
-from dpplan.cli.common import number
-from dpplan.errors import DpplanError
+from dpplan.errors import (
+    DpplanError,
+)
+from dpplan.format import epsilon_text
 
 
 def _phase_lines(plan) -> list[str]:
@@ -28,12 +29,6 @@ def _phase_lines(plan) -> list[str]:
     return lines
 
 
-def fmt(value: float) -> str:
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.4f}" if value < 1000 else f"{value:.4g}"
-
-
 def plan_lines(plan) -> list[str]:
     if not hasattr(plan, "batch_size"):  # a PhasedPlan
         return _phase_lines(plan)
@@ -50,16 +45,6 @@ def plan_lines(plan) -> list[str]:
     ]
 
 
-def every_option(args: argparse.Namespace) -> int:
-    from dpplan import _validate
-
-    return _validate.integer(
-        minimum=1,
-        every=number("every", args.every),
-        hint="Show every K-th epoch, e.g. --every 10.",
-    )
-
-
 def curve_table(curves, every: int = 1) -> list[str]:
     """Return a per-epoch table of the curves: every ``every``-th epoch and the last."""
     headers = ["epoch", "steps"]
@@ -73,7 +58,7 @@ def curve_table(curves, every: int = 1) -> list[str]:
     plan = curves[0].plan
     last = len(curves[0].epochs) - 1
     rows = [
-        [str(epoch), str(plan.steps_after(epoch))] + [fmt(c[row]) for c in columns]
+        [str(epoch), str(plan.steps_after(epoch))] + [epsilon_text(c[row]) for c in columns]
         for row, epoch in enumerate(curves[0].epochs)
         if not epoch % every or row == last
     ]
@@ -82,12 +67,12 @@ def curve_table(curves, every: int = 1) -> list[str]:
     return ["".join(c.rjust(w) for c, w in zip(cells, widths)) for cells in [headers, *rows]]
 
 
-def epsilon_text(record: Any, method: str) -> str:
+def record_epsilon_text(record: Any, method: str) -> str:
     """One epoch's ε as every surface shows it: the smallest upper bound, with its method."""
     from dpplan.run_policy import epoch_epsilon
 
     value, best = epoch_epsilon(record, method)
-    return f"{fmt(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
+    return f"{epsilon_text(value)} ({best})" if math.isfinite(value) else "inf (non-private)"
 
 
 def run_summary(run) -> list[str]:
@@ -110,9 +95,9 @@ def run_summary(run) -> list[str]:
             "        lr  seconds"
         )
         for r in run.records:
-            shown = epsilon_text(r, run.method) if run.private else fmt(r.epsilon)
+            shown = record_epsilon_text(r, run.method) if run.private else epsilon_text(r.epsilon)
             lines.append(
-                f"  {r.epoch:5d} {r.steps:6d} {shown:>19} {fmt(r.epsilon_opacus):>15} "
+                f"  {r.epoch:5d} {r.steps:6d} {shown:>19} {epsilon_text(r.epsilon_opacus):>15} "
                 f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
                 f"{r.lr:9.3g} {r.seconds:8.1f}"
             )
@@ -127,6 +112,33 @@ def _data_source(options: dict[str, Any]) -> str | None:
     if source is None:
         return None
     return f"MNIST {source}"
+
+
+def fitting_noise(run: Any) -> str:
+    """The σ with which every epoch of the run's plan meets its target ε, in words."""
+    from dpplan.solve import solve_noise_multiplier
+
+    target = run.options.get("target_epsilon")
+    try:
+        solved = solve_noise_multiplier(run.plan, target_epsilon=target, method=run.method)
+    except DpplanError as exc:
+        return f"No noise multiplier could be solved for it ({exc})."
+    return (
+        f"--noise-multiplier {solved.noise_multiplier:.4g} fits all {run.plan.epochs} "
+        f"epoch(s) within target_epsilon={target:g} ({run.method}; from dpplan.solve_"
+        "noise_multiplier)."
+    )
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = round(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else (f"{seconds // 60}m{seconds % 60:02d}s")
+    )
 
 
 def frontier_lines(result: dict[str, Any]) -> list[str]:
@@ -160,7 +172,7 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
             else "(1 seed: no spread measured)"
         )
         return (
-            f"  {point['target_epsilon']:8g} {fmt(point['epsilon']):>8} "
+            f"  {point['target_epsilon']:8g} {epsilon_text(point['epsilon']):>8} "
             f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
             f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} "
             f"{spread}  {','.join(map(str, point['seeds']))}"
@@ -177,21 +189,21 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
-        f"  one run:                 ε = {fmt(tuning['single_run_epsilon'])}",
-        f"  all {tuning['runs']} runs composed:   ε = {fmt(tuning['all_runs_epsilon'])}"
+        f"  one run:                 ε = {epsilon_text(tuning['single_run_epsilon'])}",
+        f"  all {tuning['runs']} runs composed:   ε = {epsilon_text(tuning['all_runs_epsilon'])}"
         + (f" ({tuning['all_runs_method']})" if tuning.get("all_runs_method") else ""),
     ]
     if "repeat_and_select_epsilon" in tuning:
         lines.append(
             f"  repeat-and-select (Poisson mean {tuning['random_repeats']:g}): ε = "
-            f"{fmt(tuning['repeat_and_select_epsilon'])} for the selected model"
+            f"{epsilon_text(tuning['repeat_and_select_epsilon'])} for the selected model"
         )
     for row_ in tuning["per_target"]:
         text = f"  at target ε {row_['target_epsilon']:g}: {row_['runs']} runs"
         if "all_runs_epsilon" in row_:
-            text += f", composed ε = {fmt(row_['all_runs_epsilon'])}"
+            text += f", composed ε = {epsilon_text(row_['all_runs_epsilon'])}"
         if "repeat_and_select_epsilon" in row_:
-            text += f", repeat-and-select ε = {fmt(row_['repeat_and_select_epsilon'])}"
+            text += f", repeat-and-select ε = {epsilon_text(row_['repeat_and_select_epsilon'])}"
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
     failures = result.get("failures", [])

@@ -14,7 +14,6 @@ import datetime
 import hashlib
 import json
 import platform
-import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import dpplan
 from dpplan import _validate, accounting
+from dpplan.commands import PLAN_FLAGS, report_command
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.report.model import (
@@ -125,30 +125,12 @@ def _commands(
     title: str | None,
     notes: str | None,
 ) -> dict[str, str]:
-    words = ["dpplan", "report"]
     if run is not None:
-        words += ["--run", str(run.id)] + (["--home", store_home] if store_home else [])
+        values: dict[str, object] = {"run": run.id, "home": store_home or None}
     else:
-        words += [
-            "--dataset-size",
-            str(plan.dataset_size),
-            "--batch-size",
-            str(plan.batch_size),
-            "--noise-multiplier",
-            repr(plan.noise_multiplier),
-            "--epochs",
-            str(plan.epochs),
-            "--delta",
-            repr(plan.delta),
-            "--max-grad-norm",
-            repr(plan.max_grad_norm),
-        ]
-    if tuning_runs is not None:
-        words += ["--tuning-runs", str(tuning_runs)]
-    for flag, value in (("--title", title), ("--notes", notes)):
-        if value is not None:
-            words += [flag, value]
-    return {fmt: shlex.join(words + ["--format", fmt]) for fmt in FORMATS}
+        values = {flag.field: getattr(plan, flag.field) for flag in PLAN_FLAGS}
+    values |= {"tuning_runs": tuning_runs, "title": title, "notes": notes}
+    return {fmt: report_command({**values, "format": fmt}) for fmt in FORMATS}
 
 
 def check_text(name: str, value: object, maximum: int) -> str | None:
@@ -609,10 +591,7 @@ def build_sweep_report(
     notes = check_text("notes", notes, MAX_NOTES_LENGTH)
     record = store.get_sweep(sweep_id)
     sweep = _sweep(frontier_result(store, sweep_id), record)
-    words = ["dpplan", "report", "--sweep", str(sweep_id), "--home", str(store.home.resolve())]
-    for flag, value in (("--title", title), ("--notes", notes)):
-        if value is not None:
-            words += [flag, value]
+    values = {"sweep": sweep_id, "home": str(store.home.resolve()), "title": title, "notes": notes}
     commit, dirty = git_state()
     return Report(
         schema_id=SCHEMA_ID,
@@ -637,7 +616,7 @@ def build_sweep_report(
             plan_hash=None,
             created_at=created_at
             or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            commands={fmt: shlex.join(words + ["--format", fmt]) for fmt in FORMATS},
+            commands={fmt: report_command({**values, "format": fmt}) for fmt in FORMATS},
         ),
         warnings=_sweep_warnings(sweep),
     )

@@ -130,7 +130,7 @@ def test_run_report_is_stored_and_regenerates(store, capsys):
         (["report", "--dataset-size", "60000"], "batch_size=None is invalid"),
         (
             ["report", *PLAN_FLAGS, "--run", "1"],
-            "dataset_size='60000' is invalid: must be omitted with --run",
+            "dataset_size=60000 is invalid: must be omitted with --run",
         ),
         (["report", *PLAN_FLAGS, "--stored"], "stored=True is invalid"),
         (["report", *PLAN_FLAGS, "--tuning-runs", "0"], "tuning_runs=0 is invalid"),
@@ -261,4 +261,4 @@ def test_report_of_a_phased_plan_file_has_the_phase_table(tmp_path, capsys, monk
     assert main(["report", "--plan", "plan.json"]) == 0
     assert "| 2 | 500 | 2 | 3 | 45 | 0.05 |" in capsys.readouterr().out
     assert main(["report", "--plan", "plan.json", "--batch-size", "10"]) == 2
-    assert "batch_size='10'" in capsys.readouterr().err
+    assert "batch_size=10" in capsys.readouterr().err

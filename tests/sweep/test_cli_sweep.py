@@ -278,7 +278,7 @@ def test_one_seed_shows_that_no_spread_was_measured(capsys, store, tiny_options)
 
 
 def test_default_grids_are_the_measured_ones():
-    from dpplan.cli.parser import build_parser as _build_parser
+    from dpplan.cli.parser import build_parser
     from dpplan.sweep import SweepSpec
     from dpplan.sweep.spec import DEFAULT_ONE_CYCLE_LRS
 
@@ -286,9 +286,9 @@ def test_default_grids_are_the_measured_ones():
     assert 15.62 not in spec.one_cycle_lrs and spec.one_cycle_lrs == DEFAULT_ONE_CYCLE_LRS
     assert {0.5, 2.0} <= set(spec.one_cycle_lrs)  # selected in notebook 02 / BENCHMARKS.md
     assert {1.0, 2.0} <= set(spec.plateau_lrs)
-    args = _build_parser().parse_args(["sweep"])
-    assert [float(v) for v in args.one_cycle_lrs.split(",")] == list(spec.one_cycle_lrs)
-    assert [float(v) for v in args.plateau_lrs.split(",")] == list(spec.plateau_lrs)
+    args = build_parser().parse_args(["sweep"])
+    assert [float(v) for v in args.one_cycle_lrs] == list(spec.one_cycle_lrs)  # typed when parsed
+    assert [float(v) for v in args.plateau_lrs] == list(spec.plateau_lrs)
 
 
 def _held_by_another_live_process(store, sweep_id: int) -> None:
@@ -444,10 +444,10 @@ def test_a_sweep_treats_diverged_trials_as_finished_without_accuracy(
 
 def test_sweep_trials_run_one_thread_per_cpu_they_reserve():
     # Issue 17 item 7: one thread per concurrent trial (Ray workers set it from the options).
-    from dpplan.cli.parser import build_parser as _build_parser
-    from dpplan.cli.sweeps import spec_from_args as _sweep_spec
+    from dpplan.cli.parser import build_parser
+    from dpplan.cli.sweep_commands import _sweep_spec
 
-    parser = _build_parser()
+    parser = build_parser()
     spec = _sweep_spec(parser.parse_args(["sweep", *GRID]))
     assert spec.options.threads == 1
     spec = _sweep_spec(parser.parse_args(["sweep", *GRID, "--cpus-per-trial", "2"]))

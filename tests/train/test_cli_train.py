@@ -330,7 +330,7 @@ def test_resume_refuses_flags_that_differ_from_the_run(store, mnist_dir, capsys)
     ]  # fmt: skip
     assert main([*resume_flags, *differing]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: epochs='3' is invalid: must be run 1's own 2")
+    assert err.startswith("error: epochs=3 is invalid: must be run 1's own 2")
     for text in (
         "--lr 0.5 (run 1 has 0.2)",
         "--epochs 3 (run 1 has 2)",
@@ -381,14 +381,14 @@ def test_the_run_records_where_its_data_came_from(store, data_flags, mnist_dir, 
 
 def test_compare_defaults_are_the_measured_grids_not_the_diverging_peak():
     # Issue 17 item 12: defaults come from what the notebooks measured (15.62 diverges here).
-    from dpplan.cli.parser import build_parser as _build_parser
+    from dpplan.cli.parser import build_parser
     from dpplan.sweep.spec import DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
     from dpplan.train.compare import DEFAULT_GRIDS
 
     flags = ["--batch-size", "64", "--noise-multiplier", "1", "--epochs", "1", "--delta", "1e-5"]
-    args = _build_parser().parse_args(["compare", *flags])
-    one_cycle = tuple(float(v) for v in args.one_cycle_lrs.split(","))
-    plateau = tuple(float(v) for v in args.plateau_lrs.split(","))
+    args = build_parser().parse_args(["compare", *flags])
+    one_cycle = tuple(float(v) for v in args.one_cycle_lrs)  # typed when parsed
+    plateau = tuple(float(v) for v in args.plateau_lrs)
     assert one_cycle == DEFAULT_ONE_CYCLE_LRS and 15.62 not in one_cycle
     assert plateau == DEFAULT_PLATEAU_LRS
     assert tuple(s.max_lr for s in DEFAULT_GRIDS["one_cycle"]) == DEFAULT_ONE_CYCLE_LRS

@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import EXIT_FAILURE, EXIT_OK, dump, duration, number, numbers, parse_sweep_id
-from dpplan.cli.render import frontier_lines, sweep_summary
-from dpplan.cli.training import run_options
-from dpplan.errors import UsageError
+from dpplan.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    dump,
+    flag_of,
+    given_flags,
+)
+from dpplan.cli.render import duration, frontier_lines, sweep_summary
+from dpplan.cli.train_commands import run_options
+from dpplan.errors import (
+    UsageError,
+)
 
 
 def _sweep_progress() -> Callable[[Any], None]:
@@ -36,7 +44,7 @@ def _sweep_progress() -> Callable[[Any], None]:
     return show
 
 
-def spec_from_args(args: argparse.Namespace):
+def _sweep_spec(args: argparse.Namespace):
     from dpplan.sweep import SweepSpec
 
     missing = [
@@ -57,10 +65,10 @@ def spec_from_args(args: argparse.Namespace):
             + ", ".join(f"{m} X,Y" for m in missing)
             + " (or --resume SWEEP_ID).",
         )
-    if args.seed != "0" or args.target_epsilon is not None or args.non_private:
+    if args.seed != 0 or args.target_epsilon is not None or args.non_private:
         flag = (
             "--seed"
-            if args.seed != "0"
+            if args.seed != 0
             else "--target-epsilon"
             if args.target_epsilon is not None
             else "--non-private"
@@ -71,27 +79,26 @@ def spec_from_args(args: argparse.Namespace):
             "left out of a sweep",
             "Sweeps take --seeds, solve each plan for --epsilons, and are private.",
         )
-    cpus = number("cpus_per_trial", args.cpus_per_trial)
+    cpus = args.cpus_per_trial
     # One thread per CPU a trial reserves (at least one).
     options = run_options(args, seed=0, threads=max(1, int(cpus)) if cpus >= 1 else 1)
     kinds = [kind.strip() for kind in args.schedules.split(",") if kind.strip()]
     values: dict[str, Any] = {
-        "target_epsilons": numbers("epsilons", args.epsilons),
-        "delta": number("delta", args.delta),
-        "batch_sizes": numbers("batch_sizes", args.batch_sizes),
-        "epochs": numbers("epochs", args.epochs),
+        "target_epsilons": args.epsilons,
+        "delta": args.delta,
+        "batch_sizes": args.batch_sizes,
+        "epochs": args.epochs,
         "schedules": kinds,
-        "seeds": numbers("seeds", args.seeds),
+        "seeds": args.seeds,
         "options": options,
         "method": args.method,
-        "max_grad_norm": number("max_grad_norm", args.max_grad_norm),
+        "max_grad_norm": args.max_grad_norm,
     }
     for kind in ("one_cycle", "plateau", "constant"):
-        text = getattr(args, f"{kind}_lrs")
-        rates = numbers(f"{kind}_lrs", text)
+        rates = getattr(args, f"{kind}_lrs")
         values[f"{kind}_lrs"] = rates if rates or kind in kinds else []
     if args.random_repeats is not None:
-        values["random_repeats"] = number("random_repeats", args.random_repeats)
+        values["random_repeats"] = args.random_repeats
     return SweepSpec(**values)
 
 
@@ -113,51 +120,36 @@ _SWEEP_RESUME_MAY_CHANGE = frozenset(
 )
 
 
-#: ``dpplan sweep`` flag -> (stored spec field, or "options.FIELD"; how the flag's text is read).
+def _same(value: Any) -> Any:
+    return value
+
+
+#: ``dpplan sweep`` flag -> (stored spec field, or "options.FIELD"; the parsed value as stored).
 _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "--epsilons": ("target_epsilons", lambda t: sorted(map(float, numbers("epsilons", t)))),
-    "--batch-sizes": ("batch_sizes", lambda t: numbers("batch_sizes", t)),
-    "--epochs": ("epochs", lambda t: numbers("epochs", t)),
-    "--delta": ("delta", lambda t: float(number("delta", t))),
-    "--max-grad-norm": ("max_grad_norm", lambda t: float(number("max_grad_norm", t))),
+    "--epsilons": ("target_epsilons", lambda v: sorted(map(float, v))),
+    "--batch-sizes": ("batch_sizes", list),
+    "--epochs": ("epochs", list),
+    "--delta": ("delta", float),
+    "--max-grad-norm": ("max_grad_norm", float),
     "--schedules": ("schedules", lambda t: [k.strip() for k in t.split(",") if k.strip()]),
-    "--one-cycle-lrs": ("one_cycle_lrs", lambda t: list(map(float, numbers("lr", t)))),
-    "--plateau-lrs": ("plateau_lrs", lambda t: list(map(float, numbers("lr", t)))),
-    "--constant-lrs": ("constant_lrs", lambda t: list(map(float, numbers("lr", t)))),
-    "--seeds": ("seeds", lambda t: numbers("seeds", t)),
-    "--random-repeats": ("random_repeats", lambda t: float(number("random_repeats", t))),
+    "--one-cycle-lrs": ("one_cycle_lrs", lambda v: list(map(float, v))),
+    "--plateau-lrs": ("plateau_lrs", lambda v: list(map(float, v))),
+    "--constant-lrs": ("constant_lrs", lambda v: list(map(float, v))),
+    "--seeds": ("seeds", list),
+    "--random-repeats": ("random_repeats", float),
     "--method": ("method", str),
     "--model": ("options.model", str),
     "--activation": ("options.activation", str),
     "--device": ("options.device", str),
     "--engine": ("options.engine", str),
-    "--validation-size": ("options.validation_size", lambda t: number("validation_size", t)),
-    "--subset": ("options.subset", lambda t: number("subset", t)),
-    "--test-subset": ("options.test_subset", lambda t: number("test_subset", t)),
+    "--validation-size": ("options.validation_size", _same),
+    "--subset": ("options.subset", _same),
+    "--test-subset": ("options.test_subset", _same),
 }
 
 
 #: ``dpplan train`` flags a sweep refuses (it takes --seeds and --epsilons, and is private).
 _NOT_SWEEP_FLAGS = ("--seed", "--target-epsilon", "--non-private", "--reproducible")
-
-
-def _given_sweep_flags(argv: Sequence[str]) -> list[str]:
-    """Return the sweep's long flags given on the command line, once each, in order.
-
-    ``--a=b`` counts as ``--a``; an abbreviation argparse accepted (``--epsil``) is
-    expanded to the one known flag it starts.
-    """
-    known = [*_SWEEP_FLAGS, *_SWEEP_RESUME_MAY_CHANGE, *_NOT_SWEEP_FLAGS]
-    flags = []
-    for token in argv:
-        if not token.startswith("--"):
-            continue
-        flag = token.split("=", 1)[0]
-        if flag not in known:
-            matches = [name for name in known if name.startswith(flag)]
-            flag = matches[0] if len(matches) == 1 else flag
-        flags.append(flag)
-    return list(dict.fromkeys(flags))
 
 
 def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[str, Any]) -> None:
@@ -170,10 +162,11 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
         PlanError: (field ``resume``) naming each flag, its value and the stored one.
     """
     changed = []
-    for flag in _given_sweep_flags(getattr(args, "argv", ())):
+    for flag in map(flag_of, given_flags(args)):
         if flag in _SWEEP_RESUME_MAY_CHANGE:
             continue
-        text = getattr(args, flag[2:].replace("-", "_"), None)
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        text = ",".join(map(str, value)) if isinstance(value, list) else value
         if flag not in _SWEEP_FLAGS:
             changed.append(f"{flag} (not a sweep setting)")
             continue
@@ -185,7 +178,7 @@ def _refuse_changed_flags(args: argparse.Namespace, sweep_id: int, spec: dict[st
             stored = sorted(map(float, stored))
         elif field.endswith("_lrs") and isinstance(stored, list):
             stored = list(map(float, stored))
-        if text is None or read(text) != stored:
+        if value is None or read(value) != stored:
             shown = (
                 ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in stored)
                 if isinstance(stored, list)
@@ -210,7 +203,7 @@ def cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     ship = not args.worker_data
     if args.local:
-        for flag in _given_sweep_flags(getattr(args, "argv", ())):
+        for flag in map(flag_of, given_flags(args)):
             if flag in ("--ray-address", "--num-cpus", "--cpus-per-trial", "--gpus-per-trial"):
                 field = flag[2:].replace("-", "_")
                 raise UsageError(
@@ -223,18 +216,16 @@ def cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         executor = RayExecutor(  # refuses first (exit 2): Ray missing, bad address or counts
             address=args.ray_address,
-            gpus_per_trial=None
-            if args.gpus_per_trial is None
-            else number("gpus_per_trial", args.gpus_per_trial),
-            cpus_per_trial=number("cpus_per_trial", args.cpus_per_trial),
-            num_cpus=None if args.num_cpus is None else number("num_cpus", args.num_cpus),
+            gpus_per_trial=None if args.gpus_per_trial is None else args.gpus_per_trial,
+            cpus_per_trial=args.cpus_per_trial,
+            num_cpus=args.num_cpus,
             ship_data=ship,
         )
     store = RunStore()
     data_dir = None
     try:
         if args.resume is not None:
-            sweep_id = parse_sweep_id("resume", args.resume)
+            sweep_id = args.resume
             record = store.get_sweep(sweep_id)
             if record.status == "running":  # refuse before anything starts or is printed
                 store.claim_sweep(sweep_id)  # raises, naming the live driver
@@ -248,7 +239,7 @@ def cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             executor.prepare(spec.options)  # Ray up (or refused) before "resumed"
         else:
             # Solved, then the executor started, then stored: a refused start stores nothing.
-            sweep_id = create_sweep(spec_from_args(args), store=store, executor=executor)
+            sweep_id = create_sweep(_sweep_spec(args), store=store, executor=executor)
     except BaseException:
         executor.close()
         raise
@@ -272,7 +263,7 @@ def cmd_frontier(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
     from dpplan.sweep import frontier_result
 
-    result = frontier_result(RunStore(), parse_sweep_id("sweep_id", args.sweep_id)).to_dict()
+    result = frontier_result(RunStore(), args.sweep_id).to_dict()
     out(dump(result) if args.json else "\n".join(frontier_lines(result)))
     return EXIT_OK
 

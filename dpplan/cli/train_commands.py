@@ -1,4 +1,4 @@
-"""``dpplan train``, ``dpplan compare`` and ``dpplan runs``."""
+"""``dpplan train`` and ``dpplan compare``."""
 
 from __future__ import annotations
 
@@ -13,22 +13,28 @@ from typing import Any
 from dpplan.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
-    PLAN_FLAGS,
+    PLAN_FIELDS,
     dump,
-    flag_name,
-    number,
-    parse_run_id,
+    flag_of,
+    given_flags,
     plan_from_args,
-    thread_count,
 )
-from dpplan.cli.render import epsilon_text, fmt, plan_lines, run_summary, stop_text
+from dpplan.cli.render import fitting_noise, plan_lines, record_epsilon_text, run_summary
 from dpplan.errors import (
-    DpplanError,
     InfeasibleTargetError,
     MissingDependencyError,
-    NotFoundError,
     UsageError,
 )
+from dpplan.format import epsilon_text
+
+
+def _threads(args: argparse.Namespace, default: int | None = None) -> int:
+    """The --threads value, else ``default``, else :data:`DEFAULT_THREADS`."""
+    from dpplan.train.specs import DEFAULT_THREADS
+
+    if args.threads is not None:
+        return args.threads
+    return DEFAULT_THREADS if default is None else default
 
 
 def run_options(args: argparse.Namespace, *, seed: int | None = None, threads: int | None = None):
@@ -38,35 +44,35 @@ def run_options(args: argparse.Namespace, *, seed: int | None = None, threads: i
         "model": args.model,
         "activation": args.activation,
         "device": args.device,
-        "seed": number("seed", args.seed) if seed is None else seed,
+        "seed": args.seed if seed is None else seed,
         "data_dir": args.data_dir,
-        "validation_size": number("validation_size", args.validation_size),
+        "validation_size": args.validation_size,
         "method": args.method,
         "private": not args.non_private,
         "reproducible": args.reproducible,
         "engine": args.engine,
-        "threads": thread_count(args, threads),
+        "threads": _threads(args, threads),
     }
     for field in ("subset", "test_subset", "target_epsilon"):
-        text = getattr(args, field)
-        if text is not None:
-            values[field] = number(field, text)
+        value = getattr(args, field)
+        if value is not None:
+            values[field] = value
     return RunOptions(**values)
 
 
 def _train_plan(args: argparse.Namespace, options):
+    """The plan of the flags, over the training set ``options`` select (``args`` unchanged)."""
     from dpplan.train import training_set_size
 
-    args.dataset_size = str(training_set_size(options))
-    return plan_from_args(args)
+    return plan_from_args(args, fixed={"dataset_size": training_set_size(options)})
 
 
 def _schedule(kind: str, args: argparse.Namespace):
     from dpplan import _validate
     from dpplan.train.specs import Constant, OneCycle, Plateau
 
-    lr = _validate.finite_positive(lr=number("lr", args.lr), hint="Pass --lr, e.g. 0.5.")
-    momentum = None if args.momentum is None else number("momentum", args.momentum)
+    lr = _validate.finite_positive(lr=args.lr, hint="Pass --lr, e.g. 0.5.")
+    momentum = args.momentum
     if kind == "one_cycle":
         return (
             OneCycle(max_lr=lr)
@@ -95,8 +101,8 @@ def _progress(
         done = int(20 * record.epoch / total)
         print(
             f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
-            f"ε={epsilon_text(record, method)}  "
-            f"Opacus ε (rdp)={fmt(record.epsilon_opacus)}  "
+            f"ε={record_epsilon_text(record, method)}  "
+            f"Opacus ε (rdp)={epsilon_text(record.epsilon_opacus)}  "
             f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
             file=sys.stderr,
@@ -129,45 +135,29 @@ def _started(run: Any, *, verb: str = "started") -> None:
 _RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json")
 
 
-def _given_flags(args: argparse.Namespace) -> list[str]:
-    """The destinations of the flags given on the command line of ``args``' subcommand.
-
-    The subcommand's arguments are parsed again into a namespace whose every value is a
-    marker; argparse fills in a default only where nothing was given.
-    """
-    parser, argv = getattr(args, "parser_", None), getattr(args, "argv", None)
-    if parser is None or argv is None:
-        return []
-    unset = object()
-    rest = argv[argv.index(args.command) + 1 :] if args.command in argv else argv
-    actions = [a for a in parser._actions if a.option_strings]
-    given = parser.parse_args(rest, argparse.Namespace(**{a.dest: unset for a in actions}))
-    return [a.dest for a in actions if getattr(given, a.dest, unset) is not unset]
-
-
 def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any, Any]]:
     """(flag, given value, the run's value) for each flag given with ``--resume`` that
     differs from the stored run."""
     options = {"engine": "opacus", **run.options}  # runs stored before engines: Opacus
     schedule = run.schedule
     conflicts = []
-    for dest in _given_flags(args):
+    for dest in given_flags(args):
         if dest in _RESUME_MAY_CHANGE:
             continue
         value = getattr(args, dest)
-        if dest in PLAN_FLAGS:
+        if dest in PLAN_FIELDS:
             stored = getattr(run.plan, dest)
-            same = float(number(dest, value)) == float(stored)
+            same = float(value) == float(stored)
         elif dest == "schedule":
             stored = schedule.get("kind")
             same = value == stored
         elif dest == "lr":
             stored = schedule.get("max_lr", schedule.get("lr"))
-            same = float(number("lr", value)) == float(stored)
+            same = float(value) == float(stored)
         elif dest == "momentum":
             cycles = schedule.get("cycle_momentum", False)
             stored = "cycled" if cycles else schedule.get("momentum")
-            same = not cycles and float(number("momentum", value)) == float(stored)
+            same = not cycles and float(value) == float(stored)
         elif dest == "non_private":
             stored = not run.private
             same = bool(value) == stored
@@ -176,12 +166,12 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
             same = bool(value) == stored
         elif dest in ("seed", "validation_size", "subset", "test_subset", "target_epsilon"):
             stored = options.get(dest)
-            same = stored is not None and float(number(dest, value)) == float(stored)
+            same = stored is not None and float(value) == float(stored)
         else:
             stored = options.get(dest)
             same = value == stored
         if not same:
-            conflicts.append((flag_name(dest), value, stored))
+            conflicts.append((flag_of(dest), value, stored))
     return conflicts
 
 
@@ -206,22 +196,6 @@ def _refuse_resume_flags(args: argparse.Namespace, run: Any) -> None:
     )
 
 
-def _fitting_noise(run: Any) -> str:
-    """The σ with which every epoch of the run's plan meets its target ε, in words."""
-    from dpplan.solve import solve_noise_multiplier
-
-    target = run.options.get("target_epsilon")
-    try:
-        solved = solve_noise_multiplier(run.plan, target_epsilon=target, method=run.method)
-    except DpplanError as exc:
-        return f"No noise multiplier could be solved for it ({exc})."
-    return (
-        f"--noise-multiplier {solved.noise_multiplier:.4g} fits all {run.plan.epochs} "
-        f"epoch(s) within target_epsilon={target:g} ({run.method}; from dpplan.solve_"
-        "noise_multiplier)."
-    )
-
-
 def _require_training() -> None:
     """Refuse a training command early when torch or Opacus (the 'train' extra) is missing.
 
@@ -241,13 +215,13 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     store = RunStore()
     if args.resume is not None:
-        run_id = parse_run_id("resume", args.resume)
+        run_id = args.resume
         stored = store.get_run(run_id)
         _refuse_resume_flags(args, stored)
         # The folder given now (--data-dir, else $DPPLAN_DATA_DIR) wins over the stored one;
         # the checksums make sure it is the same MNIST.
         data_dir = args.data_dir or os.environ.get(DATA_DIR_ENV) or None
-        threads = None if args.threads is None else number("threads", args.threads)
+        threads = args.threads
         on_epoch = on_step = None
         if not args.json:
             _started(stored, verb=f"resuming after epoch {len(stored.records)}")
@@ -284,7 +258,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     if run.status == "not_started":
         raise InfeasibleTargetError(
             f"run {run.id} {run.stop_reason}; nothing was trained (stored as not_started). "
-            + _fitting_noise(run)
+            + fitting_noise(run)
         )
     out(dump(run.to_dict()) if args.json else "\n".join(run_summary(run)))
     if run.status == "diverged":
@@ -302,10 +276,9 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     options = run_options(args, seed=0)
     plan = _train_plan(args, options)
     grids = {}
-    for kind, text in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
-        rates = [number(f"{kind}_lrs", item) for item in text.split(",") if item.strip()]
+    for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         grids[kind] = grid_for(kind, rates)
-    seeds = [number("seeds", item) for item in args.seeds.split(",") if item.strip()]
+    seeds = args.seeds
 
     def on_run(run: Any) -> None:
         if not args.json:
@@ -346,85 +319,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             summary.accuracy_std,
         ):
             lines.append(
-                f"  {epoch:5d} {fmt(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
+                f"  {epoch:5d} {epsilon_text(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
             )
-    out("\n".join(lines))
-    return EXIT_OK
-
-
-def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
-    """Return the sweep trial a run belongs to (sweep id, key, status, error), if any."""
-    group = run.group_id or ""
-    if not (group.startswith("sweep-") and group[6:].isdigit()):
-        return None
-    try:
-        record = store.get_sweep(int(group[6:]))
-    except NotFoundError:
-        return None
-    for trial in record.trials:
-        if trial.run_id == run.id:
-            return {
-                "sweep_id": record.id,
-                "key": trial.key,
-                "status": trial.status,
-                "error": trial.error,
-            }
-    return None
-
-
-def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    from dpplan.run_policy import delete_run, run_epsilon
-    from dpplan.store import RunStore
-
-    store = RunStore()
-    if args.action in ("show", "stop", "delete"):
-        run_id = parse_run_id("run_id", args.run_id)
-        if args.action == "stop":
-            done = store.request_stop(run_id, force=args.force)
-            if not args.json:
-                out(stop_text(done))
-        elif args.action == "delete":
-            delete_run(store, run_id)
-            out(dump({"deleted": run_id}) if args.json else f"deleted run {run_id}")
-            return EXIT_OK
-        run = store.get_run(run_id)
-        trial = _sweep_trial_of(store, run)
-        if args.json:
-            data = run.to_dict()
-            if trial is not None:
-                data["sweep_trial"] = trial
-            out(dump(data))
-            return EXIT_OK
-        lines = run_summary(run)
-        if trial is not None:
-            lines.append(f"  sweep {trial['sweep_id']} trial {trial['key']}: {trial['status']}")
-            if trial["error"]:
-                lines += [f"    {line}" for line in trial["error"].splitlines()]
-        out("\n".join(lines))
-        return EXIT_OK
-    runs = store.list_runs()
-    if args.json:
-        out(dump({"runs": [run.to_dict() for run in runs], "store": str(store.path)}))
-        return EXIT_OK
-    lines = [
-        f"store: {store.path}",
-        "   id  status       schedule    lr      epochs   ε (method)  test acc  device",
-    ]
-    for run in runs:
-        last = run.records[-1] if run.records else None
-        lr = run.schedule.get("max_lr", run.schedule.get("lr"))
-        # One ε per run: the smallest upper bound recorded, labelled with its method.
-        best = run_epsilon(run) if run.private else None
-        shown = (
-            f"{fmt(best[0])} ({best[1]})"
-            if best
-            else ("-" if last is None else f"{fmt(last.epsilon)} (none)")
-        )
-        lines.append(
-            f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
-            f"{len(run.records):>3}/{run.plan.epochs:<3}  "
-            f"{shown:>13}  "
-            f"{f'{last.test_accuracy:.2%}' if last else '-':>8}  {run.device}"
-        )
     out("\n".join(lines))
     return EXIT_OK

@@ -6,18 +6,12 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import EXIT_OK, dump, number, plan_or_file
-from dpplan.cli.render import curve_table, every_option, fmt, plan_lines
-from dpplan.errors import PlanError
-
-SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
-
-
-SOLVE_TARGETS = {
-    "noise-multiplier": "noise_multiplier",
-    "epochs": "epochs",
-    "batch-size": "batch_size",
-}
+from dpplan.cli.common import EXIT_OK, SOLVE_TARGETS, dump, output_every, plan_or_file
+from dpplan.cli.render import curve_table, plan_lines
+from dpplan.errors import (
+    PlanError,
+)
+from dpplan.format import epsilon_text
 
 
 def cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -28,7 +22,7 @@ def cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.accounting import compare, epsilon_curve
 
     plan = plan_or_file(args)
-    every = every_option(args)
+    every = output_every(args)
     if args.method == "all":
         result = compare(plan)
         if args.json:
@@ -38,13 +32,13 @@ def cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             out(dump(data))
             return EXIT_OK
         if args.brief:
-            lines = [f"{c.method}: ε = {fmt(c.epsilon)}" for c in result.curves]
+            lines = [f"{c.method}: ε = {epsilon_text(c.epsilon)}" for c in result.curves]
         else:
             lines = plan_lines(plan) + [""] + curve_table(result.curves, every) + [""]
         for method, message in result.failures.items():
             lines.append(f"{method}: failed: {message}")
         lines.append(
-            f"headline: ε = {fmt(result.headline_epsilon)} at δ = {plan.delta:g} "
+            f"headline: ε = {epsilon_text(result.headline_epsilon)} at δ = {plan.delta:g} "
             f"({result.headline_method}, the smallest upper bound)"
         )
         out("\n".join(lines))
@@ -55,7 +49,9 @@ def cmd_epsilon(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         out(dump(data))
         return EXIT_OK
     lines = [] if args.brief else plan_lines(plan) + [""] + curve_table([curve], every) + [""]
-    lines.append(f"ε = {fmt(curve.epsilon)} at δ = {plan.delta:g} ({curve.method} upper bound)")
+    lines.append(
+        f"ε = {epsilon_text(curve.epsilon)} at δ = {plan.delta:g} ({curve.method} upper bound)"
+    )
     out("\n".join(lines))
     return EXIT_OK
 
@@ -72,8 +68,8 @@ def cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             "one of 'best', 'rdp', 'prv', 'pld' for solve",
             "A solved plan is certified by one method; 'best' picks the most favourable.",
         )
-    target_epsilon = number("target_epsilon", args.target_epsilon)
-    every = every_option(args)
+    target_epsilon = args.target_epsilon
+    every = output_every(args)
     # The solved field's own value is ignored; give it a valid placeholder.
     placeholder: dict[str, Any] = {}
     if field == "noise_multiplier":
@@ -81,9 +77,9 @@ def cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     elif field == "epochs":
         placeholder["epochs"] = 1
     else:
-        dataset_size = number("dataset_size", args.dataset_size) if args.dataset_size else None
+        dataset_size = args.dataset_size
         placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
-    plan = plan_or_file(args, placeholder=placeholder)
+    plan = plan_or_file(args, fixed=placeholder)
     if hasattr(plan, "phases"):
         return _solve_phased(args, plan, field=field, target_epsilon=target_epsilon, out=out)
     solution = solve.solve_plan(
@@ -115,7 +111,9 @@ def cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     lines += [f"warning: {message}" for message in solution.warnings]
     if not args.brief:
         lines += plan_lines(solved) + [""] + curve_table([curve], every) + [""]
-    lines.append(f"ε = {fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
+    lines.append(
+        f"ε = {epsilon_text(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)"
+    )
     out("\n".join(lines))
     return EXIT_OK
 
@@ -159,7 +157,9 @@ def _solve_phased(args, plan, *, field: str, target_epsilon: float, out) -> int:
     what = "noise factor (every phase)" if field == "noise_multiplier" else "last phase epochs"
     lines = [f"solved: {what} = {value:.6g} for target ε <= {target_epsilon:g} ({curve.method})"]
     if not args.brief:
-        lines += plan_lines(solved) + [""] + curve_table([curve], every_option(args)) + [""]
-    lines.append(f"ε = {fmt(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)")
+        lines += plan_lines(solved) + [""] + curve_table([curve], output_every(args)) + [""]
+    lines.append(
+        f"ε = {epsilon_text(curve.epsilon)} at δ = {solved.delta:g} ({curve.method} upper bound)"
+    )
     out("\n".join(lines))
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""``dpplan app``: launch the Streamlit planner."""
+"""``dpplan app``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dpplan.cli.common import validate_port
-from dpplan.errors import MissingDependencyError, PlanError
+from dpplan.cli.common import read_number
+from dpplan.errors import (
+    MissingDependencyError,
+    NotFoundError,
+)
 
 
 def app_path() -> Path:
@@ -20,7 +23,7 @@ def app_path() -> Path:
 def cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     entry = app_path()
     if not entry.exists():
-        raise PlanError(
+        raise NotFoundError(
             "app",
             str(entry),
             "the planner's entry point",
@@ -32,7 +35,7 @@ def cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         raise MissingDependencyError(
             "streamlit", extra="app", purpose="by 'dpplan app' (the planner app)"
         ) from None
-    port = validate_port(args.port)
+    port = args.port
     command = [
         sys.executable,
         "-m",
@@ -67,3 +70,9 @@ def cmd_app(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     sys.stdout.flush()
     os.execv(sys.executable, command)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def validate_port(text: str) -> int:
+    from dpplan import _validate
+
+    return _validate.integer(minimum=1, maximum=65535, port=read_number("port", text))

@@ -9,35 +9,68 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dpplan.cli.common import (
-    EXIT_OK,
-    PLAN_FLAGS,
-    number,
-    parse_run_id,
-    parse_sweep_id,
-    plan_or_file,
-)
-from dpplan.cli.render import fmt
+from dpplan.cli.common import EXIT_OK, PLAN_FIELDS, plan_or_file
 from dpplan.errors import NotFoundError, PlanError, UsageError
+from dpplan.format import epsilon_text
 from dpplan.phased import PhasedPlan
 
+#: The report's modes (the flag that selects each, in order of precedence) and the flags each
+#: refuses, with why: (mode flag, refused flags, expected, hint).
+_REPORT_EXCLUSIONS = (
+    (
+        "ledger",
+        (*PLAN_FIELDS, "plan", "run", "sweep", "tuning_runs", "stored"),
+        "omitted with --ledger",
+        "A ledger's report uses its own records.",
+    ),
+    (
+        "sweep",
+        (*PLAN_FIELDS, "run", "tuning_runs", "stored"),
+        "omitted with --sweep",
+        "A sweep's report uses the sweep's own plans and runs.",
+    ),
+    ("run", PLAN_FIELDS, "omitted with --run", "A run's report uses the run's own plan."),
+    (
+        "run",
+        ("tuning_runs",),
+        "omitted with --run",
+        "A run's comparison group comes from the run store.",
+    ),
+    ("stored", ("title", "notes"), "omitted with --stored", "A stored report is shown as stored."),
+)
 
-def _ledger_report(args: argparse.Namespace, plan_flags: list[str]):
+
+def _refuse_excluded_flags(args: argparse.Namespace) -> None:
+    """Refuse, in one place, every flag the selected report mode does not take.
+
+    Raises:
+        UsageError: naming the first refused flag given.
+    """
+    mode = (
+        "ledger"
+        if args.ledger is not None
+        else "sweep"
+        if args.sweep is not None
+        else "run"
+        if args.run is not None
+        else "plan"
+    )
+    if mode == "plan" and args.stored:
+        raise UsageError("stored", True, "used with --run ID", "Only runs store reports.")
+    for selector, refused, expected, hint in _REPORT_EXCLUSIONS:
+        if selector != mode and not (selector == "stored" and mode == "run" and args.stored):
+            continue
+        for name in refused:
+            value = getattr(args, name, None)
+            if value is not None and value is not False:
+                raise UsageError(name, value, expected, hint)
+
+
+def _ledger_report(args: argparse.Namespace):
     """The report of ``--ledger FILE`` (a ``Ledger.to_dict()`` saved as JSON)."""
     from dpplan.ledger import Ledger
     from dpplan.report import build_ledger_report
 
-    for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
-        ("plan", args.plan),
-        ("run", args.run),
-        ("sweep", args.sweep),
-        ("tuning_runs", args.tuning_runs),
-        ("stored", args.stored or None),
-    ]:
-        if value is not None:
-            raise UsageError(
-                name, value, "omitted with --ledger", "A ledger's report uses its own records."
-            )
     try:
         data = json.loads(Path(args.ledger).expanduser().read_text())
     except OSError as exc:
@@ -62,67 +95,29 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     )
     from dpplan.store import RunStore
 
-    plan_flags = [f for f in PLAN_FLAGS if getattr(args, f, None) is not None]
+    _refuse_excluded_flags(args)
+    stored_runs = args.sweep is not None or args.run is not None
+    home = None if args.home is None else Path(args.home).expanduser()
+    if stored_runs and home is not None and not (home / "runs.sqlite3").exists():
+        raise NotFoundError(
+            "home",
+            args.home,
+            "a folder holding runs.sqlite3",
+            "Pass the folder of the run store (DPPLAN_HOME).",
+        )
     if args.ledger is not None:
-        report = _ledger_report(args, plan_flags)
+        report = _ledger_report(args)
     elif args.sweep is not None:
-        for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
-            ("run", args.run),
-            ("tuning_runs", args.tuning_runs),
-            ("stored", args.stored or None),
-        ]:
-            if value is not None:
-                raise UsageError(
-                    name,
-                    value,
-                    "omitted with --sweep",
-                    "A sweep's report uses the sweep's own plans and runs.",
-                )
-        if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise NotFoundError(
-                "home",
-                args.home,
-                "a folder holding runs.sqlite3",
-                "Pass the folder of the run store (DPPLAN_HOME).",
-            )
         report = build_sweep_report(
             RunStore(args.home),
-            parse_sweep_id("sweep", args.sweep),
+            args.sweep,
             title=args.title,
             notes=args.notes,
         )
     elif args.run is not None:
-        if plan_flags:
-            raise UsageError(
-                plan_flags[0],
-                getattr(args, plan_flags[0]),
-                "omitted with --run",
-                "A run's report uses the run's own plan.",
-            )
-        if args.tuning_runs is not None:
-            raise UsageError(
-                "tuning_runs",
-                args.tuning_runs,
-                "omitted with --run",
-                "A run's comparison group comes from the run store.",
-            )
-        if args.home is not None and not (Path(args.home).expanduser() / "runs.sqlite3").exists():
-            raise NotFoundError(
-                "home",
-                args.home,
-                "a folder holding runs.sqlite3",
-                "Pass the folder of the run store (DPPLAN_HOME).",
-            )
         store = RunStore(args.home)
-        run_id = parse_run_id("run", args.run)
+        run_id = args.run
         if args.stored:
-            if args.title is not None or args.notes is not None:
-                raise UsageError(
-                    "title" if args.title is not None else "notes",
-                    args.title if args.title is not None else args.notes,
-                    "omitted with --stored",
-                    "A stored report is shown as stored.",
-                )
             report = load_run_report(store, run_id)
             if report is None:
                 raise NotFoundError(
@@ -135,8 +130,6 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             report = build_run_report(store, run_id, title=args.title, notes=args.notes)
             save_run_report(store, report)
     else:
-        if args.stored:
-            raise PlanError("stored", True, "used with --run ID", "Only runs store reports.")
         plan = plan_or_file(args)
         if isinstance(plan, PhasedPlan):
             from dpplan.report import build_phased_report
@@ -152,10 +145,9 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 plan, title=args.title, notes=args.notes, plan_file=args.plan
             )
         else:
-            tuning_runs = (
-                None if args.tuning_runs is None else number("tuning_runs", args.tuning_runs)
+            report = build_report(
+                plan, tuning_runs=args.tuning_runs, title=args.title, notes=args.notes
             )
-            report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
     if args.format == "pdf" and args.output is None:
         raise UsageError(
             "output",
@@ -176,7 +168,7 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, path)
     except OSError as exc:
-        raise PlanError("output", args.output, "a writable file path", str(exc)) from None
+        raise UsageError("output", args.output, "a writable file path", str(exc)) from None
     if report.sweep is not None:
         print(
             f"wrote {path} ({args.format}; sweep {report.sweep.id}, "
@@ -185,7 +177,7 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         )
     else:
         print(
-            f"wrote {path} ({args.format}; ε = {fmt(report.epsilon)} at δ = "
+            f"wrote {path} ({args.format}; ε = {epsilon_text(report.epsilon)} at δ = "
             f"{report.delta:g}, {report.method})",
             file=sys.stderr,
         )
