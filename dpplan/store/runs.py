@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store.database import StoreDatabase, stored_id
 from dpplan.store.records import STATUSES, EpochRecord, RunRecord, json_value, plan_id
@@ -75,6 +76,13 @@ def _float_or_nan(value: Any) -> float:
     """A measured value: SQLite stores NaN as NULL (runs that diverged before dpplan
     stopped them recorded NaN losses), which reads back as NaN."""
     return math.nan if value is None else float(value)
+
+
+def _plan_from_dict(data: dict[str, Any]) -> TrainingPlan | PhasedPlan:
+    """A stored plan: a PhasedPlan's dict has ``phases``, a TrainingPlan's does not."""
+    if isinstance(data, dict) and "phases" in data:
+        return PhasedPlan.from_dict(data)
+    return TrainingPlan.from_dict(data)
 
 
 def _column(row: sqlite3.Row, name: str) -> Any:
@@ -550,7 +558,7 @@ class RunsRepository(StoreDatabase):
             )
         return RunRecord(
             id=row["id"],
-            plan=TrainingPlan.from_dict(json.loads(row["plan"])),
+            plan=_plan_from_dict(json.loads(row["plan"])),
             status=status,
             schedule=json.loads(row["schedule"]),
             options=json.loads(row["options"]),

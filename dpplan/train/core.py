@@ -19,6 +19,7 @@ device, so there is no per-step DataLoader overhead.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import secrets
@@ -34,10 +35,11 @@ import torch.nn.functional as F
 
 from dpplan import _validate
 from dpplan.errors import PlanError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store import EpochRecord
 from dpplan.train.data import load_mnist, split_validation
-from dpplan.train.engines import StepEngine, make_engine
+from dpplan.train.engines import Mechanism, StepEngine, make_engine
 from dpplan.train.models import make_model
 from dpplan.train.schedules import LrController, make_optimizer, make_scheduler
 from dpplan.train.specs import (
@@ -59,7 +61,9 @@ __all__ = [
     "StopRequested",
     "Trainer",
     "TrainingResult",
+    "as_phased",
     "load_split",
+    "plan_epochs",
     "resolve_device",
     "train",
 ]
@@ -76,6 +80,25 @@ _REPRODUCIBLE_WARNING = (
     "reproducible=True: sampling and noise were derived from the public seed, so this run has "
     "no privacy guarantee against anyone who knows the seed (for experiments only)"
 )
+
+
+def as_phased(plan: TrainingPlan | PhasedPlan) -> PhasedPlan:
+    """Return ``plan`` as a :class:`~dpplan.phased.PhasedPlan` (one phase for a TrainingPlan)."""
+    return plan if isinstance(plan, PhasedPlan) else PhasedPlan(phases=(plan,))
+
+
+def plan_epochs(plan: TrainingPlan | PhasedPlan) -> int:
+    """Return the epochs a run of ``plan`` records: its (possibly partial) epochs, all phases.
+
+    Example:
+        >>> one = TrainingPlan(dataset_size=100, batch_size=10, noise_multiplier=1.0,
+        ...                    epochs=2, delta=1e-3)
+        >>> plan_epochs(one), plan_epochs(PhasedPlan(phases=[one, one], phase_steps=[None, 15]))
+        (2, 4)
+    """
+    if isinstance(plan, TrainingPlan):
+        return plan.epochs
+    return len(plan.epoch_ends())
 
 
 class StopRequested(Exception):
@@ -115,7 +138,7 @@ class TrainingResult:
     """What :func:`train` produced: the plan, how it was trained, and every epoch's record.
 
     Attributes:
-        plan: the plan trained.
+        plan: the plan trained (a TrainingPlan or a PhasedPlan).
         schedule: the learning-rate schedule spec.
         options: the run options.
         device: the torch device it ran on (e.g. ``"cpu"``, ``"cuda:0"``).
@@ -132,7 +155,7 @@ class TrainingResult:
             steps count against privacy), else None.
     """
 
-    plan: TrainingPlan
+    plan: TrainingPlan | PhasedPlan
     schedule: ScheduleSpec
     options: RunOptions
     device: str
@@ -219,7 +242,7 @@ def load_split(options: RunOptions, device: torch.device) -> MnistSplit:
 
 def check_inputs(
     plan: object, schedule: object, options: object
-) -> tuple[TrainingPlan, ScheduleSpec, RunOptions]:
+) -> tuple[TrainingPlan | PhasedPlan, ScheduleSpec, RunOptions]:
     """Validate what a run is asked to do, once, before anything is loaded or stored.
 
     Returns:
@@ -231,8 +254,8 @@ def check_inputs(
             is not ``training_set_size(options)``.
     """
     options = RunOptions() if options is None else options
-    if not isinstance(plan, TrainingPlan):
-        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    if not isinstance(plan, (TrainingPlan, PhasedPlan)):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan or dpplan.PhasedPlan")
     if not isinstance(options, RunOptions):
         raise PlanError("options", options, "a RunOptions")
     spec = schedule_from_dict(schedule.to_dict() if hasattr(schedule, "to_dict") else schedule)
@@ -277,8 +300,14 @@ class Trainer:
     This is the public seam below :func:`train`: build one, call :meth:`step` or
     :meth:`train_epoch` and :meth:`finish_epoch`, read :attr:`model` and :attr:`steps`.
 
+    A :class:`~dpplan.phased.PhasedPlan` trains phase after phase: at each phase boundary
+    the sampler's rate and the engine's σ, C and B change to the next phase's, and a phase
+    given in steps (``phase_steps``) ends mid-epoch. The run's epochs are the plan's
+    (possibly partial) epochs numbered on across phases (:meth:`PhasedPlan.epoch_ends`).
+
     Args:
-        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        plan: the plan (a TrainingPlan or a PhasedPlan); ``plan.dataset_size`` must equal
+            ``training_set_size(options)``.
         schedule: a schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
         options: run options; default ``RunOptions()``.
         data: the MNIST split to use (default: loaded with :func:`load_split`).
@@ -292,7 +321,7 @@ class Trainer:
 
     def __init__(
         self,
-        plan: TrainingPlan,
+        plan: TrainingPlan | PhasedPlan,
         schedule: ScheduleSpec,
         options: RunOptions | None = None,
         *,
@@ -301,6 +330,12 @@ class Trainer:
     ) -> None:
         plan, schedule, options = check_inputs(plan, schedule, options)
         self.plan, self.schedule, self.options = plan, schedule, options
+        self.phased = as_phased(plan)
+        #: Cumulative steps at the end of each of the run's epochs.
+        self.epoch_ends = self.phased.epoch_ends()
+        self._phase_ends = tuple(
+            sum(self.phased.steps_per_phase[: i + 1]) for i in range(len(self.phased.phases))
+        )
         self.device = resolve_device(options.device) if device is None else device
         torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
@@ -342,6 +377,9 @@ class Trainer:
             self.warnings.append(_REPRODUCIBLE_WARNING)
         self._curves: tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]] | None = None
         self.last_batch_size = 0
+        #: Batches the sampler drew (each one noisy step of the engine).
+        self.sampled_steps = 0
+        self._phase_index = 0
         #: The epoch the run diverged in (set by :meth:`run`), else None.
         self.diverged_epoch: int | None = None
 
@@ -355,12 +393,28 @@ class Trainer:
         """Noisy steps taken, as counted by the engine's accountant."""
         return self.engine.steps
 
+    @property
+    def epochs(self) -> int:
+        """The epochs this run records (:func:`plan_epochs` of the plan)."""
+        return len(self.epoch_ends)
+
+    def phase_at(self, step: int) -> int:
+        """Return the index of the phase that noisy step ``step + 1`` belongs to (steps past
+        the plan's end stay in the last phase)."""
+        return min(bisect.bisect_right(self._phase_ends, step), len(self._phase_ends) - 1)
+
     def step(self) -> float:
-        """Draw one Poisson batch at exactly ``plan.sample_rate`` and take one noisy step.
+        """Draw one Poisson batch at exactly the current phase's sample rate and take one
+        noisy step with its σ.
 
         Returns:
             The batch's mean training loss (NaN for an empty batch, which is still a step).
         """
+        index_of_phase = self.phase_at(self.sampled_steps)
+        if index_of_phase != self._phase_index:
+            self.engine.set_mechanism(Mechanism.from_plan(self.phased.phases[index_of_phase]))
+            self._phase_index = index_of_phase
+        sample_rate = self.phased.phases[index_of_phase].sample_rate
         # float64: float32 uniforms are multiples of 2^-24, which would sample slightly
         # above the accounted rate.
         mask = (
@@ -370,13 +424,25 @@ class Trainer:
                 device=self.device,
                 dtype=torch.float64,
             )
-            < self.plan.sample_rate
+            < sample_rate
         )
         index = mask.nonzero().squeeze(1)
         self.last_batch_size = len(index)
+        self.sampled_steps += 1
         loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
         self.controller.after_step()
         return loss
+
+    def epoch_steps(self, epoch: int = 0) -> int:
+        """Return the noisy steps of ``epoch`` (1-based; 0: the epoch the sampler is in).
+
+        For a TrainingPlan every epoch has ``plan.steps_per_epoch`` steps; a phased plan's
+        epochs have their phase's, and the last epoch of a phase that ends mid-epoch fewer.
+        """
+        ends = self.epoch_ends
+        if epoch == 0:
+            epoch = min(bisect.bisect_right(ends, self.sampled_steps), len(ends) - 1) + 1
+        return ends[epoch - 1] - (ends[epoch - 2] if epoch > 1 else 0)
 
     def train_epoch(
         self,
@@ -385,7 +451,8 @@ class Trainer:
         *,
         epoch: int = 0,
     ) -> tuple[float, float]:
-        """Run exactly ``plan.steps_per_epoch`` steps; return (mean loss, seconds).
+        """Run exactly the steps of ``epoch`` (:meth:`epoch_steps`: ``plan.steps_per_epoch``
+        for a TrainingPlan); return (mean loss, seconds).
 
         ``should_stop`` is polled every ``STOP_POLL_SECONDS``; when it returns True the
         epoch is abandoned (:class:`StopRequested`), so a partial epoch is never recorded.
@@ -397,7 +464,7 @@ class Trainer:
                 finite after the epoch's last step (``epoch`` names the epoch).
         """
         self.model.train()
-        steps_per_epoch = self.plan.steps_per_epoch
+        steps_per_epoch = self.epoch_steps(epoch)
         loss_sum, loss_batches = 0.0, 0
         started = last_poll = last_report = time.perf_counter()
         for step in range(1, steps_per_epoch + 1):
@@ -441,9 +508,16 @@ class Trainer:
     def _epsilon_curves(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]]:
         """(``options.method`` curve, RDP curve, every method's ε per epoch), computed once."""
         if self._curves is None:
-            from dpplan.accounting import epoch_epsilons, epsilon_curve
+            from dpplan.accounting import compare, epoch_epsilons, epsilon_curve
 
-            per_epoch = epoch_epsilons(self.plan)
+            if isinstance(self.plan, TrainingPlan):
+                per_epoch = epoch_epsilons(self.plan)
+            else:  # the phased plan's curves: one point per (possibly partial) epoch
+                comparison = compare(self.plan)
+                per_epoch = tuple(
+                    {curve.method: curve.epsilons[index] for curve in comparison.curves}
+                    for index in range(self.epochs)
+                )
 
             def curve(method: str) -> tuple[float, ...]:
                 if method in per_epoch[0]:
@@ -471,15 +545,16 @@ class Trainer:
         """Check the step count, evaluate, step the epoch schedule and return the record.
 
         Raises:
-            RuntimeError: if the engine took another number of steps than the plan says
-                (accounting would not match training).
+            RuntimeError: if the sampler drew or the engine took another number of steps than
+                the plan says (accounting would not match training).
             Diverged: if the validation loss is not finite.
         """
-        steps = self.steps
-        if steps != self.plan.steps_after(epoch):
+        steps, planned = self.steps, self.phased.steps_after(epoch)
+        if steps != planned or self.sampled_steps != planned:
             raise RuntimeError(
-                f"the engine took {steps} steps after epoch {epoch}, the plan says "
-                f"{self.plan.steps_after(epoch)}; accounting would not match training"
+                f"the sampler drew {self.sampled_steps} batches and the engine took {steps} "
+                f"steps after epoch {epoch}, the plan says {planned}; accounting would not "
+                "match training"
             )
         batch = self.options.eval_batch_size
         validation_loss, validation_accuracy = _evaluate(
@@ -542,7 +617,7 @@ class Trainer:
         ``on_epoch`` receives every recorded epoch's record.
         """
         with quiet_libraries():
-            for epoch in range(first_epoch, self.plan.epochs + 1):
+            for epoch in range(first_epoch, self.epochs + 1):
                 target = self.options.target_epsilon
                 if target is not None:
                     value, method = self.headline_after(epoch)
@@ -585,19 +660,14 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Return the run's state: only tensors and plain Python values, so
-        ``torch.load(weights_only=True)`` reads it back."""
-        accountant = self.engine.accountant
-        history = None
-        if accountant is not None:
-            history = [
-                [float(sigma), float(rate), int(count)] for sigma, rate, count in accountant.history
-            ]
+        ``torch.load(weights_only=True)`` reads it back.
+
+        The engine's part (``steps``, ``optimizer``, ``accountant_history``) comes from the
+        engine's own ``state_dict``."""
         return {
-            "steps": int(self.steps),
+            **self.engine.state_dict(),
             "model": self.model.state_dict(),
-            "optimizer": self.engine.optimizer.state_dict(),
             "controller": self.controller.state_dict(),
-            "accountant_history": history,
             "torch_rng": torch.get_rng_state(),
             # Only the run's own GPU: a run resumes on a host with another number of GPUs.
             "cuda_rng": (
@@ -615,15 +685,13 @@ class Trainer:
                 fit this run's model, optimizer or random states.
         """
         self.model.load_state_dict(state["model"])
-        self.engine.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_state_dict(state)
         self.controller.load_state_dict(state["controller"])
-        if self.engine.accountant is not None:
-            self.engine.accountant.history = [
-                (float(sigma), float(rate), int(count))
-                for sigma, rate, count in state["accountant_history"]
-            ]
-        else:
-            self.engine._plain_steps = int(state["steps"])
+        self.sampled_steps = int(state["steps"])
+        phase = self.phase_at(self.sampled_steps)
+        if phase != self._phase_index:
+            self.engine.set_mechanism(Mechanism.from_plan(self.phased.phases[phase]))
+            self._phase_index = phase
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"][0], self.device)
@@ -632,7 +700,7 @@ class Trainer:
 
 
 def train(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions | None = None,
     *,
@@ -645,7 +713,10 @@ def train(
     To store runs, checkpoint and resume them, use :func:`dpplan.train.start_run`.
 
     Args:
-        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``. A
+            :class:`~dpplan.phased.PhasedPlan` changes the sample rate and σ at each phase
+            boundary and stops after exactly its ``total_steps`` (also mid-epoch); its
+            records are its (possibly partial) epochs, their ε the phased plan's.
         schedule: a learning-rate schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
         options: run options; default ``RunOptions()``.
         on_epoch: called with each epoch's :class:`~dpplan.store.EpochRecord`.

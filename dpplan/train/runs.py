@@ -27,13 +27,16 @@ from typing import Any
 import torch
 
 from dpplan.errors import DataError, StateConflictError, StoreError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store import EpochRecord, RunRecord, RunStore, plan_id
 from dpplan.train.core import (
     MnistSplit,
     Trainer,
+    as_phased,
     check_inputs,
     load_split,
+    plan_epochs,
     resolve_device,
     versions,
 )
@@ -107,8 +110,9 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
     if state.get("plan_id") != plan_id(run.plan):
         return "it was written for another plan than the run's"
     epoch, steps = state.get("epoch"), state.get("steps")
-    if not _is_int(epoch) or not 1 <= epoch <= run.plan.epochs:
-        return f"its epoch {epoch!r} is not in [1, {run.plan.epochs}]"
+    epochs = plan_epochs(run.plan)
+    if not _is_int(epoch) or not 1 <= epoch <= epochs:
+        return f"its epoch {epoch!r} is not in [1, {epochs}]"
     # The loop records an epoch, then writes its checkpoint: a process killed in between
     # leaves the checkpoint one epoch behind; that epoch is then redone from the same state.
     if not (epoch == last or epoch == last - 1):
@@ -131,11 +135,7 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
             for item in history
         ):
             return "its Opacus accountant history is not a list of [σ, q, steps]"
-        if sum(item[2] for item in history) != steps or any(
-            not math.isclose(item[0], run.plan.noise_multiplier, rel_tol=1e-12)
-            or not math.isclose(item[1], run.plan.sample_rate, rel_tol=1e-12)
-            for item in history
-        ):
+        if not _history_matches(history, run.plan, steps):
             return "its Opacus accountant history does not match the plan's σ, q and steps"
     elif history is not None:
         return "it carries an accountant history, but the run is not private"
@@ -147,6 +147,38 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
         if not isinstance(state.get(key), dict):
             return f"its {key} state is missing"
     return None
+
+
+def _history_matches(history: list[list], plan: TrainingPlan | PhasedPlan, steps: int) -> bool:
+    """Whether an accountant's [σ, q, steps] history is the plan's first ``steps`` steps:
+    each phase's (σ, q) for its steps, in order (consecutive equal mechanisms merged, as
+    Opacus' accountant merges them)."""
+
+    def merged(items):
+        found: list[list] = []
+        for sigma, rate, count in items:
+            if (
+                found
+                and math.isclose(found[-1][0], sigma, rel_tol=1e-12)
+                and math.isclose(found[-1][1], rate, rel_tol=1e-12)
+            ):
+                found[-1][2] += count
+            else:
+                found.append([sigma, rate, count])
+        return found
+
+    if sum(item[2] for item in history) != steps:
+        return False
+    expected = merged(
+        (sigma, rate, count) for rate, sigma, count in as_phased(plan).mechanisms(steps)
+    )
+    got = merged(history)
+    return len(got) == len(expected) and all(
+        math.isclose(a[0], b[0], rel_tol=1e-12)
+        and math.isclose(a[1], b[1], rel_tol=1e-12)
+        and a[2] == b[2]
+        for a, b in zip(got, expected)
+    )
 
 
 def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
@@ -238,7 +270,7 @@ def _restore(trainer: Trainer, state: dict[str, Any]) -> int:
 
 
 def start_run(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions | None = None,
     *,
@@ -386,7 +418,7 @@ def run_queued(
 
 
 def queue_run(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions,
     *,
@@ -419,7 +451,7 @@ def queue_run(
 
 def _execute(
     run_id: int,
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions,
     device: torch.device,
