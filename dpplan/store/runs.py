@@ -94,6 +94,11 @@ def _epsilons(row: sqlite3.Row) -> dict[str, float]:
     return {k: float(v) for k, v in json.loads(text).items()} if text else {}
 
 
+def _metrics(row: sqlite3.Row) -> dict[str, float]:
+    text = _column(row, "metrics")
+    return {k: float(v) for k, v in json.loads(text).items()} if text else {}
+
+
 def _not_found(run_id: object) -> NotFoundError:
     return NotFoundError(
         "run_id", run_id, "the id of a stored run", "List the runs with 'dpplan runs'."
@@ -152,10 +157,15 @@ class RunsRepository(StoreDatabase):
         versions: Mapping[str, str],
         group_id: str | None = None,
         status: str = "running",
+        task: str | None = None,
+        task_fingerprint: Mapping[str, Any] | None = None,
+        task_spec: str | None = None,
     ) -> int:
         """Insert a run (and its plan) and return the run id.
 
         A ``running`` run is leased to this process (see :mod:`dpplan.store.liveness`).
+        ``task``, ``task_fingerprint`` and ``task_spec`` say what was trained (see
+        :class:`~dpplan.store.RunRecord`).
         """
         pid, started, host, now = self.liveness.owner()
         with self._transaction() as connection:
@@ -186,6 +196,16 @@ class RunsRepository(StoreDatabase):
                 ),
             )
             run_id = int(cursor.lastrowid)
+            if task is not None:
+                connection.execute(
+                    "UPDATE runs SET task=?, task_fingerprint=?, task_spec=? WHERE id=?",
+                    (
+                        task,
+                        None if task_fingerprint is None else json.dumps(dict(task_fingerprint)),
+                        task_spec,
+                        run_id,
+                    ),
+                )
         if status == "running":
             self._start_heartbeat(run_id)
         return run_id
@@ -245,8 +265,8 @@ class RunsRepository(StoreDatabase):
             connection.execute(
                 "INSERT OR REPLACE INTO epochs (run_id, epoch, steps, epsilon, epsilon_rdp, "
                 "epsilon_opacus, train_loss, validation_loss, validation_accuracy, "
-                "test_accuracy, lr, seconds, epsilons) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "test_accuracy, lr, seconds, epsilons, test_loss, metrics) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     stored_id(run_id),
                     values["epoch"],
@@ -264,6 +284,8 @@ class RunsRepository(StoreDatabase):
                     values["lr"],
                     values["seconds"],
                     json.dumps({k: json_value(float(v)) for k, v in record.epsilons.items()}),
+                    values["test_loss"],
+                    json.dumps({k: json_value(float(v)) for k, v in record.metrics.items()}),
                 ),
             )
             connection.execute(
@@ -544,6 +566,8 @@ class RunsRepository(StoreDatabase):
                 lr=_float_or_nan(e["lr"]),
                 seconds=_float_or_nan(e["seconds"]),
                 epsilons=_epsilons(e),
+                test_loss=_float_or_nan(_column(e, "test_loss")),
+                metrics=_metrics(e),
             )
             for e in epochs
         )
@@ -574,4 +598,11 @@ class RunsRepository(StoreDatabase):
             updated_at=row["updated_at"],
             records=records,
             diverged_epoch=_column(row, "diverged_epoch"),
+            task=_column(row, "task"),
+            task_fingerprint=(
+                None
+                if _column(row, "task_fingerprint") is None
+                else json.loads(row["task_fingerprint"])
+            ),
+            task_spec=_column(row, "task_spec"),
         )

@@ -37,10 +37,9 @@ from dpplan import _validate
 from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
-from dpplan.store import EpochRecord
+from dpplan.records import EpochRecord
 from dpplan.train.data import load_mnist, split_validation
 from dpplan.train.engines import Mechanism, StepEngine, make_engine
-from dpplan.train.models import make_model
 from dpplan.train.schedules import LrController, make_optimizer, make_scheduler
 from dpplan.train.specs import (
     DEVICES,
@@ -51,6 +50,7 @@ from dpplan.train.specs import (
     schedule_from_dict,
     training_set_size,
 )
+from dpplan.train.tasks import Task, check_dataset_size, check_mean_loss, check_model, mnist_task
 
 __all__ = [
     "EPSILON_AGREEMENT_RTOL",
@@ -153,6 +153,7 @@ class TrainingResult:
             or None when unknown.
         diverged_epoch: for status ``diverged``, the epoch it diverged in (not recorded; its
             steps count against privacy), else None.
+        task: the task's name (``"mnist-seed"``, ... for the built-in MNIST tasks).
     """
 
     plan: TrainingPlan | PhasedPlan
@@ -166,6 +167,7 @@ class TrainingResult:
     warnings: tuple[str, ...]
     data_source: str | None = None
     diverged_epoch: int | None = None
+    task: str | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -241,7 +243,7 @@ def load_split(options: RunOptions, device: torch.device) -> MnistSplit:
 
 
 def check_inputs(
-    plan: object, schedule: object, options: object
+    plan: object, schedule: object, options: object, task: object = None
 ) -> tuple[TrainingPlan | PhasedPlan, ScheduleSpec, RunOptions]:
     """Validate what a run is asked to do, once, before anything is loaded or stored.
 
@@ -251,7 +253,7 @@ def check_inputs(
 
     Raises:
         PlanError: for a wrong type, an invalid schedule, or a plan whose ``dataset_size``
-            is not ``training_set_size(options)``.
+            is not ``training_set_size(options)`` (MNIST) or the task's training set size.
     """
     options = RunOptions() if options is None else options
     if not isinstance(plan, (TrainingPlan, PhasedPlan)):
@@ -259,7 +261,13 @@ def check_inputs(
     if not isinstance(options, RunOptions):
         raise PlanError("options", options, "a RunOptions")
     spec = schedule_from_dict(schedule.to_dict() if hasattr(schedule, "to_dict") else schedule)
-    if plan.dataset_size != training_set_size(options):
+    if task is not None:
+        if not isinstance(task, Task):
+            raise PlanError(
+                "task", task, "a dpplan.train.Task (or None for MNIST)", "See load_task."
+            )
+        check_dataset_size(plan.dataset_size, task)
+    elif plan.dataset_size != training_set_size(options):
         raise PlanError(
             "dataset_size",
             plan.dataset_size,
@@ -272,16 +280,36 @@ def check_inputs(
 
 @torch.no_grad()
 def _evaluate(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-) -> tuple[float, float]:
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    task: Task | None = None,
+) -> tuple[float, float, float]:
+    """Return (mean loss, accuracy, metric) on a set; accuracy is NaN for a task that is not
+    a classification, the metric NaN without one. Without a task (or with the default loss):
+    cross-entropy summed per batch, as dpplan always computed it."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss = None if task is None else task.loss
+    classification = True if task is None else task.classification
+    metric = None if task is None else task.metric
+    loss_sum, correct, outputs = 0.0, 0, []
     for start in range(0, len(images), batch_size):
         logits = model(images[start : start + batch_size])
         target = labels[start : start + batch_size]
-        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == target).sum())
-    return loss_sum / len(images), correct / len(images)
+        if loss is None:
+            loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        else:  # the task's loss is a batch mean
+            loss_sum += float(loss(logits, target)) * len(target)
+        if classification:
+            correct += int((logits.argmax(dim=1) == target).sum())
+        if metric is not None:
+            outputs.append(logits)
+    value = math.nan
+    if metric is not None:
+        value = float(metric(torch.cat(outputs), labels))
+    accuracy = correct / len(images) if classification else math.nan
+    return loss_sum / len(images), accuracy, value
 
 
 @contextmanager
@@ -327,8 +355,9 @@ class Trainer:
         *,
         data: MnistSplit | None = None,
         device: torch.device | None = None,
+        task: Task | None = None,
     ) -> None:
-        plan, schedule, options = check_inputs(plan, schedule, options)
+        plan, schedule, options = check_inputs(plan, schedule, options, task)
         self.plan, self.schedule, self.options = plan, schedule, options
         self.phased = as_phased(plan)
         #: Cumulative steps at the end of each of the run's epochs.
@@ -338,8 +367,21 @@ class Trainer:
         )
         self.device = resolve_device(options.device) if device is None else device
         torch.set_num_threads(options.threads)
-        torch.manual_seed(options.seed)
-        self.data = load_split(options, self.device) if data is None else data
+        if task is None:  # the built-in task: MNIST with options.model
+            if data is None:
+                data = load_split(options, self.device)
+            task = mnist_task(options, data=data)
+        else:
+            data = MnistSplit(
+                train_x=task.train[0].to(self.device),
+                train_y=task.train[1].to(self.device),
+                val_x=task.validation[0].to(self.device),
+                val_y=task.validation[1].to(self.device),
+                test_x=task.test[0].to(self.device),
+                test_y=task.test[1].to(self.device),
+                source=f"task {task.name!r}",
+            )
+        self.task, self.data = task, data
         if plan.dataset_size != len(self.data.train_x):
             raise PlanError(
                 "dataset_size",
@@ -348,7 +390,27 @@ class Trainer:
                 "dpplan derives dataset_size from the data; build the plan with "
                 "dataset_size=training_set_size(options).",
             )
-        model = make_model(options.model, activation=options.activation).to(self.device)
+        # The model is initialised, and dropout later draws, from the run's own torch random
+        # state, seeded with options.seed in a fork: the global state is never touched.
+        cuda = [self._cuda_index()] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(options.seed)
+            model = task.model()
+            self._torch_rng = torch.get_rng_state()
+            self._cuda_rng = torch.cuda.get_rng_state(self.device) if cuda else None
+        if not isinstance(model, torch.nn.Module):
+            raise PlanError(
+                "model",
+                type(model).__name__,
+                "a callable returning a torch.nn.Module",
+                f"task {task.name!r}'s model() returned something else.",
+            )
+        model = model.to(self.device)
+        self._rng_active = False
+        if options.private:
+            check_model(model, options.engine)
+        if task.loss is not None:
+            check_mean_loss(task.loss, model, self.data.train_x, self.data.train_y)
         optimizer = make_optimizer(schedule, model.parameters())
         # Sampling and noise come from their own generators, seeded with fresh entropy
         # unless the run is explicitly reproducible (then from the public seed: no guarantee).
@@ -368,6 +430,7 @@ class Trainer:
             plan,
             private=options.private,
             noise_generator=self.noise_generator,
+            loss=task.loss_function,
         )
         self.controller: LrController = make_scheduler(
             schedule, optimizer, total_steps=plan.total_steps
@@ -387,6 +450,31 @@ class Trainer:
     def model(self) -> torch.nn.Module:
         """The model being trained."""
         return self.engine.model
+
+    def _cuda_index(self) -> int:
+        return self.device.index if self.device.index is not None else torch.cuda.current_device()
+
+    @contextmanager
+    def own_random_state(self) -> Iterator[None]:
+        """Run the body with torch's global generators set to this run's own state (what
+        dropout draws from), saved back afterwards; the caller's global state is restored.
+        Re-entrant: inside another ``own_random_state`` it does nothing."""
+        if self._rng_active:
+            yield
+            return
+        cuda = [self._cuda_index()] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.set_rng_state(self._torch_rng)
+            if cuda:
+                torch.cuda.set_rng_state(self._cuda_rng, self.device)
+            self._rng_active = True
+            try:
+                yield
+            finally:
+                self._rng_active = False
+                self._torch_rng = torch.get_rng_state()
+                if cuda:
+                    self._cuda_rng = torch.cuda.get_rng_state(self.device)
 
     @property
     def steps(self) -> int:
@@ -429,7 +517,8 @@ class Trainer:
         index = mask.nonzero().squeeze(1)
         self.last_batch_size = len(index)
         self.sampled_steps += 1
-        loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
+        with self.own_random_state():
+            loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
         self.controller.after_step()
         return loss
 
@@ -463,6 +552,15 @@ class Trainer:
             Diverged: a non-empty batch gave a non-finite loss, or the weights are not all
                 finite after the epoch's last step (``epoch`` names the epoch).
         """
+        with self.own_random_state():  # one fork of the global state per epoch
+            return self._train_epoch(should_stop, on_step, epoch)
+
+    def _train_epoch(
+        self,
+        should_stop: Callable[[], bool] | None,
+        on_step: Callable[[int, int], None] | None,
+        epoch: int,
+    ) -> tuple[float, float]:
         self.model.train()
         steps_per_epoch = self.epoch_steps(epoch)
         loss_sum, loss_batches = 0.0, 0
@@ -557,12 +655,18 @@ class Trainer:
                 "match training"
             )
         batch = self.options.eval_batch_size
-        validation_loss, validation_accuracy = _evaluate(
-            self.model, self.data.val_x, self.data.val_y, batch
+        validation_loss, validation_accuracy, validation_metric = _evaluate(
+            self.model, self.data.val_x, self.data.val_y, batch, self.task
         )
         if not math.isfinite(validation_loss):
             raise Diverged(epoch, f"the validation loss was {validation_loss}")
-        _, test_accuracy = _evaluate(self.model, self.data.test_x, self.data.test_y, batch)
+        test_loss, test_accuracy, test_metric = _evaluate(
+            self.model, self.data.test_x, self.data.test_y, batch, self.task
+        )
+        metrics = {}
+        if self.task.metric is not None:
+            name = self.task.metric_name
+            metrics = {f"validation_{name}": validation_metric, f"test_{name}": test_metric}
         self.controller.after_epoch(validation_loss)
         epsilon = epsilon_rdp = epsilon_opacus = math.inf
         epsilons: dict[str, float] = {}
@@ -591,6 +695,8 @@ class Trainer:
             lr=self.controller.current_lr(),
             seconds=seconds,
             epsilons=epsilons,
+            test_loss=test_loss,
+            metrics=metrics,
         )
 
     def run(
@@ -668,11 +774,10 @@ class Trainer:
             **self.engine.state_dict(),
             "model": self.model.state_dict(),
             "controller": self.controller.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            # The run's own torch random state (dropout), not the process' global one.
+            "torch_rng": self._torch_rng.clone(),
             # Only the run's own GPU: a run resumes on a host with another number of GPUs.
-            "cuda_rng": (
-                [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else None
-            ),
+            "cuda_rng": [self._cuda_rng.clone()] if self._cuda_rng is not None else None,
             "generator": self.generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
         }
@@ -692,9 +797,12 @@ class Trainer:
         if phase != self._phase_index:
             self.engine.set_mechanism(Mechanism.from_plan(self.phased.phases[phase]))
             self._phase_index = phase
-        torch.set_rng_state(state["torch_rng"])
+        torch_rng = state["torch_rng"]
+        if not isinstance(torch_rng, torch.Tensor) or torch_rng.dtype != torch.uint8:
+            raise TypeError("torch_rng is not a random-number state (a uint8 tensor)")
+        self._torch_rng = torch_rng.clone()
         if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"][0], self.device)
+            self._cuda_rng = state["cuda_rng"][0].clone()
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
 
@@ -707,6 +815,7 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    task: Task | None = None,
 ) -> TrainingResult:
     """Train ``plan`` with DP-SGD on MNIST, in memory: nothing is stored, no file written.
 
@@ -723,6 +832,10 @@ def train(
         on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
             every ``PROGRESS_SECONDS`` seconds.
         should_stop: polled every few seconds; True stops the run (status ``stopped``).
+        task: the :class:`~dpplan.train.Task` to train (the user's model, data and loss);
+            ``None`` trains MNIST with ``options.model`` (the built-in task). With a task,
+            ``plan.dataset_size`` must be the task's training set size, and the options'
+            MNIST settings (model, activation, data folder, subsets) are not used.
 
     Returns:
         A :class:`TrainingResult` with every epoch's record.
@@ -743,7 +856,7 @@ def train(
         >>> result.status, result.records[-1].steps  # doctest: +SKIP
         ('finished', 4)
     """
-    trainer = Trainer(plan, schedule, options)
+    trainer = Trainer(plan, schedule, options, task=task)
     records: list[EpochRecord] = []
 
     def keep(record: EpochRecord) -> None:
@@ -764,4 +877,5 @@ def train(
         warnings=tuple(trainer.warnings),
         data_source=trainer.data.source,
         diverged_epoch=trainer.diverged_epoch,
+        task=trainer.task.name,
     )

@@ -41,6 +41,7 @@ from torch import nn
 from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
+from dpplan.train.tasks import Loss, check_model
 
 __all__ = [
     "ENGINES",
@@ -189,32 +190,23 @@ def _rdp_accountant():
     return RDPAccountant()
 
 
-def _refuse_batch_mixing(model: nn.Module, engine: str) -> None:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise PlanError(
-                "model",
-                f"{type(module).__name__} at '{name or 'model'}'",
-                "a model whose layers treat each example on its own",
-                f"BatchNorm mixes the examples of a batch, so per-example gradients (engine "
-                f"'{engine}') are not defined; use GroupNorm or LayerNorm instead.",
-            )
-
-
 class NonPrivateEngine(_Engine):
     """Plain SGD on the batch's mean loss (the non-private baseline)."""
 
     name = "non_private"
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, *, loss: Loss | None = None
+    ) -> None:
         self.model, self.optimizer, self.accountant = model, optimizer, None
+        self.loss = F.cross_entropy if loss is None else loss
         self._plain_steps = 0
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         loss = math.nan
         if len(images):
-            batch_loss = F.cross_entropy(self.model(images), labels)
+            batch_loss = self.loss(self.model(images), labels)
             batch_loss.backward()
             loss = float(batch_loss.detach())
         self.optimizer.step()
@@ -237,13 +229,23 @@ class OpacusEngine(_Engine):
         mechanism: Mechanism,
         *,
         noise_generator: torch.Generator,
+        loss: Loss | None = None,
     ) -> None:
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
-        _refuse_batch_mixing(model, self.name)
+        check_model(model, self.name)
         self.model, self.optimizer = model, optimizer
-        self._wrapped = GradSampleModule(model, loss_reduction="mean")
+        self.loss = F.cross_entropy if loss is None else loss
+        try:
+            self._wrapped = GradSampleModule(model, loss_reduction="mean")
+        except NotImplementedError as exc:
+            raise PlanError(
+                "model",
+                type(model).__name__,
+                "layers Opacus computes per-example gradients for",
+                f"Opacus: {exc}. Use engine='fused' (torch.func) for this model.",
+            ) from exc
         self._dp_optimizer = DPOptimizer(
             optimizer,
             noise_multiplier=mechanism.noise_multiplier,
@@ -274,7 +276,7 @@ class OpacusEngine(_Engine):
         self._dp_optimizer.zero_grad(set_to_none=True)
         logits = self._wrapped(images)
         if len(images):
-            batch_loss = F.cross_entropy(logits, labels)
+            batch_loss = self.loss(logits, labels)
             loss = float(batch_loss.detach())
         else:  # an empty Poisson batch is still a noisy step
             batch_loss, loss = logits.sum() * 0.0, math.nan
@@ -310,8 +312,10 @@ class FusedEngine(_Engine):
         noise_generator: torch.Generator,
         compile: bool | None = None,
         cap: int | None = None,
+        loss: Loss | None = None,
     ) -> None:
-        _refuse_batch_mixing(model, self.name)
+        check_model(model, self.name)
+        self.loss = F.cross_entropy if loss is None else loss
         self.model, self.optimizer = model, optimizer
         self.noise_generator = noise_generator
         self.accountant = _rdp_accountant()
@@ -344,7 +348,7 @@ class FusedEngine(_Engine):
     def _build(self) -> None:
         from torch.func import functional_call, grad, vmap
 
-        model = self.model
+        model, loss_of_batch = self.model, self.loss
 
         def example_loss(
             params: dict[str, torch.Tensor],
@@ -353,7 +357,7 @@ class FusedEngine(_Engine):
             label: torch.Tensor,
         ) -> tuple[torch.Tensor, ...]:
             logits = functional_call(model, (params, buffers), (image.unsqueeze(0),))
-            loss = F.cross_entropy(logits, label.unsqueeze(0))
+            loss = loss_of_batch(logits, label.unsqueeze(0))  # a batch of one example
             return loss, loss.detach()
 
         per_example = vmap(
@@ -457,14 +461,19 @@ def make_engine(
     private: bool,
     noise_generator: torch.Generator,
     compile: bool | None = None,
+    loss: Loss | None = None,
 ) -> StepEngine:
     """Return the step engine ``name`` (or the non-private one when ``private`` is False).
 
     The engine starts with the mechanism of ``plan`` (of its first phase, for a
     :class:`~dpplan.phased.PhasedPlan`); the trainer sets the next phase's at its boundary.
 
+    ``loss`` is the batch-mean loss ``loss(outputs, targets)`` of the task (default
+    cross-entropy); the private engines take per-example gradients of it.
+
     Raises:
-        PlanError: for an unknown engine name, or a model that mixes examples (BatchNorm).
+        PlanError: for an unknown engine name, or a model DP-SGD cannot train per example
+            (BatchNorm; for ``"opacus"``, whatever Opacus' ModuleValidator refuses).
     """
     if name not in ENGINES:
         raise PlanError(
@@ -474,10 +483,10 @@ def make_engine(
             "fused: torch.func + compile (fast); opacus: Opacus' hooks.",
         )
     if not private:
-        return NonPrivateEngine(model, optimizer)
+        return NonPrivateEngine(model, optimizer, loss=loss)
     mechanism = Mechanism.from_plan(plan.phases[0] if isinstance(plan, PhasedPlan) else plan)
     if name == "opacus":
-        return OpacusEngine(model, optimizer, mechanism, noise_generator=noise_generator)
+        return OpacusEngine(model, optimizer, mechanism, noise_generator=noise_generator, loss=loss)
     return FusedEngine(
-        model, optimizer, mechanism, noise_generator=noise_generator, compile=compile
+        model, optimizer, mechanism, noise_generator=noise_generator, compile=compile, loss=loss
     )
