@@ -6,6 +6,10 @@ never used for selection); the selected rate is then trained with the remaining 
 result is test accuracy after every epoch, as mean ± std over seeds, against the plan's ε,
 which is the same for every schedule because they share the plan.
 
+For a task that is not a classification (:class:`~dpplan.train.Task` with
+``classification=False``, e.g. a regression), the rate with the lowest final validation
+loss is selected and the summary's measure is the test loss (lower is better).
+
 Tuning costs privacy too: each run touches the training data. The comparison records how many
 runs were tried; their selection is **not** covered by the plan's ε (see Papernot & Steinke
 2022 on private hyper-parameter tuning).
@@ -74,11 +78,17 @@ class ScheduleSummary:
     accuracy_mean: tuple[float, ...]
     accuracy_std: tuple[float, ...]
     epsilon_methods: tuple[str, ...] = ()
+    #: What ``accuracy_mean``/``accuracy_std`` measure: ``"test_accuracy"`` (higher is better)
+    #: or, for a task that is not a classification, ``"test_loss"`` (lower is better).
+    measure: str = "test_accuracy"
 
     def best_accuracy_at(self, epsilon: float) -> float | None:
-        """Best mean test accuracy over epochs whose ε ≤ ``epsilon`` (None if none)."""
+        """Best mean of the measure (highest accuracy, or lowest loss) over epochs whose
+        ε ≤ ``epsilon`` (None if none)."""
         values = [a for e, a in zip(self.epsilons, self.accuracy_mean) if e <= epsilon]
-        return max(values) if values else None
+        if not values:
+            return None
+        return min(values) if self.measure == "test_loss" else max(values)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -112,20 +122,26 @@ class ScheduleComparison:
         }
 
 
-def _final_validation(run: RunRecord) -> float:
-    """The run's final validation accuracy; -1 for a run without one, or that diverged
-    (never selected)."""
+def _final_validation(run: RunRecord, *, classification: bool = True) -> float:
+    """The run's selection score, higher is better: its final validation accuracy (minus its
+    final validation loss when not a classification); -inf for a run without one, or that
+    diverged (never selected)."""
     if run.status == "diverged" or not run.records:
-        return -1.0
-    return run.records[-1].validation_accuracy
+        return -math.inf
+    last = run.records[-1]
+    score = last.validation_accuracy if classification else -last.validation_loss
+    return score if math.isfinite(score) else -math.inf
 
 
 def summarize(
     kind: str,
     tried: Sequence[RunRecord],
     selected_runs: Sequence[RunRecord],
+    *,
+    measure: str = "test_accuracy",
 ) -> ScheduleSummary:
-    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy).
+    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy, or
+    of ``measure``: ``"test_loss"`` for a task that is not a classification).
 
     ε per epoch is the smallest upper bound recorded (the one every surface shows). Runs
     that diverged are left out of the mean (unless every selected run diverged).
@@ -138,7 +154,7 @@ def summarize(
     epochs = tuple(range(1, length + 1))
     means, stds = [], []
     for index in range(length):
-        values = [run.records[index].test_accuracy for run in selected_runs]
+        values = [getattr(run.records[index], measure) for run in selected_runs]
         means.append(statistics.fmean(values))
         stds.append(statistics.pstdev(values) if len(values) > 1 else 0.0)
     return ScheduleSummary(
@@ -157,6 +173,7 @@ def summarize(
         ),
         accuracy_mean=tuple(means),
         accuracy_std=tuple(stds),
+        measure=measure,
     )
 
 
@@ -168,6 +185,7 @@ def compare_schedules(
     options: RunOptions | None = None,
     store: RunStore | None = None,
     on_run: Callable[[RunRecord], None] | None = None,
+    task: Any = None,
 ) -> ScheduleComparison:
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
@@ -178,6 +196,7 @@ def compare_schedules(
         options: run options (``seed`` is overridden per run).
         store: the run store; default ``RunStore()``.
         on_run: called with each finished run.
+        task: the :class:`~dpplan.train.Task` every run trains; ``None`` for MNIST.
 
     Returns:
         A :class:`ScheduleComparison`.
@@ -201,18 +220,25 @@ def compare_schedules(
         nonlocal runs_tried
         runs_tried += 1
         result = start_run(
-            plan, spec, dataclasses.replace(options, seed=seed), store=store, group_id=group_id
+            plan,
+            spec,
+            dataclasses.replace(options, seed=seed),
+            store=store,
+            group_id=group_id,
+            task=task,
         )
         if on_run is not None:
             on_run(result)
         return result
 
+    classification = True if task is None else bool(task.classification)
+    measure = "test_accuracy" if classification else "test_loss"
     for kind, specs in grids.items():
         tried = [run(spec, seeds[0]) for spec in specs]
-        best = max(tried, key=_final_validation)
+        best = max(tried, key=lambda r: _final_validation(r, classification=classification))
         best_spec = specs[tried.index(best)]
         repeats = [run(best_spec, seed) for seed in seeds[1:]]
-        summaries.append(summarize(kind, tried, [best, *repeats]))
+        summaries.append(summarize(kind, tried, [best, *repeats], measure=measure))
     return ScheduleComparison(
         plan=plan, group_id=group_id, seeds=seeds, runs_tried=runs_tried, summaries=tuple(summaries)
     )

@@ -266,3 +266,28 @@ def test_the_record_types_import_neither_torch_nor_sqlite():
         "from dpplan.store import EpochRecord; assert EpochRecord is dpplan.records.EpochRecord"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_comparing_schedules_on_a_regression_task_selects_by_validation_loss(store):
+    from dpplan.train.compare import compare_schedules
+
+    task = load_task("user_tasks:regression")
+    plan = task.plan(batch_size=60, noise_multiplier=0.5, epochs=2, delta=1e-4)
+    result = compare_schedules(
+        plan,
+        grids={"constant": (Constant(lr=0.001), Constant(lr=0.5))},
+        seeds=(0, 1),
+        options=_options(),
+        store=store,
+        task=task,
+    )
+    (summary,) = result.summaries
+    tried = [store.get_run(i) for i in range(1, 3)]
+    losses = [run.records[-1].validation_loss for run in tried]
+    assert summary.selected == tried[losses.index(min(losses))].schedule
+    assert summary.selected["lr"] == 0.5  # lr 0.001 barely moves in 10 steps
+    assert summary.measure == "test_loss" and len(summary.run_ids) == 2
+    finals = [store.get_run(i).records[-1].test_loss for i in summary.run_ids]
+    assert summary.accuracy_mean[-1] == pytest.approx(sum(finals) / 2)
+    assert summary.best_accuracy_at(math.inf) == min(summary.accuracy_mean)
+    assert all(store.get_run(i).task == "linear-regression" for i in summary.run_ids)
