@@ -268,3 +268,28 @@ def test_engines_follow_the_protocol_and_restore_their_own_state(name, private):
         and fresh.state_dict()["accountant_history"] == (state["accountant_history"])
     )
     assert fresh.optimizer.state_dict()["state"].keys() == state["optimizer"]["state"].keys()
+
+
+def test_after_a_phase_boundary_the_engines_still_perform_the_same_step():
+    # New σ, C and B at the boundary: the fused engine rebuilds its clipping function, Opacus'
+    # optimizer gets the new values; both still give the same update and account the same.
+    opacus, fused = _pair(Mechanism.from_plan(PLAN))
+    images, labels = _batch(300, 0)
+    opacus.step(images, labels), fused.step(images, labels)
+    second = Mechanism.from_plan(
+        PLAN.replace(batch_size=128, noise_multiplier=3.0, max_grad_norm=0.25)
+    )
+    for engine in (opacus, fused):
+        engine.set_mechanism(second)
+    images, labels = _batch(150, 1)
+    opacus.step(images, labels), fused.step(images, labels)
+    _close(opacus.model, fused.model)
+    assert (
+        fused.accountant.history
+        == opacus.accountant.history
+        == [
+            (1.0, PLAN.sample_rate, 1),
+            (3.0, 128 / 60000, 1),
+        ]
+    )
+    assert float(fused.last_norms.max()) > 0.25  # clipping to the new C bound
