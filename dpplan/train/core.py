@@ -1,8 +1,12 @@
-"""The storage-free training core: DP-SGD on MNIST, driven by a :class:`~dpplan.plan.TrainingPlan`.
+"""The storage-free training core: DP-SGD on a task, driven by a plan.
 
-The plan is the single source of truth: batches are Poisson-sampled at exactly
-``plan.sample_rate`` for exactly ``plan.steps_per_epoch`` steps per epoch, with
-``plan.noise_multiplier`` and ``plan.max_grad_norm`` (STYLE §3.2). The per-step work is done
+The task (:class:`~dpplan.train.Task`: the user's model, data and loss; MNIST with
+``options.model`` when none is given) brings what is trained; the plan (a
+:class:`~dpplan.plan.TrainingPlan` or :class:`~dpplan.phased.PhasedPlan`) is the single
+source of truth for how: batches are Poisson-sampled at exactly ``plan.sample_rate`` for
+exactly ``plan.steps_per_epoch`` steps per epoch, with ``plan.noise_multiplier`` and
+``plan.max_grad_norm`` (STYLE §3.2); a phased plan changes them at each phase boundary and
+stops after exactly its steps. The per-step work is done
 by a step engine (:mod:`dpplan.train.engines`: ``fused`` or ``opacus``); after every epoch
 the trainer records dpplan's ε for the steps the engine counted, and the ε of Opacus' own RDP
 accountant stepped by the same engine; if dpplan's RDP and Opacus' RDP disagree, the run
@@ -338,12 +342,20 @@ class Trainer:
             ``training_set_size(options)``.
         schedule: a schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
         options: run options; default ``RunOptions()``.
-        data: the MNIST split to use (default: loaded with :func:`load_split`).
+        data: the MNIST split to use (default: loaded with :func:`load_split`); not used
+            with a ``task``.
         device: the torch device (default: ``options.device`` resolved).
+        task: the :class:`~dpplan.train.Task` to train (default: MNIST with
+            ``options.model``). Its tensors are moved to the device.
+
+    The model is built, and dropout later draws, from the run's own torch random state
+    (seeded with ``options.seed`` in a fork of the global generators, saved in checkpoints):
+    the process' global random state is never changed.
 
     Raises:
-        PlanError: for invalid input (see :func:`check_inputs`), or data whose training
-            part does not have ``plan.dataset_size`` examples.
+        PlanError: for invalid input (see :func:`check_inputs`), data whose training part
+            does not have ``plan.dataset_size`` examples, a model DP-SGD cannot train per
+            example (field ``model``) or a loss that is not a batch mean (field ``loss``).
         DataError: if MNIST cannot be loaded.
     """
 

@@ -21,6 +21,12 @@ Engines:
 * ``"non_private"`` (used for ``RunOptions(private=False)`` whatever the engine): plain SGD on
   the batch's mean loss, no clipping, no noise, no accountant.
 
+Every engine takes the task's loss (``loss(outputs, targets)``, a batch mean; cross-entropy
+by default): the fused engine differentiates it on each example alone, Opacus' hooks on the
+batch. A step engine is a :class:`StepEngine` protocol: ``step``, its own ``steps`` count,
+``set_mechanism`` (a phase boundary of a phased plan: new σ, C, B and q) and
+``state_dict``/``load_state_dict`` (optimizer, accountant history, steps) for checkpoints.
+
 Both private engines draw the noise for each parameter, in parameter order, with
 ``torch.normal(0, σC, shape, generator=...)`` exactly as Opacus does, so for the same batch,
 dropout and generator state they give the same update (tested).
