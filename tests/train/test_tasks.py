@@ -291,3 +291,28 @@ def test_comparing_schedules_on_a_regression_task_selects_by_validation_loss(sto
     assert summary.accuracy_mean[-1] == pytest.approx(sum(finals) / 2)
     assert summary.best_accuracy_at(math.inf) == min(summary.accuracy_mean)
     assert all(store.get_run(i).task == "linear-regression" for i in summary.run_ids)
+
+
+def test_a_queued_task_run_is_imported_again_by_the_worker(store):
+    from dpplan.train.runs import queue_run, run_queued
+
+    task = load_task("user_tasks:regression")
+    plan = task.plan(batch_size=60, noise_multiplier=1.0, epochs=1, delta=1e-4)
+    run_id = queue_run(plan, Constant(lr=0.3), _options(), store=store, task=task)
+    assert store.get_run(run_id).task_spec == "user_tasks:regression"
+    assert store.claim_next_queued() == run_id
+    finished = run_queued(run_id, store=store)
+    assert finished.status == "finished" and finished.task == "linear-regression"
+    assert math.isfinite(finished.records[-1].test_loss)
+
+    unnamed = Task(
+        name="unnamed",
+        train=task.train,
+        validation=task.validation,
+        test=task.test,
+        model=task.model,
+        loss=F.mse_loss,
+    )
+    with pytest.raises(PlanError, match="loaded with load_task") as info:
+        queue_run(plan, Constant(lr=0.3), _options(), store=store, task=unnamed)
+    assert info.value.field == "task" and len(store.list_runs()) == 1
