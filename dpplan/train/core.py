@@ -827,6 +827,8 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    data: MnistSplit | None = None,
+    device: torch.device | None = None,
     task: Task | None = None,
 ) -> TrainingResult:
     """Train ``plan`` with DP-SGD on MNIST, in memory: nothing is stored, no file written.
@@ -844,6 +846,8 @@ def train(
         on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
             every ``PROGRESS_SECONDS`` seconds.
         should_stop: polled every few seconds; True stops the run (status ``stopped``).
+        data: the MNIST split to train on (default: loaded, as :class:`Trainer` does).
+        device: the torch device (default: ``options.device`` resolved).
         task: the :class:`~dpplan.train.Task` to train (the user's model, data and loss);
             ``None`` trains MNIST with ``options.model`` (the built-in task). With a task,
             ``plan.dataset_size`` must be the task's training set size, and the options'
@@ -868,7 +872,7 @@ def train(
         >>> result.status, result.records[-1].steps  # doctest: +SKIP
         ('finished', 4)
     """
-    trainer = Trainer(plan, schedule, options, task=task)
+    trainer = Trainer(plan, schedule, options, data=data, device=device, task=task)
     records: list[EpochRecord] = []
 
     def keep(record: EpochRecord) -> None:

@@ -316,3 +316,21 @@ def test_a_queued_task_run_is_imported_again_by_the_worker(store):
     with pytest.raises(PlanError, match="loaded with load_task") as info:
         queue_run(plan, Constant(lr=0.3), _options(), store=store, task=unnamed)
     assert info.value.field == "task" and len(store.list_runs()) == 1
+
+
+def test_a_sweep_trial_payload_carrying_a_task_spec_trains_that_task():
+    from dpplan.train.trial import run_trial
+
+    task = load_task("user_tasks:blobs")
+    plan = task.plan(batch_size=50, noise_multiplier=1.0, epochs=1, delta=1e-4)
+    payload = {
+        "key": "t",
+        "plan": plan.to_dict(),
+        "schedule": Constant(lr=0.3).to_dict(),
+        "options": _options().to_dict(),
+        "task": "user_tasks:blobs",
+    }
+    result = run_trial(payload)["result"]
+    assert result.task == "blobs" and result.records[-1].steps == 8
+    with pytest.raises(PlanError, match="no attribute 'nope'"):
+        run_trial({**payload, "task": "user_tasks:nope"})
