@@ -54,11 +54,36 @@ def run_options(args: argparse.Namespace, *, seed: int | None = None, threads: i
     return RunOptions(**values)
 
 
-def _train_plan(args: argparse.Namespace, options):
+def _train_plan(args: argparse.Namespace, options, task: Any = None):
+    """The plan of the flags; its dataset_size is the task's training set size (MNIST's
+    for the options, without a task)."""
     from dpplan.train import training_set_size
 
-    args.dataset_size = str(training_set_size(options))
+    size = training_set_size(options) if task is None else task.dataset_size
+    args.dataset_size = str(size)
     return plan_from_args(args)
+
+
+def _task(args: argparse.Namespace) -> Any:
+    """The task of ``--task MODULE:FUNCTION`` (None without it).
+
+    Raises:
+        PlanError: field ``task``, for an unknown module or function, or a function that
+            does not return a ``dpplan.train.Task`` (exit 2).
+    """
+    text = getattr(args, "task", None)
+    if text is None:
+        return None
+    from dpplan.train import load_task
+
+    return load_task(text)
+
+
+def _accuracy_or_loss(record: Any) -> str:
+    """``test acc=…`` for a classification, ``test loss=…`` otherwise (NaN accuracy)."""
+    if record.test_accuracy == record.test_accuracy:  # not NaN
+        return f"test acc={record.test_accuracy:.2%}"
+    return f"test loss={record.test_loss:.4g}"
 
 
 def _schedule(kind: str, args: argparse.Namespace):
@@ -97,7 +122,7 @@ def _progress(
             f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
             f"ε={epsilon_text(record, method)}  "
             f"Opacus ε (rdp)={fmt(record.epsilon_opacus)}  "
-            f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
+            f"{_accuracy_or_loss(record)}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
             file=sys.stderr,
             flush=True,
@@ -126,7 +151,7 @@ def _started(run: Any, *, verb: str = "started") -> None:
 
 
 #: Flags of ``dpplan train`` that may differ from the stored run with ``--resume``.
-_RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json")
+_RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json", "task")
 
 
 def _given_flags(args: argparse.Namespace) -> list[str]:
@@ -240,6 +265,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.train.specs import DATA_DIR_ENV
 
     store = RunStore()
+    task = _task(args)
     if args.resume is not None:
         run_id = parse_run_id("resume", args.resume)
         stored = store.get_run(run_id)
@@ -263,10 +289,11 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             on_step=on_step,
             data_dir=data_dir,
             threads=threads,
+            task=task,
         )
     else:
         options = run_options(args)
-        plan = _train_plan(args, options)
+        plan = _train_plan(args, options, task)
         schedule = _schedule(args.schedule, args)
         on_epoch = on_step = on_start = None
         if not args.json:
@@ -280,6 +307,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             on_epoch=on_epoch,
             on_step=on_step,
             on_start=on_start,
+            task=task,
         )
     if run.status == "not_started":
         raise InfeasibleTargetError(
@@ -300,7 +328,8 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.train.compare import compare_schedules, grid_for
 
     options = run_options(args, seed=0)
-    plan = _train_plan(args, options)
+    task = _task(args)
+    plan = _train_plan(args, options, task)
     grids = {}
     for kind, text in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         rates = [number(f"{kind}_lrs", item) for item in text.split(",") if item.strip()]
@@ -314,7 +343,11 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             print(
                 f"run {run.id} {run.schedule['kind']} lr={lr} seed={run.seed}: "
                 + (
-                    f"val acc {last.validation_accuracy:.2%}, test acc {last.test_accuracy:.2%}"
+                    (
+                        f"val acc {last.validation_accuracy:.2%}, test acc {last.test_accuracy:.2%}"
+                        if task is None or task.classification
+                        else f"val loss {last.validation_loss:.4g}, test loss {last.test_loss:.4g}"
+                    )
                     if last
                     else run.status
                 ),
@@ -323,7 +356,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             )
 
     result = compare_schedules(
-        plan, grids=grids, seeds=seeds, options=options, store=RunStore(), on_run=on_run
+        plan, grids=grids, seeds=seeds, options=options, store=RunStore(), on_run=on_run, task=task
     )
     if args.json:
         out(dump(result.to_dict()))
@@ -337,7 +370,9 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     ]
     for summary in result.summaries:
         lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
-        lines.append("  epoch  ε (smallest bound)   test acc (mean ± std over seeds)")
+        loss = summary.measure == "test_loss"
+        measured = "test loss" if loss else "test acc"
+        lines.append(f"  epoch  ε (smallest bound)   {measured} (mean ± std over seeds)")
         for epoch, eps, method, mean, std in zip(
             summary.epochs,
             summary.epsilons,
@@ -345,9 +380,8 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             summary.accuracy_mean,
             summary.accuracy_std,
         ):
-            lines.append(
-                f"  {epoch:5d} {fmt(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
-            )
+            shown = f"{mean:.4g} ± {std:.2g}" if loss else f"{mean:.2%} ± {std:.2%}"
+            lines.append(f"  {epoch:5d} {fmt(eps) + ' (' + method + ')':>19}   {shown}")
     out("\n".join(lines))
     return EXIT_OK
 

@@ -246,13 +246,14 @@ def compare_schedules(
     def run(spec: ScheduleSpec, seed: int) -> RunRecord:
         nonlocal runs_tried
         runs_tried += 1
+        extra = {} if task is None else {"task": task}
         result = start_run(
             plan,
             spec,
             dataclasses.replace(options, seed=seed),
             store=store,
             group_id=group_id,
-            task=task,
+            **extra,
         )
         if on_run is not None:
             on_run(result)

@@ -180,7 +180,7 @@ class Trainer:
                 val_y=task.validation[1].to(self.device),
                 test_x=task.test[0].to(self.device),
                 test_y=task.test[1].to(self.device),
-                source=f"task {task.name!r}",
+                source=None,  # the task's name and fingerprint are stored with the run
             )
         self.task, self.data = task, data
         if plan.dataset_size != len(self.data.train_x):
