@@ -231,6 +231,11 @@ def _refuse_resume_flags(args: argparse.Namespace, run: Any) -> None:
     )
 
 
+def _planned_epochs(plan: Any) -> int:
+    """The epochs a run of ``plan`` records (a PhasedPlan's possibly partial ones)."""
+    return len(plan.epoch_ends()) if hasattr(plan, "phases") else plan.epochs
+
+
 def _fitting_noise(run: Any) -> str:
     """The σ with which every epoch of the run's plan meets its target ε, in words."""
     from dpplan.solve import solve_noise_multiplier
@@ -456,7 +461,7 @@ def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         )
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
-            f"{len(run.records):>3}/{run.plan.epochs:<3}  "
+            f"{len(run.records):>3}/{_planned_epochs(run.plan):<3}  "
             f"{shown:>13}  "
             f"{f'{last.test_accuracy:.2%}' if last else '-':>8}  {run.device}"
         )

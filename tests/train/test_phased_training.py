@@ -104,7 +104,7 @@ def test_a_one_phase_plan_without_phase_steps_trains_like_its_training_plan(mnis
         assert a.train_loss == b.train_loss and a.test_accuracy == b.test_accuracy
 
 
-def test_a_phased_run_is_stored_reloaded_and_resumed(mnist_dir, store):
+def test_a_phased_run_is_stored_reloaded_and_resumed(mnist_dir, store, capsys):
     options = _options(mnist_dir)
     first = _phase(options, batch_size=60, noise_multiplier=1.0, epochs=1)
     second = _phase(options, batch_size=120, noise_multiplier=2.0, epochs=2)
@@ -131,3 +131,11 @@ def test_a_phased_run_is_stored_reloaded_and_resumed(mnist_dir, store):
         dpplan.epsilon(plan, method="rdp"), rel=1e-12
     )
     assert math.isfinite(finished.records[-1].test_accuracy)
+    # The CLI lists and shows the stored phased run (its 3 epochs, its phase table).
+    from dpplan.cli import main
+
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    assert "  3/3  " in capsys.readouterr().out
+    assert main(["runs", "show", str(run.id)]) == 0
+    assert f"run {run.id}: finished" in capsys.readouterr().out
