@@ -224,6 +224,31 @@ def pld_event(q: float, sigma: float, steps: int):
     )
 
 
+def prv_solve_floor(q: float, sigma: float, steps: int) -> tuple[float, float]:
+    """(seconds of one cold rigorous PRV query at σ, seconds of its long-double CDF): what a
+    PRV σ solve costs at least, since it evaluates its answer rigorously once."""
+    import numpy as np
+
+    from dpplan.accounting import get_accountant
+    from dpplan.accounting import prv as prv_module
+
+    backend = get_accountant("prv")
+    clear_caches()
+    start = time.perf_counter()
+    backend.compute(sample_rate=q, noise_multiplier=sigma, delta=DELTA, steps=(steps,))
+    query_s = time.perf_counter() - start
+    domain, prv, _, _ = backend._domain(q, sigma, DELTA, steps)
+    centres = domain.ts()
+    edges = np.clip(
+        np.concatenate((centres - domain.dt() / 2, [centres[-1] + domain.dt() / 2])),
+        domain.t_min(),
+        domain.t_max(),
+    )
+    start = time.perf_counter()
+    prv_module._library_cdf(prv, edges)
+    return query_s, time.perf_counter() - start
+
+
 def version(name: str) -> str:
     try:
         return importlib.metadata.version(name)
@@ -559,10 +584,13 @@ class Bench:
             no_larger = mine <= ref_sigma
             ratio = r_s / d_s
             met = "yes" if (ratio >= 3.0 and no_larger) else "no"
+            floor_s, cdf_s = prv_solve_floor(q, mine, steps)
             notes = (
                 f"target ε {target:g}: σ dpplan {mine:.6f}, Opacus {ref_sigma:.6f}; dpplan σ "
                 f"≤ Opacus σ: {'yes' if no_larger else 'no'}; dpplan PRV ε(σ dpplan) "
-                f"{eps_at(mine, 'prv'):.4f}, ε(σ Opacus) {eps_at(ref_sigma, 'prv'):.4f}"
+                f"{eps_at(mine, 'prv'):.4f}, ε(σ Opacus) {eps_at(ref_sigma, 'prv'):.4f}; "
+                f"floor: one rigorous query at σ dpplan {fmt_s(floor_s)} s (cold), of which "
+                f"prv-accountant's long-double CDF {fmt_s(cdf_s)} s"
             )
             self.add(
                 key="prv_solve",
@@ -577,6 +605,8 @@ class Bench:
                 reference_times=r_times,
                 sigma_dpplan=mine,
                 sigma_reference=ref_sigma,
+                rigorous_query_s=floor_s,
+                long_double_cdf_s=cdf_s,
             )
 
         def pld_row() -> None:

@@ -10,29 +10,17 @@ kind fit.
 **Sampling.** Every record names its scheme; each scheme is accounted as the libraries
 account it, by the methods that can, under one neighbouring relation (:data:`SCHEMES`):
 
-* ``"poisson"`` (add-or-remove-one; RDP, PRV, PLD): amplification by Poisson sampling.
-* ``"shuffle"`` (add-or-remove-one; RDP, PRV, PLD): shuffled fixed batches, accounted with
-  **no** amplification, as no tight analysis of shuffling is known: each started epoch is one
-  full-batch Gaussian step per example. :meth:`Ledger.as_if_poisson_epsilon` gives the "as if
-  Poisson" number beside it, which is not a guarantee.
-* ``"fixed_size"`` (replace-one; RDP only): batches of exactly ``batch_size`` drawn without
-  replacement, independently every step: dp-accounting's ``SampledWithoutReplacementDpEvent``
-  in its ``RdpAccountant`` with ``REPLACE_ONE`` (Wang, Balle & Kasiviswanathan 2019, Thm 27).
-  Replacing one example moves a sum of gradients clipped to C by up to 2C, and dp-accounting
-  passes the Gaussian's noise multiplier to a formula that expects noise / sensitivity
-  (google/differential-privacy#378), so the event dpplan composes has σ/2. dp-accounting's PLD
-  has no sampled-without-replacement event and prv-accountant no such PRV: both refuse.
-* ``"truncated_poisson"`` (add-or-remove-one; PLD only): Poisson sampling at ``sample_rate``,
-  a batch over ``max_batch_size`` cut down to a random subset of that size: dp-accounting's
-  ``TruncatedSubsampledGaussianDpEvent`` in its ``PLDAccountant`` (arXiv 2508.15089), composed
-  with any Poisson and shuffled records in one PLD. RDP and PRV cannot account it and refuse.
+``"poisson"`` (add-or-remove-one; RDP, PRV, PLD); ``"shuffle"`` (add-or-remove-one; RDP, PRV,
+PLD), accounted with **no** amplification, as no tight analysis of shuffling is known (each
+started epoch is one full-batch Gaussian step per example; :meth:`Ledger.as_if_poisson_epsilon`
+gives the "as if Poisson" number, not a guarantee); ``"fixed_size"`` (replace-one; RDP only)
+and ``"truncated_poisson"`` (add-or-remove-one; PLD only), as dp-accounting accounts them
+(see :mod:`dpplan.accounting.schemes`).
 
-One ε states one relation, so a ledger does not mix ``"fixed_size"`` with the other schemes:
-such a record is refused (``PlanError``). A replace-one pair is two add/remove steps apart, so
-a bound could only be converted by group privacy (ε doubled, δ multiplied by 1 + e^ε) and RDP
-cannot compose Poisson steps under replace-one; dpplan refuses rather than mix loosely. Nothing
-is accounted as if Poisson: a method that cannot account a scheme recorded refuses it by name,
-and the headline is the smallest bound of the methods that can.
+One ε states one relation, so a ``"fixed_size"`` record is refused (``PlanError``) in a
+ledger of the other schemes and vice versa (converting would need group privacy: ε doubled
+and more). Nothing is accounted as if Poisson: a method that cannot account a scheme recorded
+refuses it by name; the headline is the smallest bound of the methods that can.
 
 **Which ε.** ``epsilon(method="rdp" | "prv" | "pld")`` is that method's upper bound for
 everything recorded, computed as ``dpplan.epsilon`` computes it (a ledger fed a plan's steps
@@ -47,127 +35,50 @@ n steps. When no such bound is known, the exact bound for n steps is computed, t
 bounds for up to :data:`BLOCK_POINTS` step counts up to 2n (one discretisation, one inverse
 FFT per count). Between those counts (at most ~1.6% apart) the headline is valid and slightly
 looser than exact; with a budget it never exceeds the budget while the guard admits (it is
-then computed exactly). Fixed-size steps cost about as much as RDP's (their per-step RDP is
-cached, ~2 ms a step with the guard); truncated Poisson steps cost one PLD self-composition
-per new step count (~0.07 s at N = 10,000, its one-step PLD cached).
+then computed exactly). A fixed-size step costs ~2 ms with the guard; a truncated Poisson step
+one PLD self-composition (~0.07 s at N = 10,000).
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
 from dpplan import _validate
+from dpplan.accounting.schemes import (
+    SCHEMES,
+    TRUNCATED_PLD_INTERVAL,
+    LedgerRecord,
+    Scheme,
+    check_scheme,
+    composed_epsilon,
+    fixed_size_event,
+    largest_within,
+    refuse_method,
+)
 from dpplan.errors import AccountingError, BudgetExhausted, PlanError
 from dpplan.plan import MAX_DATASET_SIZE, MAX_TOTAL_STEPS, NOISE_MULTIPLIER_MIN
 
-__all__ = ["BLOCK_POINTS", "SCHEMES", "Ledger", "LedgerRecord", "Scheme"]
+__all__ = [
+    "BLOCK_POINTS",
+    "SCHEMES",
+    "TRUNCATED_PLD_INTERVAL",
+    "Ledger",
+    "LedgerRecord",
+    "Scheme",
+    "fixed_size_event",
+]
 
 #: Most step counts a PRV or PLD block of bounds covers ahead of the current count.
 BLOCK_POINTS = 64
-#: Smallest PLD discretisation interval for ledgers with truncated Poisson records: the
-#: pessimistic PLD stays an upper bound on a coarser grid (at 1e-3, ~2e-5 relative looser
-#: than at 1e-4 for 200 steps at q = 0.01, σ = 1) and a query costs ~0.2 s instead of ~2 s.
-TRUNCATED_PLD_INTERVAL = 1e-3
+_METHODS = ("rdp", "prv", "pld")
+_SAMPLING = tuple(SCHEMES)
+_KEYS = ("format", "dataset_size", "delta", "budget", "methods", "records")
 #: Schema version of :meth:`Ledger.to_dict`.
 FORMAT_VERSION = 1
-_METHODS = ("rdp", "prv", "pld")
-ADD_OR_REMOVE_ONE = "add_or_remove_one"
-REPLACE_ONE = "replace_one"
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Scheme:
-    """A sampling scheme as the ledger accounts it.
-
-    Attributes:
-        name: the ``sampling`` value.
-        relation: the neighbouring relation its ε is stated for.
-        methods: the methods that account it (the others refuse it by name).
-        accounted_as: the mechanism composed, in words.
-    """
-
-    name: str
-    relation: str
-    methods: tuple[str, ...]
-    accounted_as: str
-
-
-#: The sampling schemes a ledger records, by name.
-SCHEMES = {
-    scheme.name: scheme
-    for scheme in (
-        Scheme(
-            name="poisson",
-            relation=ADD_OR_REMOVE_ONE,
-            methods=_METHODS,
-            accounted_as="Poisson-subsampled Gaussian at sample_rate",
-        ),
-        Scheme(
-            name="shuffle",
-            relation=ADD_OR_REMOVE_ONE,
-            methods=_METHODS,
-            accounted_as="no amplification: one full-batch Gaussian per started epoch",
-        ),
-        Scheme(
-            name="fixed_size",
-            relation=REPLACE_ONE,
-            methods=("rdp",),
-            accounted_as="dp-accounting SampledWithoutReplacementDpEvent(N, batch_size, "
-            "Gaussian(σ/2)), replace-one (sensitivity 2C)",
-        ),
-        Scheme(
-            name="truncated_poisson",
-            relation=ADD_OR_REMOVE_ONE,
-            methods=("pld",),
-            accounted_as="dp-accounting TruncatedSubsampledGaussianDpEvent(N, sample_rate, "
-            "max_batch_size, σ)",
-        ),
-    )
-}
-_SAMPLING = tuple(SCHEMES)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class LedgerRecord:
-    """Consecutive noisy steps of one kind.
-
-    Attributes:
-        noise_multiplier: σ of every step.
-        sample_rate: Poisson sample rate q (batch_size / dataset_size when a batch size was
-            given).
-        steps: number of steps.
-        batch_size: the (expected) batch size given, or ``None`` if a sample rate was given.
-        sampling: the scheme (:data:`SCHEMES`): ``"poisson"`` (Poisson sampling at
-            ``sample_rate``), ``"shuffle"`` (shuffled fixed batches of ``batch_size``, each
-            example once per epoch), ``"fixed_size"`` (``batch_size`` examples drawn without
-            replacement every step) or ``"truncated_poisson"`` (Poisson, cut to
-            ``max_batch_size``).
-        max_batch_size: the truncation of ``"truncated_poisson"`` records, else ``None``.
-    """
-
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    batch_size: int | None = None
-    sampling: str = "poisson"
-    max_batch_size: int | None = None
-
-    @property
-    def kind(self) -> LedgerRecord:
-        """The record without its step count: records of one kind merge."""
-        return dataclasses.replace(self, steps=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the record's fields, JSON-ready (``max_batch_size`` only when set)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if data["max_batch_size"] is None:
-            del data["max_batch_size"]
-        return data
 
 
 class Ledger:
@@ -232,13 +143,8 @@ class Ledger:
         one per (sample rate, noise multiplier), for ``epsilon_of_segments`` at another δ."""
         from dpplan.accounting.segments import Segment
 
-        if any(len(mechanism) > 2 for mechanism in self._counts):
-            raise PlanError(
-                "sampling",
-                self.schemes,
-                "only 'poisson' or 'shuffle' records to be given as Poisson segments",
-                "Fixed-size and truncated Poisson steps are not Poisson segments.",
-            )
+        if any(len(mechanism) > 2 for mechanism in self._counts):  # fixed-size, truncated
+            raise PlanError("sampling", self.schemes, "only 'poisson' or 'shuffle' records")
         return tuple(
             Segment(sample_rate=q, noise_multiplier=s, steps=c)
             for (q, s), c in self._counts.items()
@@ -268,10 +174,7 @@ class Ledger:
             if all(method in SCHEMES[scheme].methods for scheme in schemes)
         )
 
-    @property
-    def total_steps(self) -> int:
-        """Noisy steps recorded."""
-        return self._steps
+    total_steps = property(lambda self: self._steps, doc="Noisy steps recorded.")
 
     def _mechanism(
         self, noise_multiplier: object, batch_size: object, sample_rate: object
@@ -319,15 +222,10 @@ class Ledger:
             batch_size: expected (Poisson) batch size, in [1, dataset_size]; or
             sample_rate: Poisson sample rate q in (0, 1] (give exactly one of the two).
             steps: number of steps, >= 1.
-            sampling: ``"poisson"`` (default); ``"shuffle"``: shuffled batches of exactly
-                ``batch_size`` (give ``batch_size``), each example in one batch per epoch of
-                ``ceil(dataset_size / batch_size)`` steps. No tight analysis of shuffling is
-                known, so a shuffled record is accounted with no amplification: every started
-                epoch is one full-batch Gaussian step at σ for each example (sensitivity =
-                clipping norm); ``"fixed_size"``: exactly ``batch_size`` examples drawn
-                without replacement each step (replace-one neighbours; RDP only);
-                ``"truncated_poisson"``: Poisson at ``batch_size`` / ``sample_rate``, batches
-                cut to ``max_batch_size`` (PLD only). See :data:`SCHEMES`.
+            sampling: ``"poisson"`` (default), ``"shuffle"`` (give ``batch_size``: one batch
+                per example per epoch of ``ceil(dataset_size / batch_size)`` steps, accounted
+                without amplification), ``"fixed_size"`` (give ``batch_size``; replace-one;
+                RDP only) or ``"truncated_poisson"`` (PLD only). See :data:`SCHEMES`.
             max_batch_size: for ``"truncated_poisson"`` only: the largest batch, in
                 [1, dataset_size].
 
@@ -402,26 +300,12 @@ class Ledger:
 
     def _check_scheme(self, sampling: str) -> None:
         """Refuse a scheme of another neighbouring relation, or one no method accounts."""
-        scheme = SCHEMES[sampling]
-        if self._records and scheme.relation != self.neighbouring_relation:
-            raise PlanError(
-                "sampling",
-                sampling,
-                f"a scheme with this ledger's neighbouring relation ({self.neighbouring_relation}"
-                f", from its {self.schemes} records), not {scheme.relation}",
-                "One ε states one relation; converting by group privacy (a replace-one pair is "
-                "two add/remove steps apart) would double ε and more, so dpplan does not mix "
-                "them. Use one ledger per relation.",
-            )
-        if not self.capable_methods((*self.schemes, sampling)):
-            raise PlanError(
-                "sampling",
-                sampling,
-                f"a scheme one of this ledger's methods {self.methods} accounts (with the "
-                f"schemes recorded, {self.schemes}); {sampling!r} is accounted only by "
-                f"{', '.join(scheme.methods)}",
-                "Build the ledger with methods that include it.",
-            )
+        check_scheme(
+            sampling,
+            relation=self.neighbouring_relation if self._records else None,
+            recorded=self.schemes,
+            methods=self.methods,
+        )
 
     def _contribution(self, record: LedgerRecord) -> tuple[tuple, int]:
         """(mechanism, count) a record adds: Poisson steps ``(q, σ)``, the started epochs of
@@ -500,7 +384,9 @@ class Ledger:
             prefix, mechanism, n = state
             items = [*prefix, (mechanism, n)] if n else list(prefix)
             if any(len(m) > 2 for m, _ in items):
-                value = self._composed_epsilon(method, items)
+                value = composed_epsilon(
+                    items, dataset_size=self.dataset_size, delta=self.delta, method=method
+                )
             else:
                 from dpplan.accounting.segments import epsilon_of_segments
 
@@ -512,53 +398,6 @@ class Ledger:
             self._exact[key] = value
             self._remember(method, state, [state[2]], [value])
         return self._exact[key]
-
-    def _composed_epsilon(self, method: str, items: list) -> float:
-        """``method``'s bound for mechanisms some of which are fixed-size or truncated
-        Poisson, computed as dp-accounting's accountants compute a ``ComposedDpEvent`` of one
-        ``SelfComposedDpEvent`` per mechanism (:func:`fixed_size_event`, or dp-accounting's
-        ``PoissonSampledDpEvent`` / ``TruncatedSubsampledGaussianDpEvent``): RDP (replace-one; only
-        fixed-size records reach it) sums count × per-step RDP and converts it with
-        ``compute_epsilon``, as ``RdpAccountant`` does; PLD composes each mechanism's
-        one-step PLD self-composed ``count`` times onto the identity, as ``PLDAccountant``
-        does. The one-step RDP vectors and PLDs are cached (they cost 0.1-0.2 s each)."""
-        import dp_accounting
-
-        from dpplan.accounting import get_accountant
-
-        backend = get_accountant(method)
-        try:
-            if method == "rdp":
-                if any(len(m) == 2 or m[2] != "fixed_size" for m, _ in items):
-                    raise AccountingError("rdp composes only fixed-size records here")
-                orders = tuple(backend.orders)
-                total = 0
-                for m, count in items:
-                    total = total + count * _fixed_size_rdp(self.dataset_size, m[3], m[1], orders)
-                rdp = dp_accounting.rdp.rdp_privacy_accountant
-                return float(rdp.compute_epsilon(orders, total, self.delta)[0])
-            total_steps = sum(c for _, c in items)
-            interval = max(  # the sensitivity-2 part of truncation: size the grid for σ/2
-                TRUNCATED_PLD_INTERVAL,
-                *(
-                    backend.grid_interval(
-                        sample_rate=m[0],
-                        noise_multiplier=m[1] / 2 if len(m) > 2 else m[1],
-                        steps=total_steps,
-                    )
-                    for m, _ in items
-                ),
-            )
-            pld = dp_accounting.pld.privacy_loss_distribution.identity(
-                value_discretization_interval=interval
-            )
-            for m, count in items:
-                pld = pld.compose(_one_step_pld(self.dataset_size, m, interval).self_compose(count))
-            return float(pld.get_epsilon_for_delta(self.delta))
-        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise AccountingError(
-                f"{method} accountant failed for sampling {self.schemes}: {exc!r}"
-            ) from exc
 
     def _remember(self, method: str, state: tuple, counts: list[int], bounds: list[float]) -> None:
         prefix, mechanism, _ = state
@@ -676,16 +515,7 @@ class Ledger:
         if method is None:
             return self.headline()[1]
         method = _validate.choice(options=_METHODS, method=method)
-        refused = [s for s in self.schemes if method not in SCHEMES[s].methods]
-        if refused:
-            scheme = SCHEMES[refused[0]]
-            raise PlanError(
-                "method",
-                method,
-                f"a method that accounts sampling={scheme.name!r} ({scheme.relation}): "
-                f"{', '.join(scheme.methods)}",
-                _REFUSALS[(method, scheme.name)],
-            )
+        refuse_method(method, self.schemes)
         state = self._state()
         if not state[2] and not state[0]:
             return 0.0
@@ -698,10 +528,9 @@ class Ledger:
 
         Example:
             >>> ledger = Ledger(dataset_size=1000, delta=1e-5, methods=("rdp",))
-            >>> ledger.record(noise_multiplier=2.0, batch_size=10, steps=5, sampling="fixed_size")
-            >>> g = ledger.guarantee()
-            >>> g["neighbouring_relation"], g["sampling"], g["method"]
-            ('replace_one', ['fixed_size'], 'rdp')
+            >>> ledger.record(noise_multiplier=2.0, batch_size=10, sampling="fixed_size")
+            >>> ledger.guarantee()["neighbouring_relation"]
+            'replace_one'
         """
         method, value = self.headline()
         return {
@@ -726,15 +555,8 @@ class Ledger:
         from dpplan.accounting.segments import Segment, epsilon_of_segments
 
         method = _validate.choice(options=_METHODS, method=method)
-        other = [s for s in self.schemes if s not in ("poisson", "shuffle")]
-        if other:
-            raise PlanError(
-                "sampling",
-                other[0],
-                "'poisson' or 'shuffle' records only for an 'as if Poisson' number",
-                "It compares shuffled batches with Poisson sampling; other schemes have their "
-                "own accounting (epsilon()).",
-            )
+        if set(self.schemes) - {"poisson", "shuffle"}:
+            raise PlanError("sampling", self.schemes, "only 'poisson' or 'shuffle' records")
         return epsilon_of_segments(
             [
                 Segment(
@@ -758,13 +580,13 @@ class Ledger:
         capable = self.capable_methods((*self.schemes, kind.sampling))
         if "rdp" in capable and len(capable) > 1:
             # RDP's own boundary (cheap) fits the headline too: the headline is at most RDP.
-            start = _largest_within(
+            start = largest_within(
                 lambda k: self._exact_value("rdp", self._after(kind, k)),
                 self.budget,
                 limit,
                 start=0,
             )
-        value = _largest_within(
+        value = largest_within(
             lambda k: self._headline_exact(self._after(kind, k)),
             self.budget,
             limit,
@@ -805,10 +627,8 @@ class Ledger:
     # --- persistence --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the ledger as JSON-safe data; :meth:`from_dict` restores it exactly.
-
-        Every record names its ``sampling``; ``neighbouring_relation`` states the relation of
-        every ε (derived from the records; checked on :meth:`from_dict`)."""
+        """Return the ledger as JSON-safe data (records name their ``sampling``; the
+        ``neighbouring_relation`` of every ε is stated); :meth:`from_dict` restores it."""
         return {
             "format": FORMAT_VERSION,
             "dataset_size": self.dataset_size,
@@ -828,20 +648,17 @@ class Ledger:
         """
         if not isinstance(data, Mapping):
             raise PlanError("ledger", data, "a mapping from Ledger.to_dict()")
-        known = {
-            "format",
-            "dataset_size",
-            "delta",
-            "budget",
-            "methods",
-            "neighbouring_relation",
-            "records",
-        }
+        known = {*_KEYS, "neighbouring_relation"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise PlanError(unknown[0], data[unknown[0]], "absent: not a ledger key")
         if data.get("format") != FORMAT_VERSION:
             raise PlanError("format", data.get("format"), f"{FORMAT_VERSION}")
+        for name in ("dataset_size", "delta"):
+            if name not in data:
+                raise PlanError(name, None, "given", "Save the ledger with Ledger.to_dict().")
+        if not isinstance(data.get("records", []), list):
+            raise PlanError("records", data["records"], "a list of record mappings")
         ledger = cls(
             dataset_size=data["dataset_size"],
             delta=data["delta"],
@@ -880,123 +697,3 @@ class Ledger:
             f"Ledger(dataset_size={self.dataset_size}, delta={self.delta!r}, "
             f"budget={self.budget!r}, steps={self.total_steps}, records={len(self._records)})"
         )
-
-
-#: Why a method refuses a scheme (dp-accounting 0.6.0, prv-accountant).
-_REFUSALS = {
-    ("pld", "fixed_size"): "dp-accounting's PLDAccountant has no sampled-without-replacement "
-    "event; nothing is accounted as if Poisson.",
-    ("prv", "fixed_size"): "prv-accountant has no sampled-without-replacement PRV; nothing is "
-    "accounted as if Poisson.",
-    ("rdp", "truncated_poisson"): "dp-accounting's RdpAccountant has no truncated Poisson "
-    "event; nothing is accounted as if Poisson.",
-    ("prv", "truncated_poisson"): "prv-accountant has no truncated Poisson PRV; nothing is "
-    "accounted as if Poisson.",
-}
-
-
-@functools.lru_cache(maxsize=64)
-def _fixed_size_rdp(dataset_size: int, batch_size: int, noise_multiplier: float, orders: tuple):
-    """Per-step RDP of :func:`fixed_size_event`, as dp-accounting's ``RdpAccountant``
-    (``REPLACE_ONE``) computes it for that event."""
-    from dp_accounting.rdp import rdp_privacy_accountant
-
-    vector = rdp_privacy_accountant._compute_rdp_sample_wor_gaussian(
-        q=batch_size / dataset_size, noise_multiplier=noise_multiplier / 2, orders=orders
-    )
-    vector.setflags(write=False)
-    return vector
-
-
-@functools.lru_cache(maxsize=32)
-def _one_step_pld(dataset_size: int, mechanism: tuple, interval: float):
-    """One step's PLD (add-or-remove), as dp-accounting's ``PLDAccountant`` builds it for a
-    ``PoissonSampledDpEvent`` of a Gaussian or a ``TruncatedSubsampledGaussianDpEvent``."""
-    from dp_accounting.pld import privacy_loss_distribution as pld
-
-    relation = _add_or_remove()
-    if len(mechanism) == 2:
-        return pld.from_gaussian_mechanism(
-            standard_deviation=mechanism[1],
-            value_discretization_interval=interval,
-            sampling_prob=mechanism[0],
-            neighboring_relation=relation,
-        )
-    return pld.from_truncated_subsampled_gaussian_mechanism(
-        dataset_size=dataset_size,
-        sampling_probability=mechanism[0],
-        truncated_batch_size=mechanism[3],
-        noise_multiplier=mechanism[1],
-        value_discretization_interval=interval,
-        neighboring_relation=relation,
-    )
-
-
-def _add_or_remove():
-    import dp_accounting
-
-    return dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
-
-
-def fixed_size_event(dataset_size: int, batch_size: int, noise_multiplier: float):
-    """Return dp-accounting's event for one fixed-size (without replacement) DP-SGD step.
-
-    ``SampledWithoutReplacementDpEvent(dataset_size, batch_size, GaussianDpEvent(σ/2))``, for
-    dp-accounting's RdpAccountant with ``REPLACE_ONE``: replacing one example moves a sum of
-    gradients clipped to C by up to 2C, so noise / sensitivity is σ/2 (dp-accounting passes the
-    Gaussian's multiplier to a formula that expects noise / sensitivity; see
-    google/differential-privacy#378).
-
-    Example:
-        >>> fixed_size_event(100, 10, 2.0).event.noise_multiplier
-        1.0
-    """
-    import dp_accounting
-
-    return dp_accounting.SampledWithoutReplacementDpEvent(
-        source_dataset_size=dataset_size,
-        sample_size=batch_size,
-        event=dp_accounting.GaussianDpEvent(noise_multiplier / 2),
-    )
-
-
-def _largest_within(measure, budget: float, limit: int, *, start: int) -> int:
-    """Largest k in [start, limit] with ``measure(k) <= budget``, given that ``start`` fits
-    (k = 0 always does); ``measure`` is non-decreasing up to discretisation jitter.
-
-    Doubling brackets the boundary; then interpolation in the bracket (probing the guess and
-    its neighbour, so a good guess ends the search) alternates with bisection, so the bracket
-    at least halves every two rounds. The answer fits and the next count does not.
-    """
-    if limit <= start:
-        return start
-    low, low_value = start, (measure(start) if start else 0.0)
-    step = max(1, start // 4)
-    while True:
-        probe = min(limit, low + step)
-        value = measure(probe)
-        if not (value <= budget):
-            high, high_value = probe, value
-            break
-        low, low_value = probe, value
-        if probe == limit:
-            return limit
-        step *= 2
-    interpolate = True
-    while high - low > 1:
-        if interpolate and math.isfinite(high_value) and high_value > low_value:
-            share = (budget - low_value) / (high_value - low_value)
-            guess = min(high - 1, max(low + 1, low + round(share * (high - low))))
-            guesses = [guess, guess + 1] if measure(guess) <= budget else [guess, guess - 1]
-        else:
-            guesses = [(low + high) // 2]
-        for guess in guesses:
-            if not (low < guess < high):
-                continue
-            value = measure(guess)
-            if value <= budget:
-                low, low_value = guess, value
-            else:
-                high, high_value = guess, value
-        interpolate = not interpolate
-    return low

@@ -263,7 +263,7 @@ def test_methods_that_cannot_account_a_scheme_refuse_it_by_name():
         rdp_only.record(
             noise_multiplier=1.0, batch_size=100, sampling="truncated_poisson", max_batch_size=150
         )
-    with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'"):
+    with pytest.raises(dpplan.PlanError, match=r"sampling=\('fixed_size',\)"):
         fixed.as_if_poisson_epsilon()
     assert rdp_only.total_steps == 0
 

@@ -3,7 +3,9 @@
 dpplan's PLD fast path composes dp-accounting's own single-step PMFs, which the library
 exposes only through private attributes (``PrivacyLossDistribution._pmf_remove``,
 ``_pmf_add``, ``_symmetric``; ``DensePLDPmf._probs``, ``_lower_loss``, ``_discretization``,
-``_infinity_mass``; ``SparsePLDPmf`` likewise). Every such read is in this module and nowhere
+``_infinity_mass``; ``SparsePLDPmf`` likewise), and the ledger's fixed-size steps cache the
+per-step RDP that ``RdpAccountant`` computes with its private
+``_compute_rdp_sample_wor_gaussian``. Every such read is in this module and nowhere
 else (``tests/accounting/test_library_guards.py`` greps for it).
 
 On import this module checks that the installed dp-accounting is exactly the version the
@@ -20,7 +22,13 @@ import importlib.metadata
 
 import numpy as np
 
-__all__ = ["VERIFIED_DP_ACCOUNTING", "SinglePMF", "dense_pmfs", "pmf_arrays"]
+__all__ = [
+    "VERIFIED_DP_ACCOUNTING",
+    "SinglePMF",
+    "dense_pmfs",
+    "pmf_arrays",
+    "sample_wor_gaussian_rdp",
+]
 
 #: dp-accounting release whose private fields this module was verified against.
 VERIFIED_DP_ACCOUNTING = "0.6.0"
@@ -42,6 +50,7 @@ if _installed("dp-accounting") != VERIFIED_DP_ACCOUNTING:  # pragma: no cover - 
 
 import dp_accounting
 from dp_accounting.pld import pld_pmf, privacy_loss_distribution
+from dp_accounting.rdp import rdp_privacy_accountant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +99,16 @@ def pmf_arrays(pld) -> list[np.ndarray]:
     ]
 
 
+def sample_wor_gaussian_rdp(q: float, noise_multiplier: float, orders) -> np.ndarray:
+    """Per-step RDP at ``orders`` of a Gaussian (``noise_multiplier`` = noise / sensitivity) on
+    a fixed-size batch sampled without replacement at rate ``q``: what dp-accounting's
+    ``RdpAccountant`` (``REPLACE_ONE``) composes for a ``SampledWithoutReplacementDpEvent``."""
+    vector = rdp_privacy_accountant._compute_rdp_sample_wor_gaussian(
+        q=q, noise_multiplier=noise_multiplier, orders=orders
+    )
+    return np.asarray(vector, dtype=np.float64)
+
+
 def _verify() -> None:
     """Build a small PLD and check every field read above exists with the expected type."""
     pld = privacy_loss_distribution.from_gaussian_mechanism(
@@ -100,6 +119,8 @@ def _verify() -> None:
         neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
     )
     problems = []
+    if not callable(getattr(rdp_privacy_accountant, "_compute_rdp_sample_wor_gaussian", None)):
+        problems.append("rdp_privacy_accountant._compute_rdp_sample_wor_gaussian")
     for name in ("_pmf_remove", "_pmf_add", "_symmetric"):
         if not hasattr(pld, name):
             problems.append(f"PrivacyLossDistribution.{name}")

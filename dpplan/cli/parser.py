@@ -371,9 +371,18 @@ def build_parser() -> Parser:
 
     rep = commands.add_parser(
         "report",
-        help="ε-budget report of a plan, a stored run or a sweep (Markdown, HTML, JSON or PDF)",
+        help="ε-budget report of a plan, a stored run, a sweep or a ledger (Markdown, HTML, "
+        "JSON or PDF)",
     )
-    add_plan_flags(rep, required="unless --run or --sweep")
+    add_plan_flags(rep, required="unless --run, --sweep or --ledger", or_file=True)
+    _add_plan_file_flag(rep)
+    rep.add_argument(
+        "--ledger",
+        default=None,
+        metavar="FILE",
+        help="report on a dpplan.Ledger saved as JSON (Ledger.to_dict()): its records, "
+        "sampling schemes, neighbouring relation and each method's ε",
+    )
     rep.add_argument(
         "--run",
         default=None,

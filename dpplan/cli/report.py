@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -14,10 +15,40 @@ from dpplan.cli.common import (
     number,
     parse_run_id,
     parse_sweep_id,
-    plan_from_args,
+    plan_or_file,
 )
 from dpplan.cli.render import fmt
 from dpplan.errors import NotFoundError, PlanError, UsageError
+from dpplan.phased import PhasedPlan
+
+
+def _ledger_report(args: argparse.Namespace, plan_flags: list[str]):
+    """The report of ``--ledger FILE`` (a ``Ledger.to_dict()`` saved as JSON)."""
+    from dpplan.ledger import Ledger
+    from dpplan.report import build_ledger_report
+
+    for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
+        ("plan", args.plan),
+        ("run", args.run),
+        ("sweep", args.sweep),
+        ("tuning_runs", args.tuning_runs),
+        ("stored", args.stored or None),
+    ]:
+        if value is not None:
+            raise UsageError(
+                name, value, "omitted with --ledger", "A ledger's report uses its own records."
+            )
+    try:
+        data = json.loads(Path(args.ledger).expanduser().read_text())
+    except OSError as exc:
+        raise PlanError("ledger", args.ledger, "a readable JSON file", str(exc)) from None
+    except ValueError as exc:
+        raise PlanError(
+            "ledger", args.ledger, "a JSON file of Ledger.to_dict()", f"It does not parse: {exc}."
+        ) from None
+    return build_ledger_report(
+        Ledger.from_dict(data), title=args.title, notes=args.notes, ledger_file=args.ledger
+    )
 
 
 def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
@@ -32,7 +63,9 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.store import RunStore
 
     plan_flags = [f for f in PLAN_FLAGS if getattr(args, f, None) is not None]
-    if args.sweep is not None:
+    if args.ledger is not None:
+        report = _ledger_report(args, plan_flags)
+    elif args.sweep is not None:
         for name, value in [(f, getattr(args, f)) for f in plan_flags] + [
             ("run", args.run),
             ("tuning_runs", args.tuning_runs),
@@ -104,9 +137,25 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     else:
         if args.stored:
             raise PlanError("stored", True, "used with --run ID", "Only runs store reports.")
-        plan = plan_from_args(args)
-        tuning_runs = None if args.tuning_runs is None else number("tuning_runs", args.tuning_runs)
-        report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
+        plan = plan_or_file(args)
+        if isinstance(plan, PhasedPlan):
+            from dpplan.report import build_phased_report
+
+            if args.tuning_runs is not None:
+                raise UsageError(
+                    "tuning_runs",
+                    args.tuning_runs,
+                    "omitted with a phased --plan FILE",
+                    "A phased plan's report has no tuning section.",
+                )
+            report = build_phased_report(
+                plan, title=args.title, notes=args.notes, plan_file=args.plan
+            )
+        else:
+            tuning_runs = (
+                None if args.tuning_runs is None else number("tuning_runs", args.tuning_runs)
+            )
+            report = build_report(plan, tuning_runs=tuning_runs, title=args.title, notes=args.notes)
     if args.format == "pdf" and args.output is None:
         raise UsageError(
             "output",

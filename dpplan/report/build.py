@@ -265,8 +265,9 @@ def build_report(
         True
     """
     if isinstance(plan, dpplan.PhasedPlan) and (len(plan.phases) > 1 or plan.phase_steps):
-        if run is not None or group_runs or tuning_runs is not None:
-            raise PlanError("run", run, "None for a phased plan", "Report its plan alone.")
+        for name, value in (("run", run), ("group_runs", group_runs), ("tuning_runs", tuning_runs)):
+            if value is not None and value != ():
+                raise PlanError(name, value, "omitted for a phased plan", "Report the plan alone.")
         from dpplan.report.composition import build_phased_report
 
         return build_phased_report(plan, title=title, notes=notes, created_at=created_at)

@@ -348,3 +348,28 @@ def test_no_module_but_roundoff_runs_an_fft():
     ]
     assert not offenders, offenders
     assert pattern.search((package / "accounting" / "roundoff.py").read_text())  # not vacuous
+
+
+def test_compositions_run_only_pocketffts_complex_transform(monkeypatch):
+    # The proof covers the complex transform: real-data transforms must never run, and the
+    # forward transform must get complex input (scipy routes real input to its real FFT).
+    def refused(*args, **kwargs):
+        raise AssertionError("a real-data FFT ran")
+
+    original = roundoff.fft.fft
+    inputs = []
+
+    def complex_only(x, *args, **kwargs):
+        inputs.append(np.iscomplexobj(x))
+        return original(x, *args, **kwargs)
+
+    for name in ("rfft", "irfft", "hfft", "ihfft"):
+        monkeypatch.setattr(roundoff.fft, name, refused)
+    monkeypatch.setattr(roundoff.fft, "fft", complex_only)
+    for method in ("pld", "prv"):
+        get_accountant(method).compute(
+            sample_rate=0.01, noise_multiplier=1.0, delta=1e-5, steps=(100, 200, 300)
+        )
+    probs = np.full(10, 0.1)
+    list(roundoff.compose_each(probs, 3, [(0.0, 64), (0.2, 64), (0.1, 128)]))
+    assert inputs and all(inputs)
