@@ -111,7 +111,7 @@ def _imports(path: Path) -> list[Import]:
 #: package), and ``dpplan`` itself is the public facade beside the services.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("dpplan.errors", "dpplan._validate", "dpplan._lazy", "dpplan.commands", "dpplan.format"),
-    ("dpplan.plan", "dpplan.phased"),
+    ("dpplan.plan", "dpplan.phased", "dpplan.records"),
     ("dpplan.accounting",),
     ("dpplan.solve", "dpplan.solve_search", "dpplan.solve_phased"),
     (
@@ -131,8 +131,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app",),
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
-#: What the store may import from dpplan: the bottom layers and itself (no accounting).
-STORE_ALLOWED = {"dpplan.errors", "dpplan._validate", "dpplan.plan", "dpplan.store"}
+#: What the store may import from dpplan: the bottom layers (plans, phased plans, the
+#: torch-free epoch records) and itself (no accounting).
+STORE_ALLOWED = {
+    "dpplan.errors",
+    "dpplan._validate",
+    "dpplan.plan",
+    "dpplan.phased",
+    "dpplan.records",
+    "dpplan.store",
+}
 
 
 def _unit(module: str) -> str | None:

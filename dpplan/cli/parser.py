@@ -179,6 +179,18 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_task_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="train your own task: a function returning a dpplan.train.Task (model, data, "
+        "loss), imported from a module on the Python path (e.g. PYTHONPATH=. and "
+        "--task my_tasks:blobs); dataset_size is its training set size, and --model, "
+        "--activation, --data-dir and the MNIST subsets are not used. Default: MNIST",
+    )
+
+
 def _add_plan_file_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plan",
@@ -299,6 +311,7 @@ def build_parser() -> Parser:
         help="continue an interrupted run from its last checkpoint",
     )
     _add_run_flags(trn)
+    _add_task_flag(trn)
     trn.set_defaults(handler=cmd_train, dataset_size=None, parser_=trn)
 
     cmp_ = commands.add_parser(
@@ -326,6 +339,7 @@ def build_parser() -> Parser:
         help="seeds; the first selects the LR",
     )
     _add_run_flags(cmp_)
+    _add_task_flag(cmp_)
     cmp_.set_defaults(handler=cmd_compare, dataset_size=None)
 
     swp = commands.add_parser(

@@ -88,6 +88,10 @@ def run_summary(run) -> list[str]:
     source = _data_source(run.options)
     if source:
         lines.append(f"  data: {source}")
+    task = getattr(run, "task", None)
+    if task is not None:
+        spec = getattr(run, "task_spec", None)
+        lines.append(f"  task: {task}" + (f" ({spec})" if spec else ""))
     lines += ["  " + line for line in plan_lines(run.plan)]
     if run.records:
         lines.append(
@@ -101,6 +105,11 @@ def run_summary(run) -> list[str]:
                 f"{r.validation_accuracy:8.2%} {r.test_accuracy:9.2%} {r.train_loss:7.4f} "
                 f"{r.lr:9.3g} {r.seconds:8.1f}"
             )
+        last = run.records[-1]
+        if last.test_accuracy != last.test_accuracy:  # NaN: not a classification
+            lines.append(f"  test loss after epoch {last.epoch}: {last.test_loss:.6g}")
+        for name, value in last.metrics.items():
+            lines.append(f"  {name} after epoch {last.epoch}: {value:.6g}")
     for warning in run.warnings:
         lines.append(f"  warning: {warning}")
     return lines

@@ -34,6 +34,11 @@ def _sweep_trial_of(store: Any, run: Any) -> dict[str, Any] | None:
     return None
 
 
+def _planned_epochs(plan: Any) -> int:
+    """The epochs a run of ``plan`` records (a PhasedPlan's possibly partial ones)."""
+    return len(plan.epoch_ends()) if hasattr(plan, "phases") else plan.epochs
+
+
 def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.run_policy import delete_run, run_epsilon
     from dpplan.store import RunStore
@@ -84,7 +89,7 @@ def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         )
         lines.append(
             f"{run.id:5d}  {run.status:<11}  {run.schedule['kind']:<10} {lr:<7g} "
-            f"{len(run.records):>3}/{run.plan.epochs:<3}  "
+            f"{len(run.records):>3}/{_planned_epochs(run.plan):<3}  "
             f"{shown:>13}  "
             f"{f'{last.test_accuracy:.2%}' if last else '-':>8}  {run.device}"
         )

@@ -60,11 +60,35 @@ def run_options(args: argparse.Namespace, *, seed: int | None = None, threads: i
     return RunOptions(**values)
 
 
-def _train_plan(args: argparse.Namespace, options):
-    """The plan of the flags, over the training set ``options`` select (``args`` unchanged)."""
+def _train_plan(args: argparse.Namespace, options, task: Any = None):
+    """The plan of the flags over the training set: the task's, or the MNIST one ``options``
+    select (``args`` unchanged)."""
     from dpplan.train import training_set_size
 
-    return plan_from_args(args, fixed={"dataset_size": training_set_size(options)})
+    size = training_set_size(options) if task is None else task.dataset_size
+    return plan_from_args(args, fixed={"dataset_size": size})
+
+
+def _task(args: argparse.Namespace) -> Any:
+    """The task of ``--task MODULE:FUNCTION`` (None without it).
+
+    Raises:
+        PlanError: field ``task``, for an unknown module or function, or a function that
+            does not return a ``dpplan.train.Task`` (exit 2).
+    """
+    text = getattr(args, "task", None)
+    if text is None:
+        return None
+    from dpplan.train import load_task
+
+    return load_task(text)
+
+
+def _accuracy_or_loss(record: Any) -> str:
+    """``test acc=…`` for a classification, ``test loss=…`` otherwise (NaN accuracy)."""
+    if record.test_accuracy == record.test_accuracy:  # not NaN
+        return f"test acc={record.test_accuracy:.2%}"
+    return f"test loss={record.test_loss:.4g}"
 
 
 def _schedule(kind: str, args: argparse.Namespace):
@@ -103,7 +127,7 @@ def _progress(
             f"[{'#' * done}{'.' * (20 - done)}] epoch {record.epoch}/{total}  "
             f"ε={record_epsilon_text(record, method)}  "
             f"Opacus ε (rdp)={epsilon_text(record.epsilon_opacus)}  "
-            f"test acc={record.test_accuracy:.2%}  loss={record.train_loss:.3f}  "
+            f"{_accuracy_or_loss(record)}  loss={record.train_loss:.3f}  "
             f"lr={record.lr:.3g}  {record.seconds:.1f}s",
             file=sys.stderr,
             flush=True,
@@ -132,7 +156,7 @@ def _started(run: Any, *, verb: str = "started") -> None:
 
 
 #: Flags of ``dpplan train`` that may differ from the stored run with ``--resume``.
-_RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json")
+_RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json", "task")
 
 
 def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any, Any]]:
@@ -214,6 +238,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.train.specs import DATA_DIR_ENV
 
     store = RunStore()
+    task = _task(args)
     if args.resume is not None:
         run_id = args.resume
         stored = store.get_run(run_id)
@@ -237,10 +262,11 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             on_step=on_step,
             data_dir=data_dir,
             threads=threads,
+            task=task,
         )
     else:
         options = run_options(args)
-        plan = _train_plan(args, options)
+        plan = _train_plan(args, options, task)
         schedule = _schedule(args.schedule, args)
         on_epoch = on_step = on_start = None
         if not args.json:
@@ -254,6 +280,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             on_epoch=on_epoch,
             on_step=on_step,
             on_start=on_start,
+            task=task,
         )
     if run.status == "not_started":
         raise InfeasibleTargetError(
@@ -274,7 +301,8 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan.train.compare import compare_schedules, grid_for
 
     options = run_options(args, seed=0)
-    plan = _train_plan(args, options)
+    task = _task(args)
+    plan = _train_plan(args, options, task)
     grids = {}
     for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         grids[kind] = grid_for(kind, rates)
@@ -287,7 +315,11 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             print(
                 f"run {run.id} {run.schedule['kind']} lr={lr} seed={run.seed}: "
                 + (
-                    f"val acc {last.validation_accuracy:.2%}, test acc {last.test_accuracy:.2%}"
+                    (
+                        f"val acc {last.validation_accuracy:.2%}, test acc {last.test_accuracy:.2%}"
+                        if task is None or task.classification
+                        else f"val loss {last.validation_loss:.4g}, test loss {last.test_loss:.4g}"
+                    )
                     if last
                     else run.status
                 ),
@@ -296,7 +328,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             )
 
     result = compare_schedules(
-        plan, grids=grids, seeds=seeds, options=options, store=RunStore(), on_run=on_run
+        plan, grids=grids, seeds=seeds, options=options, store=RunStore(), on_run=on_run, task=task
     )
     if args.json:
         out(dump(result.to_dict()))
@@ -310,7 +342,9 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     ]
     for summary in result.summaries:
         lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
-        lines.append("  epoch  ε (smallest bound)   test acc (mean ± std over seeds)")
+        loss = summary.measure == "test_loss"
+        measured = "test loss" if loss else "test acc"
+        lines.append(f"  epoch  ε (smallest bound)   {measured} (mean ± std over seeds)")
         for epoch, eps, method, mean, std in zip(
             summary.epochs,
             summary.epsilons,
@@ -318,8 +352,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             summary.accuracy_mean,
             summary.accuracy_std,
         ):
-            lines.append(
-                f"  {epoch:5d} {epsilon_text(eps) + ' (' + method + ')':>19}   {mean:.2%} ± {std:.2%}"
-            )
+            shown = f"{mean:.4g} ± {std:.2g}" if loss else f"{mean:.2%} ± {std:.2%}"
+            lines.append(f"  {epoch:5d} {epsilon_text(eps) + ' (' + method + ')':>19}   {shown}")
     out("\n".join(lines))
     return EXIT_OK

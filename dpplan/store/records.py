@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from typing import Any
 
 from dpplan.plan import TrainingPlan
+from dpplan.records import EpochRecord, json_value
 
 __all__ = [
     "STATUSES",
@@ -42,58 +42,10 @@ STATUSES = (
 )
 
 
-def json_value(value: Any) -> Any:
-    """Return ``value`` ready for JSON: a non-finite float as ``"inf"``, ``"-inf"``, ``"nan"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    return value
-
-
 def plan_id(plan: TrainingPlan) -> str:
     """Return the stored id of a plan: a hash of its canonical JSON (16 hex digits)."""
     text = json.dumps(plan.to_dict(), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class EpochRecord:
-    """What one epoch of a run measured.
-
-    Attributes:
-        epoch: 1-based epoch number.
-        steps: noisy steps taken so far (counted by the step engine's accountant).
-        epsilon: dpplan's ε upper bound after these steps (``inf`` for non-private runs).
-        epsilon_rdp: dpplan's RDP ε for the same steps (cross-checks Opacus).
-        epsilon_opacus: ε from Opacus' own RDP accountant, counted by its step hook.
-        train_loss: mean training loss over the epoch's batches.
-        validation_loss: loss on the held-out validation split.
-        validation_accuracy: accuracy on the validation split, in [0, 1].
-        test_accuracy: accuracy on the test set, in [0, 1].
-        lr: learning rate at the end of the epoch.
-        seconds: wall time of the epoch's training steps.
-        epsilons: every accounting method's ε after these steps (method -> upper bound;
-            ``dpplan.accounting.epoch_epsilons``). Empty for runs recorded before dpplan
-            recorded them: then only ``epsilon``, from the run's ``method``, is known.
-    """
-
-    epoch: int
-    steps: int
-    epsilon: float
-    epsilon_rdp: float
-    epsilon_opacus: float
-    train_loss: float
-    validation_loss: float
-    validation_accuracy: float
-    test_accuracy: float
-    lr: float
-    seconds: float
-    epsilons: dict[str, float] = dataclasses.field(default_factory=dict, hash=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the record as a JSON-ready dict (infinite ε as the string ``"inf"``)."""
-        data = {k: json_value(v) for k, v in dataclasses.asdict(self).items()}
-        data["epsilons"] = {k: json_value(v) for k, v in self.epsilons.items()}
-        return data
 
 
 class _StoredFields(dict):
@@ -181,6 +133,13 @@ class RunRecord:
     updated_at: float
     records: tuple[EpochRecord, ...]
     diverged_epoch: int | None = None
+    #: The task trained (``"mnist-seed"``, ... for the built-in MNIST tasks; None for runs
+    #: stored before tasks were recorded), its data fingerprint
+    #: (:meth:`dpplan.train.Task.fingerprint`) and the ``"module:function"`` it was loaded
+    #: from (None for the built-in tasks and for tasks passed as objects).
+    task: str | None = None
+    task_fingerprint: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
+    task_spec: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.schedule, ScheduleRecord):

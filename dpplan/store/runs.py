@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store.database import StoreDatabase, stored_id
 from dpplan.store.liveness import LEASE_COLUMNS
@@ -86,12 +87,24 @@ def _float_or_nan(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _plan_from_dict(data: dict[str, Any]) -> TrainingPlan | PhasedPlan:
+    """A stored plan: a PhasedPlan's dict has ``phases``, a TrainingPlan's does not."""
+    if isinstance(data, dict) and "phases" in data:
+        return PhasedPlan.from_dict(data)
+    return TrainingPlan.from_dict(data)
+
+
 def _column(row: sqlite3.Row, name: str) -> Any:
     return row[name] if name in row.keys() else None  # noqa: SIM118 - Row `in` tests values
 
 
 def _epsilons(row: sqlite3.Row) -> dict[str, float]:
     text = _column(row, "epsilons")
+    return {k: float(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def _metrics(row: sqlite3.Row) -> dict[str, float]:
+    text = _column(row, "metrics")
     return {k: float(v) for k, v in json.loads(text).items()} if text else {}
 
 
@@ -165,10 +178,15 @@ class RunsRepository(StoreDatabase):
         versions: Mapping[str, str],
         group_id: str | None = None,
         status: str = "running",
+        task: str | None = None,
+        task_fingerprint: Mapping[str, Any] | None = None,
+        task_spec: str | None = None,
     ) -> int:
         """Insert a run (and its plan) and return the run id.
 
         A ``running`` run is leased to this process (see :mod:`dpplan.store.liveness`).
+        ``task``, ``task_fingerprint`` and ``task_spec`` say what was trained (see
+        :class:`~dpplan.store.RunRecord`).
         """
         with self._transaction() as connection:
             connection.execute(
@@ -193,6 +211,16 @@ class RunsRepository(StoreDatabase):
                 ),
             )
             run_id = int(cursor.lastrowid)
+            if task is not None:
+                connection.execute(
+                    "UPDATE runs SET task=?, task_fingerprint=?, task_spec=? WHERE id=?",
+                    (
+                        task,
+                        None if task_fingerprint is None else json.dumps(dict(task_fingerprint)),
+                        task_spec,
+                        run_id,
+                    ),
+                )
         if status == "running":
             self._start_heartbeat(run_id)
         return run_id
@@ -246,8 +274,8 @@ class RunsRepository(StoreDatabase):
             connection.execute(
                 "INSERT OR REPLACE INTO epochs (run_id, epoch, steps, epsilon, epsilon_rdp, "
                 "epsilon_opacus, train_loss, validation_loss, validation_accuracy, "
-                "test_accuracy, lr, seconds, epsilons) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "test_accuracy, lr, seconds, epsilons, test_loss, metrics) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     stored_id(run_id),
                     values["epoch"],
@@ -265,6 +293,8 @@ class RunsRepository(StoreDatabase):
                     values["lr"],
                     values["seconds"],
                     json.dumps({k: json_value(float(v)) for k, v in record.epsilons.items()}),
+                    values["test_loss"],
+                    json.dumps({k: json_value(float(v)) for k, v in record.metrics.items()}),
                 ),
             )
             connection.execute(
@@ -549,6 +579,8 @@ class RunsRepository(StoreDatabase):
                 lr=_float_or_nan(e["lr"]),
                 seconds=_float_or_nan(e["seconds"]),
                 epsilons=_epsilons(e),
+                test_loss=_float_or_nan(_column(e, "test_loss")),
+                metrics=_metrics(e),
             )
             for e in epochs
         )
@@ -563,7 +595,7 @@ class RunsRepository(StoreDatabase):
             )
         return RunRecord(
             id=row["id"],
-            plan=TrainingPlan.from_dict(json.loads(row["plan"])),
+            plan=_plan_from_dict(json.loads(row["plan"])),
             status=status,
             schedule=ScheduleRecord(json.loads(row["schedule"])),
             options=OptionsRecord(json.loads(row["options"])),
@@ -579,4 +611,11 @@ class RunsRepository(StoreDatabase):
             updated_at=row["updated_at"],
             records=records,
             diverged_epoch=_column(row, "diverged_epoch"),
+            task=_column(row, "task"),
+            task_fingerprint=(
+                None
+                if _column(row, "task_fingerprint") is None
+                else json.loads(row["task_fingerprint"])
+            ),
+            task_spec=_column(row, "task_spec"),
         )

@@ -11,7 +11,11 @@ Version history:
 1. plans, runs and epochs (with the lease columns ``pid_started``, ``heartbeat_at`` and the
    per-method ``epochs.epsilons`` that earlier releases added on open);
 2. ``runs.diverged_epoch``;
-3. the sweep tables ``sweeps`` and ``sweep_trials``.
+3. the sweep tables ``sweeps`` and ``sweep_trials``;
+4. what a run trained: ``runs.task`` (the task's name), ``runs.task_fingerprint`` (JSON:
+   sizes, shapes and a SHA-256 of the training data) and ``runs.task_spec`` (the
+   ``module:function`` it was loaded from); per epoch ``epochs.test_loss`` and
+   ``epochs.metrics`` (JSON: a task's own metric). Runs stored before have NULLs there.
 """
 
 from __future__ import annotations
@@ -124,11 +128,17 @@ def _v3_sweeps(connection: sqlite3.Connection) -> None:
     _statements(connection, _SWEEPS)
 
 
+def _v4_tasks(connection: sqlite3.Connection) -> None:
+    _add_columns(connection, "runs", ("task TEXT", "task_fingerprint TEXT", "task_spec TEXT"))
+    _add_columns(connection, "epochs", ("test_loss REAL", "metrics TEXT"))
+
+
 #: The migrations, in order: migration ``i`` (1-based) brings a store to version ``i``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_runs,
     _v2_diverged_epoch,
     _v3_sweeps,
+    _v4_tasks,
 )
 #: The schema version this dpplan writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,8 +1,10 @@
-"""DP-SGD training on MNIST: the only part of dpplan that imports torch.
+"""DP-SGD training on MNIST or the user's own task: the only part of dpplan that imports torch.
 
 Layers, bottom up:
 
 * :mod:`dpplan.train.specs`: schedules and :class:`RunOptions`, torch-free typed specs;
+* :mod:`dpplan.train.tasks`: :class:`Task` (the user's model, data and loss), the built-in
+  MNIST task and :func:`load_task` (``"module:function"``);
 * :mod:`dpplan.train.engines`: the per-step work (``fused`` or ``opacus``);
 * :mod:`dpplan.train.core`: :class:`Trainer` and :func:`train`, storage-free;
 * :mod:`dpplan.train.runs`: :func:`start_run`, :func:`resume` and the queue, which store
@@ -16,12 +18,14 @@ Layers, bottom up:
 from typing import TYPE_CHECKING
 
 from dpplan._lazy import lazy_names
-from dpplan.store import EpochRecord, RunRecord, RunStore
+from dpplan.records import EpochRecord
+from dpplan.store import RunRecord, RunStore
 from dpplan.train.specs import ENGINES, Constant, OneCycle, Plateau, RunOptions, training_set_size
 
 if TYPE_CHECKING:
     from dpplan.train.core import Trainer, TrainingResult, train
     from dpplan.train.runs import resume, start_run
+    from dpplan.train.tasks import Task, load_task, mnist_task
 
 #: Names that import torch; they load on first use, so the specs above (and the store, the
 #: app and the CLI that use them) stay torch-free.
@@ -30,6 +34,7 @@ __getattr__, __dir__ = lazy_names(
     {
         "dpplan.train.core": ("Trainer", "TrainingResult", "train"),
         "dpplan.train.runs": ("resume", "start_run"),
+        "dpplan.train.tasks": ("Task", "load_task", "mnist_task"),
     },
 )
 
@@ -42,8 +47,11 @@ __all__ = [
     "RunOptions",
     "RunRecord",
     "RunStore",
+    "Task",
     "Trainer",
     "TrainingResult",
+    "load_task",
+    "mnist_task",
     "resume",
     "start_run",
     "train",

@@ -6,6 +6,10 @@ never used for selection); the selected rate is then trained with the remaining 
 result is test accuracy after every epoch, as mean ± std over seeds, against the plan's ε,
 which is the same for every schedule because they share the plan.
 
+For a task that is not a classification (:class:`~dpplan.train.Task` with
+``classification=False``, e.g. a regression), the rate with the lowest final validation
+loss is selected and the summary's measure is the test loss (lower is better).
+
 Tuning costs privacy too: each run touches the training data. The comparison records how many
 runs were tried; their selection is **not** covered by the plan's ε (see Papernot & Steinke
 2022 on private hyper-parameter tuning).
@@ -73,13 +77,20 @@ class ScheduleSummary:
     accuracy_std: tuple[float, ...]
     epsilon_methods: tuple[str, ...] = ()
     validation_mean: tuple[float, ...] = ()
+    #: What ``accuracy_mean``/``accuracy_std`` (and ``validation_mean``) measure:
+    #: ``"test_accuracy"`` (validation and test accuracy, higher is better) or, for a task
+    #: that is not a classification, ``"test_loss"`` (validation and test loss, lower is
+    #: better).
+    measure: str = "test_accuracy"
 
     def best_accuracy_at(self, epsilon: float) -> float | None:
-        """Mean test accuracy at the epoch with the best mean validation accuracy among the
-        epochs whose ε ≤ ``epsilon`` (:func:`dpplan.selection.best_at`; None if none)."""
+        """Mean test accuracy (test loss, for measure ``"test_loss"``) at the epoch with the
+        best mean validation accuracy (lowest validation loss) among the epochs whose
+        ε ≤ ``epsilon`` (:func:`dpplan.selection.best_at`; None if none)."""
+        sign = -1.0 if self.measure == "test_loss" else 1.0
         chosen = best_at(
             (
-                Candidate(epsilon=e, validation_accuracy=v, test_accuracy=a)
+                Candidate(epsilon=e, validation_accuracy=sign * v, test_accuracy=a)
                 for e, v, a in zip(
                     self.epsilons, self.validation_mean, self.accuracy_mean, strict=False
                 )
@@ -120,20 +131,26 @@ class ScheduleComparison:
         }
 
 
-def _final_validation(run: RunRecord) -> float:
-    """The run's final validation accuracy; -1 for a run without one, or that diverged
-    (never selected)."""
+def _final_validation(run: RunRecord, *, classification: bool = True) -> float:
+    """The run's selection score, higher is better: its final validation accuracy (minus its
+    final validation loss when not a classification); -inf for a run without one, or that
+    diverged (never selected)."""
     if run.status == "diverged" or not run.records:
-        return -1.0
-    return run.records[-1].validation_accuracy
+        return -math.inf
+    last = run.records[-1]
+    score = last.validation_accuracy if classification else -last.validation_loss
+    return score if math.isfinite(score) else -math.inf
 
 
 def summarize(
     kind: str,
     tried: Sequence[RunRecord],
     selected_runs: Sequence[RunRecord],
+    *,
+    measure: str = "test_accuracy",
 ) -> ScheduleSummary:
-    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy).
+    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy, or
+    of ``measure``: ``"test_loss"`` for a task that is not a classification).
 
     ε per epoch is the smallest upper bound recorded (the one every surface shows). Runs
     that diverged are left out of the mean (unless every selected run diverged).
@@ -144,13 +161,16 @@ def summarize(
     )
     length = min(len(run.records) for run in selected_runs)
     epochs = tuple(range(1, length + 1))
+    validation_measure = "validation_loss" if measure == "test_loss" else "validation_accuracy"
     means, stds, validations = [], [], []
     for index in range(length):
-        values = [run.records[index].test_accuracy for run in selected_runs]
+        values = [getattr(run.records[index], measure) for run in selected_runs]
         means.append(statistics.fmean(values))
         stds.append(statistics.pstdev(values) if len(values) > 1 else 0.0)
         validations.append(
-            statistics.fmean(run.records[index].validation_accuracy for run in selected_runs)
+            statistics.fmean(
+                getattr(run.records[index], validation_measure) for run in selected_runs
+            )
         )
     return ScheduleSummary(
         kind=kind,
@@ -169,6 +189,7 @@ def summarize(
         accuracy_mean=tuple(means),
         accuracy_std=tuple(stds),
         validation_mean=tuple(validations),
+        measure=measure,
     )
 
 
@@ -195,6 +216,7 @@ def compare_schedules(
     store: RunStore | None = None,
     on_run: Callable[[RunRecord], None] | None = None,
     group_id: str | None = None,
+    task: Any = None,
 ) -> ScheduleComparison:
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
@@ -206,6 +228,7 @@ def compare_schedules(
         store: the run store; default ``RunStore()``.
         on_run: called with each finished run.
         group_id: the comparison's run group (default: a new random id).
+        task: the :class:`~dpplan.train.Task` every run trains; ``None`` for MNIST.
 
     Returns:
         A :class:`ScheduleComparison`.
@@ -223,19 +246,27 @@ def compare_schedules(
     def run(spec: ScheduleSpec, seed: int) -> RunRecord:
         nonlocal runs_tried
         runs_tried += 1
+        extra = {} if task is None else {"task": task}
         result = start_run(
-            plan, spec, dataclasses.replace(options, seed=seed), store=store, group_id=group_id
+            plan,
+            spec,
+            dataclasses.replace(options, seed=seed),
+            store=store,
+            group_id=group_id,
+            **extra,
         )
         if on_run is not None:
             on_run(result)
         return result
 
+    classification = True if task is None else bool(task.classification)
+    measure = "test_accuracy" if classification else "test_loss"
     for kind, specs in grids.items():
         tried = [run(spec, seeds[0]) for spec in specs]
-        best = max(tried, key=_final_validation)
+        best = max(tried, key=lambda r: _final_validation(r, classification=classification))
         best_spec = specs[tried.index(best)]
         repeats = [run(best_spec, seed) for seed in seeds[1:]]
-        summaries.append(summarize(kind, tried, [best, *repeats]))
+        summaries.append(summarize(kind, tried, [best, *repeats], measure=measure))
     return ScheduleComparison(
         plan=plan, group_id=group_id, seeds=seeds, runs_tried=runs_tried, summaries=tuple(summaries)
     )
@@ -253,19 +284,22 @@ def launch_comparison(
     grids: Mapping[str, Sequence[ScheduleSpec]],
     seeds: Sequence[int],
     options: RunOptions,
+    task: str | None = None,
 ) -> tuple[int, Path, str]:
     """Run :func:`compare_schedules` in a background process (the app's Compare page).
 
     Everything is validated here, in the caller's process; the child receives the plan, the
-    specs and the options as JSON (their ``to_dict`` forms) and stores each run in group
-    ``group_id`` as it finishes.
+    specs and the options as JSON (their ``to_dict`` forms), and ``task``, a
+    ``"module:function"`` (:func:`~dpplan.train.load_task`) it imports again, and stores each
+    run in group ``group_id`` as it finishes.
 
     Returns:
         (the child's PID, its log file, the comparison's run group).
 
     Raises:
-        PlanError: for empty grids or seeds, repeated seeds, invalid specs or options, or a
-            plan whose ``dataset_size`` is not ``training_set_size(options)``.
+        PlanError: for empty grids or seeds, repeated seeds, invalid specs or options, a task
+            that cannot be loaded, or a plan whose ``dataset_size`` is not
+            ``training_set_size(options)`` (the task's training set size, with a task).
     """
     from dpplan.background import launch_detached
 
@@ -274,7 +308,11 @@ def launch_comparison(
         raise PlanError("plan", plan, "a dpplan.TrainingPlan")
     if not isinstance(options, RunOptions):
         raise PlanError("options", options, "a dpplan.train.RunOptions")
-    if plan.dataset_size != training_set_size(options):
+    if task is not None:
+        from dpplan.train.tasks import check_dataset_size, load_task
+
+        check_dataset_size(plan.dataset_size, load_task(task))
+    elif plan.dataset_size != training_set_size(options):
         raise PlanError(
             "dataset_size",
             plan.dataset_size,
@@ -290,6 +328,7 @@ def launch_comparison(
         "seeds": list(seeds),
         "options": options.to_dict(),
         "group_id": group_id,
+        "task": task,
     }
     pid, log = launch_detached("dpplan.train.compare", request, kind="comparisons")
     return pid, log, group_id
@@ -317,6 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = RunOptions.from_dict(dict(request["options"]))
         seeds = [int(seed) for seed in request["seeds"]]
         group_id = str(request["group_id"])
+        task = None
+        if request.get("task") is not None:
+            from dpplan.train.tasks import load_task
+
+            task = load_task(str(request["task"]))
     except (DpplanError, OSError, ValueError, KeyError, TypeError) as error:
         print(f"error: {error}", flush=True)
         return 2
@@ -325,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"comparison {group_id}: run {run.id} {run.status}", flush=True)
 
     result = compare_schedules(
-        plan, grids=grids, seeds=seeds, options=options, group_id=group_id, on_run=show
+        plan, grids=grids, seeds=seeds, options=options, group_id=group_id, on_run=show, task=task
     )
     print(json.dumps(result.to_dict(), indent=2), flush=True)
     return 0

@@ -1,8 +1,12 @@
-"""The storage-free training core: DP-SGD on MNIST, driven by a :class:`~dpplan.plan.TrainingPlan`.
+"""The storage-free training core: DP-SGD on a task, driven by a plan.
 
-The plan is the single source of truth: batches are Poisson-sampled at exactly
-``plan.sample_rate`` for exactly ``plan.steps_per_epoch`` steps per epoch, with
-``plan.noise_multiplier`` and ``plan.max_grad_norm`` (STYLE §3.2). The per-step work is done
+The task (:class:`~dpplan.train.Task`: the user's model, data and loss; MNIST with
+``options.model`` when none is given) brings what is trained; the plan (a
+:class:`~dpplan.plan.TrainingPlan` or :class:`~dpplan.phased.PhasedPlan`) is the single
+source of truth for how: batches are Poisson-sampled at exactly ``plan.sample_rate`` for
+exactly ``plan.steps_per_epoch`` steps per epoch, with ``plan.noise_multiplier`` and
+``plan.max_grad_norm`` (STYLE §3.2); a phased plan changes them at each phase boundary and
+stops after exactly its steps. The per-step work is done
 by a step engine (:mod:`dpplan.train.engines`: ``fused`` or ``opacus``); after every epoch
 the trainer records dpplan's ε for the steps the engine counted, and the ε of Opacus' own RDP
 accountant stepped by the same engine; if dpplan's RDP and Opacus' RDP disagree, the run
@@ -19,36 +23,37 @@ device, so there is no per-step DataLoader overhead.
 
 from __future__ import annotations
 
-import dataclasses
+import bisect
 import math
 import secrets
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from dpplan import _validate
 from dpplan.errors import PlanError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
-from dpplan.store import EpochRecord
-from dpplan.train.data import load_mnist, split_validation
-from dpplan.train.engines import StepEngine, make_engine
-from dpplan.train.models import make_model
-from dpplan.train.schedules import LrController, make_optimizer, make_scheduler
-from dpplan.train.specs import (
-    DEVICES,
-    MNIST_TEST_SIZE,
-    MNIST_TRAIN_SIZE,
-    RunOptions,
-    ScheduleSpec,
-    schedule_from_dict,
-    training_set_size,
+from dpplan.records import EpochRecord
+from dpplan.train.engines import Mechanism, StepEngine, make_engine
+from dpplan.train.inputs import (  # re-exported: core was their home
+    MnistSplit,
+    TrainingResult,
+    as_phased,
+    check_inputs,
+    evaluate,
+    load_split,
+    plan_epochs,
+    resolve_device,
+    split_indices,
+    versions,
 )
+from dpplan.train.schedules import LrController, make_optimizer, make_scheduler
+from dpplan.train.specs import RunOptions, ScheduleSpec
+from dpplan.train.tasks import Task, check_mean_loss, check_model, mnist_task
 
 __all__ = [
     "EPSILON_AGREEMENT_RTOL",
@@ -59,9 +64,14 @@ __all__ = [
     "StopRequested",
     "Trainer",
     "TrainingResult",
+    "as_phased",
+    "check_inputs",
     "load_split",
+    "plan_epochs",
     "resolve_device",
+    "split_indices",
     "train",
+    "versions",
 ]
 
 #: Relative disagreement between dpplan's RDP ε and Opacus' RDP ε that flags a run. The two
@@ -95,172 +105,6 @@ class Diverged(Exception):
         self.epoch, self.reason = epoch, reason
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True, eq=False)
-class MnistSplit:
-    """The tensors one run uses: its training part, validation part and test part, and
-    where they came from (``source``: :attr:`~dpplan.train.data.MnistData.provenance`, or
-    None when unknown)."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    source: str | None = None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class TrainingResult:
-    """What :func:`train` produced: the plan, how it was trained, and every epoch's record.
-
-    Attributes:
-        plan: the plan trained.
-        schedule: the learning-rate schedule spec.
-        options: the run options.
-        device: the torch device it ran on (e.g. ``"cpu"``, ``"cuda:0"``).
-        engine: the step engine (``"fused"``, ``"opacus"`` or ``"non_private"``).
-        status: ``"finished"`` (every epoch), ``"stopped"`` (``should_stop`` asked),
-            ``"diverged"`` (a non-finite loss or weights; the epochs before it are kept) or
-            ``"not_started"`` (the first epoch alone would exceed ``target_epsilon``).
-        stop_reason: why it ended early, or ``None``.
-        records: one :class:`~dpplan.store.EpochRecord` per finished epoch.
-        warnings: warnings about the run (e.g. ε cross-check, reproducible noise).
-        data_source: where the MNIST files came from (folder, and what was downloaded),
-            or None when unknown.
-        diverged_epoch: for status ``diverged``, the epoch it diverged in (not recorded; its
-            steps count against privacy), else None.
-    """
-
-    plan: TrainingPlan
-    schedule: ScheduleSpec
-    options: RunOptions
-    device: str
-    engine: str
-    status: str
-    stop_reason: str | None
-    records: tuple[EpochRecord, ...]
-    warnings: tuple[str, ...]
-    data_source: str | None = None
-    diverged_epoch: int | None = None
-
-
-def resolve_device(device: str) -> torch.device:
-    """Return the torch device for ``"auto"``, ``"cpu"`` or ``"cuda"``.
-
-    Raises:
-        PlanError: if ``"cuda"`` is asked for and CUDA is not available.
-    """
-    _validate.choice(options=DEVICES, device=device)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PlanError(
-            "device",
-            device,
-            "'cpu' or 'auto' on this machine",
-            "CUDA is not available here (torch.cuda.is_available() is False).",
-        )
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
-
-
-def versions() -> dict[str, str]:
-    """Return the versions of dpplan and the libraries a run depends on."""
-    found = {}
-    for name in ("dpplan", "torch", "opacus", "dp-accounting", "prv-accountant"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def split_indices(options: RunOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (training, validation) indices into the 60,000 MNIST training examples.
-
-    The validation examples depend only on ``split_seed`` and ``validation_size``, never on
-    ``subset`` or the run's seed, so one run's training examples are never another's
-    validation examples; the training examples are the first ``training_set_size`` of the
-    rest, in MNIST order.
-    """
-    everything = torch.arange(MNIST_TRAIN_SIZE)
-    (train_index, _), (validation_index, _) = split_validation(
-        everything, everything, validation_size=options.validation_size, seed=options.split_seed
-    )
-    return train_index[: training_set_size(options)], validation_index
-
-
-def load_split(options: RunOptions, device: torch.device) -> MnistSplit:
-    """Load, verify and split MNIST for a run.
-
-    Raises:
-        DataError: MNIST is missing or corrupt, cannot be downloaded, or the folder the
-            options name does not exist (it is not created).
-    """
-    data = load_mnist(
-        options.data_dir,
-        download=options.download,
-        device=device,
-        create_folder=options.data_dir is None,
-    )
-    train_index, validation_index = split_indices(options)
-    train_index, validation_index = train_index.to(device), validation_index.to(device)
-    test_count = options.test_subset or MNIST_TEST_SIZE
-    return MnistSplit(
-        train_x=data.train_images[train_index],
-        train_y=data.train_labels[train_index],
-        val_x=data.train_images[validation_index],
-        val_y=data.train_labels[validation_index],
-        test_x=data.test_images[:test_count],
-        test_y=data.test_labels[:test_count],
-        source=data.provenance,
-    )
-
-
-def check_inputs(
-    plan: object, schedule: object, options: object
-) -> tuple[TrainingPlan, ScheduleSpec, RunOptions]:
-    """Validate what a run is asked to do, once, before anything is loaded or stored.
-
-    Returns:
-        The plan, the schedule as a spec (a mapping is read with ``schedule_from_dict``) and
-        the options (``RunOptions()`` for ``None``).
-
-    Raises:
-        PlanError: for a wrong type, an invalid schedule, or a plan whose ``dataset_size``
-            is not ``training_set_size(options)``.
-    """
-    options = RunOptions() if options is None else options
-    if not isinstance(plan, TrainingPlan):
-        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
-    if not isinstance(options, RunOptions):
-        raise PlanError("options", options, "a RunOptions")
-    spec = schedule_from_dict(schedule.to_dict() if hasattr(schedule, "to_dict") else schedule)
-    if plan.dataset_size != training_set_size(options):
-        raise PlanError(
-            "dataset_size",
-            plan.dataset_size,
-            f"{training_set_size(options)}, the number of training examples of these options",
-            "dpplan derives dataset_size from the data; build the plan with "
-            "dataset_size=training_set_size(options).",
-        )
-    return plan, spec, options
-
-
-@torch.no_grad()
-def _evaluate(
-    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int
-) -> tuple[float, float]:
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size])
-        target = labels[start : start + batch_size]
-        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == target).sum())
-    return loss_sum / len(images), correct / len(images)
-
-
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
     """Silence the libraries' known, harmless warnings during training."""
@@ -277,34 +121,68 @@ class Trainer:
     This is the public seam below :func:`train`: build one, call :meth:`step` or
     :meth:`train_epoch` and :meth:`finish_epoch`, read :attr:`model` and :attr:`steps`.
 
+    A :class:`~dpplan.phased.PhasedPlan` trains phase after phase: at each phase boundary
+    the sampler's rate and the engine's σ, C and B change to the next phase's, and a phase
+    given in steps (``phase_steps``) ends mid-epoch. The run's epochs are the plan's
+    (possibly partial) epochs numbered on across phases (:meth:`PhasedPlan.epoch_ends`).
+
     Args:
-        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        plan: the plan (a TrainingPlan or a PhasedPlan); ``plan.dataset_size`` must equal
+            ``training_set_size(options)``.
         schedule: a schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
         options: run options; default ``RunOptions()``.
-        data: the MNIST split to use (default: loaded with :func:`load_split`).
+        data: the MNIST split to use (default: loaded with :func:`load_split`); not used
+            with a ``task``.
         device: the torch device (default: ``options.device`` resolved).
+        task: the :class:`~dpplan.train.Task` to train (default: MNIST with
+            ``options.model``). Its tensors are moved to the device.
+
+    The model is built, and dropout later draws, from the run's own torch random state
+    (seeded with ``options.seed`` in a fork of the global generators, saved in checkpoints):
+    the process' global random state is never changed.
 
     Raises:
-        PlanError: for invalid input (see :func:`check_inputs`), or data whose training
-            part does not have ``plan.dataset_size`` examples.
+        PlanError: for invalid input (see :func:`check_inputs`), data whose training part
+            does not have ``plan.dataset_size`` examples, a model DP-SGD cannot train per
+            example (field ``model``) or a loss that is not a batch mean (field ``loss``).
         DataError: if MNIST cannot be loaded.
     """
 
     def __init__(
         self,
-        plan: TrainingPlan,
+        plan: TrainingPlan | PhasedPlan,
         schedule: ScheduleSpec,
         options: RunOptions | None = None,
         *,
         data: MnistSplit | None = None,
         device: torch.device | None = None,
+        task: Task | None = None,
     ) -> None:
-        plan, schedule, options = check_inputs(plan, schedule, options)
+        plan, schedule, options = check_inputs(plan, schedule, options, task)
         self.plan, self.schedule, self.options = plan, schedule, options
+        self.phased = as_phased(plan)
+        #: Cumulative steps at the end of each of the run's epochs.
+        self.epoch_ends = self.phased.epoch_ends()
+        self._phase_ends = tuple(
+            sum(self.phased.steps_per_phase[: i + 1]) for i in range(len(self.phased.phases))
+        )
         self.device = resolve_device(options.device) if device is None else device
         torch.set_num_threads(options.threads)
-        torch.manual_seed(options.seed)
-        self.data = load_split(options, self.device) if data is None else data
+        if task is None:  # the built-in task: MNIST with options.model
+            if data is None:
+                data = load_split(options, self.device)
+            task = mnist_task(options, data=data)
+        else:
+            data = MnistSplit(
+                train_x=task.train[0].to(self.device),
+                train_y=task.train[1].to(self.device),
+                val_x=task.validation[0].to(self.device),
+                val_y=task.validation[1].to(self.device),
+                test_x=task.test[0].to(self.device),
+                test_y=task.test[1].to(self.device),
+                source=None,  # the task's name and fingerprint are stored with the run
+            )
+        self.task, self.data = task, data
         if plan.dataset_size != len(self.data.train_x):
             raise PlanError(
                 "dataset_size",
@@ -313,7 +191,27 @@ class Trainer:
                 "dpplan derives dataset_size from the data; build the plan with "
                 "dataset_size=training_set_size(options).",
             )
-        model = make_model(options.model, activation=options.activation).to(self.device)
+        # The model is initialised, and dropout later draws, from the run's own torch random
+        # state, seeded with options.seed in a fork: the global state is never touched.
+        cuda = [self._cuda_index()] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(options.seed)
+            model = task.model()
+            self._torch_rng = torch.get_rng_state()
+            self._cuda_rng = torch.cuda.get_rng_state(self.device) if cuda else None
+        if not isinstance(model, torch.nn.Module):
+            raise PlanError(
+                "model",
+                type(model).__name__,
+                "a callable returning a torch.nn.Module",
+                f"task {task.name!r}'s model() returned something else.",
+            )
+        model = model.to(self.device)
+        self._rng_active = False
+        if options.private:
+            check_model(model, options.engine)
+        if task.loss is not None:
+            check_mean_loss(task.loss, model, self.data.train_x, self.data.train_y)
         optimizer = make_optimizer(schedule, model.parameters())
         # Sampling and noise come from their own generators, seeded with fresh entropy
         # unless the run is explicitly reproducible (then from the public seed: no guarantee).
@@ -333,6 +231,7 @@ class Trainer:
             plan,
             private=options.private,
             noise_generator=self.noise_generator,
+            loss=task.loss_function,
         )
         self.controller: LrController = make_scheduler(
             schedule, optimizer, total_steps=plan.total_steps
@@ -342,6 +241,9 @@ class Trainer:
             self.warnings.append(_REPRODUCIBLE_WARNING)
         self._curves: tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]] | None = None
         self.last_batch_size = 0
+        #: Batches the sampler drew (each one noisy step of the engine).
+        self.sampled_steps = 0
+        self._phase_index = 0
         #: The epoch the run diverged in (set by :meth:`run`), else None.
         self.diverged_epoch: int | None = None
 
@@ -350,17 +252,58 @@ class Trainer:
         """The model being trained."""
         return self.engine.model
 
+    def _cuda_index(self) -> int:
+        return self.device.index if self.device.index is not None else torch.cuda.current_device()
+
+    @contextmanager
+    def own_random_state(self) -> Iterator[None]:
+        """Run the body with torch's global generators set to this run's own state (what
+        dropout draws from), saved back afterwards; the caller's global state is restored.
+        Re-entrant: inside another ``own_random_state`` it does nothing."""
+        if self._rng_active:
+            yield
+            return
+        cuda = [self._cuda_index()] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.set_rng_state(self._torch_rng)
+            if cuda:
+                torch.cuda.set_rng_state(self._cuda_rng, self.device)
+            self._rng_active = True
+            try:
+                yield
+            finally:
+                self._rng_active = False
+                self._torch_rng = torch.get_rng_state()
+                if cuda:
+                    self._cuda_rng = torch.cuda.get_rng_state(self.device)
+
     @property
     def steps(self) -> int:
         """Noisy steps taken, as counted by the engine's accountant."""
         return self.engine.steps
 
+    @property
+    def epochs(self) -> int:
+        """The epochs this run records (:func:`plan_epochs` of the plan)."""
+        return len(self.epoch_ends)
+
+    def phase_at(self, step: int) -> int:
+        """Return the index of the phase that noisy step ``step + 1`` belongs to (steps past
+        the plan's end stay in the last phase)."""
+        return min(bisect.bisect_right(self._phase_ends, step), len(self._phase_ends) - 1)
+
     def step(self) -> float:
-        """Draw one Poisson batch at exactly ``plan.sample_rate`` and take one noisy step.
+        """Draw one Poisson batch at exactly the current phase's sample rate and take one
+        noisy step with its σ.
 
         Returns:
             The batch's mean training loss (NaN for an empty batch, which is still a step).
         """
+        index_of_phase = self.phase_at(self.sampled_steps)
+        if index_of_phase != self._phase_index:
+            self.engine.set_mechanism(Mechanism.from_plan(self.phased.phases[index_of_phase]))
+            self._phase_index = index_of_phase
+        sample_rate = self.phased.phases[index_of_phase].sample_rate
         # float64: float32 uniforms are multiples of 2^-24, which would sample slightly
         # above the accounted rate.
         mask = (
@@ -370,13 +313,26 @@ class Trainer:
                 device=self.device,
                 dtype=torch.float64,
             )
-            < self.plan.sample_rate
+            < sample_rate
         )
         index = mask.nonzero().squeeze(1)
         self.last_batch_size = len(index)
-        loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
+        self.sampled_steps += 1
+        with self.own_random_state():
+            loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
         self.controller.after_step()
         return loss
+
+    def epoch_steps(self, epoch: int = 0) -> int:
+        """Return the noisy steps of ``epoch`` (1-based; 0: the epoch the sampler is in).
+
+        For a TrainingPlan every epoch has ``plan.steps_per_epoch`` steps; a phased plan's
+        epochs have their phase's, and the last epoch of a phase that ends mid-epoch fewer.
+        """
+        ends = self.epoch_ends
+        if epoch == 0:
+            epoch = min(bisect.bisect_right(ends, self.sampled_steps), len(ends) - 1) + 1
+        return ends[epoch - 1] - (ends[epoch - 2] if epoch > 1 else 0)
 
     def train_epoch(
         self,
@@ -385,7 +341,8 @@ class Trainer:
         *,
         epoch: int = 0,
     ) -> tuple[float, float]:
-        """Run exactly ``plan.steps_per_epoch`` steps; return (mean loss, seconds).
+        """Run exactly the steps of ``epoch`` (:meth:`epoch_steps`: ``plan.steps_per_epoch``
+        for a TrainingPlan); return (mean loss, seconds).
 
         ``should_stop`` is polled every ``STOP_POLL_SECONDS``; when it returns True the
         epoch is abandoned (:class:`StopRequested`), so a partial epoch is never recorded.
@@ -396,8 +353,17 @@ class Trainer:
             Diverged: a non-empty batch gave a non-finite loss, or the weights are not all
                 finite after the epoch's last step (``epoch`` names the epoch).
         """
+        with self.own_random_state():  # one fork of the global state per epoch
+            return self._train_epoch(should_stop, on_step, epoch)
+
+    def _train_epoch(
+        self,
+        should_stop: Callable[[], bool] | None,
+        on_step: Callable[[int, int], None] | None,
+        epoch: int,
+    ) -> tuple[float, float]:
         self.model.train()
-        steps_per_epoch = self.plan.steps_per_epoch
+        steps_per_epoch = self.epoch_steps(epoch)
         loss_sum, loss_batches = 0.0, 0
         started = last_poll = last_report = time.perf_counter()
         for step in range(1, steps_per_epoch + 1):
@@ -441,9 +407,16 @@ class Trainer:
     def _epsilon_curves(self) -> tuple[tuple[float, ...], tuple[float, ...], tuple[dict, ...]]:
         """(``options.method`` curve, RDP curve, every method's ε per epoch), computed once."""
         if self._curves is None:
-            from dpplan.accounting import epoch_epsilons, epsilon_curve
+            from dpplan.accounting import compare, epoch_epsilons, epsilon_curve
 
-            per_epoch = epoch_epsilons(self.plan)
+            if isinstance(self.plan, TrainingPlan):
+                per_epoch = epoch_epsilons(self.plan)
+            else:  # the phased plan's curves: one point per (possibly partial) epoch
+                comparison = compare(self.plan)
+                per_epoch = tuple(
+                    {curve.method: curve.epsilons[index] for curve in comparison.curves}
+                    for index in range(self.epochs)
+                )
 
             def curve(method: str) -> tuple[float, ...]:
                 if method in per_epoch[0]:
@@ -471,23 +444,30 @@ class Trainer:
         """Check the step count, evaluate, step the epoch schedule and return the record.
 
         Raises:
-            RuntimeError: if the engine took another number of steps than the plan says
-                (accounting would not match training).
+            RuntimeError: if the sampler drew or the engine took another number of steps than
+                the plan says (accounting would not match training).
             Diverged: if the validation loss is not finite.
         """
-        steps = self.steps
-        if steps != self.plan.steps_after(epoch):
+        steps, planned = self.steps, self.phased.steps_after(epoch)
+        if steps != planned or self.sampled_steps != planned:
             raise RuntimeError(
-                f"the engine took {steps} steps after epoch {epoch}, the plan says "
-                f"{self.plan.steps_after(epoch)}; accounting would not match training"
+                f"the sampler drew {self.sampled_steps} batches and the engine took {steps} "
+                f"steps after epoch {epoch}, the plan says {planned}; accounting would not "
+                "match training"
             )
         batch = self.options.eval_batch_size
-        validation_loss, validation_accuracy = _evaluate(
-            self.model, self.data.val_x, self.data.val_y, batch
+        validation_loss, validation_accuracy, validation_metric = evaluate(
+            self.model, self.data.val_x, self.data.val_y, batch, self.task
         )
         if not math.isfinite(validation_loss):
             raise Diverged(epoch, f"the validation loss was {validation_loss}")
-        _, test_accuracy = _evaluate(self.model, self.data.test_x, self.data.test_y, batch)
+        test_loss, test_accuracy, test_metric = evaluate(
+            self.model, self.data.test_x, self.data.test_y, batch, self.task
+        )
+        metrics = {}
+        if self.task.metric is not None:
+            name = self.task.metric_name
+            metrics = {f"validation_{name}": validation_metric, f"test_{name}": test_metric}
         self.controller.after_epoch(validation_loss)
         epsilon = epsilon_rdp = epsilon_opacus = math.inf
         epsilons: dict[str, float] = {}
@@ -516,6 +496,8 @@ class Trainer:
             lr=self.controller.current_lr(),
             seconds=seconds,
             epsilons=epsilons,
+            test_loss=test_loss,
+            metrics=metrics,
         )
 
     def run(
@@ -542,7 +524,7 @@ class Trainer:
         ``on_epoch`` receives every recorded epoch's record.
         """
         with quiet_libraries():
-            for epoch in range(first_epoch, self.plan.epochs + 1):
+            for epoch in range(first_epoch, self.epochs + 1):
                 target = self.options.target_epsilon
                 if target is not None:
                     value, method = self.headline_after(epoch)
@@ -585,24 +567,18 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Return the run's state: only tensors and plain Python values, so
-        ``torch.load(weights_only=True)`` reads it back."""
-        accountant = self.engine.accountant
-        history = None
-        if accountant is not None:
-            history = [
-                [float(sigma), float(rate), int(count)] for sigma, rate, count in accountant.history
-            ]
+        ``torch.load(weights_only=True)`` reads it back.
+
+        The engine's part (``steps``, ``optimizer``, ``accountant_history``) comes from the
+        engine's own ``state_dict``."""
         return {
-            "steps": int(self.steps),
+            **self.engine.state_dict(),
             "model": self.model.state_dict(),
-            "optimizer": self.engine.optimizer.state_dict(),
             "controller": self.controller.state_dict(),
-            "accountant_history": history,
-            "torch_rng": torch.get_rng_state(),
+            # The run's own torch random state (dropout), not the process' global one.
+            "torch_rng": self._torch_rng.clone(),
             # Only the run's own GPU: a run resumes on a host with another number of GPUs.
-            "cuda_rng": (
-                [torch.cuda.get_rng_state(self.device)] if self.device.type == "cuda" else None
-            ),
+            "cuda_rng": [self._cuda_rng.clone()] if self._cuda_rng is not None else None,
             "generator": self.generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
         }
@@ -615,24 +591,25 @@ class Trainer:
                 fit this run's model, optimizer or random states.
         """
         self.model.load_state_dict(state["model"])
-        self.engine.optimizer.load_state_dict(state["optimizer"])
+        self.engine.load_state_dict(state)
         self.controller.load_state_dict(state["controller"])
-        if self.engine.accountant is not None:
-            self.engine.accountant.history = [
-                (float(sigma), float(rate), int(count))
-                for sigma, rate, count in state["accountant_history"]
-            ]
-        else:
-            self.engine._plain_steps = int(state["steps"])
-        torch.set_rng_state(state["torch_rng"])
+        self.sampled_steps = int(state["steps"])
+        phase = self.phase_at(self.sampled_steps)
+        if phase != self._phase_index:
+            self.engine.set_mechanism(Mechanism.from_plan(self.phased.phases[phase]))
+            self._phase_index = phase
+        torch_rng = state["torch_rng"]
+        if not isinstance(torch_rng, torch.Tensor) or torch_rng.dtype != torch.uint8:
+            raise TypeError("torch_rng is not a random-number state (a uint8 tensor)")
+        self._torch_rng = torch_rng.clone()
         if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"][0], self.device)
+            self._cuda_rng = state["cuda_rng"][0].clone()
         self.generator.set_state(state["generator"])
         self.noise_generator.set_state(state["noise_generator"])
 
 
 def train(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions | None = None,
     *,
@@ -641,13 +618,17 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     data: MnistSplit | None = None,
     device: torch.device | None = None,
+    task: Task | None = None,
 ) -> TrainingResult:
     """Train ``plan`` with DP-SGD on MNIST, in memory: nothing is stored, no file written.
 
     To store runs, checkpoint and resume them, use :func:`dpplan.train.start_run`.
 
     Args:
-        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
+        plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``. A
+            :class:`~dpplan.phased.PhasedPlan` changes the sample rate and σ at each phase
+            boundary and stops after exactly its ``total_steps`` (also mid-epoch); its
+            records are its (possibly partial) epochs, their ε the phased plan's.
         schedule: a learning-rate schedule spec (``OneCycle``, ``Plateau``, ``Constant``).
         options: run options; default ``RunOptions()``.
         on_epoch: called with each epoch's :class:`~dpplan.store.EpochRecord`.
@@ -656,6 +637,10 @@ def train(
         should_stop: polled every few seconds; True stops the run (status ``stopped``).
         data: the MNIST split to train on (default: loaded, as :class:`Trainer` does).
         device: the torch device (default: ``options.device`` resolved).
+        task: the :class:`~dpplan.train.Task` to train (the user's model, data and loss);
+            ``None`` trains MNIST with ``options.model`` (the built-in task). With a task,
+            ``plan.dataset_size`` must be the task's training set size, and the options'
+            MNIST settings (model, activation, data folder, subsets) are not used.
 
     Returns:
         A :class:`TrainingResult` with every epoch's record.
@@ -676,7 +661,7 @@ def train(
         >>> result.status, result.records[-1].steps  # doctest: +SKIP
         ('finished', 4)
     """
-    trainer = Trainer(plan, schedule, options, data=data, device=device)
+    trainer = Trainer(plan, schedule, options, data=data, device=device, task=task)
     records: list[EpochRecord] = []
 
     def keep(record: EpochRecord) -> None:
@@ -697,4 +682,5 @@ def train(
         warnings=tuple(trainer.warnings),
         data_source=trainer.data.source,
         diverged_epoch=trainer.diverged_epoch,
+        task=trainer.task.name,
     )

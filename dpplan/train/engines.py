@@ -21,6 +21,12 @@ Engines:
 * ``"non_private"`` (used for ``RunOptions(private=False)`` whatever the engine): plain SGD on
   the batch's mean loss, no clipping, no noise, no accountant.
 
+Every engine takes the task's loss (``loss(outputs, targets)``, a batch mean; cross-entropy
+by default): the fused engine differentiates it on each example alone, Opacus' hooks on the
+batch. A step engine is a :class:`StepEngine` protocol: ``step``, its own ``steps`` count,
+``set_mechanism`` (a phase boundary of a phased plan: new σ, C, B and q) and
+``state_dict``/``load_state_dict`` (optimizer, accountant history, steps) for checkpoints.
+
 Both private engines draw the noise for each parameter, in parameter order, with
 ``torch.normal(0, σC, shape, generator=...)`` exactly as Opacus does, so for the same batch,
 dropout and generator state they give the same update (tested).
@@ -32,14 +38,16 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dpplan.errors import PlanError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
+from dpplan.train.tasks import Loss, check_model
 
 __all__ = [
     "ENGINES",
@@ -97,8 +105,9 @@ def batch_cap(batch_size: int) -> int:
     return int(8 * math.ceil(cap / 8))
 
 
-class StepEngine:
-    """One DP-SGD step on a sampled batch; see the module docstring.
+@runtime_checkable
+class StepEngine(Protocol):
+    """What the trainer needs of a step engine (see the module docstring).
 
     Attributes:
         name: the engine's name (``"fused"``, ``"opacus"`` or ``"non_private"``).
@@ -106,16 +115,42 @@ class StepEngine:
         optimizer: the bare optimizer (what schedules adjust and checkpoints hold).
         accountant: Opacus' RDP accountant, stepped once per noisy step (``None`` when
             non-private).
+        steps: noisy steps taken (plain steps when non-private), counted by the engine.
     """
 
-    name: ClassVar[str]
+    name: str
     model: nn.Module
     optimizer: torch.optim.Optimizer
     accountant: Any
 
+    @property
+    def steps(self) -> int: ...
+
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         """Take one step on the batch; return its mean loss (NaN for an empty batch)."""
-        raise NotImplementedError
+        ...
+
+    def set_mechanism(self, mechanism: Mechanism) -> None:
+        """Use ``mechanism`` (σ, C, B, q) from the next step on: a phase boundary."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine's state: ``steps``, ``optimizer`` and ``accountant_history``."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        ...
+
+
+class _Engine:
+    """The state every engine shares: the optimizer, the accountant and the step count."""
+
+    name: ClassVar[str]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    accountant: Any = None
+    _plain_steps: int = 0
 
     @property
     def steps(self) -> int:
@@ -124,7 +159,35 @@ class StepEngine:
             return self._plain_steps
         return sum(count for _, _, count in self.accountant.history)
 
-    _plain_steps: int = 0
+    def state_dict(self) -> dict[str, Any]:
+        """Return ``steps``, the optimizer's state and the accountant's (σ, q, steps) history,
+        as tensors and plain Python values (``torch.load(weights_only=True)`` reads them)."""
+        history = None
+        if self.accountant is not None:
+            history = [
+                [float(sigma), float(rate), int(count)]
+                for sigma, rate, count in self.accountant.history
+            ]
+        return {
+            "steps": int(self.steps),
+            "optimizer": self.optimizer.state_dict(),
+            "accountant_history": history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output.
+
+        Raises:
+            KeyError, ValueError, TypeError: if the state does not fit this engine.
+        """
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.accountant is not None:
+            self.accountant.history = [
+                (float(sigma), float(rate), int(count))
+                for sigma, rate, count in state["accountant_history"]
+            ]
+        else:
+            self._plain_steps = int(state["steps"])
 
 
 def _rdp_accountant():
@@ -133,40 +196,34 @@ def _rdp_accountant():
     return RDPAccountant()
 
 
-def _refuse_batch_mixing(model: nn.Module, engine: str) -> None:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            raise PlanError(
-                "model",
-                f"{type(module).__name__} at '{name or 'model'}'",
-                "a model whose layers treat each example on its own",
-                f"BatchNorm mixes the examples of a batch, so per-example gradients (engine "
-                f"'{engine}') are not defined; use GroupNorm or LayerNorm instead.",
-            )
-
-
-class NonPrivateEngine(StepEngine):
+class NonPrivateEngine(_Engine):
     """Plain SGD on the batch's mean loss (the non-private baseline)."""
 
     name = "non_private"
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, *, loss: Loss | None = None
+    ) -> None:
         self.model, self.optimizer, self.accountant = model, optimizer, None
+        self.loss = F.cross_entropy if loss is None else loss
         self._plain_steps = 0
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         loss = math.nan
         if len(images):
-            batch_loss = F.cross_entropy(self.model(images), labels)
+            batch_loss = self.loss(self.model(images), labels)
             batch_loss.backward()
             loss = float(batch_loss.detach())
         self.optimizer.step()
         self._plain_steps += 1
         return loss
 
+    def set_mechanism(self, mechanism: Mechanism) -> None:
+        """Nothing to change: the non-private engine neither clips nor adds noise."""
 
-class OpacusEngine(StepEngine):
+
+class OpacusEngine(_Engine):
     """Opacus' hook-based per-example gradients and ``DPOptimizer``."""
 
     name = "opacus"
@@ -178,13 +235,23 @@ class OpacusEngine(StepEngine):
         mechanism: Mechanism,
         *,
         noise_generator: torch.Generator,
+        loss: Loss | None = None,
     ) -> None:
         from opacus import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
-        _refuse_batch_mixing(model, self.name)
+        check_model(model, self.name)
         self.model, self.optimizer = model, optimizer
-        self._wrapped = GradSampleModule(model, loss_reduction="mean")
+        self.loss = F.cross_entropy if loss is None else loss
+        try:
+            self._wrapped = GradSampleModule(model, loss_reduction="mean")
+        except NotImplementedError as exc:
+            raise PlanError(
+                "model",
+                type(model).__name__,
+                "layers Opacus computes per-example gradients for",
+                f"Opacus: {exc}. Use engine='fused' (torch.func) for this model.",
+            ) from exc
         self._dp_optimizer = DPOptimizer(
             optimizer,
             noise_multiplier=mechanism.noise_multiplier,
@@ -193,16 +260,29 @@ class OpacusEngine(StepEngine):
             loss_reduction="mean",
             generator=noise_generator,
         )
+        self.mechanism = mechanism
         self.accountant = _rdp_accountant()
+        # Opacus' own hook (``get_optimizer_hook_fn``) fixes q when attached; this one reads
+        # the current mechanism's, so a phase boundary changes q and σ together.
         self._dp_optimizer.attach_step_hook(
-            self.accountant.get_optimizer_hook_fn(sample_rate=mechanism.sample_rate)
+            lambda optimizer: self.accountant.step(
+                noise_multiplier=optimizer.noise_multiplier,
+                sample_rate=self.mechanism.sample_rate * optimizer.accumulated_iterations,
+            )
         )
+
+    def set_mechanism(self, mechanism: Mechanism) -> None:
+        """Set σ, C and B on Opacus' optimizer and q on the accountant's hook."""
+        self.mechanism = mechanism
+        self._dp_optimizer.noise_multiplier = mechanism.noise_multiplier
+        self._dp_optimizer.max_grad_norm = mechanism.max_grad_norm
+        self._dp_optimizer.expected_batch_size = mechanism.expected_batch_size
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
         self._dp_optimizer.zero_grad(set_to_none=True)
         logits = self._wrapped(images)
         if len(images):
-            batch_loss = F.cross_entropy(logits, labels)
+            batch_loss = self.loss(logits, labels)
             loss = float(batch_loss.detach())
         else:  # an empty Poisson batch is still a noisy step
             batch_loss, loss = logits.sum() * 0.0, math.nan
@@ -211,7 +291,7 @@ class OpacusEngine(StepEngine):
         return loss
 
 
-class FusedEngine(StepEngine):
+class FusedEngine(_Engine):
     """Per-example gradients with ``torch.func``, clipped and summed in one function.
 
     Args:
@@ -238,21 +318,43 @@ class FusedEngine(StepEngine):
         noise_generator: torch.Generator,
         compile: bool | None = None,
         cap: int | None = None,
+        loss: Loss | None = None,
     ) -> None:
-        from torch.func import functional_call, grad, vmap
-
-        _refuse_batch_mixing(model, self.name)
+        check_model(model, self.name)
+        self.loss = F.cross_entropy if loss is None else loss
         self.model, self.optimizer = model, optimizer
         self.noise_generator = noise_generator
-        self.mechanism = mechanism
-        self.noise_std = mechanism.noise_multiplier * mechanism.max_grad_norm
-        self.max_grad_norm = mechanism.max_grad_norm
-        self.cap = batch_cap(mechanism.expected_batch_size) if cap is None else int(cap)
         self.accountant = _rdp_accountant()
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for p in model.parameters() if p.requires_grad]
         device = self.params[0].device
         self.compiled = device.type == "cuda" if compile is None else bool(compile)
+        self._fixed_cap = None if cap is None else int(cap)
+        self.mechanism: Mechanism | None = None
+        self.last_norms: torch.Tensor | None = None
+        self.set_mechanism(mechanism)
+
+    def set_mechanism(self, mechanism: Mechanism) -> None:
+        """Use σ, C, B and q of ``mechanism`` from the next step on.
+
+        A new clipping norm builds (and, when compiled, compiles) the per-example function
+        again; σ, B and q are read at every step (a new cap is a new static shape, which a
+        compiled function recompiles for by itself).
+        """
+        previous = self.mechanism
+        self.mechanism = mechanism
+        self.noise_std = mechanism.noise_multiplier * mechanism.max_grad_norm
+        self.max_grad_norm = mechanism.max_grad_norm
+        self.cap = (
+            batch_cap(mechanism.expected_batch_size) if self._fixed_cap is None else self._fixed_cap
+        )
+        if previous is None or previous.max_grad_norm != mechanism.max_grad_norm:
+            self._build()
+
+    def _build(self) -> None:
+        from torch.func import functional_call, grad, vmap
+
+        model, loss_of_batch = self.model, self.loss
 
         def example_loss(
             params: dict[str, torch.Tensor],
@@ -261,7 +363,7 @@ class FusedEngine(StepEngine):
             label: torch.Tensor,
         ) -> tuple[torch.Tensor, ...]:
             logits = functional_call(model, (params, buffers), (image.unsqueeze(0),))
-            loss = F.cross_entropy(logits, label.unsqueeze(0))
+            loss = loss_of_batch(logits, label.unsqueeze(0))  # a batch of one example
             return loss, loss.detach()
 
         per_example = vmap(
@@ -294,10 +396,9 @@ class FusedEngine(StepEngine):
                 self._function = torch.compile(clipped_sum, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - any compiler failure falls back
                 warnings.warn(
-                    f"torch.compile failed ({exc}); the fused engine runs eagerly", stacklevel=2
+                    f"torch.compile failed ({exc}); the fused engine runs eagerly", stacklevel=3
                 )
                 self.compiled = False
-        self.last_norms: torch.Tensor | None = None
 
     def _chunks(
         self, images: torch.Tensor, labels: torch.Tensor
@@ -361,16 +462,24 @@ def make_engine(
     name: str,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     *,
     private: bool,
     noise_generator: torch.Generator,
     compile: bool | None = None,
+    loss: Loss | None = None,
 ) -> StepEngine:
     """Return the step engine ``name`` (or the non-private one when ``private`` is False).
 
+    The engine starts with the mechanism of ``plan`` (of its first phase, for a
+    :class:`~dpplan.phased.PhasedPlan`); the trainer sets the next phase's at its boundary.
+
+    ``loss`` is the batch-mean loss ``loss(outputs, targets)`` of the task (default
+    cross-entropy); the private engines take per-example gradients of it.
+
     Raises:
-        PlanError: for an unknown engine name, or a model that mixes examples (BatchNorm).
+        PlanError: for an unknown engine name, or a model DP-SGD cannot train per example
+            (BatchNorm; for ``"opacus"``, whatever Opacus' ModuleValidator refuses).
     """
     if name not in ENGINES:
         raise PlanError(
@@ -380,10 +489,10 @@ def make_engine(
             "fused: torch.func + compile (fast); opacus: Opacus' hooks.",
         )
     if not private:
-        return NonPrivateEngine(model, optimizer)
-    mechanism = Mechanism.from_plan(plan)
+        return NonPrivateEngine(model, optimizer, loss=loss)
+    mechanism = Mechanism.from_plan(plan.phases[0] if isinstance(plan, PhasedPlan) else plan)
     if name == "opacus":
-        return OpacusEngine(model, optimizer, mechanism, noise_generator=noise_generator)
+        return OpacusEngine(model, optimizer, mechanism, noise_generator=noise_generator, loss=loss)
     return FusedEngine(
-        model, optimizer, mechanism, noise_generator=noise_generator, compile=compile
+        model, optimizer, mechanism, noise_generator=noise_generator, compile=compile, loss=loss
     )

@@ -26,19 +26,23 @@ from typing import Any
 
 import torch
 
-from dpplan.errors import DataError, StateConflictError, StoreError
+from dpplan.errors import DataError, PlanError, StateConflictError, StoreError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store import EpochRecord, RunRecord, RunStore, plan_id
 from dpplan.train.core import (
     MnistSplit,
     Trainer,
+    as_phased,
     check_inputs,
     load_split,
+    plan_epochs,
     resolve_device,
     versions,
 )
 from dpplan.train.data import no_folder_message
 from dpplan.train.specs import RunOptions, ScheduleSpec, schedule_from_dict
+from dpplan.train.tasks import MNIST_TASKS, Task, describe_fingerprint, load_task
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -107,8 +111,9 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
     if state.get("plan_id") != plan_id(run.plan):
         return "it was written for another plan than the run's"
     epoch, steps = state.get("epoch"), state.get("steps")
-    if not _is_int(epoch) or not 1 <= epoch <= run.plan.epochs:
-        return f"its epoch {epoch!r} is not in [1, {run.plan.epochs}]"
+    epochs = plan_epochs(run.plan)
+    if not _is_int(epoch) or not 1 <= epoch <= epochs:
+        return f"its epoch {epoch!r} is not in [1, {epochs}]"
     # The loop records an epoch, then writes its checkpoint: a process killed in between
     # leaves the checkpoint one epoch behind; that epoch is then redone from the same state.
     if not (epoch == last or epoch == last - 1):
@@ -131,11 +136,7 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
             for item in history
         ):
             return "its Opacus accountant history is not a list of [σ, q, steps]"
-        if sum(item[2] for item in history) != steps or any(
-            not math.isclose(item[0], run.plan.noise_multiplier, rel_tol=1e-12)
-            or not math.isclose(item[1], run.plan.sample_rate, rel_tol=1e-12)
-            for item in history
-        ):
+        if not _history_matches(history, run.plan, steps):
             return "its Opacus accountant history does not match the plan's σ, q and steps"
     elif history is not None:
         return "it carries an accountant history, but the run is not private"
@@ -147,6 +148,38 @@ def _checkpoint_problem(state: object, run: RunRecord, last: int) -> str | None:
         if not isinstance(state.get(key), dict):
             return f"its {key} state is missing"
     return None
+
+
+def _history_matches(history: list[list], plan: TrainingPlan | PhasedPlan, steps: int) -> bool:
+    """Whether an accountant's [σ, q, steps] history is the plan's first ``steps`` steps:
+    each phase's (σ, q) for its steps, in order (consecutive equal mechanisms merged, as
+    Opacus' accountant merges them)."""
+
+    def merged(items):
+        found: list[list] = []
+        for sigma, rate, count in items:
+            if (
+                found
+                and math.isclose(found[-1][0], sigma, rel_tol=1e-12)
+                and math.isclose(found[-1][1], rate, rel_tol=1e-12)
+            ):
+                found[-1][2] += count
+            else:
+                found.append([sigma, rate, count])
+        return found
+
+    if sum(item[2] for item in history) != steps:
+        return False
+    expected = merged(
+        (sigma, rate, count) for rate, sigma, count in as_phased(plan).mechanisms(steps)
+    )
+    got = merged(history)
+    return len(got) == len(expected) and all(
+        math.isclose(a[0], b[0], rel_tol=1e-12)
+        and math.isclose(a[1], b[1], rel_tol=1e-12)
+        and a[2] == b[2]
+        for a, b in zip(got, expected)
+    )
 
 
 def _read_checkpoint(store: RunStore, run: RunRecord) -> dict[str, Any] | None:
@@ -238,7 +271,7 @@ def _restore(trainer: Trainer, state: dict[str, Any]) -> int:
 
 
 def start_run(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions | None = None,
     *,
@@ -247,11 +280,16 @@ def start_run(
     group_id: str | None = None,
     on_start: Callable[[RunRecord], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    task: Task | None = None,
 ) -> RunRecord:
-    """Train ``plan`` with DP-SGD on MNIST, storing every epoch and a checkpoint after it.
+    """Train ``plan`` with DP-SGD on MNIST (or ``task``), storing every epoch and a checkpoint
+    after it.
 
-    Input is checked and MNIST is loaded and verified **before** the run is stored, so a
-    bad argument or a bad data folder leaves no run behind.
+    Input is checked, MNIST is loaded and verified, and the model is built and checked
+    **before** the run is stored, so a bad argument, a bad data folder or a model DP-SGD
+    cannot train (BatchNorm) leaves no run behind. The run records the task's name, its
+    data fingerprint and, for a task from :func:`~dpplan.train.load_task`, its
+    ``module:function``.
 
     Args:
         plan: the plan; ``plan.dataset_size`` must equal ``training_set_size(options)``.
@@ -264,6 +302,7 @@ def start_run(
             epochs) as soon as the run is created, before its first step.
         on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
             every ``PROGRESS_SECONDS`` seconds.
+        task: the :class:`~dpplan.train.Task` to train; ``None`` for MNIST.
 
     Returns:
         The stored :class:`RunRecord`, with status ``finished`` (or ``stopped``).
@@ -273,10 +312,11 @@ def start_run(
         DataError: if MNIST is missing or corrupt, cannot be downloaded, or a named data
             folder does not exist (nothing is stored).
     """
-    plan, schedule, options = check_inputs(plan, schedule, options)
+    plan, schedule, options = check_inputs(plan, schedule, options, task)
     device = resolve_device(options.device)
     store = store or RunStore()
-    data = load_split(options, device)
+    data = load_split(options, device) if task is None else None
+    trainer = Trainer(plan, schedule, options, data=data, device=device, task=task)
     run_id = store.create_run(
         plan=plan,
         schedule=schedule.to_dict(),
@@ -286,12 +326,68 @@ def start_run(
         private=options.private,
         versions=versions(),
         group_id=group_id,
+        **_task_columns(trainer.task),
     )
     if on_start is not None:
         on_start(store.get_run(run_id))
     return _execute(
-        run_id, plan, schedule, options, device, store, on_epoch, None, data=data, on_step=on_step
+        run_id,
+        plan,
+        schedule,
+        options,
+        device,
+        store,
+        on_epoch,
+        None,
+        on_step=on_step,
+        trainer=trainer,
     )
+
+
+def _task_columns(task: Task) -> dict[str, Any]:
+    return {"task": task.name, "task_fingerprint": task.fingerprint(), "task_spec": task.spec}
+
+
+def _task_of(run: RunRecord, task: Task | None) -> Task | None:
+    """The task to continue ``run`` with: ``task``, else the stored ``module:function``
+    imported again, else None (MNIST).
+
+    Raises:
+        PlanError: field ``task``, when the run trained a user task that cannot be found.
+    """
+    if task is not None:
+        return task
+    if run.task_spec:
+        return load_task(run.task_spec)
+    if run.task is not None and run.task not in MNIST_TASKS:
+        raise PlanError(
+            "task",
+            None,
+            f"the task run {run.id} trained ({run.task!r})",
+            "It was passed as an object, not loaded from 'module:function'; pass it again "
+            "(task=..., or --task module:function).",
+        )
+    return None
+
+
+def _check_same_data(run: RunRecord, trainer: Trainer) -> None:
+    """Refuse to continue ``run`` on other data than it was trained on.
+
+    Raises:
+        PlanError: field ``task``, naming both fingerprints.
+    """
+    if run.task_fingerprint is None:  # stored before runs recorded their data
+        return
+    found = trainer.task.fingerprint()
+    if found != run.task_fingerprint:
+        raise PlanError(
+            "task",
+            f"{trainer.task.name!r}: {describe_fingerprint(found)}",
+            f"the data run {run.id} was trained on ({run.task!r}: "
+            f"{describe_fingerprint(run.task_fingerprint)})",
+            "A run continues on the data it started on; start a new run for other data. "
+            "Nothing was changed.",
+        )
 
 
 def resume(
@@ -302,8 +398,13 @@ def resume(
     on_step: Callable[[int, int], None] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     threads: int | None = None,
+    task: Task | None = None,
 ) -> RunRecord:
     """Continue an interrupted (or stopped) run from its last checkpoint.
+
+    A run of a user task continues with ``task``, or else the ``module:function`` stored
+    with it, imported again; its data must have the fingerprint stored with the run (the
+    same sizes, shapes and SHA-256 of the training data), else the resume is refused.
 
     The model, optimizer, schedule, Opacus accountant and every random-number state are
     restored, so accounting continues exactly where the checkpoint left it. ``data_dir``
@@ -323,6 +424,8 @@ def resume(
             first epoch finished.
         StoreError: if the checkpoint is missing (while epochs are recorded), unreadable, or
             does not match the stored run; nothing is changed.
+        PlanError: field ``task``, if the run's task cannot be found, or its data differ from
+            the data the run was trained on (both fingerprints named); nothing is changed.
     """
     store = store or RunStore()
     run = store.resumable_run(run_id)
@@ -341,19 +444,24 @@ def resume(
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
     device = resolve_device(options.device)
+    schedule = schedule_from_dict(run.schedule)
+    user_task = _task_of(run, task)
+    trainer = Trainer(run.plan, schedule, options, device=device, task=user_task)
+    _check_same_data(run, trainer)
     store.claim(run_id)
     if options.threads != _stored_options(run).threads:
         store.update_options(run_id, {"threads": options.threads})
     return _execute(
         run_id,
         run.plan,
-        schedule_from_dict(run.schedule),
+        schedule,
         options,
         device,
         store,
         on_epoch,
         state,
         on_step=on_step,
+        trainer=trainer,
     )
 
 
@@ -372,30 +480,49 @@ def run_queued(
         schedule = schedule_from_dict(run.schedule)
         device = resolve_device(options.device)
         state = _read_checkpoint(store, run)
+        trainer = Trainer(run.plan, schedule, options, device=device, task=_task_of(run, None))
+        _check_same_data(run, trainer)
     except Exception as exc:
         store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    return _execute(run_id, run.plan, schedule, options, device, store, on_epoch, state)
+    return _execute(
+        run_id, run.plan, schedule, options, device, store, on_epoch, state, trainer=trainer
+    )
 
 
 def queue_run(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions,
     *,
     store: RunStore,
     group_id: str | None = None,
+    task: Task | None = None,
 ) -> int:
     """Validate and queue a run for a background worker; return its id.
 
+    A user ``task`` must come from :func:`~dpplan.train.load_task`: the worker imports its
+    ``module:function`` again.
+
     Raises:
-        PlanError: for an invalid plan, schedule or options (nothing is stored).
+        PlanError: for an invalid plan, schedule or options, or a task without a
+            ``module:function`` (nothing is stored).
         DataError: the data folder the options name does not exist (nothing is stored; the
             files themselves are verified when the worker loads them).
     """
-    plan, schedule, options = check_inputs(plan, schedule, options)
+    plan, schedule, options = check_inputs(plan, schedule, options, task)
     device = resolve_device(options.device)
-    if options.data_dir is not None and not os.path.isdir(options.data_dir):
+    columns: dict[str, Any] = {}
+    if task is not None:
+        if task.spec is None:
+            raise PlanError(
+                "task",
+                task.name,
+                "a task loaded with load_task('module:function')",
+                "A background worker imports the task again; it cannot receive an object.",
+            )
+        columns = _task_columns(task)
+    elif options.data_dir is not None and not os.path.isdir(options.data_dir):
         raise DataError(no_folder_message(Path(options.data_dir)))
     return store.create_run(
         plan=plan,
@@ -407,12 +534,13 @@ def queue_run(
         versions=versions(),
         group_id=group_id,
         status="queued",
+        **columns,
     )
 
 
 def _execute(
     run_id: int,
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
     options: RunOptions,
     device: torch.device,
@@ -422,9 +550,11 @@ def _execute(
     *,
     data: MnistSplit | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    trainer: Trainer | None = None,
 ) -> RunRecord:
     try:
-        trainer = Trainer(plan, schedule, options, data=data, device=device)
+        if trainer is None:
+            trainer = Trainer(plan, schedule, options, data=data, device=device)
         if trainer.data.source is not None:
             store.update_options(run_id, {DATA_SOURCE_KEY: trainer.data.source})
         first_epoch = 1 if start_state is None else _restore(trainer, start_state) + 1

@@ -3,7 +3,9 @@
 :func:`run_trial` rebuilds the plan, schedule and options from their ``to_dict`` forms and
 calls :func:`dpplan.train.core.train`, with MNIST handed over from the driver
 (:func:`split_arrays`, through Ray's object store) or loaded from the worker's own data
-folder. Nothing here touches the store. Importing this module loads no torch (it loads when a
+folder. A payload with ``"task": "module:function"`` trains the user's task instead: the
+worker imports it with :func:`dpplan.train.load_task` (so the module must be importable on
+every worker, e.g. on its ``PYTHONPATH``), and no MNIST is loaded. Nothing here touches the store. Importing this module loads no torch (it loads when a
 trial runs).
 """
 
@@ -14,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 
 __all__ = ["run_trial", "split_arrays"]
@@ -38,9 +41,15 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
     """Train one trial with the storage-free training core and return its result.
 
     Args:
-        payload: ``{"key", "plan", "schedule", "options"}`` (the ``to_dict`` forms).
+        payload: ``{"key", "plan", "schedule", "options"}`` (the ``to_dict`` forms; a plan
+            with ``phases`` is a PhasedPlan), and optionally ``"task"``, a
+            ``"module:function"`` returning the :class:`~dpplan.train.Task` to train.
         data: the MNIST split as numpy arrays (from the object store), or None to load it
-            from the worker's own data folder (``options.data_dir``).
+            from the worker's own data folder (``options.data_dir``); not used with a task.
+
+    Raises:
+        PlanError: for an invalid payload, or a task that cannot be imported (field
+            ``task``).
 
     Returns:
         ``{"result": TrainingResult, "versions": {...}, "seconds": wall time, "host": ...}``.
@@ -53,7 +62,17 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
     from dpplan.train.specs import RunOptions, schedule_from_dict
 
     started = time.perf_counter()
-    plan = TrainingPlan.from_dict(payload["plan"])
+    plan_data = payload["plan"]
+    plan = (
+        PhasedPlan.from_dict(plan_data)
+        if isinstance(plan_data, Mapping) and "phases" in plan_data
+        else TrainingPlan.from_dict(plan_data)
+    )
+    task = None
+    if payload.get("task") is not None:
+        from dpplan.train.tasks import load_task
+
+        task = load_task(str(payload["task"]))
     schedule = schedule_from_dict(payload["schedule"])
     options = RunOptions.from_dict(dict(payload["options"]))
     # One trial, one thread per CPU it reserved (options.threads): torch's default of one
@@ -61,7 +80,7 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
     torch.set_num_threads(options.threads)
     device = resolve_device(options.device)
     split = None
-    if data is not None:
+    if data is not None and task is None:
         split = MnistSplit(
             **{
                 name: torch.tensor(array, device=device)
@@ -70,7 +89,7 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
             },
             source=data.get("source"),
         )
-    result = train(plan, schedule, options, data=split, device=device)
+    result = train(plan, schedule, options, data=split, device=device, task=task)
     return {
         "result": result,
         "versions": versions(),

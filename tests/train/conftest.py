@@ -40,9 +40,9 @@ def _one_torch_thread():
 @pytest.fixture(autouse=True)
 def _shared_mnist_loaded_once(monkeypatch):
     """Make the trainer load the suite's MNIST folder once per session, not once per run."""
-    from dpplan.train import core
+    from dpplan.train import inputs
 
-    real = core.load_mnist
+    real = inputs.load_mnist
     found = find_mnist()
     shared = found.resolve() if found is not None else None
 
@@ -57,4 +57,4 @@ def _shared_mnist_loaded_once(monkeypatch):
             )
         return _LOADED[key]
 
-    monkeypatch.setattr(core, "load_mnist", load)
+    monkeypatch.setattr(inputs, "load_mnist", load)

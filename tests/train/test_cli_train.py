@@ -393,3 +393,108 @@ def test_compare_defaults_are_the_measured_grids_not_the_diverging_peak():
     assert plateau == DEFAULT_PLATEAU_LRS
     assert tuple(s.max_lr for s in DEFAULT_GRIDS["one_cycle"]) == DEFAULT_ONE_CYCLE_LRS
     assert tuple(s.lr for s in DEFAULT_GRIDS["plateau"]) == DEFAULT_PLATEAU_LRS
+
+
+# -- --task module:function (issue 21): a user's task module on the Python path ------------
+
+TASK_PLAN = ["--batch-size", "50", "--noise-multiplier", "1.0", "--epochs", "2", "--delta", "1e-4"]
+
+
+@pytest.fixture
+def user_tasks(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "fixtures"))
+
+
+def _task_flags(engine="fused"):
+    return ["--device", "cpu", "--method", "rdp", "--engine", engine, "--lr", "0.5", "--json"]
+
+
+def test_train_task_with_both_engines_gives_the_same_epsilon_and_the_tasks_size(
+    store, user_tasks, capsys
+):
+    runs = []
+    for engine in ("fused", "opacus"):
+        argv = ["train", "--task", "user_tasks:blobs", *TASK_PLAN, *_task_flags(engine)]
+        assert main(argv) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    for run in runs:
+        assert run["status"] == "finished" and run["plan"]["dataset_size"] == 400
+        assert (run["task"], run["task_spec"]) == ("blobs", "user_tasks:blobs")
+        assert run["task_fingerprint"]["train"]["examples"] == 400
+        assert [r["steps"] for r in run["records"]] == [8, 16]
+    assert [r["epsilon"] for r in runs[0]["records"]] == [r["epsilon"] for r in runs[1]["records"]]
+    assert main(["runs", "show", str(runs[0]["id"])]) == 0
+    assert "task: blobs (user_tasks:blobs)" in capsys.readouterr().out
+
+
+def test_train_a_regression_task_shows_its_test_loss(store, user_tasks, capsys):
+    argv = ["train", "--task", "user_tasks:regression", *TASK_PLAN, *_task_flags()[:-1]]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "task: linear-regression (user_tasks:regression)" in out
+    assert "test loss after epoch 2: " in out and "test_mae after epoch 2: " in out
+    assert "data: MNIST" not in out
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("no_such_module_xyz:blobs", "no module named 'no_such_module_xyz'"),
+        ("user_tasks:missing", "has no attribute 'missing'"),
+        ("user_tasks:not_a_task", "returned a dict"),
+        ("user_tasks:batchnorm", "BatchNorm1d at '1'"),
+    ],
+)
+def test_train_refuses_a_bad_task_with_exit_2_naming_it(store, user_tasks, capsys, spec, words):
+    assert main(["train", "--task", spec, *TASK_PLAN, *_task_flags()[:-1]]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.startswith("error: ")
+    assert store.list_runs() == []
+
+
+def test_resume_on_other_data_exits_2_naming_both_fingerprints(store, user_tasks, capsys):
+    from dpplan.train import load_task
+
+    task = load_task("user_tasks:blobs")
+    ids = []
+    run = start_run(
+        task.plan(batch_size=50, noise_multiplier=1.0, epochs=2, delta=1e-4),
+        Constant(lr=0.3),
+        RunOptions(device="cpu", method="rdp"),
+        store=store,
+        task=task,
+        on_start=lambda r: ids.append(r.id),
+        on_epoch=lambda r: store.request_stop(ids[0]),
+    )
+    assert run.status == "stopped"
+    other = load_task("user_tasks:blobs_other_data").fingerprint()["train_sha256"][:16]
+    assert main(["train", "--resume", str(run.id), "--task", "user_tasks:blobs_other_data"]) == 2
+    err = capsys.readouterr().err
+    assert other in err and task.fingerprint()["train_sha256"][:16] in err
+    assert main(["train", "--resume", str(run.id), "--json"]) == 0  # its own task, imported
+    assert json.loads(capsys.readouterr().out)["status"] == "finished"
+
+
+def test_compare_a_regression_task_reports_test_loss(store, user_tasks, capsys):
+    argv = [
+        "compare",
+        "--task",
+        "user_tasks:regression",
+        *TASK_PLAN,
+        "--one-cycle-lrs",
+        "0.5",
+        "--plateau-lrs",
+        "0.5",
+        "--seeds",
+        "0",
+        "--device",
+        "cpu",
+        "--method",
+        "rdp",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("test loss (mean ± std over seeds)") == 2
+    assert all(run.task == "linear-regression" for run in store.list_runs())

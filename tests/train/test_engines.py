@@ -225,3 +225,71 @@ def test_an_example_with_a_non_finite_gradient_contributes_nothing():
     images[1, 0, 0, 0] = float("inf")
     engine.step(images, labels)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("private", [True, False])
+@pytest.mark.parametrize("name", ENGINES)
+def test_engines_follow_the_protocol_and_restore_their_own_state(name, private):
+    # Issue 21: the trainer reads and restores an engine only through the StepEngine protocol.
+    from dpplan.train.engines import StepEngine
+
+    def build():
+        torch.manual_seed(0)
+        model = make_model("tempered", activation="tanh")
+        return make_engine(
+            name,
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+            PLAN,
+            private=private,
+            noise_generator=torch.Generator().manual_seed(1),
+        )
+
+    engine = build()
+    assert isinstance(engine, StepEngine)
+    for seed in range(2):
+        engine.step(*_batch(20, seed))
+    half = Mechanism.from_plan(PLAN.replace(batch_size=512, noise_multiplier=2.0))
+    engine.set_mechanism(half)
+    engine.step(*_batch(20, 5))
+    state = engine.state_dict()
+    assert state["steps"] == engine.steps == 3
+    if private:  # a phase boundary: the accountant saw the new (σ, q)
+        assert state["accountant_history"] == [
+            [1.0, PLAN.sample_rate, 2],
+            [2.0, 512 / 60000, 1],
+        ]
+    else:
+        assert state["accountant_history"] is None
+    fresh = build()
+    fresh.load_state_dict(state)
+    assert (
+        fresh.steps == 3
+        and fresh.state_dict()["accountant_history"] == (state["accountant_history"])
+    )
+    assert fresh.optimizer.state_dict()["state"].keys() == state["optimizer"]["state"].keys()
+
+
+def test_after_a_phase_boundary_the_engines_still_perform_the_same_step():
+    # New σ, C and B at the boundary: the fused engine rebuilds its clipping function, Opacus'
+    # optimizer gets the new values; both still give the same update and account the same.
+    opacus, fused = _pair(Mechanism.from_plan(PLAN))
+    images, labels = _batch(300, 0)
+    opacus.step(images, labels), fused.step(images, labels)
+    second = Mechanism.from_plan(
+        PLAN.replace(batch_size=128, noise_multiplier=3.0, max_grad_norm=0.25)
+    )
+    for engine in (opacus, fused):
+        engine.set_mechanism(second)
+    images, labels = _batch(150, 1)
+    opacus.step(images, labels), fused.step(images, labels)
+    _close(opacus.model, fused.model)
+    assert (
+        fused.accountant.history
+        == opacus.accountant.history
+        == [
+            (1.0, PLAN.sample_rate, 1),
+            (3.0, 128 / 60000, 1),
+        ]
+    )
+    assert float(fused.last_norms.max()) > 0.25  # clipping to the new C bound
