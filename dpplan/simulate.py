@@ -1,0 +1,269 @@
+"""Prediction by simulation: train a cheap stand-in of a plan at the same noise per step.
+
+Sander et al. ("TAN without a burn: scaling laws of DP-SGD", ICML 2023) observe that, for a
+fixed number of steps S, DP-SGD's accuracy is governed mainly by the noise on the averaged
+gradient, σ·C/B. Scaling the batch size and the noise multiplier down together, B/K and σ/K,
+keeps that noise per step while each step processes about K times fewer examples. A
+*simulated* trial of a plan (σ, B, S steps) trains B/K with σ/K for exactly S steps, and its
+accuracy predicts the plan's.
+
+The construction (:func:`simulated_plan`), for every phase of the plan:
+
+* **batch size** ``round(B / K)`` (nearest integer, halves up). The preserved quantity is the
+  noise per step σ/B, so when K does not divide B the simulated noise per step differs from
+  the plan's by the factor ``(B/K) / round(B/K)``; a rounding that moves it by more than
+  :data:`ROUNDING_TOLERANCE` (2%) is refused, and ``B/K < 1`` is refused;
+* **noise multiplier** exactly ``σ / K`` (refused below dpplan's smallest σ, 0.01);
+* **steps** exactly the phase's steps (``plan.total_steps`` for a one-phase plan): the
+  simulated phase is a step-level phase (``phase_steps``), because S steps at B/K rarely
+  span whole epochs;
+* ``max_grad_norm``, ``delta`` and (unless simulating on public data) ``dataset_size`` are
+  the plan's.
+
+Privacy: a simulated trial is not the release, and it is *not* free. It touches the data it
+trains on with σ/K, so its own ε is large (:attr:`Simulation.trial_epsilon`). On the
+training data that ε counts against the tuning budget. The alternative
+(``data="validation"``) trains the simulation on the validation split, which dpplan already
+treats as public; then the trials cost no training-data ε, and every prediction says which
+data it came from.
+
+This module imports no torch and no accounting code until an ε is asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from dpplan import _validate
+from dpplan.errors import PlanError
+from dpplan.phased import PhasedPlan
+from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
+
+__all__ = [
+    "MAX_SIMULATE_K",
+    "ROUNDING_TOLERANCE",
+    "SIMULATION_DATA",
+    "Simulation",
+    "simulate",
+    "simulated_plan",
+]
+
+#: Largest simulation factor accepted (beyond it σ/K falls below 0.01 for any usual σ).
+MAX_SIMULATE_K = 1024
+#: Largest relative change of the noise per step (σ/B) that rounding B/K may cause.
+ROUNDING_TOLERANCE = 0.02
+#: Which data a simulated trial trains on: the training data (its ε counts) or the
+#: validation split, treated as public (no training-data ε).
+SIMULATION_DATA = ("training", "validation")
+
+
+def _factor(k: object) -> int:
+    return _validate.integer(
+        minimum=1,
+        maximum=MAX_SIMULATE_K,
+        hint="simulate K divides the batch size and the noise multiplier; give a positive "
+        "integer such as 2, 4, 8 or 16 (1 means train the plan itself).",
+        simulate=k,
+    )
+
+
+def _simulated_phase(phase: TrainingPlan, k: int, steps: int, dataset_size: int) -> TrainingPlan:
+    exact = phase.batch_size / k
+    if exact < 1:
+        raise PlanError(
+            "simulate",
+            k,
+            f"at most the batch size {phase.batch_size} (B/K = {exact:.3g} < 1 example)",
+            "Lower K: a simulated step needs an expected batch of at least one example.",
+        )
+    batch = math.floor(exact + 0.5)
+    mismatch = exact / batch - 1
+    if abs(mismatch) > ROUNDING_TOLERANCE:
+        divisors = [d for d in range(2, min(phase.batch_size, MAX_SIMULATE_K) + 1)]
+        exact_ks = [d for d in divisors if phase.batch_size % d == 0][:6]
+        raise PlanError(
+            "simulate",
+            k,
+            f"a K for which round(B/K) keeps the noise per step σ/B within "
+            f"{ROUNDING_TOLERANCE:.0%} (B = {phase.batch_size}: B/K = {exact:.4g} rounds to "
+            f"{batch}, {mismatch:+.1%})",
+            f"K dividing B exactly: {', '.join(map(str, exact_ks)) or 'none'}.",
+        )
+    if batch > dataset_size:
+        raise PlanError(
+            "simulate",
+            k,
+            f"a K leaving B/K = {batch} at most the {dataset_size} examples simulated on",
+            "Raise K or simulate on more data.",
+        )
+    sigma = phase.noise_multiplier / k
+    if sigma < NOISE_MULTIPLIER_MIN:
+        raise PlanError(
+            "simulate",
+            k,
+            f"a K leaving σ/K = {sigma:.3g} at least {NOISE_MULTIPLIER_MIN}",
+            f"σ = {phase.noise_multiplier:g} allows K up to "
+            f"{math.floor(phase.noise_multiplier / NOISE_MULTIPLIER_MIN)}.",
+        )
+    steps_per_epoch = math.ceil(dataset_size / batch)
+    return TrainingPlan(
+        dataset_size=dataset_size,
+        batch_size=batch,
+        noise_multiplier=sigma,
+        epochs=math.ceil(steps / steps_per_epoch),
+        delta=phase.delta,
+        max_grad_norm=phase.max_grad_norm,
+    )
+
+
+def simulated_plan(
+    plan: TrainingPlan | PhasedPlan, k: int, *, dataset_size: int | None = None
+) -> PhasedPlan:
+    """Return the simulated plan of ``plan`` at factor ``k``: B/K, σ/K, the same steps.
+
+    Args:
+        plan: the plan to predict (a TrainingPlan or a PhasedPlan; each phase is scaled).
+        k: the simulation factor, a positive integer (1 gives the plan itself, in steps).
+        dataset_size: the number of examples the simulation samples from; default the
+            plan's (simulating on public data of another size changes only the sample rate,
+            not the noise per step).
+
+    Returns:
+        A :class:`PhasedPlan` with one phase per phase of ``plan``, each with batch size
+        ``round(B/K)``, noise multiplier ``σ/K`` and exactly the phase's steps
+        (``phase_steps``); the same δ and ``max_grad_norm``.
+
+    Raises:
+        PlanError: naming ``simulate`` when K is not a positive integer, leaves B/K < 1 or
+            above the data, rounds B/K by more than :data:`ROUNDING_TOLERANCE`, or leaves
+            σ/K below 0.01; naming ``plan`` for a plan of another type.
+
+    Example:
+        >>> plan = TrainingPlan(dataset_size=55000, batch_size=512, noise_multiplier=1.0,
+        ...                     epochs=2, delta=1e-5)
+        >>> sim = simulated_plan(plan, 4)
+        >>> phase = sim.phases[0]
+        >>> phase.batch_size, phase.noise_multiplier, sim.total_steps, plan.total_steps
+        (128, 0.25, 216, 216)
+    """
+    if not isinstance(plan, (TrainingPlan, PhasedPlan)):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan or dpplan.PhasedPlan")
+    k = _factor(k)
+    phased = plan if isinstance(plan, PhasedPlan) else PhasedPlan(phases=(plan,))
+    size = (
+        phased.dataset_size
+        if dataset_size is None
+        else _validate.integer(
+            minimum=1, maximum=phased.dataset_size * 1000, dataset_size=dataset_size
+        )
+    )
+    phases = tuple(
+        _simulated_phase(phase, k, steps, size)
+        for phase, steps in zip(phased.phases, phased.steps_per_phase)
+    )
+    return PhasedPlan(phases=phases, phase_steps=phased.steps_per_phase)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class Simulation:
+    """A plan, the simulated plan that predicts it, and which data the simulation uses.
+
+    Attributes:
+        plan: the plan whose accuracy is predicted (its ε is the release's).
+        k: the simulation factor K.
+        simulated: the plan a simulated trial trains (:func:`simulated_plan`).
+        data: ``"training"`` (the trial touches the training data; its ε counts) or
+            ``"validation"`` (the validation split, treated as public: no training-data ε).
+    """
+
+    plan: TrainingPlan | PhasedPlan
+    k: int
+    simulated: PhasedPlan
+    data: str = "training"
+
+    @property
+    def label(self) -> str:
+        """How predictions from this simulation are marked, e.g. ``predicted (sim K=8)``."""
+        suffix = ", on public validation data" if self.data == "validation" else ""
+        return f"predicted (sim K={self.k}{suffix})"
+
+    @property
+    def noise_per_step_ratio(self) -> float:
+        """The simulated noise per step σ'/B' over the plan's σ/B (1 when K divides B)."""
+        first = self.plan if isinstance(self.plan, TrainingPlan) else self.plan.phases[0]
+        sim = self.simulated.phases[0]
+        return (sim.noise_multiplier / sim.batch_size) / (first.noise_multiplier / first.batch_size)
+
+    def trial_epsilon(self, method: str | None = None) -> float:
+        """The training-data ε one simulated trial costs (large: σ/K is small).
+
+        ``0.0`` when the simulation trains on the validation split (treated as public).
+        ``method=None`` gives the headline, the smallest upper bound of dpplan's methods;
+        a method name gives that method's bound.
+
+        Raises:
+            AccountingError: if ``method`` is named and fails on the simulated plan.
+        """
+        if self.data == "validation":
+            return 0.0
+        import dpplan
+
+        if method is not None:
+            return float(dpplan.epsilon(self.simulated, method=method))
+        return float(dpplan.compare(self.simulated).headline_epsilon)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: K, the data, the label and both plans."""
+        return {
+            "k": self.k,
+            "data": self.data,
+            "label": self.label,
+            "plan": self.plan.to_dict(),
+            "simulated": self.simulated.to_dict(),
+        }
+
+
+def simulate(
+    plan: TrainingPlan | PhasedPlan,
+    k: int,
+    *,
+    data: str = "training",
+    public_size: int | None = None,
+) -> Simulation:
+    """Return the :class:`Simulation` of ``plan`` at factor ``k`` on ``data``.
+
+    Args:
+        plan: the plan to predict.
+        k: the simulation factor K, a positive integer.
+        data: ``"training"`` (default) or ``"validation"``: simulate on the validation split,
+            treated as public, so the trials cost no training-data ε.
+        public_size: for ``data="validation"``, the number of validation examples the
+            simulation samples from (required there; B/K must not exceed it).
+
+    Raises:
+        PlanError: naming ``simulate`` (see :func:`simulated_plan`), ``data`` for an unknown
+            data choice, ``public_size`` when missing or given for ``data="training"``.
+    """
+    data = _validate.choice(
+        options=SIMULATION_DATA,
+        hint="'validation' trains the simulation on the validation split (public).",
+        data=data,
+    )
+    if data == "training":
+        if public_size is not None:
+            raise PlanError(
+                "public_size", public_size, "None for data='training'", "It sizes public data."
+            )
+        simulated = simulated_plan(plan, k)
+    else:
+        if public_size is None:
+            raise PlanError(
+                "public_size",
+                None,
+                "the number of validation examples, for data='validation'",
+                "Give the size of the validation split the simulation trains on.",
+            )
+        simulated = simulated_plan(plan, k, dataset_size=public_size)
+    return Simulation(plan=plan, k=_factor(k), simulated=simulated, data=data)

@@ -1,0 +1,133 @@
+"""Simulated plans (issue 22): B/K, σ/K, exactly the plan's steps; refusals name `simulate`."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+import dpplan
+from dpplan import PhasedPlan, PlanError, TrainingPlan
+from dpplan.simulate import ROUNDING_TOLERANCE, Simulation, simulate, simulated_plan
+
+PLAN = TrainingPlan(dataset_size=55000, batch_size=512, noise_multiplier=1.0, epochs=2, delta=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 8, 16])
+def test_batch_and_noise_scale_by_k_and_steps_stay(k):
+    sim = simulated_plan(PLAN, k)
+    (phase,) = sim.phases
+    assert phase.batch_size == 512 // k
+    assert phase.noise_multiplier == 1.0 / k
+    assert sim.total_steps == PLAN.total_steps == 216
+    assert phase.dataset_size == PLAN.dataset_size and phase.delta == PLAN.delta
+    assert phase.max_grad_norm == PLAN.max_grad_norm
+    # the noise on the averaged gradient, σC/B, is the plan's
+    assert phase.noise_multiplier / phase.batch_size == pytest.approx(1.0 / 512, rel=1e-15)
+    # the same steps at a K times smaller batch span about E/K epochs, ending mid-epoch
+    assert sim.epoch_ends()[-1] == 216
+    assert phase.steps_per_epoch == math.ceil(55000 / (512 // k))
+
+
+def test_simulated_steps_stop_mid_epoch():
+    sim = simulated_plan(PLAN, 4)
+    (phase,) = sim.phases
+    assert phase.total_steps > 216  # whole epochs would run more steps than the plan
+    assert sim.phase_steps == (216,)
+    assert sim.mechanisms() == ((128 / 55000, 0.25, 216),)
+
+
+def test_rounding_within_tolerance_is_nearest_and_reported():
+    plan = PLAN.replace(batch_size=1000)  # 1000 / 16 = 62.5 rounds to 63 (0.8% off)
+    sim = simulate(plan, 16)
+    assert sim.simulated.phases[0].batch_size == 63
+    assert sim.simulated.phases[0].noise_multiplier == 1.0 / 16
+    assert sim.noise_per_step_ratio == pytest.approx(62.5 / 63)
+    assert abs(sim.noise_per_step_ratio - 1) <= ROUNDING_TOLERANCE
+
+
+def test_rounding_beyond_tolerance_is_refused():
+    plan = PLAN.replace(batch_size=20)  # 20 / 8 = 2.5 rounds to 3: noise per step 17% off
+    with pytest.raises(PlanError, match="simulate") as caught:
+        simulated_plan(plan, 8)
+    assert caught.value.field == "simulate"
+    assert "2, 4, 5" in caught.value.hint  # the K that divide B
+
+
+@pytest.mark.parametrize("k", [0, -2, 2.5, "4", True, math.nan, None])
+def test_k_not_a_positive_integer_is_refused(k):
+    with pytest.raises(PlanError) as caught:
+        simulated_plan(PLAN, k)
+    assert caught.value.field == "simulate"
+
+
+def test_k_above_batch_is_refused():
+    with pytest.raises(PlanError, match="B/K") as caught:
+        simulated_plan(PLAN.replace(batch_size=8), 16)
+    assert caught.value.field == "simulate"
+
+
+def test_sigma_below_minimum_is_refused():
+    with pytest.raises(PlanError, match="σ/K") as caught:
+        simulated_plan(PLAN.replace(noise_multiplier=0.1), 16)
+    assert caught.value.field == "simulate"
+
+
+def test_phased_plan_scales_every_phase_and_keeps_its_steps():
+    second = PLAN.replace(batch_size=1024, epochs=3)
+    plan = PhasedPlan(phases=[PLAN, second], phase_steps=[None, 100])
+    sim = simulated_plan(plan, 4)
+    assert [p.batch_size for p in sim.phases] == [128, 256]
+    assert [p.noise_multiplier for p in sim.phases] == [0.25, 0.25]
+    assert sim.steps_per_phase == plan.steps_per_phase == (216, 100)
+
+
+def test_not_a_plan_is_refused():
+    with pytest.raises(PlanError) as caught:
+        simulated_plan({"batch_size": 512}, 2)
+    assert caught.value.field == "plan"
+
+
+def test_trial_epsilon_is_the_simulated_plans_and_large():
+    sim = simulate(PLAN, 4)
+    trial = sim.trial_epsilon("rdp")
+    assert trial == dpplan.epsilon(sim.simulated, method="rdp")
+    assert trial > 10 * dpplan.epsilon(PLAN, method="rdp")
+    assert sim.data == "training" and sim.label == "predicted (sim K=4)"
+
+
+def test_public_validation_data_costs_no_training_epsilon():
+    sim = simulate(PLAN, 8, data="validation", public_size=5000)
+    assert sim.trial_epsilon() == 0.0
+    (phase,) = sim.simulated.phases
+    assert phase.dataset_size == 5000 and phase.batch_size == 64
+    assert sim.simulated.total_steps == PLAN.total_steps
+    assert "public validation data" in sim.label
+    assert sim.to_dict()["data"] == "validation"
+
+
+def test_public_data_options_are_checked():
+    with pytest.raises(PlanError) as caught:
+        simulate(PLAN, 8, data="validation")
+    assert caught.value.field == "public_size"
+    with pytest.raises(PlanError) as caught:
+        simulate(PLAN, 8, data="test")
+    assert caught.value.field == "data"
+    with pytest.raises(PlanError, match="at most the 100") as caught:
+        simulate(PLAN, 2, data="validation", public_size=100)
+    assert caught.value.field == "simulate"
+
+
+def test_simulation_round_trips_to_json_dict():
+    sim = simulate(PLAN, 2)
+    data = sim.to_dict()
+    assert PhasedPlan.from_dict(data["simulated"]) == sim.simulated
+    assert isinstance(sim, Simulation) and data["k"] == 2
+
+
+def test_module_imports_no_torch():
+    code = "import dpplan.simulate, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
