@@ -33,7 +33,10 @@ This module imports no torch and no accounting code until an ε is asked for.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from dpplan import _validate
@@ -42,10 +45,14 @@ from dpplan.phased import PhasedPlan
 from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
 
 __all__ = [
+    "CALIBRATION_FILE",
     "MAX_SIMULATE_K",
     "ROUNDING_TOLERANCE",
     "SIMULATION_DATA",
     "Simulation",
+    "calibration",
+    "composed_trials_epsilon",
+    "marking",
     "simulate",
     "simulated_plan",
 ]
@@ -57,6 +64,9 @@ ROUNDING_TOLERANCE = 0.02
 #: Which data a simulated trial trains on: the training data (its ε counts) or the
 #: validation split, treated as public (no training-data ε).
 SIMULATION_DATA = ("training", "validation")
+#: The measured calibration (``bench/predict.py``'s summary, committed): the error of a
+#: prediction at each K, which every prediction shown to users carries.
+CALIBRATION_FILE = Path(__file__).with_name("simulate_calibration.json")
 
 
 def _factor(k: object) -> int:
@@ -267,3 +277,130 @@ def simulate(
             )
         simulated = simulated_plan(plan, k, dataset_size=public_size)
     return Simulation(plan=plan, k=_factor(k), simulated=simulated, data=data)
+
+
+def calibration(k: int, *, path: Path | None = None) -> dict[str, Any] | None:
+    """Return the measured error of predictions at factor ``k``, or None if K was not measured.
+
+    Read from :data:`CALIBRATION_FILE` (``bench/predict.py``'s summary, committed with the
+    benchmark): ``mean_abs_error_points`` and ``worst_abs_error_points`` (test accuracy, in
+    points, of the simulated runs' mean against the full runs' mean), the number of
+    configurations and seeds, and where and when it was measured (``machine``, ``date``).
+    Nothing is assumed for a K the benchmark did not run.
+    """
+    k = _factor(k)
+    file = CALIBRATION_FILE if path is None else Path(path)
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        return None
+    for row in data.get("per_k", ()):
+        if row.get("k") == k:
+            return {
+                "k": k,
+                "mean_abs_error_points": row["mean_abs_error_points"],
+                "worst_abs_error_points": row["worst_abs_error_points"],
+                "mean_signed_error_points": row["mean_signed_error_points"],
+                "configs": row["configs"],
+                "runs_simulated": row["runs_simulated"],
+                "cost_ratio": row["cost_ratio"],
+                "seeds": data.get("seeds"),
+                "machine": data.get("machine"),
+                "date": data.get("date"),
+                "source": "bench/predict.py (BENCHMARKS.md, Prediction by simulation)",
+            }
+    return None
+
+
+def marking(k: int, data: str = "training") -> dict[str, Any]:
+    """Return how a frontier point predicted by simulation is marked (JSON-ready).
+
+    Keys: ``predicted_by_simulation`` (K), ``simulation_data`` (``"training"`` or
+    ``"validation"``), ``label`` (e.g. ``"predicted (sim K=8)"``) and ``calibration``
+    (:func:`calibration` of K, or None when K was not measured).
+    """
+    k = _factor(k)
+    data = _validate.choice(options=SIMULATION_DATA, data=data)
+    suffix = ", on public validation data" if data == "validation" else ""
+    return {
+        "predicted_by_simulation": k,
+        "simulation_data": data,
+        "label": f"predicted (sim K={k}{suffix})",
+        "calibration": calibration(k),
+    }
+
+
+def composed_trials_epsilon(
+    runs: Sequence[tuple[PhasedPlan | TrainingPlan, int]], *, delta: float
+) -> dict[str, Any]:
+    """ε of every simulated trial composed: what the trials cost the data they trained on.
+
+    Each run is (the plan it trained, the noisy steps it took). Steps with the same
+    mechanism (sample rate and σ) add up; the distinct mechanisms are the phases of one
+    :class:`PhasedPlan` (composition does not depend on order), whose ε is the headline of
+    dpplan's methods (:func:`dpplan.compare`: the smallest upper bound that answers).
+
+    Returns:
+        ``{"epsilon", "method", "runs", "total_steps", "mechanisms", "failures"}``.
+
+    Raises:
+        PlanError: for no runs, a run that is not (plan, steps) or more distinct mechanisms
+            than a phased plan holds.
+        AccountingError: if every method fails.
+    """
+    if not runs:
+        raise PlanError("runs", runs, "at least one (plan, steps) run")
+    steps: dict[tuple[float, float, int, float], int] = {}
+    sizes = set()
+    for plan, taken in runs:
+        if not isinstance(plan, (TrainingPlan, PhasedPlan)):
+            raise PlanError("runs", plan, "(TrainingPlan or PhasedPlan, steps) pairs")
+        phased = plan if isinstance(plan, PhasedPlan) else PhasedPlan(phases=(plan,))
+        taken = _validate.integer(minimum=0, maximum=phased.total_steps, steps=taken)
+        sizes.add(phased.dataset_size)
+        done = 0
+        for phase, count in zip(phased.phases, phased.steps_per_phase):
+            used = min(count, taken - done)
+            if used <= 0:
+                break
+            key = (phase.noise_multiplier, phase.max_grad_norm, phase.batch_size, phase.delta)
+            steps[key] = steps.get(key, 0) + used
+            done += used
+    if len(sizes) != 1:
+        raise PlanError("runs", sorted(sizes), "runs on one dataset (one dataset_size)")
+    (size,) = sizes
+    phases, counts = [], []
+    for (sigma, clip, batch, _), count in steps.items():
+        per_epoch = math.ceil(size / batch)
+        phases.append(
+            TrainingPlan(
+                dataset_size=size,
+                batch_size=batch,
+                noise_multiplier=sigma,
+                epochs=math.ceil(count / per_epoch),
+                delta=delta,
+                max_grad_norm=clip,
+            )
+        )
+        counts.append(count)
+    if not phases:
+        return {
+            "epsilon": 0.0,
+            "method": None,
+            "runs": len(runs),
+            "total_steps": 0,
+            "mechanisms": 0,
+            "failures": {},
+        }
+    import dpplan
+
+    composed = PhasedPlan(phases=phases, phase_steps=counts)
+    comparison = dpplan.compare(composed)
+    return {
+        "epsilon": float(comparison.headline_epsilon),
+        "method": comparison.headline_method,
+        "runs": len(runs),
+        "total_steps": composed.total_steps,
+        "mechanisms": len(phases),
+        "failures": dict(comparison.failures),
+    }

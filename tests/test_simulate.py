@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -10,7 +11,15 @@ import pytest
 
 import dpplan
 from dpplan import PhasedPlan, PlanError, TrainingPlan
-from dpplan.simulate import ROUNDING_TOLERANCE, Simulation, simulate, simulated_plan
+from dpplan.simulate import (
+    ROUNDING_TOLERANCE,
+    Simulation,
+    calibration,
+    composed_trials_epsilon,
+    marking,
+    simulate,
+    simulated_plan,
+)
 
 PLAN = TrainingPlan(dataset_size=55000, batch_size=512, noise_multiplier=1.0, epochs=2, delta=1e-5)
 
@@ -131,3 +140,65 @@ def test_module_imports_no_torch():
     code = "import dpplan.simulate, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_trials_compose_to_one_run_of_their_summed_steps():
+    sim = simulated_plan(PLAN, 4)
+    (phase,) = sim.phases
+    result = composed_trials_epsilon([(sim, 216), (sim, 216), (sim, 100)], delta=1e-5)
+    longer = PhasedPlan(phases=[phase.replace(epochs=5)], phase_steps=[532])
+    assert result["total_steps"] == 532 and result["mechanisms"] == 1 and result["runs"] == 3
+    assert result["epsilon"] == pytest.approx(dpplan.compare(longer).headline_epsilon)
+    assert result["epsilon"] > dpplan.compare(sim).headline_epsilon
+
+
+def test_trials_of_two_plans_compose_as_a_phased_plan():
+    one, two = simulated_plan(PLAN, 2), simulated_plan(PLAN.replace(noise_multiplier=2.0), 2)
+    result = composed_trials_epsilon([(one, 216), (two, 216)], delta=1e-5)
+    both = PhasedPlan(phases=[one.phases[0], two.phases[0]], phase_steps=[216, 216])
+    assert result["mechanisms"] == 2
+    assert result["epsilon"] == pytest.approx(dpplan.compare(both).headline_epsilon)
+
+
+def test_composed_trials_refuse_bad_runs():
+    with pytest.raises(PlanError):
+        composed_trials_epsilon([], delta=1e-5)
+    with pytest.raises(PlanError):
+        composed_trials_epsilon([(PLAN, PLAN.total_steps + 1)], delta=1e-5)
+
+
+def test_calibration_is_read_from_the_file_and_absent_ks_are_none(tmp_path):
+    file = tmp_path / "cal.json"
+    file.write_text(
+        json.dumps(
+            {
+                "seeds": 3,
+                "machine": "m",
+                "date": "d",
+                "per_k": [
+                    {
+                        "k": 4,
+                        "mean_abs_error_points": 0.8,
+                        "worst_abs_error_points": 2.5,
+                        "mean_signed_error_points": -0.5,
+                        "configs": 12,
+                        "runs_simulated": 36,
+                        "cost_ratio": 3.0,
+                    }
+                ],
+            }
+        )
+    )
+    found = calibration(4, path=file)
+    assert found["mean_abs_error_points"] == 0.8 and found["worst_abs_error_points"] == 2.5
+    assert calibration(8, path=file) is None
+    assert calibration(4, path=tmp_path / "missing.json") is None
+
+
+def test_marking_names_k_data_and_label():
+    mark = marking(8, "validation")
+    assert mark["predicted_by_simulation"] == 8 and mark["simulation_data"] == "validation"
+    assert mark["label"] == "predicted (sim K=8, on public validation data)"
+    assert set(mark) == {"predicted_by_simulation", "simulation_data", "label", "calibration"}
+    with pytest.raises(PlanError):
+        marking(0)
