@@ -35,14 +35,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dpplan import _validate
 from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
-from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
+from dpplan.plan import NOISE_MULTIPLIER_MAX, NOISE_MULTIPLIER_MIN, TrainingPlan
 
 __all__ = [
     "CALIBRATION_FILE",
@@ -51,10 +51,14 @@ __all__ = [
     "SIMULATION_DATA",
     "Simulation",
     "calibration",
+    "check_batch_size",
     "composed_trials_epsilon",
     "marking",
+    "public_split",
     "simulate",
     "simulated_plan",
+    "simulated_tuning",
+    "simulation_dataset_size",
 ]
 
 #: Largest simulation factor accepted (beyond it σ/K falls below 0.01 for any usual σ).
@@ -77,6 +81,25 @@ def _factor(k: object) -> int:
         "integer such as 2, 4, 8 or 16 (1 means train the plan itself).",
         simulate=k,
     )
+
+
+def check_batch_size(batch_size: int, k: int) -> int:
+    """Return the simulated batch size round(B/K), or raise as :func:`simulated_plan` does.
+
+    For checks made before σ is known (a sweep's grid of batch sizes).
+
+    Raises:
+        PlanError: naming ``simulate`` if K is not a positive integer, B/K < 1 or the rounding
+            moves the noise per step by more than :data:`ROUNDING_TOLERANCE`.
+    """
+    probe = TrainingPlan(
+        dataset_size=max(int(batch_size), 1),
+        batch_size=batch_size,
+        noise_multiplier=NOISE_MULTIPLIER_MAX,
+        epochs=1,
+        delta=0.5,
+    )
+    return _simulated_phase(probe, _factor(k), 1, probe.dataset_size).batch_size
 
 
 def _simulated_phase(phase: TrainingPlan, k: int, steps: int, dataset_size: int) -> TrainingPlan:
@@ -404,3 +427,145 @@ def composed_trials_epsilon(
         "mechanisms": len(phases),
         "failures": dict(comparison.failures),
     }
+
+
+#: What a simulated sweep's tuning numbers cover, in words (added to the tuning's ``covers``).
+SIMULATION_COVERAGE = {
+    "training": (
+        "the points are predictions: simulated trials (B/K, σ/K, the plan's steps) trained "
+        "on the training data; all_runs_epsilon is their composed ε, which is large (σ/K is "
+        "small) and counts against the training data; single_run_epsilon is what training "
+        "one point's plan itself would cost"
+    ),
+    "validation": (
+        "the points are predictions: simulated trials (B/K, σ/K, the plan's steps) trained "
+        "on the validation split, treated as public; they touched no training example, so "
+        "they cost no training-data ε (all_runs_epsilon 0); single_run_epsilon is what "
+        "training one point's plan itself would cost"
+    ),
+}
+
+
+def simulated_tuning(
+    *,
+    delta: float,
+    plan_epsilons: Mapping[tuple[float, int, int], float],
+    trial_plans: Mapping[tuple[float, int, int], PhasedPlan],
+    runs: Sequence[tuple[PhasedPlan, int]],
+    k: int,
+    data: str,
+    coverage: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Return a simulated sweep's ``tuning`` object (the keys of the sweep's tuning cost).
+
+    Every stored run is a simulated trial, accounted at its own plan (σ/K): its steps are
+    the steps of its recorded epochs (``PhasedPlan.steps_after``). On ``data="training"``
+    ``all_runs_epsilon`` composes them all (:func:`composed_trials_epsilon`), per target and
+    overall; on ``data="validation"`` the trials touched no training example and the
+    training-data ε they cost is 0. ``single_run_epsilon`` stays the solved plans' ε: what
+    training one point's plan would cost. ``simulation`` says K, the data and the trials' own
+    ε (the largest of one trial, and all composed).
+
+    Args:
+        delta: the sweep's δ.
+        plan_epsilons: ε of each solved plan (key: target ε, B, E).
+        trial_plans: the simulated plan each solved plan's trials train (same keys).
+        runs: (simulated plan, epochs spent) of every stored run of the sweep.
+        k: the simulation factor.
+        data: ``"training"`` or ``"validation"``.
+        coverage: the sweep's own ``covers`` wording, extended here.
+    """
+    k = _factor(k)
+    data = _validate.choice(options=SIMULATION_DATA, data=data)
+    steps = [(plan, plan.steps_after(min(epochs, len(plan.epoch_ends())))) for plan, epochs in runs]
+
+    def composed(selected: Sequence[tuple[PhasedPlan, int]]) -> dict[str, Any]:
+        if data == "validation" or not selected:
+            return {"epsilon": 0.0, "method": None}
+        return composed_trials_epsilon(selected, delta=delta)
+
+    targets = sorted({key[0] for key in trial_plans})
+    per_target = []
+    for target in targets:
+        mine = {plan for key, plan in trial_plans.items() if key[0] == target}
+        at = [(plan, taken) for plan, taken in steps if plan in mine]
+        row: dict[str, Any] = {
+            "target_epsilon": target,
+            "single_run_epsilon": max(e for key, e in plan_epsilons.items() if key[0] == target),
+            "runs": len(at),
+        }
+        if at:
+            found = composed(at)
+            row["all_runs_epsilon"] = found["epsilon"]
+            row["all_runs_method"] = found["method"]
+        per_target.append(row)
+    overall = composed(steps)
+    one_trial = (
+        0.0
+        if data == "validation"
+        else max(
+            (composed_trials_epsilon([(plan, plan.total_steps)], delta=delta)["epsilon"])
+            for plan in set(trial_plans.values())
+        )
+    )
+    covers = dict(coverage or {})
+    covers["simulation"] = SIMULATION_COVERAGE[data]
+    return {
+        "delta": delta,
+        "single_run_epsilon": max(plan_epsilons.values()),
+        "runs": len(runs),
+        "protocol": "grid",
+        "per_target": per_target,
+        "covers": covers,
+        "all_runs_epsilon": overall["epsilon"],
+        "all_runs_method": overall["method"],
+        "simulation": {
+            **marking(k, data),
+            "one_trial_epsilon": one_trial,
+            "all_trials_epsilon": overall["epsilon"],
+            "data_epsilon_applies_to": "training" if data == "training" else "none (public)",
+        },
+    }
+
+
+def simulation_dataset_size(options: Any, data: str = "training") -> int:
+    """Return the examples a simulated trial samples from, for run options ``options``.
+
+    ``"training"``: the training set (``training_set_size(options)``); ``"validation"``: the
+    first half of the validation split (:func:`public_split`; the second half selects).
+    """
+    from dpplan.train.specs import training_set_size
+
+    data = _validate.choice(options=SIMULATION_DATA, data=data)
+    if data == "training":
+        return training_set_size(options)
+    size = options.validation_size // 2
+    if size < 1:
+        raise PlanError(
+            "simulate_data",
+            data,
+            "'training' when the validation split has fewer than 2 examples",
+            "Raise validation_size.",
+        )
+    return size
+
+
+def public_split(split: Any) -> Any:
+    """Return the MNIST split of a simulation on public data: the validation split's first
+    half trains, its second half validates (selects), the test set reports.
+
+    The validation split is already treated as public (selection reads it without noise);
+    training on it touches no training example.
+    """
+    from dpplan.train.core import MnistSplit
+
+    half = len(split.val_x) // 2
+    return MnistSplit(
+        train_x=split.val_x[:half],
+        train_y=split.val_y[:half],
+        val_x=split.val_x[half:],
+        val_y=split.val_y[half:],
+        test_x=split.test_x,
+        test_y=split.test_y,
+        source=split.source,
+    )

@@ -202,3 +202,82 @@ def test_marking_names_k_data_and_label():
     assert set(mark) == {"predicted_by_simulation", "simulation_data", "label", "calibration"}
     with pytest.raises(PlanError):
         marking(0)
+
+
+# -- a simulated sweep, trained for real on a tiny MNIST ---------------------------------------
+
+
+def _tiny_spec(mnist_dir, **changes):
+    from dpplan.sweep import SweepSpec
+    from dpplan.train import RunOptions
+
+    options = RunOptions(
+        subset=2000,
+        validation_size=500,
+        test_subset=500,
+        device="cpu",
+        data_dir=str(mnist_dir),
+        download=False,
+        engine="fused",
+        threads=1,
+    )
+    values = {
+        "target_epsilons": (2,),
+        "delta": 1e-5,
+        "batch_sizes": (256,),
+        "epochs": (1,),
+        "schedules": ("one_cycle",),
+        "one_cycle_lrs": (0.5,),
+        "seeds": (0,),
+        "options": options,
+        "method": "rdp",
+    }
+    return SweepSpec(**{**values, **changes})
+
+
+@pytest.mark.parametrize("data", ["training", "validation"])
+def test_a_simulated_sweep_trains_the_simulated_plan_and_marks_its_points(
+    mnist_dir, tmp_path, data
+):
+    from dpplan.store import RunStore
+    from dpplan.sweep import LocalExecutor, create_sweep, protocol, run_sweep
+
+    spec = _tiny_spec(mnist_dir, simulate=4, simulate_data=data)
+    store = RunStore(tmp_path / "home")
+    executor = LocalExecutor()
+    sweep_id = create_sweep(spec, store=store, executor=executor)
+    result = run_sweep(sweep_id, store=store, executor=executor)
+    (solved,) = protocol.plans_from_dict(store.get_sweep(sweep_id).plans).values()
+    (run,) = [r for r in store.list_runs() if r.group_id == f"sweep-{sweep_id}"]
+    # the trial trained B/K with σ/K for exactly the solved plan's steps
+    assert isinstance(run.plan, PhasedPlan)
+    (phase,) = run.plan.phases
+    assert phase.batch_size == 64 and phase.noise_multiplier == solved.noise_multiplier / 4
+    assert run.plan.total_steps == solved.total_steps == run.records[-1].steps
+    assert phase.dataset_size == (2000 if data == "training" else 250)
+    # the point sits at the solved plan's ε and says it is a prediction, with which data
+    (point,) = result["points"]
+    assert point["epsilon"] <= 2 and point["predicted_by_simulation"] == 4
+    assert point["simulation_data"] == data and point["label"].startswith("predicted (sim K=4")
+    assert result["simulation"]["predicted_by_simulation"] == 4
+    tuning = result["tuning"]
+    assert tuning["simulation"]["simulation_data"] == data
+    if data == "training":  # the trial's own ε counts, and it is far above the plan's
+        trial = composed_trials_epsilon([(run.plan, run.plan.total_steps)], delta=1e-5)
+        assert tuning["all_runs_epsilon"] == pytest.approx(trial["epsilon"])
+        assert tuning["all_runs_epsilon"] > 5 * tuning["single_run_epsilon"]
+    else:  # trained on public validation data: no training-data ε
+        assert tuning["all_runs_epsilon"] == 0.0
+        assert "validation split" in tuning["covers"]["simulation"]
+
+
+def test_a_simulated_sweep_refuses_sigma_over_k_below_the_minimum(mnist_dir, tmp_path):
+    from dpplan.store import RunStore
+    from dpplan.sweep import create_sweep
+
+    store = RunStore(tmp_path / "home")
+    spec = _tiny_spec(mnist_dir, target_epsilons=(50,), simulate=128)  # σ ≈ 0.3: σ/128 < 0.01
+    with pytest.raises(PlanError) as caught:
+        create_sweep(spec, store=store)
+    assert caught.value.field == "simulate"
+    assert store.list_sweeps() == []

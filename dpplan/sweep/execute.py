@@ -44,7 +44,7 @@ from dpplan.store import RunStore
 from dpplan.sweep import protocol
 from dpplan.sweep.protocol import Trial, TrialOutcome
 from dpplan.sweep.spec import SweepSpec
-from dpplan.sweep.tuning import tuning_cost
+from dpplan.sweep.tuning import COVERAGE, tuning_cost
 
 __all__ = [
     "CONNECT_SECONDS",
@@ -129,11 +129,18 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
 
     import torch
 
-    from dpplan.train.core import MnistSplit, Trainer, TrainingResult, resolve_device, versions
+    from dpplan.train.core import (
+        MnistSplit,
+        Trainer,
+        TrainingResult,
+        load_split,
+        resolve_device,
+        versions,
+    )
     from dpplan.train.specs import RunOptions, schedule_from_dict
 
     started = time.perf_counter()
-    plan = TrainingPlan.from_dict(payload["plan"])
+    plan = _plan_from_dict(payload["plan"])
     schedule = schedule_from_dict(payload["schedule"])
     options = RunOptions.from_dict(dict(payload["options"]))
     # One trial, one thread per CPU it reserved (options.threads): torch's default of one
@@ -150,6 +157,11 @@ def run_trial(payload: Mapping[str, Any], data: Mapping[str, Any] | None = None)
             },
             source=data.get("source"),
         )
+    if payload.get("simulate_data") == "validation":  # dpplan.simulate: public data
+        from dpplan.simulate import public_split
+
+        split = public_split(split if split is not None else load_split(options, device))
+        options = dataclasses.replace(options, subset=len(split.train_x))
     trainer = Trainer(plan, schedule, options, data=split, device=device)
     records: list[Any] = []
     status, reason = trainer.run(on_epoch=records.append)
@@ -864,6 +876,8 @@ def create_sweep(
     if not isinstance(spec, SweepSpec):
         raise PlanError("spec", spec, "a dpplan.sweep.SweepSpec")
     plans = protocol.solve_plans(spec)
+    for plan in plans.values():  # a simulated plan is refused (σ/K < 0.01) before storing
+        _trained_plan(plan, spec)
     draws = None if spec.random_repeats is None else protocol.draw_random_trials(spec, rng=rng)
     rows = protocol.plans_to_dict(plans, method=spec.method)
     if executor is not None:
@@ -871,13 +885,34 @@ def create_sweep(
     return store.create_sweep(spec=spec.to_dict(), plans=rows, draws=draws)
 
 
+def _plan_from_dict(data: Mapping[str, Any]) -> Any:
+    """A trial's plan: a PhasedPlan's dict (a simulated trial) has ``phases``."""
+    if "phases" in data:
+        from dpplan.phased import PhasedPlan
+
+        return PhasedPlan.from_dict(data)
+    return TrainingPlan.from_dict(data)
+
+
+def _trained_plan(plan: TrainingPlan, spec: SweepSpec) -> Any:
+    """The plan a trial trains: the solved plan, or its simulated plan (``spec.simulate``)."""
+    if spec.simulate is None:
+        return plan
+    from dpplan.simulate import simulated_plan, simulation_dataset_size
+
+    size = simulation_dataset_size(spec.options, spec.simulate_data)
+    return simulated_plan(plan, spec.simulate, dataset_size=size)
+
+
 def _payload(trial: Trial, plan: TrainingPlan, spec: SweepSpec) -> dict[str, Any]:
     payload = {
         "key": trial.key,
-        "plan": plan.to_dict(),
+        "plan": _trained_plan(plan, spec).to_dict(),
         "schedule": trial.schedule.to_dict(),
         "options": dataclasses.replace(spec.options, seed=trial.seed).to_dict(),
     }
+    if spec.simulate is not None:
+        payload["simulate_data"] = spec.simulate_data
     if os.environ.get(KILL_ONCE_ENV):
         payload["kill_once"] = os.environ[KILL_ONCE_ENV]
     return payload
@@ -896,7 +931,7 @@ def _store_result(
     if getattr(result, "data_source", None) is not None:
         options["data_source"] = result.data_source
     run_id = store.create_run(
-        plan=plan,
+        plan=_trained_plan(plan, spec),
         schedule=result.schedule.to_dict(),
         options=options,
         device=result.device,
@@ -1108,6 +1143,18 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
     runs = [run for run in store.list_runs() if run.group_id == record.group_id]
     if record.tuning is not None and record.status in ("finished", "failed"):
         tuning = record.tuning
+    elif spec.simulate is not None:
+        from dpplan.simulate import simulated_tuning
+
+        tuning = simulated_tuning(
+            delta=spec.delta,
+            plan_epsilons=epsilons,
+            trial_plans={key: _trained_plan(plan, spec) for key, plan in plans.items()},
+            runs=[(run.plan, run.epochs_spent) for run in runs],
+            k=spec.simulate,
+            data=spec.simulate_data,
+            coverage=COVERAGE,
+        )
     else:
         tuning = tuning_cost(
             delta=spec.delta,
@@ -1116,10 +1163,20 @@ def frontier_result(store: RunStore, sweep_id: int) -> dict[str, Any]:
             runs=[(run.plan, run.epochs_spent) for run in runs],
             random_repeats=spec.random_repeats,
         )
+    simulation = None
+    if spec.simulate is not None:  # every point is a prediction: mark it (dpplan.simulate)
+        from dpplan.simulate import marking
+
+        simulation = marking(spec.simulate, spec.simulate_data)
+        for point in [*points, *(p for c in curves.values() for p in c)]:
+            point["predicted_by_simulation"] = spec.simulate
+            point["simulation_data"] = spec.simulate_data
+            point["label"] = simulation["label"]
     return {
         "sweep_id": record.id,
         "status": record.status,
         "spec": record.spec,
+        "simulation": simulation,
         "runs_tried": len(runs),
         "trials": {
             "planned": protocol.planned_trials(spec, record.draws),
