@@ -451,7 +451,7 @@ def simulated_tuning(
     delta: float,
     plan_epsilons: Mapping[tuple[float, int, int], float],
     trial_plans: Mapping[tuple[float, int, int], PhasedPlan],
-    runs: Sequence[tuple[PhasedPlan, int]],
+    runs: Sequence[tuple[PhasedPlan | TrainingPlan, int]],
     k: int,
     data: str,
     coverage: Mapping[str, str] | None = None,
@@ -477,7 +477,10 @@ def simulated_tuning(
     """
     k = _factor(k)
     data = _validate.choice(options=SIMULATION_DATA, data=data)
-    steps = [(plan, plan.steps_after(min(epochs, len(plan.epoch_ends())))) for plan, epochs in runs]
+    steps = []
+    for plan, epochs in runs:
+        phased = plan if isinstance(plan, PhasedPlan) else PhasedPlan(phases=(plan,))
+        steps.append((phased, phased.steps_after(min(epochs, len(phased.epoch_ends())))))
 
     def composed(selected: Sequence[tuple[PhasedPlan, int]]) -> dict[str, Any]:
         if data == "validation" or not selected:
