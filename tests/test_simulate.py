@@ -281,3 +281,43 @@ def test_a_simulated_sweep_refuses_sigma_over_k_below_the_minimum(mnist_dir, tmp
         create_sweep(spec, store=store)
     assert caught.value.field == "simulate"
     assert store.list_sweeps() == []
+
+
+# -- the report of a simulated sweep -------------------------------------------------------------
+
+
+def test_the_report_of_a_simulated_sweep_marks_every_point_as_predicted(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    from sweep_fakes import store_fake_sweep
+
+    from dpplan.report import build_sweep_report
+    from dpplan.report.model import report_from_dict, report_schema
+    from dpplan.report.render import to_html, to_json, to_markdown
+    from dpplan.store import RunStore
+    from dpplan.sweep import SweepSpec
+    from dpplan.train import RunOptions
+
+    spec = SweepSpec(
+        target_epsilons=(1, 3),
+        delta=1e-5,
+        batch_sizes=(256,),
+        epochs=(1,),
+        schedules=("one_cycle",),
+        one_cycle_lrs=(0.5, 2),
+        seeds=(0, 1),
+        options=RunOptions(subset=2000),
+        simulate=2,
+    )
+    store = RunStore(tmp_path / "home")
+    sweep_id = store_fake_sweep(store, spec, lambda t: 0.5 + 0.1 * t.lr + 0.05 * t.target_epsilon)
+    report = build_sweep_report(store, sweep_id, created_at="2026-12-03T00:00:00Z")
+    sim = report.sweep.simulation
+    assert sim is not None and sim.k == 2 and sim.data == "training"
+    assert sim.label == "predicted (sim K=2)" and sim.all_trials_epsilon > 0
+    (warning,) = [w for w in report.warnings if "predicted (sim K=2)" in w]
+    assert "B/K with σ/K" in warning and "their own ε counts" in warning
+    markdown, html = to_markdown(report), to_html(report)
+    assert "predicted \\(sim K=2\\)" in markdown and "predicted (sim K=2)" in html
+    data = json.loads(to_json(report))
+    jsonschema.validate(data, report_schema())
+    assert report_from_dict(data) == report
