@@ -73,6 +73,9 @@ SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 RESULTS = ROOT / "bench" / "results" / "predict_runs.jsonl"
 SUMMARY = ROOT / "bench" / "results" / "predict.json"
 THREADS = 1
+#: A simulation "collapses" when its mean test accuracy is this many points below the full
+#: runs' (training broke down at the small batch; reported apart from the ordinary error).
+COLLAPSE_POINTS = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +304,8 @@ def summarise(rows: dict[str, dict[str, Any]], ks: list[int]) -> dict[str, Any]:
         if not pairs:
             continue
         errors = [abs(p - f) * 100 for _, f, p in pairs]
+        collapsed = [c for c, f, p in pairs if (f - p) * 100 > COLLAPSE_POINTS]
+        kept = [abs(p - f) * 100 for c, f, p in pairs if c not in collapsed]
         signed = [(p - f) * 100 for _, f, p in pairs]
         worst = max(pairs, key=lambda x: abs(x[2] - x[1]))
         schedule_pairs = []
@@ -334,6 +339,9 @@ def summarise(rows: dict[str, dict[str, Any]], ks: list[int]) -> dict[str, Any]:
                 "mean_abs_error_points": statistics.fmean(errors),
                 "worst_abs_error_points": max(errors),
                 "worst_config": worst[0],
+                "collapsed": collapsed,
+                "mean_abs_error_points_without_collapsed": statistics.fmean(kept) if kept else None,
+                "worst_abs_error_points_without_collapsed": max(kept) if kept else None,
                 "mean_signed_error_points": statistics.fmean(signed),
                 "schedule_order_alike": sum(s["alike"] for s in schedule_pairs),
                 "schedule_pairs": len(schedule_pairs),
@@ -368,6 +376,90 @@ def summarise(rows: dict[str, dict[str, Any]], ks: list[int]) -> dict[str, Any]:
     return {"per_k": per_k, "configs": detail}
 
 
+#: The MNIST frontier grid of issue 11 (BENCHMARKS.md, bench/sweep.py --frontier): tanh
+#: tempered CNN, 5 targets x 3 B x 3 E x (3 one-cycle + 3 plateau LRs + 2 x 2 seed repeats).
+FRONTIER_GRID = {
+    "model": "tempered",
+    "targets": 5,
+    "batch_sizes": (512, 1024, 2048),
+    "epochs": (10, 20, 40),
+    "trials_per_plan": 3 + 3 + 2 * 2,
+}
+
+
+def _run_shape(row: dict[str, Any]) -> tuple[int, int, int]:
+    """(steps, simulated batch size, epochs evaluated) of a stored run."""
+    plan = row["trained_plan"]
+    if "phases" in plan:
+        (phase,) = plan["phases"]
+        batch, steps = phase["batch_size"], phase.get("steps")
+        per_epoch = -(-plan["dataset_size"] // batch)
+        steps = steps if steps is not None else per_epoch * phase["epochs"]
+    else:
+        batch = plan["batch_size"]
+        per_epoch = -(-plan["dataset_size"] // batch)
+        steps = per_epoch * plan["epochs"]
+    return steps, batch, -(-steps // per_epoch)
+
+
+def cost_model(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Least-squares fit, per model, of a run's CPU seconds: a·steps + b·steps·B + c·epochs
+    evaluated (B the batch size trained, full or simulated), from every run of the bench."""
+    import numpy as np
+
+    fits = {}
+    for model in sorted({r["model"] for r in rows.values()}):
+        mine = [r for r in rows.values() if r["model"] == model]
+        if len(mine) < 4:
+            continue
+        shapes = [_run_shape(r) for r in mine]
+        x = np.array([[s, s * b, e] for s, b, e in shapes], dtype=float)
+        y = np.array([r["train_cpu_s"] for r in mine])
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        predicted = x @ coef
+        fits[model] = {
+            "per_step_s": float(coef[0]),
+            "per_step_example_s": float(coef[1]),
+            "per_epoch_evaluated_s": float(coef[2]),
+            "runs": len(mine),
+            "median_relative_error": float(np.median(np.abs(predicted - y) / y)),
+        }
+    return fits
+
+
+def frontier_estimate(fits: dict[str, dict[str, float]], ks: list[int]) -> list[dict[str, Any]]:
+    """CPU hours of the frontier grid (:data:`FRONTIER_GRID`) trained in full and simulated
+    at each K, from the cost model (an extrapolation: the bench's runs are 1-3 epochs)."""
+    fit = fits.get(FRONTIER_GRID["model"])
+    if fit is None:
+        return []
+    rows = []
+    for k in [1, *ks]:
+        seconds = 0.0
+        for batch in FRONTIER_GRID["batch_sizes"]:
+            for epochs in FRONTIER_GRID["epochs"]:
+                per_epoch = -(-TRAIN_SIZE // batch)
+                steps = per_epoch * epochs
+                trained = round(batch / k)
+                evaluated = -(-steps // -(-TRAIN_SIZE // trained))
+                seconds += (
+                    fit["per_step_s"] * steps
+                    + fit["per_step_example_s"] * steps * trained
+                    + fit["per_epoch_evaluated_s"] * evaluated
+                )
+        trials = FRONTIER_GRID["targets"] * FRONTIER_GRID["trials_per_plan"]
+        total = seconds * trials
+        rows.append(
+            {
+                "k": k,
+                "trials": trials * len(FRONTIER_GRID["batch_sizes"]) * len(FRONTIER_GRID["epochs"]),
+                "cpu_hours": total / 3600,
+                "hours_on_2_cores": total / 3600 / 2,
+            }
+        )
+    return rows
+
+
 def machine_line() -> str:
     try:
         commit = subprocess.run(
@@ -390,17 +482,25 @@ def table(summary: dict[str, Any]) -> str:
     lines = [
         (
             "| K | configs (runs: full / sim) | mean abs error (points) | worst abs error | "
+            "collapsed (> 20 points below) | mean / worst abs error without them | "
             "bias (sim − full) | schedule order alike (pairs > 1 pt) | plan pairs alike | "
             "CPU s/run full → sim | cost ratio | trial ε (headline), range |"
         ),
-        "|---:|---|---:|---|---:|---|---|---|---:|---|",
+        "|---:|---|---:|---|---|---|---:|---|---|---|---:|---|",
     ]
     for row in summary["per_k"]:
         eps = list(row["trial_epsilon_headline"].values())
         lines.append(
             f"| {row['k']} | {row['configs']} ({row['runs_full']} / {row['runs_simulated']}) | "
             f"{row['mean_abs_error_points']:.2f} | {row['worst_abs_error_points']:.2f} "
-            f"({row['worst_config']}) | {row['mean_signed_error_points']:+.2f} | "
+            f"({row['worst_config']}) | {', '.join(row['collapsed']) or 'none'} | "
+            + (
+                f"{row['mean_abs_error_points_without_collapsed']:.2f} / "
+                f"{row['worst_abs_error_points_without_collapsed']:.2f}"
+                if row["mean_abs_error_points_without_collapsed"] is not None
+                else "–"
+            )
+            + f" | {row['mean_signed_error_points']:+.2f} | "
             f"{row['schedule_order_alike']}/{row['schedule_pairs']} "
             f"({row['schedule_order_alike_over_1_point']}/{row['schedule_pairs_over_1_point']}) | "
             f"{row['plan_pairs_alike']}/{row['plan_pairs']} | "
@@ -444,6 +544,12 @@ def main() -> int:
     parser.add_argument("--data-dir", default=default_data)
     parser.add_argument("--configs", default=None, help="comma-separated config names")
     parser.add_argument("--only-summary", action="store_true", help="summarise, train nothing")
+    parser.add_argument(
+        "--write-calibration",
+        default=None,
+        metavar="FILE",
+        help="also write the per-K errors predictions carry (dpplan/simulate_calibration.json)",
+    )
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     chosen = configs()
@@ -500,6 +606,8 @@ def main() -> int:
                 f"σ={plan['noise_multiplier']:.3g}, B={plan['batch_size']}, {plan['epochs']} ep"
             )
     summary["machine"] = machine_line()
+    summary["cost_model"] = cost_model(rows)
+    summary["frontier_estimate"] = frontier_estimate(summary["cost_model"], ks)
     summary["cost_measure"] = (
         "time.process_time of the worker around building the trainer and training "
         "(evaluation included, ε accounting excluded: computed before timing, column "
@@ -509,8 +617,54 @@ def main() -> int:
     summary["ks"] = ks
     summary["seeds"] = args.seeds
     text = summary["machine"] + "\n\n" + table(summary)
+    for model, fit in summary["cost_model"].items():
+        text += (
+            f"\n\ncost model, {model}: CPU s ≈ {fit['per_step_s']:.3g}·steps + "
+            f"{fit['per_step_example_s']:.3g}·steps·B + "
+            f"{fit['per_epoch_evaluated_s']:.3g}·epochs evaluated ({fit['runs']} runs, "
+            "median relative error "
+            f"{fit['median_relative_error']:.0%})"
+        )
+    for row in summary["frontier_estimate"]:
+        text += (
+            f"\nfrontier grid ({row['trials']} trials) at K={row['k']}: "
+            f"{row['cpu_hours']:.1f} CPU hours, {row['hours_on_2_cores']:.1f} h on 2 cores"
+        )
     print(text)
     Path(args.summary).write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    if args.write_calibration:
+        calibration = {
+            "source": "bench/predict.py",
+            "machine": summary["machine"],
+            "date": summary["date"],
+            "seeds": args.seeds,
+            "cost_measure": summary["cost_measure"],
+            "per_k": [
+                {
+                    key: row[key]
+                    for key in (
+                        "k",
+                        "configs",
+                        "runs_full",
+                        "runs_simulated",
+                        "mean_abs_error_points",
+                        "worst_abs_error_points",
+                        "worst_config",
+                        "collapsed",
+                        "mean_abs_error_points_without_collapsed",
+                        "worst_abs_error_points_without_collapsed",
+                        "mean_signed_error_points",
+                        "schedule_order_alike",
+                        "schedule_pairs",
+                        "plan_pairs_alike",
+                        "plan_pairs",
+                        "cost_ratio",
+                    )
+                }
+                for row in summary["per_k"]
+            ],
+        }
+        Path(args.write_calibration).write_text(json.dumps(calibration, indent=1) + "\n")
     return 0
 
 
