@@ -263,8 +263,10 @@ def test_a_simulated_sweep_trains_the_simulated_plan_and_marks_its_points(
     tuning = result["tuning"]
     assert tuning["simulation"]["simulation_data"] == data
     if data == "training":  # the trial's own ε counts, and it is far above the plan's
-        trial = composed_trials_epsilon([(run.plan, run.plan.total_steps)], delta=1e-5)
-        assert tuning["all_runs_epsilon"] == pytest.approx(trial["epsilon"])
+        # composed by RDP alone (TRIAL_METHODS): one trial, so the trial plan's RDP ε
+        assert tuning["all_runs_method"] == "rdp"
+        trial = dpplan.epsilon(run.plan, method="rdp")
+        assert tuning["all_runs_epsilon"] == pytest.approx(trial, rel=1e-9)
         assert tuning["all_runs_epsilon"] > 5 * tuning["single_run_epsilon"]
     else:  # trained on public validation data: no training-data ε
         assert tuning["all_runs_epsilon"] == 0.0
