@@ -927,11 +927,44 @@ def _sweep_spec(args: argparse.Namespace):
         values[f"{kind}_lrs"] = rates if rates or kind in kinds else []
     if args.random_repeats is not None:
         values["random_repeats"] = _number("random_repeats", args.random_repeats)
+    if args.simulate is not None:  # issue 22: predict by simulation at K
+        values["simulate"] = _number("simulate", args.simulate)
+        values["simulate_data"] = args.simulate_data
+    elif args.simulate_data != "training":
+        raise UsageError("simulate_data", args.simulate_data, "given with --simulate K")
     return SweepSpec(**values)
+
+
+def _simulation_lines(result: dict[str, Any]) -> list[str]:
+    """What a sweep predicted by simulation must say first (issue 22)."""
+    mark = result.get("simulation")
+    if not mark:
+        return []
+    measured = mark.get("calibration")
+    error = (
+        f"measured error at K = {mark['predicted_by_simulation']}: "
+        f"{measured['mean_abs_error_points']:.1f} points on average, "
+        f"{measured['worst_abs_error_points']:.1f} at worst ({measured['source']})"
+        if measured
+        else f"K = {mark['predicted_by_simulation']} is not calibrated: error unmeasured"
+    )
+    data = (
+        "the validation split, treated as public (no training-data ε)"
+        if mark["simulation_data"] == "validation"
+        else "the training data (the trials' own, large ε is the composed ε below)"
+    )
+    return [
+        (
+            f"every point is {mark['label']}: trials trained B/K with σ/K for the plan's "
+            f"steps on {data}; {error}"
+        ),
+        "",
+    ]
 
 
 def _frontier_lines(result: dict[str, Any]) -> list[str]:
     tuning = result["tuning"]
+    predicted = f" [{result['simulation']['label']}]" if result.get("simulation") else ""
     lines = [
         (
             f"sweep {result['sweep_id']}: {result['status']}; {result['runs_tried']} runs "
@@ -944,9 +977,10 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
             + f", {result['trials']['failed']} failed of {result['trials']['planned']} planned"
         ),
         "",
+        *_simulation_lines(result),
         (
             "frontier (configuration with the best validation accuracy at each ε; test "
-            "accuracy mean ± std over seeds):"
+            f"accuracy mean ± std over seeds){predicted}:"
         ),
         "  target ε        ε      B    E        σ  schedule    lr      test acc        seeds",
     ]
@@ -995,6 +1029,8 @@ def _frontier_lines(result: dict[str, Any]) -> list[str]:
             text += f", repeat-and-select ε = {_fmt(row_['repeat_and_select_epsilon'])}"
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
+    if "simulation" in tuning.get("covers", {}):
+        lines.append(f"  simulation: {tuning['covers']['simulation']}.")
     failures = result.get("failures", [])
     if failures:
         lines += ["", f"failed trials ({len(failures)}):"]
@@ -1043,6 +1079,8 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--constant-lrs": ("constant_lrs", lambda t: list(map(float, _numbers("lr", t)))),
     "--seeds": ("seeds", lambda t: _numbers("seeds", t)),
     "--random-repeats": ("random_repeats", lambda t: float(_number("random_repeats", t))),
+    "--simulate": ("simulate", lambda t: _number("simulate", t)),
+    "--simulate-data": ("simulate_data", str),
     "--method": ("method", str),
     "--model": ("options.model", str),
     "--activation": ("options.activation", str),
@@ -1810,6 +1848,21 @@ def _build_parser() -> _Parser:
         help="Papernot & Steinke's protocol: per ε, a secret Poisson(MEAN) number "
         "of configurations drawn at random from the grid; the best is the tuned "
         "model (small stated ε overhead instead of composing every run)",
+    )
+    swp.add_argument(
+        "--simulate",
+        default=None,
+        metavar="K",
+        help="predict the frontier by simulation (issue 22): every trial trains B/K with σ/K "
+        "for the plan's steps; points are marked 'predicted (sim K=…)' with the measured "
+        "error at K (README: Predict before you train)",
+    )
+    swp.add_argument(
+        "--simulate-data",
+        default="training",
+        choices=("training", "validation"),
+        help="what simulated trials train on: the training data (their own, large ε "
+        "counts) or the validation split, treated as public",
     )
     swp.add_argument(
         "--resume",
