@@ -51,6 +51,11 @@ METHOD_NAMES = {
     "prv": "PRV (prv-accountant)",
     "pld": "PLD (dp-accounting)",
 }
+#: Fields of each phase after the first (the form's batch size, σ and epochs are phase 1);
+#: ``steps`` 0 means "all of the phase's epochs".
+PHASE_FIELDS = ("batch_size", "noise_multiplier", "epochs", "steps")
+#: Most phases the form edits.
+MAX_FORM_PHASES = 8
 #: Cached results expire after this long, and each cache holds at most a few entries.
 CACHE_TTL = datetime.timedelta(hours=1)
 #: Longest piece of a query value quoted back in a warning.
@@ -139,6 +144,120 @@ def _initial_values() -> tuple[dict[str, Any], list[str]]:
     return values, notes
 
 
+def _phases_from_url() -> tuple[int, list[dict[str, Any]], list[str]]:
+    """Phase 1's ``steps`` and the later phases from the URL (``phases=B,σ,E,steps;…``)."""
+    params, notes = st.query_params, []
+    first_steps, phases = 0, []
+    if "steps" in params:
+        try:
+            first_steps = int(_parse_query_value("epochs", params["steps"]))
+        except PlanError:
+            notes.append(f"Ignored steps={_shown_query_value(params['steps'])} from the link.")
+    if "phases" in params:
+        try:
+            for item in params["phases"].split(";")[: MAX_FORM_PHASES - 1]:
+                parts = item.split(",")
+                if len(parts) != len(PHASE_FIELDS):
+                    raise PlanError("phases", item, "batch_size,noise_multiplier,epochs,steps")
+                phase = {}
+                for field, text in zip(PHASE_FIELDS, parts, strict=True):
+                    kind = "noise_multiplier" if field == "noise_multiplier" else "epochs"
+                    phase[field] = _parse_query_value(kind, text)
+                phases.append(phase)
+        except PlanError as error:
+            phases = []
+            notes.append(
+                f"Ignored phases={_shown_query_value(params['phases'])} from the link: each "
+                f"phase must be {error.expected}, separated by ';'. Using one phase."
+            )
+    return max(0, first_steps), phases, notes
+
+
+def _add_phase() -> None:
+    count = st.session_state["plan_phase_count"]
+    previous = f"phase{count}_" if count else "plan_"
+    for field in PHASE_FIELDS:
+        value = st.session_state.get(previous + field, 0)
+        st.session_state[f"phase{count + 1}_{field}"] = 0 if field == "steps" else value
+    st.session_state["plan_phase_count"] = count + 1
+
+
+def _remove_phase() -> None:
+    count = st.session_state["plan_phase_count"]
+    for field in PHASE_FIELDS:
+        st.session_state.pop(f"phase{count}_{field}", None)
+    st.session_state["plan_phase_count"] = max(0, count - 1)
+
+
+def _phase_editor(sidebar) -> tuple[list[dict[str, Any]], Any]:
+    """The sidebar's phase editor: phase 1's steps, later phases, add and remove."""
+    box = sidebar.expander("Phases", expanded=bool(st.session_state["plan_phase_count"]))
+    box.caption(
+        "The fields above are phase 1. Add phases that change B or σ; 'steps' 0 runs all of a "
+        "phase's epochs, more stops it mid-way. Solve, Train and Report use phase 1."
+    )
+    box.number_input("Phase 1: stop after steps (0 = all)", key="plan_steps", step=1, min_value=0)
+    phases = []
+    for index in range(1, st.session_state["plan_phase_count"] + 1):
+        box.markdown(f"**Phase {index + 1}**")
+        for field in PHASE_FIELDS:
+            label = "steps (0 = all)" if field == "steps" else LABELS[field][0]
+            kwargs: dict[str, Any] = {"key": f"phase{index}_{field}"}
+            if field == "noise_multiplier":
+                kwargs.update(format="%.3f", step=0.05)
+            else:
+                kwargs.update(step=1, format="%d")
+            box.number_input(f"Phase {index + 1}: {label}", **kwargs)
+        phases.append({f: st.session_state[f"phase{index}_{f}"] for f in PHASE_FIELDS})
+    left, right = box.columns(2)
+    left.button(
+        "Add phase",
+        key="plan_add_phase",
+        on_click=_add_phase,
+        disabled=len(phases) + 1 >= MAX_FORM_PHASES,
+    )
+    right.button(
+        "Remove last", key="plan_remove_phase", on_click=_remove_phase, disabled=not phases
+    )
+    return phases, box.empty()
+
+
+def _phased(plan: dpplan.TrainingPlan, phases: list[dict[str, Any]]) -> dpplan.PhasedPlan | None:
+    """The phased plan of the form, or None when it is the one-phase plan itself."""
+    first_steps = st.session_state["plan_steps"]
+    if not phases and not first_steps:
+        return None
+    members = [plan]
+    for index, phase in enumerate(phases, start=2):
+        try:
+            members.append(
+                plan.replace(
+                    batch_size=phase["batch_size"],
+                    noise_multiplier=phase["noise_multiplier"],
+                    epochs=phase["epochs"],
+                )
+            )
+        except PlanError as error:
+            raise PlanError(f"phase {index}: {error.field}", error.value, error.expected) from None
+    steps = [first_steps or None] + [phase["steps"] or None for phase in phases]
+    return dpplan.PhasedPlan(phases=members, phase_steps=steps)
+
+
+def phases_query(phased: dpplan.PhasedPlan | None) -> dict[str, str]:
+    """The query parameters of the phases (``steps`` of phase 1, ``phases`` of the rest)."""
+    if phased is None:
+        return {}
+    data = phased.to_dict()["phases"]
+    found = {}
+    if data[0].get("steps"):
+        found["steps"] = str(data[0]["steps"])
+    if len(data) > 1:
+        found["phases"] = ";".join(
+            ",".join(str(p.get(f, 0)) for f in PHASE_FIELDS) for p in data[1:]
+        )
+    return found
+
+
 def _refused(field: str, text: str, error: PlanError) -> str:
     return (
         f"Ignored {field}={_shown_query_value(text)} from the link: it must be "
@@ -154,10 +273,16 @@ def plan_form() -> dpplan.TrainingPlan | None:
     """
     if "plan_values" not in st.session_state:
         values, notes = _initial_values()
+        first_steps, phases, phase_notes = _phases_from_url()
         st.session_state["plan_values"] = values
-        st.session_state["plan_url_notes"] = notes
+        st.session_state["plan_url_notes"] = notes + phase_notes
         for field, value in values.items():
             st.session_state[f"plan_{field}"] = value
+        st.session_state["plan_steps"] = first_steps
+        st.session_state["plan_phase_count"] = len(phases)
+        for index, phase in enumerate(phases, start=1):
+            for field, value in phase.items():
+                st.session_state[f"phase{index}_{field}"] = value
     if "adopt" in st.session_state:  # a page asked to adopt a solved plan
         for field, value in st.session_state.pop("adopt").items():
             if field in PLAN_FIELDS:
@@ -181,7 +306,9 @@ def plan_form() -> dpplan.TrainingPlan | None:
             kwargs.update(format="%.3f", step=0.05)
         sidebar.number_input(label, **kwargs)
         slots[field] = sidebar.empty()
+    phases, phase_slot = _phase_editor(sidebar)
     values = {field: st.session_state[f"plan_{field}"] for field in PLAN_FIELDS}
+    st.session_state["phased_plan"] = None
     try:
         plan = dpplan.TrainingPlan(**values)
     except PlanError as error:
@@ -189,11 +316,20 @@ def plan_form() -> dpplan.TrainingPlan | None:
         target.error(str(error))  # numbers from the widgets only: nothing to escape
         st.session_state["plan"] = None
         return None
+    try:
+        phased = _phased(plan, phases)
+    except PlanError as error:
+        phase_slot.error(str(error))
+        st.session_state["plan"] = None
+        return None
     st.session_state["plan"] = plan
-    st.query_params.from_dict({k: str(v) for k, v in plan.to_dict().items() if k in PLAN_FIELDS})
+    st.session_state["phased_plan"] = phased
+    query = {k: str(v) for k, v in plan.to_dict().items() if k in PLAN_FIELDS}
+    st.query_params.from_dict(query | phases_query(phased))
     sidebar.caption(
         f"sample rate {plan.sample_rate:.5g} · {plan.steps_per_epoch:,} steps/epoch · "
         f"{plan.total_steps:,} steps"
+        + (f" · {len(phased.phases)} phase(s), {phased.total_steps:,} steps" if phased else "")
     )
     return plan
 
@@ -210,7 +346,8 @@ class MethodResult:
 @st.cache_data(max_entries=64, ttl=CACHE_TTL, show_spinner=False)
 def cached_curve(plan_dict: dict[str, Any], method: str) -> MethodResult:
     """ε curve of one method (floats, ∞ included), or the error dpplan raised for it."""
-    plan = dpplan.TrainingPlan.from_dict(plan_dict)
+    kind = dpplan.PhasedPlan if "phases" in plan_dict else dpplan.TrainingPlan
+    plan = kind.from_dict(plan_dict)
     try:
         return MethodResult(method, curve=dpplan.epsilon_curve(plan, method=method))
     except DpplanError as error:
@@ -345,10 +482,10 @@ def start_worker(run_store) -> None:
 
 def run_label(run) -> str:
     """Short human label of a stored run."""
-    lr = run.schedule.get("max_lr", run.schedule.get("lr"))
-    kind = run.schedule["kind"].replace("_", "-")
+    lr = run.schedule.learning_rate
+    kind = run.schedule.kind.replace("_", "-")
     private = "" if run.private else " · non-private"
-    engine = f" · {run.options.get('engine', 'opacus')} engine" if run.private else ""
+    engine = f" · {run.options.engine} engine" if run.private else ""
     return (
         f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
         f"{len(run.records)}/{run.plan.epochs} epochs{private}{engine}"
@@ -420,8 +557,8 @@ def accuracy_frame(runs) -> pd.DataFrame:
             rows.append(
                 {
                     "run": f"#{run.id}",
-                    "schedule": run.schedule["kind"],
-                    "lr": run.schedule.get("max_lr", run.schedule.get("lr")),
+                    "schedule": run.schedule.kind,
+                    "lr": run.schedule.learning_rate,
                     "seed": run.seed,
                     "epoch": record.epoch,
                     # The smallest upper bound recorded, as every page shows it.
@@ -446,6 +583,7 @@ def grouped_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby(["schedule", "lr", "epoch"], as_index=False).agg(
         epsilon=("ε", "max"),
         mean=("test accuracy", "mean"),
+        validation=("validation accuracy", "mean"),
         low=("test accuracy", "min"),
         high=("test accuracy", "max"),
         seeds=("seed", "nunique"),
@@ -477,13 +615,22 @@ def accuracy_vs_epsilon_chart(grouped: pd.DataFrame) -> alt.Chart:
 
 
 def best_at(grouped: pd.DataFrame, thresholds=(1.0, 2.0, 4.0, 8.0)) -> pd.DataFrame:
-    """Best mean test accuracy with ε ≤ x, per schedule line."""
+    """Per schedule line and bound x: the mean test accuracy of the epoch with the best mean
+    validation accuracy among the epochs with ε ≤ x (:func:`dpplan.selection.best_at`: the
+    test set never selects)."""
+    from dpplan.selection import Candidate
+    from dpplan.selection import best_at as select
+
     rows = []
     for line, part in grouped.groupby("line"):
+        candidates = [
+            Candidate(epsilon=e, validation_accuracy=v, test_accuracy=t)
+            for e, v, t in zip(part["epsilon"], part["validation"], part["mean"], strict=True)
+        ]
         row = {"schedule": line}
         for x in thresholds:
-            fit = part[part["epsilon"] <= x]
-            row[f"best at ε ≤ {x:g}"] = f"{fit['mean'].max():.2%}" if len(fit) else "—"
+            chosen = select(candidates, epsilon_at_most=x)
+            row[f"best at ε ≤ {x:g}"] = "—" if chosen is None else f"{chosen.test_accuracy:.2%}"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -98,7 +98,7 @@ def _timed_sweep(spec, executor) -> tuple[float, int]:
     sweep_id = create_sweep(spec, store=store)
     started = time.perf_counter()
     result = run_sweep(sweep_id, store=store, executor=executor, close=False)
-    return time.perf_counter() - started, result["trials"]["finished"]
+    return time.perf_counter() - started, result.trials.finished
 
 
 def overhead(args) -> list[str]:

@@ -14,6 +14,7 @@ Example:
 
 from typing import TYPE_CHECKING
 
+from dpplan._lazy import lazy_names
 from dpplan.errors import (
     AccountingError,
     BudgetExhausted,
@@ -54,38 +55,30 @@ if TYPE_CHECKING:  # the accounting names load on first use (see __getattr__)
 
 #: Names whose modules import dp-accounting (~1 s); they load on first use, so
 #: ``import dpplan``, ``dpplan --version`` and ``--help`` stay fast.
-_LAZY = {
-    "METHODS": "dpplan.accounting",
-    "Comparison": "dpplan.accounting",
-    "EpsilonCurve": "dpplan.accounting",
-    "compare": "dpplan.accounting",
-    "dp_accounting_accountant": "dpplan.accounting.privacy_accountant",
-    "epsilon": "dpplan.accounting",
-    "epsilon_curve": "dpplan.accounting",
-    "epsilon_at": "dpplan.accounting.phased",
-    "get_accountant": "dpplan.accounting",
-    "plan_warnings": "dpplan.accounting",
-    "Solution": "dpplan.solve",
-    "solve_batch_size": "dpplan.solve",
-    "solve_epochs": "dpplan.solve",
-    "solve_noise_multiplier": "dpplan.solve",
-    "solve_plan": "dpplan.solve",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dpplan' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "dpplan.accounting": (
+            "METHODS",
+            "Comparison",
+            "EpsilonCurve",
+            "compare",
+            "epsilon",
+            "epsilon_curve",
+            "get_accountant",
+            "plan_warnings",
+        ),
+        "dpplan.accounting.privacy_accountant": ("dp_accounting_accountant",),
+        "dpplan.accounting.phased": ("epsilon_at",),
+        "dpplan.solve": (
+            "Solution",
+            "solve_batch_size",
+            "solve_epochs",
+            "solve_noise_multiplier",
+            "solve_plan",
+        ),
+    },
+)
 
 __version__ = "0.1.0"
 

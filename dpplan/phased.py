@@ -5,6 +5,11 @@ another on the same data: every phase shares ``dataset_size`` and ``delta``, and
 batch size, noise multiplier and epochs. A phase may stop mid-epoch (``phase_steps``), so
 early stopping after step 1,234 is a plan too.
 
+Plans (phased or not) are Poisson-sampled: they describe what dpplan's trainer runs, and every
+ε of a plan is for add-or-remove-one neighbours. Other sampling schemes (shuffled, fixed-size,
+truncated Poisson batches) are accounted by :class:`dpplan.Ledger`; a plan file naming another
+``sampling`` is refused with that pointer.
+
 Like :class:`TrainingPlan`, a phased plan is validated when it is built and never changes. It
 reduces to segments (``sample_rate``, ``noise_multiplier``, ``steps``), which is all the
 accountants need; this module imports no accounting code.
@@ -212,6 +217,17 @@ class PhasedPlan:
         """
         if not isinstance(data, Mapping):
             raise PlanError("plan", data, "a mapping with dataset_size, delta and phases")
+        phases = data.get("phases")
+        phases = phases if isinstance(phases, (list, tuple)) else ()
+        for item in (data, *(p for p in phases if isinstance(p, Mapping))):
+            if "sampling" in item:
+                raise PlanError(
+                    "sampling",
+                    item["sampling"],
+                    "absent: plans are Poisson-sampled (the scheme dpplan's trainer runs)",
+                    "Account shuffled, fixed-size or truncated Poisson batches with "
+                    "dpplan.Ledger(...).record(sampling=...).",
+                )
         unknown = sorted(set(data) - {"dataset_size", "delta", "phases"})
         if unknown:
             raise PlanError(unknown[0], data[unknown[0]], "absent: not a PhasedPlan key")

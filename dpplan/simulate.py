@@ -55,6 +55,7 @@ __all__ = [
     "composed_trials_epsilon",
     "marking",
     "public_split",
+    "run_sweep_trial",
     "simulate",
     "simulated_plan",
     "simulated_tuning",
@@ -581,3 +582,46 @@ def public_split(split: Any) -> Any:
         test_y=split.test_y,
         source=split.source,
     )
+
+
+def run_sweep_trial(
+    payload: Mapping[str, Any], data: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a sweep's executors run for each trial: a simulated trial, or the ordinary one.
+
+    A payload without ``simulate_data`` goes to :func:`dpplan.train.trial.run_trial`
+    unchanged. A simulated trial (``dpplan.sweep`` adds ``simulate_data``) trains its
+    :class:`PhasedPlan` with :func:`dpplan.train.train`; its data are read from the worker's
+    ``options.data_dir`` (the MNIST arrays a driver ships are for the ordinary trial), and with
+    ``simulate_data="validation"`` it trains on :func:`public_split`.
+
+    Returns:
+        ``{"result": TrainingResult, "versions": {...}, "seconds": wall time, "host": ...}``.
+    """
+    from dpplan.train.trial import run_trial
+
+    if "simulate_data" not in payload:
+        return run_trial(payload, data)
+    import socket
+    import time
+
+    from dpplan.train.core import load_split, resolve_device, train, versions
+    from dpplan.train.specs import RunOptions, schedule_from_dict
+
+    started = time.perf_counter()
+    plan = PhasedPlan.from_dict(payload["plan"])
+    options = RunOptions.from_dict(dict(payload["options"]))
+    device = resolve_device(options.device)
+    split = None
+    if payload["simulate_data"] == "validation":
+        split = public_split(load_split(options, device))
+        options = dataclasses.replace(options, subset=len(split.train_x))
+    result = train(
+        plan, schedule_from_dict(payload["schedule"]), options, data=split, device=device
+    )
+    return {
+        "result": result,
+        "versions": versions(),
+        "seconds": time.perf_counter() - started,
+        "host": socket.gethostname(),
+    }

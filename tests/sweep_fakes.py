@@ -1,4 +1,5 @@
-"""A finished sweep whose trials 'trained' instantly: for tests of what reads sweeps.
+"""Sweep fakes: a finished sweep whose trials 'trained' instantly (for tests of what reads
+sweeps), and a trial function whose worker dies once (for Ray's retries).
 
 Shared by the Frontier page's tests and the sweep report's tests (``tests/`` is on
 ``sys.path`` through ``tests/conftest.py``).
@@ -66,6 +67,26 @@ def store_fake_sweep(
                 epochs_done=1,
             )
     store.finish_sweep(
-        sweep_id, status="finished", tuning=frontier_result(store, sweep_id)["tuning"]
+        sweep_id, status="finished", tuning=frontier_result(store, sweep_id).tuning.to_dict()
     )
     return sweep_id
+
+
+def dying_once(marker: str) -> Callable[..., dict]:
+    """A trial function for an executor (``RayExecutor(trial=...)``): the first attempt that
+    creates the file ``marker`` kills its worker (``os._exit``), later attempts train as
+    :func:`dpplan.train.trial.run_trial` does. A closure, so Ray ships it by value: the
+    workers need not import this module."""
+
+    def trial(payload, data=None):
+        import os
+
+        from dpplan.sweep.trials import run_trial
+
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return run_trial(payload, data)
+        os._exit(1)  # this attempt's worker dies
+
+    return trial

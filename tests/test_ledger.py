@@ -125,8 +125,16 @@ def test_dict_round_trip_is_exact_and_json_safe():
 
 def test_bad_input_is_refused_with_the_field():
     ledger = Ledger(dataset_size=100, delta=1e-3)
-    with pytest.raises(dpplan.PlanError, match="sampling='truncated_poisson'"):
+    with pytest.raises(dpplan.PlanError, match="sampling='bernoulli'"):
+        ledger.record(noise_multiplier=1.0, batch_size=10, sampling="bernoulli")
+    with pytest.raises(dpplan.PlanError, match="max_batch_size=None"):
         ledger.record(noise_multiplier=1.0, batch_size=10, sampling="truncated_poisson")
+    with pytest.raises(dpplan.PlanError, match="max_batch_size=101"):
+        ledger.record(
+            noise_multiplier=1.0, batch_size=10, sampling="truncated_poisson", max_batch_size=101
+        )
+    with pytest.raises(dpplan.PlanError, match="max_batch_size=20 is invalid: must be None"):
+        ledger.record(noise_multiplier=1.0, batch_size=10, max_batch_size=20)
     with pytest.raises(dpplan.PlanError, match="batch_size=10 is invalid: must be given, or"):
         ledger.record(noise_multiplier=1.0, batch_size=10, sample_rate=0.1)
     with pytest.raises(dpplan.PlanError, match="noise_multiplier=nan"):
@@ -158,8 +166,6 @@ def test_shuffled_batches_are_accounted_without_amplification():
     assert ledger.as_if_poisson_epsilon("pld") == poisson.epsilon("pld")
     with pytest.raises(dpplan.PlanError, match="batch_size=None"):
         ledger.record(noise_multiplier=2.0, sample_rate=0.01, sampling="shuffle")
-    with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'"):
-        ledger.record(noise_multiplier=2.0, batch_size=100, sampling="fixed_size")
 
 
 def test_the_guard_counts_started_epochs_of_shuffled_batches():
@@ -177,3 +183,171 @@ def test_the_guard_counts_started_epochs_of_shuffled_batches():
         ledger.record(noise_multiplier=2.0, batch_size=100, sampling="shuffle")
     restored = Ledger.from_dict(json.loads(json.dumps(ledger.to_dict())))
     assert restored.records == ledger.records and restored.epsilon() == ledger.epsilon()
+
+
+def _rdp_library(relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE):
+    orders = list(dpplan.get_accountant("rdp").orders)
+    return dp_accounting.rdp.RdpAccountant(orders=orders, neighboring_relation=relation)
+
+
+def test_fixed_size_is_dp_accountings_sampling_without_replacement_under_replace_one():
+    ledger = Ledger(dataset_size=10_000, delta=1e-5)
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=150, sampling="fixed_size")
+    ledger.record(noise_multiplier=3.0, batch_size=400, steps=50, sampling="fixed_size")
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=25, sampling="fixed_size")
+    assert ledger.neighbouring_relation == "replace_one"
+    assert ledger.to_dict()["neighbouring_relation"] == "replace_one"
+    # The same composed event, in dp-accounting's RDP accountant with REPLACE_ONE. The
+    # Gaussian's multiplier is σ/2: replacing one example moves the clipped sum by 2C.
+    library = _rdp_library(dp_accounting.NeighboringRelation.REPLACE_ONE)
+    library.compose(
+        dp_accounting.ComposedDpEvent(
+            [
+                dp_accounting.SelfComposedDpEvent(
+                    dp_accounting.SampledWithoutReplacementDpEvent(
+                        10_000, batch, dp_accounting.GaussianDpEvent(sigma / 2)
+                    ),
+                    count,
+                )
+                for batch, sigma, count in ((100, 2.0, 175), (400, 3.0, 50))
+            ]
+        )
+    )
+    assert ledger.epsilon("rdp") == pytest.approx(library.get_epsilon(1e-5), rel=1e-12)
+    assert ledger.headline() == ("rdp", ledger.epsilon("rdp"))
+    assert ledger.guarantee() == {
+        "epsilon": ledger.epsilon("rdp"),
+        "delta": 1e-5,
+        "method": "rdp",
+        "neighbouring_relation": "replace_one",
+        "sampling": ["fixed_size"],
+    }
+    # Halving σ matters: the literal σ would report a much smaller (unfounded) ε.
+    literal = _rdp_library(dp_accounting.NeighboringRelation.REPLACE_ONE)
+    literal.compose(
+        dp_accounting.SampledWithoutReplacementDpEvent(
+            10_000, 100, dp_accounting.GaussianDpEvent(2.0)
+        ),
+        175,
+    )
+    assert ledger.epsilon() > 2 * literal.get_epsilon(1e-5)
+    # Full batch without replacement is the Gaussian mechanism with sensitivity 2C.
+    full = Ledger(dataset_size=100, delta=1e-5)
+    full.record(noise_multiplier=4.0, batch_size=100, steps=3, sampling="fixed_size")
+    gaussian = _rdp_library().compose(dp_accounting.GaussianDpEvent(2.0), 3)
+    assert full.epsilon() == pytest.approx(gaussian.get_epsilon(1e-5), rel=1e-12)
+
+
+def test_methods_that_cannot_account_a_scheme_refuse_it_by_name():
+    fixed = Ledger(dataset_size=10_000, delta=1e-5)
+    fixed.record(noise_multiplier=2.0, batch_size=100, steps=10, sampling="fixed_size")
+    for method, reason in (("pld", "PLDAccountant has no"), ("prv", "prv-accountant has no")):
+        with pytest.raises(dpplan.PlanError, match=f"method='{method}'.*'fixed_size'") as error:
+            fixed.epsilon(method)
+        assert reason in str(error.value) and "replace_one" in str(error.value)
+    truncated = Ledger(dataset_size=10_000, delta=1e-5)
+    truncated.record(
+        noise_multiplier=2.0,
+        batch_size=100,
+        steps=10,
+        sampling="truncated_poisson",
+        max_batch_size=150,
+    )
+    for method in ("rdp", "prv"):
+        with pytest.raises(dpplan.PlanError, match=f"method='{method}'.*'truncated_poisson'"):
+            truncated.epsilon(method)
+    assert truncated.headline()[0] == "pld"
+    # A ledger none of whose methods accounts the scheme refuses the record itself.
+    rdp_only = Ledger(dataset_size=10_000, delta=1e-5, methods=("rdp",))
+    with pytest.raises(dpplan.PlanError, match="accounted only by pld"):
+        rdp_only.record(
+            noise_multiplier=1.0, batch_size=100, sampling="truncated_poisson", max_batch_size=150
+        )
+    with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'"):
+        fixed.as_if_poisson_epsilon()
+    assert rdp_only.total_steps == 0
+
+
+def test_relations_do_not_mix_in_one_ledger():
+    ledger = Ledger(dataset_size=10_000, delta=1e-5)
+    ledger.record(noise_multiplier=1.0, batch_size=100, steps=10)
+    before = ledger.to_dict()
+    with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'.*add_or_remove_one"):
+        ledger.record(noise_multiplier=1.0, batch_size=100, sampling="fixed_size")
+    assert ledger.to_dict() == before
+    fixed = Ledger(dataset_size=10_000, delta=1e-5)
+    fixed.record(noise_multiplier=1.0, batch_size=100, sampling="fixed_size")
+    for sampling in ("poisson", "shuffle"):
+        with pytest.raises(dpplan.PlanError, match=f"sampling='{sampling}'.*replace_one"):
+            fixed.record(noise_multiplier=1.0, batch_size=100, sampling=sampling)
+    data = fixed.to_dict()
+    data["neighbouring_relation"] = "add_or_remove_one"
+    with pytest.raises(dpplan.PlanError, match="neighbouring_relation='add_or_remove_one'"):
+        Ledger.from_dict(data)
+
+
+def test_truncated_poisson_is_dp_accountings_truncated_event_composed_with_poisson_in_pld():
+    ledger = Ledger(dataset_size=10_000, delta=1e-5)
+    ledger.record(noise_multiplier=1.0, batch_size=100, steps=100)
+    ledger.record(
+        noise_multiplier=1.0,
+        sample_rate=0.01,
+        steps=100,
+        sampling="truncated_poisson",
+        max_batch_size=130,
+    )
+    assert ledger.neighbouring_relation == "add_or_remove_one"
+    assert ledger.schemes == ("poisson", "truncated_poisson")
+    assert ledger.capable_methods() == ("pld",)
+    library = dp_accounting.pld.PLDAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+        value_discretization_interval=dpplan.ledger.TRUNCATED_PLD_INTERVAL,
+    )
+    library.compose(
+        dp_accounting.ComposedDpEvent(
+            [
+                dp_accounting.SelfComposedDpEvent(
+                    dp_accounting.PoissonSampledDpEvent(0.01, dp_accounting.GaussianDpEvent(1.0)),
+                    100,
+                ),
+                dp_accounting.SelfComposedDpEvent(
+                    dp_accounting.TruncatedSubsampledGaussianDpEvent(
+                        dataset_size=10_000,
+                        sampling_probability=0.01,
+                        truncated_batch_size=130,
+                        noise_multiplier=1.0,
+                    ),
+                    100,
+                ),
+            ]
+        )
+    )
+    assert ledger.epsilon() == pytest.approx(library.get_epsilon(1e-5), rel=1e-12)
+    # Truncating at 130 (3 standard deviations above the mean batch of 100) costs ε here;
+    # truncating at the dataset size never cuts, and is Poisson sampling.
+    poisson = _fed(PLAN)
+    assert ledger.epsilon() > poisson.epsilon("pld")
+    uncut = Ledger(dataset_size=10_000, delta=1e-5)
+    uncut.record(
+        noise_multiplier=1.0,
+        batch_size=100,
+        steps=200,
+        sampling="truncated_poisson",
+        max_batch_size=10_000,
+    )
+    assert uncut.epsilon() == pytest.approx(poisson.epsilon("pld"), rel=1e-3)
+    assert poisson.epsilon("pld") <= uncut.epsilon()
+    restored = Ledger.from_dict(json.loads(json.dumps(ledger.to_dict())))
+    assert restored.records == ledger.records and restored.epsilon() == ledger.epsilon()
+
+
+def test_the_guard_works_for_fixed_size_steps():
+    ledger = Ledger(dataset_size=10_000, delta=1e-5, budget=4.0)
+    fit = ledger.remaining_steps(noise_multiplier=4.0, batch_size=100, sampling="fixed_size")
+    step = dpplan.ledger.fixed_size_event(10_000, 100, 4.0)
+    library = _rdp_library(dp_accounting.NeighboringRelation.REPLACE_ONE)
+    assert library.compose(step, fit).get_epsilon(1e-5) <= 4.0
+    assert library.compose(step, 1).get_epsilon(1e-5) > 4.0
+    ledger.record(noise_multiplier=4.0, batch_size=100, steps=fit, sampling="fixed_size")
+    with pytest.raises(BudgetExhausted, match="0 step"):
+        ledger.record(noise_multiplier=4.0, batch_size=100, sampling="fixed_size")

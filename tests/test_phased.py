@@ -202,3 +202,17 @@ def test_default_best_epochs_solve_keeps_the_most_epochs(monkeypatch):
     longest = dpplan.solve_epochs(PHASED, target_epsilon=3.0)
     assert longest.phases[-1].epochs == 4
     assert solved == ["rdp", "pld"]  # PRV certifies no more than PLD's 4: not solved
+
+
+def test_a_plan_file_naming_another_sampling_scheme_points_to_the_ledger():
+    data = {
+        "dataset_size": 100,
+        "delta": 1e-3,
+        "phases": [{"batch_size": 10, "noise_multiplier": 1.0, "epochs": 1}],
+    }
+    for where in ("top", "phase"):
+        bad = {**data, "phases": [dict(data["phases"][0])]}
+        (bad if where == "top" else bad["phases"][0])["sampling"] = "fixed_size"
+        with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'.*Ledger"):
+            PhasedPlan.from_dict(bad)
+    assert PhasedPlan.from_dict(data).phases[0].batch_size == 10

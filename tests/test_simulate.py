@@ -256,21 +256,22 @@ def test_a_simulated_sweep_trains_the_simulated_plan_and_marks_its_points(
     assert run.plan.total_steps == solved.total_steps == run.records[-1].steps
     assert phase.dataset_size == (2000 if data == "training" else 250)
     # the point sits at the solved plan's ε and says it is a prediction, with which data
-    (point,) = result["points"]
-    assert point["epsilon"] <= 2 and point["predicted_by_simulation"] == 4
-    assert point["simulation_data"] == data and point["label"].startswith("predicted (sim K=4")
-    assert result["simulation"]["predicted_by_simulation"] == 4
-    tuning = result["tuning"]
-    assert tuning["simulation"]["simulation_data"] == data
+    (point,) = result.points
+    assert point.epsilon <= 2 and result.simulation["predicted_by_simulation"] == 4
+    (marked,) = result.to_dict()["points"]
+    assert marked["predicted_by_simulation"] == 4 and marked["simulation_data"] == data
+    assert marked["label"].startswith("predicted (sim K=4")
+    tuning = result.tuning
+    assert tuning.simulation["simulation_data"] == data
     if data == "training":  # the trial's own ε counts, and it is far above the plan's
         # composed by RDP alone (TRIAL_METHODS): one trial, so the trial plan's RDP ε
-        assert tuning["all_runs_method"] == "rdp"
+        assert tuning.all_runs_method == "rdp"
         trial = dpplan.epsilon(run.plan, method="rdp")
-        assert tuning["all_runs_epsilon"] == pytest.approx(trial, rel=1e-9)
-        assert tuning["all_runs_epsilon"] > 5 * tuning["single_run_epsilon"]
+        assert tuning.all_runs_epsilon == pytest.approx(trial, rel=1e-9)
+        assert tuning.all_runs_epsilon > 5 * tuning.single_run_epsilon
     else:  # trained on public validation data: no training-data ε
-        assert tuning["all_runs_epsilon"] == 0.0
-        assert "validation split" in tuning["covers"]["simulation"]
+        assert tuning.all_runs_epsilon == 0.0
+        assert "validation split" in tuning.covers["simulation"]
 
 
 def test_a_simulated_sweep_refuses_sigma_over_k_below_the_minimum(mnist_dir, tmp_path):

@@ -42,9 +42,8 @@ def test_the_form_launches_a_simulated_sweep_on_public_data():
         at.checkbox(key="sweep_simulate_public").check()
         at.button(key="sweep_launch").click().run()
         assert not at.exception
-    argv = launch.call_args.args[0]
-    assert argv[argv.index("--simulate") + 1] == "4"
-    assert argv[argv.index("--simulate-data") + 1] == "validation"
+    spec = launch.call_args.args[0]
+    assert spec.simulate == 4 and spec.simulate_data == "validation"
 
 
 def test_a_form_k_the_batch_sizes_refuse_is_an_error_naming_simulate():

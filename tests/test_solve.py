@@ -204,7 +204,7 @@ def test_solve_batch_size_respects_the_total_steps_limit():
 
 
 def test_postcondition_refuses_a_plan_over_budget():
-    from dpplan.solve import _checked
+    from dpplan.solve_search import checked as _checked
 
     over = epsilon(PLAN, method="rdp")
     with pytest.raises(AccountingError, match="postcondition"):

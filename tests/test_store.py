@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import pytest
 import dpplan
 from dpplan.errors import NotFoundError, PlanError, StateConflictError
 from dpplan.run_policy import delete_run, run_epsilon
-from dpplan.store import EpochRecord, RunStore, default_home
+from dpplan.store import EpochRecord, OptionsRecord, RunStore, ScheduleRecord, default_home
 
 PLAN = dpplan.TrainingPlan(
     dataset_size=1000, batch_size=10, noise_multiplier=1.0, epochs=3, delta=1e-4
@@ -220,3 +222,51 @@ def test_a_store_from_before_diverged_runs_gets_the_column_and_keeps_its_runs(tm
     after_two = epoch_epsilons(PLAN)[1]
     method = min(after_two, key=after_two.get)
     assert run_epsilon(run) == (after_two[method], method)
+
+
+# --- typed schedule and options (issue 19) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stored", "rate"),
+    [
+        ({"kind": "one_cycle", "max_lr": 2.0, "pct_start": 0.3}, 2.0),
+        ({"kind": "plateau", "lr": 0.1, "factor": 0.5}, 0.1),
+        ({"kind": "constant", "lr": 0.05, "momentum": 0.0}, 0.05),
+    ],
+)
+def test_a_stored_schedule_reads_back_typed_and_stores_the_same_json(tmp_path, stored, rate):
+    store = RunStore(tmp_path)
+    run_id = store.create_run(
+        plan=PLAN,
+        schedule=stored,
+        options={"engine": "fused", "seed": 1},
+        device="cpu",
+        seed=1,
+        private=True,
+        versions={},
+    )
+    run = store.get_run(run_id)
+    assert isinstance(run.schedule, ScheduleRecord) and isinstance(run.options, OptionsRecord)
+    assert run.schedule.learning_rate == rate and run.schedule.kind == stored["kind"]
+    assert run.schedule == stored and run.options.engine == "fused" and run.method == "prv"
+    with sqlite3.connect(tmp_path / "runs.sqlite3") as connection:
+        [text] = connection.execute("SELECT schedule FROM runs WHERE id=?", (run_id,)).fetchone()
+    assert json.loads(text) == stored  # the stored format is unchanged
+    assert json.loads(json.dumps(run.to_dict()))["schedule"] == stored
+
+
+def test_schedule_and_options_records_are_read_only_and_survive_pickle():
+    record = ScheduleRecord({"kind": "plateau", "lr": 0.1})
+    for change in (
+        lambda: record.__setitem__("lr", 1.0),
+        lambda: record.update(lr=1.0),
+        lambda: record.pop("lr"),
+        lambda: record.clear(),
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+    assert record == {"kind": "plateau", "lr": 0.1}
+    copy = pickle.loads(pickle.dumps(record))
+    assert type(copy) is ScheduleRecord and copy == record
+    assert OptionsRecord({}).engine == "opacus" and OptionsRecord({}).method == "prv"

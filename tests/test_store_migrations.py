@@ -17,7 +17,16 @@ import pytest
 from dpplan.errors import StoreError
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import run_epsilon
-from dpplan.store import LEASE_SECONDS, SCHEMA_VERSION, EpochRecord, Liveness, RunStore, schema
+from dpplan.store import (
+    LEASE_SECONDS,
+    SCHEMA_VERSION,
+    EpochRecord,
+    Liveness,
+    OptionsRecord,
+    RunStore,
+    ScheduleRecord,
+    schema,
+)
 from dpplan.store.liveness import Heartbeats
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v0" / "runs.sqlite3"
@@ -61,6 +70,8 @@ def test_todays_store_opens_migrates_and_reads_back_the_same_records(tmp_path):
     finished = runs[1]
     assert finished.status == "finished" and finished.group_id is None
     assert finished.schedule == {"kind": "one_cycle", "max_lr": 0.5}
+    assert isinstance(finished.schedule, ScheduleRecord) and finished.schedule.learning_rate == 0.5
+    assert isinstance(finished.options, OptionsRecord) and finished.options.engine == "opacus"
     assert finished.plan.batch_size == 256 and finished.plan.noise_multiplier == 1.1
     assert [r.epoch for r in finished.records] == [1, 2]
     assert finished.records[1].steps == 470 and finished.records[1].test_accuracy == 0.91

@@ -21,8 +21,7 @@ from components import (
 )
 
 from dpplan.errors import DpplanError, PlanError
-from dpplan.sweep import SweepSpec, background
-from dpplan.sweep.execute import frontier_result
+from dpplan.sweep import FrontierResult, SweepSpec, background, frontier_result
 from dpplan.train import RunOptions
 from dpplan.train.specs import training_set_size
 
@@ -36,33 +35,32 @@ st.caption(
 
 
 @st.cache_data(max_entries=16, ttl=600, show_spinner=False)
-def cached_frontier(sweep_id: int, updated_at: float, status: str) -> dict:
+def cached_frontier(sweep_id: int, updated_at: float, status: str) -> FrontierResult:
     """The sweep's frontier (recomputed when the sweep changes)."""
     return frontier_result(store(), sweep_id)
 
 
-def frontier_frame(result: dict) -> pd.DataFrame:
+def frontier_frame(result: FrontierResult) -> pd.DataFrame:
     """One row per (line, target ε): mean, band and the configuration behind it."""
     rows = []
-    lines = [("frontier", result["points"])] + list(result["curves"].items())
+    lines = [("frontier", result.points), *result.curves.items()]
     for line, points in lines:
         for point in points:
-            mean, std = point["test_accuracy_mean"], point["test_accuracy_std"]
-            schedule = point["schedule"]
+            mean, std = point.test_accuracy_mean, point.test_accuracy_std
             rows.append(
                 {
                     "line": line,
-                    "target ε": point["target_epsilon"],
-                    "epsilon": point["epsilon"],
+                    "target ε": point.target_epsilon,
+                    "epsilon": point.epsilon,
                     "mean": mean,
                     "low": mean - std,
                     "high": mean + std,
-                    "schedule": schedule["kind"],
-                    "lr": schedule.get("max_lr", schedule.get("lr")),
-                    "batch size": point["plan"]["batch_size"],
-                    "epochs": point["plan"]["epochs"],
-                    "noise multiplier": point["plan"]["noise_multiplier"],
-                    "seeds": len(point["seeds"]),
+                    "schedule": point.schedule.kind,
+                    "lr": point.learning_rate,
+                    "batch size": point.plan.batch_size,
+                    "epochs": point.plan.epochs,
+                    "noise multiplier": point.plan.noise_multiplier,
+                    "seeds": len(point.seeds),
                 }
             )
     return pd.DataFrame(rows)
@@ -118,25 +116,25 @@ def frontier_chart(frame: pd.DataFrame, predicted: bool = False) -> alt.Chart:
     return (frontier + band + schedule_lines).properties(height=380)  # frontier underneath
 
 
-def best_table(result: dict) -> pd.DataFrame:
-    """Best accuracy at ε ≤ x (x = each target) and the plan that got it."""
+def best_table(result: FrontierResult) -> pd.DataFrame:
+    """Best accuracy at ε ≤ x (x = each target) and the plan that got it: selected on
+    validation accuracy, reported on test (:func:`dpplan.selection.best_at`)."""
     rows = []
-    for target in sorted({p["target_epsilon"] for p in result["points"]}):
-        fit = [p for p in result["points"] if p["epsilon"] <= target]
-        best = max(fit, key=lambda p: p["validation_accuracy"])
-        plan, schedule = best["plan"], best["schedule"]
+    for target in sorted({p.target_epsilon for p in result.points}):
+        best = result.best_at(target)
+        if best is None:
+            continue
         rows.append(
             {
                 "ε ≤": target,
-                "test accuracy": f"{best['test_accuracy_mean']:.2%} ± "
-                f"{best['test_accuracy_std']:.2%}",
-                "ε": format_epsilon(best["epsilon"]),
-                "batch size": plan["batch_size"],
-                "epochs": plan["epochs"],
-                "noise multiplier": round(plan["noise_multiplier"], 4),
-                "schedule": schedule["kind"],
-                "lr": schedule.get("max_lr", schedule.get("lr")),
-                "seeds": len(best["seeds"]),
+                "test accuracy": f"{best.test_accuracy_mean:.2%} ± {best.test_accuracy_std:.2%}",
+                "ε": format_epsilon(best.epsilon),
+                "batch size": best.plan.batch_size,
+                "epochs": best.plan.epochs,
+                "noise multiplier": round(best.plan.noise_multiplier, 4),
+                "schedule": best.schedule.kind,
+                "lr": best.learning_rate,
+                "seeds": len(best.seeds),
             }
         )
     return pd.DataFrame(rows)
@@ -145,27 +143,27 @@ def best_table(result: dict) -> pd.DataFrame:
 def show(sweep_id: int) -> None:
     record = store().get_sweep(sweep_id)
     result = cached_frontier(sweep_id, record.updated_at, record.status)
-    trials = result["trials"]
+    trials = result.trials
     cols = st.columns(4)
-    cols[0].metric("Status", result["status"])
-    cols[1].metric("Trials done", f"{trials['finished']} / {trials['planned']}")
-    cols[2].metric("Failed", trials["failed"])
-    cols[3].metric("Runs on the data", result["runs_tried"])
-    if trials.get("diverged"):
+    cols[0].metric("Status", result.status)
+    cols[1].metric("Trials done", f"{trials.finished} / {trials.planned}")
+    cols[2].metric("Failed", trials.failed)
+    cols[3].metric("Runs on the data", result.runs_tried)
+    if trials.diverged:
         st.caption(
-            f"{trials['diverged']} finished trial(s) diverged (non-finite loss): they have no "
+            f"{trials.diverged} finished trial(s) diverged (non-finite loss): they have no "
             "accuracy, are never selected and are left out of every point's mean."
         )
-    if "repeat_and_select_epsilon" in result["tuning"]:
+    if result.tuning.random:
         st.warning(
             "Random-repeats sweep: keep the number of runs and trials (and the composed ε) "
             "private: they give away how many trials ran, which the repeat-and-select "
             "guarantee needs to stay secret. Publish the sweep's report, which leaves them out."
         )
-    if not result["points"]:
+    if not result.points:
         st.info("No point yet: a target ε gets its point once its selection runs finish.")
         return
-    simulation = result.get("simulation")
+    simulation = result.simulation
     if simulation:
         calibration = simulation.get("calibration")
         error = (
@@ -202,35 +200,34 @@ def show(sweep_id: int) -> None:
         ),
     )
     if st.button("Adopt this plan", type="primary", key="frontier_adopt"):
-        target = table["ε ≤"][choice]
-        fit = [p for p in result["points"] if p["epsilon"] <= target]
-        best = max(fit, key=lambda p: p["validation_accuracy"])
-        st.session_state["adopt"] = best["plan"]
+        st.session_state["adopt"] = result.best_at(table["ε ≤"][choice]).plan.to_dict()
         st.rerun()
-    tuning = result["tuning"]
+    tuning = result.tuning
     st.subheader("Privacy cost of the tuning")
     cols = st.columns(3)
     cols[0].metric(
         "One run",
-        format_epsilon(tuning["single_run_epsilon"]),
-        help=tuning["covers"]["single_run_epsilon"],
+        format_epsilon(tuning.single_run_epsilon),
+        help=tuning.covers["single_run_epsilon"],
     )
     cols[1].metric(
-        f"All {tuning['runs']} runs composed",
-        format_epsilon(tuning["all_runs_epsilon"]),
-        help=tuning["covers"]["all_runs_epsilon"],
+        f"All {tuning.runs} runs composed",
+        format_epsilon(tuning.all_runs_epsilon),
+        help=tuning.covers["all_runs_epsilon"],
     )
-    if "repeat_and_select_epsilon" in tuning:
+    if tuning.repeat_and_select_epsilon is not None:
         cols[2].metric(
             "Repeat and select",
-            format_epsilon(tuning["repeat_and_select_epsilon"]),
-            help=tuning["covers"]["repeat_and_select_epsilon"],
+            format_epsilon(tuning.repeat_and_select_epsilon),
+            help=tuning.covers["repeat_and_select_epsilon"],
         )
-    if "simulation" in tuning:
-        st.caption(tuning["covers"]["simulation"][0].upper() + tuning["covers"]["simulation"][1:])
+    if tuning.simulation is not None:
+        words = tuning.covers["simulation"]
+        st.caption(words[0].upper() + words[1:])
+    validation = tuning.covers["validation"]
     st.caption(
-        f"Every ε at δ = {tuning['delta']:g} is an upper bound. "
-        f"{tuning['covers']['validation'][0].upper()}{tuning['covers']['validation'][1:]}."
+        f"Every ε at δ = {tuning.delta:g} is an upper bound. "
+        f"{validation[0].upper()}{validation[1:]}."
     )
 
 
@@ -376,40 +373,12 @@ else:
 launch = st.button(
     "Launch in the background", type="primary", key="sweep_launch", disabled=spec is None
 )
-if launch:
-    argv = [
-        "--epsilons",
-        epsilons,
-        "--batch-sizes",
-        batch_sizes,
-        "--epochs",
-        epochs,
-        "--schedules",
-        ",".join(schedules),
-        "--one-cycle-lrs",
-        one_cycle,
-        "--plateau-lrs",
-        plateau,
-        "--constant-lrs",
-        constant,
-        "--seeds",
-        seeds,
-        "--delta",
-        delta,
-    ]
-    if subset:
-        argv += ["--subset", str(int(subset))]
-    if repeats and math.isfinite(repeats):
-        argv += ["--random-repeats", f"{repeats:g}"]
-    if simulate:
-        argv += ["--simulate", str(int(simulate))]
-        if simulate_public:
-            argv += ["--simulate-data", "validation"]
+if launch and spec is not None:
     try:
-        pid, log = background.launch_sweep([a.replace(" ", "") for a in argv])
+        pid, log = background.launch_sweep(spec)
         st.success(
             f"Sweep started in the background (process {pid}; log {log}). It appears "
             "above once its plans are solved."
         )
     except DpplanError as error:
-        st.error(str(error))
+        st.error(plain(error))

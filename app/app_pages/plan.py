@@ -4,6 +4,10 @@ The methods are computed fastest first (RDP, then PLD, then PRV) and the page re
 each: the curves and table show each method as it arrives, but the headline (the smallest
 final upper bound of all methods) reads "pending" until every method is in, so no number is
 ever shown as the headline and then replaced.
+
+With phases (the sidebar's phase editor), everything is for the phased plan: the curve runs
+on across phases (a phase that stops mid-way ends a partial epoch) and a phase table shows
+each phase's settings and the headline ε after it.
 """
 
 import pandas as pd
@@ -28,10 +32,13 @@ plan = st.session_state.get("plan")
 if plan is None:
     st.info("Fix the highlighted field in the sidebar to see ε.")
     st.stop()
-
 for message in dpplan.plan_warnings(plan):
     st.warning(message)
-summary_slot, chart_slot, table_slot, settings_slot = (st.empty() for _ in range(4))
+phased = st.session_state.get("phased_plan")
+if phased is not None:
+    plan = phased  # the first phase's warnings hold for all: they share N and δ
+    ends = phased.epoch_ends()
+summary_slot, phase_slot, chart_slot, table_slot, settings_slot = (st.empty() for _ in range(5))
 
 
 def draw(curves: dict, pending: list[str]) -> None:
@@ -61,8 +68,12 @@ def draw(curves: dict, pending: list[str]) -> None:
                 else f"Smallest upper bound, from {METHOD_NAMES[method]}, at δ = {plan.delta:g}"
             ),
         )
-        cols[1].metric("Sample rate q", f"{plan.sample_rate:.5g}")
-        cols[2].metric("Steps per epoch", f"{plan.steps_per_epoch:,}")
+        if phased is None:
+            cols[1].metric("Sample rate q", f"{plan.sample_rate:.5g}")
+            cols[2].metric("Steps per epoch", f"{plan.steps_per_epoch:,}")
+        else:
+            cols[1].metric("Phases", f"{len(phased.phases)}")
+            cols[2].metric("Epochs (all phases)", f"{len(ends):,}")
         cols[3].metric("Total steps", f"{plan.total_steps:,}")
         if pending:
             st.caption(
@@ -73,13 +84,18 @@ def draw(curves: dict, pending: list[str]) -> None:
         else:
             st.caption(
                 f"(ε, δ) = ({format_epsilon(value)}, {plan.delta:g}) for example-level "
-                "add/remove privacy under Poisson sampling; headline from "
+                "add/remove privacy under Poisson sampling"
+                + (" in every phase" if phased is not None else "")
+                + "; headline from "
                 f"**{METHOD_NAMES[method]}**, the smallest of the upper bounds below. Every "
                 "number here is an upper bound."
             )
         show_error_list(curves)
     chart_slot.altair_chart(epsilon_chart(curves_frame(curves)), width="stretch")
-    table = pd.DataFrame({"epoch": range(1, plan.epochs + 1)})
+    if phased is not None and not pending:
+        phase_table(curves)
+    epochs = len(ends) if phased is not None else plan.epochs
+    table = pd.DataFrame({"epoch": range(1, epochs + 1)})
     table["steps"] = [plan.steps_after(e) for e in table["epoch"]]
     for name in dpplan.METHODS:
         result = curves.get(name)
@@ -109,7 +125,37 @@ def draw(curves: dict, pending: list[str]) -> None:
                 )
 
 
-key = plan.replace(max_grad_norm=1.0).to_dict()  # the clipping norm does not change ε
+def phase_table(curves: dict) -> None:
+    """Each phase's settings and the smallest upper bound after it (all methods in)."""
+    rows, done = [], 0
+    for index, (phase, steps) in enumerate(zip(phased.phases, phased.steps_per_phase), 1):
+        done += steps
+        point = ends.index(done)
+        found = {m: r.curve.epsilons[point] for m, r in curves.items() if r.curve is not None}
+        best = min(found, key=lambda m: (found[m], dpplan.METHODS.index(m)))
+        rows.append(
+            {
+                "phase": index,
+                "batch size": phase.batch_size,
+                "σ": phase.noise_multiplier,
+                "epochs": phase.epochs,
+                "steps": steps,
+                "sample rate": phase.sample_rate,
+                "ε after the phase": found[best],
+                "method": best.upper(),
+            }
+        )
+    phase_slot.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={"ε after the phase": st.column_config.NumberColumn(format="%.4f")},
+    )
+
+
+if phased is None:
+    key = plan.replace(max_grad_norm=1.0).to_dict()  # the clipping norm does not change ε
+else:
+    key = phased.to_dict()
 order = ["rdp", "pld", "prv"]  # fastest first
 curves: dict = {}
 for index, method in enumerate(order):

@@ -93,7 +93,12 @@ try:
         )
         with st.spinner("Accounting…"):
             report = build_run_report(run_store, run_id, title=title or None, notes=notes or None)
+        # Stored with the run once per distinct report (run, its last update, title, notes),
+        # not on every rerun of the page.
+        distinct = (run_id, report.run.updated_at, title, notes)
+        if st.session_state.get("report_saved") != distinct:
             save_run_report(run_store, report)
+            st.session_state["report_saved"] = distinct
 except DpplanError as error:
     st.error(plain(error))  # may quote the title or notes: shown as text
     st.stop()

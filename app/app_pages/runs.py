@@ -32,8 +32,8 @@ overview = pd.DataFrame(
         {
             "id": r.id,
             "status": r.status,
-            "schedule": r.schedule["kind"],
-            "lr": r.schedule.get("max_lr", r.schedule.get("lr")),
+            "schedule": r.schedule.kind,
+            "lr": r.schedule.learning_rate,
             "seed": r.seed,
             "epochs": f"{len(r.records)}/{r.plan.epochs}",
             # One ε per run: the smallest upper bound recorded, labelled with its method.

@@ -12,13 +12,13 @@ Every ε returned here is an upper bound on the plan's privacy loss at its δ.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
-import sys
 import warnings
 from typing import Any
 
 from dpplan import _validate
-from dpplan.accounting.base import METHODS, Backend, EpsilonCurve
+from dpplan.accounting.base import CACHE_CLEARERS, METHODS, Backend, EpsilonCurve
 from dpplan.accounting.composition import (
     ComposedEpsilon,
     MembershipBound,
@@ -93,21 +93,8 @@ def clear_caches() -> None:
     """
     for backend in _BACKENDS.values():
         backend.clear_cache()
-    prv_module = sys.modules.get("dpplan.accounting.prv")
-    if prv_module is not None:
-        prv_module._DOMAINS.clear()
-    for module_name in ("dpplan.accounting.rdp", "dpplan.accounting.pld"):
-        module = sys.modules.get(module_name)
-        if module is not None:
-            for name in (
-                "_rdp_per_step",
-                "_pld_per_step",
-                "_probe_pld",
-                "_step_loss_width",
-                "_composed_loss_width",
-            ):
-                if hasattr(module, name):
-                    getattr(module, name).cache_clear()
+    for clear in CACHE_CLEARERS:  # every module-level cache registers itself there
+        clear()
 
 
 def plan_warnings(plan: TrainingPlan) -> tuple[str, ...]:
@@ -157,11 +144,9 @@ def epsilon(plan: TrainingPlan, *, method: str = "prv") -> float:
         >>> round(epsilon(plan, method="rdp"), 3)
         1.1
     """
-    if _is_phased(plan):
-        from dpplan.accounting.phased import phased_epsilon
-
-        return phased_epsilon(plan, method)
-    _check_plan(plan)
+    if is_phased(plan):
+        return _phased().phased_epsilon(plan, method)
+    check_plan(plan)
     _warn(plan)
     return get_accountant(method).epsilon(plan)
 
@@ -190,11 +175,9 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
         >>> curve.epochs, curve.epsilon == epsilon(plan, method="rdp")
         ((1, 2, 3), True)
     """
-    if _is_phased(plan):
-        from dpplan.accounting.phased import phased_curve
-
-        return phased_curve(plan, method)
-    _check_plan(plan)
+    if is_phased(plan):
+        return _phased().phased_curve(plan, method)
+    check_plan(plan)
     found = _warn(plan)
     curve = get_accountant(method).epsilon_curve(plan)
     if found:
@@ -274,8 +257,8 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         >>> result.headline_method
         'pld'
     """
-    if not _is_phased(plan):
-        _check_plan(plan)
+    if not is_phased(plan):
+        check_plan(plan)
     if isinstance(methods, str) or not methods:
         raise PlanError(
             "methods",
@@ -285,22 +268,23 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
         )
     for method in methods:
         _validate.choice(options=METHODS, method=method)
-    if _is_phased(plan):
-        from dpplan.accounting.phased import phased_compare
-
-        return phased_compare(plan, tuple(methods))
-    found = _warn(plan)
+    if is_phased(plan):  # its phases composed; the plan-level warnings are the first phase's
+        found, kind = plan_warnings(plan.phases[0]), "phased plan"
+        curve_of = functools.partial(_phased().phased_curve, plan)
+    else:
+        found, kind = _warn(plan), "plan"
+        curve_of = lambda method: get_accountant(method).epsilon_curve(plan)
     curves, failures = [], {}
     for method in METHODS:
         if method not in methods:
             continue
         try:
-            curves.append(get_accountant(method).epsilon_curve(plan))
+            curves.append(curve_of(method))
         except AccountingError as exc:
             failures[method] = str(exc)
     if not curves:
         raise AccountingError(
-            "every accounting method failed for this plan: "
+            f"every accounting method failed for this {kind}: "
             + "; ".join(f"{m}: {msg}" for m, msg in failures.items())
         )
     best = min(curves, key=lambda c: (c.epsilon, METHODS.index(c.method)))
@@ -314,13 +298,19 @@ def compare(plan: TrainingPlan, *, methods: tuple[str, ...] = METHODS) -> Compar
     )
 
 
-def _is_phased(plan: object) -> bool:
+def _phased():
+    """:mod:`dpplan.accounting.phased`, imported on use (it imports this package)."""
+    return importlib.import_module("dpplan.accounting.phased")
+
+
+def is_phased(plan: object) -> bool:
     """Whether ``plan`` is a :class:`~dpplan.phased.PhasedPlan` (answered by ``phased.py``)."""
     from dpplan.phased import PhasedPlan
 
     return isinstance(plan, PhasedPlan)
 
 
-def _check_plan(plan: object) -> None:
+def check_plan(plan: object) -> None:
+    """Raise PlanError unless ``plan`` is a :class:`~dpplan.plan.TrainingPlan`."""
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")

@@ -8,7 +8,8 @@ import functools
 import importlib.metadata
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dpplan import _validate
 from dpplan.errors import PlanError
@@ -29,8 +30,32 @@ MIN_NOISE_MULTIPLIER = NOISE_MULTIPLIER_MIN
 
 _METHOD_LIBRARY = {"rdp": "dp-accounting", "pld": "dp-accounting", "prv": "prv-accountant"}
 
+#: How to empty each cache of the accounting modules. Every cache registers itself here (by
+#: :func:`result_cache` or :func:`register_cache`), so :func:`dpplan.accounting.clear_caches`
+#: empties all of them without naming any.
+CACHE_CLEARERS: list[Callable[[], None]] = []
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+_Cache = TypeVar("_Cache", bound=dict)
 
-@functools.cache
+
+def result_cache(maxsize: int | None) -> Callable[[_Function], _Function]:
+    """``functools.lru_cache(maxsize=...)`` that :func:`dpplan.accounting.clear_caches` empties."""
+
+    def decorate(function: _Function) -> _Function:
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+        CACHE_CLEARERS.append(cached.cache_clear)
+        return cached  # type: ignore[return-value]
+
+    return decorate
+
+
+def register_cache(cache: _Cache) -> _Cache:
+    """Register a module-level dict used as a cache with :func:`~dpplan.accounting.clear_caches`."""
+    CACHE_CLEARERS.append(cache.clear)
+    return cache
+
+
+@result_cache(maxsize=None)
 def _version(distribution: str) -> str:
     try:
         return importlib.metadata.version(distribution)

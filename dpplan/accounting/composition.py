@@ -18,13 +18,12 @@ Every ε and δ here is an upper bound.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
 
 from dpplan import _validate
-from dpplan.accounting.base import METHODS
+from dpplan.accounting.base import METHODS, result_cache
 from dpplan.errors import AccountingError, PlanError
 from dpplan.plan import TrainingPlan
 
@@ -193,7 +192,7 @@ def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> C
         }
         for method, make in accountants.items():
             try:
-                with _quiet_absl():
+                with quiet_absl():
                     found[method] = float(make().compose(event).get_epsilon(delta))
             except (ValueError, ArithmeticError, MemoryError):
                 continue
@@ -258,7 +257,7 @@ def repeat_and_select_epsilon(plan: TrainingPlan, *, mean_runs: float) -> float:
         event=dpsgd_event(plan), mean=float(mean_runs), shape=math.inf
     )
     try:
-        with _quiet_absl():
+        with quiet_absl():
             return float(accountant.compose(event).get_epsilon(plan.delta))
     except (ValueError, ArithmeticError) as exc:
         raise AccountingError(f"repeat-and-select failed for plan {plan.to_dict()}: {exc}") from exc
@@ -341,7 +340,7 @@ def membership_tpr_bounds(
     )
 
 
-@functools.lru_cache(maxsize=16)
+@result_cache(maxsize=16)
 def _profile(plan: TrainingPlan):
     """Return (ε grid, δ(ε) upper bounds, method) for all of ``plan``'s steps."""
     import dp_accounting
@@ -357,11 +356,10 @@ def _profile(plan: TrainingPlan):
             noise_multiplier=plan.noise_multiplier,
             steps=plan.total_steps,
         )
-        # The PLD backend's cached single-step PLD (the expensive part) when it has one.
-        from dpplan.accounting import pld as pld_module
+        # The PLD backend's cached single-step PLD (the expensive part).
+        from dpplan.accounting.pld import pld_per_step
 
-        per_step = getattr(pld_module, "_pld_per_step", _pld_per_step)
-        pld = per_step(plan.sample_rate, plan.noise_multiplier, interval).self_compose(
+        pld = pld_per_step(plan.sample_rate, plan.noise_multiplier, interval).self_compose(
             plan.total_steps
         )
         high = max(1.0, float(pld.get_epsilon_for_delta(1e-12)))
@@ -371,7 +369,7 @@ def _profile(plan: TrainingPlan):
         pass
     try:
         accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
-        with _quiet_absl():
+        with quiet_absl():
             accountant.compose(dpsgd_event(plan))
             high = max(1.0, float(accountant.get_epsilon(1e-12)))
             grid = np.linspace(0.0, high, _PROFILE_POINTS // 4)
@@ -381,21 +379,7 @@ def _profile(plan: TrainingPlan):
         raise AccountingError(f"no privacy profile for plan {plan.to_dict()}: {exc}") from exc
 
 
-@functools.lru_cache(maxsize=8)
-def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
-    import dp_accounting
-    from dp_accounting.pld import privacy_loss_distribution
-
-    return privacy_loss_distribution.from_gaussian_mechanism(
-        standard_deviation=noise_multiplier,
-        sampling_prob=sample_rate,
-        value_discretization_interval=interval,
-        pessimistic_estimate=True,
-        neighboring_relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
-    )
-
-
-class _quiet_absl:
+class quiet_absl:
     """Drop dp-accounting's per-order "Excluding this order" log lines while composing
     (excluded orders cannot lower ε, so the bound stays valid)."""
 

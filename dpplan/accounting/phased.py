@@ -13,11 +13,11 @@ import dataclasses
 from dpplan import _validate
 from dpplan.accounting.base import METHODS, EpsilonCurve, library_versions, monotone_upper
 from dpplan.accounting.segments import Segment, epsilon_of_segments
-from dpplan.errors import AccountingError, PlanError
+from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 
-__all__ = ["MAX_COMPOSED_POINTS", "epsilon_at", "phased_compare", "phased_curve"]
+__all__ = ["MAX_COMPOSED_POINTS", "epsilon_at", "phased_curve"]
 
 #: Most curve points a PRV or PLD curve composes several phases for (each one library call
 #: of about a second); the points between carry the next evaluated point's bound, which is
@@ -133,31 +133,3 @@ def _plan_warnings(plan: PhasedPlan) -> tuple[str, ...]:
     from dpplan.accounting import plan_warnings
 
     return plan_warnings(plan.phases[0])
-
-
-def phased_compare(plan: PhasedPlan, methods: tuple[str, ...]):
-    """Every method's curve of a phased plan and the headline (see ``dpplan.compare``)."""
-    from dpplan.accounting import Comparison
-
-    curves, failures = [], {}
-    for method in METHODS:
-        if method not in methods:
-            continue
-        try:
-            curves.append(phased_curve(plan, method))
-        except AccountingError as exc:
-            failures[method] = str(exc)
-    if not curves:
-        raise AccountingError(
-            "every accounting method failed for this phased plan: "
-            + "; ".join(f"{m}: {msg}" for m, msg in failures.items())
-        )
-    best = min(curves, key=lambda c: (c.epsilon, METHODS.index(c.method)))
-    return Comparison(
-        plan=plan,
-        curves=tuple(curves),
-        failures=failures,
-        headline_method=best.method,
-        headline_epsilon=best.epsilon,
-        warnings=_plan_warnings(plan),
-    )

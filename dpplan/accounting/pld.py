@@ -5,14 +5,17 @@ The single-step PLD of a Poisson-subsampled Gaussian is built once with the pess
 (upper-bound) discretisation, as dp-accounting's ``PLDAccountant`` builds it. The PLD after
 ``n`` steps is its ``n``-fold self-composition, computed as ``DensePLDPmf.self_compose``
 computes it (an FFT power on a window given by Chernoff tail bounds, the truncated tail mass
-moved to infinity) but for a whole curve at once: one real FFT of each single-step PMF on a
-grid sized for the last step count, then for each epoch a power of that transform (the
-previous epoch's power times the power of the gap), one inverse FFT and a vectorised
-read-out. A K-epoch curve costs about one final query plus K read-outs.
+moved to infinity) but for a whole curve at once: one FFT of each single-step PMF on a grid
+sized for the last step count (rounded up to a length 2^a·3^b·5^c, the lengths the
+round-off proof covers), then for each epoch a power of that transform (the previous
+epoch's power times the power of the gap), an inverse FFT (two epochs per complex
+transform) and a vectorised read-out. A K-epoch curve costs about one final query plus K/2
+inverse transforms and K read-outs.
 
 **Round-off, proven.** The float64 error of that composition has an a-priori bound
-(:mod:`dpplan.accounting.roundoff`: Higham's FFT error analysis, the power's rounding and
-Parseval), charged to δ before ε is read, together with the rounding of the read-out's sums.
+(:mod:`dpplan.accounting.roundoff`: Higham's Thm 24.2 argument applied to the radix-8/4/2/3/5
+passes of pocketfft's complex transform, the power's rounding and Parseval), charged to δ
+before ε is read, together with the rounding of the read-out's sums.
 Every count is composed *exponentially tilted* towards where δ is decided for the last count
 (the Chernoff-optimal tilt, weakened until the grid holds the tilted mass), which scales the
 bound near the answer by a Chernoff factor. Where the charged bound is still large (tiny δ),
@@ -45,16 +48,15 @@ evaluated epoch uses the final grid, and the last point equals ``epsilon(plan)``
 
 from __future__ import annotations
 
-import functools
 import math
 
 import dp_accounting
 import numpy as np
 from dp_accounting.pld import common, privacy_loss_distribution, privacy_loss_mechanism
-from scipy import fft, signal, special
+from scipy import signal, special
 
 from dpplan.accounting import _internals, roundoff
-from dpplan.accounting.base import Backend, Computation
+from dpplan.accounting.base import Backend, Computation, result_cache
 from dpplan.errors import AccountingError
 
 __all__ = [
@@ -90,8 +92,8 @@ _TAIL_MASS_TRUNCATION = 1e-15
 _MIN_DELTA = 2 * _TAIL_MASS_TRUNCATION
 
 
-@functools.lru_cache(maxsize=32)
-def _pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
+@result_cache(maxsize=32)
+def pld_per_step(sample_rate: float, noise_multiplier: float, interval: float):
     return privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=noise_multiplier,
         sampling_prob=sample_rate,
@@ -108,7 +110,7 @@ def _adjacencies(sample_rate: float):
     return (remove, privacy_loss_mechanism.AdjacencyType.ADD)
 
 
-@functools.lru_cache(maxsize=256)
+@result_cache(maxsize=256)
 def _step_loss_width(sample_rate: float, noise_multiplier: float) -> float:
     """Width (in nats) of the single-step privacy-loss range dp-accounting discretises."""
     width = 0.0
@@ -127,7 +129,7 @@ def _step_loss_width(sample_rate: float, noise_multiplier: float) -> float:
     return width
 
 
-@functools.lru_cache(maxsize=256)
+@result_cache(maxsize=256)
 def _composed_loss_width(sample_rate: float, noise_multiplier: float, steps: int) -> float:
     """Estimated width (in nats) of the PLD after ``steps`` self-compositions.
 
@@ -143,7 +145,7 @@ def _composed_loss_width(sample_rate: float, noise_multiplier: float, steps: int
     return width
 
 
-@functools.lru_cache(maxsize=32)
+@result_cache(maxsize=32)
 def _probe_pld(sample_rate: float, noise_multiplier: float):
     """A coarse (about 2,000-cell) single-step PLD, for sizing grids; (interval, PLD)."""
     probe = max(_step_loss_width(sample_rate, noise_multiplier) / _PROBE_POINTS, 1e-12)
@@ -249,7 +251,7 @@ class PLDAccountant(Backend):
                 "infinity). Use method='rdp'."
             )
         try:
-            step = _pld_per_step(sample_rate, noise_multiplier, interval)
+            step = pld_per_step(sample_rate, noise_multiplier, interval)
             pmfs = _internals.dense_pmfs(step)
             per_pmf = [_compose_and_read(pmf, steps, delta) for pmf in pmfs]
             missing = [i for i in range(len(steps)) if any(r[0][i] is None for r in per_pmf)]
@@ -350,9 +352,10 @@ def _compose_and_read(
     """ε after each step count in ``steps`` of one dense single-step PMF, the uncertified
     read-outs (to aim the tilt where ε is None) and the FFT length.
 
-    One real FFT of the single-step PMF on a grid long enough for the last count's window;
-    each count is then a power of that transform (the previous count's power times the
-    power of the gap, or a direct power), one inverse FFT and a vectorised read-out. The
+    One FFT of the single-step PMF on a grid long enough for the last count's window (a
+    length the round-off proof covers); each count is then a power of that transform (the
+    previous count's power times the power of the gap, or a direct power), an inverse FFT
+    (two counts per complex transform, the last alone) and a vectorised read-out. The
     window and the infinity mass follow ``DensePLDPmf.self_compose`` (tail mass 1e-15 moved
     to infinity: pessimistic); mass outside a count's window wraps into it, which can only
     add to δ. The float64 round-off is bounded a priori (:mod:`dpplan.accounting.roundoff`)
@@ -362,8 +365,9 @@ def _compose_and_read(
     counts = np.asarray(steps, dtype=np.float64)
     lower, upper = _convolve_bounds(probs, counts)
     widths = upper - lower + 1
-    last_size = fft.next_fast_len(int(max(widths[-1], len(probs))), real=True)
-    size = fft.next_fast_len(int(max(widths.max(), len(probs))), real=True)
+    # Lengths 2^a·3^b·5^c: the ones the round-off proof covers (roundoff.check_length).
+    last_size = roundoff.fft_length(max(widths[-1], len(probs)))
+    size = roundoff.fft_length(max(widths.max(), len(probs)))
     # One tilt for every count, towards where δ is decided for the last one (Chernoff), or
     # less where the grids are too short for its wrapped-around mass: the proven round-off
     # bound then costs little near the answers (:mod:`dpplan.accounting.roundoff`).
@@ -382,25 +386,12 @@ def _compose_and_read(
     epsilons: list[float | None] = []
     guesses: list[float] = []
     loose: list[int] = []
-    power, power_steps = None, 0
-    gap_powers: dict[int, tuple] = {}
     start = 0.0
-    for position, count in enumerate(steps):
-        last = position == len(steps) - 1
-        grid = last_size if last else size
-        composer = composers[grid]
-        gap = count - power_steps
-        if power is None or last or 4 * gap > count:
-            # The last count is always a direct power, so it equals a single query for it.
-            power = composer.power(count)
-        else:
-            if gap not in gap_powers:
-                if len(gap_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
-                    gap_powers.clear()
-                gap_powers[gap] = composer.power(gap)
-            power = composer.multiply(power, gap_powers[gap])
-        power_steps = count
-        composed = composer.inverse(power, count)
+    # Every count but the last two at a time per inverse FFT; the last as a direct power on
+    # its own grid, so it equals a single query for it (roundoff.compose_curve).
+    curve = roundoff.compose_curve(composers[size], steps, last=composers[last_size])
+    for position, (count, composed) in enumerate(zip(steps, curve)):
+        grid = last_size if position == len(steps) - 1 else size
         window = np.take(composed.cells, (lower[position] + np.arange(widths[position])) % grid)
         infinity_mass = _TAIL_MASS_TRUNCATION - math.expm1(count * log_keep)
         first_loss = (pmf.lower_loss * count + int(lower[position])) * pmf.discretization
@@ -463,12 +454,12 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
         tilt = roundoff.choose_tilt(
             probs, count, interval=pmf.discretization, target=max(guess, 0.0) - origin
         )
-        grid = fft.next_fast_len(int(max(width, len(probs))), real=True)
+        grid = roundoff.fft_length(max(width, len(probs)))
         trials = [(tilt * f, grid) for f in _TILT_FACTORS]
-        trials.append((tilt, fft.next_fast_len(2 * grid, real=True)))
-        for trial_tilt, trial_grid in trials:
-            composer = roundoff.Composer(probs, trial_grid, trial_tilt)
-            composed = composer.inverse(composer.power(count), count)
+        trials.append((tilt, 2 * grid))
+        # Trials on one grid two at a time (one forward and one inverse FFT per pair).
+        for index, composed in roundoff.compose_each(probs, count, trials):
+            trial_grid = trials[index][1]
             epsilon = roundoff.certified_epsilon(
                 composed,
                 np.take(composed.cells, (lower + np.arange(width)) % trial_grid),

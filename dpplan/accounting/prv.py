@@ -3,20 +3,26 @@
 prv-accountant builds the privacy random variable of one Poisson-subsampled Gaussian step,
 sizes a safe domain for the largest number of steps (its Remark 5.6), truncates it and
 discretises it (cell-centred, mean-preserving). dpplan then composes that one discretisation
-for every requested step count with a single forward FFT and one inverse FFT per count, the
-Fourier composition of prv-accountant's ``composers.Fourier``, and reads ε with the formula of
-``DiscretePrivacyRandomVariable.compute_epsilon``. Two things differ from the library, both
-for speed, and neither loosens the guarantee:
+for every requested step count with a single forward FFT and one inverse FFT per count (two
+counts per inverse, as the real and imaginary parts of one complex transform), the Fourier
+composition of prv-accountant's ``composers.Fourier``, and reads ε with the formula of
+``DiscretePrivacyRandomVariable.compute_epsilon``. Three things differ from the library, each
+for speed or for the proof, and none loosens the guarantee:
 
-* the grid length is rounded up to an FFT-friendly size (prv-accountant's sizes are often
-  twice a prime, which costs ~100x); the mesh is unchanged and the domain only widens;
-* the composition runs in float64 rather than long double. The round-off of the FFT
-  composition has a proven a-priori bound (:mod:`dpplan.accounting.roundoff`: Higham's FFT
-  error analysis), charged to δ's error budget before the upper bound is read, with the
-  rounding of the read-out's sums. Where that bound does not fit in δ, PRV refuses
-  (``AccountingError`` naming δ and the limit); use RDP, or PLD, which tilts for tiny δ.
-  (The estimate used before, negative mass plus 4 ulp, was 116x short in a constructed case,
-  q = 0.01, σ = 0.4, 2,000 steps; that case is a test.)
+* the grid length is rounded up to an even 2^a·3^b·5^c (prv-accountant's sizes are often
+  twice a prime, which costs ~100x; and these are the lengths the round-off proof covers,
+  :func:`dpplan.accounting.roundoff.check_length`); the mesh is unchanged and the domain
+  only widens (Remark 5.6's safe domain size is a lower bound);
+* the library's long-double CDF is evaluated once per cell edge (the library evaluates every
+  inner edge twice), with its own expression, bit for bit (:func:`_library_cdf`);
+* the composition runs in float64 rather than long double. Its round-off has a proven
+  a-priori bound (:mod:`dpplan.accounting.roundoff`: Higham's Thm 24.2 argument applied to
+  the radix-8/4/2/3/5 passes of pocketfft's complex transform), charged to δ's error
+  budget before the upper bound is read, with the rounding of the read-out's sums. Where
+  that bound does not fit in δ, the count is recomposed exponentially tilted towards its
+  answer; where even that does not fit, PRV refuses (``AccountingError`` naming δ and the
+  limit); use RDP, or PLD. (The estimate used before, negative mass plus 4 ulp, was 116x
+  short in a constructed case, q = 0.01, σ = 0.4, 2,000 steps; that case is a test.)
 
 The reported ε is prv-accountant's *upper* bound (estimate + ``eps_error``, at δ minus
 ``delta_error``); the lower bound and the estimate are kept for display.
@@ -32,10 +38,13 @@ from prv_accountant.privacy_random_variables import (
     PoissonSubsampledGaussianMechanism,
     PrivacyRandomVariableTruncated,
 )
-from scipy import fft, special
+from prv_accountant.privacy_random_variables import (
+    poisson_subsampled_gaussian_mechanism as _prv_library,
+)
+from scipy import special
 
 from dpplan.accounting import roundoff
-from dpplan.accounting.base import Backend, Computation
+from dpplan.accounting.base import Backend, Computation, register_cache
 from dpplan.errors import AccountingError
 
 __all__ = ["DEFAULT_EPS_ERROR", "MAX_GRID_POINTS", "PRVAccountant"]
@@ -106,9 +115,8 @@ class PRVAccountant(Backend):
                 f"noise_multiplier={noise_multiplier:g}, {steps:,} steps; the plan's ε is very "
                 "large or the step count very high. Use method='rdp' or 'pld'."
             )
-        size = fft.next_fast_len(2 * half_points + 2, real=True)
-        while size % 2:
-            size = fft.next_fast_len(size + 1, real=True)
+        # Even and 2^a·3^b·5^c: the lengths the round-off proof covers (roundoff.check_length).
+        size = roundoff.fft_length(2 * half_points + 2, even=True)
         left = size // 2 - 1
         domain = Domain(-left * mesh, (left + 1) * mesh, size)
         return domain, prv, left, delta_error
@@ -220,7 +228,7 @@ _LOOSE = 1e-3
 _TILTED_POINTS = 4
 
 #: Domains of recent estimates, so a search sizes one domain for all its estimates.
-_DOMAINS: dict[tuple, tuple] = {}
+_DOMAINS: dict[tuple, tuple] = register_cache({})
 #: prv-accountant's RDP orders for sizing the safe domain (``other_accountants.RDP``).
 _RDP_ORDERS = np.array([1.0 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 
@@ -281,6 +289,35 @@ class _Float64PRV:
         return np.where(valid, head, 0.0)
 
 
+def _library_cdf(prv, t: np.ndarray) -> np.ndarray:
+    """``prv.cdf(t)``, bit for bit, at about three quarters of the cost.
+
+    ``PoissonSubsampledGaussianMechanism.cdf`` (prv-accountant 0.2.0) computes its long-double
+    argument ``z = log((p - 1)/p + e^t/p)`` twice (both branches of an ``np.where`` are the
+    same expression) and ``2σ²z`` twice; this is the same expression, the same operations in
+    the same order and precision, each computed once (``tests/accounting/test_fast_paths.py``
+    checks the bits). Other PRVs go to their own ``cdf``.
+    """
+    if type(prv) is not PoissonSubsampledGaussianMechanism:
+        return prv.cdf(t)
+    sigma, p = prv.sigma, prv.p
+    z = _prv_library.log((p - 1) / p + np.exp(t) / p)
+    scaled = 2 * np.power(sigma, 2) * z
+    root2 = _prv_library.M_SQRT2
+    return np.where(
+        t > _prv_library.log(1 - p),
+        (
+            (1.0 / 2.0) * p * (-special.erfc(np.double((1.0 / 4.0) * root2 * (scaled - 1) / sigma)))
+            - 1.0
+            / 2.0
+            * (p - 1)
+            * (-special.erfc(np.double((1.0 / 4.0) * root2 * (scaled + 1) / sigma)))
+            + 1
+        ),
+        0.0,
+    )
+
+
 def _discretise(prv, domain: Domain, *, float64: bool = False) -> tuple[np.ndarray, float]:
     """prv-accountant's cell-centred, mean-preserving discretisation of ``prv`` truncated to
     ``domain`` (``discretisers.CellCentred`` on ``PrivacyRandomVariableTruncated``).
@@ -308,7 +345,7 @@ def _discretise(prv, domain: Domain, *, float64: bool = False) -> tuple[np.ndarr
             masses[split - 1] = 1.0 - prv.survival(edges[split]) - prv.cdf(edges[split - 1])
         pmf = masses / (prv.cdf(t_max) - prv.cdf(t_min))
     else:
-        cdf = prv.cdf(edges)
+        cdf = _library_cdf(prv, edges)
         pmf = np.diff(cdf) / truncated.remaining_mass
     mean_shift = truncated.mean() - np.dot(centres, pmf)
     if not (abs(mean_shift) < mesh / 2):
@@ -366,23 +403,11 @@ def _compose_and_read(
             first_index=(count - 1) * left,
         )
 
-    power, power_steps = None, 0
-    step_powers: dict[int, tuple] = {}
     start_epsilon = 0.0
-    for position, count in enumerate(steps):
-        gap = count - power_steps
-        if power is None or 4 * gap > count or position == len(steps) - 1:
-            # The last count is always a direct power, so it is bit-for-bit the value a
-            # single query for that count returns.
-            power = composer.power(count)
-        else:
-            if gap not in step_powers:
-                if len(step_powers) >= 4:  # evenly spaced epochs give 1-2 distinct gaps
-                    step_powers.clear()
-                step_powers[gap] = composer.power(gap)
-            power = composer.multiply(power, step_powers[gap])
-        power_steps = count
-        composed = composer.inverse(power, count)
+    # Every count but the last two at a time per inverse FFT; the last a direct power on its
+    # own, so it is bit-for-bit the value a single query for that count returns.
+    curve = roundoff.compose_curve(composer, steps)
+    for position, (count, composed) in enumerate(zip(steps, curve)):
         try:
             bounds = _read(composed, count)
         except AccountingError:
@@ -591,9 +616,9 @@ def _tilted_upper(
         fitted = roundoff.fit_tilt(
             pmf, [count], starts=[count * left], sizes=[size], tilt=tilt, tail=delta * 1e-9
         )
-        for trial in sorted({tilt * factor for factor in _TILT_FACTORS} | {fitted}):
-            composer = roundoff.Composer(pmf, size, trial)
-            composed = composer.inverse(composer.power(count), count)
+        trials = [(trial, size) for trial in sorted({tilt * f for f in _TILT_FACTORS} | {fitted})]
+        # Two trials at a time (one forward and one inverse FFT per pair).
+        for _, composed in roundoff.compose_each(pmf, count, trials):
             value = roundoff.certified_epsilon(
                 composed,
                 np.take(composed.cells, (first_index + np.arange(size)) % size),

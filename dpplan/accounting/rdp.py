@@ -7,7 +7,6 @@ the library's RDP-to-(ε, δ) conversion of ``steps * rdp_per_step``.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 
@@ -15,7 +14,7 @@ import numpy as np
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from dpplan.accounting.base import Backend, Computation
+from dpplan.accounting.base import Backend, Computation, result_cache
 from dpplan.errors import AccountingError
 
 __all__ = ["DEFAULT_ORDERS", "RDPAccountant"]
@@ -41,8 +40,8 @@ class _CountExcludedOrders(logging.Filter):
         return True
 
 
-@functools.lru_cache(maxsize=256)
-def _rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple[float, ...]):
+@result_cache(maxsize=256)
+def rdp_per_step(sample_rate: float, noise_multiplier: float, orders: tuple[float, ...]):
     """Return (per-step RDP vector, number of orders dp-accounting excluded)."""
     accountant = rdp_privacy_accountant.RdpAccountant(orders=list(orders))
     event = dp_event.PoissonSampledDpEvent(
@@ -83,7 +82,7 @@ class RDPAccountant(Backend):
             AccountingError: if dp-accounting fails.
         """
         try:
-            rdp, excluded = _rdp_per_step(sample_rate, noise_multiplier, self.orders)
+            rdp, excluded = rdp_per_step(sample_rate, noise_multiplier, self.orders)
             orders = np.asarray(self.orders)
             results = [
                 rdp_privacy_accountant.compute_epsilon(orders, rdp * count, delta)

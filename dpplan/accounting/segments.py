@@ -263,11 +263,11 @@ def _rdp_vector(merged: tuple[Segment, ...], orders: tuple[float, ...]):
     """Σ count × per-step RDP (dp-accounting's per-step vectors, cached by the RDP backend)."""
     import numpy as np
 
-    from dpplan.accounting.rdp import _rdp_per_step
+    from dpplan.accounting.rdp import rdp_per_step
 
     total = np.zeros(len(orders))
     for segment in merged:
-        total = total + _rdp_per_step(segment.sample_rate, segment.noise_multiplier, orders)[0] * (
+        total = total + rdp_per_step(segment.sample_rate, segment.noise_multiplier, orders)[0] * (
             segment.steps
         )
     return total

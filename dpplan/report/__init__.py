@@ -35,6 +35,7 @@ from dpplan.report.build import (
     plan_hash,
     save_run_report,
 )
+from dpplan.report.composition import build_ledger_report, build_phased_report
 from dpplan.report.model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
@@ -50,6 +51,8 @@ __all__ = [
     "SCHEMA_ID",
     "SCHEMA_VERSION",
     "Report",
+    "build_ledger_report",
+    "build_phased_report",
     "build_report",
     "build_run_report",
     "build_sweep_report",

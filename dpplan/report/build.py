@@ -5,7 +5,7 @@ Every ε comes from :mod:`dpplan.accounting`: the curves and the headline from
 :func:`~dpplan.accounting.compose_runs`, the membership-inference bound from
 :func:`~dpplan.accounting.membership_tpr_bounds`; a sweep's from
 :func:`dpplan.sweep.frontier_result` (whose tuning cost composes through the same
-functions). One small function per section.
+functions). The sections of a plan's or run's report are in :mod:`dpplan.report.sections`.
 """
 
 from __future__ import annotations
@@ -13,33 +13,26 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import math
 import platform
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dpplan
 from dpplan import _validate, accounting
-from dpplan.accounting.base import library_versions
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.report.model import (
     SCHEMA_ID,
     SCHEMA_VERSION,
-    Accounting,
     Assumptions,
     BestAtMost,
-    Curve,
-    Epoch,
     FrontierPoint,
-    Membership,
     Plan,
     Report,
     Reproducibility,
-    Run,
     ScheduleCurve,
     SolvedPlan,
     Sweep,
@@ -47,10 +40,18 @@ from dpplan.report.model import (
     SweepTrials,
     SweepTuning,
     TargetCost,
-    Tuning,
     report_from_dict,
 )
-from dpplan.run_policy import epoch_epsilon
+from dpplan.report.sections import (
+    FALSE_POSITIVE_RATES,
+    accounting_section,
+    membership_section,
+    run_section,
+    tuning_section,
+)
+from dpplan.report.sections import iso as _iso
+from dpplan.report.sections import jsonable as _jsonable
+from dpplan.selection import best_at
 from dpplan.store import RunRecord, RunStore
 
 __all__ = [
@@ -64,12 +65,12 @@ __all__ = [
     "save_run_report",
 ]
 
+if TYPE_CHECKING:
+    from dpplan.sweep.results import FrontierPoint as SweepPoint
+    from dpplan.sweep.results import FrontierResult, TuningCost
+
 #: Output formats of ``dpplan report``, and keys of ``Reproducibility.commands``.
 FORMATS = ("md", "html", "json", "pdf")
-#: False-positive rates at which the membership-inference bound is tabulated.
-FALSE_POSITIVE_RATES = (1e-4, 1e-3, 1e-2, 0.1)
-#: FPRs of the ROC chart: 10^-5 to 1, 30 points a decade.
-_ROC_RATES = tuple(10 ** (-5 + k / 30) for k in range(151))
 #: Longest title and notes accepted (characters).
 MAX_TITLE_LENGTH = 300
 MAX_NOTES_LENGTH = 20_000
@@ -87,7 +88,7 @@ def plan_hash(plan: TrainingPlan) -> str:
     return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
-def _git_state() -> tuple[str | None, bool | None]:
+def git_state() -> tuple[str | None, bool | None]:
     """Return (commit, dirty) of the git checkout holding this dpplan, or (None, None)."""
     root = Path(dpplan.__file__).resolve().parents[1]
     if not (root / ".git").exists():
@@ -113,192 +114,8 @@ def _git_state() -> tuple[str | None, bool | None]:
     return commit.strip(), (None if status is None else bool(status.strip()))
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
-
-
-def _jsonable(value: Any) -> Any:
-    """Tuples as lists, numpy scalars as Python numbers."""
-    return json.loads(json.dumps(value, default=float))
-
-
 def _plan(plan: TrainingPlan) -> Plan:
     return Plan(**{name: getattr(plan, name) for name in Plan.model_fields})
-
-
-def _accounting(comparison: accounting.Comparison, plan: TrainingPlan) -> Accounting:
-    libraries = {"dpplan": dpplan.__version__}
-    for method in accounting.METHODS:
-        libraries.update(library_versions(method))
-    curves = []
-    for curve in comparison.curves:
-        library = next(key for key in curve.versions if key != "dpplan")
-        curves.append(
-            Curve(
-                method=curve.method,
-                library=library,
-                library_version=curve.versions[library],
-                epsilons=curve.epsilons,
-                lower=curve.lower,
-                estimates=curve.estimates,
-                settings=_jsonable(curve.settings),
-                warnings=curve.warnings,
-            )
-        )
-    return Accounting(
-        epochs=comparison.curves[0].epochs,
-        steps=tuple(plan.steps_after(epoch) for epoch in comparison.curves[0].epochs),
-        curves=tuple(curves),
-        failures=dict(comparison.failures),
-        method=comparison.headline_method,
-        epsilon=comparison.headline_epsilon,
-        no_amplification_epsilon=accounting.no_amplification_epsilon(plan),
-        libraries=dict(sorted(libraries.items())),
-    )
-
-
-def _membership(plan: TrainingPlan, epsilon: float) -> Membership:
-    table = accounting.membership_tpr_bounds(plan, FALSE_POSITIVE_RATES, epsilon=epsilon)
-    roc = accounting.membership_tpr_bounds(plan, _ROC_RATES, epsilon=epsilon)
-    return Membership(
-        false_positive_rates=table.false_positive_rates,
-        profile=table.profile,
-        single=table.single,
-        profile_method=table.method,
-        roc_false_positive_rates=roc.false_positive_rates,
-        roc_true_positive_rates=roc.profile,
-    )
-
-
-def _tuning(
-    plan: TrainingPlan,
-    accounted: TrainingPlan,
-    run: RunRecord | None,
-    group: Sequence[RunRecord],
-    tuning_runs: int | None,
-) -> Tuning:
-    """Other runs on the data: a run store group, a declared count, or none."""
-    empty = dict(  # noqa: C408 - keyword names read as the Tuning fields
-        group_id=run.group_id if run else None,
-        run_ids=(run.id,) if run else (),
-        unfinished_run_ids=(),
-        non_private_run_ids=(),
-        epsilon_all=None,
-        method_all=None,
-        same_mechanism=None,
-        total_steps=None,
-        repeat_and_select_epsilon=None,
-    )
-    if len(group) > 1:
-        leaky = tuple(m.id for m in group if m.records and not m.private)
-        composed = (
-            None
-            if leaky
-            else accounting.compose_runs(
-                [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
-            )
-        )
-        same_plan = all(m.plan == plan for m in group)
-        return Tuning(
-            source="group",
-            runs=len(group),
-            group_id=group[0].group_id,
-            run_ids=tuple(m.id for m in group),
-            unfinished_run_ids=tuple(m.id for m in group if m.status in ("running", "queued")),
-            non_private_run_ids=leaky,
-            epsilon_all=math.inf if leaky else composed.epsilon,
-            method_all=None if leaky else composed.method,
-            same_mechanism=None if leaky else composed.same_mechanism,
-            total_steps=None if leaky else composed.total_steps,
-            repeat_and_select_epsilon=accounting.repeat_and_select_epsilon(
-                plan, mean_runs=len(group)
-            )
-            if same_plan
-            else None,
-        )
-    if tuning_runs is None or tuning_runs == 1:
-        return Tuning(source="none" if tuning_runs is None else "declared", runs=1, **empty)
-    composed = accounting.compose_runs(
-        [(accounted, accounted.epochs)] * tuning_runs, delta=plan.delta
-    )
-    return Tuning(
-        **{
-            **empty,
-            "source": "declared",
-            "runs": tuning_runs,
-            "epsilon_all": composed.epsilon,
-            "method_all": composed.method,
-            "same_mechanism": True,
-            "total_steps": composed.total_steps,
-            "repeat_and_select_epsilon": accounting.repeat_and_select_epsilon(
-                accounted, mean_runs=tuning_runs
-            ),
-        }
-    )
-
-
-def _shown_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's options as the report shows them: where the data came from replaces the
-    ``download`` permission once it is known (``download=True`` read as if MNIST had been
-    downloaded, though a folder held it)."""
-    shown = dict(options)
-    if shown.get("data_source") is not None:
-        shown.pop("download", None)
-    return shown
-
-
-def _measured(value: float) -> float | None:
-    """A measured loss or accuracy; None where it is not finite (a diverged epoch)."""
-    return value if math.isfinite(value) else None
-
-
-def _run(run: RunRecord) -> Run:
-    differences = [
-        abs(r.epsilon_rdp - r.epsilon_opacus) / r.epsilon_opacus
-        for r in run.records
-        if math.isfinite(r.epsilon_rdp) and math.isfinite(r.epsilon_opacus) and r.epsilon_opacus > 0
-    ]
-    epochs = []
-    for r in run.records:
-        epsilon, method = epoch_epsilon(r, run.method)
-        epochs.append(
-            Epoch(
-                epoch=r.epoch,
-                steps=r.steps,
-                epsilon=epsilon,
-                method=method,
-                epsilons=dict(r.epsilons),
-                epsilon_rdp=r.epsilon_rdp,
-                epsilon_opacus=r.epsilon_opacus,
-                validation_loss=_measured(r.validation_loss),
-                validation_accuracy=_measured(r.validation_accuracy),
-                test_accuracy=_measured(r.test_accuracy),
-                lr=r.lr,
-                seconds=r.seconds,
-            )
-        )
-    return Run(
-        id=run.id,
-        status=run.status,
-        stop_reason=run.stop_reason,
-        error=run.error,
-        device=run.device,
-        # Runs stored before engines existed were trained by Opacus.
-        engine=str(run.options.get("engine", "opacus")) if run.private else "non_private",
-        seed=run.seed,
-        group_id=run.group_id,
-        recorded_method=run.method,
-        options=_jsonable(_shown_options(run.options)),
-        schedule=_jsonable(dict(run.schedule)),
-        versions=dict(run.versions),
-        created_at=_iso(run.created_at),
-        updated_at=_iso(run.updated_at),
-        training_seconds=math.fsum(r.seconds for r in run.records),
-        steps_counted=run.records[-1].steps,
-        opacus_max_relative_difference=max(differences) if differences else None,
-        epochs=tuple(epochs),
-        warnings=run.warnings,
-    )
 
 
 def _commands(
@@ -335,7 +152,7 @@ def _commands(
     return {fmt: shlex.join(words + ["--format", fmt]) for fmt in FORMATS}
 
 
-def _check_text(name: str, value: object, maximum: int) -> str | None:
+def check_text(name: str, value: object, maximum: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > maximum:
@@ -416,7 +233,8 @@ def build_report(
     arguments: the same arguments give an equal report.
 
     Args:
-        plan: the plan. For a run, pass ``run.plan``.
+        plan: the plan. For a run, pass ``run.plan``. A :class:`~dpplan.PhasedPlan` of several
+            phases gets a phased report (a phase table; no run, tuning or membership sections).
         run: a stored, private run with at least one completed epoch; the report then
             accounts the epochs it completed and shows its per-epoch measurements.
         group_runs: every run of the run's comparison group (``run`` included or not), to
@@ -447,10 +265,18 @@ def build_report(
         >>> report.epsilon == dpplan.compare(plan).headline_epsilon
         True
     """
+    if isinstance(plan, dpplan.PhasedPlan) and (len(plan.phases) > 1 or plan.phase_steps):
+        if run is not None or group_runs or tuning_runs is not None:
+            raise PlanError("run", run, "None for a phased plan", "Report its plan alone.")
+        from dpplan.report.composition import build_phased_report
+
+        return build_phased_report(plan, title=title, notes=notes, created_at=created_at)
+    if isinstance(plan, dpplan.PhasedPlan):  # one phase, all its epochs: an ordinary plan
+        plan = plan.phases[0]
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")
-    title = _check_text("title", title, MAX_TITLE_LENGTH)
-    notes = _check_text("notes", notes, MAX_NOTES_LENGTH)
+    title = check_text("title", title, MAX_TITLE_LENGTH)
+    notes = check_text("notes", notes, MAX_NOTES_LENGTH)
     if tuning_runs is not None:
         tuning_runs = _validate.integer(
             minimum=1,
@@ -463,7 +289,7 @@ def build_report(
     epochs_done = run.epochs_spent if run is not None else plan.epochs
     accounted = plan if epochs_done == plan.epochs else plan.replace(epochs=epochs_done)
     comparison = accounting.compare(accounted)
-    commit, dirty = _git_state()
+    commit, dirty = git_state()
     return Report(
         schema_id=SCHEMA_ID,
         schema_version=SCHEMA_VERSION,
@@ -476,10 +302,10 @@ def build_report(
         plan=_plan(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,
-        accounting=_accounting(comparison, accounted),
-        membership=_membership(accounted, comparison.headline_epsilon),
-        tuning=_tuning(plan, accounted, run, group, tuning_runs),
-        run=_run(run) if run is not None else None,
+        accounting=accounting_section(comparison, accounted),
+        membership=membership_section(accounted, comparison.headline_epsilon),
+        tuning=tuning_section(plan, accounted, run, group, tuning_runs),
+        run=run_section(run) if run is not None else None,
         reproducibility=Reproducibility(
             dpplan_version=dpplan.__version__,
             python_version=platform.python_version(),
@@ -592,102 +418,99 @@ RANDOM_WITHHELD = (
 )
 
 
-def _learning_rate(schedule: dict[str, Any]) -> float:
-    return float(schedule.get("max_lr", schedule.get("lr")))
-
-
-def _frontier_point(point: dict[str, Any], alone: dict[str, Any] | None = None) -> FrontierPoint:
+def _frontier_point(point: SweepPoint, alone: SweepPoint | None = None) -> FrontierPoint:
     """A point of ``frontier_result``; with ``alone`` (random protocol) the selected model's
     own first-seed measurement (its curve point) replaces the mean over its repeats."""
     shown = point if alone is None else alone
     return FrontierPoint(
-        target_epsilon=point["target_epsilon"],
-        epsilon=point["epsilon"],
-        epsilon_method=point["epsilon_method"],
-        plan=_plan(TrainingPlan.from_dict(point["plan"])),
-        schedule_kind=point["schedule"]["kind"],
-        learning_rate=_learning_rate(point["schedule"]),
-        schedule=_jsonable(point["schedule"]),
-        validation_accuracy=point["validation_accuracy"],
-        test_accuracy_mean=shown["test_accuracy_mean"],
+        target_epsilon=point.target_epsilon,
+        epsilon=point.epsilon,
+        epsilon_method=point.epsilon_method,
+        plan=_plan(point.plan),
+        schedule_kind=point.schedule.kind,
+        learning_rate=point.learning_rate,
+        schedule=_jsonable(point.schedule.to_dict()),
+        validation_accuracy=point.validation_accuracy,
+        test_accuracy_mean=shown.test_accuracy_mean,
         # One seed measures no spread: None (shown as such), never a spread of 0.
         test_accuracy_std=None
-        if alone is not None or len(point["seeds"]) < 2
-        else point["test_accuracy_std"],
-        seeds=tuple(shown["seeds"][:1] if alone is not None else shown["seeds"]),
-        run_ids=None if alone is not None else tuple(point["run_ids"]),
+        if alone is not None or len(point.seeds) < 2
+        else point.test_accuracy_std,
+        seeds=tuple(shown.seeds[:1] if alone is not None else shown.seeds),
+        run_ids=None if alone is not None else tuple(point.run_ids),
     )
 
 
-def _selected_alone(point: dict[str, Any], curves: dict[str, list[dict[str, Any]]]) -> dict:
+def _selected_alone(point: SweepPoint, curves: Mapping[str, Sequence[SweepPoint]]) -> SweepPoint:
     """Random protocol: the selected trial's own (first-seed) point, from its schedule's
     curve, which holds each schedule's best draw at each ε measured with the first seed."""
-    for other in curves.get(point["schedule"]["kind"], []):
+    for other in curves.get(point.schedule.kind, ()):
         if (
-            other["target_epsilon"] == point["target_epsilon"]
-            and other["plan"] == point["plan"]
-            and other["schedule"] == point["schedule"]
-            and other["validation_accuracy"] == point["validation_accuracy"]
+            other.target_epsilon == point.target_epsilon
+            and other.plan == point.plan
+            and other.schedule == point.schedule
+            and other.validation_accuracy == point.validation_accuracy
         ):
             return other
     raise PlanError(  # pragma: no cover - frontier() always has it
-        "sweep", point["target_epsilon"], "a selected trial with its first-seed measurement"
+        "sweep", point.target_epsilon, "a selected trial with its first-seed measurement"
     )
 
 
 def _best_at_most(points: Sequence[FrontierPoint]) -> tuple[BestAtMost, ...]:
-    """For each target x: the point with the best validation accuracy among ε ≤ x (the test
-    set never selects; first in target order on ties)."""
+    """For each target x: the point :func:`dpplan.selection.best_at` selects among ε ≤ x
+    (best validation accuracy; the test set never selects; first in target order on ties)."""
     rows = []
     for bound in sorted({p.target_epsilon for p in points}):
-        fit = [k for k, p in enumerate(points) if p.epsilon <= bound]
-        if fit:
-            best = max(fit, key=lambda k: (points[k].validation_accuracy, -k))
-            rows.append(BestAtMost(epsilon_at_most=bound, point=best))
+        best = best_at(points, epsilon_at_most=bound)
+        if best is not None:
+            index = next(k for k, p in enumerate(points) if p is best)
+            rows.append(BestAtMost(epsilon_at_most=bound, point=index))
     return tuple(rows)
 
 
-def _sweep_tuning(tuning: dict[str, Any], random: bool) -> SweepTuning:
+def _sweep_tuning(tuning: TuningCost) -> SweepTuning:
+    random = tuning.random
     per_target = tuple(
         TargetCost(
-            target_epsilon=row["target_epsilon"],
-            single_run_epsilon=row["single_run_epsilon"],
-            runs=None if random else row["runs"],
-            all_runs_epsilon=None if random else row.get("all_runs_epsilon"),
-            all_runs_method=None if random else row.get("all_runs_method"),
-            repeat_and_select_epsilon=row.get("repeat_and_select_epsilon"),
+            target_epsilon=row.target_epsilon,
+            single_run_epsilon=row.single_run_epsilon,
+            runs=None if random else row.runs,
+            all_runs_epsilon=None if random else row.all_runs_epsilon,
+            all_runs_method=None if random else row.all_runs_method,
+            repeat_and_select_epsilon=row.repeat_and_select_epsilon,
         )
-        for row in tuning["per_target"]
+        for row in tuning.per_target
     )
     return SweepTuning(
-        delta=tuning["delta"],
-        single_run_epsilon=tuning["single_run_epsilon"],
-        runs=None if random else tuning["runs"],
-        all_runs_epsilon=None if random else tuning["all_runs_epsilon"],
-        all_runs_method=None if random else tuning.get("all_runs_method"),
-        random_repeats=tuning.get("random_repeats"),
-        repeat_and_select_epsilon=tuning.get("repeat_and_select_epsilon"),
+        delta=tuning.delta,
+        single_run_epsilon=tuning.single_run_epsilon,
+        runs=None if random else tuning.runs,
+        all_runs_epsilon=None if random else tuning.all_runs_epsilon,
+        all_runs_method=None if random else tuning.all_runs_method,
+        random_repeats=tuning.random_repeats,
+        repeat_and_select_epsilon=tuning.repeat_and_select_epsilon,
         per_target=per_target,
     )
 
 
-def _sweep(result: dict[str, Any], record: Any) -> Sweep:
+def _sweep(result: FrontierResult, record: Any) -> Sweep:
     """The Sweep section from ``frontier_result`` (random protocol: the secret parts left out)."""
-    spec = result["spec"]
-    random = result["tuning"]["protocol"] == "random_repeats"
-    curves = result["curves"]
+    spec = result.spec.to_dict()
+    random = result.tuning.random
+    curves = result.curves
     points = tuple(
-        _frontier_point(p, _selected_alone(p, curves) if random else None) for p in result["points"]
+        _frontier_point(p, _selected_alone(p, curves) if random else None) for p in result.points
     )
     options = _jsonable(spec["options"])
     return Sweep(
-        id=result["sweep_id"],
-        status=result["status"],
+        id=result.sweep_id,
+        status=result.status,
         error=None if random else record.error,
         protocol="random_repeats" if random else "grid",
         method=spec["method"],
         delta=spec["delta"],
-        dataset_size=TrainingPlan.from_dict(result["plans"][0]["plan"]).dataset_size,
+        dataset_size=result.plans[0].plan.dataset_size,
         validation_size=int(options.get("validation_size", 0)),
         target_epsilons=tuple(spec["target_epsilons"]),
         batch_sizes=tuple(spec["batch_sizes"]),
@@ -702,16 +525,16 @@ def _sweep(result: dict[str, Any], record: Any) -> Sweep:
         created_at=_iso(record.created_at),
         updated_at=_iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),
-        runs_tried=None if random else result["runs_tried"],
-        trials=None if random else SweepTrials(**result["trials"]),
+        runs_tried=None if random else result.runs_tried,
+        trials=None if random else SweepTrials(**result.trials.to_dict()),
         plans=tuple(
             SolvedPlan(
-                target_epsilon=row["target_epsilon"],
-                epsilon=row["epsilon"],
-                method=row["method"],
-                plan=_plan(TrainingPlan.from_dict(row["plan"])),
+                target_epsilon=row.target_epsilon,
+                epsilon=row.epsilon,
+                method=row.method,
+                plan=_plan(row.plan),
             )
-            for row in result["plans"]
+            for row in result.plans
         ),
         points=points,
         best=_best_at_most(points),
@@ -721,17 +544,17 @@ def _sweep(result: dict[str, Any], record: Any) -> Sweep:
             ScheduleCurve(schedule_kind=kind, points=tuple(_frontier_point(p) for p in curve))
             for kind, curve in curves.items()
         ),
-        tuning=_sweep_tuning(result["tuning"], random),
+        tuning=_sweep_tuning(result.tuning),
         simulation=_sweep_simulation(result),
     )
 
 
-def _sweep_simulation(result: dict[str, Any]) -> SweepSimulation | None:
+def _sweep_simulation(result: FrontierResult) -> SweepSimulation | None:
     """The simulation facts of a sweep predicted by simulation (:mod:`dpplan.simulate`)."""
-    mark = result.get("simulation")
+    mark = result.simulation
     if not mark:
         return None
-    costs = result["tuning"].get("simulation", {})
+    costs = result.tuning.simulation or {}
     measured = mark.get("calibration") or {}
     return SweepSimulation(
         k=mark["predicted_by_simulation"],
@@ -822,15 +645,15 @@ def build_sweep_report(
     sweep_id = _validate.integer(
         minimum=1, sweep_id=sweep_id, hint="List the sweeps on the app's Frontier page."
     )
-    title = _check_text("title", title, MAX_TITLE_LENGTH)
-    notes = _check_text("notes", notes, MAX_NOTES_LENGTH)
+    title = check_text("title", title, MAX_TITLE_LENGTH)
+    notes = check_text("notes", notes, MAX_NOTES_LENGTH)
     record = store.get_sweep(sweep_id)
     sweep = _sweep(frontier_result(store, sweep_id), record)
     words = ["dpplan", "report", "--sweep", str(sweep_id), "--home", str(store.home.resolve())]
     for flag, value in (("--title", title), ("--notes", notes)):
         if value is not None:
             words += [flag, value]
-    commit, dirty = _git_state()
+    commit, dirty = git_state()
     return Report(
         schema_id=SCHEMA_ID,
         schema_version=SCHEMA_VERSION,

@@ -89,22 +89,26 @@ class Assumptions(_Facts):
     """
 
     unit: Literal["example"]
-    neighbouring_relation: Literal["add_or_remove_one_example"]
-    sampling: Literal["poisson"]
+    neighbouring_relation: Literal["add_or_remove_one_example", "replace_one_example"]
+    sampling: Literal["poisson", "shuffle", "fixed_size", "truncated_poisson", "mixed"]
     trust_model: Literal["central"]
     covers: tuple[Covered, ...]
     public: tuple[Public, ...]
 
     @classmethod
-    def of(cls, kind: str) -> Assumptions:
-        """Return the assumptions of a ``"plan"``, ``"run"`` or ``"sweep"`` report."""
+    def of(
+        cls, kind: str, *, relation: str = "add_or_remove_one", sampling: str = "poisson"
+    ) -> Assumptions:
+        """Return the assumptions of a ``"plan"``, ``"run"``, ``"sweep"``, ``"phased"`` or
+        ``"ledger"`` report (a ledger's ``relation`` and ``sampling``: ``"mixed"`` when its
+        records use several schemes, listed in ``Ledger.schemes``)."""
         public: tuple[Public, ...] = ("dataset_size",)
-        if kind != "plan":
+        if kind in ("run", "sweep"):
             public += ("validation_data", "test_data")
         return cls(
             unit="example",
-            neighbouring_relation="add_or_remove_one_example",
-            sampling="poisson",
+            neighbouring_relation=f"{relation}_example",
+            sampling=sampling,
             trust_model="central",
             covers=("every_checkpoint", "final_model", "post_processing"),
             public=public,
@@ -137,6 +141,62 @@ class Curve(_Facts):
     estimates: tuple[Real, ...] | None
     settings: dict[str, Any]
     warnings: tuple[str, ...]
+
+
+class Phase(_Facts):
+    """One phase of a phased plan: its settings, the steps it runs, and the headline ε (the
+    smallest bound, from ``method``) after it."""
+
+    phase: int
+    batch_size: int
+    noise_multiplier: float
+    epochs: int
+    steps: int
+    sample_rate: float
+    epsilon: Real
+    method: Method
+
+
+class Phased(_Facts):
+    """A phased plan (``dpplan.PhasedPlan``): shared N and δ, and every phase."""
+
+    dataset_size: int
+    delta: float
+    phases: tuple[Phase, ...]
+
+
+class LedgerEntry(_Facts):
+    """One ledger record (consecutive steps of one kind), as ``LedgerRecord.to_dict``."""
+
+    sampling: Literal["poisson", "shuffle", "fixed_size", "truncated_poisson"]
+    noise_multiplier: float
+    sample_rate: float
+    batch_size: int | None
+    max_batch_size: int | None
+    steps: int
+
+
+class LedgerFacts(_Facts):
+    """A ledger (``dpplan.Ledger``): its records, the schemes and the neighbouring relation of
+    every ε, what each scheme is accounted as, each method's ε (``refused``: the methods that cannot account a scheme recorded,
+    and why) and the headline. ``as_if_poisson_epsilon`` (shuffled records only) is **not** a
+    guarantee: the shuffled steps accounted as if Poisson-sampled, shown for comparison."""
+
+    dataset_size: int
+    delta: float
+    budget: float | None
+    total_steps: int
+    schemes: tuple[str, ...]
+    neighbouring_relation: Literal["add_or_remove_one", "replace_one"]
+    records: tuple[LedgerEntry, ...]
+    accounted_as: dict[str, str]
+    epsilons: dict[str, Real]
+    refused: dict[str, str]
+    failures: dict[str, str]
+    method: Method
+    epsilon: Real
+    as_if_poisson_epsilon: Real | None
+    libraries: dict[str, str]
 
 
 class Accounting(_Facts):
@@ -397,7 +457,7 @@ class Report(_Facts):
 
     schema_id: Literal["dpplan-report"] = Field(alias="schema")
     schema_version: Literal[2]
-    kind: Literal["plan", "run", "sweep"]
+    kind: Literal["plan", "run", "sweep", "phased", "ledger"]
     # Reports stored before this field was added hold the same facts (they never changed).
     assumptions: Assumptions = Field(default_factory=lambda data: Assumptions.of(data["kind"]))
     title: str
@@ -412,10 +472,28 @@ class Report(_Facts):
     reproducibility: Reproducibility
     warnings: tuple[str, ...]
     sweep: Sweep | None = None
+    phased: Phased | None = None
+    ledger: LedgerFacts | None = None
 
     @model_validator(mode="after")
     def _sections_match_kind(self) -> Report:
         plan_sections = ("plan", "epochs", "total_steps", "accounting", "membership", "tuning")
+        if self.kind in ("phased", "ledger"):  # the sections each has; every other is None
+            own = {
+                "phased": ("phased", "epochs", "total_steps", "accounting"),
+                "ledger": ("ledger",),
+            }
+            others = ("plan", "membership", "tuning", "run", "sweep", "phased", "ledger")
+            wrong = [
+                name
+                for name in (*plan_sections, *others)
+                if (getattr(self, name) is None) == (name in own[self.kind])
+            ]
+            if wrong:
+                raise ValueError(f"a {self.kind} report has exactly {own[self.kind]} (not {wrong})")
+            return self
+        if self.phased is not None or self.ledger is not None:
+            raise ValueError(f"a {self.kind} report has no phased or ledger section")
         if self.kind == "sweep":
             present = [name for name in (*plan_sections, "run") if getattr(self, name) is not None]
             if self.sweep is None or present or self.reproducibility.plan_hash is not None:
@@ -440,16 +518,21 @@ class Report(_Facts):
     def epsilon(self) -> float | None:
         """The headline ε: the smallest upper bound of the methods that answered (None for
         a sweep: see ``sweep.tuning``)."""
+        if self.ledger is not None:
+            return self.ledger.epsilon
         return self.accounting.epsilon if self.accounting is not None else None
 
     @property
     def delta(self) -> float:
         """δ."""
-        return self.plan.delta if self.plan is not None else self.sweep.delta
+        found = self.plan or self.phased or self.ledger or self.sweep
+        return found.delta
 
     @property
     def method(self) -> str | None:
         """The method of the headline ε (None for a sweep)."""
+        if self.ledger is not None:
+            return self.ledger.method
         return self.accounting.method if self.accounting is not None else None
 
     def to_dict(self) -> dict[str, Any]:

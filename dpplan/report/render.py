@@ -82,7 +82,7 @@ def to_markdown(report: Report) -> str:
     """
     text = (
         _env("md")
-        .get_template("sweep.md.j2" if report.kind == "sweep" else "report.md.j2")
+        .get_template(_template(report, "md"))
         .render(r=report, command_format="md", plan_json=_plan_json(report))
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
@@ -102,7 +102,7 @@ def to_html(report: Report, *, command_format: str = "html") -> str:
     """
     return (
         _env("html")
-        .get_template("sweep.html.j2" if report.kind == "sweep" else "report.html.j2")
+        .get_template(_template(report, "html"))
         .render(
             r=report,
             charts=_charts(report),
@@ -154,8 +154,17 @@ def to_pdf(report: Report) -> bytes:
         logger.setLevel(level)
 
 
+def _template(report: Report, fmt: str) -> str:
+    """A sweep's layout, a phased plan's or ledger's (one compact layout), or a plan's."""
+    kind = {"sweep": "sweep", "phased": "ledger", "ledger": "ledger"}.get(report.kind, "report")
+    return f"{kind}.{fmt}.j2"
+
+
 def _plan_json(report: Report) -> str:
-    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs)."""
+    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs); for a
+    phased plan its ``--plan`` file; for a ledger its records."""
+    if report.phased is not None or report.ledger is not None:
+        return _composition_json(report)
     if report.sweep is not None:
         s = report.sweep
         grid = {
@@ -188,6 +197,24 @@ def _plan_json(report: Report) -> str:
         },
         indent=2,
     )
+
+
+def _composition_json(report: Report) -> str:
+    if report.ledger is not None:
+        keep = ("noise_multiplier", "sample_rate", "steps", "batch_size", "sampling")
+        records = [
+            {k: v for k, v in e.model_dump().items() if k in keep or v is not None}
+            for e in report.ledger.records
+        ]
+        return json.dumps(records, indent=2)
+    p, phases = report.phased, []
+    for phase in p.phases:
+        item = {k: getattr(phase, k) for k in ("batch_size", "noise_multiplier", "epochs")}
+        if phase.steps != -(-p.dataset_size // phase.batch_size) * phase.epochs:
+            item["steps"] = phase.steps  # the phase stops mid-way
+        phases.append(item)
+    data = {"dataset_size": p.dataset_size, "delta": p.delta, "phases": phases}
+    return json.dumps(data, indent=2)
 
 
 # ---- filters (numbers are formatted here, and only here) -------------------------------
@@ -443,6 +470,8 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
 def _charts(report: Report) -> dict[str, Markup]:
     if report.sweep is not None:
         return _sweep_charts(report)
+    if report.accounting is None:  # a ledger: no curve
+        return {}
     a, m, run = report.accounting, report.membership, report.run
     xs = (0.0,) + tuple(float(e) for e in a.epochs)  # ε after 0 epochs is 0
     series = []
@@ -480,7 +509,9 @@ def _charts(report: Report) -> dict[str, Markup]:
             integer_x=True,
             height=320,
         ),
-        "membership": line_chart(
+    }
+    if m is not None:
+        charts["membership"] = line_chart(
             [
                 Series(
                     label="largest possible TPR (privacy profile)",
@@ -501,11 +532,11 @@ def _charts(report: Report) -> dict[str, Markup]:
             reference=((1e-5, 1e-5), (1.0, 1.0)),
             reference_label="random guessing",
             log_scale=True,
-        ),
-    }
+        )
     if run is not None:
         xs = tuple(e.epsilon for e in run.epochs)
         x_label = "ε after each epoch (smallest upper bound)"
+        validation = {"color": "#c77c02", "dash": "6 3", "marker": "square"}  # both charts
         charts["accuracy"] = line_chart(
             [
                 Series(
@@ -518,10 +549,8 @@ def _charts(report: Report) -> dict[str, Markup]:
                 Series(
                     label="validation accuracy",
                     xs=xs,
-                    color="#c77c02",
-                    dash="6 3",
-                    marker="square",
                     ys=tuple(_percent(e.validation_accuracy) for e in run.epochs),
+                    **validation,
                 ),
             ],
             title="Accuracy against ε",
@@ -535,13 +564,11 @@ def _charts(report: Report) -> dict[str, Markup]:
                 Series(
                     label="validation loss",
                     xs=xs,
-                    color="#c77c02",
-                    dash="6 3",
-                    marker="square",
                     ys=tuple(
                         math.nan if e.validation_loss is None else e.validation_loss
                         for e in run.epochs
                     ),
+                    **validation,
                 )
             ],
             title="Validation loss against ε",

@@ -32,6 +32,8 @@ __all__ = [
 
 #: A running run on another host whose last heartbeat is older than this is ``interrupted``.
 LEASE_SECONDS = 120.0
+#: The lease and time columns of a new ``runs`` or ``sweeps`` row (:meth:`Liveness.new_lease`).
+LEASE_COLUMNS = "pid, pid_started, host, heartbeat_at, created_at, updated_at"
 #: How often the process that runs a run writes its heartbeat.
 HEARTBEAT_SECONDS = 15.0
 
@@ -154,6 +156,12 @@ class Liveness:
         """This process's lease values: PID, its start time, host and the current time."""
         pid = self.pid()
         return pid, self.process_start(pid), self.host(), self.now()
+
+    def new_lease(self) -> tuple[int, str | None, str, float, float, float]:
+        """The values of a new row's ``pid, pid_started, host, heartbeat_at, created_at,
+        updated_at`` (:data:`LEASE_COLUMNS`): leased to this process, created now."""
+        pid, started, host, now = self.owner()
+        return pid, started, host, now, now, now
 
     def owned(self, row: sqlite3.Row | None) -> bool:
         """Whether this process holds the lease of a stored row."""

@@ -17,7 +17,9 @@ from dpplan.plan import TrainingPlan
 __all__ = [
     "STATUSES",
     "EpochRecord",
+    "OptionsRecord",
     "RunRecord",
+    "ScheduleRecord",
     "SweepRecord",
     "SweepTrialRecord",
     "json_value",
@@ -94,15 +96,79 @@ class EpochRecord:
         return data
 
 
+class _StoredFields(dict):
+    """A read-only dict of a run's stored JSON fields, as stored (so JSON, ``dict(...)`` and
+    ``==`` with a plain dict work), with typed properties for what callers read."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(f"a {type(self).__name__} is read-only; build a new one")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, Any]]]:
+        return type(self), (dict(self),)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a plain, mutable copy."""
+        return dict(self)
+
+
+class ScheduleRecord(_StoredFields):
+    """A stored learning-rate schedule: ``kind`` and the fields of its spec, as in
+    ``dpplan.train.specs`` (``schedule_from_dict(record)`` rebuilds the spec; the store
+    itself stays below the trainer and holds it torch-free).
+
+    Example:
+        >>> record = ScheduleRecord({"kind": "one_cycle", "max_lr": 2.0})
+        >>> record.kind, record.learning_rate
+        ('one_cycle', 2.0)
+    """
+
+    __slots__ = ()
+
+    @property
+    def kind(self) -> str:
+        """``"one_cycle"``, ``"plateau"`` or ``"constant"``."""
+        return str(self["kind"])
+
+    @property
+    def learning_rate(self) -> float:
+        """The schedule's defining rate: one-cycle's peak ``max_lr``, else its ``lr``."""
+        return float(self["max_lr"] if "max_lr" in self else self["lr"])
+
+
+class OptionsRecord(_StoredFields):
+    """A run's stored options (``RunOptions.to_dict()`` plus what the run found out about
+    itself), with defaults for runs stored before an option existed."""
+
+    __slots__ = ()
+
+    @property
+    def method(self) -> str:
+        """The accounting method of the run's recorded ε (``"prv"`` before it was stored)."""
+        return str(self.get("method", "prv"))
+
+    @property
+    def engine(self) -> str:
+        """The step engine (``"opacus"`` for runs stored before there was a choice)."""
+        return str(self.get("engine", "opacus"))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class RunRecord:
-    """A stored run: what was planned, how it was trained, and what each epoch gave."""
+    """A stored run: what was planned, how it was trained, and what each epoch gave.
+
+    ``schedule`` and ``options`` are typed records (any mapping given is converted).
+    """
 
     id: int
     plan: TrainingPlan
     status: str
-    schedule: dict[str, Any] = dataclasses.field(hash=False)
-    options: dict[str, Any] = dataclasses.field(hash=False)
+    schedule: ScheduleRecord = dataclasses.field(hash=False)
+    options: OptionsRecord = dataclasses.field(hash=False)
     device: str
     seed: int
     private: bool
@@ -116,6 +182,12 @@ class RunRecord:
     records: tuple[EpochRecord, ...]
     diverged_epoch: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, ScheduleRecord):
+            object.__setattr__(self, "schedule", ScheduleRecord(self.schedule))
+        if not isinstance(self.options, OptionsRecord):
+            object.__setattr__(self, "options", OptionsRecord(self.options))
+
     def to_dict(self) -> dict[str, Any]:
         """Return the run as a JSON-ready dict (plan, status, per-epoch records, ...)."""
         data = {
@@ -123,6 +195,7 @@ class RunRecord:
             for field in dataclasses.fields(self)
             if field.name not in ("plan", "records")
         }
+        data["schedule"], data["options"] = dict(self.schedule), dict(self.options)
         data["warnings"] = list(self.warnings)
         data["plan"] = self.plan.to_dict()
         data["records"] = [record.to_dict() for record in self.records]
@@ -131,7 +204,7 @@ class RunRecord:
     @property
     def method(self) -> str:
         """The accounting method of each record's ``epsilon`` (the run's option)."""
-        return str(self.options.get("method", "prv"))
+        return self.options.method
 
     @property
     def epochs_spent(self) -> int:

@@ -26,7 +26,16 @@ from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreErr
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store.database import StoreDatabase, stored_id
-from dpplan.store.records import STATUSES, EpochRecord, RunRecord, json_value, plan_id
+from dpplan.store.liveness import LEASE_COLUMNS
+from dpplan.store.records import (
+    STATUSES,
+    EpochRecord,
+    OptionsRecord,
+    RunRecord,
+    ScheduleRecord,
+    json_value,
+    plan_id,
+)
 
 __all__ = ["RunsRepository", "StopOutcome", "StopResult"]
 
@@ -100,6 +109,18 @@ def _not_found(run_id: object) -> NotFoundError:
     )
 
 
+def _run_row(connection: sqlite3.Connection, run_id: int, *, required: bool = True):
+    """The ``runs`` row of ``run_id`` (None if there is none and not ``required``).
+
+    Raises:
+        NotFoundError: if ``required`` and there is no such run.
+    """
+    row = connection.execute("SELECT * FROM runs WHERE id=?", (stored_id(run_id),)).fetchone()
+    if row is None and required:
+        raise _not_found(run_id)
+    return row
+
+
 class RunsRepository(StoreDatabase):
     """Runs and their epoch records (see the module docstring)."""
 
@@ -157,7 +178,6 @@ class RunsRepository(StoreDatabase):
 
         A ``running`` run is leased to this process (see :mod:`dpplan.store.liveness`).
         """
-        pid, started, host, now = self.liveness.owner()
         with self._transaction() as connection:
             connection.execute(
                 "INSERT OR IGNORE INTO plans (id, plan) VALUES (?, ?)",
@@ -165,8 +185,8 @@ class RunsRepository(StoreDatabase):
             )
             cursor = connection.execute(
                 "INSERT INTO runs (plan_id, status, schedule, options, device, seed, versions, "
-                "private, group_id, pid, pid_started, host, heartbeat_at, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"private, group_id, {LEASE_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     plan_id(plan),
                     status,
@@ -177,12 +197,7 @@ class RunsRepository(StoreDatabase):
                     json.dumps(dict(versions)),
                     int(private),
                     group_id,
-                    pid,
-                    started,
-                    host,
-                    now,
-                    now,
-                    now,
+                    *self.liveness.new_lease(),
                 ),
             )
             run_id = int(cursor.lastrowid)
@@ -201,11 +216,7 @@ class RunsRepository(StoreDatabase):
         live = self.liveness
         pid, started, host, now = live.owner()
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
-            if row is None:
-                raise _not_found(run_id)
+            row = _run_row(connection, run_id)
             if row["status"] == "running" and not live.owned(row) and live.owner_alive(row, now):
                 raise StateConflictError(
                     "run_id",
@@ -233,9 +244,7 @@ class RunsRepository(StoreDatabase):
         """
         values = dataclasses.asdict(record)
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
+            row = _run_row(connection, run_id, required=False)
             if not self.liveness.owned(row):
                 raise StoreError(
                     f"run {run_id} in {self.path} is no longer held by this process (pid "
@@ -345,8 +354,8 @@ class RunsRepository(StoreDatabase):
         self._start_heartbeat(row["id"])
         return int(row["id"])
 
-    def requeue(self, run_id: int) -> None:
-        """Queue an interrupted, stopped or failed run again (a worker resumes it).
+    def resumable_run(self, run_id: int) -> RunRecord:
+        """Return a run that may be resumed or queued again: interrupted, stopped or failed.
 
         Raises:
             NotFoundError: if there is no such run.
@@ -360,6 +369,16 @@ class RunsRepository(StoreDatabase):
                 "an interrupted, stopped or failed run",
                 f"Run {run_id} is {run.status}.",
             )
+        return run
+
+    def requeue(self, run_id: int) -> None:
+        """Queue an interrupted, stopped or failed run again (a worker resumes it).
+
+        Raises:
+            NotFoundError: if there is no such run.
+            StateConflictError: if the run is queued, running or finished.
+        """
+        self.resumable_run(run_id)
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
@@ -383,11 +402,7 @@ class RunsRepository(StoreDatabase):
         live = self.liveness
         now = live.now()
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
-            if row is None:
-                raise _not_found(run_id)
+            row = _run_row(connection, run_id)
             status = row["status"]
             result = StopResult(
                 run_id=stored_id(run_id), outcome=StopOutcome.CANCELLED, status=status
@@ -436,9 +451,7 @@ class RunsRepository(StoreDatabase):
         if self.read_only:
             return True
         with self._transaction() as connection:
-            row = connection.execute(
-                "SELECT * FROM runs WHERE id=?", (stored_id(run_id),)
-            ).fetchone()
+            row = _run_row(connection, run_id, required=False)
             if row is None or row["stop_reason"] == "stop requested":
                 return True
             if row["status"] != "running" or not self.liveness.owned(row):
@@ -560,8 +573,8 @@ class RunsRepository(StoreDatabase):
             id=row["id"],
             plan=_plan_from_dict(json.loads(row["plan"])),
             status=status,
-            schedule=json.loads(row["schedule"]),
-            options=json.loads(row["options"]),
+            schedule=ScheduleRecord(json.loads(row["schedule"])),
+            options=OptionsRecord(json.loads(row["options"])),
             device=row["device"],
             seed=row["seed"],
             private=bool(row["private"]),

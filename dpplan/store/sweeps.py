@@ -14,6 +14,7 @@ from typing import Any
 
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
 from dpplan.store.database import StoreDatabase, stored_id
+from dpplan.store.liveness import LEASE_COLUMNS
 from dpplan.store.records import SweepRecord, SweepTrialRecord
 
 __all__ = ["SweepsRepository"]
@@ -26,22 +27,15 @@ class SweepsRepository(StoreDatabase):
         self, *, spec: Mapping[str, Any], plans: Any, draws: Mapping[str, Any] | None = None
     ) -> int:
         """Insert a sweep, leased to this process, and return its id."""
-        pid, started, host, now = self.liveness.owner()
         with self._transaction() as connection:
             cursor = connection.execute(
-                "INSERT INTO sweeps (spec, plans, draws, status, pid, pid_started, host, "
-                "heartbeat_at, created_at, updated_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, "
-                "?, ?)",
+                f"INSERT INTO sweeps (spec, plans, draws, status, {LEASE_COLUMNS}) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
                 (
                     json.dumps(dict(spec)),
                     json.dumps(plans),
                     None if draws is None else json.dumps(dict(draws)),
-                    pid,
-                    started,
-                    host,
-                    now,
-                    now,
-                    now,
+                    *self.liveness.new_lease(),
                 ),
             )
             return int(cursor.lastrowid)

@@ -31,8 +31,9 @@ from typing import Any
 
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
+from dpplan.sweep.results import FrontierPoint
 from dpplan.sweep.spec import SweepSpec
-from dpplan.train.specs import ScheduleSpec, training_set_size
+from dpplan.train.specs import ScheduleSpec, grid_for, training_set_size
 
 __all__ = [
     "PlanKey",
@@ -49,12 +50,6 @@ __all__ = [
 
 #: (target ε, batch size, epochs): the key of a solved plan.
 PlanKey = tuple[float, int, int]
-
-
-def _schedule(kind: str, lr: float) -> ScheduleSpec:
-    from dpplan.train.compare import grid_for
-
-    return grid_for(kind, [lr])[0]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,7 +87,7 @@ class Trial:
     @property
     def schedule(self) -> ScheduleSpec:
         """The schedule spec (dpplan's defaults with this learning rate)."""
-        return _schedule(self.kind, self.lr)
+        return grid_for(self.kind, [self.lr])[0]
 
     @property
     def config(self) -> tuple[int, int, str, float]:
@@ -390,23 +385,26 @@ def _best_per_kind(
 
 
 def _point(
-    result: _GroupResult, plans: Mapping[PlanKey, TrainingPlan], epsilons: Mapping[PlanKey, float]
-) -> dict[str, Any]:
+    result: _GroupResult,
+    plans: Mapping[PlanKey, TrainingPlan],
+    epsilons: Mapping[PlanKey, float],
+    method: str,
+) -> FrontierPoint:
     winner = result.winner
     tests = [float(o.test_accuracy) for o in result.outcomes]
-    seeds = [int(o.key.rsplit("seed=", 1)[1]) for o in result.outcomes]
-    return {
-        "target_epsilon": winner.target_epsilon,
-        "epsilon": epsilons[winner.plan_key],
-        "plan": plans[winner.plan_key].to_dict(),
-        "schedule": winner.schedule.to_dict(),
-        "validation_accuracy": result.validation_accuracy,
-        "test_accuracy_mean": statistics.fmean(tests),
-        "test_accuracy_std": statistics.pstdev(tests) if len(tests) > 1 else 0.0,
-        "seeds": seeds,
-        "run_ids": [o.run_id for o in result.outcomes],
-        "diverged_seeds": [int(o.key.rsplit("seed=", 1)[1]) for o in result.diverged],
-    }
+    return FrontierPoint(
+        target_epsilon=winner.target_epsilon,
+        epsilon=epsilons[winner.plan_key],
+        epsilon_method=method,
+        plan=plans[winner.plan_key],
+        schedule=winner.schedule,
+        validation_accuracy=result.validation_accuracy,
+        test_accuracy_mean=statistics.fmean(tests),
+        test_accuracy_std=statistics.pstdev(tests) if len(tests) > 1 else 0.0,
+        seeds=tuple(int(o.key.rsplit("seed=", 1)[1]) for o in result.outcomes),
+        run_ids=tuple(o.run_id for o in result.outcomes),
+        diverged_seeds=tuple(int(o.key.rsplit("seed=", 1)[1]) for o in result.diverged),
+    )
 
 
 def frontier(
@@ -415,7 +413,7 @@ def frontier(
     epsilons: Mapping[PlanKey, float],
     outcomes: Mapping[str, TrialOutcome],
     draws: Mapping[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+) -> tuple[tuple[FrontierPoint, ...], dict[str, tuple[FrontierPoint, ...]]]:
     """Return (points, curves): the frontier and one curve per schedule.
 
     A point per target ε whose selection is complete: the configuration with the best
@@ -428,7 +426,7 @@ def frontier(
     Args:
         spec: the sweep.
         plans: the solved plans (:func:`solve_plans`).
-        epsilons: ε of each plan (by ``spec.method``).
+        epsilons: ε of each plan (by ``spec.method``, the points' ``epsilon_method``).
         outcomes: trial key -> outcome.
         draws: the random protocol's draws (:func:`draw_random_trials`).
     """
@@ -438,9 +436,9 @@ def frontier(
         at = [r for r in results if r.winner.target_epsilon == target]
         if at:
             best = max(at, key=lambda r: r.validation_accuracy)  # first in grid order on ties
-            points.append(_point(best, plans, epsilons))
+            points.append(_point(best, plans, epsilons, spec.method))
     per_kind = _best_per_kind(spec, outcomes, draws) if spec.random_repeats is not None else results
-    curves: dict[str, list[dict[str, Any]]] = {kind: [] for kind in spec.schedules}
+    curves: dict[str, list[FrontierPoint]] = {kind: [] for kind in spec.schedules}
     for kind in spec.schedules:
         for target in spec.target_epsilons:
             at = [
@@ -448,6 +446,8 @@ def frontier(
             ]
             if at:
                 curves[kind].append(
-                    _point(max(at, key=lambda r: r.validation_accuracy), plans, epsilons)
+                    _point(
+                        max(at, key=lambda r: r.validation_accuracy), plans, epsilons, spec.method
+                    )
                 )
-    return points, curves
+    return tuple(points), {kind: tuple(curve) for kind, curve in curves.items()}

@@ -33,6 +33,7 @@ from typing import Any
 
 from dpplan.errors import AccountingError
 from dpplan.plan import TrainingPlan
+from dpplan.sweep.results import TargetTuning, TuningCost
 
 __all__ = ["COVERAGE", "composed_epsilon", "repeat_and_select_for", "tuning_cost"]
 
@@ -123,10 +124,10 @@ def repeat_and_select_for(plans: Sequence[TrainingPlan], *, mean_runs: float) ->
         shape=math.inf,
     )
     accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
-    from dpplan.accounting.composition import _quiet_absl  # drops excluded-order log lines
+    from dpplan.accounting.composition import quiet_absl  # drops excluded-order log lines
 
     try:
-        with _quiet_absl():
+        with quiet_absl():
             return float(accountant.compose(event).get_epsilon(distinct[0].delta))
     except (ValueError, ArithmeticError) as exc:
         raise AccountingError(f"repeat-and-select failed for {len(distinct)} plans: {exc}") from exc
@@ -148,7 +149,7 @@ def repeat_and_select_all_targets(
     import dp_accounting
 
     from dpplan.accounting import get_accountant
-    from dpplan.accounting.composition import _quiet_absl
+    from dpplan.accounting.composition import quiet_absl
     from dpplan.accounting.events import dpsgd_event
     from dpplan.errors import PlanError
 
@@ -172,7 +173,7 @@ def repeat_and_select_all_targets(
     delta = groups[0][0].delta
     accountant = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
     try:
-        with _quiet_absl():
+        with quiet_absl():
             composed = accountant.compose(dp_accounting.ComposedDpEvent(events=events))
             return float(composed.get_epsilon(delta))
     except (ValueError, ArithmeticError) as exc:
@@ -188,8 +189,8 @@ def tuning_cost(
     plans: Mapping[tuple[float, int, int], TrainingPlan],
     runs: Sequence[tuple[TrainingPlan, int]],
     random_repeats: float | None,
-) -> dict[str, Any]:
-    """Return the sweep's ``tuning`` object: one run, all runs, per target, and what each covers.
+) -> TuningCost:
+    """Return the sweep's tuning cost: one run, all runs, per target, and what each covers.
 
     Args:
         delta: the sweep's δ.
@@ -209,40 +210,38 @@ def tuning_cost(
             for plan, epochs in runs
             if any(plans[k] == plan for k in plans if k[0] == target)
         ]
-        row: dict[str, Any] = {
-            "target_epsilon": target,
-            "single_run_epsilon": max(e for k, e in plan_epsilons.items() if k[0] == target),
-            "runs": len(at),
-        }
-        if at:
-            composed = composed_epsilon(at, delta=delta)
-            row["all_runs_epsilon"] = composed["epsilon"]
-            row["all_runs_method"] = composed["method"]
-        if random_repeats is not None:
-            row["repeat_and_select_epsilon"] = repeat_and_select_for(
-                [plan for key, plan in plans.items() if key[0] == target], mean_runs=random_repeats
+        composed = composed_epsilon(at, delta=delta) if at else None
+        per_target.append(
+            TargetTuning(
+                target_epsilon=target,
+                single_run_epsilon=max(e for k, e in plan_epsilons.items() if k[0] == target),
+                runs=len(at),
+                all_runs_epsilon=None if composed is None else composed["epsilon"],
+                all_runs_method=None if composed is None else composed["method"],
+                repeat_and_select_epsilon=None
+                if random_repeats is None
+                else repeat_and_select_for(
+                    [plan for key, plan in plans.items() if key[0] == target],
+                    mean_runs=random_repeats,
+                ),
             )
-        per_target.append(row)
-    tuning: dict[str, Any] = {
-        "delta": delta,
-        "single_run_epsilon": max(plan_epsilons.values()),
-        "runs": len(runs),
-        "protocol": "grid" if random_repeats is None else "random_repeats",
-        "per_target": per_target,
-        "covers": dict(COVERAGE),
-    }
-    if runs:
-        composed = composed_epsilon(runs, delta=delta)
-        tuning["all_runs_epsilon"] = composed["epsilon"]
-        tuning["all_runs_method"] = composed["method"]
-    else:
-        tuning["all_runs_epsilon"] = 0.0
-        tuning["all_runs_method"] = None
-    if random_repeats is not None:
-        tuning["random_repeats"] = random_repeats
+        )
+    composed = composed_epsilon(runs, delta=delta) if runs else None
+    return TuningCost(
+        delta=delta,
+        single_run_epsilon=max(plan_epsilons.values()),
+        runs=len(runs),
+        protocol="grid" if random_repeats is None else "random_repeats",
+        per_target=tuple(per_target),
+        covers=dict(COVERAGE),
+        all_runs_epsilon=0.0 if composed is None else composed["epsilon"],
+        all_runs_method=None if composed is None else composed["method"],
+        random_repeats=random_repeats,
         # The report publishes one selected model per target: their composition.
-        tuning["repeat_and_select_epsilon"] = repeat_and_select_all_targets(
+        repeat_and_select_epsilon=None
+        if random_repeats is None
+        else repeat_and_select_all_targets(
             [[plan for key, plan in plans.items() if key[0] == target] for target in targets],
             mean_runs=random_repeats,
-        )
-    return tuning
+        ),
+    )

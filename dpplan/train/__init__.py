@@ -15,6 +15,7 @@ Layers, bottom up:
 
 from typing import TYPE_CHECKING
 
+from dpplan._lazy import lazy_names
 from dpplan.store import EpochRecord, RunRecord, RunStore
 from dpplan.train.specs import ENGINES, Constant, OneCycle, Plateau, RunOptions, training_set_size
 
@@ -24,28 +25,13 @@ if TYPE_CHECKING:
 
 #: Names that import torch; they load on first use, so the specs above (and the store, the
 #: app and the CLI that use them) stay torch-free.
-_LAZY = {
-    "Trainer": "dpplan.train.core",
-    "TrainingResult": "dpplan.train.core",
-    "train": "dpplan.train.core",
-    "resume": "dpplan.train.runs",
-    "start_run": "dpplan.train.runs",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dpplan.train' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_names(
+    __name__,
+    {
+        "dpplan.train.core": ("Trainer", "TrainingResult", "train"),
+        "dpplan.train.runs": ("resume", "start_run"),
+    },
+)
 
 __all__ = [
     "ENGINES",

@@ -18,24 +18,37 @@ import math
 import statistics
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
+from dpplan.selection import Candidate, best_at
 from dpplan.store import RunRecord, RunStore
 from dpplan.train.runs import start_run
 from dpplan.train.specs import (
     DEFAULT_ONE_CYCLE_LRS,
     DEFAULT_PLATEAU_LRS,
-    Constant,
     OneCycle,
     Plateau,
     RunOptions,
     ScheduleSpec,
+    grid_for,
+    schedule_from_dict,
+    training_set_size,
 )
 
-__all__ = ["DEFAULT_GRIDS", "ScheduleComparison", "ScheduleSummary", "compare_schedules"]
+__all__ = [
+    "DEFAULT_GRIDS",
+    "ScheduleComparison",
+    "ScheduleSummary",
+    "compare_schedules",
+    "grid_for",
+    "launch_comparison",
+    "main",
+    "planned_runs",
+]
 
 #: Default learning-rate grids: the ones sweeps use, measured by the notebooks (see
 #: :data:`dpplan.train.specs.DEFAULT_ONE_CYCLE_LRS`); the published one-cycle peak 15.62
@@ -44,21 +57,6 @@ DEFAULT_GRIDS: Mapping[str, tuple[ScheduleSpec, ...]] = {
     "one_cycle": tuple(OneCycle(max_lr=lr) for lr in DEFAULT_ONE_CYCLE_LRS),
     "plateau": tuple(Plateau(lr=lr) for lr in DEFAULT_PLATEAU_LRS),
 }
-
-
-def grid_for(kind: str, learning_rates: Sequence[float]) -> tuple[ScheduleSpec, ...]:
-    """Return the specs of schedule ``kind`` for each learning rate (dpplan's defaults).
-
-    Raises:
-        PlanError: for an unknown kind or an invalid learning rate.
-    """
-    if kind == "one_cycle":
-        return tuple(OneCycle(max_lr=lr) for lr in learning_rates)
-    if kind == "plateau":
-        return tuple(Plateau(lr=lr) for lr in learning_rates)
-    if kind == "constant":
-        return tuple(Constant(lr=lr) for lr in learning_rates)
-    raise PlanError("schedule", kind, "one of 'one_cycle', 'plateau', 'constant'")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,11 +72,21 @@ class ScheduleSummary:
     accuracy_mean: tuple[float, ...]
     accuracy_std: tuple[float, ...]
     epsilon_methods: tuple[str, ...] = ()
+    validation_mean: tuple[float, ...] = ()
 
     def best_accuracy_at(self, epsilon: float) -> float | None:
-        """Best mean test accuracy over epochs whose ε ≤ ``epsilon`` (None if none)."""
-        values = [a for e, a in zip(self.epsilons, self.accuracy_mean) if e <= epsilon]
-        return max(values) if values else None
+        """Mean test accuracy at the epoch with the best mean validation accuracy among the
+        epochs whose ε ≤ ``epsilon`` (:func:`dpplan.selection.best_at`; None if none)."""
+        chosen = best_at(
+            (
+                Candidate(epsilon=e, validation_accuracy=v, test_accuracy=a)
+                for e, v, a in zip(
+                    self.epsilons, self.validation_mean, self.accuracy_mean, strict=False
+                )
+            ),
+            epsilon_at_most=epsilon,
+        )
+        return None if chosen is None else chosen.test_accuracy
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -136,11 +144,14 @@ def summarize(
     )
     length = min(len(run.records) for run in selected_runs)
     epochs = tuple(range(1, length + 1))
-    means, stds = [], []
+    means, stds, validations = [], [], []
     for index in range(length):
         values = [run.records[index].test_accuracy for run in selected_runs]
         means.append(statistics.fmean(values))
         stds.append(statistics.pstdev(values) if len(values) > 1 else 0.0)
+        validations.append(
+            statistics.fmean(run.records[index].validation_accuracy for run in selected_runs)
+        )
     return ScheduleSummary(
         kind=kind,
         selected=dict(selected_runs[0].schedule),
@@ -157,7 +168,22 @@ def summarize(
         ),
         accuracy_mean=tuple(means),
         accuracy_std=tuple(stds),
+        validation_mean=tuple(validations),
     )
+
+
+def _checked(
+    grids: Mapping[str, Sequence[ScheduleSpec]] | None, seeds: Sequence[int]
+) -> tuple[dict[str, tuple[ScheduleSpec, ...]], tuple[int, ...]]:
+    grids = {
+        kind: tuple(specs) for kind, specs in (DEFAULT_GRIDS if grids is None else grids).items()
+    }
+    if not grids or any(len(specs) == 0 for specs in grids.values()):
+        raise PlanError("grids", grids, "a non-empty grid of schedules per kind")
+    seeds = tuple(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise PlanError("seeds", seeds, "one or more distinct seeds")
+    return grids, seeds
 
 
 def compare_schedules(
@@ -168,6 +194,7 @@ def compare_schedules(
     options: RunOptions | None = None,
     store: RunStore | None = None,
     on_run: Callable[[RunRecord], None] | None = None,
+    group_id: str | None = None,
 ) -> ScheduleComparison:
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
@@ -178,6 +205,7 @@ def compare_schedules(
         options: run options (``seed`` is overridden per run).
         store: the run store; default ``RunStore()``.
         on_run: called with each finished run.
+        group_id: the comparison's run group (default: a new random id).
 
     Returns:
         A :class:`ScheduleComparison`.
@@ -185,15 +213,10 @@ def compare_schedules(
     Raises:
         PlanError: for empty grids or seeds, or invalid specs or options.
     """
-    grids = dict(DEFAULT_GRIDS if grids is None else grids)
-    if not grids or any(len(specs) == 0 for specs in grids.values()):
-        raise PlanError("grids", grids, "a non-empty grid of schedules per kind")
-    seeds = tuple(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise PlanError("seeds", seeds, "one or more distinct seeds")
+    grids, seeds = _checked(grids, seeds)
     options = options or RunOptions()
     store = store or RunStore()
-    group_id = uuid.uuid4().hex[:12]
+    group_id = group_id or uuid.uuid4().hex[:12]
     runs_tried = 0
     summaries = []
 
@@ -216,3 +239,97 @@ def compare_schedules(
     return ScheduleComparison(
         plan=plan, group_id=group_id, seeds=seeds, runs_tried=runs_tried, summaries=tuple(summaries)
     )
+
+
+def planned_runs(grids: Mapping[str, Sequence[ScheduleSpec]], seeds: Sequence[int]) -> int:
+    """Return how many runs :func:`compare_schedules` trains: every rate of each grid with
+    the first seed, then the selected rate of each schedule with the other seeds."""
+    return sum(len(specs) + len(seeds) - 1 for specs in grids.values())
+
+
+def launch_comparison(
+    plan: TrainingPlan,
+    *,
+    grids: Mapping[str, Sequence[ScheduleSpec]],
+    seeds: Sequence[int],
+    options: RunOptions,
+) -> tuple[int, Path, str]:
+    """Run :func:`compare_schedules` in a background process (the app's Compare page).
+
+    Everything is validated here, in the caller's process; the child receives the plan, the
+    specs and the options as JSON (their ``to_dict`` forms) and stores each run in group
+    ``group_id`` as it finishes.
+
+    Returns:
+        (the child's PID, its log file, the comparison's run group).
+
+    Raises:
+        PlanError: for empty grids or seeds, repeated seeds, invalid specs or options, or a
+            plan whose ``dataset_size`` is not ``training_set_size(options)``.
+    """
+    from dpplan.background import launch_detached
+
+    grids, seeds = _checked(grids, seeds)
+    if not isinstance(plan, TrainingPlan):
+        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    if not isinstance(options, RunOptions):
+        raise PlanError("options", options, "a dpplan.train.RunOptions")
+    if plan.dataset_size != training_set_size(options):
+        raise PlanError(
+            "dataset_size",
+            plan.dataset_size,
+            f"{training_set_size(options)}, the training examples these options use",
+            "Build the plan with dataset_size=training_set_size(options).",
+        )
+    for seed in seeds:  # each run's options, validated here rather than in the child
+        dataclasses.replace(options, seed=seed)
+    group_id = uuid.uuid4().hex[:12]
+    request = {
+        "plan": plan.to_dict(),
+        "grids": {kind: [spec.to_dict() for spec in specs] for kind, specs in grids.items()},
+        "seeds": list(seeds),
+        "options": options.to_dict(),
+        "group_id": group_id,
+    }
+    pid, log = launch_detached("dpplan.train.compare", request, kind="comparisons")
+    return pid, log, group_id
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the comparison whose request (:func:`launch_comparison`) is in the file ``argv[0]``.
+
+    Returns:
+        0 when every run ended, 2 if the request was refused.
+    """
+    import json
+    import sys
+
+    from dpplan.background import read_request
+    from dpplan.errors import DpplanError
+
+    try:
+        request = read_request(list(sys.argv[1:] if argv is None else argv))
+        plan = TrainingPlan.from_dict(request["plan"])
+        grids = {
+            kind: tuple(schedule_from_dict(spec) for spec in specs)
+            for kind, specs in request["grids"].items()
+        }
+        options = RunOptions.from_dict(dict(request["options"]))
+        seeds = [int(seed) for seed in request["seeds"]]
+        group_id = str(request["group_id"])
+    except (DpplanError, OSError, ValueError, KeyError, TypeError) as error:
+        print(f"error: {error}", flush=True)
+        return 2
+
+    def show(run: RunRecord) -> None:
+        print(f"comparison {group_id}: run {run.id} {run.status}", flush=True)
+
+    result = compare_schedules(
+        plan, grids=grids, seeds=seeds, options=options, group_id=group_id, on_run=show
+    )
+    print(json.dumps(result.to_dict(), indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

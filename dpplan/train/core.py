@@ -707,6 +707,8 @@ def train(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    data: MnistSplit | None = None,
+    device: torch.device | None = None,
 ) -> TrainingResult:
     """Train ``plan`` with DP-SGD on MNIST, in memory: nothing is stored, no file written.
 
@@ -723,6 +725,8 @@ def train(
         on_step: called as ``on_step(k, steps_per_epoch)`` within each epoch, at most once
             every ``PROGRESS_SECONDS`` seconds.
         should_stop: polled every few seconds; True stops the run (status ``stopped``).
+        data: the MNIST split to train on (default: loaded, as :class:`Trainer` does).
+        device: the torch device (default: ``options.device`` resolved).
 
     Returns:
         A :class:`TrainingResult` with every epoch's record.
@@ -743,7 +747,7 @@ def train(
         >>> result.status, result.records[-1].steps  # doctest: +SKIP
         ('finished', 4)
     """
-    trainer = Trainer(plan, schedule, options)
+    trainer = Trainer(plan, schedule, options, data=data, device=device)
     records: list[EpochRecord] = []
 
     def keep(record: EpochRecord) -> None:

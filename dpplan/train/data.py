@@ -193,7 +193,7 @@ def load_mnist(
     if directory.exists() and not directory.is_dir():
         raise DataError(f"MNIST data folder {str(directory)!r} exists but is not a folder.")
     if not create_folder and not directory.exists():
-        raise DataError(_no_folder_message(directory))
+        raise DataError(no_folder_message(directory))
     content, problems = _scan(directory)
     if problems and not download:
         raise DataError(
@@ -383,7 +383,7 @@ def _lacking(directory: Path, problems: dict[str, str | None]) -> str:
     return f"MNIST data folder {str(directory)!r} does not hold MNIST: {'; '.join(why)}."
 
 
-def _no_folder_message(directory: Path) -> str:
+def no_folder_message(directory: Path) -> str:
     """Say that a data folder the user named does not exist, and what to do."""
     return (
         f"MNIST data folder {str(directory)!r} does not exist (is the name mistyped?); "

@@ -40,7 +40,7 @@ from dpplan.train.core import (
     resolve_device,
     versions,
 )
-from dpplan.train.data import _no_folder_message
+from dpplan.train.data import no_folder_message
 from dpplan.train.specs import RunOptions, ScheduleSpec, schedule_from_dict
 
 __all__ = [
@@ -357,14 +357,7 @@ def resume(
             does not match the stored run; nothing is changed.
     """
     store = store or RunStore()
-    run = store.get_run(run_id)
-    if run.status not in ("interrupted", "stopped", "failed"):
-        raise StateConflictError(
-            "run_id",
-            run_id,
-            "an interrupted, stopped or failed run",
-            f"Run {run_id} is {run.status}.",
-        )
+    run = store.resumable_run(run_id)
     state = _read_checkpoint(store, run)
     if state is None:
         raise StateConflictError(
@@ -435,7 +428,7 @@ def queue_run(
     plan, schedule, options = check_inputs(plan, schedule, options)
     device = resolve_device(options.device)
     if options.data_dir is not None and not os.path.isdir(options.data_dir):
-        raise DataError(_no_folder_message(Path(options.data_dir)))
+        raise DataError(no_folder_message(Path(options.data_dir)))
     return store.create_run(
         plan=plan,
         schedule=schedule.to_dict(),

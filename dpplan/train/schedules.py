@@ -26,7 +26,7 @@ from dpplan.train.specs import (
     OneCycle,
     Plateau,
     ScheduleSpec,
-    _check_spec,
+    check_spec,
     schedule_from_dict,
 )
 
@@ -69,7 +69,7 @@ def make_optimizer(
         >>> make_optimizer(OneCycle(max_lr=1.0), layer.parameters()).param_groups[0]["momentum"]
         0.95
     """
-    spec = _check_spec(spec)
+    spec = check_spec(spec)
     return torch.optim.SGD(params, lr=spec.initial_lr, momentum=spec.initial_momentum)
 
 
@@ -89,7 +89,7 @@ class LrController:
         self, spec: ScheduleSpec, optimizer: torch.optim.Optimizer, *, total_steps: int
     ) -> None:
         """Create the scheduler; see :func:`make_scheduler` for the arguments and errors."""
-        self.spec = _check_spec(spec)
+        self.spec = check_spec(spec)
         self.total_steps = _validate.integer(minimum=1, total_steps=total_steps)
         if not isinstance(optimizer, torch.optim.Optimizer) or "momentum" not in optimizer.defaults:
             raise PlanError(

@@ -32,7 +32,7 @@ import dataclasses
 import math
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeAlias
 
 from dpplan import _validate
@@ -54,6 +54,7 @@ __all__ = [
     "Plateau",
     "RunOptions",
     "ScheduleSpec",
+    "grid_for",
     "schedule_from_dict",
     "training_set_size",
 ]
@@ -351,6 +352,23 @@ _SPEC_CLASSES: dict[str, type[ScheduleSpec]] = {
 }
 
 
+def grid_for(kind: str, learning_rates: Sequence[float]) -> tuple[ScheduleSpec, ...]:
+    """Return the specs of schedule ``kind`` for each learning rate (dpplan's defaults).
+
+    Raises:
+        PlanError: for an unknown kind or an invalid learning rate.
+
+    Example:
+        >>> grid_for("plateau", [0.1, 0.5])[1].lr
+        0.5
+    """
+    if kind not in _SPEC_CLASSES:
+        raise PlanError("schedule", kind, "one of " + ", ".join(map(repr, SCHEDULES)))
+    if kind == "one_cycle":
+        return tuple(OneCycle(max_lr=lr) for lr in learning_rates)
+    return tuple(_SPEC_CLASSES[kind](lr=lr) for lr in learning_rates)
+
+
 def _to_dict(spec: ScheduleSpec) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": spec.kind}
     for field in dataclasses.fields(spec):
@@ -402,7 +420,7 @@ def schedule_from_dict(data: Mapping[str, object]) -> ScheduleSpec:
     return cls(**{key: value for key, value in data.items() if key != "kind"})
 
 
-def _check_spec(spec: object) -> ScheduleSpec:
+def check_spec(spec: object) -> ScheduleSpec:
     if not isinstance(spec, (OneCycle, Plateau, Constant)):
         raise PlanError("schedule", spec, "a OneCycle, Plateau or Constant spec")
     return spec

@@ -253,7 +253,7 @@ spec = SweepSpec(
     seeds=SEEDS,
     options=options,
 )
-sweep = run_sweep(create_sweep(spec, store=store), store=store, executor=LocalExecutor())
+sweep = run_sweep(create_sweep(spec, store=store), store=store, executor=LocalExecutor()).to_dict()
 curves = sweep["curves"]
 for points in curves.values():
     for point in points:  # the final test accuracy of every seed, from the run store

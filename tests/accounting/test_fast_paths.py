@@ -69,7 +69,7 @@ def test_pld_curve_points_bound_dp_accountings_self_composition(epochs):
     # proven round-off bound, ~3e-9 here, to δ = 1e-5: about 1e-5 of ε).
     plan = MNIST.replace(epochs=epochs)
     curve = epsilon_curve(plan, method="pld")
-    step = pld_module._pld_per_step(
+    step = pld_module.pld_per_step(
         plan.sample_rate, plan.noise_multiplier, curve.settings["value_discretization_interval"]
     )
     for epoch, value in zip(curve.epochs, curve.epsilons, strict=True):
@@ -126,6 +126,23 @@ def test_prv_discretisation_matches_prv_accountants_cell_centred(
         prv_module._Float64PRV(sample_rate, noise_multiplier), domain, float64=True
     )
     assert np.abs(estimate - pmf).max() < 1e-14
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "noise_multiplier"), [(256 / 60000, 1.1), (0.04, 0.5), (1.0, 5.0), (0.5, 2.0)]
+)
+def test_prv_cdf_evaluated_once_per_edge_is_the_librarys_bit_for_bit(sample_rate, noise_multiplier):
+    prv = PoissonSubsampledGaussianMechanism(
+        sampling_probability=sample_rate, noise_multiplier=noise_multiplier
+    )
+    domain, _, _, _ = get_accountant("prv")._domain(sample_rate, noise_multiplier, 1e-5, 100)
+    edges = np.concatenate(([-50.0, -1.0, 0.0], domain.ts()[::7], [30.0, 1e3]))
+    library = prv.cdf(edges)
+    ours = prv_module._library_cdf(prv, edges)
+    assert ours.dtype == library.dtype
+    # Exact equality of every value (long double's padding bytes are not compared).
+    assert np.array_equal(ours, library) and not np.isnan(ours).any()
+    assert 0 < np.count_nonzero((ours > 0) & (ours < 1))  # not a constant comparison
 
 
 def test_prv_safe_domain_size_is_prv_accountants():

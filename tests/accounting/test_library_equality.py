@@ -7,7 +7,8 @@
   round-off, 1e-8) and within ``rel=1e-6`` (dpplan composes the cached single-step PLD in
   the Fourier domain for the whole curve and charges its round-off to δ).
 * PRV: prv-accountant's ``PRVAccountant``. dpplan recomposes the same discretised PRV in
-  float64 on an FFT-friendly (wider) grid and budgets the round-off into δ (see the module
+  float64 on a grid of length 2^a·3^b·5^c (as wide or wider) and budgets the proven round-off
+  into δ (see the module
   docstring of ``dpplan/accounting/prv.py``), so its upper bound may only be *looser* than
   the library's, by at most ``rel=2e-3``; and its lower bound must not exceed the library's
   upper bound.

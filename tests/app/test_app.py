@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -299,8 +300,60 @@ def test_train_bad_option_shows_error():
     assert any("activation='tanh'" in e.value for e in at.error)
 
 
-def test_compare_shows_schedules_at_equal_epsilon(home):
-    with mock.patch("dpplan.train.worker.ensure_worker", _fake_worker):
+def _stub_start_run(plan, schedule, options, *, store, group_id):
+    """Stand-in for start_run: a finished run without training. Validation accuracy falls with
+    the learning rate, test accuracy rises with it: selecting on test would pick the other."""
+    spec = schedule.to_dict()
+    lr = spec.get("max_lr", spec.get("lr"))
+    run_id = store.create_run(
+        plan=plan,
+        schedule=spec,
+        options=options.to_dict(),
+        device="cpu",
+        seed=options.seed,
+        private=True,
+        versions={},
+        group_id=group_id,
+    )
+    curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
+    for epoch in range(1, plan.epochs + 1):
+        store.record_epoch(
+            run_id,
+            EpochRecord(
+                epoch=epoch,
+                steps=plan.steps_after(epoch),
+                epsilon=curve[epoch - 1],
+                epsilon_rdp=curve[epoch - 1],
+                epsilon_opacus=curve[epoch - 1],
+                train_loss=1.0,
+                validation_loss=1.0,
+                validation_accuracy=0.9 - lr / 100,
+                test_accuracy=0.5 + lr / 100 + 0.01 * options.seed,
+                lr=lr,
+                seconds=0.0,
+            ),
+        )
+    store.finish_run(run_id, status="finished")
+    return store.get_run(run_id)
+
+
+def _launch_inline(module, request, *, kind):
+    """Stand-in for the detached launch: the driver's main runs here, on the JSON request."""
+    import importlib
+
+    path = Path(os.environ["DPPLAN_HOME"]).parent / "request.json"
+    path.write_text(json.dumps(request))
+    assert importlib.import_module(module).main([str(path)]) == 0
+    return 4343, path.with_suffix(".log")
+
+
+def test_compare_launches_select_then_repeat_and_shows_schedules_at_equal_epsilon(home):
+    # Issue 19 item 4: the page runs compare_schedules' protocol (the first seed selects each
+    # schedule's rate on validation, the other seeds repeat it), not every rate x every seed.
+    with (
+        mock.patch("dpplan.train.compare.start_run", _stub_start_run),
+        mock.patch("dpplan.background.launch_detached", _launch_inline),
+    ):
         at = _app(epochs=2).run()
         at.switch_page("app_pages/compare.py").run()
         at.text_input(key="cmp_oc").set_value("1, 4")
@@ -308,7 +361,20 @@ def test_compare_shows_schedules_at_equal_epsilon(home):
         at.text_input(key="cmp_seeds").set_value("0, 1")
         at.button[0].click().run()
         assert not at.exception, at.exception
-        assert any("Queued 6 runs" in s.value for s in at.success)
+        assert any("4343" in s.value and "5 runs" in s.value for s in at.success)
+    runs = RunStore(home).list_runs()
+    tried = sorted(
+        (r.schedule["kind"], r.schedule.get("max_lr", r.schedule.get("lr")), r.seed) for r in runs
+    )
+    # one-cycle: lr 1 and 4 with seed 0, then lr 1 (validation-best, not test-best) with seed 1
+    assert tried == [
+        ("one_cycle", 1.0, 0),
+        ("one_cycle", 1.0, 1),
+        ("one_cycle", 4.0, 0),
+        ("plateau", 0.05, 0),
+        ("plateau", 0.05, 1),
+    ]
+    assert len({r.group_id for r in runs}) == 1 and all(r.plan.dataset_size == 55000 for r in runs)
     at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -317,11 +383,17 @@ def test_compare_shows_schedules_at_equal_epsilon(home):
 
 
 def test_compare_bad_grid_shows_error():
-    at = _app(epochs=2).run()
-    at.switch_page("app_pages/compare.py").run()
-    at.text_input(key="cmp_oc").set_value("fast")
-    at.button[0].click().run()
-    assert any("one_cycle_lrs='fast'" in e.value for e in at.error)
+    with mock.patch("dpplan.background.launch_detached") as launch:
+        at = _app(epochs=2).run()
+        at.switch_page("app_pages/compare.py").run()
+        at.text_input(key="cmp_oc").set_value("fast")
+        at.button[0].click().run()
+        assert any("one_cycle_lrs='fast'" in _unescape(e.value) for e in at.error)
+        at.text_input(key="cmp_oc").set_value("1")
+        at.text_input(key="cmp_seeds").set_value("0, 0.5")
+        at.button[0].click().run()
+        assert any("seed=0.5" in _unescape(e.value) for e in at.error)
+    launch.assert_not_called()  # refused in the app, never handed to a child
 
 
 def test_report_page_for_the_plan():
@@ -363,6 +435,23 @@ def test_report_page_for_a_run(home):
     expected = build_run_report(run_store, run.id).epsilon
     assert at.metric[0].value == f"{expected:.3f}"
     assert expected <= run.records[-1].epsilon  # the headline is the smallest upper bound
+
+
+def test_report_page_stores_a_run_report_once_per_distinct_report(home):
+    with mock.patch("dpplan.train.worker.ensure_worker", _fake_worker):
+        at = _app(epochs=1).run()
+        at.switch_page("app_pages/train.py").run()
+        at.selectbox(key="train_device").set_value("cpu")
+        at.button[0].click().run()
+    with mock.patch.object(RunStore, "save_report", autospec=True) as save:
+        at.switch_page("app_pages/report.py").run()
+        at.radio(key="report_source").set_value("a stored run").run()
+        at.run()
+        at.run()  # reruns of the same report write nothing more
+        assert save.call_count == 1
+        at.text_input(key="report_title").input("Another title").run()
+        assert save.call_count == 2  # a different report is stored again
+    assert not at.exception, at.exception
 
 
 def test_tiny_delta_shows_infinity_not_a_crash(fresh_cache):
@@ -564,3 +653,61 @@ def test_runs_and_report_pages_show_diverged_runs(home):
         at.selectbox(key="report_run").set_value(run_id).run()
         assert not at.exception, at.exception
         assert not at.error, [e.value for e in at.error]
+
+
+def _phase_table(at: AppTest) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "ε after the phase" in d.value.columns)
+
+
+def test_phase_editor_adds_and_removes_phases_and_the_url_round_trips(fresh_cache):
+    at = _set_plan(_app().run(), epochs=2, batch_size=1000, noise_multiplier=1.0)
+    at.button(key="plan_add_phase").click().run()
+    assert not at.exception
+    at.number_input(key="phase1_batch_size").set_value(3000)
+    at.number_input(key="phase1_noise_multiplier").set_value(2.0)
+    at.number_input(key="phase1_epochs").set_value(3)
+    at.number_input(key="phase1_steps").set_value(25)
+    at.run()
+    assert not at.exception
+    first = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=1000, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    phased = dpplan.PhasedPlan(
+        phases=[first, first.replace(batch_size=3000, noise_multiplier=2.0, epochs=3)],
+        phase_steps=[None, 25],
+    )
+    assert at.metric[0].value == _fmt(dpplan.compare(phased).headline_epsilon)
+    assert at.metric[1].value == "2" and at.metric[3].value == f"{phased.total_steps:,}"
+    table = _phase_table(at)
+    assert list(table["batch size"]) == [1000, 3000] and list(table["steps"]) == [120, 25]
+    last = min(dpplan.epsilon(phased, method=m) for m in dpplan.METHODS)
+    assert table["ε after the phase"].iloc[-1] == pytest.approx(last)
+    epochs = next(d.value for d in at.dataframe if "RDP ε" in d.value.columns)
+    assert list(epochs["steps"]) == list(phased.epoch_ends())
+    assert epochs["RDP ε"].iloc[-1] == pytest.approx(dpplan.epsilon(phased, method="rdp"))
+    # The link carries the phases: a fresh session opened on it shows the same plan.
+    params = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert params["phases"] == "3000,2.0,3,25"
+    again = _app(**params).run()
+    assert not again.exception
+    assert again.metric[0].value == at.metric[0].value
+    assert list(_phase_table(again)["steps"]) == [120, 25]
+    # Removing the phase gives the one-phase plan back, and the link drops the phases.
+    again.button(key="plan_remove_phase").click().run()
+    assert not again.exception
+    assert again.metric[1].value == f"{first.sample_rate:.5g}"
+    assert again.metric[0].value == _fmt(dpplan.compare(first).headline_epsilon)
+    assert "phases" not in again.query_params
+
+
+def test_phase_editor_names_a_bad_phase_field_and_a_bad_link():
+    at = _app().run()
+    at.button(key="plan_add_phase").click().run()
+    at.number_input(key="phase1_batch_size").set_value(70000).run()
+    assert not at.exception
+    assert any("phase 2: batch_size=70000" in e.value for e in at.error)
+    assert not at.metric
+    broken = _app(phases="512,1.0").run()
+    assert not broken.exception
+    assert any("Ignored phases=" in _unescape(w.value) for w in broken.warning)
+    assert broken.metric[1].value == f"{256 / 60000:.5g}"  # the one-phase default plan

@@ -72,9 +72,10 @@ def test_empty_store_renders_and_launch_calls_the_background_sweep():
         at.number_input(key="sweep_repeats").set_value(4.0)
         at.button(key="sweep_launch").click().run()
         assert not at.exception
-    argv = launch.call_args.args[0]
-    assert argv[argv.index("--epsilons") + 1] == "1,3"
-    assert argv[argv.index("--random-repeats") + 1] == "4"
+    # The app hands the background driver the validated spec, never spelled argv.
+    [spec] = launch.call_args.args
+    assert isinstance(spec, SweepSpec)
+    assert spec.target_epsilons == (1.0, 3.0) and spec.random_repeats == 4.0
     assert "4242" in at.success[0].value
 
 
@@ -86,16 +87,17 @@ def test_stored_sweep_shows_frontier_table_tuning_and_adopts_a_plan(home):
     assert at.metric[0].value == "finished"
     table = at.dataframe[0].value
     assert list(table["ε ≤"]) == [1.0, 3.0]
-    best = result["points"][1]
-    assert table["batch size"][1] == best["plan"]["batch_size"]
-    assert table["schedule"][1] == best["schedule"]["kind"] == "one_cycle"
+    best = result.points[1]
+    assert best is result.best_at(3.0)
+    assert table["batch size"][1] == best.plan.batch_size
+    assert table["schedule"][1] == best.schedule.kind == "one_cycle"
     labels = [m.label for m in at.metric]
     assert "One run" in labels and any(label.startswith("All 10 runs") for label in labels)
     at.selectbox(key="frontier_adopt_row").set_value(1)
     at.button(key="frontier_adopt").click().run()
     assert not at.exception
     assert at.number_input(key="plan_noise_multiplier").value == pytest.approx(
-        best["plan"]["noise_multiplier"]
+        best.plan.noise_multiplier
     )
     assert at.number_input(key="plan_dataset_size").value == 2000
 
@@ -111,8 +113,8 @@ def test_diverged_trials_are_counted_and_never_a_point(home):
     )
     store.finish_run(losing.id, status="diverged", stop_reason="diverged in epoch 1: test")
     result = frontier_result(store, sweep_id)
-    assert result["trials"]["diverged"] == 1
-    assert losing.id not in {i for p in result["points"] for i in p["run_ids"]}
+    assert result.trials.diverged == 1
+    assert losing.id not in {i for p in result.points for i in p.run_ids}
     at = page()
     assert not at.exception
     assert any("1 finished trial(s) diverged" in c.value for c in at.caption)

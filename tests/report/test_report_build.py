@@ -32,6 +32,7 @@ from dpplan.report import (
     report_from_dict,
     report_schema,
     save_run_report,
+    to_html,
     to_json,
     to_markdown,
 )
@@ -329,7 +330,7 @@ def test_save_and_load_run_report(store, plan_report):
 
 
 def test_git_state_names_the_checkout(plan_report):
-    commit, dirty = build_module._git_state()
+    commit, dirty = build_module.git_state()
     repro = plan_report.reproducibility
     if commit is None:
         assert repro.git_commit is None and dirty is None
@@ -365,8 +366,18 @@ def test_schema_lists_the_assumptions():
     assert schema["properties"]["assumptions"] == {"$ref": "#/$defs/Assumptions"}
     fields = schema["$defs"]["Assumptions"]
     assert set(fields["required"]) == {*ASSUMED, "public"}
-    assert fields["properties"]["sampling"]["const"] == "poisson"
-    assert fields["properties"]["neighbouring_relation"]["const"] == "add_or_remove_one_example"
+    # Plans and runs are Poisson, add-or-remove; ledgers name their scheme and relation.
+    assert fields["properties"]["sampling"]["enum"] == [
+        "poisson",
+        "shuffle",
+        "fixed_size",
+        "truncated_poisson",
+        "mixed",
+    ]
+    assert fields["properties"]["neighbouring_relation"]["enum"] == [
+        "add_or_remove_one_example",
+        "replace_one_example",
+    ]
     broken = {**json.loads(to_json(build_report(PLAN)))}
     broken["assumptions"] = {**broken["assumptions"], "sampling": "shuffling"}
     with pytest.raises(jsonschema.ValidationError):
@@ -390,3 +401,74 @@ def test_templates_render_the_assumptions_from_the_fields(plan_report):
     assert "checkpoint saved after each epoch" not in changed
     assert "the dataset size N" not in changed
     assert "- the final model" in changed
+
+
+def test_a_phased_plans_report_has_a_phase_table_whose_numbers_are_the_apis():
+    first = dpplan.TrainingPlan(
+        dataset_size=10_000, batch_size=100, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    plan = dpplan.PhasedPlan(
+        phases=[first, first.replace(batch_size=500, noise_multiplier=2.0, epochs=3)],
+        phase_steps=[None, 45],
+    )
+    report = build_report(plan, title="Warm-up then large batches")
+    expected = dpplan.compare(plan)
+    assert report.kind == "phased" and report.plan is None and report.membership is None
+    assert (report.epsilon, report.method) == (expected.headline_epsilon, expected.headline_method)
+    phases = report.phased.phases
+    assert [(p.batch_size, p.noise_multiplier, p.epochs, p.steps) for p in phases] == [
+        (100, 1.0, 2, 200),
+        (500, 2.0, 3, 45),
+    ]
+    assert phases[1].sample_rate == 0.05
+    for phase, steps in zip(phases, (200, 245)):
+        at = {m: dpplan.epsilon_at(plan, steps=steps, method=m) for m in dpplan.METHODS}
+        assert phase.epsilon == pytest.approx(at[phase.method], rel=1e-9)
+        assert phase.epsilon == pytest.approx(min(at.values()), rel=1e-9)
+    assert report.accounting.steps == plan.epoch_ends()
+    # No amplification: 2 epochs at σ = 1, then 45 steps of 20 per epoch start 3 at σ = 2;
+    # they compose to one Gaussian.
+    sigma = 1 / math.sqrt(2 / 1.0**2 + 3 / 2.0**2)
+    exact = dp_accounting.get_epsilon_gaussian(sigma, 1e-5)
+    assert report.accounting.no_amplification_epsilon == pytest.approx(exact, rel=1e-12)
+    assert report_from_dict(json.loads(to_json(report))) == report
+    text = to_markdown(report)
+    assert "| 2 | 500 | 2 | 3 | 45 | 0.05 |" in text and "dpplan report --plan" in text
+    page = to_html(report)
+    assert "<svg" in page and "ε after the phase" in page and "<script" not in page
+    # The plan JSON in the report is a --plan file that rebuilds the same plan.
+    block = text.split("```json\n")[1].split("```")[0]
+    assert dpplan.PhasedPlan.from_dict(json.loads(block)) == plan
+    # A one-phase PhasedPlan running all its epochs is an ordinary plan report.
+    assert build_report(dpplan.PhasedPlan(phases=[first])).kind == "plan"
+
+
+def test_a_ledgers_report_names_scheme_relation_and_each_methods_epsilon():
+    from dpplan.report import build_ledger_report
+
+    ledger = dpplan.Ledger(dataset_size=10_000, delta=1e-5)
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=120, sampling="fixed_size")
+    report = build_ledger_report(ledger)
+    assert report.kind == "ledger" and report.ledger.schemes == ("fixed_size",)
+    assert report.assumptions.neighbouring_relation == "replace_one_example"
+    assert report.assumptions.sampling == "fixed_size"
+    assert report.ledger.epsilons == {"rdp": ledger.epsilon("rdp")}
+    assert (report.method, report.epsilon) == ("rdp", ledger.epsilon("rdp"))
+    assert set(report.ledger.refused) == {"prv", "pld"}
+    assert "PLDAccountant has no" in report.ledger.refused["pld"]
+    assert report_from_dict(json.loads(to_json(report))) == report
+    text = to_markdown(report)
+    assert "replace one example" in text and "refuses: method=" in text
+    assert "replace one example" in to_html(report)
+    assert "dpplan report --ledger ledger.json" in text
+    # Shuffled batches: the guarantee has no amplification; "as if Poisson" is labelled.
+    shuffled = dpplan.Ledger(dataset_size=10_000, delta=1e-5)
+    shuffled.record(noise_multiplier=2.0, batch_size=100, steps=250, sampling="shuffle")
+    report = build_ledger_report(shuffled, title="Shuffled")
+    assert report.epsilon == shuffled.epsilon() and report.ledger.refused == {}
+    assert report.ledger.as_if_poisson_epsilon == shuffled.as_if_poisson_epsilon(report.method)
+    assert report.ledger.as_if_poisson_epsilon < report.epsilon / 2
+    assert report.assumptions.neighbouring_relation == "add_or_remove_one_example"
+    assert "not a guarantee" in to_markdown(report)
+    with pytest.raises(PlanError, match="ledger="):
+        build_ledger_report({"records": []})

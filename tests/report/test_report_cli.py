@@ -39,8 +39,8 @@ def frozen_git(monkeypatch):
     and a commit landing between a report and its regeneration would (rightly) change it."""
     from dpplan.report import build
 
-    state = build._git_state()
-    monkeypatch.setattr(build, "_git_state", lambda: state)
+    state = build.git_state()
+    monkeypatch.setattr(build, "git_state", lambda: state)
     return state
 
 
@@ -191,3 +191,74 @@ def test_runs_listing_shows_one_labelled_epsilon_per_run(store, capsys):
     report = build_run_report(store, new)
     assert f"{report.epsilon:.4f} ({report.method})" in lines[new]
     assert "(prv)" in lines[old]
+
+
+def test_report_of_a_ledger_file_and_its_regenerating_command(tmp_path, capsys, monkeypatch):
+    ledger = dpplan.Ledger(dataset_size=10_000, delta=1e-5)
+    ledger.record(noise_multiplier=2.0, batch_size=100, steps=120, sampling="fixed_size")
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps(ledger.to_dict()))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--ledger", "ledger.json", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.validate(data, report_schema())
+    report = report_from_dict(data)
+    assert report.kind == "ledger" and report.epsilon == ledger.epsilon("rdp")
+    assert report.ledger.neighbouring_relation == "replace_one"
+    assert set(report.ledger.refused) == {"prv", "pld"}
+    again = _regenerate(report.reproducibility.commands["json"], capsys)
+    assert _without_time(again) == _without_time(data)
+    assert main(["report", "--ledger", "ledger.json"]) == 0
+    assert "replace one example" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "ledger='ledger.json' is invalid: must be a JSON file"),
+        ('{"format": 1, "dataset_size": 0, "delta": 1e-5}', "dataset_size=0"),
+        ('{"format": 1, "dataset_size": 10, "delta": 0.1, "colour": 1}', "colour=1"),
+        ("[1, 2]", "ledger=[1, 2] is invalid"),
+    ],
+)
+def test_a_bad_ledger_file_exits_2_naming_the_problem(
+    tmp_path, capsys, monkeypatch, content, message
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ledger.json").write_text(content)
+    assert main(["report", "--ledger", "ledger.json"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["report", "--ledger", "missing.json"]) == 2
+    assert "ledger='missing.json'" in capsys.readouterr().err
+
+
+def test_ledger_does_not_go_with_plan_flags(tmp_path, capsys):
+    path = tmp_path / "ledger.json"
+    path.write_text(json.dumps(dpplan.Ledger(dataset_size=100, delta=1e-3).to_dict()))
+    assert main(["report", "--ledger", str(path), *PLAN_FLAGS]) == 2
+    assert "dataset_size=" in capsys.readouterr().err
+
+
+def test_report_of_a_phased_plan_file_has_the_phase_table(tmp_path, capsys, monkeypatch):
+    plan = {
+        "dataset_size": 10_000,
+        "delta": 1e-5,
+        "phases": [
+            {"batch_size": 100, "noise_multiplier": 1.0, "epochs": 2},
+            {"batch_size": 500, "noise_multiplier": 2.0, "epochs": 3, "steps": 45},
+        ],
+    }
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    assert main(["report", "--plan", "plan.json", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    report = report_from_dict(data)
+    phased = dpplan.PhasedPlan.from_dict(plan)
+    assert report.kind == "phased" and report.epsilon == dpplan.compare(phased).headline_epsilon
+    assert [p.steps for p in report.phased.phases] == [200, 45]
+    again = _regenerate(report.reproducibility.commands["json"], capsys)
+    assert _without_time(again) == _without_time(data)
+    assert main(["report", "--plan", "plan.json"]) == 0
+    assert "| 2 | 500 | 2 | 3 | 45 | 0.05 |" in capsys.readouterr().out
+    assert main(["report", "--plan", "plan.json", "--batch-size", "10"]) == 2
+    assert "batch_size='10'" in capsys.readouterr().err

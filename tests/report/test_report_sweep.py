@@ -126,7 +126,7 @@ def _result_numbers(point: dict) -> tuple:
 
 def test_grid_numbers_equal_frontier_result_and_accounting(sweeps, grid_report):
     store, grid, _ = sweeps
-    result = frontier_result(store, grid)
+    result = frontier_result(store, grid).to_dict()
     s = grid_report.sweep
     assert (grid_report.kind, s.protocol, s.id, s.status) == ("sweep", "grid", grid, "finished")
     assert [_point_numbers(p) for p in s.points] == [_result_numbers(p) for p in result["points"]]
@@ -287,7 +287,7 @@ def test_html_loads_nothing_and_escapes_title_and_notes(grid_report):
 
 def test_random_protocol_hides_the_number_of_trials(sweeps, random_report):
     store, _, random = sweeps
-    result = frontier_result(store, random)
+    result = frontier_result(store, random).to_dict()
     assert result["tuning"]["protocol"] == "random_repeats"
     s, t = random_report.sweep, random_report.sweep.tuning
     assert s.protocol == "random_repeats" and "runs_tried" in s.withheld

@@ -278,7 +278,7 @@ def test_one_seed_shows_that_no_spread_was_measured(capsys, store, tiny_options)
 
 
 def test_default_grids_are_the_measured_ones():
-    from dpplan.cli import _build_parser
+    from dpplan.cli.parser import build_parser as _build_parser
     from dpplan.sweep import SweepSpec
     from dpplan.sweep.spec import DEFAULT_ONE_CYCLE_LRS
 
@@ -355,9 +355,10 @@ def test_a_failed_trial_keeps_its_whole_error_and_frontier_and_runs_show_it(
     executor = LocalExecutor(ship_data=False)  # each trial reads the (empty) folder itself
     sweep_id = create_sweep(spec, store=store, executor=executor)
     result = run_sweep(sweep_id, store=store, executor=executor)
-    (failure,) = result["failures"]
-    assert failure["error"].startswith("DataError: ")
-    assert str(empty) in failure["error"] and "t10k-labels-idx1-ubyte.gz" in failure["error"]
+    (failure,) = result.failures
+    assert result.status == "failed" and result.trials.failed == 1
+    assert failure.error.startswith("DataError: ")
+    assert str(empty) in failure.error and "t10k-labels-idx1-ubyte.gz" in failure.error
     assert main(["frontier", str(sweep_id)]) == 0
     text = capsys.readouterr().out
     assert "failed trials (1)" in text and str(empty) in text and "DataError" in text
@@ -443,7 +444,8 @@ def test_a_sweep_treats_diverged_trials_as_finished_without_accuracy(
 
 def test_sweep_trials_run_one_thread_per_cpu_they_reserve():
     # Issue 17 item 7: one thread per concurrent trial (Ray workers set it from the options).
-    from dpplan.cli import _build_parser, _sweep_spec
+    from dpplan.cli.parser import build_parser as _build_parser
+    from dpplan.cli.sweeps import spec_from_args as _sweep_spec
 
     parser = _build_parser()
     spec = _sweep_spec(parser.parse_args(["sweep", *GRID]))

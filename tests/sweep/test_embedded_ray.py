@@ -15,7 +15,7 @@ import pytest
 DRIVER = """
 import json, sys, time
 from dpplan.sweep import RayExecutor
-from dpplan.sweep.execute import _ray_processes
+from dpplan.sweep.ray_executor import _ray_processes
 executor = RayExecutor(num_cpus=1)
 executor._start()
 print(json.dumps([pid for pid, _ in _ray_processes(set())]), flush=True)

@@ -94,14 +94,15 @@ def test_frontier_points_and_curves_from_outcomes():
     )
     epsilons = {key: key[0] * 0.999 for key in plans()}
     points, curves = protocol.frontier(SPEC, plans(), epsilons, outcomes)
-    assert [p["target_epsilon"] for p in points] == [1.0, 3.0]
+    assert [p.target_epsilon for p in points] == [1.0, 3.0]
     best = points[0]
-    assert best["schedule"]["kind"] == "plateau" and best["validation_accuracy"] == 0.7
-    assert best["seeds"] == [0, 1, 2] and best["epsilon"] == 0.999
+    assert best.schedule.kind == "plateau" and best.validation_accuracy == 0.7
+    assert best.seeds == (0, 1, 2) and best.epsilon == 0.999
+    assert best.epsilon_method == SPEC.method
     tests = [0.69, 0.65, 0.66]
-    assert best["test_accuracy_mean"] == pytest.approx(np.mean(tests))
-    assert best["test_accuracy_std"] == pytest.approx(np.std(tests))
-    assert [p["schedule"]["max_lr"] for p in curves["one_cycle"]] == [2.0, 2.0]
+    assert best.test_accuracy_mean == pytest.approx(np.mean(tests))
+    assert best.test_accuracy_std == pytest.approx(np.std(tests))
+    assert [p.schedule.max_lr for p in curves["one_cycle"]] == [2.0, 2.0]
     assert len(curves["plateau"]) == 2
 
 
@@ -148,6 +149,28 @@ def test_a_diverged_trial_is_finished_never_selected_and_left_out_of_the_mean():
         spec, {(1.0, 256, 1): plans()[(1.0, 256, 1)]}, {(1.0, 256, 1): 0.9}, outcomes
     )
     [point] = points
-    assert point["seeds"] == [0, 1] and point["diverged_seeds"] == [2]
-    assert point["test_accuracy_mean"] == pytest.approx((0.49 + 0.69) / 2)
-    assert curves["one_cycle"] == [point]
+    assert point.seeds == (0, 1) and point.diverged_seeds == (2,)
+    assert point.test_accuracy_mean == pytest.approx((0.49 + 0.69) / 2)
+    assert curves["one_cycle"] == (point,)
+
+
+def test_the_protocol_loads_no_torch():
+    # Issue 19: the protocol (and the typed results it returns) is torch-free; its schedule
+    # grid comes from dpplan.train.specs, not from dpplan.train.compare.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import dpplan.sweep.protocol, dpplan.sweep.results, dpplan.sweep.background\n"
+        "import dpplan.selection\n"
+        "from dpplan.sweep import SweepSpec\n"
+        "from dpplan.train import RunOptions\n"
+        "spec = SweepSpec(target_epsilons=(1,), delta=1e-5, batch_sizes=(256,), epochs=(1,),\n"
+        "                 options=RunOptions(subset=2000))\n"
+        "trials = dpplan.sweep.protocol.ready_trials(spec, {})\n"
+        "assert {t.schedule.kind for t in trials} == {'one_cycle', 'plateau'}\n"
+        "print(sorted(m for m in ('torch', 'opacus', 'ray') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

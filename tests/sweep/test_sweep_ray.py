@@ -13,11 +13,11 @@ import sys
 import time
 
 import pytest
+from sweep_fakes import dying_once
 
 import dpplan
 from dpplan.cli import main
 from dpplan.sweep import RayExecutor, SweepSpec, create_sweep, run_sweep
-from dpplan.sweep.execute import KILL_ONCE_ENV
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -43,37 +43,36 @@ def test_sweep_completes_with_every_point_at_its_epsilon(store, tiny_options, ca
     sweep_id = create_sweep(made, store=store)
     seen = []
     result = run_sweep(sweep_id, store=store, executor=RayExecutor(), on_progress=seen.append)
-    assert result["status"] == "finished"
-    assert result["trials"] == {"planned": 12, "finished": 12, "failed": 0, "diverged": 0}
-    assert result["runs_tried"] == 12 and max(p.running for p in seen) == 2
-    assert [p["target_epsilon"] for p in result["points"]] == [1.0, 3.0]
-    for point in [*result["points"], *(p for c in result["curves"].values() for p in c)]:
-        plan = dpplan.TrainingPlan.from_dict(point["plan"])
-        assert point["epsilon"] == dpplan.epsilon(plan, method="prv") <= point["target_epsilon"]
-        assert point["seeds"] == [0, 1] and 0 <= point["test_accuracy_mean"] <= 1
-    assert set(result["curves"]) == {"one_cycle", "plateau"}
-    tuning = result["tuning"]
-    assert tuning["all_runs_epsilon"] > tuning["single_run_epsilon"]
+    assert result.status == "finished"
+    assert result.trials.to_dict() == {"planned": 12, "finished": 12, "failed": 0, "diverged": 0}
+    assert result.runs_tried == 12 and max(p.running for p in seen) == 2
+    assert [p.target_epsilon for p in result.points] == [1.0, 3.0]
+    for point in [*result.points, *(p for c in result.curves.values() for p in c)]:
+        assert point.epsilon == dpplan.epsilon(point.plan, method="prv") <= point.target_epsilon
+        assert point.seeds == (0, 1) and 0 <= point.test_accuracy_mean <= 1
+    assert set(result.curves) == {"one_cycle", "plateau"}
+    tuning = result.tuning
+    assert tuning.all_runs_epsilon > tuning.single_run_epsilon
     runs = [run for run in store.list_runs() if run.group_id == f"sweep-{sweep_id}"]
     assert len(runs) == 12 and all(run.status == "finished" for run in runs)
     # the CLI reads the same frontier back from the store
     assert main(["frontier", str(sweep_id), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     for key in ("sweep_id", "runs_tried", "points", "curves", "tuning"):
-        assert shown[key] == json.loads(json.dumps(result[key]))
+        assert shown[key] == json.loads(json.dumps(result.to_dict()[key]))
     assert store.get_sweep(sweep_id).status == "finished"
 
 
-def test_a_trial_whose_worker_dies_is_retried(store, tiny_options, tmp_path, monkeypatch):
+def test_a_trial_whose_worker_dies_is_retried(store, tiny_options, tmp_path):
     marker = tmp_path / "killed-once"
-    monkeypatch.setenv(KILL_ONCE_ENV, str(marker))
     made = spec(tiny_options, target_epsilons=(2,), schedules=("one_cycle",), seeds=(0,))
     sweep_id = create_sweep(made, store=store)
-    result = run_sweep(sweep_id, store=store, executor=RayExecutor(max_retries=2))
+    executor = RayExecutor(max_retries=2, trial=dying_once(str(marker)))
+    result = run_sweep(sweep_id, store=store, executor=executor)
     assert marker.exists()  # one attempt's worker died (os._exit)
-    assert result["status"] == "finished"
-    assert result["trials"] == {"planned": 2, "finished": 2, "failed": 0, "diverged": 0}
-    assert result["runs_tried"] == 2
+    assert result.status == "finished"
+    assert result.trials.to_dict() == {"planned": 2, "finished": 2, "failed": 0, "diverged": 0}
+    assert result.runs_tried == 2
 
 
 def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_options, tmp_path):
@@ -126,8 +125,8 @@ def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_option
     runs_before = {run.id for run in store.list_runs()}
     assert 1 <= len(done_before) < 4
     result = run_sweep(sweep.id, store=store, executor=RayExecutor())
-    assert result["status"] == "finished"
-    assert result["trials"] == {"planned": 4, "finished": 4, "failed": 0, "diverged": 0}
+    assert result.status == "finished"
+    assert result.trials.to_dict() == {"planned": 4, "finished": 4, "failed": 0, "diverged": 0}
     new_runs = {run.id for run in store.list_runs()} - runs_before
     assert len(new_runs) == 4 - len(done_before)  # only the unfinished trials trained
     after = store.get_sweep(sweep.id)

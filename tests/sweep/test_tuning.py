@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import dp_accounting
@@ -11,6 +12,7 @@ import dpplan
 from dpplan.accounting.events import dpsgd_event
 from dpplan.plan import TrainingPlan
 from dpplan.sweep import tuning
+from dpplan.sweep.results import TuningCost
 
 PLAN = TrainingPlan(dataset_size=2000, batch_size=256, noise_multiplier=1.9, epochs=1, delta=1e-5)
 OTHER = PLAN.replace(batch_size=512, noise_multiplier=2.5)
@@ -62,8 +64,8 @@ def test_tuning_cost_states_each_number_and_its_coverage():
         runs=[(PLAN, 1), (PLAN, 1), (OTHER, 1)],
         random_repeats=3,
     )
-    assert cost["all_runs_epsilon"] > cost["single_run_epsilon"]
-    assert [row["runs"] for row in cost["per_target"]] == [2, 1]
+    assert cost.all_runs_epsilon > cost.single_run_epsilon
+    assert [row.runs for row in cost.per_target] == [2, 1]
     # The report publishes one selected model per target: the cost is their composition
     # (it was the largest of them, which does not cover releasing both).
     both = dp_accounting.ComposedDpEvent(
@@ -74,10 +76,10 @@ def test_tuning_cost_states_each_number_and_its_coverage():
             for plan in (PLAN, OTHER)
         ]
     )
-    assert cost["repeat_and_select_epsilon"] == pytest.approx(
-        library_epsilon(both, 1e-5), rel=1e-12
+    assert cost.repeat_and_select_epsilon == pytest.approx(library_epsilon(both, 1e-5), rel=1e-12)
+    assert cost.repeat_and_select_epsilon > max(
+        row.repeat_and_select_epsilon for row in cost.per_target
     )
-    assert cost["repeat_and_select_epsilon"] > max(
-        row["repeat_and_select_epsilon"] for row in cost["per_target"]
-    )
-    assert "validation" in cost["covers"] and "no DP guarantee" in cost["covers"]["validation"]
+    assert "validation" in cost.covers and "no DP guarantee" in cost.covers["validation"]
+    # The stored form round-trips (a finished sweep's tuning is read back from the store).
+    assert TuningCost.from_dict(json.loads(json.dumps(cost.to_dict()))) == cost

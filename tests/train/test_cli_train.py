@@ -381,7 +381,7 @@ def test_the_run_records_where_its_data_came_from(store, data_flags, mnist_dir, 
 
 def test_compare_defaults_are_the_measured_grids_not_the_diverging_peak():
     # Issue 17 item 12: defaults come from what the notebooks measured (15.62 diverges here).
-    from dpplan.cli import _build_parser
+    from dpplan.cli.parser import build_parser as _build_parser
     from dpplan.sweep.spec import DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
     from dpplan.train.compare import DEFAULT_GRIDS
 

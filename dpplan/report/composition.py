@@ -1,0 +1,269 @@
+"""Reports of a phased plan (a phase table) and of a ledger (its records), as :class:`Report`.
+
+Both reuse the plan report's pieces: the accounting section (ε per epoch from each method)
+for a phased plan, the reproducibility section, the filters and the CSS; one compact template
+per format (``ledger.md.j2``, ``ledger.html.j2``) lays out either. Every ε comes from
+:mod:`dpplan.accounting` (``compare`` of the phased plan) or from the ledger itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import platform
+import shlex
+
+import dpplan
+from dpplan import accounting
+from dpplan.accounting.base import METHODS, library_versions
+from dpplan.errors import AccountingError, PlanError
+from dpplan.ledger import SCHEMES, Ledger
+from dpplan.phased import PhasedPlan
+from dpplan.report import build, sections
+from dpplan.report.model import (
+    SCHEMA_ID,
+    SCHEMA_VERSION,
+    Assumptions,
+    LedgerEntry,
+    LedgerFacts,
+    Phase,
+    Phased,
+    Report,
+    Reproducibility,
+)
+
+__all__ = ["build_ledger_report", "build_phased_report", "no_amplification_phased"]
+
+
+def no_amplification_phased(plan: PhasedPlan) -> float:
+    """ε if each example is used once per started epoch of every phase, in any order.
+
+    Each started epoch of phase i is one Gaussian mechanism with noise multiplier σ_i for any
+    one example (sensitivity C, add-or-remove); they compose to one Gaussian with
+    1/σ² = Σ_i e_i/σ_i² (Dong, Roth & Su 2019), whose exact ε is dp-accounting's
+    ``get_epsilon_gaussian`` (as ``no_amplification_epsilon`` of one plan).
+    """
+    import dp_accounting
+
+    precision = 0.0
+    for phase, steps in zip(plan.phases, plan.steps_per_phase):
+        precision += -(-steps // phase.steps_per_epoch) / phase.noise_multiplier**2
+    return float(dp_accounting.get_epsilon_gaussian(1 / math.sqrt(precision), plan.delta))
+
+
+def _reproducibility(data: dict, words: list[str], created_at: str | None) -> Reproducibility:
+    commit, dirty = build.git_state()
+    return Reproducibility(
+        dpplan_version=dpplan.__version__,
+        python_version=platform.python_version(),
+        git_commit=commit,
+        git_dirty=dirty,
+        plan_hash=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest(),
+        created_at=created_at or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        commands={fmt: shlex.join([*words, "--format", fmt]) for fmt in build.FORMATS},
+    )
+
+
+def _text_words(title: str | None, notes: str | None) -> list[str]:
+    words = []
+    for flag, value in (("--title", title), ("--notes", notes)):
+        if value is not None:
+            words += [flag, value]
+    return words
+
+
+def build_phased_report(
+    plan: PhasedPlan,
+    *,
+    title: str | None = None,
+    notes: str | None = None,
+    plan_file: str = "plan.json",
+    created_at: str | None = None,
+) -> Report:
+    """Build the report of a phased plan: a phase table and ε after every epoch.
+
+    Args:
+        plan: the phased plan (a one-phase plan that runs all its epochs is an ordinary
+            plan: use :func:`~dpplan.report.build_report`, which hands it on).
+        title, notes: as :func:`~dpplan.report.build_report`.
+        plan_file: the file the regenerating command reads (``--plan FILE``).
+        created_at: the creation time (ISO 8601); default now.
+
+    Returns:
+        A report of kind ``"phased"``; its headline equals ``dpplan.compare(plan)``'s.
+
+    Raises:
+        PlanError: for a plan that is not a PhasedPlan, or an invalid title or notes.
+        AccountingError: if every accountant failed.
+    """
+    if not isinstance(plan, PhasedPlan):
+        raise PlanError("plan", plan, "a dpplan.PhasedPlan")
+    title = build.check_text("title", title, build.MAX_TITLE_LENGTH)
+    notes = build.check_text("notes", notes, build.MAX_NOTES_LENGTH)
+    comparison = accounting.compare(plan)
+    ends = plan.epoch_ends()
+    phases, done = [], 0
+    for index, (phase, steps) in enumerate(zip(plan.phases, plan.steps_per_phase)):
+        done += steps
+        point = ends.index(done)
+        best = min(comparison.curves, key=lambda c: (c.epsilons[point], METHODS.index(c.method)))
+        phases.append(
+            Phase(
+                phase=index + 1,
+                batch_size=phase.batch_size,
+                noise_multiplier=phase.noise_multiplier,
+                epochs=phase.epochs,
+                steps=steps,
+                sample_rate=phase.sample_rate,
+                epsilon=best.epsilons[point],
+                method=best.method,
+            )
+        )
+    data = plan.to_dict()
+    return Report(
+        schema_id=SCHEMA_ID,
+        schema_version=SCHEMA_VERSION,
+        kind="phased",
+        assumptions=Assumptions.of("phased"),
+        title=title if title is not None else "DP-SGD privacy report of a phased plan",
+        notes=notes,
+        plan=None,
+        epochs=len(ends),
+        total_steps=plan.total_steps,
+        accounting=sections.accounting_section(
+            comparison, plan, no_amplification=no_amplification_phased(plan)
+        ),
+        membership=None,
+        tuning=None,
+        run=None,
+        phased=Phased(dataset_size=plan.dataset_size, delta=plan.delta, phases=tuple(phases)),
+        reproducibility=_reproducibility(
+            data, ["dpplan", "report", "--plan", plan_file, *_text_words(title, notes)], created_at
+        ),
+        warnings=tuple(
+            dict.fromkeys(
+                list(comparison.warnings)
+                + [f"{m}: failed: {text}" for m, text in comparison.failures.items()]
+            )
+        ),
+    )
+
+
+def build_ledger_report(
+    ledger: Ledger,
+    *,
+    title: str | None = None,
+    notes: str | None = None,
+    ledger_file: str = "ledger.json",
+    created_at: str | None = None,
+) -> Report:
+    """Build the report of a :class:`~dpplan.Ledger`: its records, scheme, neighbouring
+    relation, each method's ε (or why it refuses) and the headline.
+
+    Args:
+        ledger: the ledger (e.g. ``Ledger.from_dict(json.load(file))``).
+        title, notes: as :func:`~dpplan.report.build_report`.
+        ledger_file: the file the regenerating command reads (``--ledger FILE``).
+        created_at: the creation time (ISO 8601); default now.
+
+    Returns:
+        A report of kind ``"ledger"``. Its headline is the smallest exact bound of the
+        ledger's methods that account every scheme recorded.
+
+    Raises:
+        PlanError: for a ledger that is not a Ledger, or an invalid title or notes.
+        AccountingError: if every method that can account the ledger failed.
+
+    Example:
+        >>> ledger = dpplan.Ledger(dataset_size=60000, delta=1e-5, methods=("rdp",))
+        >>> ledger.record(noise_multiplier=1.1, batch_size=256, steps=1000,
+        ...               sampling="fixed_size")
+        >>> report = build_ledger_report(ledger)
+        >>> report.assumptions.neighbouring_relation, report.epsilon == ledger.epsilon("rdp")
+        ('replace_one_example', True)
+    """
+    if not isinstance(ledger, Ledger):
+        raise PlanError("ledger", ledger, "a dpplan.Ledger", "Load one with Ledger.from_dict.")
+    title = build.check_text("title", title, build.MAX_TITLE_LENGTH)
+    notes = build.check_text("notes", notes, build.MAX_NOTES_LENGTH)
+    epsilons, refused, failures = {}, {}, {}
+    libraries = {"dpplan": dpplan.__version__}
+    for method in ledger.methods:
+        try:
+            epsilons[method] = ledger.epsilon(method)
+            libraries.update(library_versions(method))
+        except PlanError as exc:  # the method cannot account a scheme recorded
+            refused[method] = str(exc)
+        except AccountingError as exc:
+            failures[method] = str(exc)
+    if not epsilons:
+        raise AccountingError("every method failed for this ledger: " + "; ".join(failures))
+    method = min(epsilons, key=lambda m: (epsilons[m], METHODS.index(m)))
+    schemes = ledger.schemes
+    as_if_poisson = None
+    if "shuffle" in schemes and set(schemes) <= {"poisson", "shuffle"}:
+        as_if_poisson = ledger.as_if_poisson_epsilon(method)
+    data = ledger.to_dict()
+    facts = LedgerFacts(
+        dataset_size=ledger.dataset_size,
+        delta=ledger.delta,
+        budget=ledger.budget,
+        total_steps=ledger.total_steps,
+        schemes=schemes,
+        neighbouring_relation=ledger.neighbouring_relation,
+        records=tuple(
+            LedgerEntry(
+                sampling=r.sampling,
+                noise_multiplier=r.noise_multiplier,
+                sample_rate=r.sample_rate,
+                batch_size=r.batch_size,
+                max_batch_size=r.max_batch_size,
+                steps=r.steps,
+            )
+            for r in ledger.records
+        ),
+        accounted_as={scheme: SCHEMES[scheme].accounted_as for scheme in schemes},
+        epsilons=epsilons,
+        refused=refused,
+        failures=failures,
+        method=method,
+        epsilon=epsilons[method],
+        as_if_poisson_epsilon=as_if_poisson,
+        libraries=dict(sorted(libraries.items())),
+    )
+    warnings = [f"{m}: failed: {text}" for m, text in failures.items()]
+    if ledger.delta >= 1 / ledger.dataset_size:
+        warnings.append(
+            f"delta={ledger.delta:g} >= 1/dataset_size={1 / ledger.dataset_size:.3g}: a "
+            "mechanism that publishes one random record outright meets this δ."
+        )
+    if ledger.budget is not None and facts.epsilon > ledger.budget:
+        warnings.append(f"ε = {facts.epsilon:.6g} is over the ledger's budget {ledger.budget:g}.")
+    return Report(
+        schema_id=SCHEMA_ID,
+        schema_version=SCHEMA_VERSION,
+        kind="ledger",
+        assumptions=Assumptions.of(
+            "ledger",
+            relation=ledger.neighbouring_relation,
+            sampling=schemes[0] if len(schemes) == 1 else ("mixed" if schemes else "poisson"),
+        ),
+        title=title if title is not None else "DP-SGD privacy ledger report",
+        notes=notes,
+        plan=None,
+        epochs=None,
+        total_steps=None,
+        accounting=None,
+        membership=None,
+        tuning=None,
+        run=None,
+        ledger=facts,
+        reproducibility=_reproducibility(
+            data,
+            ["dpplan", "report", "--ledger", ledger_file, *_text_words(title, notes)],
+            created_at,
+        ),
+        warnings=tuple(warnings),
+    )

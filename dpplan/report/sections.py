@@ -1,0 +1,223 @@
+"""The sections of a plan's or a run's report: accounting, membership inference, tuning,
+and the run's own record. :mod:`dpplan.report.build` assembles them into a ``Report``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dpplan
+from dpplan import accounting
+from dpplan.accounting.base import library_versions
+from dpplan.plan import TrainingPlan
+from dpplan.report.model import Accounting, Curve, Epoch, Membership, Run, Tuning
+from dpplan.run_policy import epoch_epsilon
+from dpplan.store import RunRecord
+
+__all__ = [
+    "FALSE_POSITIVE_RATES",
+    "accounting_section",
+    "iso",
+    "jsonable",
+    "membership_section",
+    "run_section",
+    "tuning_section",
+]
+
+#: False-positive rates at which the membership-inference bound is tabulated.
+FALSE_POSITIVE_RATES = (1e-4, 1e-3, 1e-2, 0.1)
+#: FPRs of the ROC chart: 10^-5 to 1, 30 points a decade.
+ROC_RATES = tuple(10 ** (-5 + k / 30) for k in range(151))
+
+
+def iso(timestamp: float) -> str:
+    """A UNIX time as ISO 8601 in UTC, to the second."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+def jsonable(value: Any) -> Any:
+    """Tuples as lists, numpy scalars as Python numbers."""
+    return json.loads(json.dumps(value, default=float))
+
+
+def accounting_section(
+    comparison: accounting.Comparison, plan: TrainingPlan, no_amplification: float | None = None
+) -> Accounting:
+    libraries = {"dpplan": dpplan.__version__}
+    for method in accounting.METHODS:
+        libraries.update(library_versions(method))
+    curves = []
+    for curve in comparison.curves:
+        library = next(key for key in curve.versions if key != "dpplan")
+        curves.append(
+            Curve(
+                method=curve.method,
+                library=library,
+                library_version=curve.versions[library],
+                epsilons=curve.epsilons,
+                lower=curve.lower,
+                estimates=curve.estimates,
+                settings=jsonable(curve.settings),
+                warnings=curve.warnings,
+            )
+        )
+    return Accounting(
+        epochs=comparison.curves[0].epochs,
+        steps=tuple(plan.steps_after(epoch) for epoch in comparison.curves[0].epochs),
+        curves=tuple(curves),
+        failures=dict(comparison.failures),
+        method=comparison.headline_method,
+        epsilon=comparison.headline_epsilon,
+        no_amplification_epsilon=accounting.no_amplification_epsilon(plan)
+        if no_amplification is None
+        else no_amplification,
+        libraries=dict(sorted(libraries.items())),
+    )
+
+
+def membership_section(plan: TrainingPlan, epsilon: float) -> Membership:
+    table = accounting.membership_tpr_bounds(plan, FALSE_POSITIVE_RATES, epsilon=epsilon)
+    roc = accounting.membership_tpr_bounds(plan, ROC_RATES, epsilon=epsilon)
+    return Membership(
+        false_positive_rates=table.false_positive_rates,
+        profile=table.profile,
+        single=table.single,
+        profile_method=table.method,
+        roc_false_positive_rates=roc.false_positive_rates,
+        roc_true_positive_rates=roc.profile,
+    )
+
+
+def tuning_section(
+    plan: TrainingPlan,
+    accounted: TrainingPlan,
+    run: RunRecord | None,
+    group: Sequence[RunRecord],
+    tuning_runs: int | None,
+) -> Tuning:
+    """Other runs on the data: a run store group, a declared count, or none."""
+    empty = dict(  # noqa: C408 - keyword names read as the Tuning fields
+        group_id=run.group_id if run else None,
+        run_ids=(run.id,) if run else (),
+        unfinished_run_ids=(),
+        non_private_run_ids=(),
+        epsilon_all=None,
+        method_all=None,
+        same_mechanism=None,
+        total_steps=None,
+        repeat_and_select_epsilon=None,
+    )
+    if len(group) > 1:
+        leaky = tuple(m.id for m in group if m.records and not m.private)
+        composed = (
+            None
+            if leaky
+            else accounting.compose_runs(
+                [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
+            )
+        )
+        same_plan = all(m.plan == plan for m in group)
+        return Tuning(
+            source="group",
+            runs=len(group),
+            group_id=group[0].group_id,
+            run_ids=tuple(m.id for m in group),
+            unfinished_run_ids=tuple(m.id for m in group if m.status in ("running", "queued")),
+            non_private_run_ids=leaky,
+            epsilon_all=math.inf if leaky else composed.epsilon,
+            method_all=None if leaky else composed.method,
+            same_mechanism=None if leaky else composed.same_mechanism,
+            total_steps=None if leaky else composed.total_steps,
+            repeat_and_select_epsilon=accounting.repeat_and_select_epsilon(
+                plan, mean_runs=len(group)
+            )
+            if same_plan
+            else None,
+        )
+    if tuning_runs is None or tuning_runs == 1:
+        return Tuning(source="none" if tuning_runs is None else "declared", runs=1, **empty)
+    composed = accounting.compose_runs(
+        [(accounted, accounted.epochs)] * tuning_runs, delta=plan.delta
+    )
+    return Tuning(
+        **{
+            **empty,
+            "source": "declared",
+            "runs": tuning_runs,
+            "epsilon_all": composed.epsilon,
+            "method_all": composed.method,
+            "same_mechanism": True,
+            "total_steps": composed.total_steps,
+            "repeat_and_select_epsilon": accounting.repeat_and_select_epsilon(
+                accounted, mean_runs=tuning_runs
+            ),
+        }
+    )
+
+
+def shown_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's options as the report shows them: where the data came from replaces the
+    ``download`` permission once it is known (``download=True`` read as if MNIST had been
+    downloaded, though a folder held it)."""
+    shown = dict(options)
+    if shown.get("data_source") is not None:
+        shown.pop("download", None)
+    return shown
+
+
+def measured(value: float) -> float | None:
+    """A measured loss or accuracy; None where it is not finite (a diverged epoch)."""
+    return value if math.isfinite(value) else None
+
+
+def run_section(run: RunRecord) -> Run:
+    differences = [
+        abs(r.epsilon_rdp - r.epsilon_opacus) / r.epsilon_opacus
+        for r in run.records
+        if math.isfinite(r.epsilon_rdp) and math.isfinite(r.epsilon_opacus) and r.epsilon_opacus > 0
+    ]
+    epochs = []
+    for r in run.records:
+        epsilon, method = epoch_epsilon(r, run.method)
+        epochs.append(
+            Epoch(
+                epoch=r.epoch,
+                steps=r.steps,
+                epsilon=epsilon,
+                method=method,
+                epsilons=dict(r.epsilons),
+                epsilon_rdp=r.epsilon_rdp,
+                epsilon_opacus=r.epsilon_opacus,
+                validation_loss=measured(r.validation_loss),
+                validation_accuracy=measured(r.validation_accuracy),
+                test_accuracy=measured(r.test_accuracy),
+                lr=r.lr,
+                seconds=r.seconds,
+            )
+        )
+    return Run(
+        id=run.id,
+        status=run.status,
+        stop_reason=run.stop_reason,
+        error=run.error,
+        device=run.device,
+        # Runs stored before engines existed were trained by Opacus.
+        engine=run.options.engine if run.private else "non_private",
+        seed=run.seed,
+        group_id=run.group_id,
+        recorded_method=run.method,
+        options=jsonable(shown_options(run.options)),
+        schedule=jsonable(dict(run.schedule)),
+        versions=dict(run.versions),
+        created_at=iso(run.created_at),
+        updated_at=iso(run.updated_at),
+        training_seconds=math.fsum(r.seconds for r in run.records),
+        steps_counted=run.records[-1].steps,
+        opacus_max_relative_difference=max(differences) if differences else None,
+        epochs=tuple(epochs),
+        warnings=run.warnings,
+    )

@@ -1,0 +1,337 @@
+"""A sweep's results as frozen, typed values: :class:`FrontierResult` and :class:`TuningCost`.
+
+:func:`dpplan.sweep.frontier_result` and :func:`dpplan.sweep.run_sweep` return a
+:class:`FrontierResult`; the CLI, the app and the report read its attributes. ``to_dict()``
+gives the JSON-ready dict ``dpplan sweep --json`` and ``dpplan frontier --json`` print (its
+shape is the CLI's contract); :class:`TuningCost` also round-trips through the store
+(``to_dict`` / ``from_dict``).
+
+This module imports neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from dpplan.errors import PlanError
+from dpplan.plan import TrainingPlan
+from dpplan.selection import best_at
+from dpplan.sweep.spec import SweepSpec
+from dpplan.train.specs import ScheduleSpec
+
+__all__ = [
+    "FrontierPoint",
+    "FrontierResult",
+    "SolvedPlan",
+    "TargetTuning",
+    "TrialCounts",
+    "TrialFailure",
+    "TuningCost",
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class FrontierPoint:
+    """The selected configuration at one target ε (of the frontier, or of one schedule's curve).
+
+    Attributes:
+        target_epsilon: the target the plan was solved for.
+        epsilon: ε of the plan (``epsilon_method``), at most the target.
+        epsilon_method: the accountant that gave ``epsilon``.
+        plan: the solved plan.
+        schedule: the selected schedule and learning rate.
+        validation_accuracy: the first seed's final validation accuracy (what selected it).
+        test_accuracy_mean: final test accuracy, mean over ``seeds``.
+        test_accuracy_std: its population standard deviation (0.0 for one seed).
+        seeds: the seeds whose runs count (diverged ones left out).
+        run_ids: their stored runs.
+        diverged_seeds: seeds whose run diverged (left out of the mean).
+    """
+
+    target_epsilon: float
+    epsilon: float
+    epsilon_method: str
+    plan: TrainingPlan
+    schedule: ScheduleSpec
+    validation_accuracy: float
+    test_accuracy_mean: float
+    test_accuracy_std: float
+    seeds: tuple[int, ...]
+    run_ids: tuple[int, ...]
+    diverged_seeds: tuple[int, ...] = ()
+
+    @property
+    def learning_rate(self) -> float:
+        """The schedule's learning rate (the peak for one-cycle)."""
+        return float(
+            self.schedule.max_lr if self.schedule.kind == "one_cycle" else self.schedule.lr
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the point as the CLI's JSON prints it."""
+        return {
+            "target_epsilon": self.target_epsilon,
+            "epsilon": self.epsilon,
+            "plan": self.plan.to_dict(),
+            "schedule": self.schedule.to_dict(),
+            "validation_accuracy": self.validation_accuracy,
+            "test_accuracy_mean": self.test_accuracy_mean,
+            "test_accuracy_std": self.test_accuracy_std,
+            "seeds": list(self.seeds),
+            "run_ids": list(self.run_ids),
+            "diverged_seeds": list(self.diverged_seeds),
+            "epsilon_method": self.epsilon_method,
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class SolvedPlan:
+    """One solved plan of a sweep: (target ε, B, E), the plan and its ε by ``method``."""
+
+    target_epsilon: float
+    batch_size: int
+    epochs: int
+    plan: TrainingPlan
+    epsilon: float
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_epsilon": self.target_epsilon,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "plan": self.plan.to_dict(),
+            "epsilon": self.epsilon,
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> SolvedPlan:
+        """Build from a stored row (``dpplan.sweep.protocol.plans_to_dict``)."""
+        return cls(
+            target_epsilon=float(row["target_epsilon"]),
+            batch_size=int(row["batch_size"]),
+            epochs=int(row["epochs"]),
+            plan=TrainingPlan.from_dict(row["plan"]),
+            epsilon=float(row["epsilon"]),
+            method=str(row["method"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class TargetTuning:
+    """The tuning cost at one target ε (see :class:`TuningCost`)."""
+
+    target_epsilon: float
+    single_run_epsilon: float
+    runs: int
+    all_runs_epsilon: float | None = None
+    all_runs_method: str | None = None
+    repeat_and_select_epsilon: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "target_epsilon": self.target_epsilon,
+            "single_run_epsilon": self.single_run_epsilon,
+            "runs": self.runs,
+        }
+        if self.all_runs_epsilon is not None:
+            data["all_runs_epsilon"] = self.all_runs_epsilon
+            data["all_runs_method"] = self.all_runs_method
+        if self.repeat_and_select_epsilon is not None:
+            data["repeat_and_select_epsilon"] = self.repeat_and_select_epsilon
+        return data
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class TuningCost:
+    """The privacy cost of a sweep's tuning, every ε an upper bound at ``delta``.
+
+    Attributes:
+        delta: the sweep's δ.
+        single_run_epsilon: ε of one run (the largest of the solved plans').
+        runs: stored runs of the sweep.
+        protocol: ``"grid"`` or ``"random_repeats"``.
+        per_target: the same per target ε.
+        covers: what each number covers, in words (:data:`dpplan.sweep.COVERAGE`).
+        all_runs_epsilon: ε of every stored run composed (0.0 with no run).
+        all_runs_method: the accountant that composed them (None with no run).
+        random_repeats: the random protocol's mean number of trials (None for the grid).
+        repeat_and_select_epsilon: Papernot & Steinke's ε of the selected models (random
+            protocol only).
+        simulation: for a sweep predicted by simulation, K, the data and the trials' own ε
+            (:func:`dpplan.simulate.simulated_tuning`); else None.
+    """
+
+    delta: float
+    single_run_epsilon: float
+    runs: int
+    protocol: str
+    per_target: tuple[TargetTuning, ...]
+    covers: Mapping[str, str]
+    all_runs_epsilon: float
+    all_runs_method: str | None
+    random_repeats: float | None = None
+    repeat_and_select_epsilon: float | None = None
+    simulation: Mapping[str, Any] | None = None
+
+    @property
+    def random(self) -> bool:
+        """Whether this is the random (repeat-and-select) protocol."""
+        return self.protocol == "random_repeats"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready ``tuning`` object (as stored and as the CLI prints it)."""
+        data: dict[str, Any] = {
+            "delta": self.delta,
+            "single_run_epsilon": self.single_run_epsilon,
+            "runs": self.runs,
+            "protocol": self.protocol,
+            "per_target": [row.to_dict() for row in self.per_target],
+            "covers": dict(self.covers),
+            "all_runs_epsilon": self.all_runs_epsilon,
+            "all_runs_method": self.all_runs_method,
+        }
+        if self.random_repeats is not None:
+            data["random_repeats"] = self.random_repeats
+            data["repeat_and_select_epsilon"] = self.repeat_and_select_epsilon
+        if self.simulation is not None:
+            data["simulation"] = dict(self.simulation)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TuningCost:
+        """Build from :meth:`to_dict` output (a stored sweep's tuning).
+
+        Raises:
+            PlanError: (field ``tuning``) if a required key is missing.
+        """
+        try:
+            return cls(
+                delta=float(data["delta"]),
+                single_run_epsilon=float(data["single_run_epsilon"]),
+                runs=int(data["runs"]),
+                protocol=str(data["protocol"]),
+                per_target=tuple(
+                    TargetTuning(
+                        target_epsilon=float(row["target_epsilon"]),
+                        single_run_epsilon=float(row["single_run_epsilon"]),
+                        runs=int(row["runs"]),
+                        all_runs_epsilon=_optional_float(row.get("all_runs_epsilon")),
+                        all_runs_method=row.get("all_runs_method"),
+                        repeat_and_select_epsilon=_optional_float(
+                            row.get("repeat_and_select_epsilon")
+                        ),
+                    )
+                    for row in data["per_target"]
+                ),
+                covers=dict(data["covers"]),
+                all_runs_epsilon=float(data["all_runs_epsilon"]),
+                all_runs_method=data.get("all_runs_method"),
+                random_repeats=_optional_float(data.get("random_repeats")),
+                repeat_and_select_epsilon=_optional_float(data.get("repeat_and_select_epsilon")),
+                simulation=data.get("simulation"),
+            )
+        except KeyError as missing:
+            raise PlanError(
+                "tuning", dict(data), f"a stored tuning cost with the key {missing}"
+            ) from None
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class TrialCounts:
+    """Trials of a sweep: ``planned`` (if every selection finds a winner), ``finished``,
+    ``failed``, and ``diverged`` (finished with no accuracy, never selected)."""
+
+    planned: int
+    finished: int
+    failed: int
+    diverged: int
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class TrialFailure:
+    """A failed trial: its key, its stored run (None if none) and its error text."""
+
+    key: str
+    run_id: int | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "run_id": self.run_id, "error": self.error}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class FrontierResult:
+    """A sweep's frontier and tuning cost, computed from the store (running sweeps too).
+
+    Attributes:
+        sweep_id: the sweep.
+        status: ``running``, ``finished``, ``failed``, ...
+        spec: the sweep's spec.
+        runs_tried: stored runs of the sweep.
+        trials: trial counts.
+        points: one per target ε whose selection finished (best validation accuracy over
+            every B, E and schedule).
+        curves: schedule kind -> its points (the same selection within the schedule).
+        plans: every solved plan with its ε.
+        tuning: the privacy cost of the tuning.
+        failures: the failed trials.
+        simulation: for a sweep predicted by simulation (``SweepSpec.simulate``), how its
+            points are marked (:func:`dpplan.simulate.marking`: K, the data, the label, the
+            measured error at K); else None. ``to_dict`` marks every point with it.
+    """
+
+    sweep_id: int
+    status: str
+    spec: SweepSpec
+    runs_tried: int
+    trials: TrialCounts
+    points: tuple[FrontierPoint, ...]
+    curves: Mapping[str, tuple[FrontierPoint, ...]]
+    plans: tuple[SolvedPlan, ...]
+    tuning: TuningCost
+    failures: tuple[TrialFailure, ...]
+    simulation: Mapping[str, Any] | None = None
+
+    def best_at(self, epsilon_at_most: float) -> FrontierPoint | None:
+        """The frontier point with the best validation accuracy among ε ≤ x
+        (:func:`dpplan.selection.best_at`); report its test accuracy."""
+        return best_at(self.points, epsilon_at_most=epsilon_at_most)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready dict ``dpplan sweep --json`` / ``dpplan frontier --json`` print."""
+        mark = (
+            {}
+            if self.simulation is None
+            else {
+                "predicted_by_simulation": self.simulation["predicted_by_simulation"],
+                "simulation_data": self.simulation["simulation_data"],
+                "label": self.simulation["label"],
+            }
+        )
+        return {
+            "sweep_id": self.sweep_id,
+            "status": self.status,
+            "spec": self.spec.to_dict(),
+            "simulation": None if self.simulation is None else dict(self.simulation),
+            "runs_tried": self.runs_tried,
+            "trials": self.trials.to_dict(),
+            "points": [{**point.to_dict(), **mark} for point in self.points],
+            "curves": {
+                kind: [{**point.to_dict(), **mark} for point in curve]
+                for kind, curve in self.curves.items()
+            },
+            "plans": [row.to_dict() for row in self.plans],
+            "tuning": self.tuning.to_dict(),
+            "failures": [failure.to_dict() for failure in self.failures],
+        }
