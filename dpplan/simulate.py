@@ -328,6 +328,10 @@ def calibration(k: int, *, path: Path | None = None) -> dict[str, Any] | None:
                 "configs": row["configs"],
                 "runs_simulated": row["runs_simulated"],
                 "cost_ratio": row["cost_ratio"],
+                "collapsed": row.get("collapsed", []),
+                "mean_abs_error_points_without_collapsed": row.get(
+                    "mean_abs_error_points_without_collapsed"
+                ),
                 "seeds": data.get("seeds"),
                 "machine": data.get("machine"),
                 "date": data.get("date"),
