@@ -22,9 +22,9 @@ It also holds :func:`largest_within`, the ledger's search for the steps that fit
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
+from dpplan.accounting.base import result_cache
 from dpplan.errors import AccountingError, PlanError
 
 __all__ = [
@@ -203,7 +203,7 @@ REFUSALS = {
 }
 
 
-@functools.lru_cache(maxsize=64)
+@result_cache(maxsize=64)
 def _fixed_size_rdp(dataset_size: int, batch_size: int, noise_multiplier: float, orders: tuple):
     """Per-step RDP of :func:`fixed_size_event`, as dp-accounting's ``RdpAccountant``
     (``REPLACE_ONE``) computes it for that event."""
@@ -214,7 +214,7 @@ def _fixed_size_rdp(dataset_size: int, batch_size: int, noise_multiplier: float,
     return vector
 
 
-@functools.lru_cache(maxsize=32)
+@result_cache(maxsize=32)
 def _one_step_pld(dataset_size: int, mechanism: tuple, interval: float):
     """One step's PLD (add-or-remove), as dp-accounting's ``PLDAccountant`` builds it for a
     ``PoissonSampledDpEvent`` of a Gaussian or a ``TruncatedSubsampledGaussianDpEvent``."""
