@@ -80,10 +80,29 @@ def to_markdown(report: Report) -> str:
         >>> to_markdown(build_report(plan, title="A <b>plan</b>")).splitlines()[0]
         '# A &lt;b&gt;plan&lt;/b&gt;'
     """
+    return _markdown(report, "md")
+
+
+def _markdown(report: Report, fmt: str, command_format: str = "md") -> str:
+    """The Markdown report; for ``fmt="html"`` the body of the HTML page: no title, summary,
+    warnings or notes (the page shows them), the SVG figures as HTML blocks."""
+    charts = _charts(report) if fmt == "html" else {}
+
+    def figure(name: str, caption: str) -> Markup:
+        if name not in charts:
+            return Markup("")
+        return Markup(f"\n\n<figure>{charts[name]}<figcaption>{caption}</figcaption></figure>\n\n")
+
     text = (
-        _env("md")
-        .get_template(_template(report, "md"))
-        .render(r=report, command_format="md", plan_json=_plan_json(report))
+        _env(fmt)
+        .get_template(_template(report))
+        .render(
+            r=report,
+            command_format=command_format,
+            plan_json=_plan_json(report),
+            html=fmt == "html",
+            figure=figure,
+        )
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
@@ -100,15 +119,13 @@ def to_html(report: Report, *, command_format: str = "html") -> str:
         >>> "<script>" in page, "&lt;script&gt;x&lt;/script&gt;" in page
         (False, True)
     """
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": True}).enable("table")
     return (
-        _env("html")
-        .get_template(_template(report, "html"))
-        .render(
-            r=report,
-            charts=_charts(report),
-            command_format=command_format,
-            plan_json=_plan_json(report),
-        )
+        _env("page")
+        .get_template("page.html.j2")
+        .render(r=report, body=Markup(body.render(_markdown(report, "html", command_format))))
     )
 
 
@@ -154,10 +171,10 @@ def to_pdf(report: Report) -> bytes:
         logger.setLevel(level)
 
 
-def _template(report: Report, fmt: str) -> str:
+def _template(report: Report) -> str:
     """A sweep's layout, a phased plan's or ledger's (one compact layout), or a plan's."""
     kind = {"sweep": "sweep", "phased": "ledger", "ledger": "ledger"}.get(report.kind, "report")
-    return f"{kind}.{fmt}.j2"
+    return f"{kind}.md.j2"
 
 
 def _plan_json(report: Report) -> str:
@@ -358,12 +375,15 @@ def _fence(text: str, info: str = "") -> Markup:
 
 @functools.cache
 def _env(fmt: str) -> jinja2.Environment:
+    """``md``: the Markdown report; ``html``: the same Markdown as the HTML page's body (dpplan's
+    own words HTML-escaped, as it goes through markdown-it); ``page``: the HTML page itself."""
+    page = fmt == "page"
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("dpplan.report", "templates"),
-        autoescape=fmt == "html",
+        autoescape=page,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_cell if fmt == "md" else None,
+        finalize=None if page else _cell,
     )
     env.filters.update(
         eps=_eps,
@@ -377,7 +397,9 @@ def _env(fmt: str) -> jinja2.Environment:
         fence=_fence,
         method=lambda m: Markup(_METHODS.get(m, "–")),
         # dpplan's own words: as they are in Markdown, HTML-escaped (as autoescape would) in HTML
-        own=_own if fmt == "md" else markupsafe.escape,
+        own={"md": _own, "html": lambda v: Markup(html.escape(_own(v), quote=False))}.get(
+            fmt, markupsafe.escape
+        ),
         schedule_name=lambda k: _SCHEDULE_NAMES.get(k, k),
     )
     env.globals.update(SEP=Markup(SEP), thin=table_rows, thinned=_thinned)
