@@ -84,7 +84,12 @@ def plan_hash(plan: TrainingPlan) -> str:
         >>> len(plan_hash(plan))
         64
     """
-    return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()
+    return digest(plan.to_dict())
+
+
+def digest(data: Any) -> str:
+    """SHA-256 of ``data``'s canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def git_state() -> tuple[str | None, bool | None]:
@@ -117,38 +122,70 @@ def _plan(plan: TrainingPlan) -> Plan:
     return Plan(**{name: getattr(plan, name) for name in Plan.model_fields})
 
 
-def _commands(
-    plan: TrainingPlan,
-    run: RunRecord | None,
-    store_home: str | None,
-    tuning_runs: int | None,
-    title: str | None,
-    notes: str | None,
-) -> dict[str, str]:
-    words = ["dpplan", "report"]
+def _plan_words(plan: TrainingPlan, run: RunRecord | None, store_home: str | None) -> list[str]:
+    """``dpplan report`` and the flags that name the plan, or the run (and its store)."""
     if run is not None:
-        words += ["--run", str(run.id)] + (["--home", store_home] if store_home else [])
-    else:
+        return ["dpplan", "report", "--run", str(run.id)] + (
+            ["--home", store_home] if store_home else []
+        )
+    words = ["dpplan", "report"]
+    for name in ("dataset_size", "batch_size", "noise_multiplier", "epochs", "delta"):
+        value = getattr(plan, name)
         words += [
-            "--dataset-size",
-            str(plan.dataset_size),
-            "--batch-size",
-            str(plan.batch_size),
-            "--noise-multiplier",
-            repr(plan.noise_multiplier),
-            "--epochs",
-            str(plan.epochs),
-            "--delta",
-            repr(plan.delta),
-            "--max-grad-norm",
-            repr(plan.max_grad_norm),
+            "--" + name.replace("_", "-"),
+            repr(value) if isinstance(value, float) else str(value),
         ]
-    if tuning_runs is not None:
-        words += ["--tuning-runs", str(tuning_runs)]
+    return words + ["--max-grad-norm", repr(plan.max_grad_norm)]
+
+
+def new_report(
+    kind: str,
+    *,
+    title: str | None,
+    default_title: str,
+    notes: str | None,
+    words: Sequence[str],
+    hashed: str | None,
+    created_at: str | None,
+    warnings: Sequence[str],
+    assumptions: Assumptions | None = None,
+    **sections: Any,
+) -> Report:
+    """A :class:`Report` of ``kind`` with its reproducibility section: ``words`` (with the
+    ``--title`` and ``--notes`` given, and ``--format``) regenerate it; ``hashed`` is the plan
+    hash; every section not given is None."""
     for flag, value in (("--title", title), ("--notes", notes)):
         if value is not None:
-            words += [flag, value]
-    return {fmt: shlex.join(words + ["--format", fmt]) for fmt in FORMATS}
+            words = [*words, flag, value]
+    commit, dirty = git_state()
+    names = ("plan", "epochs", "total_steps", "accounting", "membership", "tuning", "run")
+    return Report(
+        schema_id=SCHEMA_ID,
+        schema_version=SCHEMA_VERSION,
+        kind=kind,
+        assumptions=assumptions or Assumptions.of(kind),
+        title=default_title if title is None else title,
+        notes=notes,
+        reproducibility=Reproducibility(
+            dpplan_version=dpplan.__version__,
+            python_version=platform.python_version(),
+            git_commit=commit,
+            git_dirty=dirty,
+            plan_hash=hashed,
+            created_at=created_at
+            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            commands={fmt: shlex.join([*words, "--format", fmt]) for fmt in FORMATS},
+        ),
+        warnings=tuple(dict.fromkeys(warnings)),
+        **(dict.fromkeys(names) | sections),
+    )
+
+
+def check_texts(title: object, notes: object) -> tuple[str | None, str | None]:
+    """The title and notes of a report, checked (PlanError names the field)."""
+    return check_text("title", title, MAX_TITLE_LENGTH), check_text(
+        "notes", notes, MAX_NOTES_LENGTH
+    )
 
 
 def check_text(name: str, value: object, maximum: int) -> str | None:
@@ -275,8 +312,7 @@ def build_report(
         plan = plan.phases[0]
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")
-    title = check_text("title", title, MAX_TITLE_LENGTH)
-    notes = check_text("notes", notes, MAX_NOTES_LENGTH)
+    title, notes = check_texts(title, notes)
     if tuning_runs is not None:
         tuning_runs = _validate.integer(
             minimum=1,
@@ -289,16 +325,20 @@ def build_report(
     epochs_done = run.epochs_spent if run is not None else plan.epochs
     accounted = plan if epochs_done == plan.epochs else plan.replace(epochs=epochs_done)
     comparison = accounting.compare(accounted)
-    commit, dirty = git_state()
-    return Report(
-        schema_id=SCHEMA_ID,
-        schema_version=SCHEMA_VERSION,
-        kind="run" if run is not None else "plan",
-        assumptions=Assumptions.of("run" if run is not None else "plan"),
-        title=title
-        if title is not None
-        else "DP-SGD privacy report" + (f" of run {run.id}" if run is not None else ""),
+    return new_report(
+        "run" if run is not None else "plan",
+        title=title,
+        default_title="DP-SGD privacy report" + (f" of run {run.id}" if run is not None else ""),
         notes=notes,
+        words=_plan_words(plan, run, store_home)
+        + (["--tuning-runs", str(tuning_runs)] if tuning_runs is not None else []),
+        hashed=plan_hash(plan),
+        created_at=created_at,
+        warnings=[
+            *comparison.warnings,
+            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
+            *(run.warnings if run is not None else ()),
+        ],
         plan=_plan(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,
@@ -306,23 +346,6 @@ def build_report(
         membership=membership_section(accounted, comparison.headline_epsilon),
         tuning=tuning_section(plan, accounted, run, group, tuning_runs),
         run=run_section(run) if run is not None else None,
-        reproducibility=Reproducibility(
-            dpplan_version=dpplan.__version__,
-            python_version=platform.python_version(),
-            git_commit=commit,
-            git_dirty=dirty,
-            plan_hash=plan_hash(plan),
-            created_at=created_at
-            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            commands=_commands(plan, run, store_home, tuning_runs, title, notes),
-        ),
-        warnings=tuple(
-            dict.fromkeys(
-                list(comparison.warnings)
-                + [f"{m}: failed: {text}" for m, text in comparison.failures.items()]
-                + list(run.warnings if run is not None else ())
-            )
-        ),
     )
 
 
@@ -521,7 +544,7 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         max_grad_norm=spec["max_grad_norm"],
         random_repeats=spec.get("random_repeats"),
         options=options,
-        spec_hash=hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
+        spec_hash=digest(spec),
         created_at=_iso(record.created_at),
         updated_at=_iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),
@@ -605,39 +628,17 @@ def build_sweep_report(
     sweep_id = _validate.integer(
         minimum=1, sweep_id=sweep_id, hint="List the sweeps on the app's Frontier page."
     )
-    title = check_text("title", title, MAX_TITLE_LENGTH)
-    notes = check_text("notes", notes, MAX_NOTES_LENGTH)
+    title, notes = check_texts(title, notes)
     record = store.get_sweep(sweep_id)
     sweep = _sweep(frontier_result(store, sweep_id), record)
-    words = ["dpplan", "report", "--sweep", str(sweep_id), "--home", str(store.home.resolve())]
-    for flag, value in (("--title", title), ("--notes", notes)):
-        if value is not None:
-            words += [flag, value]
-    commit, dirty = git_state()
-    return Report(
-        schema_id=SCHEMA_ID,
-        schema_version=SCHEMA_VERSION,
-        kind="sweep",
-        assumptions=Assumptions.of("sweep"),
-        title=title if title is not None else f"DP-SGD frontier report of sweep {sweep_id}",
+    return new_report(
+        "sweep",
+        title=title,
+        default_title=f"DP-SGD frontier report of sweep {sweep_id}",
         notes=notes,
-        plan=None,
-        epochs=None,
-        total_steps=None,
-        accounting=None,
-        membership=None,
-        tuning=None,
-        run=None,
-        sweep=sweep,
-        reproducibility=Reproducibility(
-            dpplan_version=dpplan.__version__,
-            python_version=platform.python_version(),
-            git_commit=commit,
-            git_dirty=dirty,
-            plan_hash=None,
-            created_at=created_at
-            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            commands={fmt: shlex.join(words + ["--format", fmt]) for fmt in FORMATS},
-        ),
+        words=["dpplan", "report", "--sweep", str(sweep_id), "--home", str(store.home.resolve())],
+        hashed=None,
+        created_at=created_at,
         warnings=_sweep_warnings(sweep),
+        sweep=sweep,
     )
