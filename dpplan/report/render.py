@@ -418,72 +418,65 @@ _SCHEDULE_STYLE = {
 _SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "plateau", "constant": "constant"}
 
 
+def _line(label: str, xs: Any, ys: Any, style: tuple, **more: Any) -> Series:
+    color, dash, marker = style
+    return Series(
+        label=label, xs=tuple(xs), ys=tuple(ys), color=color, dash=dash, marker=marker, **more
+    )
+
+
 def _sweep_charts(report: Report) -> dict[str, Markup]:
     """The frontier chart: test accuracy (%) against ε on a log axis; a line with a ± std
     band per schedule, and the frontier's selected points ringed on top."""
     s = report.sweep
-    series = []
-    for curve in s.curves:
-        color, dash, marker = _SCHEDULE_STYLE.get(curve.schedule_kind, ("#555", None, "circle"))
-        points = curve.points
-        series.append(
-            Series(
-                label=f"{_SCHEDULE_NAMES.get(curve.schedule_kind, curve.schedule_kind)} ± std",
-                xs=tuple(p.epsilon for p in points),
-                ys=tuple(p.test_accuracy_mean * 100 for p in points),
-                low=tuple(
-                    (p.test_accuracy_mean - (p.test_accuracy_std or 0)) * 100 for p in points
-                ),
-                high=tuple(
-                    (p.test_accuracy_mean + (p.test_accuracy_std or 0)) * 100 for p in points
-                ),
-                color=color,
-                dash=dash,
-                marker=marker,
-            )
+
+    def accuracy(points: Any, sign: int = 0) -> list[float]:
+        return [(p.test_accuracy_mean + sign * (p.test_accuracy_std or 0)) * 100 for p in points]
+
+    series = [
+        _line(
+            f"{_SCHEDULE_NAMES.get(c.schedule_kind, c.schedule_kind)} ± std",
+            (p.epsilon for p in c.points),
+            accuracy(c.points),
+            _SCHEDULE_STYLE.get(c.schedule_kind, ("#555", None, "circle")),
+            low=tuple(accuracy(c.points, -1)),
+            high=tuple(accuracy(c.points, 1)),
         )
+        for c in s.curves
+    ]
     alone = s.protocol == "random_repeats"
     series.append(
-        Series(
-            label="selected model at each ε" if alone else "frontier (selected at each ε)",
-            xs=tuple(p.epsilon for p in s.points),
-            ys=tuple(p.test_accuracy_mean * 100 for p in s.points),
-            color="#111",
-            dash="1 4" if not alone else None,
-            marker="ring",
+        _line(
+            "selected model at each ε" if alone else "frontier (selected at each ε)",
+            (p.epsilon for p in s.points),
+            accuracy(s.points),
+            ("#111", None if alone else "1 4", "ring"),
             width=1.2 if len(s.points) > 1 else 0,
         )
     )
     xs = [x for item in series for x in item.xs if x > 0 and math.isfinite(x)]
-    ys = [
-        y
-        for item in series
-        for y in (*item.ys, *(item.low or ()), *(item.high or ()))
-        if math.isfinite(y)
-    ]
+    ys = [y for i in series for y in (*i.ys, *(i.low or ()), *(i.high or ())) if math.isfinite(y)]
     if not xs:
         return {}
     pad = max(1.0, 0.08 * (max(ys) - min(ys)))
     targets = [e for e in s.target_epsilons if e > 0 and math.isfinite(e)]
     xs += targets  # every target ε is on the axis, and ticked
-    return {
-        "frontier": Markup(
-            line_chart(
-                series,
-                title="Test accuracy against ε (log scale), by schedule, and the frontier",
-                x_label=f"ε of one run at δ = {s.delta:g} (log scale)",
-                y_label="test accuracy (%)",
-                height=360,
-                x_range=(min(xs) / 1.35, max(xs) * 1.35),
-                y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
-                log_x=True,
-                x_tick_values=targets,
-            )
-        )
-    }
+    svg = line_chart(
+        series,
+        title="Test accuracy against ε (log scale), by schedule, and the frontier",
+        x_label=f"ε of one run at δ = {s.delta:g} (log scale)",
+        y_label="test accuracy (%)",
+        height=360,
+        x_range=(min(xs) / 1.35, max(xs) * 1.35),
+        y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
+        log_x=True,
+        x_tick_values=targets,
+    )
+    return {"frontier": Markup(svg)}
 
 
 def _charts(report: Report) -> dict[str, Markup]:
+    """The SVG figures of the HTML report, by name."""
     if report.sweep is not None:
         return _sweep_charts(report)
     if report.accounting is None:  # a ledger: no curve
@@ -492,29 +485,14 @@ def _charts(report: Report) -> dict[str, Markup]:
     xs = (0.0,) + tuple(float(e) for e in a.epochs)  # ε after 0 epochs is 0
     series = []
     for curve in a.curves:
-        color, dash, marker = _STYLE[curve.method]
-        label = _METHODS[curve.method]
+        name = _METHODS[curve.method]
         series.append(
-            Series(
-                label=f"{label} upper bound",
-                xs=xs,
-                ys=(0.0,) + curve.epsilons,
-                color=color,
-                dash=dash,
-                marker=marker,
-            )
+            _line(f"{name} upper bound", xs, (0.0, *curve.epsilons), _STYLE[curve.method])
         )
         if curve.lower is not None:
+            lower = (0.0, *curve.lower)
             series.append(
-                Series(
-                    label=f"{label} lower bound",
-                    xs=xs,
-                    ys=(0.0,) + curve.lower,
-                    color="#e6a29b",
-                    dash="1 3",
-                    marker=None,
-                    width=1.6,
-                )
+                _line(f"{name} lower bound", xs, lower, ("#e6a29b", "1 3", None), width=1.6)
             )
     charts = {
         "epsilon": line_chart(
@@ -529,12 +507,11 @@ def _charts(report: Report) -> dict[str, Markup]:
     if m is not None:
         charts["membership"] = line_chart(
             [
-                Series(
-                    label="largest possible TPR (privacy profile)",
-                    xs=m.roc_false_positive_rates,
-                    ys=m.roc_true_positive_rates,
-                    color="#c0392b",
-                    marker=None,
+                _line(
+                    "largest possible TPR (privacy profile)",
+                    m.roc_false_positive_rates,
+                    m.roc_true_positive_rates,
+                    ("#c0392b", None, None),
                     width=2.2,
                 )
             ],
@@ -547,50 +524,33 @@ def _charts(report: Report) -> dict[str, Markup]:
             y_range=(1e-5, 1.0),
             reference=((1e-5, 1e-5), (1.0, 1.0)),
             reference_label="random guessing",
-            log_scale=True,
+            log_x=True,
+            log_y=True,
         )
     if run is not None:
         xs = tuple(e.epsilon for e in run.epochs)
-        x_label = "ε after each epoch (smallest upper bound)"
-        validation = {"color": "#c77c02", "dash": "6 3", "marker": "square"}  # both charts
+        validation = ("#c77c02", "6 3", "square")  # both charts
+        shape = {
+            "x_label": "ε after each epoch (smallest upper bound)",
+            "width": 440,
+            "height": 300,
+        }
+        test = [_percent(e.test_accuracy) for e in run.epochs]
+        accuracy = [_percent(e.validation_accuracy) for e in run.epochs]
+        loss = [math.nan if e.validation_loss is None else e.validation_loss for e in run.epochs]
         charts["accuracy"] = line_chart(
             [
-                Series(
-                    label="test accuracy",
-                    xs=xs,
-                    color="#1f5fa8",
-                    marker="circle",
-                    ys=tuple(_percent(e.test_accuracy) for e in run.epochs),
-                ),
-                Series(
-                    label="validation accuracy",
-                    xs=xs,
-                    ys=tuple(_percent(e.validation_accuracy) for e in run.epochs),
-                    **validation,
-                ),
+                _line("test accuracy", xs, test, ("#1f5fa8", None, "circle")),
+                _line("validation accuracy", xs, accuracy, validation),
             ],
             title="Accuracy against ε",
-            x_label=x_label,
             y_label="accuracy (%)",
-            width=440,
-            height=300,
+            **shape,
         )
         charts["loss"] = line_chart(
-            [
-                Series(
-                    label="validation loss",
-                    xs=xs,
-                    ys=tuple(
-                        math.nan if e.validation_loss is None else e.validation_loss
-                        for e in run.epochs
-                    ),
-                    **validation,
-                )
-            ],
+            [_line("validation loss", xs, loss, validation)],
             title="Validation loss against ε",
-            x_label=x_label,
             y_label="cross-entropy loss",
-            width=440,
-            height=300,
+            **shape,
         )
     return {name: Markup(svg) for name, svg in charts.items()}
