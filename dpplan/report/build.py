@@ -493,28 +493,14 @@ def _best_at_most(points: Sequence[FrontierPoint]) -> tuple[BestAtMost, ...]:
 
 
 def _sweep_tuning(tuning: TuningCost) -> SweepTuning:
-    random = tuning.random
-    per_target = tuple(
-        TargetCost(
-            target_epsilon=row.target_epsilon,
-            single_run_epsilon=row.single_run_epsilon,
-            runs=None if random else row.runs,
-            all_runs_epsilon=None if random else row.all_runs_epsilon,
-            all_runs_method=None if random else row.all_runs_method,
-            repeat_and_select_epsilon=row.repeat_and_select_epsilon,
-        )
-        for row in tuning.per_target
-    )
-    return SweepTuning(
-        delta=tuning.delta,
-        single_run_epsilon=tuning.single_run_epsilon,
-        runs=None if random else tuning.runs,
-        all_runs_epsilon=None if random else tuning.all_runs_epsilon,
-        all_runs_method=None if random else tuning.all_runs_method,
-        random_repeats=tuning.random_repeats,
-        repeat_and_select_epsilon=tuning.repeat_and_select_epsilon,
-        per_target=per_target,
-    )
+    """The tuning cost; in the random protocol without the counts of runs (they are secret)."""
+    secret = ("runs", "all_runs_epsilon", "all_runs_method") if tuning.random else ()
+
+    def fields(row: Any, model: type) -> dict[str, Any]:
+        return {name: None if name in secret else getattr(row, name) for name in model.model_fields}
+
+    per_target = tuple(TargetCost(**fields(row, TargetCost)) for row in tuning.per_target)
+    return SweepTuning(**fields(tuning, SweepTuning) | {"per_target": per_target})
 
 
 def _sweep(result: FrontierResult, record: Any) -> Sweep:
@@ -552,10 +538,8 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         trials=None if random else SweepTrials(**result.trials.to_dict()),
         plans=tuple(
             SolvedPlan(
-                target_epsilon=row.target_epsilon,
-                epsilon=row.epsilon,
-                method=row.method,
-                plan=_plan(row.plan),
+                **{name: getattr(row, name) for name in SolvedPlan.model_fields}
+                | {"plan": _plan(row.plan)}
             )
             for row in result.plans
         ),

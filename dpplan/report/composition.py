@@ -173,14 +173,7 @@ def build_ledger_report(
         schemes=schemes,
         neighbouring_relation=ledger.neighbouring_relation,
         records=tuple(
-            LedgerEntry(
-                sampling=r.sampling,
-                noise_multiplier=r.noise_multiplier,
-                sample_rate=r.sample_rate,
-                batch_size=r.batch_size,
-                max_batch_size=r.max_batch_size,
-                steps=r.steps,
-            )
+            LedgerEntry(**{name: getattr(r, name) for name in LedgerEntry.model_fields})
             for r in ledger.records
         ),
         accounted_as={scheme: SCHEMES[scheme].accounted_as for scheme in schemes},
