@@ -1,8 +1,8 @@
 """Reports of a phased plan (a phase table) and of a ledger (its records), as :class:`Report`.
 
 Both reuse the plan report's pieces: the accounting section (ε per epoch from each method)
-for a phased plan, the reproducibility section, the filters and the CSS; one compact template
-per format (``ledger.md.j2``, ``ledger.html.j2``) lays out either. Every ε comes from
+for a phased plan, the reproducibility section, the filters and the HTML page; one compact
+layout (``ledger.md.j2``) shows either. Every ε comes from
 :mod:`dpplan.accounting` (``compare`` of the phased plan) or from the ledger itself.
 """
 

@@ -1,20 +1,25 @@
 r"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
-The words are in ``templates/_words.j2``, written once; ``report.md.j2`` and
-``report.html.j2`` lay out a plan's or a run's report, ``sweep.md.j2`` and ``sweep.html.j2``
-a sweep's (both HTML layouts share ``_head.html.j2``: the Content-Security-Policy and CSS). Numbers come only from the model, through the filters here.
+The words are in ``templates/_words.j2``, written once. ``report.md.j2`` lays out a plan's or a
+run's report, ``sweep.md.j2`` a sweep's, ``ledger.md.j2`` a phased plan's or a ledger's (the
+parts they share are in ``_parts.md.j2``). The HTML page (``page.html.j2``: the
+Content-Security-Policy, CSS, header and summary cards) holds the same Markdown rendered by
+markdown-it, with the SVG charts as HTML blocks. Numbers come only from the model, through the
+filters here.
 
 User-supplied strings (title, notes, run errors, option values) are text, not markup. The
-HTML environment escapes every value (Jinja2 autoescape). In the Markdown environment every
-value printed is escaped unless a filter here marked it safe: every character that could
-start Markdown markup (links, images, emphasis, code, headings, lists, tables, autolinks) gets
-a backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go
-through :func:`_quote`, line by line). The HTML loads nothing: inline CSS and SVG, no script,
-no URL, and a Content-Security-Policy that forbids any request.
+page's own template escapes every value (Jinja2 autoescape). In the Markdown every value
+printed is escaped unless a filter here marked it safe: every character that could start
+Markdown markup (links, images, emphasis, code, headings, lists, tables, autolinks) gets a
+backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go through
+:func:`_quote`, line by line), so markdown-it turns it back into the same text. The HTML loads
+nothing: inline CSS and SVG, no script, no URL, and a Content-Security-Policy that forbids any
+request.
 
 Only user-supplied strings are escaped: dpplan's own words (versions, timestamps, settings,
 field names, statuses, number lists) go through the ``own`` filter and print as they are in
-Markdown (``0.1.0``, not ``0\.1.0``; ``1 < ε``, not ``1 &lt; ε``).
+Markdown (``0.1.0``, not ``0\.1.0``; ``1 < ε``, not ``1 &lt; ε``); in the HTML body ``<>&``
+become entities.
 """
 
 from __future__ import annotations
@@ -178,60 +183,43 @@ def _template(report: Report) -> str:
 
 
 def _plan_json(report: Report) -> str:
-    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs); for a
-    phased plan its ``--plan`` file; for a ledger its records."""
-    if report.phased is not None or report.ledger is not None:
-        return _composition_json(report)
-    if report.sweep is not None:
-        s = report.sweep
-        grid = {
-            "target_epsilons": s.target_epsilons,
-            "delta": s.delta,
-            "batch_sizes": s.batch_sizes,
-            "epochs": s.epochs,
-            "schedules": s.schedules,
-            **{f"{kind}_lrs": rates for kind, rates in s.learning_rates.items()},
-            "seeds": s.seeds,
-            "method": s.method,
-            "max_grad_norm": s.max_grad_norm,
-            "random_repeats": s.random_repeats,
-            "options": s.options,
-        }
-        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in grid.items()]
-        return "{\n" + ",\n".join(lines) + "\n}"
-    plan = report.plan.model_dump()
-    return json.dumps(
-        {
-            k: plan[k]
-            for k in (
-                "dataset_size",
-                "batch_size",
-                "noise_multiplier",
-                "epochs",
-                "delta",
-                "max_grad_norm",
-            )
-        },
-        indent=2,
-    )
-
-
-def _composition_json(report: Report) -> str:
+    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs, one line
+    a key); for a phased plan its ``--plan`` file; for a ledger its records."""
     if report.ledger is not None:
         keep = ("noise_multiplier", "sample_rate", "steps", "batch_size", "sampling")
-        records = [
-            {k: v for k, v in e.model_dump().items() if k in keep or v is not None}
-            for e in report.ledger.records
-        ]
-        return json.dumps(records, indent=2)
-    p, phases = report.phased, []
-    for phase in p.phases:
-        item = {k: getattr(phase, k) for k in ("batch_size", "noise_multiplier", "epochs")}
-        if phase.steps != -(-p.dataset_size // phase.batch_size) * phase.epochs:
-            item["steps"] = phase.steps  # the phase stops mid-way
-        phases.append(item)
-    data = {"dataset_size": p.dataset_size, "delta": p.delta, "phases": phases}
-    return json.dumps(data, indent=2)
+        return json.dumps(
+            [
+                {k: v for k, v in e.model_dump().items() if k in keep or v is not None}
+                for e in report.ledger.records
+            ],
+            indent=2,
+        )
+    if (p := report.phased) is not None:
+        phases = []
+        for phase in p.phases:
+            item = {k: getattr(phase, k) for k in ("batch_size", "noise_multiplier", "epochs")}
+            if phase.steps != -(-p.dataset_size // phase.batch_size) * phase.epochs:
+                item["steps"] = phase.steps  # the phase stops mid-way
+            phases.append(item)
+        return json.dumps(
+            {"dataset_size": p.dataset_size, "delta": p.delta, "phases": phases}, indent=2
+        )
+    if (s := report.sweep) is None:
+        fields = (
+            "dataset_size",
+            "batch_size",
+            "noise_multiplier",
+            "epochs",
+            "delta",
+            "max_grad_norm",
+        )
+        return json.dumps({k: getattr(report.plan, k) for k in fields}, indent=2)
+    grid = {k: getattr(s, k) for k in ("target_epsilons", "delta", "batch_sizes", "epochs")}
+    grid |= {"schedules": s.schedules} | {f"{k}_lrs": v for k, v in s.learning_rates.items()}
+    grid |= {k: getattr(s, k) for k in ("seeds", "method", "max_grad_norm", "random_repeats")}
+    grid["options"] = s.options
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in grid.items()]
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 # ---- filters (numbers are formatted here, and only here) -------------------------------
@@ -360,13 +348,6 @@ def _quote(value: str) -> Markup:
     )
 
 
-def _own(value: Any) -> Markup:
-    """dpplan's own words in Markdown (versions, timestamps, settings, field names, statuses,
-    number lists): printed as they are, on one line, not escaped. Never for user-supplied
-    text (titles, notes, errors, option values), which :func:`_cell` escapes."""
-    return Markup(" ".join(str(value).split()))
-
-
 def _fence(text: str, info: str = "") -> Markup:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
@@ -397,7 +378,7 @@ def _env(fmt: str) -> jinja2.Environment:
         fence=_fence,
         method=lambda m: Markup(_METHODS.get(m, "–")),
         # dpplan's own words: as they are in Markdown, HTML-escaped (as autoescape would) in HTML
-        own={"md": _own, "html": lambda v: Markup(html.escape(_own(v), quote=False))}.get(
+        own={"md": _words, "html": lambda v: Markup(html.escape(_words(v), quote=False))}.get(
             fmt, markupsafe.escape
         ),
         schedule_name=lambda k: _SCHEDULE_NAMES.get(k, k),
