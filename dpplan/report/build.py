@@ -182,18 +182,17 @@ def new_report(
 
 
 def check_texts(title: object, notes: object) -> tuple[str | None, str | None]:
-    """The title and notes of a report, checked (PlanError names the field)."""
-    return check_text("title", title, MAX_TITLE_LENGTH), check_text(
-        "notes", notes, MAX_NOTES_LENGTH
-    )
-
-
-def check_text(name: str, value: object, maximum: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > maximum:
-        raise PlanError(name, value, f"a non-blank string of at most {maximum} characters")
-    return value
+    """The title and notes of a report, checked: None or a non-blank string of at most
+    :data:`MAX_TITLE_LENGTH` or :data:`MAX_NOTES_LENGTH` characters (PlanError names the field)."""
+    for name, value, most in (
+        ("title", title, MAX_TITLE_LENGTH),
+        ("notes", notes, MAX_NOTES_LENGTH),
+    ):
+        if value is not None and (
+            not isinstance(value, str) or not value.strip() or len(value) > most
+        ):
+            raise PlanError(name, value, f"a non-blank string of at most {most} characters")
+    return title, notes
 
 
 def _group(
