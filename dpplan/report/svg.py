@@ -218,7 +218,7 @@ def line_chart(
     def py(y: float) -> float:
         return top + plot_h - (y - y_low) / y_span * plot_h
 
-    def label(tick: float, log: bool) -> str:
+    def tick_text(tick: float, log: bool) -> str:
         return html.escape(f"{10**tick if log else tick:g}")
 
     out = [
@@ -232,18 +232,18 @@ def line_chart(
             'stroke="#999" stroke-width="1"/>'
         ),
     ]
-    text = f'font-size="11" {_FONT} fill="#333"'
+    tick_font = f'font-size="11" {_FONT} fill="#333"'
     for tick in (t for t in y_ticks if y_low - 1e-12 <= t <= y_high + 1e-12):
         out.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" '
             f'stroke="#e4e4e4" stroke-width="1"/><text x="{left - 6}" y="{py(tick) + 4:.1f}" '
-            f'text-anchor="end" {text}>{label(tick, log_y)}</text>'
+            f'text-anchor="end" {tick_font}>{tick_text(tick, log_y)}</text>'
         )
     for tick in (t for t in x_ticks if x_low - 1e-12 <= t <= x_high + 1e-12):
         out.append(
             f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" y2="{top + plot_h}" '
             f'stroke="#f0f0f0" stroke-width="1"/><text x="{px(tick):.1f}" '
-            f'y="{top + plot_h + 15}" text-anchor="middle" {text}>{label(tick, log_x)}</text>'
+            f'y="{top + plot_h + 15}" text-anchor="middle" {tick_font}>{tick_text(tick, log_x)}</text>'
         )
     out.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
