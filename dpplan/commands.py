@@ -75,6 +75,13 @@ REPORT_FLAGS: tuple[Flag, ...] = (
         "the plan behind it, per-schedule curves and the privacy cost of tuning",
     ),
     Flag(
+        field="plan",
+        metavar="FILE",
+        help='a JSON plan instead of the plan flags: {"dataset_size": N, "delta": D, "phases": '
+        '[{"batch_size": B, "noise_multiplier": S, "epochs": E}, ...]} (a phase may add '
+        '"steps" to stop mid-epoch)',
+    ),
+    Flag(
         field="ledger",
         metavar="FILE",
         help="report on a dpplan.Ledger saved as JSON (Ledger.to_dict()): its records, "

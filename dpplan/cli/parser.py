@@ -558,7 +558,6 @@ def build_parser() -> Parser:
         "JSON or PDF)",
     )
     _add_plan_flags(rep, required="unless --run, --sweep or --ledger", or_file=True)
-    _add_plan_file_flag(rep)
     for flag in REPORT_FLAGS:
         _add_flag(rep, flag)
     rep.set_defaults(handler=cmd_report)

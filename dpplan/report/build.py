@@ -85,7 +85,12 @@ def plan_hash(plan: TrainingPlan) -> str:
         >>> len(plan_hash(plan))
         64
     """
-    return hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()
+    return digest(plan.to_dict())
+
+
+def digest(data: Any) -> str:
+    """SHA-256 of ``data``'s canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
 def git_state() -> tuple[str | None, bool | None]:
@@ -118,28 +123,67 @@ def _plan(plan: TrainingPlan) -> Plan:
     return Plan(**{name: getattr(plan, name) for name in Plan.model_fields})
 
 
-def _commands(
-    plan: TrainingPlan,
-    run: RunRecord | None,
-    store_home: str | None,
-    tuning_runs: int | None,
-    title: str | None,
-    notes: str | None,
-) -> dict[str, str]:
+def _plan_values(plan: TrainingPlan, run: RunRecord | None, store_home: str | None) -> dict:
+    """The ``dpplan report`` flags that name the plan, or the run (and its store)."""
     if run is not None:
-        values: dict[str, object] = {"run": run.id, "home": store_home or None}
-    else:
-        values = {flag.field: getattr(plan, flag.field) for flag in PLAN_FLAGS}
-    values |= {"tuning_runs": tuning_runs, "title": title, "notes": notes}
-    return {fmt: report_command({**values, "format": fmt}) for fmt in FORMATS}
+        return {"run": run.id, "home": store_home or None}
+    return {flag.field: getattr(plan, flag.field) for flag in PLAN_FLAGS}
 
 
-def check_text(name: str, value: object, maximum: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > maximum:
-        raise PlanError(name, value, f"a non-blank string of at most {maximum} characters")
-    return value
+def new_report(
+    kind: str,
+    *,
+    title: str | None,
+    default_title: str,
+    notes: str | None,
+    values: Mapping[str, object],
+    hashed: str | None,
+    created_at: str | None,
+    warnings: Sequence[str],
+    assumptions: Assumptions | None = None,
+    **sections: Any,
+) -> Report:
+    """A :class:`Report` of ``kind`` with its reproducibility section: ``dpplan report`` with
+    the flags ``values`` (flag field -> value, :data:`dpplan.commands.REPORT_FLAGS`), the
+    ``--title`` and ``--notes`` given, and ``--format``, regenerates it; ``hashed`` is the plan
+    hash; every section not given is None."""
+    values = {**values, "title": title, "notes": notes}
+    commit, dirty = git_state()
+    names = ("plan", "epochs", "total_steps", "accounting", "membership", "tuning", "run")
+    return Report(
+        schema_id=SCHEMA_ID,
+        schema_version=SCHEMA_VERSION,
+        kind=kind,
+        assumptions=assumptions or Assumptions.of(kind),
+        title=default_title if title is None else title,
+        notes=notes,
+        reproducibility=Reproducibility(
+            dpplan_version=dpplan.__version__,
+            python_version=platform.python_version(),
+            git_commit=commit,
+            git_dirty=dirty,
+            plan_hash=hashed,
+            created_at=created_at
+            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            commands={fmt: report_command({**values, "format": fmt}) for fmt in FORMATS},
+        ),
+        warnings=tuple(dict.fromkeys(warnings)),
+        **(dict.fromkeys(names) | sections),
+    )
+
+
+def check_texts(title: object, notes: object) -> tuple[str | None, str | None]:
+    """The title and notes of a report, checked: None or a non-blank string of at most
+    :data:`MAX_TITLE_LENGTH` or :data:`MAX_NOTES_LENGTH` characters (PlanError names the field)."""
+    for name, value, most in (
+        ("title", title, MAX_TITLE_LENGTH),
+        ("notes", notes, MAX_NOTES_LENGTH),
+    ):
+        if value is not None and (
+            not isinstance(value, str) or not value.strip() or len(value) > most
+        ):
+            raise PlanError(name, value, f"a non-blank string of at most {most} characters")
+    return title, notes
 
 
 def _group(
@@ -258,8 +302,7 @@ def build_report(
         plan = plan.phases[0]
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan", "Build one with TrainingPlan(...).")
-    title = check_text("title", title, MAX_TITLE_LENGTH)
-    notes = check_text("notes", notes, MAX_NOTES_LENGTH)
+    title, notes = check_texts(title, notes)
     if tuning_runs is not None:
         tuning_runs = _validate.integer(
             minimum=1,
@@ -272,16 +315,19 @@ def build_report(
     epochs_done = run.epochs_spent if run is not None else plan.epochs
     accounted = plan if epochs_done == plan.epochs else plan.replace(epochs=epochs_done)
     comparison = accounting.compare(accounted)
-    commit, dirty = git_state()
-    return Report(
-        schema_id=SCHEMA_ID,
-        schema_version=SCHEMA_VERSION,
-        kind="run" if run is not None else "plan",
-        assumptions=Assumptions.of("run" if run is not None else "plan"),
-        title=title
-        if title is not None
-        else "DP-SGD privacy report" + (f" of run {run.id}" if run is not None else ""),
+    return new_report(
+        "run" if run is not None else "plan",
+        title=title,
+        default_title="DP-SGD privacy report" + (f" of run {run.id}" if run is not None else ""),
         notes=notes,
+        values=_plan_values(plan, run, store_home) | {"tuning_runs": tuning_runs},
+        hashed=plan_hash(plan),
+        created_at=created_at,
+        warnings=[
+            *comparison.warnings,
+            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
+            *(run.warnings if run is not None else ()),
+        ],
         plan=_plan(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,
@@ -289,23 +335,6 @@ def build_report(
         membership=membership_section(accounted, comparison.headline_epsilon),
         tuning=tuning_section(plan, accounted, run, group, tuning_runs),
         run=run_section(run) if run is not None else None,
-        reproducibility=Reproducibility(
-            dpplan_version=dpplan.__version__,
-            python_version=platform.python_version(),
-            git_commit=commit,
-            git_dirty=dirty,
-            plan_hash=plan_hash(plan),
-            created_at=created_at
-            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            commands=_commands(plan, run, store_home, tuning_runs, title, notes),
-        ),
-        warnings=tuple(
-            dict.fromkeys(
-                list(comparison.warnings)
-                + [f"{m}: failed: {text}" for m, text in comparison.failures.items()]
-                + list(run.warnings if run is not None else ())
-            )
-        ),
     )
 
 
@@ -453,28 +482,14 @@ def _best_at_most(points: Sequence[FrontierPoint]) -> tuple[BestAtMost, ...]:
 
 
 def _sweep_tuning(tuning: TuningCost) -> SweepTuning:
-    random = tuning.random
-    per_target = tuple(
-        TargetCost(
-            target_epsilon=row.target_epsilon,
-            single_run_epsilon=row.single_run_epsilon,
-            runs=None if random else row.runs,
-            all_runs_epsilon=None if random else row.all_runs_epsilon,
-            all_runs_method=None if random else row.all_runs_method,
-            repeat_and_select_epsilon=row.repeat_and_select_epsilon,
-        )
-        for row in tuning.per_target
-    )
-    return SweepTuning(
-        delta=tuning.delta,
-        single_run_epsilon=tuning.single_run_epsilon,
-        runs=None if random else tuning.runs,
-        all_runs_epsilon=None if random else tuning.all_runs_epsilon,
-        all_runs_method=None if random else tuning.all_runs_method,
-        random_repeats=tuning.random_repeats,
-        repeat_and_select_epsilon=tuning.repeat_and_select_epsilon,
-        per_target=per_target,
-    )
+    """The tuning cost; in the random protocol without the counts of runs (they are secret)."""
+    secret = ("runs", "all_runs_epsilon", "all_runs_method") if tuning.random else ()
+
+    def fields(row: Any, model: type) -> dict[str, Any]:
+        return {name: None if name in secret else getattr(row, name) for name in model.model_fields}
+
+    per_target = tuple(TargetCost(**fields(row, TargetCost)) for row in tuning.per_target)
+    return SweepTuning(**fields(tuning, SweepTuning) | {"per_target": per_target})
 
 
 def _sweep(result: FrontierResult, record: Any) -> Sweep:
@@ -504,7 +519,7 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         max_grad_norm=spec["max_grad_norm"],
         random_repeats=spec.get("random_repeats"),
         options=options,
-        spec_hash=hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest(),
+        spec_hash=digest(spec),
         created_at=_iso(record.created_at),
         updated_at=_iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),
@@ -512,10 +527,8 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         trials=None if random else SweepTrials(**result.trials.to_dict()),
         plans=tuple(
             SolvedPlan(
-                target_epsilon=row.target_epsilon,
-                epsilon=row.epsilon,
-                method=row.method,
-                plan=_plan(row.plan),
+                **{name: getattr(row, name) for name in SolvedPlan.model_fields}
+                | {"plan": _plan(row.plan)}
             )
             for row in result.plans
         ),
@@ -628,36 +641,17 @@ def build_sweep_report(
     sweep_id = _validate.integer(
         minimum=1, sweep_id=sweep_id, hint="List the sweeps on the app's Frontier page."
     )
-    title = check_text("title", title, MAX_TITLE_LENGTH)
-    notes = check_text("notes", notes, MAX_NOTES_LENGTH)
+    title, notes = check_texts(title, notes)
     record = store.get_sweep(sweep_id)
     sweep = _sweep(frontier_result(store, sweep_id), record)
-    values = {"sweep": sweep_id, "home": str(store.home.resolve()), "title": title, "notes": notes}
-    commit, dirty = git_state()
-    return Report(
-        schema_id=SCHEMA_ID,
-        schema_version=SCHEMA_VERSION,
-        kind="sweep",
-        assumptions=Assumptions.of("sweep"),
-        title=title if title is not None else f"DP-SGD frontier report of sweep {sweep_id}",
+    return new_report(
+        "sweep",
+        title=title,
+        default_title=f"DP-SGD frontier report of sweep {sweep_id}",
         notes=notes,
-        plan=None,
-        epochs=None,
-        total_steps=None,
-        accounting=None,
-        membership=None,
-        tuning=None,
-        run=None,
-        sweep=sweep,
-        reproducibility=Reproducibility(
-            dpplan_version=dpplan.__version__,
-            python_version=platform.python_version(),
-            git_commit=commit,
-            git_dirty=dirty,
-            plan_hash=None,
-            created_at=created_at
-            or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            commands={fmt: report_command({**values, "format": fmt}) for fmt in FORMATS},
-        ),
+        values={"sweep": sweep_id, "home": str(store.home.resolve())},
+        hashed=None,
+        created_at=created_at,
         warnings=_sweep_warnings(sweep),
+        sweep=sweep,
     )

@@ -1,19 +1,14 @@
 """Reports of a phased plan (a phase table) and of a ledger (its records), as :class:`Report`.
 
 Both reuse the plan report's pieces: the accounting section (ε per epoch from each method)
-for a phased plan, the reproducibility section, the filters and the CSS; one compact template
-per format (``ledger.md.j2``, ``ledger.html.j2``) lays out either. Every ε comes from
+for a phased plan, the reproducibility section, the filters and the HTML page; one compact
+layout (``ledger.md.j2``) shows either. Every ε comes from
 :mod:`dpplan.accounting` (``compare`` of the phased plan) or from the ledger itself.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
 import math
-import platform
-import shlex
 
 import dpplan
 from dpplan import accounting
@@ -23,15 +18,12 @@ from dpplan.ledger import SCHEMES, Ledger
 from dpplan.phased import PhasedPlan
 from dpplan.report import build, sections
 from dpplan.report.model import (
-    SCHEMA_ID,
-    SCHEMA_VERSION,
     Assumptions,
     LedgerEntry,
     LedgerFacts,
     Phase,
     Phased,
     Report,
-    Reproducibility,
 )
 
 __all__ = ["build_ledger_report", "build_phased_report", "no_amplification_phased"]
@@ -51,27 +43,6 @@ def no_amplification_phased(plan: PhasedPlan) -> float:
     for phase, steps in zip(plan.phases, plan.steps_per_phase):
         precision += -(-steps // phase.steps_per_epoch) / phase.noise_multiplier**2
     return float(dp_accounting.get_epsilon_gaussian(1 / math.sqrt(precision), plan.delta))
-
-
-def _reproducibility(data: dict, words: list[str], created_at: str | None) -> Reproducibility:
-    commit, dirty = build.git_state()
-    return Reproducibility(
-        dpplan_version=dpplan.__version__,
-        python_version=platform.python_version(),
-        git_commit=commit,
-        git_dirty=dirty,
-        plan_hash=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest(),
-        created_at=created_at or datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        commands={fmt: shlex.join([*words, "--format", fmt]) for fmt in build.FORMATS},
-    )
-
-
-def _text_words(title: str | None, notes: str | None) -> list[str]:
-    words = []
-    for flag, value in (("--title", title), ("--notes", notes)):
-        if value is not None:
-            words += [flag, value]
-    return words
 
 
 def build_phased_report(
@@ -100,8 +71,7 @@ def build_phased_report(
     """
     if not isinstance(plan, PhasedPlan):
         raise PlanError("plan", plan, "a dpplan.PhasedPlan")
-    title = build.check_text("title", title, build.MAX_TITLE_LENGTH)
-    notes = build.check_text("notes", notes, build.MAX_NOTES_LENGTH)
+    title, notes = build.check_texts(title, notes)
     comparison = accounting.compare(plan)
     ends = plan.epoch_ends()
     phases, done = [], 0
@@ -121,33 +91,24 @@ def build_phased_report(
                 method=best.method,
             )
         )
-    data = plan.to_dict()
-    return Report(
-        schema_id=SCHEMA_ID,
-        schema_version=SCHEMA_VERSION,
-        kind="phased",
-        assumptions=Assumptions.of("phased"),
-        title=title if title is not None else "DP-SGD privacy report of a phased plan",
+    return build.new_report(
+        "phased",
+        title=title,
+        default_title="DP-SGD privacy report of a phased plan",
         notes=notes,
-        plan=None,
+        values={"plan": plan_file},
+        hashed=build.digest(plan.to_dict()),
+        created_at=created_at,
+        warnings=[
+            *comparison.warnings,
+            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
+        ],
         epochs=len(ends),
         total_steps=plan.total_steps,
         accounting=sections.accounting_section(
             comparison, plan, no_amplification=no_amplification_phased(plan)
         ),
-        membership=None,
-        tuning=None,
-        run=None,
         phased=Phased(dataset_size=plan.dataset_size, delta=plan.delta, phases=tuple(phases)),
-        reproducibility=_reproducibility(
-            data, ["dpplan", "report", "--plan", plan_file, *_text_words(title, notes)], created_at
-        ),
-        warnings=tuple(
-            dict.fromkeys(
-                list(comparison.warnings)
-                + [f"{m}: failed: {text}" for m, text in comparison.failures.items()]
-            )
-        ),
     )
 
 
@@ -186,8 +147,7 @@ def build_ledger_report(
     """
     if not isinstance(ledger, Ledger):
         raise PlanError("ledger", ledger, "a dpplan.Ledger", "Load one with Ledger.from_dict.")
-    title = build.check_text("title", title, build.MAX_TITLE_LENGTH)
-    notes = build.check_text("notes", notes, build.MAX_NOTES_LENGTH)
+    title, notes = build.check_texts(title, notes)
     epsilons, refused, failures = {}, {}, {}
     libraries = {"dpplan": dpplan.__version__}
     for method in ledger.methods:
@@ -205,7 +165,6 @@ def build_ledger_report(
     as_if_poisson = None
     if "shuffle" in schemes and set(schemes) <= {"poisson", "shuffle"}:
         as_if_poisson = ledger.as_if_poisson_epsilon(method)
-    data = ledger.to_dict()
     facts = LedgerFacts(
         dataset_size=ledger.dataset_size,
         delta=ledger.delta,
@@ -214,14 +173,7 @@ def build_ledger_report(
         schemes=schemes,
         neighbouring_relation=ledger.neighbouring_relation,
         records=tuple(
-            LedgerEntry(
-                sampling=r.sampling,
-                noise_multiplier=r.noise_multiplier,
-                sample_rate=r.sample_rate,
-                batch_size=r.batch_size,
-                max_batch_size=r.max_batch_size,
-                steps=r.steps,
-            )
+            LedgerEntry(**{name: getattr(r, name) for name in LedgerEntry.model_fields})
             for r in ledger.records
         ),
         accounted_as={scheme: SCHEMES[scheme].accounted_as for scheme in schemes},
@@ -241,29 +193,19 @@ def build_ledger_report(
         )
     if ledger.budget is not None and facts.epsilon > ledger.budget:
         warnings.append(f"ε = {facts.epsilon:.6g} is over the ledger's budget {ledger.budget:g}.")
-    return Report(
-        schema_id=SCHEMA_ID,
-        schema_version=SCHEMA_VERSION,
-        kind="ledger",
+    return build.new_report(
+        "ledger",
+        title=title,
+        default_title="DP-SGD privacy ledger report",
+        notes=notes,
+        values={"ledger": ledger_file},
+        hashed=build.digest(ledger.to_dict()),
+        created_at=created_at,
+        warnings=warnings,
         assumptions=Assumptions.of(
             "ledger",
             relation=ledger.neighbouring_relation,
             sampling=schemes[0] if len(schemes) == 1 else ("mixed" if schemes else "poisson"),
         ),
-        title=title if title is not None else "DP-SGD privacy ledger report",
-        notes=notes,
-        plan=None,
-        epochs=None,
-        total_steps=None,
-        accounting=None,
-        membership=None,
-        tuning=None,
-        run=None,
         ledger=facts,
-        reproducibility=_reproducibility(
-            data,
-            ["dpplan", "report", "--ledger", ledger_file, *_text_words(title, notes)],
-            created_at,
-        ),
-        warnings=tuple(warnings),
     )

@@ -444,6 +444,18 @@ class Reproducibility(_Facts):
     commands: dict[str, str]
 
 
+_PLAN = ("plan", "epochs", "total_steps", "accounting", "membership", "tuning")
+#: The sections each kind of report has; every other section is None.
+_SECTIONS = {
+    "plan": _PLAN,
+    "run": (*_PLAN, "run"),
+    "sweep": ("sweep",),
+    "phased": ("phased", "epochs", "total_steps", "accounting"),
+    "ledger": ("ledger",),
+    "all": (*_PLAN, "run", "sweep", "phased", "ledger"),
+}
+
+
 class Report(_Facts):
     """An ε-budget report of a plan, of a run or of a sweep. Build it with ``build_report``,
     ``build_run_report`` or ``build_sweep_report``.
@@ -477,41 +489,15 @@ class Report(_Facts):
 
     @model_validator(mode="after")
     def _sections_match_kind(self) -> Report:
-        plan_sections = ("plan", "epochs", "total_steps", "accounting", "membership", "tuning")
-        if self.kind in ("phased", "ledger"):  # the sections each has; every other is None
-            own = {
-                "phased": ("phased", "epochs", "total_steps", "accounting"),
-                "ledger": ("ledger",),
-            }
-            others = ("plan", "membership", "tuning", "run", "sweep", "phased", "ledger")
-            wrong = [
-                name
-                for name in (*plan_sections, *others)
-                if (getattr(self, name) is None) == (name in own[self.kind])
-            ]
-            if wrong:
-                raise ValueError(f"a {self.kind} report has exactly {own[self.kind]} (not {wrong})")
-            return self
-        if self.phased is not None or self.ledger is not None:
-            raise ValueError(f"a {self.kind} report has no phased or ledger section")
-        if self.kind == "sweep":
-            present = [name for name in (*plan_sections, "run") if getattr(self, name) is not None]
-            if self.sweep is None or present or self.reproducibility.plan_hash is not None:
-                raise ValueError(
-                    "a sweep report has a sweep section and no plan, run or plan_hash "
-                    f"(found {', '.join(present) or 'no sweep'})"
-                )
-        else:
-            missing = [name for name in plan_sections if getattr(self, name) is None]
-            if missing or self.sweep is not None or self.reproducibility.plan_hash is None:
-                raise ValueError(
-                    f"a {self.kind} report has every plan section and no sweep "
-                    f"(missing: {', '.join(missing) or 'none'})"
-                )
-            if (self.run is None) != (self.kind == "plan"):
-                raise ValueError(
-                    f"kind {self.kind!r} does not match run={'given' if self.run else 'None'}"
-                )
+        own = _SECTIONS[self.kind]
+        wrong = [
+            name for name in _SECTIONS["all"] if (getattr(self, name) is None) == (name in own)
+        ]
+        if wrong or (self.reproducibility.plan_hash is None) != (self.kind == "sweep"):
+            raise ValueError(
+                f"a {self.kind} report has a {', '.join(own)} section and no other, and "
+                f"{'no' if self.kind == 'sweep' else 'a'} plan_hash (wrong: {', '.join(wrong)})"
+            )
         return self
 
     @property

@@ -1,20 +1,25 @@
 r"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
-The words are in ``templates/_words.j2``, written once; ``report.md.j2`` and
-``report.html.j2`` lay out a plan's or a run's report, ``sweep.md.j2`` and ``sweep.html.j2``
-a sweep's (both HTML layouts share ``_head.html.j2``: the Content-Security-Policy and CSS). Numbers come only from the model, through the filters here.
+The words are in ``templates/_words.j2``, written once. ``report.md.j2`` lays out a plan's or a
+run's report, ``sweep.md.j2`` a sweep's, ``ledger.md.j2`` a phased plan's or a ledger's (the
+parts they share are in ``_parts.md.j2``). The HTML page (``page.html.j2``: the
+Content-Security-Policy, CSS, header and summary cards) holds the same Markdown rendered by
+markdown-it, with the SVG charts as HTML blocks. Numbers come only from the model, through the
+filters here.
 
 User-supplied strings (title, notes, run errors, option values) are text, not markup. The
-HTML environment escapes every value (Jinja2 autoescape). In the Markdown environment every
-value printed is escaped unless a filter here marked it safe: every character that could
-start Markdown markup (links, images, emphasis, code, headings, lists, tables, autolinks) gets
-a backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go
-through :func:`_quote`, line by line). The HTML loads nothing: inline CSS and SVG, no script,
-no URL, and a Content-Security-Policy that forbids any request.
+page's own template escapes every value (Jinja2 autoescape). In the Markdown every value
+printed is escaped unless a filter here marked it safe: every character that could start
+Markdown markup (links, images, emphasis, code, headings, lists, tables, autolinks) gets a
+backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go through
+:func:`_quote`, line by line), so markdown-it turns it back into the same text. The HTML loads
+nothing: inline CSS and SVG, no script, no URL, and a Content-Security-Policy that forbids any
+request.
 
 Only user-supplied strings are escaped: dpplan's own words (versions, timestamps, settings,
 field names, statuses, number lists) go through the ``own`` filter and print as they are in
-Markdown (``0.1.0``, not ``0\.1.0``; ``1 < ε``, not ``1 &lt; ε``).
+Markdown (``0.1.0``, not ``0\.1.0``; ``1 < ε``, not ``1 &lt; ε``); in the HTML body ``<>&``
+become entities.
 """
 
 from __future__ import annotations
@@ -80,10 +85,29 @@ def to_markdown(report: Report) -> str:
         >>> to_markdown(build_report(plan, title="A <b>plan</b>")).splitlines()[0]
         '# A &lt;b&gt;plan&lt;/b&gt;'
     """
+    return _markdown(report, "md")
+
+
+def _markdown(report: Report, fmt: str, command_format: str = "md") -> str:
+    """The Markdown report; for ``fmt="html"`` the body of the HTML page: no title, summary,
+    warnings or notes (the page shows them), the SVG figures as HTML blocks."""
+    charts = _charts(report) if fmt == "html" else {}
+
+    def figure(name: str, caption: str) -> Markup:
+        if name not in charts:
+            return Markup("")
+        return Markup(f"\n\n<figure>{charts[name]}<figcaption>{caption}</figcaption></figure>\n\n")
+
     text = (
-        _env("md")
-        .get_template(_template(report, "md"))
-        .render(r=report, command_format="md", plan_json=_plan_json(report))
+        _env(fmt)
+        .get_template(_template(report))
+        .render(
+            r=report,
+            command_format=command_format,
+            plan_json=_plan_json(report),
+            html=fmt == "html",
+            figure=figure,
+        )
     )
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
 
@@ -100,15 +124,13 @@ def to_html(report: Report, *, command_format: str = "html") -> str:
         >>> "<script>" in page, "&lt;script&gt;x&lt;/script&gt;" in page
         (False, True)
     """
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": True}).enable("table")
     return (
-        _env("html")
-        .get_template(_template(report, "html"))
-        .render(
-            r=report,
-            charts=_charts(report),
-            command_format=command_format,
-            plan_json=_plan_json(report),
-        )
+        _env("page")
+        .get_template("page.html.j2")
+        .render(r=report, body=Markup(body.render(_markdown(report, "html", command_format))))
     )
 
 
@@ -154,67 +176,50 @@ def to_pdf(report: Report) -> bytes:
         logger.setLevel(level)
 
 
-def _template(report: Report, fmt: str) -> str:
+def _template(report: Report) -> str:
     """A sweep's layout, a phased plan's or ledger's (one compact layout), or a plan's."""
     kind = {"sweep": "sweep", "phased": "ledger", "ledger": "ledger"}.get(report.kind, "report")
-    return f"{kind}.{fmt}.j2"
+    return f"{kind}.md.j2"
 
 
 def _plan_json(report: Report) -> str:
-    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs); for a
-    phased plan its ``--plan`` file; for a ledger its records."""
-    if report.phased is not None or report.ledger is not None:
-        return _composition_json(report)
-    if report.sweep is not None:
-        s = report.sweep
-        grid = {
-            "target_epsilons": s.target_epsilons,
-            "delta": s.delta,
-            "batch_sizes": s.batch_sizes,
-            "epochs": s.epochs,
-            "schedules": s.schedules,
-            **{f"{kind}_lrs": rates for kind, rates in s.learning_rates.items()},
-            "seeds": s.seeds,
-            "method": s.method,
-            "max_grad_norm": s.max_grad_norm,
-            "random_repeats": s.random_repeats,
-            "options": s.options,
-        }
-        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in grid.items()]
-        return "{\n" + ",\n".join(lines) + "\n}"
-    plan = report.plan.model_dump()
-    return json.dumps(
-        {
-            k: plan[k]
-            for k in (
-                "dataset_size",
-                "batch_size",
-                "noise_multiplier",
-                "epochs",
-                "delta",
-                "max_grad_norm",
-            )
-        },
-        indent=2,
-    )
-
-
-def _composition_json(report: Report) -> str:
+    """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs, one line
+    a key); for a phased plan its ``--plan`` file; for a ledger its records."""
     if report.ledger is not None:
         keep = ("noise_multiplier", "sample_rate", "steps", "batch_size", "sampling")
-        records = [
-            {k: v for k, v in e.model_dump().items() if k in keep or v is not None}
-            for e in report.ledger.records
-        ]
-        return json.dumps(records, indent=2)
-    p, phases = report.phased, []
-    for phase in p.phases:
-        item = {k: getattr(phase, k) for k in ("batch_size", "noise_multiplier", "epochs")}
-        if phase.steps != -(-p.dataset_size // phase.batch_size) * phase.epochs:
-            item["steps"] = phase.steps  # the phase stops mid-way
-        phases.append(item)
-    data = {"dataset_size": p.dataset_size, "delta": p.delta, "phases": phases}
-    return json.dumps(data, indent=2)
+        return json.dumps(
+            [
+                {k: v for k, v in e.model_dump().items() if k in keep or v is not None}
+                for e in report.ledger.records
+            ],
+            indent=2,
+        )
+    if (p := report.phased) is not None:
+        phases = []
+        for phase in p.phases:
+            item = {k: getattr(phase, k) for k in ("batch_size", "noise_multiplier", "epochs")}
+            if phase.steps != -(-p.dataset_size // phase.batch_size) * phase.epochs:
+                item["steps"] = phase.steps  # the phase stops mid-way
+            phases.append(item)
+        return json.dumps(
+            {"dataset_size": p.dataset_size, "delta": p.delta, "phases": phases}, indent=2
+        )
+    if (s := report.sweep) is None:
+        fields = (
+            "dataset_size",
+            "batch_size",
+            "noise_multiplier",
+            "epochs",
+            "delta",
+            "max_grad_norm",
+        )
+        return json.dumps({k: getattr(report.plan, k) for k in fields}, indent=2)
+    grid = {k: getattr(s, k) for k in ("target_epsilons", "delta", "batch_sizes", "epochs")}
+    grid |= {"schedules": s.schedules} | {f"{k}_lrs": v for k, v in s.learning_rates.items()}
+    grid |= {k: getattr(s, k) for k in ("seeds", "method", "max_grad_norm", "random_repeats")}
+    grid["options"] = s.options
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in grid.items()]
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 # ---- filters (numbers are formatted here, and only here) -------------------------------
@@ -343,13 +348,6 @@ def _quote(value: str) -> Markup:
     )
 
 
-def _own(value: Any) -> Markup:
-    """dpplan's own words in Markdown (versions, timestamps, settings, field names, statuses,
-    number lists): printed as they are, on one line, not escaped. Never for user-supplied
-    text (titles, notes, errors, option values), which :func:`_cell` escapes."""
-    return Markup(" ".join(str(value).split()))
-
-
 def _fence(text: str, info: str = "") -> Markup:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
@@ -358,12 +356,15 @@ def _fence(text: str, info: str = "") -> Markup:
 
 @functools.cache
 def _env(fmt: str) -> jinja2.Environment:
+    """``md``: the Markdown report; ``html``: the same Markdown as the HTML page's body (dpplan's
+    own words HTML-escaped, as it goes through markdown-it); ``page``: the HTML page itself."""
+    page = fmt == "page"
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("dpplan.report", "templates"),
-        autoescape=fmt == "html",
+        autoescape=page,
         trim_blocks=True,
         lstrip_blocks=True,
-        finalize=_cell if fmt == "md" else None,
+        finalize=None if page else _cell,
     )
     env.filters.update(
         eps=_eps,
@@ -377,7 +378,9 @@ def _env(fmt: str) -> jinja2.Environment:
         fence=_fence,
         method=lambda m: Markup(_METHODS.get(m, "–")),
         # dpplan's own words: as they are in Markdown, HTML-escaped (as autoescape would) in HTML
-        own=_own if fmt == "md" else markupsafe.escape,
+        own={"md": _words, "html": lambda v: Markup(html.escape(_words(v), quote=False))}.get(
+            fmt, markupsafe.escape
+        ),
         schedule_name=lambda k: _SCHEDULE_NAMES.get(k, k),
     )
     env.globals.update(SEP=Markup(SEP), thin=table_rows, thinned=_thinned)
@@ -396,78 +399,71 @@ _SCHEDULE_STYLE = {
 _SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "plateau", "constant": "constant"}
 
 
+def _line(label: str, xs: Any, ys: Any, style: tuple, **more: Any) -> Series:
+    color, dash, marker = style
+    return Series(
+        label=label, xs=tuple(xs), ys=tuple(ys), color=color, dash=dash, marker=marker, **more
+    )
+
+
 def _sweep_charts(report: Report) -> dict[str, Markup]:
     """The frontier chart: test accuracy (%) against ε on a log axis; a line with a ± std
     band per schedule, and the frontier's selected points ringed on top."""
     s = report.sweep
     predicted = s.simulation is not None  # predictions: dashed lines, hollow markers
     suffix = f", {s.simulation.label}" if predicted else ""
-    series = []
-    for curve in s.curves:
-        color, dash, marker = _SCHEDULE_STYLE.get(curve.schedule_kind, ("#555", None, "circle"))
-        if predicted:
-            dash, marker = dash or "5 3", "ring"
-        points = curve.points
-        series.append(
-            Series(
-                label=f"{_SCHEDULE_NAMES.get(curve.schedule_kind, curve.schedule_kind)} ± std"
-                f"{suffix}",
-                xs=tuple(p.epsilon for p in points),
-                ys=tuple(p.test_accuracy_mean * 100 for p in points),
-                low=tuple(
-                    (p.test_accuracy_mean - (p.test_accuracy_std or 0)) * 100 for p in points
-                ),
-                high=tuple(
-                    (p.test_accuracy_mean + (p.test_accuracy_std or 0)) * 100 for p in points
-                ),
-                color=color,
-                dash=dash,
-                marker=marker,
-            )
+
+    def accuracy(points: Any, sign: int = 0) -> list[float]:
+        return [(p.test_accuracy_mean + sign * (p.test_accuracy_std or 0)) * 100 for p in points]
+
+    def style(kind: str) -> tuple:
+        color, dash, marker = _SCHEDULE_STYLE.get(kind, ("#555", None, "circle"))
+        return (color, dash or "5 3", "ring") if predicted else (color, dash, marker)
+
+    series = [
+        _line(
+            f"{_SCHEDULE_NAMES.get(c.schedule_kind, c.schedule_kind)} ± std{suffix}",
+            (p.epsilon for p in c.points),
+            accuracy(c.points),
+            style(c.schedule_kind),
+            low=tuple(accuracy(c.points, -1)),
+            high=tuple(accuracy(c.points, 1)),
         )
+        for c in s.curves
+    ]
     alone = s.protocol == "random_repeats"
     series.append(
-        Series(
-            label=("selected model at each ε" if alone else "frontier (selected at each ε)")
-            + suffix,
-            xs=tuple(p.epsilon for p in s.points),
-            ys=tuple(p.test_accuracy_mean * 100 for p in s.points),
-            color="#111",
-            dash="1 4" if not alone else None,
-            marker="ring",
+        _line(
+            ("selected model at each ε" if alone else "frontier (selected at each ε)") + suffix,
+            (p.epsilon for p in s.points),
+            accuracy(s.points),
+            ("#111", None if alone else "1 4", "ring"),
             width=1.2 if len(s.points) > 1 else 0,
         )
     )
     xs = [x for item in series for x in item.xs if x > 0 and math.isfinite(x)]
-    ys = [
-        y
-        for item in series
-        for y in (*item.ys, *(item.low or ()), *(item.high or ()))
-        if math.isfinite(y)
-    ]
+    ys = [y for i in series for y in (*i.ys, *(i.low or ()), *(i.high or ())) if math.isfinite(y)]
     if not xs:
         return {}
     pad = max(1.0, 0.08 * (max(ys) - min(ys)))
     targets = [e for e in s.target_epsilons if e > 0 and math.isfinite(e)]
     xs += targets  # every target ε is on the axis, and ticked
-    return {
-        "frontier": Markup(
-            line_chart(
-                series,
-                title="Test accuracy against ε (log scale), by schedule, and the frontier",
-                x_label=f"ε of one run at δ = {s.delta:g} (log scale)",
-                y_label="test accuracy (%)",
-                height=360,
-                x_range=(min(xs) / 1.35, max(xs) * 1.35),
-                y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
-                log_x=True,
-                x_tick_values=targets,
-            )
-        )
-    }
+    svg = line_chart(
+        series,
+        title="Test accuracy against ε (log scale), by schedule, and the frontier",
+        x_label=f"ε of one run at δ = {s.delta:g} (log scale)",
+        y_label="test accuracy (%)",
+        height=360,
+        x_range=(min(xs) / 1.35, max(xs) * 1.35),
+        y_range=(max(0.0, min(ys) - pad), min(100.0, max(ys) + pad)),
+        log_x=True,
+        x_tick_values=targets,
+    )
+    return {"frontier": Markup(svg)}
 
 
 def _charts(report: Report) -> dict[str, Markup]:
+    """The SVG figures of the HTML report, by name."""
     if report.sweep is not None:
         return _sweep_charts(report)
     if report.accounting is None:  # a ledger: no curve
@@ -476,29 +472,14 @@ def _charts(report: Report) -> dict[str, Markup]:
     xs = (0.0,) + tuple(float(e) for e in a.epochs)  # ε after 0 epochs is 0
     series = []
     for curve in a.curves:
-        color, dash, marker = _STYLE[curve.method]
-        label = _METHODS[curve.method]
+        name = _METHODS[curve.method]
         series.append(
-            Series(
-                label=f"{label} upper bound",
-                xs=xs,
-                ys=(0.0,) + curve.epsilons,
-                color=color,
-                dash=dash,
-                marker=marker,
-            )
+            _line(f"{name} upper bound", xs, (0.0, *curve.epsilons), _STYLE[curve.method])
         )
         if curve.lower is not None:
+            lower = (0.0, *curve.lower)
             series.append(
-                Series(
-                    label=f"{label} lower bound",
-                    xs=xs,
-                    ys=(0.0,) + curve.lower,
-                    color="#e6a29b",
-                    dash="1 3",
-                    marker=None,
-                    width=1.6,
-                )
+                _line(f"{name} lower bound", xs, lower, ("#e6a29b", "1 3", None), width=1.6)
             )
     charts = {
         "epsilon": line_chart(
@@ -513,12 +494,11 @@ def _charts(report: Report) -> dict[str, Markup]:
     if m is not None:
         charts["membership"] = line_chart(
             [
-                Series(
-                    label="largest possible TPR (privacy profile)",
-                    xs=m.roc_false_positive_rates,
-                    ys=m.roc_true_positive_rates,
-                    color="#c0392b",
-                    marker=None,
+                _line(
+                    "largest possible TPR (privacy profile)",
+                    m.roc_false_positive_rates,
+                    m.roc_true_positive_rates,
+                    ("#c0392b", None, None),
                     width=2.2,
                 )
             ],
@@ -531,50 +511,33 @@ def _charts(report: Report) -> dict[str, Markup]:
             y_range=(1e-5, 1.0),
             reference=((1e-5, 1e-5), (1.0, 1.0)),
             reference_label="random guessing",
-            log_scale=True,
+            log_x=True,
+            log_y=True,
         )
     if run is not None:
         xs = tuple(e.epsilon for e in run.epochs)
-        x_label = "ε after each epoch (smallest upper bound)"
-        validation = {"color": "#c77c02", "dash": "6 3", "marker": "square"}  # both charts
+        validation = ("#c77c02", "6 3", "square")  # both charts
+        shape = {
+            "x_label": "ε after each epoch (smallest upper bound)",
+            "width": 440,
+            "height": 300,
+        }
+        test = [_percent(e.test_accuracy) for e in run.epochs]
+        accuracy = [_percent(e.validation_accuracy) for e in run.epochs]
+        loss = [math.nan if e.validation_loss is None else e.validation_loss for e in run.epochs]
         charts["accuracy"] = line_chart(
             [
-                Series(
-                    label="test accuracy",
-                    xs=xs,
-                    color="#1f5fa8",
-                    marker="circle",
-                    ys=tuple(_percent(e.test_accuracy) for e in run.epochs),
-                ),
-                Series(
-                    label="validation accuracy",
-                    xs=xs,
-                    ys=tuple(_percent(e.validation_accuracy) for e in run.epochs),
-                    **validation,
-                ),
+                _line("test accuracy", xs, test, ("#1f5fa8", None, "circle")),
+                _line("validation accuracy", xs, accuracy, validation),
             ],
             title="Accuracy against ε",
-            x_label=x_label,
             y_label="accuracy (%)",
-            width=440,
-            height=300,
+            **shape,
         )
         charts["loss"] = line_chart(
-            [
-                Series(
-                    label="validation loss",
-                    xs=xs,
-                    ys=tuple(
-                        math.nan if e.validation_loss is None else e.validation_loss
-                        for e in run.epochs
-                    ),
-                    **validation,
-                )
-            ],
+            [_line("validation loss", xs, loss, validation)],
             title="Validation loss against ε",
-            x_label=x_label,
             y_label="cross-entropy loss",
-            width=440,
-            height=300,
+            **shape,
         )
     return {name: Markup(svg) for name, svg in charts.items()}

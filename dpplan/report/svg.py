@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 __all__ = ["Series", "line_chart", "log_ticks", "nice_ticks"]
 
@@ -69,14 +69,6 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _default_format(value: float) -> str:
-    return f"{value:g}"
-
-
-def _power_of_ten(exponent: float) -> str:
-    return f"{10**exponent:g}"
-
-
 def _legend_layout(labels: Sequence[str], width: float) -> list[tuple[int, float]]:
     """Return (row, x offset) of each legend entry, flowing left to right and wrapping."""
     placed, row, offset = [], 0, 0.0
@@ -123,6 +115,20 @@ def _marker(kind: str | None, x: float, y: float, color: str) -> str:
     return ""
 
 
+def _ticks(
+    low: float, high: float, *, log: bool, count: int, values: Sequence[float] | None
+) -> list[float]:
+    """One axis's ticks (log10 values on a log axis): ``values`` if given (a log axis ticks only
+    the positive ones), else decades on a log axis spanning over two decades, 1-2-5 on a
+    shorter one, round numbers on a linear one."""
+    if values is not None:
+        ticks = {math.log10(v) if log else float(v) for v in values if v > 0 or not log}
+        return sorted(t for t in ticks if math.isfinite(t)) or [low, high]
+    if log and high - low > 2:
+        return [float(k) for k in range(math.floor(low), math.ceil(high) + 1)]
+    return log_ticks(low, high) if log else nice_ticks(low, high, count)
+
+
 def line_chart(
     series: Sequence[Series],
     *,
@@ -133,13 +139,11 @@ def line_chart(
     height: int = 300,
     x_range: tuple[float, float] | None = None,
     y_range: tuple[float, float] | None = None,
-    x_format: Callable[[float], str] = _default_format,
-    y_format: Callable[[float], str] = _default_format,
     integer_x: bool = False,
     reference: Sequence[tuple[float, float]] | None = None,
     reference_label: str | None = None,
-    log_scale: bool = False,
     log_x: bool = False,
+    log_y: bool = False,
     x_tick_values: Sequence[float] | None = None,
 ) -> str:
     """Return an ``<svg>`` element with one line per series, axes, ticks and a legend.
@@ -153,42 +157,29 @@ def line_chart(
         height: height in px, legend included.
         x_range: (min, max) of the x-axis; default from the data.
         y_range: (min, max) of the y-axis; default 0 (or the data minimum) to the maximum.
-        x_format: tick label format for x.
-        y_format: tick label format for y.
         integer_x: only whole-number x ticks (epochs).
         reference: points of a grey dashed reference line (e.g. the diagonal).
         reference_label: its legend text.
-        log_scale: both axes logarithmic (base 10); needs positive ranges and values.
-        log_x: the x-axis alone logarithmic (base 10), ticked 1, 2, 5 per decade.
+        log_x: the x-axis logarithmic (base 10), ticked at every decade or 1, 2, 5 per decade;
+            needs positive values and range.
+        log_y: the y-axis logarithmic, likewise.
         x_tick_values: the x ticks (in data units, e.g. every target ε) instead of ticks
             chosen from the range; on a log axis only positive values are ticked.
 
     Returns:
         The SVG markup.
     """
-    if log_scale:
 
-        def log(value: float) -> float:
-            return math.log10(value) if value > 0 else -math.inf
+    def scale(values: Sequence[float], log: bool) -> tuple[float, ...]:
+        return tuple((math.log10(v) if v > 0 else -math.inf) if log else v for v in values)
 
-        series = [
-            dataclasses.replace(
-                item, xs=tuple(log(x) for x in item.xs), ys=tuple(log(y) for y in item.ys)
-            )
-            for item in series
-        ]
-        reference = [(log(x), log(y)) for x, y in reference] if reference else None
-        x_range = (log(x_range[0]), log(x_range[1])) if x_range else None
-        y_range = (log(y_range[0]), log(y_range[1])) if y_range else None
-        x_format = y_format = _power_of_ten
-    elif log_x:
-
-        def log(value: float) -> float:
-            return math.log10(value) if value > 0 else -math.inf
-
-        series = [dataclasses.replace(item, xs=tuple(log(x) for x in item.xs)) for item in series]
-        x_range = (log(x_range[0]), log(x_range[1])) if x_range else None
-        x_format = _power_of_ten
+    series = [
+        dataclasses.replace(item, xs=scale(item.xs, log_x), ys=scale(item.ys, log_y))
+        for item in series
+    ]
+    reference = [(*scale([x], log_x), *scale([y], log_y)) for x, y in reference or ()]
+    x_range = scale(x_range, log_x) if x_range else None
+    y_range = scale(y_range, log_y) if y_range else None
     left, right, top = 64, 16, 14
     entries = [(s.label, s.color, s.dash, s.marker, s.width) for s in series]
     if reference:
@@ -204,39 +195,16 @@ def line_chart(
         for x, y in zip(s.xs, s.ys, strict=True)
         if math.isfinite(x) and math.isfinite(y)
     ]
-    xs, ys = [x for x, _ in points], [y for _, y in points]
-    if not xs:
-        xs, ys = [0.0, 1.0], [0.0, 1.0]
-    if x_range is None:
-        x_low, x_high = min(xs), max(xs)
-        if integer_x:
-            x_low = min(x_low, 1.0) if x_low >= 0 else x_low
-            x_low = 0.0 if x_high <= 10 else x_low
-    else:
-        x_low, x_high = x_range
-    if y_range is None:
-        y_low, y_high = min(0.0, min(ys)), max(ys)
-    else:
-        y_low, y_high = y_range
-    x_ticks = nice_ticks(x_low, x_high, 8 if width > 500 else 5)
-    if log_scale:
-        x_ticks = [float(k) for k in range(math.floor(x_low), math.ceil(x_high) + 1)]
-    elif log_x:
-        x_ticks = log_ticks(x_low, x_high)
-    if x_tick_values is not None:
-        logarithmic = log_scale or log_x
-        x_ticks = sorted(
-            {
-                math.log10(v) if logarithmic else float(v)
-                for v in x_tick_values
-                if math.isfinite(v) and (v > 0 or not logarithmic)
-            }
-        ) or [x_low, x_high]
+    xs, ys = [x for x, _ in points] or [0.0, 1.0], [y for _, y in points] or [0.0, 1.0]
+    x_low, x_high = x_range or (min(xs), max(xs))
+    if integer_x and x_range is None:
+        x_low = 0.0 if x_high <= 10 else (min(x_low, 1.0) if x_low >= 0 else x_low)
+    y_low, y_high = y_range or (min(0.0, min(ys)), max(ys))
+    count = 8 if width > 500 else 5
+    x_ticks = _ticks(x_low, x_high, log=log_x, count=count, values=x_tick_values)
     if integer_x:
         x_ticks = [t for t in x_ticks if float(t).is_integer()] or [x_low, x_high]
-    y_ticks = nice_ticks(y_low, y_high, 5)
-    if log_scale:
-        y_ticks = [float(k) for k in range(math.floor(y_low), math.ceil(y_high) + 1)]
+    y_ticks = _ticks(y_low, y_high, log=log_y, count=5, values=None)
     if x_range is None:
         x_low, x_high = min(x_ticks[0], x_low), max(x_ticks[-1], x_high)
     if y_range is None:
@@ -250,6 +218,9 @@ def line_chart(
     def py(y: float) -> float:
         return top + plot_h - (y - y_low) / y_span * plot_h
 
+    def tick_text(tick: float, log: bool) -> str:
+        return html.escape(f"{10**tick if log else tick:g}")
+
     out = [
         (
             f'<svg viewBox="0 0 {width} {height}" '
@@ -261,28 +232,19 @@ def line_chart(
             'stroke="#999" stroke-width="1"/>'
         ),
     ]
-    for tick in y_ticks:
-        if y_low - 1e-12 <= tick <= y_high + 1e-12:
-            y = py(tick)
-            out.append(
-                f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" '
-                'stroke="#e4e4e4" stroke-width="1"/>'
-            )
-            out.append(
-                f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-                f'{_FONT} fill="#333">{html.escape(y_format(tick))}</text>'
-            )
-    for tick in x_ticks:
-        if x_low - 1e-12 <= tick <= x_high + 1e-12:
-            x = px(tick)
-            out.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" '
-                'stroke="#f0f0f0" stroke-width="1"/>'
-            )
-            out.append(
-                f'<text x="{x:.1f}" y="{top + plot_h + 15}" text-anchor="middle" '
-                f'font-size="11" {_FONT} fill="#333">{html.escape(x_format(tick))}</text>'
-            )
+    tick_font = f'font-size="11" {_FONT} fill="#333"'
+    for tick in (t for t in y_ticks if y_low - 1e-12 <= t <= y_high + 1e-12):
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" '
+            f'stroke="#e4e4e4" stroke-width="1"/><text x="{left - 6}" y="{py(tick) + 4:.1f}" '
+            f'text-anchor="end" {tick_font}>{tick_text(tick, log_y)}</text>'
+        )
+    for tick in (t for t in x_ticks if x_low - 1e-12 <= t <= x_high + 1e-12):
+        out.append(
+            f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" y2="{top + plot_h}" '
+            f'stroke="#f0f0f0" stroke-width="1"/><text x="{px(tick):.1f}" '
+            f'y="{top + plot_h + 15}" text-anchor="middle" {tick_font}>{tick_text(tick, log_x)}</text>'
+        )
     out.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
         f'font-size="12" {_FONT} fill="#111">{html.escape(x_label)}</text>'
