@@ -364,8 +364,9 @@ def start_worker(run_store) -> None:
 
 TASK_HELP = (
     "Train your own task: MODULE:FUNCTION, a function returning a dpplan.train.Task (model, "
-    "data, loss) in a module on the app's Python path (PYTHONPATH, or the folder the app was "
-    "started from). Empty: MNIST with the model chosen here. With a task, dataset_size is its "
+    "data, loss) in a module on the app's Python path (start the app with its folder on "
+    "PYTHONPATH; the background worker inherits it). Empty: MNIST with the model chosen "
+    "here. With a task, dataset_size is its "
     "training set size and the MNIST-only fields (model, activation, validation and training "
     "examples) are not used."
 )

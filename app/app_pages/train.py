@@ -26,19 +26,21 @@ if plan is None:
 
 st.caption(
     "Runs train in a background process and are kept in the run store, so they "
-    "survive page reloads and closed browsers. Queue several; they run one at a time."
+    "survive page reloads and closed browsers. Queue several; they run one at a time. "
+    "MNIST by default; name your own task (MODULE:FUNCTION) to train your model on your "
+    "data: the fields marked MNIST are then not used."
 )
 
 with st.form("train_form"):
     task_text = task_field("train_task")
     cols = st.columns(3)
     model = cols[0].selectbox(
-        "Model",
+        "Model (MNIST)",
         ["seed", "tempered"],
         key="train_model",
         help="seed: the super-convergence study's CNN; tempered: Papernot et al.'s CNN",
     )
-    activation = cols[1].selectbox("Activation", ["relu", "tanh"], key="train_activation")
+    activation = cols[1].selectbox("Activation (MNIST)", ["relu", "tanh"], key="train_activation")
     schedule_kind = cols[2].selectbox(
         "Schedule",
         ["one_cycle", "plateau", "constant"],
@@ -62,10 +64,10 @@ with st.form("train_form"):
     )
     cols = st.columns(3)
     validation_size = cols[0].number_input(
-        "Validation examples", value=5000, step=500, format="%d", key="train_validation"
+        "MNIST validation examples", value=5000, step=500, format="%d", key="train_validation"
     )
     subset = cols[1].number_input(
-        "Training examples N (0 = all left after validation)",
+        "MNIST training examples N (0 = all left after validation)",
         value=0,
         step=1000,
         format="%d",

@@ -15,6 +15,11 @@
 # (`dpplan sweep`), which runs the same training on workers that import the task function.
 # Every ε is an upper bound at δ for add-or-remove-one neighbours; the sentences comparing
 # numbers are written from the numbers. The data are synthetic (no MNIST needed).
+#
+# A run's seed fixes the model's initialisation; its Poisson sampling and noise come from a
+# secure random source (as the privacy guarantee requires), so re-running this notebook gives
+# slightly different accuracies (`RunOptions(reproducible=True)` derives them from the seed,
+# and the run then has no privacy guarantee).
 
 # %% tags=["parameters"]
 QUICK = False  # True: a smaller data set, fewer epochs and rates (the test suite runs this)
@@ -188,6 +193,8 @@ ax.plot([f[2] for f in frontier], [f[3] for f in frontier], marker="o")
 for target, sigma, epsilon, accuracy in frontier:
     ax.annotate(f"σ={sigma:.2f}", (epsilon, accuracy), textcoords="offset points", xytext=(4, -12))
 ax.set_xscale("log")
+ax.set_xticks([f[2] for f in frontier], [f"{f[2]:.2g}" for f in frontier])
+ax.minorticks_off()
 ax.set_xlabel("ε after training (upper bound, log scale)")
 ax.set_ylabel("final test accuracy")
 ax.set_title(f"{task.name}: the frontier ({schedule.max_lr:g} peak lr, one seed per point)")
