@@ -362,16 +362,76 @@ def start_worker(run_store) -> None:
     ensure_worker(run_store)
 
 
+TASK_HELP = (
+    "Train your own task: MODULE:FUNCTION, a function returning a dpplan.train.Task (model, "
+    "data, loss) in a module on the app's Python path (start the app with its folder on "
+    "PYTHONPATH; the background worker inherits it). Empty: MNIST with the model chosen "
+    "here. With a task, dataset_size is its "
+    "training set size and the MNIST-only fields (model, activation, validation and training "
+    "examples) are not used."
+)
+
+
+def task_field(key: str):
+    """The "Task" text field (inside a form): ``MODULE:FUNCTION``, empty for MNIST."""
+    return st.text_input(
+        "Task (MODULE:FUNCTION, empty = MNIST)",
+        "",
+        key=key,
+        placeholder="my_tasks:blobs",
+        help=TASK_HELP,
+    )
+
+
+def load_user_task(text: str):
+    """The task the field names, loaded here in the app's process (None when empty).
+
+    Raises:
+        PlanError: field ``task``, for a malformed spec, an unknown module or function, a
+            function that fails or returns something other than a ``dpplan.train.Task``.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    from dpplan.train import load_task  # imports torch: only when a task is asked for
+
+    return load_task(text)
+
+
+def task_of(run) -> str:
+    """A run's task as shown: its name and ``module:function`` (MNIST for older runs)."""
+    name = getattr(run, "task", None)
+    if name is None:
+        return "mnist"
+    spec = getattr(run, "task_spec", None)
+    return f"{name} ({spec})" if spec else name
+
+
 def run_label(run) -> str:
     """Short human label of a stored run."""
     lr = run.schedule.learning_rate
     kind = run.schedule.kind.replace("_", "-")
     private = "" if run.private else " · non-private"
     engine = f" · {run.options.engine} engine" if run.private else ""
+    name = getattr(run, "task", None)
+    task = f" · {name}" if name else ""
     return (
-        f"#{run.id} {kind} lr={lr:g} seed={run.seed} · {run.status} · "
+        f"#{run.id} {kind} lr={lr:g} seed={run.seed}{task} · {run.status} · "
         f"{len(run.records)}/{run.plan.epochs} epochs{private}{engine}"
     )
+
+
+def quality(record, metric: bool = True) -> str:
+    """A record's test result in words: accuracy for a classification, else the test loss
+    (and the task's test metric)."""
+    if math.isfinite(record.test_accuracy):
+        return f"test accuracy {record.test_accuracy:.2%}"
+    text = f"test loss {record.test_loss:.4g}"
+    if metric:
+        for name, value in record.metrics.items():
+            if name.startswith("test_"):
+                text += f" · test {name.removeprefix('test_')} {value:.4g}"
+    return text
 
 
 SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "reduce on plateau", "constant": "constant"}
@@ -451,6 +511,8 @@ def accuracy_frame(runs) -> pd.DataFrame:
                     "test accuracy": record.test_accuracy,
                     "validation accuracy": record.validation_accuracy,
                     "train loss": record.train_loss,
+                    "test loss": record.test_loss,
+                    **{name.replace("_", " "): value for name, value in record.metrics.items()},
                     "lr at end": record.lr,
                     "seconds": record.seconds,
                 }

@@ -26,7 +26,14 @@ pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-NAMES = ("01_accounting", "02_super_convergence", "03_tempered_sigmoids", "04_tour", "05_ledger")
+NAMES = (
+    "01_accounting",
+    "02_super_convergence",
+    "03_tempered_sigmoids",
+    "04_tour",
+    "05_ledger",
+    "06_own_task",
+)
 TRAINS = {"02_super_convergence", "03_tempered_sigmoids", "04_tour"}
 
 

@@ -6,10 +6,12 @@ from components import (
     accuracy_vs_epsilon_chart,
     best_at,
     grouped_accuracy,
+    load_user_task,
     parse_numbers,
     plain,
     run_label,
     store,
+    task_field,
 )
 
 from dpplan.errors import DpplanError
@@ -45,8 +47,16 @@ else:
             "The selected runs use different plans, so their ε differ; compare "
             "accuracy at the same ε on the x-axis."
         )
-    grouped = grouped_accuracy(accuracy_frame(selected))
-    if grouped.empty or grouped["epsilon"].isna().all():
+    frame = accuracy_frame(selected)
+    grouped = grouped_accuracy(frame)
+    if not frame.empty and frame["test accuracy"].isna().all():
+        # A task that is not a classification (a regression) has no accuracy.
+        st.info(
+            "The selected runs have no accuracy (their task is not a classification): "
+            "test loss against ε, per epoch."
+        )
+        st.line_chart(frame.dropna(subset=["ε"]), x="ε", y="test loss", color="run")
+    elif grouped.empty or grouped["epsilon"].isna().all():
         st.info("Select private runs with records to plot accuracy against ε.")
     else:
         st.altair_chart(
@@ -66,6 +76,7 @@ else:
 st.subheader("Launch a fair comparison")
 plan = st.session_state.get("plan")
 with st.form("compare_form"):
+    task_text = task_field("cmp_task")
     one_cycle = st.text_input(
         "One-cycle peak learning rates",
         ", ".join(f"{lr:g}" for lr in DEFAULT_ONE_CYCLE_LRS),
@@ -78,7 +89,7 @@ with st.form("compare_form"):
     )
     seeds = st.text_input("Seeds", "0, 1, 2", key="cmp_seeds")
     subset = st.number_input(
-        "Use first N MNIST training examples (0 = all)",
+        "Use first N MNIST training examples (0 = all; not used with a task)",
         value=0,
         step=1000,
         format="%d",
@@ -95,9 +106,26 @@ if launch and plan is not None:
             "plateau": grid_for("plateau", parse_numbers("plateau_lrs", plateau)),
         }
         seed_list = parse_numbers("seeds", seeds)
+        # Loaded here, in the app's process, so a bad spec is refused in the form; the
+        # background process imports it again by its MODULE:FUNCTION.
+        task = load_user_task(task_text)
         options = RunOptions(subset=int(subset) or None)
-        trained = plan.replace(dataset_size=training_set_size(options))
-        pid, log, group = launch_comparison(trained, grids=grids, seeds=seed_list, options=options)
+        size = training_set_size(options) if task is None else task.dataset_size
+        trained = plan.replace(dataset_size=size)
+        pid, log, group = launch_comparison(
+            trained,
+            grids=grids,
+            seeds=seed_list,
+            options=options,
+            task=None if task is None else task.spec,
+        )
+        if trained != plan:
+            source = "MNIST" if task is None else f"Task {plain(task.name)}"
+            st.info(
+                f"{source} gives {size:,} training examples (the sidebar plan has "
+                f"{plan.dataset_size:,}), so every run of the comparison trains "
+                f"dataset_size={size:,}."
+            )
         st.success(
             f"Comparison started in the background (process {pid}; log {log}), run group "
             f"{group}: each schedule's learning rates with seed {seed_list[0]}, then the rate "

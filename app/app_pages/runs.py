@@ -1,6 +1,7 @@
 """Runs page: the stored runs, their status and records; delete and export."""
 
 import json
+import math
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +15,7 @@ from components import (
     run_label,
     schedule_fields,
     store,
+    task_of,
 )
 
 from dpplan.errors import DpplanError
@@ -32,6 +34,7 @@ overview = pd.DataFrame(
         {
             "id": r.id,
             "status": r.status,
+            "task": r.task or "mnist",
             "schedule": r.schedule.kind,
             "lr": r.schedule.learning_rate,
             "seed": r.seed,
@@ -44,6 +47,12 @@ overview = pd.DataFrame(
                 else "—"
             ),
             "test accuracy": format_accuracy(r.records[-1].test_accuracy) if r.records else "—",
+            # The measure of a task that is not a classification (accuracy is NaN there).
+            "test loss": (
+                f"{r.records[-1].test_loss:.4g}"
+                if r.records and math.isfinite(r.records[-1].test_loss)
+                else "—"
+            ),
             "device": r.device,
             "batch size": r.plan.batch_size,
             "σ": r.plan.noise_multiplier,
@@ -61,7 +70,7 @@ chosen = st.selectbox(
 )
 run = next(r for r in runs if r.id == chosen)
 st.markdown(
-    f"**device** {plain(run.device)} · **seed** {run.seed} · **status** "
+    f"**task** {plain(task_of(run))} · **device** {plain(run.device)} · **seed** {run.seed} · **status** "
     f"{plain(run.status)}" + (f" ({plain(run.stop_reason)})" if run.stop_reason else "")
 )
 plan_col, schedule_col = st.columns(2)

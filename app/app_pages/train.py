@@ -4,9 +4,13 @@ import streamlit as st
 from components import (
     accuracy_frame,
     format_epsilon,
+    load_user_task,
+    plain,
+    quality,
     run_label,
     start_worker,
     store,
+    task_field,
 )
 
 import dpplan
@@ -22,18 +26,21 @@ if plan is None:
 
 st.caption(
     "Runs train in a background process and are kept in the run store, so they "
-    "survive page reloads and closed browsers. Queue several; they run one at a time."
+    "survive page reloads and closed browsers. Queue several; they run one at a time. "
+    "MNIST by default; name your own task (MODULE:FUNCTION) to train your model on your "
+    "data: the fields marked MNIST are then not used."
 )
 
 with st.form("train_form"):
+    task_text = task_field("train_task")
     cols = st.columns(3)
     model = cols[0].selectbox(
-        "Model",
+        "Model (MNIST)",
         ["seed", "tempered"],
         key="train_model",
         help="seed: the super-convergence study's CNN; tempered: Papernot et al.'s CNN",
     )
-    activation = cols[1].selectbox("Activation", ["relu", "tanh"], key="train_activation")
+    activation = cols[1].selectbox("Activation (MNIST)", ["relu", "tanh"], key="train_activation")
     schedule_kind = cols[2].selectbox(
         "Schedule",
         ["one_cycle", "plateau", "constant"],
@@ -57,10 +64,10 @@ with st.form("train_form"):
     )
     cols = st.columns(3)
     validation_size = cols[0].number_input(
-        "Validation examples", value=5000, step=500, format="%d", key="train_validation"
+        "MNIST validation examples", value=5000, step=500, format="%d", key="train_validation"
     )
     subset = cols[1].number_input(
-        "Training examples N (0 = all left after validation)",
+        "MNIST training examples N (0 = all left after validation)",
         value=0,
         step=1000,
         format="%d",
@@ -100,6 +107,7 @@ if submitted:
     from dpplan.train.specs import Constant, OneCycle, Plateau, RunOptions, training_set_size
 
     try:
+        task = load_user_task(task_text)
         options = RunOptions(
             model=model,
             activation=activation,
@@ -117,20 +125,28 @@ if submitted:
             "plateau": lambda: Plateau(lr=lr),
             "constant": lambda: Constant(lr=lr),
         }[schedule_kind]()
-        trained = plan.replace(dataset_size=training_set_size(options))
+        # The data decide dataset_size: the sidebar plan's is replaced by the training set
+        # size (MNIST's, or the task's), and the note below says so with the ε it gives.
+        size = training_set_size(options) if task is None else task.dataset_size
+        trained = plan.replace(dataset_size=size)
         run_store = store()
-        run_id = queue_run(trained, schedule, options, store=run_store)
+        run_id = queue_run(trained, schedule, options, store=run_store, task=task)
         start_worker(run_store)
         st.session_state["train_last"] = run_id
         if trained != plan:
             headline = dpplan.compare(trained)  # the smallest bound, as on every page
+            source = "MNIST" if task is None else f"Task {plain(task.name)}"
             st.info(
-                f"MNIST gives {trained.dataset_size:,} training examples, so run #{run_id} "
-                f"trains dataset_size={trained.dataset_size:,} "
+                f"{source} gives {trained.dataset_size:,} training examples (the sidebar "
+                f"plan has {plan.dataset_size:,}), so run #{run_id} trains "
+                f"dataset_size={trained.dataset_size:,} "
                 f"(ε = {format_epsilon(headline.headline_epsilon)}, "
                 f"{headline.headline_method.upper()})."
             )
-        st.success(f"Queued run #{run_id}.")
+        st.success(
+            f"Queued run #{run_id}"
+            + ("." if task is None else f" of task {plain(task.name)} ({plain(task.spec)}).")
+        )
     except (PlanError, AccountingError) as error:
         st.error(str(error))
 
@@ -152,7 +168,7 @@ def live_runs() -> None:
             text += (
                 f" · ε = {format_epsilon(epoch_epsilon(last, run.method)[0])} "
                 f"({epoch_epsilon(last, run.method)[1].upper()})"
-                f" · test accuracy {last.test_accuracy:.2%}"
+                f" · {quality(last)}"
             )
         cols[0].progress(done / run.plan.epochs, text=text)
         if cols[1].button("Stop", key=f"stop_{run.id}"):
@@ -160,8 +176,10 @@ def live_runs() -> None:
     shown = active or [r for r in runs if r.records][:1]
     frame = accuracy_frame(shown)
     if not frame.empty:
-        st.markdown("**Test accuracy against ε, per epoch**")
-        st.line_chart(frame.dropna(subset=["ε"]), x="ε", y="test accuracy", color="run")
+        # A task that is not a classification has no accuracy: its test loss is drawn.
+        measure = "test accuracy" if frame["test accuracy"].notna().any() else "test loss"
+        st.markdown(f"**{measure.capitalize()} against ε, per epoch**")
+        st.line_chart(frame.dropna(subset=["ε"]), x="ε", y=measure, color="run")
     stopped = [r for r in runs if r.status in ("interrupted", "stopped", "failed")]
     if stopped:
         st.subheader("Interrupted, stopped or failed runs")
