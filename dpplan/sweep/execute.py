@@ -40,7 +40,7 @@ from dpplan.sweep.results import (
     TrialFailure,
     TuningCost,
 )
-from dpplan.sweep.spec import SweepSpec
+from dpplan.sweep.spec import SweepSpec, task_of
 from dpplan.sweep.trials import LocalExecutor, run_trial
 from dpplan.sweep.tuning import tuning_cost
 
@@ -117,6 +117,8 @@ def _outcomes(store: RunStore, record: Any) -> dict[str, TrialOutcome]:
                 validation_accuracy=last.validation_accuracy,
                 test_accuracy=last.test_accuracy,
                 epochs_done=len(run.records),
+                validation_loss=last.validation_loss,
+                test_loss=last.test_loss,
             )
         else:
             outcomes[trial.key] = TrialOutcome(key=trial.key, status="failed", run_id=trial.run_id)
@@ -150,17 +152,32 @@ def create_sweep(
     draws = None if spec.random_repeats is None else protocol.draw_random_trials(spec, rng=rng)
     rows = protocol.plans_to_dict(plans, method=spec.method)
     if executor is not None:
-        executor.prepare(spec.options)
+        executor.prepare(spec.options, task=spec.task)
     return store.create_sweep(spec=spec.to_dict(), plans=rows, draws=draws)
 
 
 def _payload(trial: Trial, plan: TrainingPlan, spec: SweepSpec) -> dict[str, Any]:
-    return {
+    payload = {
         "key": trial.key,
         "plan": plan.to_dict(),
         "schedule": trial.schedule.to_dict(),
         "options": dataclasses.replace(spec.options, seed=trial.seed).to_dict(),
     }
+    if spec.task is not None:
+        payload["task"] = spec.task  # the worker imports it (no tensors are shipped)
+    return payload
+
+
+def _task_columns(spec: SweepSpec) -> dict[str, Any]:
+    """The store's task columns of every run of a sweep of a user's task (else none).
+
+    The fingerprint is of the task as the driver builds it; every worker imports the same
+    ``module:function``.
+    """
+    if spec.task is None:
+        return {}
+    task = task_of(spec.task)
+    return {"task": task.name, "task_fingerprint": task.fingerprint(), "task_spec": spec.task}
 
 
 def _store_result(
@@ -170,6 +187,7 @@ def _store_result(
     plan: TrainingPlan,
     spec: SweepSpec,
     value: Mapping[str, Any],
+    task_columns: Mapping[str, Any] | None = None,
 ) -> int:
     result = value["result"]
     options = result.options.to_dict()
@@ -184,6 +202,7 @@ def _store_result(
         private=True,
         versions=value["versions"],
         group_id=f"sweep-{sweep_id}",
+        **dict(task_columns or {}),
     )
     for record in result.records:
         store.record_epoch(run_id, record, result.warnings)
@@ -283,8 +302,9 @@ def run_sweep(
             )
         )
 
+    task_columns = _task_columns(spec)
     try:
-        executor.prepare(spec.options)
+        executor.prepare(spec.options, task=spec.task)
         while True:
             for trial in protocol.ready_trials(spec, outcomes, record.draws):
                 if executor.in_flight >= executor.capacity:
@@ -309,7 +329,7 @@ def run_sweep(
                 outcomes[key] = TrialOutcome(key=key, status="failed")
             else:
                 plan = plans[trial.plan_key]
-                run_id = _store_result(store, sweep_id, trial, plan, spec, value)
+                run_id = _store_result(store, sweep_id, trial, plan, spec, value, task_columns)
                 records = value["result"].records
                 if value["result"].status == "diverged":
                     store.record_trial(sweep_id, key, status="finished", run_id=run_id)
@@ -330,6 +350,8 @@ def run_sweep(
                         validation_accuracy=records[-1].validation_accuracy,
                         test_accuracy=records[-1].test_accuracy,
                         epochs_done=len(records),
+                        validation_loss=records[-1].validation_loss,
+                        test_loss=records[-1].test_loss,
                     )
                     session_done += 1
                 else:
