@@ -157,3 +157,17 @@ def test_a_regression_sweep_selects_by_validation_loss_and_reports_test_loss(
     assert main(["frontier", str(sweep_id)]) == 0
     text = capsys.readouterr().out
     assert "lowest validation loss" in text and "test loss" in text
+
+
+def test_the_readme_example_tasks_load_and_batchnorm_is_refused(monkeypatch, store, capsys):
+    from dpplan.train import load_task
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    blobs, bars = load_task("my_tasks:blobs"), load_task("my_tasks:bars")
+    assert (blobs.dataset_size, bars.dataset_size) == (2000, 2000)
+    assert blobs.classification and bars.classification
+    argv = ["train", "--task", "my_tasks:bars_batchnorm", "--batch-size", "100"]
+    argv += ["--noise-multiplier", "1", "--epochs", "1", "--delta", "1e-5", "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "BatchNorm2d" in err and "GroupNorm" in err and store.list_runs() == []
