@@ -180,6 +180,29 @@ def _task_columns(spec: SweepSpec) -> dict[str, Any]:
     return {"task": task.name, "task_fingerprint": task.fingerprint(), "task_spec": spec.task}
 
 
+def _check_same_task_data(store: RunStore, record: Any, columns: Mapping[str, Any]) -> None:
+    """Refuse to resume a sweep of a task whose data changed since its runs were stored.
+
+    Raises:
+        PlanError: field ``task``, naming both fingerprints.
+    """
+    found = columns.get("task_fingerprint")
+    if found is None:
+        return
+    from dpplan.train.tasks import describe_fingerprint
+
+    for run in store.list_runs():
+        stored = run.task_fingerprint
+        if run.group_id == record.group_id and stored is not None and stored != found:
+            raise PlanError(
+                "task",
+                f"{columns['task_spec']}: {describe_fingerprint(found)}",
+                f"the data sweep {record.id}'s runs were trained on "
+                f"({describe_fingerprint(stored)}, run {run.id})",
+                "A resumed sweep must train the same data; start a new sweep for new data.",
+            )
+
+
 def _store_result(
     store: RunStore,
     sweep_id: int,
@@ -264,8 +287,18 @@ def run_sweep(
     Raises:
         NotFoundError: no such sweep.
         StateConflictError: its driver still runs.
+        PlanError: field ``task``, for a sweep of a task whose data differ from those its
+            runs were trained on (both fingerprints named; nothing is changed).
         StoreError: the store cannot be written.
     """
+    # A task's data is checked before the sweep is claimed: a refused resume changes nothing.
+    try:
+        task_columns = _task_columns(_spec_of(store.get_sweep(sweep_id)))
+        _check_same_task_data(store, store.get_sweep(sweep_id), task_columns)
+    except BaseException:
+        if close:
+            executor.close()
+        raise
     store.claim_sweep(sweep_id)
     record = store.get_sweep(sweep_id)
     spec = _spec_of(record)
@@ -302,7 +335,6 @@ def run_sweep(
             )
         )
 
-    task_columns = _task_columns(spec)
     try:
         executor.prepare(spec.options, task=spec.task)
         while True:

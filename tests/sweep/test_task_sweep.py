@@ -171,3 +171,28 @@ def test_the_readme_example_tasks_load_and_batchnorm_is_refused(monkeypatch, sto
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "BatchNorm2d" in err and "GroupNorm" in err and store.list_runs() == []
+
+
+def test_resuming_a_task_sweep_on_other_data_is_refused(store, user_tasks, monkeypatch):
+    import user_tasks as module
+
+    from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
+
+    spec = SweepSpec(
+        target_epsilons=(4,),
+        delta=1e-4,
+        batch_sizes=(50,),
+        epochs=(1,),
+        schedules=("constant",),
+        constant_lrs=(0.5, 1.0),
+        seeds=(0,),
+        task="user_tasks:blobs",
+    )
+    sweep_id = create_sweep(spec, store=store)
+    run_sweep(sweep_id, store=store, executor=LocalExecutor())
+    assert len(store.list_runs()) == 2
+    original = module.blobs
+    monkeypatch.setattr(module, "blobs", lambda: original(seed=1))  # other data, same shapes
+    with pytest.raises(PlanError, match="task=.*the data sweep .* were trained on"):
+        run_sweep(sweep_id, store=store, executor=LocalExecutor())
+    assert len(store.list_runs()) == 2 and store.get_sweep(sweep_id).status == "finished"
