@@ -126,6 +126,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "dpplan.stats",
         "dpplan.selection",
         "dpplan.background",
+        "dpplan.simulate",
     ),
     ("dpplan.cli",),
     ("app",),

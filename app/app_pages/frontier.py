@@ -77,7 +77,9 @@ LINE_COLORS = {
 }
 
 
-def frontier_chart(frame: pd.DataFrame) -> alt.Chart:
+def frontier_chart(frame: pd.DataFrame, predicted: bool = False) -> alt.Chart:
+    """The frontier (dashed, open rings) over the schedules' lines; a sweep predicted by
+    simulation draws every line dashed with open markers, so it never passes for trained."""
     lines = [line for line in LINE_COLORS if line in set(frame["line"])]
     colors = alt.Scale(domain=lines, range=[LINE_COLORS[line] for line in lines])
     x = alt.X("epsilon:Q", title="ε (upper bound)", scale=alt.Scale(type="log"))
@@ -98,9 +100,10 @@ def frontier_chart(frame: pd.DataFrame) -> alt.Chart:
     band = schedules.mark_area(opacity=0.15).encode(
         y=alt.Y("low:Q", title="test accuracy", scale=alt.Scale(zero=False)), y2="high:Q"
     )
-    schedule_lines = schedules.mark_line(point=alt.OverlayMarkDef(size=40)).encode(
-        y=y, tooltip=tooltip
-    )
+    schedule_lines = schedules.mark_line(
+        point=alt.OverlayMarkDef(size=60 if predicted else 40, filled=not predicted),
+        strokeDash=[2, 3] if predicted else [],
+    ).encode(y=y, tooltip=tooltip)
     frontier = (
         alt.Chart(frame[frame["line"] == "frontier"])
         .mark_line(
@@ -160,7 +163,29 @@ def show(sweep_id: int) -> None:
     if not result.points:
         st.info("No point yet: a target ε gets its point once its selection runs finish.")
         return
-    st.altair_chart(frontier_chart(frontier_frame(result)), width="stretch")
+    simulation = result.simulation
+    if simulation:
+        calibration = simulation.get("calibration")
+        error = (
+            f"At K = {simulation['predicted_by_simulation']} the predictions' measured error "
+            f"is {calibration['mean_abs_error_points']:.1f} points on average, "
+            f"{calibration['worst_abs_error_points']:.1f} at worst "
+            f"({calibration['configs']} configurations, {calibration['seeds']} seeds; "
+            f"{calibration['source']})."
+            if calibration
+            else "This K was not calibrated (bench/predict.py): its error is not measured."
+        )
+        data = (
+            "the validation split, treated as public (no training-data ε)"
+            if simulation["simulation_data"] == "validation"
+            else "the training data (each trial's own, large ε counts: see the tuning cost)"
+        )
+        st.warning(
+            f"**{simulation['label'][0].upper()}{simulation['label'][1:]}**: every point is "
+            "a prediction, not a trained result. Each trial trained B/K with σ/K for the "
+            f"plan's steps, on {data}. {error}"
+        )
+    st.altair_chart(frontier_chart(frontier_frame(result), bool(simulation)), width="stretch")
     st.markdown("**Best accuracy at ε ≤ x**, and the plan that got it")
     table = best_table(result)
     st.dataframe(table, hide_index=True, width="stretch")
@@ -196,6 +221,9 @@ def show(sweep_id: int) -> None:
             format_epsilon(tuning.repeat_and_select_epsilon),
             help=tuning.covers["repeat_and_select_epsilon"],
         )
+    if tuning.simulation is not None:
+        words = tuning.covers["simulation"]
+        st.caption(words[0].upper() + words[1:])
     validation = tuning.covers["validation"]
     st.caption(
         f"Every ε at δ = {tuning.delta:g} is an upper bound. "
@@ -255,6 +283,23 @@ subset = cols[2].number_input(
 repeats = cols[3].number_input(
     "Random repeats, mean (0 = full grid)", value=0.0, step=1.0, key="sweep_repeats"
 )
+cols = st.columns(2)
+simulate = cols[0].number_input(
+    "Predict by simulation at K (0 = train every plan)",
+    value=0,
+    min_value=0,
+    step=1,
+    format="%d",
+    key="sweep_simulate",
+    help="Each trial trains B/K with σ/K for the plan's steps (dpplan.simulate): a cheap "
+    "prediction of the frontier, marked as such. See the README, Predict before you train.",
+)
+simulate_public = cols[1].checkbox(
+    "Simulate on the validation split (public)",
+    value=False,
+    key="sweep_simulate_public",
+    help="The simulated trials then touch no training example (no training-data ε).",
+)
 
 
 def launch_spec() -> SweepSpec:
@@ -280,6 +325,8 @@ def launch_spec() -> SweepSpec:
         seeds=parse_numbers("seeds", seeds),
         options=RunOptions(subset=int(subset) if subset else None),
         random_repeats=repeats if repeats and math.isfinite(repeats) else None,
+        simulate=int(simulate) if simulate else None,
+        simulate_data="validation" if simulate and simulate_public else "training",
     )
 
 
@@ -290,6 +337,12 @@ except DpplanError as error:
     st.error(plain(error))
 else:
     trials, seconds = sweep_estimate(spec)
+    if spec.simulate:
+        from dpplan.simulate import calibration
+
+        measured = calibration(spec.simulate)
+        if measured and measured["cost_ratio"]:
+            seconds /= measured["cost_ratio"]
     protocol = "expected trials (random protocol)" if spec.random_repeats else "trials"
     if gpu:
         estimate = (
@@ -307,7 +360,16 @@ else:
         f"{sum(spec.epochs) / len(spec.epochs):g} epochs on "
         f"{training_set_size(spec.options):,} training examples. {estimate}"
     )
-    st.caption(f"Estimate from {SWEEP_COST_SOURCE}.")
+    note = ""
+    if spec.simulate:
+        note = (
+            f" Simulated trials: divided by the CPU cost ratio measured at K = {spec.simulate} "
+            f"({measured['cost_ratio']:.1f}×, bench/predict.py)."
+            if measured and measured["cost_ratio"]
+            else f" Simulated trials: no cost ratio is measured at K = {spec.simulate}, so "
+            "the estimate is a full sweep's."
+        )
+    st.caption(f"Estimate from {SWEEP_COST_SOURCE}.{note}")
 launch = st.button(
     "Launch in the background", type="primary", key="sweep_launch", disabled=spec is None
 )

@@ -423,6 +423,22 @@ def build_parser() -> Parser:
         "model (small stated ε overhead instead of composing every run)",
     )
     swp.add_argument(
+        "--simulate",
+        default=None,
+        type=Typed("simulate", read_number),
+        metavar="K",
+        help="predict the frontier by simulation (issue 22): every trial trains B/K with σ/K "
+        "for the plan's steps; points are marked 'predicted (sim K=…)' with the measured "
+        "error at K (README: Predict before you train)",
+    )
+    swp.add_argument(
+        "--simulate-data",
+        default="training",
+        choices=("training", "validation"),
+        help="what simulated trials train on: the training data (their own, large ε "
+        "counts) or the validation split, treated as public",
+    )
+    swp.add_argument(
         "--resume",
         default=None,
         type=Typed("resume", read_sweep_id),

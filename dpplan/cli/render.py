@@ -150,8 +150,36 @@ def duration(seconds: float | None) -> str:
     )
 
 
+def _simulation_lines(result: dict[str, Any]) -> list[str]:
+    """What a sweep predicted by simulation must say first (issue 22)."""
+    mark = result.get("simulation")
+    if not mark:
+        return []
+    measured = mark.get("calibration")
+    error = (
+        f"measured error at K = {mark['predicted_by_simulation']}: "
+        f"{measured['mean_abs_error_points']:.1f} points on average, "
+        f"{measured['worst_abs_error_points']:.1f} at worst ({measured['source']})"
+        if measured
+        else f"K = {mark['predicted_by_simulation']} is not calibrated: error unmeasured"
+    )
+    data = (
+        "the validation split, treated as public (no training-data ε)"
+        if mark["simulation_data"] == "validation"
+        else "the training data (the trials' own, large ε is the composed ε below)"
+    )
+    return [
+        (
+            f"every point is {mark['label']}: trials trained B/K with σ/K for the plan's "
+            f"steps on {data}; {error}"
+        ),
+        "",
+    ]
+
+
 def frontier_lines(result: dict[str, Any]) -> list[str]:
     tuning = result["tuning"]
+    predicted = f" [{result['simulation']['label']}]" if result.get("simulation") else ""
     lines = [
         (
             f"sweep {result['sweep_id']}: {result['status']}; {result['runs_tried']} runs "
@@ -172,12 +200,13 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
     by_loss = bool(points) and points[0].get("validation_accuracy") == "nan"
     lines += [
         "",
+        *_simulation_lines(result),
         (
             "frontier (configuration with the lowest validation loss at each ε; test "
-            "loss mean ± std over seeds):"
+            f"loss mean ± std over seeds){predicted}:"
             if by_loss
             else "frontier (configuration with the best validation accuracy at each ε; test "
-            "accuracy mean ± std over seeds):"
+            f"accuracy mean ± std over seeds){predicted}:"
         ),
         "  target ε        ε      B    E        σ  schedule    lr      "
         + ("test loss" if by_loss else "test acc ")
@@ -231,6 +260,8 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
             text += f", repeat-and-select ε = {epsilon_text(row_['repeat_and_select_epsilon'])}"
         lines.append(text)
     lines.append(f"  validation: {tuning['covers']['validation']}.")
+    if "simulation" in tuning.get("covers", {}):
+        lines.append(f"  simulation: {tuning['covers']['simulation']}.")
     failures = result.get("failures", [])
     if failures:
         lines += ["", f"failed trials ({len(failures)}):"]
@@ -265,6 +296,9 @@ def _grid_text(spec: dict[str, Any]) -> str:
     )
     if spec.get("random_repeats") is not None:
         text += f" (random, mean {spec['random_repeats']:g})"
+    if spec.get("simulate") is not None:
+        on = ", public validation data" if spec.get("simulate_data") == "validation" else ""
+        text += f" (predicted by simulation at K={spec['simulate']}{on})"
     return text
 
 

@@ -101,6 +101,11 @@ def _sweep_spec(args: argparse.Namespace):
         values["random_repeats"] = args.random_repeats
     if getattr(args, "task", None) is not None:
         values["task"] = args.task
+    if args.simulate is not None:  # issue 22: predict by simulation at K
+        values["simulate"] = args.simulate
+        values["simulate_data"] = args.simulate_data
+    elif args.simulate_data != "training":
+        raise UsageError("simulate_data", args.simulate_data, "given with --simulate K")
     return SweepSpec(**values)
 
 
@@ -139,6 +144,8 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--constant-lrs": ("constant_lrs", lambda v: list(map(float, v))),
     "--seeds": ("seeds", list),
     "--random-repeats": ("random_repeats", float),
+    "--simulate": ("simulate", _same),
+    "--simulate-data": ("simulate_data", str),
     "--method": ("method", str),
     "--task": ("task", str),
     "--model": ("options.model", str),

@@ -36,6 +36,7 @@ from dpplan.report.model import (
     ScheduleCurve,
     SolvedPlan,
     Sweep,
+    SweepSimulation,
     SweepTrials,
     SweepTuning,
     TargetCost,
@@ -527,6 +528,26 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
             for kind, curve in curves.items()
         ),
         tuning=_sweep_tuning(result.tuning),
+        simulation=_sweep_simulation(result),
+    )
+
+
+def _sweep_simulation(result: FrontierResult) -> SweepSimulation | None:
+    """The simulation facts of a sweep predicted by simulation (:mod:`dpplan.simulate`)."""
+    mark = result.simulation
+    if not mark:
+        return None
+    costs = result.tuning.simulation or {}
+    measured = mark.get("calibration") or {}
+    return SweepSimulation(
+        k=mark["predicted_by_simulation"],
+        data=mark["simulation_data"],
+        label=mark["label"],
+        one_trial_epsilon=costs.get("one_trial_epsilon"),
+        all_trials_epsilon=costs.get("all_trials_epsilon"),
+        mean_abs_error_points=measured.get("mean_abs_error_points"),
+        worst_abs_error_points=measured.get("worst_abs_error_points"),
+        calibration_source=measured.get("source"),
     )
 
 
@@ -549,6 +570,26 @@ def _sweep_warnings(sweep: Sweep) -> tuple[str, ...]:
         )
     if sweep.trials is not None and sweep.trials.failed:
         warnings.append(f"{sweep.trials.failed} trials failed; they released nothing.")
+    sim = sweep.simulation
+    if sim is not None:
+        error = (
+            f"measured error at K = {sim.k}: {sim.mean_abs_error_points:.1f} accuracy points "
+            f"on average, {sim.worst_abs_error_points:.1f} at worst ({sim.calibration_source})"
+            if sim.mean_abs_error_points is not None
+            else f"K = {sim.k} was not calibrated: the error of these predictions is unmeasured"
+        )
+        spent = (
+            "they trained on the validation split, treated as public, and cost no training-data ε"
+            if sim.data == "validation"
+            else f"they trained on the training data, and their own ε counts: one trial "
+            f"ε = {sim.one_trial_epsilon:.4g}, all trials composed ε = "
+            f"{sim.all_trials_epsilon:.4g} (σ/K is small)"
+        )
+        warnings.append(
+            f"Every point is {sim.label}: each trial trained B/K with σ/K for its plan's "
+            f"steps, not the plan itself; {error}. The ε of each point is its plan's (what "
+            f"training it would cost); {spent}."
+        )
     return tuple(warnings)
 
 

@@ -370,6 +370,25 @@ class SweepTrials(_Facts):
     diverged: int = 0
 
 
+class SweepSimulation(_Facts):
+    """A sweep predicted by simulation (:mod:`dpplan.simulate`): every point is a prediction.
+
+    ``k``: the factor (trials trained B/K with σ/K for the plans' steps); ``data``: what they
+    trained on (``"validation"``: the validation split, treated as public); the trials' own ε
+    (one trial, all composed; 0 on public data); the measured error of predictions at K
+    (``bench/predict.py``), None when K was not calibrated.
+    """
+
+    k: int
+    data: Literal["training", "validation"]
+    label: str
+    one_trial_epsilon: Real | None
+    all_trials_epsilon: Real | None
+    mean_abs_error_points: float | None
+    worst_abs_error_points: float | None
+    calibration_source: str | None
+
+
 class Sweep(_Facts):
     """A stored frontier sweep (``dpplan sweep``): its grid, solved plans, frontier, curves
     and tuning cost, from :func:`dpplan.sweep.frontier_result`.
@@ -409,6 +428,7 @@ class Sweep(_Facts):
     best: tuple[BestAtMost, ...]
     curves: tuple[ScheduleCurve, ...]
     tuning: SweepTuning
+    simulation: SweepSimulation | None = None
 
 
 class Reproducibility(_Facts):

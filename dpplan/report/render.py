@@ -400,13 +400,18 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
     """The frontier chart: test accuracy (%) against ε on a log axis; a line with a ± std
     band per schedule, and the frontier's selected points ringed on top."""
     s = report.sweep
+    predicted = s.simulation is not None  # predictions: dashed lines, hollow markers
+    suffix = f", {s.simulation.label}" if predicted else ""
     series = []
     for curve in s.curves:
         color, dash, marker = _SCHEDULE_STYLE.get(curve.schedule_kind, ("#555", None, "circle"))
+        if predicted:
+            dash, marker = dash or "5 3", "ring"
         points = curve.points
         series.append(
             Series(
-                label=f"{_SCHEDULE_NAMES.get(curve.schedule_kind, curve.schedule_kind)} ± std",
+                label=f"{_SCHEDULE_NAMES.get(curve.schedule_kind, curve.schedule_kind)} ± std"
+                f"{suffix}",
                 xs=tuple(p.epsilon for p in points),
                 ys=tuple(p.test_accuracy_mean * 100 for p in points),
                 low=tuple(
@@ -423,7 +428,8 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
     alone = s.protocol == "random_repeats"
     series.append(
         Series(
-            label="selected model at each ε" if alone else "frontier (selected at each ε)",
+            label=("selected model at each ε" if alone else "frontier (selected at each ε)")
+            + suffix,
             xs=tuple(p.epsilon for p in s.points),
             ys=tuple(p.test_accuracy_mean * 100 for p in s.points),
             color="#111",

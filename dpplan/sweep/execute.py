@@ -42,7 +42,7 @@ from dpplan.sweep.results import (
 )
 from dpplan.sweep.spec import SweepSpec, task_of
 from dpplan.sweep.trials import LocalExecutor, run_trial
-from dpplan.sweep.tuning import tuning_cost
+from dpplan.sweep.tuning import COVERAGE, tuning_cost
 
 __all__ = [
     "CONNECT_SECONDS",
@@ -149,6 +149,8 @@ def create_sweep(
     if not isinstance(spec, SweepSpec):
         raise PlanError("spec", spec, "a dpplan.sweep.SweepSpec")
     plans = protocol.solve_plans(spec)
+    for plan in plans.values():  # a simulated plan is refused (σ/K < 0.01) before storing
+        _trained_plan(plan, spec)
     draws = None if spec.random_repeats is None else protocol.draw_random_trials(spec, rng=rng)
     rows = protocol.plans_to_dict(plans, method=spec.method)
     if executor is not None:
@@ -156,15 +158,27 @@ def create_sweep(
     return store.create_sweep(spec=spec.to_dict(), plans=rows, draws=draws)
 
 
+def _trained_plan(plan: TrainingPlan, spec: SweepSpec) -> Any:
+    """The plan a trial trains: the solved plan, or its simulated plan (``spec.simulate``)."""
+    if spec.simulate is None:
+        return plan
+    from dpplan.simulate import simulated_plan, simulation_dataset_size
+
+    size = simulation_dataset_size(spec.options, spec.simulate_data)
+    return simulated_plan(plan, spec.simulate, dataset_size=size)
+
+
 def _payload(trial: Trial, plan: TrainingPlan, spec: SweepSpec) -> dict[str, Any]:
     payload = {
         "key": trial.key,
-        "plan": plan.to_dict(),
+        "plan": _trained_plan(plan, spec).to_dict(),
         "schedule": trial.schedule.to_dict(),
         "options": dataclasses.replace(spec.options, seed=trial.seed).to_dict(),
     }
     if spec.task is not None:
         payload["task"] = spec.task  # the worker imports it (no tensors are shipped)
+    if spec.simulate is not None:  # dpplan.simulate.run_sweep_trial trains it
+        payload["simulate_data"] = spec.simulate_data
     return payload
 
 
@@ -217,7 +231,7 @@ def _store_result(
     if getattr(result, "data_source", None) is not None:
         options["data_source"] = result.data_source
     run_id = store.create_run(
-        plan=plan,
+        plan=_trained_plan(plan, spec),
         schedule=result.schedule.to_dict(),
         options=options,
         device=result.device,
@@ -432,6 +446,20 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
     runs = [run for run in store.list_runs() if run.group_id == record.group_id]
     if record.tuning is not None and record.status in ("finished", "failed"):
         tuning = TuningCost.from_dict(record.tuning)
+    elif spec.simulate is not None:  # the trials at their own ε (dpplan.simulate)
+        from dpplan.simulate import simulated_tuning
+
+        tuning = TuningCost.from_dict(
+            simulated_tuning(
+                delta=spec.delta,
+                plan_epsilons=epsilons,
+                trial_plans={key: _trained_plan(plan, spec) for key, plan in plans.items()},
+                runs=[(run.plan, run.epochs_spent) for run in runs],
+                k=spec.simulate,
+                data=spec.simulate_data,
+                coverage=COVERAGE,
+            )
+        )
     else:
         tuning = tuning_cost(
             delta=spec.delta,
@@ -440,10 +468,16 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
             runs=[(run.plan, run.epochs_spent) for run in runs],
             random_repeats=spec.random_repeats,
         )
+    simulation = None
+    if spec.simulate is not None:  # every point is a prediction (dpplan.simulate.marking)
+        from dpplan.simulate import marking
+
+        simulation = marking(spec.simulate, spec.simulate_data)
     return FrontierResult(
         sweep_id=record.id,
         status=record.status,
         spec=spec,
+        simulation=simulation,
         runs_tried=len(runs),
         trials=TrialCounts(
             planned=protocol.planned_trials(spec, record.draws),

@@ -178,6 +178,8 @@ class TuningCost:
         random_repeats: the random protocol's mean number of trials (None for the grid).
         repeat_and_select_epsilon: Papernot & Steinke's ε of the selected models (random
             protocol only).
+        simulation: for a sweep predicted by simulation, K, the data and the trials' own ε
+            (:func:`dpplan.simulate.simulated_tuning`); else None.
     """
 
     delta: float
@@ -190,6 +192,7 @@ class TuningCost:
     all_runs_method: str | None
     random_repeats: float | None = None
     repeat_and_select_epsilon: float | None = None
+    simulation: Mapping[str, Any] | None = None
 
     @property
     def random(self) -> bool:
@@ -211,6 +214,8 @@ class TuningCost:
         if self.random_repeats is not None:
             data["random_repeats"] = self.random_repeats
             data["repeat_and_select_epsilon"] = self.repeat_and_select_epsilon
+        if self.simulation is not None:
+            data["simulation"] = dict(self.simulation)
         return data
 
     @classmethod
@@ -244,6 +249,7 @@ class TuningCost:
                 all_runs_method=data.get("all_runs_method"),
                 random_repeats=_optional_float(data.get("random_repeats")),
                 repeat_and_select_epsilon=_optional_float(data.get("repeat_and_select_epsilon")),
+                simulation=data.get("simulation"),
             )
         except KeyError as missing:
             raise PlanError(
@@ -297,6 +303,9 @@ class FrontierResult:
         plans: every solved plan with its ε.
         tuning: the privacy cost of the tuning.
         failures: the failed trials.
+        simulation: for a sweep predicted by simulation (``SweepSpec.simulate``), how its
+            points are marked (:func:`dpplan.simulate.marking`: K, the data, the label, the
+            measured error at K); else None. ``to_dict`` marks every point with it.
     """
 
     sweep_id: int
@@ -309,6 +318,7 @@ class FrontierResult:
     plans: tuple[SolvedPlan, ...]
     tuning: TuningCost
     failures: tuple[TrialFailure, ...]
+    simulation: Mapping[str, Any] | None = None
 
     def best_at(self, epsilon_at_most: float) -> FrontierPoint | None:
         """The frontier point with the best validation accuracy among ε ≤ x
@@ -320,16 +330,27 @@ class FrontierResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready dict ``dpplan sweep --json`` / ``dpplan frontier --json`` print."""
+        mark = (
+            {}
+            if self.simulation is None
+            else {
+                "predicted_by_simulation": self.simulation["predicted_by_simulation"],
+                "simulation_data": self.simulation["simulation_data"],
+                "label": self.simulation["label"],
+            }
+        )
         return {
             "sweep_id": self.sweep_id,
             "status": self.status,
             "task": self.spec.task,
             "spec": self.spec.to_dict(),
+            "simulation": None if self.simulation is None else dict(self.simulation),
             "runs_tried": self.runs_tried,
             "trials": self.trials.to_dict(),
-            "points": [point.to_dict() for point in self.points],
+            "points": [{**point.to_dict(), **mark} for point in self.points],
             "curves": {
-                kind: [point.to_dict() for point in curve] for kind, curve in self.curves.items()
+                kind: [{**point.to_dict(), **mark} for point in curve]
+                for kind, curve in self.curves.items()
             },
             "plans": [row.to_dict() for row in self.plans],
             "tuning": self.tuning.to_dict(),

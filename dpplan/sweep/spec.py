@@ -103,6 +103,13 @@ class SweepSpec:
             runs composed); else the mean μ of the Poisson number of trials of Papernot &
             Steinke's repeat-and-select protocol, each trial a configuration drawn
             uniformly from the grid at its ε.
+        simulate: ``None`` (train every plan), or K >= 2: predict the frontier by
+            simulation (:mod:`dpplan.simulate`): every trial of a solved plan (σ, B, S
+            steps) trains round(B/K) with σ/K for exactly S steps; the points are marked
+            ``predicted_by_simulation``. Grid protocol only.
+        simulate_data: ``"training"`` (default: the trials' own, large ε count against the
+            training data) or ``"validation"`` (the trials train on the validation split,
+            treated as public, and select on its other half).
 
     Raises:
         PlanError: naming the field, for a value out of range, NaN, a bool, an empty or
@@ -134,6 +141,8 @@ class SweepSpec:
     max_grad_norm: float = 1.0
     random_repeats: float | None = None
     task: str | None = None
+    simulate: int | None = None
+    simulate_data: str = "training"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -233,6 +242,7 @@ class SweepSpec:
                     random_repeats=self.random_repeats,
                 ),
             )
+        self._check_simulation()
         count = self.trial_count
         if count > MAX_TRIALS:
             raise PlanError(
@@ -252,6 +262,36 @@ class SweepSpec:
         if self.task is None:
             return training_set_size(self.options)
         return task_of(self.task).dataset_size
+
+    def _check_simulation(self) -> None:
+        from dpplan.simulate import SIMULATION_DATA, check_batch_size
+
+        _validate.choice(options=SIMULATION_DATA, simulate_data=self.simulate_data)
+        if self.simulate is None:
+            if self.simulate_data != "training":
+                raise PlanError("simulate_data", self.simulate_data, "'training' without simulate")
+            return
+        if isinstance(self.simulate, bool) or self.simulate == 1:
+            raise PlanError(
+                "simulate", self.simulate, "an integer K >= 2, or None", "Omit it to train."
+            )
+        for batch in self.batch_sizes:
+            check_batch_size(batch, self.simulate)
+        object.__setattr__(self, "simulate", int(self.simulate))
+        if self.task is not None:
+            raise PlanError(
+                "simulate",
+                self.simulate,
+                "None with a task",
+                "Simulation is calibrated on MNIST only; sweep a task without --simulate.",
+            )
+        if self.random_repeats is not None:
+            raise PlanError(
+                "simulate",
+                self.simulate,
+                "None with random_repeats",
+                "Simulated sweeps use the grid protocol (their trials are predictions).",
+            )
 
     def learning_rates(self, kind: str) -> tuple[float, ...]:
         """Return the learning-rate grid of schedule ``kind``."""

@@ -11,7 +11,8 @@ import collections
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dpplan.train.trial import run_trial, split_arrays
+from dpplan.simulate import run_sweep_trial as run_trial  # ordinary or simulated (issue 22)
+from dpplan.train.trial import split_arrays
 
 __all__ = ["LocalExecutor", "TrialFunction", "run_trial", "split_arrays"]
 

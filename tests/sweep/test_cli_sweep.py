@@ -454,3 +454,36 @@ def test_sweep_trials_run_one_thread_per_cpu_they_reserve():
     assert spec.options.threads == 2
     spec = _sweep_spec(parser.parse_args(["sweep", *GRID, "--threads", "3"]))
     assert spec.options.threads == 3
+
+
+# -- issue 22: --simulate K --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        (["--simulate", "1"], "simulate"),
+        (["--simulate", "x"], "simulate"),
+        (["--simulate", "512"], "simulate"),  # B = 256: B/K < 1
+        (["--simulate-data", "validation"], "simulate_data"),  # only with --simulate
+    ],
+)
+def test_bad_simulation_flags_are_exit_2_with_the_field(flags, field, capsys, store):
+    argv = ["--epsilons", "1", "--batch-sizes", "256", "--epochs", "1", *flags, "--json"]
+    assert main(["sweep", "--local", *argv]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["field"] == field
+    assert store.list_sweeps() == []
+
+
+def test_a_simulated_local_sweep_marks_its_points(capsys, store, mnist_dir):
+    argv = [*GRID, "--simulate", "4", "--data-dir", str(mnist_dir), "--json"]
+    assert main(["sweep", "--local", *argv]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (point,) = result["points"]
+    assert point["predicted_by_simulation"] == 4 and point["simulation_data"] == "training"
+    assert result["spec"]["simulate"] == 4
+    assert result["tuning"]["all_runs_epsilon"] > result["tuning"]["single_run_epsilon"]
+    assert main(["frontier", str(result["sweep_id"])]) == 0
+    text = capsys.readouterr().out
+    assert "every point is predicted (sim K=4)" in text and "B/K with σ/K" in text
+    assert "simulation: the points are predictions" in text

@@ -99,3 +99,33 @@ def test_from_dict_refuses_unknown_and_missing_keys():
     with pytest.raises(PlanError) as caught:
         SweepSpec.from_dict(data)
     assert caught.value.field == "delta"
+
+
+# -- issue 22: simulated sweeps ----------------------------------------------------------------
+
+
+def test_simulate_is_kept_and_round_trips():
+    made = spec(simulate=4, simulate_data="validation")
+    assert made.simulate == 4 and made.simulate_data == "validation"
+    assert SweepSpec.from_dict(made.to_dict()) == made
+    assert spec().simulate is None and spec().simulate_data == "training"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"simulate": 1}, "simulate"),  # K = 1 is the plan itself: omit simulate
+        ({"simulate": 0}, "simulate"),
+        ({"simulate": 2.5}, "simulate"),
+        ({"simulate": True}, "simulate"),
+        ({"simulate": 512}, "simulate"),  # B/K < 1 for B = 256
+        ({"simulate": 8, "batch_sizes": (100,)}, "simulate"),  # 12.5 -> 13: 3.8% off
+        ({"simulate": 2, "random_repeats": 4.0}, "simulate"),
+        ({"simulate_data": "validation"}, "simulate_data"),  # only with simulate
+        ({"simulate": 2, "simulate_data": "test"}, "simulate_data"),
+    ],
+)
+def test_invalid_simulation_fields_are_named(changes, field):
+    with pytest.raises(PlanError) as caught:
+        spec(**changes)
+    assert caught.value.field == field

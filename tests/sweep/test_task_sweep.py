@@ -196,3 +196,17 @@ def test_resuming_a_task_sweep_on_other_data_is_refused(store, user_tasks, monke
     with pytest.raises(PlanError, match="task=.*the data sweep .* were trained on"):
         run_sweep(sweep_id, store=store, executor=LocalExecutor())
     assert len(store.list_runs()) == 2 and store.get_sweep(sweep_id).status == "finished"
+
+
+def test_a_task_sweep_cannot_be_simulated(user_tasks):
+    from dpplan.sweep import SweepSpec
+
+    with pytest.raises(PlanError, match="simulate=2 is invalid: must be None with a task"):
+        SweepSpec(
+            target_epsilons=(2,),
+            delta=1e-4,
+            batch_sizes=(200,),
+            epochs=(1,),
+            task="user_tasks:blobs",
+            simulate=2,
+        )
