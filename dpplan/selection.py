@@ -50,15 +50,23 @@ class Candidate:
         validation_accuracy: selects (None: never selected).
         test_accuracy: reported.
         label: what the candidate is (e.g. a schedule line and an epoch), for the caller.
+        validation_loss: selects with ``by="validation_loss"`` (None: never selected).
     """
 
     epsilon: float
     validation_accuracy: float | None
     test_accuracy: float | None = None
     label: Any = None
+    validation_loss: float | None = None
 
 
-def best_at(candidates: Iterable[T], *, epsilon_at_most: float) -> T | None:
+#: What :func:`best_at` may select by: attribute -> +1 (higher wins) or -1 (lower wins).
+SELECT_BY = {"validation_accuracy": 1.0, "validation_loss": -1.0}
+
+
+def best_at(
+    candidates: Iterable[T], *, epsilon_at_most: float, by: str = "validation_accuracy"
+) -> T | None:
     """Return the candidate with the best validation accuracy among those with ε ≤ x.
 
     Candidates without a finite validation accuracy (a diverged run, a missing record) or
@@ -67,15 +75,29 @@ def best_at(candidates: Iterable[T], *, epsilon_at_most: float) -> T | None:
     Args:
         candidates: objects with ``epsilon`` and ``validation_accuracy`` attributes.
         epsilon_at_most: the bound x.
+        by: ``"validation_accuracy"`` (highest wins), or ``"validation_loss"`` (lowest wins:
+            a task that is not a classification, e.g. a regression; report its test loss).
 
     Returns:
         The selected candidate (report its test accuracy), or None if none fits.
+
+    Raises:
+        ValueError: for a ``by`` other than those of :data:`SELECT_BY`.
+
+    >>> a = Candidate(epsilon=1.0, validation_accuracy=None, validation_loss=0.3)
+    >>> b = Candidate(epsilon=1.0, validation_accuracy=None, validation_loss=0.2)
+    >>> best_at([a, b], epsilon_at_most=1.0, by="validation_loss") is b
+    True
     """
+    if by not in SELECT_BY:
+        raise ValueError(f"by={by!r} is invalid: expected one of {sorted(SELECT_BY)}")
+    sign = SELECT_BY[by]
     best, best_score = None, -math.inf
     for candidate in candidates:
-        score, epsilon = candidate.validation_accuracy, candidate.epsilon
-        if score is None or not math.isfinite(score) or not math.isfinite(epsilon):
+        value, epsilon = getattr(candidate, by, None), candidate.epsilon
+        if value is None or not math.isfinite(value) or not math.isfinite(epsilon):
             continue
+        score = sign * value
         if epsilon <= epsilon_at_most and score > best_score:
             best, best_score = candidate, score
     return best

@@ -488,6 +488,7 @@ def build_parser() -> Parser:
         help="run the trials one at a time in this process, without Ray",
     )
     _add_run_flags(swp)
+    _add_task_flag(swp)
     swp.set_defaults(handler=cmd_sweep, parser_=swp)
 
     frt = commands.add_parser("frontier", help="a stored sweep's frontier and tuning cost")

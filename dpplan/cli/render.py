@@ -191,28 +191,44 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
             )
             + f", {result['trials']['failed']} failed of {result['trials']['planned']} planned"
         ),
+    ]
+    if result.get("task"):
+        lines.append(f"task: {result['task']} (--task)")
+    points = list(result["points"]) + [p for c in result["curves"].values() for p in c]
+    # A task that is not a classification (a regression) has no accuracy: it is selected by
+    # validation loss and reported by test loss.
+    by_loss = bool(points) and points[0].get("validation_accuracy") == "nan"
+    lines += [
         "",
         *_simulation_lines(result),
         (
-            "frontier (configuration with the best validation accuracy at each ε; test "
+            "frontier (configuration with the lowest validation loss at each ε; test "
+            f"loss mean ± std over seeds){predicted}:"
+            if by_loss
+            else "frontier (configuration with the best validation accuracy at each ε; test "
             f"accuracy mean ± std over seeds){predicted}:"
         ),
-        "  target ε        ε      B    E        σ  schedule    lr      test acc        seeds",
+        "  target ε        ε      B    E        σ  schedule    lr      "
+        + ("test loss" if by_loss else "test acc ")
+        + "       seeds",
     ]
 
     def row(point: dict[str, Any]) -> str:
         plan, schedule = point["plan"], point["schedule"]
         lr = schedule.get("max_lr", schedule.get("lr"))
         # One seed measures no spread: say so instead of printing "± 0.00%".
-        spread = (
-            f"± {point['test_accuracy_std']:.2%}"
-            if len(point["seeds"]) > 1
-            else "(1 seed: no spread measured)"
-        )
+        if by_loss:
+            value = f"{float(point['test_loss_mean']):9.4g}"
+            spread = f"± {float(point['test_loss_std']):.3g}"
+        else:
+            value = f"{point['test_accuracy_mean']:7.2%}"
+            spread = f"± {point['test_accuracy_std']:.2%}"
+        if len(point["seeds"]) <= 1:
+            spread = "(1 seed: no spread measured)"
         return (
             f"  {point['target_epsilon']:8g} {epsilon_text(point['epsilon']):>8} "
             f"{plan['batch_size']:6d} {plan['epochs']:4d} {plan['noise_multiplier']:8.4f}"
-            f"  {schedule['kind']:<10} {lr:<6g} {point['test_accuracy_mean']:7.2%} "
+            f"  {schedule['kind']:<10} {lr:<6g} {value} "
             f"{spread}  {','.join(map(str, point['seeds']))}"
             + (
                 f" (seed {','.join(map(str, point['diverged_seeds']))} diverged)"

@@ -99,6 +99,8 @@ def _sweep_spec(args: argparse.Namespace):
         values[f"{kind}_lrs"] = rates if rates or kind in kinds else []
     if args.random_repeats is not None:
         values["random_repeats"] = args.random_repeats
+    if getattr(args, "task", None) is not None:
+        values["task"] = args.task
     if args.simulate is not None:  # issue 22: predict by simulation at K
         values["simulate"] = args.simulate
         values["simulate_data"] = args.simulate_data
@@ -145,6 +147,7 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--simulate": ("simulate", _same),
     "--simulate-data": ("simulate_data", str),
     "--method": ("method", str),
+    "--task": ("task", str),
     "--model": ("options.model", str),
     "--activation": ("options.activation", str),
     "--device": ("options.device", str),
@@ -243,7 +246,7 @@ def cmd_sweep(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 spec = dataclasses.replace(
                     spec, options=dataclasses.replace(spec.options, data_dir=data_dir)
                 )
-            executor.prepare(spec.options)  # Ray up (or refused) before "resumed"
+            executor.prepare(spec.options, task=spec.task)  # Ray up (or refused) before "resumed"
         else:
             # Solved, then the executor started, then stored: a refused start stores nothing.
             sweep_id = create_sweep(_sweep_spec(args), store=store, executor=executor)

@@ -40,7 +40,7 @@ from dpplan.sweep.results import (
     TrialFailure,
     TuningCost,
 )
-from dpplan.sweep.spec import SweepSpec
+from dpplan.sweep.spec import SweepSpec, task_of
 from dpplan.sweep.trials import LocalExecutor, run_trial
 from dpplan.sweep.tuning import COVERAGE, tuning_cost
 
@@ -117,6 +117,8 @@ def _outcomes(store: RunStore, record: Any) -> dict[str, TrialOutcome]:
                 validation_accuracy=last.validation_accuracy,
                 test_accuracy=last.test_accuracy,
                 epochs_done=len(run.records),
+                validation_loss=last.validation_loss,
+                test_loss=last.test_loss,
             )
         else:
             outcomes[trial.key] = TrialOutcome(key=trial.key, status="failed", run_id=trial.run_id)
@@ -152,7 +154,7 @@ def create_sweep(
     draws = None if spec.random_repeats is None else protocol.draw_random_trials(spec, rng=rng)
     rows = protocol.plans_to_dict(plans, method=spec.method)
     if executor is not None:
-        executor.prepare(spec.options)
+        executor.prepare(spec.options, task=spec.task)
     return store.create_sweep(spec=spec.to_dict(), plans=rows, draws=draws)
 
 
@@ -173,9 +175,46 @@ def _payload(trial: Trial, plan: TrainingPlan, spec: SweepSpec) -> dict[str, Any
         "schedule": trial.schedule.to_dict(),
         "options": dataclasses.replace(spec.options, seed=trial.seed).to_dict(),
     }
+    if spec.task is not None:
+        payload["task"] = spec.task  # the worker imports it (no tensors are shipped)
     if spec.simulate is not None:  # dpplan.simulate.run_sweep_trial trains it
         payload["simulate_data"] = spec.simulate_data
     return payload
+
+
+def _task_columns(spec: SweepSpec) -> dict[str, Any]:
+    """The store's task columns of every run of a sweep of a user's task (else none).
+
+    The fingerprint is of the task as the driver builds it; every worker imports the same
+    ``module:function``.
+    """
+    if spec.task is None:
+        return {}
+    task = task_of(spec.task)
+    return {"task": task.name, "task_fingerprint": task.fingerprint(), "task_spec": spec.task}
+
+
+def _check_same_task_data(store: RunStore, record: Any, columns: Mapping[str, Any]) -> None:
+    """Refuse to resume a sweep of a task whose data changed since its runs were stored.
+
+    Raises:
+        PlanError: field ``task``, naming both fingerprints.
+    """
+    found = columns.get("task_fingerprint")
+    if found is None:
+        return
+    from dpplan.train.tasks import describe_fingerprint
+
+    for run in store.list_runs():
+        stored = run.task_fingerprint
+        if run.group_id == record.group_id and stored is not None and stored != found:
+            raise PlanError(
+                "task",
+                f"{columns['task_spec']}: {describe_fingerprint(found)}",
+                f"the data sweep {record.id}'s runs were trained on "
+                f"({describe_fingerprint(stored)}, run {run.id})",
+                "A resumed sweep must train the same data; start a new sweep for new data.",
+            )
 
 
 def _store_result(
@@ -185,6 +224,7 @@ def _store_result(
     plan: TrainingPlan,
     spec: SweepSpec,
     value: Mapping[str, Any],
+    task_columns: Mapping[str, Any] | None = None,
 ) -> int:
     result = value["result"]
     options = result.options.to_dict()
@@ -199,6 +239,7 @@ def _store_result(
         private=True,
         versions=value["versions"],
         group_id=f"sweep-{sweep_id}",
+        **dict(task_columns or {}),
     )
     for record in result.records:
         store.record_epoch(run_id, record, result.warnings)
@@ -260,8 +301,18 @@ def run_sweep(
     Raises:
         NotFoundError: no such sweep.
         StateConflictError: its driver still runs.
+        PlanError: field ``task``, for a sweep of a task whose data differ from those its
+            runs were trained on (both fingerprints named; nothing is changed).
         StoreError: the store cannot be written.
     """
+    # A task's data is checked before the sweep is claimed: a refused resume changes nothing.
+    try:
+        task_columns = _task_columns(_spec_of(store.get_sweep(sweep_id)))
+        _check_same_task_data(store, store.get_sweep(sweep_id), task_columns)
+    except BaseException:
+        if close:
+            executor.close()
+        raise
     store.claim_sweep(sweep_id)
     record = store.get_sweep(sweep_id)
     spec = _spec_of(record)
@@ -299,7 +350,7 @@ def run_sweep(
         )
 
     try:
-        executor.prepare(spec.options)
+        executor.prepare(spec.options, task=spec.task)
         while True:
             for trial in protocol.ready_trials(spec, outcomes, record.draws):
                 if executor.in_flight >= executor.capacity:
@@ -324,7 +375,7 @@ def run_sweep(
                 outcomes[key] = TrialOutcome(key=key, status="failed")
             else:
                 plan = plans[trial.plan_key]
-                run_id = _store_result(store, sweep_id, trial, plan, spec, value)
+                run_id = _store_result(store, sweep_id, trial, plan, spec, value, task_columns)
                 records = value["result"].records
                 if value["result"].status == "diverged":
                     store.record_trial(sweep_id, key, status="finished", run_id=run_id)
@@ -345,6 +396,8 @@ def run_sweep(
                         validation_accuracy=records[-1].validation_accuracy,
                         test_accuracy=records[-1].test_accuracy,
                         epochs_done=len(records),
+                        validation_loss=records[-1].validation_loss,
+                        test_loss=records[-1].test_loss,
                     )
                     session_done += 1
                 else:

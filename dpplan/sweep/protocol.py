@@ -33,7 +33,7 @@ from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.sweep.results import FrontierPoint
 from dpplan.sweep.spec import SweepSpec
-from dpplan.train.specs import ScheduleSpec, grid_for, training_set_size
+from dpplan.train.specs import ScheduleSpec, grid_for
 
 __all__ = [
     "PlanKey",
@@ -108,6 +108,8 @@ class TrialOutcome:
         epochs_done: epochs the run completed.
         diverged: the run's loss or weights became non-finite: a finished trial with no
             accuracy, never selected and left out of every point's mean.
+        validation_loss: final-epoch validation loss (None if failed or unknown).
+        test_loss: final-epoch test loss (None if failed or unknown).
     """
 
     key: str
@@ -117,6 +119,19 @@ class TrialOutcome:
     test_accuracy: float | None = None
     epochs_done: int = 0
     diverged: bool = False
+    validation_loss: float | None = None
+    test_loss: float | None = None
+
+    @property
+    def score(self) -> float | None:
+        """What selects, higher is better: the validation accuracy; for a task that is not a
+        classification (its accuracy is NaN, e.g. a regression) minus the validation loss.
+        None when neither is finite."""
+        if self.validation_accuracy is not None and math.isfinite(self.validation_accuracy):
+            return float(self.validation_accuracy)
+        if self.validation_loss is not None and math.isfinite(self.validation_loss):
+            return -float(self.validation_loss)
+        return None
 
 
 def solve_plans(spec: SweepSpec) -> dict[PlanKey, TrainingPlan]:
@@ -128,7 +143,7 @@ def solve_plans(spec: SweepSpec) -> dict[PlanKey, TrainingPlan]:
     """
     from dpplan.solve import solve_noise_multiplier
 
-    size = training_set_size(spec.options)
+    size = spec.dataset_size
     plans = {}
     for target in spec.target_epsilons:
         for batch_size in spec.batch_sizes:
@@ -285,15 +300,16 @@ def _groups(spec: SweepSpec, draws: Mapping[str, Any] | None) -> list[tuple[str,
 
 
 def _winner(trials: Sequence[Trial], outcomes: Mapping[str, TrialOutcome]) -> Trial | None:
-    """The finished trial with the best final validation accuracy (first on ties)."""
-    best, best_accuracy = None, -math.inf
+    """The finished trial with the best final validation accuracy (lowest validation loss
+    for a task that is not a classification; first on ties)."""
+    best, best_score = None, -math.inf
     for trial in trials:
         outcome = outcomes.get(trial.key)
-        if outcome is None or outcome.status != "finished":
+        if outcome is None or outcome.status != "finished" or outcome.diverged:
             continue
-        accuracy = outcome.validation_accuracy
-        if accuracy is not None and accuracy > best_accuracy:
-            best, best_accuracy = trial, accuracy
+        score = outcome.score
+        if score is not None and score > best_score:
+            best, best_score = trial, score
     return best
 
 
@@ -334,6 +350,7 @@ def planned_trials(spec: SweepSpec, draws: Mapping[str, Any] | None = None) -> i
 class _GroupResult:
     winner: Trial
     validation_accuracy: float
+    score: float
     outcomes: tuple[TrialOutcome, ...]
     diverged: tuple[TrialOutcome, ...] = ()
 
@@ -358,6 +375,7 @@ def _group_results(
             _GroupResult(
                 winner=winner,
                 validation_accuracy=float(outcomes[winner.key].validation_accuracy),
+                score=float(outcomes[winner.key].score),
                 outcomes=tuple(o for o in ended if not o.diverged),
                 diverged=tuple(o for o in ended if o.diverged),
             )
@@ -378,6 +396,7 @@ def _best_per_kind(
                     _GroupResult(
                         winner=winner,
                         validation_accuracy=float(outcomes[winner.key].validation_accuracy),
+                        score=float(outcomes[winner.key].score),
                         outcomes=(outcomes[winner.key],),
                     )
                 )
@@ -392,6 +411,9 @@ def _point(
 ) -> FrontierPoint:
     winner = result.winner
     tests = [float(o.test_accuracy) for o in result.outcomes]
+    losses = [math.nan if o.test_loss is None else float(o.test_loss) for o in result.outcomes]
+    validation_loss = result.outcomes[0].validation_loss if result.outcomes else None
+    known = all(math.isfinite(loss) for loss in losses)  # runs stored before test loss: NaN
     return FrontierPoint(
         target_epsilon=winner.target_epsilon,
         epsilon=epsilons[winner.plan_key],
@@ -404,6 +426,11 @@ def _point(
         seeds=tuple(int(o.key.rsplit("seed=", 1)[1]) for o in result.outcomes),
         run_ids=tuple(o.run_id for o in result.outcomes),
         diverged_seeds=tuple(int(o.key.rsplit("seed=", 1)[1]) for o in result.diverged),
+        validation_loss=math.nan if validation_loss is None else float(validation_loss),
+        test_loss_mean=statistics.fmean(losses) if known else math.nan,
+        test_loss_std=(statistics.pstdev(losses) if len(losses) > 1 else 0.0)
+        if known
+        else math.nan,
     )
 
 
@@ -435,7 +462,7 @@ def frontier(
     for target in spec.target_epsilons:
         at = [r for r in results if r.winner.target_epsilon == target]
         if at:
-            best = max(at, key=lambda r: r.validation_accuracy)  # first in grid order on ties
+            best = max(at, key=lambda r: r.score)  # first in grid order on ties
             points.append(_point(best, plans, epsilons, spec.method))
     per_kind = _best_per_kind(spec, outcomes, draws) if spec.random_repeats is not None else results
     curves: dict[str, list[FrontierPoint]] = {kind: [] for kind in spec.schedules}
@@ -446,8 +473,6 @@ def frontier(
             ]
             if at:
                 curves[kind].append(
-                    _point(
-                        max(at, key=lambda r: r.validation_accuracy), plans, epsilons, spec.method
-                    )
+                    _point(max(at, key=lambda r: r.score), plans, epsilons, spec.method)
                 )
     return tuple(points), {kind: tuple(curve) for kind, curve in curves.items()}

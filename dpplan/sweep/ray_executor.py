@@ -518,7 +518,7 @@ class RayExecutor:
             cpus, gpus = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
         return cpus, gpus
 
-    def prepare(self, options: Any) -> None:
+    def prepare(self, options: Any, *, task: str | None = None) -> None:
         """Start or join Ray, size the trials' resources and put MNIST in the object store.
 
         Called again with the executor prepared, it does nothing. On an error, Ray started
@@ -532,12 +532,12 @@ class RayExecutor:
         if self._remote is not None:
             return
         try:
-            self._prepare(options)
+            self._prepare(options, task)
         except BaseException:
             self.close()
             raise
 
-    def _prepare(self, options: Any) -> None:
+    def _prepare(self, options: Any, task: str | None = None) -> None:
         ray = self.ray
         self._start()
         resources = ray.cluster_resources()
@@ -579,7 +579,7 @@ class RayExecutor:
             retry_exceptions=False,
             max_calls=0,  # keep workers warm (Ray's default for GPU tasks is one call each)
         )(self.trial)
-        if self.ship_data:
+        if self.ship_data and task is None:  # a user's task: each worker imports it
             self._data_ref = ray.put(split_arrays(options))
         self._remote = remote
 

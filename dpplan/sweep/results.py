@@ -12,11 +12,13 @@ This module imports neither torch nor ray.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
+from dpplan.records import json_value
 from dpplan.selection import best_at
 from dpplan.sweep.spec import SweepSpec
 from dpplan.train.specs import ScheduleSpec
@@ -48,6 +50,10 @@ class FrontierPoint:
         seeds: the seeds whose runs count (diverged ones left out).
         run_ids: their stored runs.
         diverged_seeds: seeds whose run diverged (left out of the mean).
+        validation_loss: the first seed's final validation loss (what selected it for a
+            task that is not a classification, e.g. a regression, whose accuracies are NaN).
+        test_loss_mean: final test loss, mean over ``seeds`` (what a regression reports).
+        test_loss_std: its population standard deviation (0.0 for one seed).
     """
 
     target_epsilon: float
@@ -61,6 +67,14 @@ class FrontierPoint:
     seeds: tuple[int, ...]
     run_ids: tuple[int, ...]
     diverged_seeds: tuple[int, ...] = ()
+    validation_loss: float = math.nan
+    test_loss_mean: float = math.nan
+    test_loss_std: float = math.nan
+
+    @property
+    def classification(self) -> bool:
+        """Whether the point was selected and is reported by accuracy (else by loss)."""
+        return math.isfinite(self.validation_accuracy)
 
     @property
     def learning_rate(self) -> float:
@@ -76,13 +90,16 @@ class FrontierPoint:
             "epsilon": self.epsilon,
             "plan": self.plan.to_dict(),
             "schedule": self.schedule.to_dict(),
-            "validation_accuracy": self.validation_accuracy,
-            "test_accuracy_mean": self.test_accuracy_mean,
-            "test_accuracy_std": self.test_accuracy_std,
+            "validation_accuracy": json_value(self.validation_accuracy),
+            "test_accuracy_mean": json_value(self.test_accuracy_mean),
+            "test_accuracy_std": json_value(self.test_accuracy_std),
             "seeds": list(self.seeds),
             "run_ids": list(self.run_ids),
             "diverged_seeds": list(self.diverged_seeds),
             "epsilon_method": self.epsilon_method,
+            "validation_loss": json_value(self.validation_loss),
+            "test_loss_mean": json_value(self.test_loss_mean),
+            "test_loss_std": json_value(self.test_loss_std),
         }
 
 
@@ -305,7 +322,10 @@ class FrontierResult:
 
     def best_at(self, epsilon_at_most: float) -> FrontierPoint | None:
         """The frontier point with the best validation accuracy among ε ≤ x
-        (:func:`dpplan.selection.best_at`); report its test accuracy."""
+        (:func:`dpplan.selection.best_at`); report its test accuracy. For a task that is not
+        a classification (a regression), the lowest validation loss; report its test loss."""
+        if self.points and not self.points[0].classification:
+            return best_at(self.points, epsilon_at_most=epsilon_at_most, by="validation_loss")
         return best_at(self.points, epsilon_at_most=epsilon_at_most)
 
     def to_dict(self) -> dict[str, Any]:
@@ -322,6 +342,7 @@ class FrontierResult:
         return {
             "sweep_id": self.sweep_id,
             "status": self.status,
+            "task": self.spec.task,
             "spec": self.spec.to_dict(),
             "simulation": None if self.simulation is None else dict(self.simulation),
             "runs_tried": self.runs_tried,

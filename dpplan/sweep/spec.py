@@ -36,6 +36,7 @@ __all__ = [
     "MAX_GRID_VALUES",
     "MAX_TRIALS",
     "SweepSpec",
+    "task_of",
 ]
 
 #: Most values in one grid (target ε, batch sizes, epochs, learning rates of a schedule, seeds).
@@ -93,6 +94,11 @@ class SweepSpec:
             the options must be private and have no ``target_epsilon`` of their own.
         method: accounting method the noise multiplier is solved with (default ``"prv"``).
         max_grad_norm: clipping norm C of every plan (does not change ε).
+        task: ``"module:function"`` returning the :class:`~dpplan.train.Task` every trial
+            trains (``None``: MNIST with ``options.model``). It is imported when the spec
+            is built, so a bad one is refused before anything is stored; every plan's
+            ``dataset_size`` is the task's training set size, and each trial imports it
+            again (a Ray worker too: its module must be importable there, on ``PYTHONPATH``).
         random_repeats: ``None`` for the grid protocol (every configuration tried, ε of all
             runs composed); else the mean μ of the Poisson number of trials of Papernot &
             Steinke's repeat-and-select protocol, each trial a configuration drawn
@@ -134,6 +140,7 @@ class SweepSpec:
     method: str = "prv"
     max_grad_norm: float = 1.0
     random_repeats: float | None = None
+    task: str | None = None
     simulate: int | None = None
     simulate_data: str = "training"
 
@@ -166,7 +173,16 @@ class SweepSpec:
         )
         set_("target_epsilons", tuple(sorted(_distinct("target_epsilons", targets))))
         set_("delta", _validate.open_interval(low=0.0, high=1.0, delta=self.delta))
-        size = training_set_size(self.options)
+        if self.task is not None:
+            if not isinstance(self.task, str):
+                raise PlanError("task", self.task, "'module:function' (a str)")
+            set_("task", self.task.strip())
+        size = self.dataset_size
+        hint = (
+            f"The training set has {size} examples (options.subset)."
+            if self.task is None
+            else f"The task {self.task!r} has {size} training examples."
+        )
         set_(
             "batch_sizes",
             _distinct(
@@ -175,7 +191,7 @@ class SweepSpec:
                     _validate.integer(
                         minimum=1,
                         maximum=size,
-                        hint=f"The training set has {size} examples (options.subset).",
+                        hint=hint,
                         batch_size=v,
                     )
                     for v in _sequence("batch_sizes", self.batch_sizes)
@@ -236,6 +252,17 @@ class SweepSpec:
                 "Shrink a grid, or split the sweep; every trial also costs privacy.",
             )
 
+    @property
+    def dataset_size(self) -> int:
+        """The training set size every plan samples from: the task's, or MNIST's.
+
+        Raises:
+            PlanError: field ``task``, for a task that cannot be imported or built.
+        """
+        if self.task is None:
+            return training_set_size(self.options)
+        return task_of(self.task).dataset_size
+
     def _check_simulation(self) -> None:
         from dpplan.simulate import SIMULATION_DATA, check_batch_size
 
@@ -251,6 +278,13 @@ class SweepSpec:
         for batch in self.batch_sizes:
             check_batch_size(batch, self.simulate)
         object.__setattr__(self, "simulate", int(self.simulate))
+        if self.task is not None:
+            raise PlanError(
+                "simulate",
+                self.simulate,
+                "None with a task",
+                "Simulation is calibrated on MNIST only; sweep a task without --simulate.",
+            )
         if self.random_repeats is not None:
             raise PlanError(
                 "simulate",
@@ -317,3 +351,14 @@ class SweepSpec:
             if required and name not in values:
                 raise PlanError(name, None, "given", "The field is required.")
         return cls(**values)
+
+
+def task_of(spec: str) -> Any:
+    """Return the :class:`~dpplan.train.Task` of ``"module:function"`` (imports torch).
+
+    Raises:
+        PlanError: field ``task``, naming the spec (see :func:`dpplan.train.load_task`).
+    """
+    from dpplan.train.tasks import load_task
+
+    return load_task(spec)

@@ -38,9 +38,10 @@ class LocalExecutor:
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._data: dict[str, Any] | None = None
 
-    def prepare(self, options: Any) -> None:
-        """Load the data the trials share (once: a second call does nothing)."""
-        if self.ship_data and self._data is None:
+    def prepare(self, options: Any, *, task: str | None = None) -> None:
+        """Load the data the trials share (once: a second call does nothing); nothing for a
+        sweep of a user's ``task`` (each trial imports it)."""
+        if self.ship_data and self._data is None and task is None:
             self._data = split_arrays(options)
 
     def submit(self, key: str, payload: dict[str, Any]) -> None:

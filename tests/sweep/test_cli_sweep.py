@@ -133,7 +133,7 @@ class _RefusingExecutor:
     def __init__(self):
         self.closed = False
 
-    def prepare(self, options):
+    def prepare(self, options, *, task=None):
         raise PlanError("ray_address", "x", "the address of a running Ray cluster")
 
     def close(self):
