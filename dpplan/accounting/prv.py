@@ -430,38 +430,12 @@ def _compose_and_read(
         lower.append(bounds[0])
         estimates.append(bounds[1])
         upper.append(bounds[2])
-    if loose:
-        count = steps[-1]
-        delta_inf = -math.expm1(log_mass_finite * count)
-        try:
-            upper[-1] = min(
-                upper[-1],
-                _tilted_upper(
-                    pmf,
-                    count=count,
-                    mesh=mesh,
-                    left=left,
-                    mean_shift=mean_shift,
-                    delta_fin=(delta - delta_inf) / (1 - delta_inf),
-                    delta=delta,
-                    delta_error=delta_error,
-                    eps_error=eps_error,
-                    guess=estimates[-1],
-                ),
-            )
-        except AccountingError:
-            pass  # the first bound stands
-    missing = [i for i, value in enumerate(upper) if value is None]
-    chosen = set(missing[-1:])
-    chosen.update(
-        missing[round(k * (len(missing) - 1) / _TILTED_POINTS)]
-        for k in range(_TILTED_POINTS)
-        if missing
-    )
-    for index in sorted(chosen):
+
+    def tilted_at(index: int) -> float:
+        """The ε bound of ``steps[index]`` with a tilt aimed at its estimate."""
         count = steps[index]
         delta_inf = -math.expm1(log_mass_finite * count)
-        upper[index] = _tilted_upper(
+        return _tilted_upper(
             pmf,
             count=count,
             mesh=mesh,
@@ -473,6 +447,21 @@ def _compose_and_read(
             eps_error=eps_error,
             guess=estimates[index],
         )
+
+    if loose:
+        try:
+            upper[-1] = min(upper[-1], tilted_at(len(steps) - 1))
+        except AccountingError:
+            pass  # the first bound stands
+    missing = [i for i, value in enumerate(upper) if value is None]
+    chosen = set(missing[-1:])
+    chosen.update(
+        missing[round(k * (len(missing) - 1) / _TILTED_POINTS)]
+        for k in range(_TILTED_POINTS)
+        if missing
+    )
+    for index in sorted(chosen):
+        upper[index] = tilted_at(index)
     following = math.inf  # ε never decreases with more steps: carry the next bound
     for index in range(len(upper) - 1, -1, -1):
         if upper[index] is not None:
