@@ -44,7 +44,7 @@ from prv_accountant.privacy_random_variables import (
 from scipy import special
 
 from dpplan.accounting import roundoff
-from dpplan.accounting.base import Backend, Computation, register_cache
+from dpplan.accounting.base import Backend, Computation, library_failure, register_cache
 from dpplan.errors import AccountingError
 
 __all__ = ["DEFAULT_EPS_ERROR", "MAX_GRID_POINTS", "PRVAccountant"]
@@ -130,18 +130,16 @@ class PRVAccountant(Backend):
             AccountingError: if prv-accountant fails, the grid would be too large, or δ is
                 too small for the numerical error budget.
         """
-        try:
+        with library_failure(
+            lambda exc: (
+                f"prv accountant failed for sample_rate={sample_rate:g}, "
+                f"noise_multiplier={noise_multiplier:g}: {exc}. Use method='rdp' or 'pld'."
+            )
+        ):
             domain, prv, left, delta_error = self._domain(
                 sample_rate, noise_multiplier, delta, steps[-1]
             )
             pmf, mean_shift = _discretise(prv, domain)
-        except AccountingError:
-            raise
-        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise AccountingError(
-                f"prv accountant failed for sample_rate={sample_rate:g}, "
-                f"noise_multiplier={noise_multiplier:g}: {exc}. Use method='rdp' or 'pld'."
-            ) from exc
         lower, estimates, upper = _compose_and_read(
             pmf,
             steps=steps,
@@ -191,7 +189,7 @@ class PRVAccountant(Backend):
             AccountingError: where :meth:`compute` would refuse (grid too large, δ too small).
         """
         sizing = noise_multiplier if domain_noise_multiplier is None else domain_noise_multiplier
-        try:
+        with library_failure(lambda exc: f"prv estimate failed: {exc}"):
             key = (sample_rate, sizing, delta, steps, self.eps_error, self.delta_error_fraction)
             if key not in _DOMAINS:
                 if len(_DOMAINS) >= 16:
@@ -201,10 +199,6 @@ class PRVAccountant(Backend):
             pmf, mean_shift = _discretise(
                 _Float64PRV(sample_rate, noise_multiplier), domain, float64=True
             )
-        except AccountingError:
-            raise
-        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise AccountingError(f"prv estimate failed: {exc}") from exc
         return _compose_and_read(
             pmf,
             steps=(steps,),
