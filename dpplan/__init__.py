@@ -15,19 +15,7 @@ Example:
 from typing import TYPE_CHECKING
 
 from dpplan._lazy import lazy_names
-from dpplan.errors import (
-    AccountingError,
-    BudgetExhausted,
-    DataError,
-    DpplanError,
-    InfeasibleTargetError,
-    MissingDependencyError,
-    NotFoundError,
-    PlanError,
-    StateConflictError,
-    StoreError,
-    UsageError,
-)
+from dpplan.errors import *  # the whole hierarchy (errors.__all__), listed in __all__ below
 from dpplan.ledger import Ledger
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan

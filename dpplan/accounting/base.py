@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import importlib.metadata
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dpplan import _validate
-from dpplan.errors import PlanError
+from dpplan.errors import AccountingError, PlanError
 from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
 
 if TYPE_CHECKING:
@@ -29,6 +30,24 @@ METHODS = ("rdp", "prv", "pld")
 MIN_NOISE_MULTIPLIER = NOISE_MULTIPLIER_MIN
 
 _METHOD_LIBRARY = {"rdp": "dp-accounting", "pld": "dp-accounting", "prv": "prv-accountant"}
+
+#: What a library raises when it cannot answer (an AccountingError is a RuntimeError too).
+LIBRARY_FAILURES = (ValueError, RuntimeError, ArithmeticError, MemoryError)
+
+
+@contextlib.contextmanager
+def library_failure(describe: Callable[[Exception], str]) -> Iterator[None]:
+    """Raise ``AccountingError(describe(exc))`` for a library failure inside the block.
+
+    An :class:`AccountingError` raised inside passes through unchanged.
+    """
+    try:
+        yield
+    except AccountingError:
+        raise
+    except LIBRARY_FAILURES as exc:
+        raise AccountingError(describe(exc)) from exc
+
 
 #: How to empty each cache of the accounting modules. Every cache registers itself here (by
 #: :func:`result_cache` or :func:`register_cache`), so :func:`dpplan.accounting.clear_caches`

@@ -44,7 +44,7 @@ from prv_accountant.privacy_random_variables import (
 from scipy import special
 
 from dpplan.accounting import roundoff
-from dpplan.accounting.base import Backend, Computation, register_cache
+from dpplan.accounting.base import Backend, Computation, library_failure, register_cache
 from dpplan.errors import AccountingError
 
 __all__ = ["DEFAULT_EPS_ERROR", "MAX_GRID_POINTS", "PRVAccountant"]
@@ -130,18 +130,16 @@ class PRVAccountant(Backend):
             AccountingError: if prv-accountant fails, the grid would be too large, or δ is
                 too small for the numerical error budget.
         """
-        try:
+        with library_failure(
+            lambda exc: (
+                f"prv accountant failed for sample_rate={sample_rate:g}, "
+                f"noise_multiplier={noise_multiplier:g}: {exc}. Use method='rdp' or 'pld'."
+            )
+        ):
             domain, prv, left, delta_error = self._domain(
                 sample_rate, noise_multiplier, delta, steps[-1]
             )
             pmf, mean_shift = _discretise(prv, domain)
-        except AccountingError:
-            raise
-        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise AccountingError(
-                f"prv accountant failed for sample_rate={sample_rate:g}, "
-                f"noise_multiplier={noise_multiplier:g}: {exc}. Use method='rdp' or 'pld'."
-            ) from exc
         lower, estimates, upper = _compose_and_read(
             pmf,
             steps=steps,
@@ -191,7 +189,7 @@ class PRVAccountant(Backend):
             AccountingError: where :meth:`compute` would refuse (grid too large, δ too small).
         """
         sizing = noise_multiplier if domain_noise_multiplier is None else domain_noise_multiplier
-        try:
+        with library_failure(lambda exc: f"prv estimate failed: {exc}"):
             key = (sample_rate, sizing, delta, steps, self.eps_error, self.delta_error_fraction)
             if key not in _DOMAINS:
                 if len(_DOMAINS) >= 16:
@@ -201,10 +199,6 @@ class PRVAccountant(Backend):
             pmf, mean_shift = _discretise(
                 _Float64PRV(sample_rate, noise_multiplier), domain, float64=True
             )
-        except AccountingError:
-            raise
-        except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-            raise AccountingError(f"prv estimate failed: {exc}") from exc
         return _compose_and_read(
             pmf,
             steps=(steps,),
@@ -430,38 +424,12 @@ def _compose_and_read(
         lower.append(bounds[0])
         estimates.append(bounds[1])
         upper.append(bounds[2])
-    if loose:
-        count = steps[-1]
-        delta_inf = -math.expm1(log_mass_finite * count)
-        try:
-            upper[-1] = min(
-                upper[-1],
-                _tilted_upper(
-                    pmf,
-                    count=count,
-                    mesh=mesh,
-                    left=left,
-                    mean_shift=mean_shift,
-                    delta_fin=(delta - delta_inf) / (1 - delta_inf),
-                    delta=delta,
-                    delta_error=delta_error,
-                    eps_error=eps_error,
-                    guess=estimates[-1],
-                ),
-            )
-        except AccountingError:
-            pass  # the first bound stands
-    missing = [i for i, value in enumerate(upper) if value is None]
-    chosen = set(missing[-1:])
-    chosen.update(
-        missing[round(k * (len(missing) - 1) / _TILTED_POINTS)]
-        for k in range(_TILTED_POINTS)
-        if missing
-    )
-    for index in sorted(chosen):
+
+    def tilted_at(index: int) -> float:
+        """The ε bound of ``steps[index]`` with a tilt aimed at its estimate."""
         count = steps[index]
         delta_inf = -math.expm1(log_mass_finite * count)
-        upper[index] = _tilted_upper(
+        return _tilted_upper(
             pmf,
             count=count,
             mesh=mesh,
@@ -473,6 +441,21 @@ def _compose_and_read(
             eps_error=eps_error,
             guess=estimates[index],
         )
+
+    if loose:
+        try:
+            upper[-1] = min(upper[-1], tilted_at(len(steps) - 1))
+        except AccountingError:
+            pass  # the first bound stands
+    missing = [i for i, value in enumerate(upper) if value is None]
+    chosen = set(missing[-1:])
+    chosen.update(
+        missing[round(k * (len(missing) - 1) / _TILTED_POINTS)]
+        for k in range(_TILTED_POINTS)
+        if missing
+    )
+    for index in sorted(chosen):
+        upper[index] = tilted_at(index)
     following = math.inf  # ε never decreases with more steps: carry the next bound
     for index in range(len(upper) - 1, -1, -1):
         if upper[index] is not None:

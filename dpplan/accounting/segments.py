@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable
 
 from dpplan import _validate
-from dpplan.accounting.base import METHODS, MIN_NOISE_MULTIPLIER
+from dpplan.accounting.base import METHODS, MIN_NOISE_MULTIPLIER, library_failure
 from dpplan.errors import AccountingError, PlanError
 
 __all__ = [
@@ -176,7 +176,12 @@ def _epsilon(merged: tuple[Segment, ...], delta: float, method: str) -> float:
             delta=delta,
             steps=(only.steps,),
         ).upper[-1]
-    try:
+    with library_failure(
+        lambda exc: (
+            f"{method} accountant failed to compose {len(merged)} mechanisms "
+            f"{[s.mechanism for s in merged]}: {exc!r}. Try another method."
+        )
+    ):
         if method == "rdp":
             from dp_accounting.rdp import rdp_privacy_accountant
 
@@ -192,13 +197,6 @@ def _epsilon(merged: tuple[Segment, ...], delta: float, method: str) -> float:
                 delta, [s.steps for s in merged]
             )[2]
         )
-    except AccountingError:
-        raise
-    except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-        raise AccountingError(
-            f"{method} accountant failed to compose {len(merged)} mechanisms "
-            f"{[s.mechanism for s in merged]}: {exc!r}. Try another method."
-        ) from exc
 
 
 def delta_of_segments(segments: Iterable[Segment], *, epsilon: float, method: str) -> float:
@@ -236,7 +234,12 @@ def _delta(merged: tuple[Segment, ...], epsilon: float, method: str) -> float:
     from dpplan.accounting import get_accountant
 
     backend = get_accountant(method)
-    try:
+    with library_failure(
+        lambda exc: (
+            f"{method} accountant failed to bound δ at ε={epsilon:g} for "
+            f"{[s.mechanism for s in merged]}: {exc!r}. Try another method."
+        )
+    ):
         if method == "rdp":
             from dp_accounting.rdp import rdp_privacy_accountant
 
@@ -249,13 +252,6 @@ def _delta(merged: tuple[Segment, ...], epsilon: float, method: str) -> float:
             value = _prv_accountant(merged, backend, PRV_GET_DELTA_ERROR).compute_delta(
                 epsilon, [s.steps for s in merged]
             )[2]
-    except AccountingError:
-        raise
-    except (ValueError, RuntimeError, ArithmeticError, MemoryError) as exc:
-        raise AccountingError(
-            f"{method} accountant failed to bound δ at ε={epsilon:g} for "
-            f"{[s.mechanism for s in merged]}: {exc!r}. Try another method."
-        ) from exc
     return min(1.0, max(0.0, float(value)))
 
 

@@ -317,16 +317,8 @@ def start_run(
     store = store or RunStore()
     data = load_split(options, device) if task is None else None
     trainer = Trainer(plan, schedule, options, data=data, device=device, task=task)
-    run_id = store.create_run(
-        plan=plan,
-        schedule=schedule.to_dict(),
-        options=options.to_dict(),
-        device=str(device),
-        seed=options.seed,
-        private=options.private,
-        versions=versions(),
-        group_id=group_id,
-        **_task_columns(trainer.task),
+    run_id = _create_run(
+        store, plan, schedule, options, device, group_id, **_task_columns(trainer.task)
     )
     if on_start is not None:
         on_start(store.get_run(run_id))
@@ -490,6 +482,29 @@ def run_queued(
     )
 
 
+def _create_run(
+    store: RunStore,
+    plan: TrainingPlan | PhasedPlan,
+    schedule: ScheduleSpec,
+    options: RunOptions,
+    device: torch.device,
+    group_id: str | None,
+    **columns: Any,
+) -> int:
+    """Store a new run with the columns every run records, plus ``columns``; return its id."""
+    return store.create_run(
+        plan=plan,
+        schedule=schedule.to_dict(),
+        options=options.to_dict(),
+        device=str(device),
+        seed=options.seed,
+        private=options.private,
+        versions=versions(),
+        group_id=group_id,
+        **columns,
+    )
+
+
 def queue_run(
     plan: TrainingPlan | PhasedPlan,
     schedule: ScheduleSpec,
@@ -524,15 +539,13 @@ def queue_run(
         columns = _task_columns(task)
     elif options.data_dir is not None and not os.path.isdir(options.data_dir):
         raise DataError(no_folder_message(Path(options.data_dir)))
-    return store.create_run(
-        plan=plan,
-        schedule=schedule.to_dict(),
-        options=options.to_dict(),
-        device=str(device),
-        seed=options.seed,
-        private=options.private,
-        versions=versions(),
-        group_id=group_id,
+    return _create_run(
+        store,
+        plan,
+        schedule,
+        options,
+        device,
+        group_id,
         status="queued",
         **columns,
     )
