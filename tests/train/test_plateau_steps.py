@@ -4,6 +4,7 @@ controller, and the trainer's evaluation hook on a tiny real-MNIST run."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -160,3 +161,47 @@ def test_evaluations_that_never_reduce_leave_the_run_bit_identical(mnist_dir, st
     # evaluate_every past the run's end and patience 1: only the LR could differ, and the
     # per-epoch plateau did not act in this run either.
     assert [_comparable(r) for r in never.records] == expected
+
+
+# --- the CLI ---------------------------------------------------------------------------
+
+
+def _cli_flags(mnist_dir):
+    return [
+        *("--batch-size", "64", "--noise-multiplier", "1.0", "--epochs", "1"),
+        *("--delta", "1e-4", "--subset", "1000", "--validation-size", "200"),
+        *("--test-subset", "200", "--data-dir", str(mnist_dir), "--device", "cpu"),
+        *("--method", "rdp", "--schedule", "plateau"),
+    ]
+
+
+def test_cli_plateau_every_is_recorded_and_acts(mnist_dir, store, capsys):
+    from dpplan.cli import main
+
+    flags = _cli_flags(mnist_dir)
+    command = ["train", *flags, "--lr", "1e-4", "--plateau-every", "5", "--reproducible"]
+    assert main([*command, "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["schedule"]["evaluate_every"] == 5
+    assert run["plan"]["steps_per_epoch"] >= 15  # at least 3 evaluations
+    # Stalled at lr 1e-4 with the default patience 1 and factor 0.1: cut to min_lr 1e-5
+    # within the single epoch.
+    assert run["records"][0]["lr"] == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--plateau-every", "0"], "plateau_every=0"),
+        (["--plateau-every", "2.5"], "plateau_every=2.5"),
+        (["--plateau-every", "x"], "plateau_every='x'"),
+        (["--plateau-every", "4", "--schedule", "constant"], "--schedule plateau"),
+        (["--plateau-every", "4", "--schedule", "one_cycle"], "--schedule plateau"),
+    ],
+)
+def test_cli_bad_plateau_every_exits_2_and_stores_nothing(mnist_dir, store, capsys, flags, message):
+    from dpplan.cli import main
+
+    assert main(["train", *_cli_flags(mnist_dir), "--lr", "0.1", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert store.list_runs() == []
