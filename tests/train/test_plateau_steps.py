@@ -163,6 +163,30 @@ def test_evaluations_that_never_reduce_leave_the_run_bit_identical(mnist_dir, st
     assert [_comparable(r) for r in never.records] == expected
 
 
+def test_a_resumed_run_continues_the_step_evaluations(mnist_dir, store):
+    from dpplan.train import resume
+
+    options = _options(mnist_dir)
+    plan = _plan(options, epochs=2)
+    assert plan.steps_per_epoch % 5  # evaluations straddle the epoch boundary
+    spec = Plateau(lr=1e-6, factor=0.5, patience=1, min_lr=0.0, evaluate_every=5)
+    whole = start_run(plan, spec, options, store=store)
+    ids = []
+    stopped = start_run(
+        plan,
+        spec,
+        options,
+        store=store,
+        on_start=lambda r: ids.append(r.id),
+        on_epoch=lambda r: store.request_stop(ids[0]),
+    )
+    assert stopped.status == "stopped" and len(stopped.records) == 1
+    resumed = resume(stopped.id, store=store)
+    assert resumed.status == "finished"
+    assert [_comparable(r) for r in resumed.records] == [_comparable(r) for r in whole.records]
+    assert whole.records[-1].lr < whole.records[0].lr < 1e-6  # it acted in both epochs
+
+
 # --- the CLI ---------------------------------------------------------------------------
 
 
