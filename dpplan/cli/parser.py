@@ -304,6 +304,14 @@ def build_parser() -> Parser:
         help="SGD momentum (one_cycle cycles 0.95-0.85 unless given)",
     )
     trn.add_argument(
+        "--plateau-every",
+        type=Typed("plateau_every", read_number),
+        default=None,
+        metavar="N",
+        help="plateau only: step the schedule on the validation loss every N optimizer "
+        "steps (patience counts these evaluations) instead of once per epoch",
+    )
+    trn.add_argument(
         "--resume",
         default=None,
         type=Typed("resume", read_run_id),

@@ -97,6 +97,18 @@ def _schedule(kind: str, args: argparse.Namespace):
 
     lr = _validate.finite_positive(lr=args.lr, hint="Pass --lr, e.g. 0.5.")
     momentum = args.momentum
+    every = getattr(args, "plateau_every", None)
+    if every is not None:
+        every = _validate.integer(
+            minimum=1, hint="Optimizer steps between evaluations, e.g. 20.", plateau_every=every
+        )
+        if kind != "plateau":
+            raise UsageError(
+                "plateau_every",
+                every,
+                "used with --schedule plateau only",
+                f"Drop --plateau-every, or pass --schedule plateau (not {kind}).",
+            )
     if kind == "one_cycle":
         return (
             OneCycle(max_lr=lr)
@@ -104,7 +116,7 @@ def _schedule(kind: str, args: argparse.Namespace):
             else OneCycle(max_lr=lr, momentum=momentum, cycle_momentum=False)
         )
     if kind == "plateau":
-        return Plateau(lr=lr, momentum=momentum or 0.0)
+        return Plateau(lr=lr, momentum=momentum or 0.0, evaluate_every=every)
     return Constant(lr=lr, momentum=momentum or 0.0)
 
 

@@ -243,6 +243,8 @@ class Trainer:
         self.last_batch_size = 0
         #: Batches the sampler drew (each one noisy step of the engine).
         self.sampled_steps = 0
+        #: Validation evaluations that stepped a plateau with ``evaluate_every``.
+        self.schedule_evaluations = 0
         self._phase_index = 0
         #: The epoch the run diverged in (set by :meth:`run`), else None.
         self.diverged_epoch: int | None = None
@@ -321,7 +323,31 @@ class Trainer:
         with self.own_random_state():
             loss = self.engine.step(self.data.train_x[index], self.data.train_y[index])
         self.controller.after_step()
+        if self.controller.evaluation_due():
+            self.evaluate_for_schedule()
         return loss
+
+    def evaluate_for_schedule(self) -> float:
+        """Measure the validation loss and pass it to the plateau schedule (a plateau with
+        ``evaluate_every``). Only the validation split is read, which is public, so ε is
+        unchanged; nothing is recorded and no random number is drawn. The model is put back
+        in the mode it was in.
+
+        Returns:
+            The validation loss (NaN and infinities count as no improvement).
+        """
+        was_training = self.model.training
+        validation_loss, _, _ = evaluate(
+            self.model,
+            self.data.val_x,
+            self.data.val_y,
+            self.options.eval_batch_size,
+            self.task,
+        )
+        self.model.train(was_training)
+        self.controller.after_evaluation(validation_loss)
+        self.schedule_evaluations += 1
+        return validation_loss
 
     def epoch_steps(self, epoch: int = 0) -> int:
         """Return the noisy steps of ``epoch`` (1-based; 0: the epoch the sampler is in).
@@ -593,6 +619,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.engine.load_state_dict(state)
         self.controller.load_state_dict(state["controller"])
+        every = self.controller.evaluate_every
+        self.schedule_evaluations = self.controller.steps_taken // every if every else 0
         self.sampled_steps = int(state["steps"])
         phase = self.phase_at(self.sampled_steps)
         if phase != self._phase_index:

@@ -79,6 +79,8 @@ class LrController:
     Built by :func:`make_scheduler`. Call :meth:`after_step` after every optimizer step and
     :meth:`after_epoch` after every epoch's validation; each forwards to the scheduler only
     for the schedule that needs it (one-cycle per step, plateau per epoch, constant never).
+    A plateau with ``evaluate_every`` is stepped by :meth:`after_evaluation` instead, on
+    the validation loss the loop measures whenever :meth:`evaluation_due` says so.
 
     Attributes:
         spec: the schedule spec.
@@ -154,8 +156,37 @@ class LrController:
         if self._steps_taken < self.total_steps:
             self._one_cycle.step()
 
+    @property
+    def evaluate_every(self) -> int | None:
+        """Optimizer steps between the plateau's validation evaluations; None when the
+        schedule is stepped per epoch (or is not a plateau)."""
+        return self.spec.evaluate_every if isinstance(self.spec, Plateau) else None
+
+    def evaluation_due(self) -> bool:
+        """Return whether the loop should now measure the validation loss and pass it to
+        :meth:`after_evaluation`: a plateau with ``evaluate_every = N`` after every ``N``-th
+        optimizer step (counted by :meth:`after_step`)."""
+        every = self.evaluate_every
+        return every is not None and self._steps_taken > 0 and self._steps_taken % every == 0
+
+    def after_evaluation(self, validation_loss: float) -> None:
+        """Report a validation loss measured every ``evaluate_every`` steps (plateau with
+        ``evaluate_every`` only; otherwise nothing happens).
+
+        Args:
+            validation_loss: the mean validation loss. NaN and infinities are accepted
+                and count as evaluations that did not improve.
+
+        Raises:
+            PlanError: if ``validation_loss`` is not a real number (field
+                ``validation_loss``).
+        """
+        _check_loss(validation_loss)
+        if self._plateau is not None and self.evaluate_every is not None:
+            self._plateau.step(float(validation_loss))
+
     def after_epoch(self, validation_loss: float) -> None:
-        """Report an epoch's validation loss (plateau only).
+        """Report an epoch's validation loss (plateau without ``evaluate_every`` only).
 
         Args:
             validation_loss: the epoch's mean validation loss. NaN and infinities are
@@ -165,9 +196,8 @@ class LrController:
             PlanError: if ``validation_loss`` is not a real number (field
                 ``validation_loss``).
         """
-        if isinstance(validation_loss, bool) or not isinstance(validation_loss, numbers.Real):
-            raise PlanError("validation_loss", validation_loss, "a real number")
-        if self._plateau is not None:
+        _check_loss(validation_loss)
+        if self._plateau is not None and self.evaluate_every is None:
             self._plateau.step(float(validation_loss))
 
     def state_dict(self) -> dict[str, Any]:
@@ -194,6 +224,11 @@ class LrController:
     def current_momentum(self) -> float:
         """Return the momentum the next optimizer step will use."""
         return float(self._optimizer.param_groups[0]["momentum"])
+
+
+def _check_loss(validation_loss: object) -> None:
+    if isinstance(validation_loss, bool) or not isinstance(validation_loss, numbers.Real):
+        raise PlanError("validation_loss", validation_loss, "a real number")
 
 
 def _torch_pct_start(pct_start: float, total_steps: int) -> float:
