@@ -10,6 +10,7 @@ from dpplan.errors import (
     DpplanError,
 )
 from dpplan.format import epsilon_text
+from dpplan.store.records import ScheduleRecord
 
 
 def _phase_lines(plan) -> list[str]:
@@ -215,7 +216,7 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
 
     def row(point: dict[str, Any]) -> str:
         plan, schedule = point["plan"], point["schedule"]
-        lr = schedule.get("max_lr", schedule.get("lr"))
+        lr = ScheduleRecord(schedule).learning_rate
         # One seed measures no spread: say so instead of printing "± 0.00%".
         if by_loss:
             value = f"{float(point['test_loss_mean']):9.4g}"

@@ -79,7 +79,7 @@ def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     ]
     for run in runs:
         last = run.records[-1] if run.records else None
-        lr = run.schedule.get("max_lr", run.schedule.get("lr"))
+        lr = run.schedule.learning_rate
         # One ε per run: the smallest upper bound recorded, labelled with its method.
         best = run_epsilon(run) if run.private else None
         shown = (

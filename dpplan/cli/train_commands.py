@@ -188,8 +188,11 @@ def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any
             stored = schedule.get("kind")
             same = value == stored
         elif dest == "lr":
-            stored = schedule.get("max_lr", schedule.get("lr"))
+            stored = schedule.learning_rate
             same = float(value) == float(stored)
+        elif dest == "plateau_every":
+            stored = schedule.get("evaluate_every")
+            same = stored is not None and int(value) == int(stored)
         elif dest == "momentum":
             cycles = schedule.get("cycle_momentum", False)
             stored = "cycled" if cycles else schedule.get("momentum")
@@ -323,7 +326,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     def on_run(run: Any) -> None:
         if not args.json:
             last = run.records[-1] if run.records else None
-            lr = run.schedule.get("max_lr", run.schedule.get("lr"))
+            lr = run.schedule.learning_rate
             print(
                 f"run {run.id} {run.schedule['kind']} lr={lr} seed={run.seed}: "
                 + (

@@ -27,7 +27,6 @@ import bisect
 import math
 import secrets
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +37,7 @@ from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.records import EpochRecord
+from dpplan.train.endings import Diverged, StopRequested, quiet_libraries  # re-exported
 from dpplan.train.engines import Mechanism, StepEngine, make_engine
 from dpplan.train.inputs import (  # re-exported: core was their home
     MnistSplit,
@@ -86,33 +86,6 @@ _REPRODUCIBLE_WARNING = (
     "reproducible=True: sampling and noise were derived from the public seed, so this run has "
     "no privacy guarantee against anyone who knows the seed (for experiments only)"
 )
-
-
-class StopRequested(Exception):
-    """``should_stop`` returned True mid-epoch; the partial epoch is discarded."""
-
-
-class Diverged(Exception):
-    """Training produced a non-finite loss or weights; the epoch is discarded.
-
-    Attributes:
-        epoch: the epoch in which it happened (1-based).
-        reason: what was non-finite, in words (with the step, when known).
-    """
-
-    def __init__(self, epoch: int, reason: str) -> None:
-        super().__init__(f"diverged in epoch {epoch}: {reason}")
-        self.epoch, self.reason = epoch, reason
-
-
-@contextmanager
-def quiet_libraries() -> Iterator[None]:
-    """Silence the libraries' known, harmless warnings during training."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Full backward hook.*")
-        warnings.filterwarnings("ignore", message=".*secure_mode.*")
-        warnings.filterwarnings("ignore", message=".*Optimal order is the.*")
-        yield
 
 
 class Trainer:
