@@ -283,6 +283,9 @@ class Run(_Facts):
     opacus_max_relative_difference: float | None
     epochs: tuple[Epoch, ...]
     warnings: tuple[str, ...]
+    #: The task trained (``dpplan.train.Task`` name) and the ``module:function`` it came from.
+    task: str | None = None
+    task_spec: str | None = None
 
 
 class SolvedPlan(_Facts):

@@ -220,4 +220,6 @@ def run_section(run: RunRecord) -> Run:
         opacus_max_relative_difference=max(differences) if differences else None,
         epochs=tuple(epochs),
         warnings=run.warnings,
+        task=getattr(run, "task", None),
+        task_spec=getattr(run, "task_spec", None),
     )

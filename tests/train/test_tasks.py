@@ -334,3 +334,15 @@ def test_a_sweep_trial_payload_carrying_a_task_spec_trains_that_task():
     assert result.task == "blobs" and result.records[-1].steps == 8
     with pytest.raises(PlanError, match="no attribute 'nope'"):
         run_trial({**payload, "task": "user_tasks:nope"})
+
+
+def test_a_user_tasks_run_report_names_the_task(store):
+    from dpplan.report import build_run_report, render
+
+    task = load_task("user_tasks:blobs")
+    plan = task.plan(batch_size=50, noise_multiplier=1.0, epochs=1, delta=1e-4)
+    run = start_run(plan, Constant(lr=0.3), _options(), store=store, task=task)
+    report = build_run_report(store, run.id)
+    assert (report.run.task, report.run.task_spec) == ("blobs", "user_tasks:blobs")
+    assert r"| Task | blobs (user\_tasks\:blobs) |" in render(report, "md")  # user text: escaped
+    assert '"task_spec": "user_tasks:blobs"' in render(report, "json")
