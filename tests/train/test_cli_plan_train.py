@@ -177,3 +177,54 @@ def test_plan_epoch_epsilons_of_a_phased_plan_follow_its_epochs():
     assert min(per_epoch[1].values()) == pytest.approx(
         dpplan.compare(cut).headline_epsilon, rel=1e-6
     )
+
+
+def test_report_of_a_phased_run_validates_and_renders(store, data_flags, plan_file, capsys):
+    import jsonschema
+
+    from dpplan.report import report_from_dict, report_schema, to_html, to_json, to_markdown
+    from dpplan.report.build import load_run_report
+
+    plan = dpplan.PhasedPlan.from_dict(PHASED)
+    assert (
+        main(["train", "--plan", plan_file(PHASED), *data_flags, *_extra("train"), "--json"]) == 0
+    )
+    run_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["report", "--run", str(run_id), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    jsonschema.validate(data, report_schema())
+    report = report_from_dict(data)
+    assert report.epsilon == pytest.approx(dpplan.compare(plan).headline_epsilon, rel=1e-9)
+    # The phased plan's report (no run section yet: the report model has none for phases).
+    assert report.kind == "phased" and report.run is None
+    assert report.title == f"DP-SGD privacy report of run {run_id}"
+    assert load_run_report(store, run_id) is None
+    assert json.loads(to_json(report)) == data
+    assert f"run {run_id}" in to_markdown(report) and "<html" in to_html(report).lower()
+
+
+def test_report_of_a_diverged_phased_run_accounts_its_steps(store, data_flags, plan_file, capsys):
+    from dpplan.report import build_report
+
+    plan = dpplan.PhasedPlan.from_dict(PHASED)
+    assert (
+        main(["train", "--plan", plan_file(PHASED), *data_flags, *_extra("train"), "--json"]) == 0
+    )
+    run = store.get_run(json.loads(capsys.readouterr().out)["id"])
+    diverged = dataclasses.replace(
+        run, records=run.records[:1], status="diverged", diverged_epoch=2
+    )
+    report = build_report(plan, run=diverged, created_at="2026-01-01T00:00:00+00:00")
+    cut = truncated_phased(plan, 15)
+    assert report.epsilon == pytest.approx(dpplan.compare(cut).headline_epsilon, rel=1e-9)
+    assert report.epsilon == pytest.approx(run_epsilon(diverged)[0], rel=1e-6)
+    assert report.epsilon < dpplan.compare(plan).headline_epsilon
+
+
+def test_a_target_below_the_first_phased_epoch_trains_nothing(store, data_flags, plan_file, capsys):
+    plan = dpplan.PhasedPlan.from_dict(PHASED)
+    first = min(plan_epoch_epsilons(plan)[0].values())
+    args = ["train", "--plan", plan_file(PHASED), *data_flags, *_extra("train")]
+    assert main([*args, "--target-epsilon", f"{first / 2!r}"]) == 3
+    err = capsys.readouterr().err
+    assert "nothing was trained" in err and "every phase's scaled by one factor" in err
