@@ -16,7 +16,28 @@ from __future__ import annotations
 from dpplan.errors import StateConflictError
 from dpplan.store import EpochRecord, RunRecord, RunStore
 
-__all__ = ["delete_run", "epoch_epsilon", "run_epsilon"]
+__all__ = ["delete_run", "epoch_epsilon", "plan_epoch_epsilons", "run_epsilon"]
+
+
+def plan_epoch_epsilons(plan) -> tuple[dict[str, float], ...]:
+    """Every method's ε after each epoch of a run's plan, as the trainer records them.
+
+    A TrainingPlan's epochs are whole; a :class:`~dpplan.PhasedPlan`'s are its (possibly
+    partial) epochs numbered on across phases (:meth:`~dpplan.PhasedPlan.epoch_ends`).
+
+    Raises:
+        AccountingError: if every method failed.
+    """
+    from dpplan.accounting import compare
+    from dpplan.accounting.composition import epoch_epsilons
+
+    if not hasattr(plan, "phases"):
+        return epoch_epsilons(plan)
+    comparison = compare(plan)
+    return tuple(
+        {curve.method: curve.epsilons[index] for curve in comparison.curves}
+        for index in range(len(plan.epoch_ends()))
+    )
 
 
 def epoch_epsilon(record: EpochRecord, method: str) -> tuple[float, str]:
@@ -44,10 +65,10 @@ def run_epsilon(run: RunRecord) -> tuple[float, str] | None:
     ``None`` without such an epoch. This is the one ε shown for a run. For a run that
     diverged it counts the epoch it diverged in, whose steps were taken."""
     if run.private and run.epochs_spent > len(run.records):
-        from dpplan.accounting.composition import epoch_epsilons, headline_of
+        from dpplan.accounting.composition import headline_of
 
         # The plan's curve at that epoch, as the trainer recorded it for every epoch.
-        method, value = headline_of(epoch_epsilons(run.plan)[run.epochs_spent - 1])
+        method, value = headline_of(plan_epoch_epsilons(run.plan)[run.epochs_spent - 1])
         return value, method
     return epoch_epsilon(run.records[-1], run.method) if run.records else None
 

@@ -284,7 +284,8 @@ def build_parser() -> Parser:
     trn = commands.add_parser(
         "train", help="train the plan with DP-SGD on MNIST", formatter_class=defaults
     )
-    _add_plan_flags(trn, skip="dataset_size", required="unless --resume")
+    _add_plan_flags(trn, skip="dataset_size", required="unless --resume", or_file=True)
+    _add_plan_file_flag(trn)
     trn.add_argument(
         "--schedule",
         default="one_cycle",
@@ -327,7 +328,8 @@ def build_parser() -> Parser:
         help="fair comparison of one-cycle and plateau at equal ε (LR grid x seeds)",
         formatter_class=defaults,
     )
-    _add_plan_flags(cmp_, skip="dataset_size")
+    _add_plan_flags(cmp_, skip="dataset_size", or_file=True)
+    _add_plan_file_flag(cmp_)
     cmp_.add_argument(
         "--one-cycle-lrs",
         type=Typed("one_cycle_lrs", read_numbers),

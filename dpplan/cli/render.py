@@ -133,6 +133,13 @@ def fitting_noise(run: Any) -> str:
         solved = solve_noise_multiplier(run.plan, target_epsilon=target, method=run.method)
     except DpplanError as exc:
         return f"No noise multiplier could be solved for it ({exc})."
+    if hasattr(solved, "phases"):  # a PhasedPlan: every phase's σ scaled by one factor
+        sigmas = ", ".join(f"{p.noise_multiplier:.4g}" for p in solved.phases)
+        return (
+            f"Phase noise multipliers {sigmas} (every phase's scaled by one factor) fit the "
+            f"whole plan within target_epsilon={target:g} ({run.method}; from dpplan.solve_"
+            "noise_multiplier)."
+        )
     return (
         f"--noise-multiplier {solved.noise_multiplier:.4g} fits all {run.plan.epochs} "
         f"epoch(s) within target_epsilon={target:g} ({run.method}; from dpplan.solve_"

@@ -128,7 +128,8 @@ def cmd_report(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                 )
         else:
             report = build_run_report(store, run_id, title=args.title, notes=args.notes)
-            save_run_report(store, report)
+            if report.run is not None:  # a phased run's report is the phased plan's: not stored
+                save_run_report(store, report)
     else:
         plan = plan_or_file(args)
         if isinstance(plan, PhasedPlan):

@@ -17,12 +17,13 @@ from dpplan.cli.common import (
     dump,
     flag_of,
     given_flags,
-    plan_from_args,
+    plan_or_file,
 )
 from dpplan.cli.render import fitting_noise, plan_lines, record_epsilon_text, run_summary
 from dpplan.errors import (
     InfeasibleTargetError,
     MissingDependencyError,
+    PlanError,
     UsageError,
 )
 from dpplan.format import epsilon_text
@@ -61,12 +62,52 @@ def run_options(args: argparse.Namespace, *, seed: int | None = None, threads: i
 
 
 def _train_plan(args: argparse.Namespace, options, task: Any = None):
-    """The plan of the flags over the training set: the task's, or the MNIST one ``options``
-    select (``args`` unchanged)."""
+    """The plan of the flags, or of ``--plan FILE``, over the training set: the task's, or the
+    MNIST one ``options`` select (``args`` unchanged).
+
+    Raises:
+        PlanError: field ``dataset_size`` when a plan file's dataset_size is not the training
+            set's size (both named); a plan flag given with ``--plan``.
+    """
     from dpplan.train import training_set_size
 
     size = training_set_size(options) if task is None else task.dataset_size
-    return plan_from_args(args, fixed={"dataset_size": size})
+    if getattr(args, "plan", None) is None:
+        return plan_or_file(args, fixed={"dataset_size": size})
+    plan = plan_or_file(args)
+    if plan.dataset_size != size:
+        where = (
+            "the task's training set"
+            if task is not None
+            else "the MNIST training set these options select (--subset, else 60,000 less "
+            "--validation-size)"
+        )
+        raise PlanError(
+            "dataset_size",
+            plan.dataset_size,
+            f"{size}, the size of {where}",
+            f"The plan file says dataset_size={plan.dataset_size} but training samples from "
+            f"{size} examples; ε is only the trained run's if they agree. Set dataset_size "
+            f"to {size} in the file, or change --subset/--validation-size.",
+        )
+    return plan
+
+
+def _single_phase(plan: Any, command: str) -> Any:
+    """``plan`` as a TrainingPlan for commands that train one σ and batch size throughout.
+
+    Raises:
+        PlanError: field ``plan`` for a phased plan of several phases (or one cut mid-epoch).
+    """
+    if hasattr(plan, "phases"):
+        raise PlanError(
+            "plan",
+            f"{len(plan.phases)} phases",
+            "a single-phase plan file",
+            f"'dpplan {command}' compares schedules over one fixed plan; train a phased plan "
+            "with 'dpplan train --plan FILE'.",
+        )
+    return plan
 
 
 def _task(args: argparse.Namespace) -> Any:
@@ -151,16 +192,34 @@ def _progress(
     return show, step
 
 
+def _epochs_of(plan: Any) -> int:
+    """The epochs a run of ``plan`` records (a PhasedPlan's, possibly partial, on across
+    phases)."""
+    return len(plan.epoch_ends()) if hasattr(plan, "phases") else plan.epochs
+
+
 def _started(run: Any, *, verb: str = "started") -> None:
     """Print that a run started (or resumed): its id, plan, device and threads."""
     plan = run.plan
     shown = "the smallest upper bound of rdp, prv and pld" if run.private else "none (non-private)"
     threads = run.options.get("threads")
+    if hasattr(plan, "phases"):
+        described = (
+            f"dataset_size={plan.dataset_size} {len(plan.phases)} phases ("
+            + "; ".join(
+                f"batch_size={p.batch_size} noise_multiplier={p.noise_multiplier:g} steps={steps}"
+                for p, steps in zip(plan.phases, plan.steps_per_phase)
+            )
+            + f") delta={plan.delta:g} ({_epochs_of(plan)} epochs, {plan.total_steps} steps)"
+        )
+    else:
+        described = (
+            f"dataset_size={plan.dataset_size} batch_size={plan.batch_size} "
+            f"noise_multiplier={plan.noise_multiplier:g} epochs={plan.epochs} "
+            f"delta={plan.delta:g} ({plan.steps_per_epoch} steps per epoch)"
+        )
     print(
-        f"run {run.id} {verb} on {run.device}: dataset_size={plan.dataset_size} "
-        f"batch_size={plan.batch_size} noise_multiplier={plan.noise_multiplier:g} "
-        f"epochs={plan.epochs} delta={plan.delta:g} ({plan.steps_per_epoch} steps per "
-        f"epoch); ε: {shown}"
+        f"run {run.id} {verb} on {run.device}: {described}; ε: {shown}"
         + (f"; {threads} CPU thread{'s' if threads != 1 else ''}" if threads else ""),
         file=sys.stderr,
         flush=True,
@@ -266,7 +325,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if not args.json:
             _started(stored, verb=f"resuming after epoch {len(stored.records)}")
             on_epoch, on_step = _progress(
-                stored.plan.epochs,
+                _epochs_of(stored.plan),
                 stored.options.get("method", "prv"),
                 first_epoch=len(stored.records) + 1,
             )
@@ -285,7 +344,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         schedule = _schedule(args.schedule, args)
         on_epoch = on_step = on_start = None
         if not args.json:
-            on_epoch, on_step = _progress(plan.epochs, options.method)
+            on_epoch, on_step = _progress(_epochs_of(plan), options.method)
             on_start = _started
         run = start_run(
             plan,
@@ -317,7 +376,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     options = run_options(args, seed=0)
     task = _task(args)
-    plan = _train_plan(args, options, task)
+    plan = _single_phase(_train_plan(args, options, task), "compare")
     grids = {}
     for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         grids[kind] = grid_for(kind, rates)

@@ -291,6 +291,8 @@ def build_report(
         >>> report.epsilon == dpplan.compare(plan).headline_epsilon
         True
     """
+    if isinstance(plan, dpplan.PhasedPlan) and run is not None:
+        return _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created_at)
     if isinstance(plan, dpplan.PhasedPlan) and (len(plan.phases) > 1 or plan.phase_steps):
         for name, value in (("run", run), ("group_runs", group_runs), ("tuning_runs", tuning_runs)):
             if value is not None and value != ():
@@ -335,6 +337,53 @@ def build_report(
         membership=membership_section(accounted, comparison.headline_epsilon),
         tuning=tuning_section(plan, accounted, run, group, tuning_runs),
         run=run_section(run) if run is not None else None,
+    )
+
+
+def truncated_phased(plan: dpplan.PhasedPlan, steps: int) -> dpplan.PhasedPlan:
+    """Return ``plan`` cut after its first ``steps`` noisy steps (phases after the cut
+    dropped, the phase it falls in given in steps).
+
+    Raises:
+        PlanError: if ``steps`` is not in [1, plan.total_steps].
+    """
+    steps = _validate.integer(minimum=1, maximum=plan.total_steps, steps=steps)
+    phases, counts, left = [], [], steps
+    for phase, count in zip(plan.phases, plan.steps_per_phase):
+        if left <= 0:
+            break
+        taken = min(count, left)
+        phases.append(phase)
+        counts.append(None if taken == phase.total_steps else taken)
+        left -= taken
+    return dpplan.PhasedPlan(phases=phases, phase_steps=counts)
+
+
+def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created_at) -> Report:
+    """The report of a run of a phased plan: the phased report of the plan cut at the steps
+    of the epochs the run completed (a diverged run's last, unrecorded epoch counted)."""
+    from dpplan.report.composition import build_phased_report
+
+    if run.plan != plan:
+        raise PlanError("run", run.id, "a run of this plan", "Pass run.plan as the plan.")
+    if not run.private:
+        raise PlanError("run", run.id, "a private run", "A non-private run has no ε to report.")
+    others = [r for r in group_runs if r.id != run.id]
+    if others or tuning_runs is not None:
+        raise PlanError(
+            "group_runs" if others else "tuning_runs",
+            len(others) if others else tuning_runs,
+            "none for a phased run",
+            "Tuning over phased runs is not reported yet; report the run's plan alone.",
+        )
+    if run.epochs_spent < 1:
+        raise PlanError("run", run.id, "a run with at least one completed epoch")
+    accounted = truncated_phased(plan, plan.steps_after(run.epochs_spent))
+    return build_phased_report(
+        accounted,
+        title=title if title is not None else f"DP-SGD privacy report of run {run.id}",
+        notes=notes,
+        created_at=created_at,
     )
 
 
