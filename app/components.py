@@ -226,6 +226,25 @@ class MethodResult:
 
 
 @st.cache_data(max_entries=64, ttl=CACHE_TTL, show_spinner=False)
+def phase_one_message(phased: dpplan.PhasedPlan | None, what: str) -> str | None:
+    """What a page that acts on one plan must say when the sidebar holds a phased plan."""
+    if phased is None or (len(phased.phases) == 1 and not phased.phase_steps):
+        return None
+    return (
+        f"The sidebar holds a phased plan; this page {what} **phase 1 only** "
+        "(its batch size, σ and epochs, all its steps). The Plan page accounts the whole "
+        "phased plan; `dpplan train --plan FILE`, `dpplan solve --plan FILE` and "
+        "`dpplan report --plan FILE` take all of it."
+    )
+
+
+def phase_one_notice(what: str) -> None:
+    """Show :func:`phase_one_message` for the sidebar's plan, if any."""
+    message = phase_one_message(st.session_state.get("phased_plan"), what)
+    if message is not None:
+        st.warning(message)
+
+
 def cached_curve(plan_dict: dict[str, Any], method: str) -> MethodResult:
     """ε curve of one method (floats, ∞ included), or the error dpplan raised for it."""
     kind = dpplan.PhasedPlan if "phases" in plan_dict else dpplan.TrainingPlan

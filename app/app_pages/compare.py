@@ -8,6 +8,7 @@ from components import (
     grouped_accuracy,
     load_user_task,
     parse_numbers,
+    phase_one_notice,
     plain,
     run_label,
     store,
@@ -75,6 +76,7 @@ else:
 
 st.subheader("Launch a fair comparison")
 plan = st.session_state.get("plan")
+phase_one_notice("compares")
 with st.form("compare_form"):
     task_text = task_field("cmp_task")
     one_cycle = st.text_input(

@@ -8,6 +8,7 @@ from components import (
     cached_plan_report,
     format_epsilon,
     pdf_unavailable,
+    phase_one_notice,
     plain,
     run_label,
     store,
@@ -59,6 +60,7 @@ report = None
 try:
     if source == "the current plan":
         plan = st.session_state.get("plan")
+        phase_one_notice("reports on")
         if plan is None:
             st.info("Fix the highlighted field in the sidebar first.")
             st.stop()

@@ -4,7 +4,14 @@ import math
 
 import pandas as pd
 import streamlit as st
-from components import METHOD_NAMES, format_epsilon, method_result, plain, plan_fields
+from components import (
+    METHOD_NAMES,
+    format_epsilon,
+    method_result,
+    phase_one_notice,
+    plain,
+    plan_fields,
+)
 
 import dpplan
 from dpplan.errors import AccountingError, InfeasibleTargetError, PlanError
@@ -12,6 +19,7 @@ from dpplan.solve import BEST, solve_plan
 
 st.title("Solve")
 plan = st.session_state.get("plan")
+phase_one_notice("solves")
 if plan is None:
     st.info("Fix the highlighted field in the sidebar first.")
     st.stop()

@@ -5,6 +5,7 @@ from components import (
     accuracy_frame,
     format_epsilon,
     load_user_task,
+    phase_one_notice,
     plain,
     quality,
     run_label,
@@ -20,6 +21,7 @@ from dpplan.train.specs import DEFAULT_THREADS
 
 st.title("Train")
 plan = st.session_state.get("plan")
+phase_one_notice("trains")
 if plan is None:
     st.info("Fix the highlighted field in the sidebar first.")
     st.stop()

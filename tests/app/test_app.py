@@ -711,3 +711,21 @@ def test_phase_editor_names_a_bad_phase_field_and_a_bad_link():
     assert not broken.exception
     assert any("Ignored phases=" in _unescape(w.value) for w in broken.warning)
     assert broken.metric[1].value == f"{256 / 60000:.5g}"  # the one-phase default plan
+
+
+def test_pages_that_act_on_one_plan_say_they_use_phase_one_of_a_phased_plan():
+    sys.path.insert(0, str(Path(APP).parent))
+    from components import phase_one_message
+
+    first = dpplan.TrainingPlan(
+        dataset_size=60000, batch_size=1000, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    two = dpplan.PhasedPlan(phases=[first, first.replace(batch_size=3000)])
+    assert "phase 1 only" in phase_one_message(two, "solves")
+    stopped = dpplan.PhasedPlan(phases=[first], phase_steps=[10])
+    assert "phase 1 only" in phase_one_message(stopped, "trains")
+    assert phase_one_message(None, "solves") is None
+    assert phase_one_message(dpplan.PhasedPlan(phases=[first]), "solves") is None
+    # The Solve, Train, Compare and Report pages show it (they act on one plan).
+    for page in ("solve", "train", "compare", "report"):
+        assert "phase_one_notice(" in (Path(APP).parent / "app_pages" / f"{page}.py").read_text()
