@@ -25,7 +25,7 @@ from dpplan import _validate
 from dpplan.errors import PlanError
 from dpplan.plan import MAX_TOTAL_STEPS, TrainingPlan
 
-__all__ = ["MAX_PHASES", "PhasedPlan"]
+__all__ = ["MAX_PHASES", "PhasedPlan", "truncated_phased"]
 
 #: Most phases of one plan (each distinct phase is one more mechanism to compose).
 MAX_PHASES = 64
@@ -249,3 +249,22 @@ class PhasedPlan:
             )
             steps.append(item.get("steps"))
         return cls(phases=phases, phase_steps=steps)
+
+
+def truncated_phased(plan: PhasedPlan, steps: int) -> PhasedPlan:
+    """Return ``plan`` cut after its first ``steps`` noisy steps (phases after the cut
+    dropped, the phase it falls in given in steps).
+
+    Raises:
+        PlanError: if ``steps`` is not in [1, plan.total_steps].
+    """
+    steps = _validate.integer(minimum=1, maximum=plan.total_steps, steps=steps)
+    phases, counts, left = [], [], steps
+    for phase, count in zip(plan.phases, plan.steps_per_phase):
+        if left <= 0:
+            break
+        taken = min(count, left)
+        phases.append(phase)
+        counts.append(None if taken == phase.total_steps else taken)
+        left -= taken
+    return PhasedPlan(phases=phases, phase_steps=counts)

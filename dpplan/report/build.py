@@ -23,6 +23,7 @@ import dpplan
 from dpplan import _validate, accounting
 from dpplan.commands import PLAN_FLAGS, report_command
 from dpplan.errors import PlanError
+from dpplan.phased import truncated_phased  # re-exported (tests)
 from dpplan.plan import TrainingPlan
 from dpplan.report.model import (
     SCHEMA_ID,
@@ -338,25 +339,6 @@ def build_report(
         tuning=tuning_section(plan, accounted, run, group, tuning_runs),
         run=run_section(run) if run is not None else None,
     )
-
-
-def truncated_phased(plan: dpplan.PhasedPlan, steps: int) -> dpplan.PhasedPlan:
-    """Return ``plan`` cut after its first ``steps`` noisy steps (phases after the cut
-    dropped, the phase it falls in given in steps).
-
-    Raises:
-        PlanError: if ``steps`` is not in [1, plan.total_steps].
-    """
-    steps = _validate.integer(minimum=1, maximum=plan.total_steps, steps=steps)
-    phases, counts, left = [], [], steps
-    for phase, count in zip(plan.phases, plan.steps_per_phase):
-        if left <= 0:
-            break
-        taken = min(count, left)
-        phases.append(phase)
-        counts.append(None if taken == phase.total_steps else taken)
-        left -= taken
-    return dpplan.PhasedPlan(phases=phases, phase_steps=counts)
 
 
 def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created_at) -> Report:
