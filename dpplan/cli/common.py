@@ -21,16 +21,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INFEASIBLE = 0, 1, 2, 3
 PLAN_FIELDS = tuple(flag.field for flag in PLAN_FLAGS)
 
 
-SOLVE_WHAT = {"noise_multiplier": "smallest", "epochs": "most", "batch_size": "largest"}
-
-
-SOLVE_TARGETS = {
-    "noise-multiplier": "noise_multiplier",
-    "epochs": "epochs",
-    "batch-size": "batch_size",
-}
-
-
 class Typed:
     """An argparse ``type`` that reads a flag's text into its value at parse time.
 

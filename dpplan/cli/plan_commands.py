@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from dpplan.cli.common import EXIT_OK, SOLVE_TARGETS, dump, output_every, plan_or_file
+from dpplan.cli.common import EXIT_OK, dump, output_every, plan_or_file
 from dpplan.cli.render import curve_table, plan_lines
 from dpplan.errors import (
     PlanError,
@@ -60,7 +60,7 @@ def cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     from dpplan import solve
     from dpplan.accounting import epsilon_curve
 
-    field = SOLVE_TARGETS[args.target]
+    field = args.target.replace("-", "_")  # the target names the plan field it solves for
     if args.method == "all":
         raise PlanError(
             "method",

@@ -15,6 +15,7 @@ from dpplan.cli.common import (
     flag_of,
     given_flags,
 )
+from dpplan.cli.flags import resumable
 from dpplan.cli.render import duration, frontier_lines, sweep_summary
 from dpplan.cli.train_commands import run_options
 from dpplan.errors import (
@@ -111,25 +112,23 @@ def _sweep_spec(args: argparse.Namespace):
 
 #: ``dpplan sweep`` flags that may differ on ``--resume``: where the data is read and how the
 #: trials run (not what they train).
-_SWEEP_RESUME_MAY_CHANGE = frozenset(
-    {
-        "--resume",
-        "--data-dir",
-        "--threads",
-        "--json",
-        "--local",
-        "--ray-address",
-        "--gpus-per-trial",
-        "--cpus-per-trial",
-        "--num-cpus",
-        "--worker-data",
-    }
-)
+_SWEEP_RESUME_MAY_CHANGE = frozenset(map(flag_of, resumable("sweep")))
 
 
 def _same(value: Any) -> Any:
     return value
 
+
+#: The training flags a sweep stores in its spec's ``options`` under their own names.
+_SWEEP_OPTIONS = (
+    "model",
+    "activation",
+    "device",
+    "engine",
+    "validation_size",
+    "subset",
+    "test_subset",
+)
 
 #: ``dpplan sweep`` flag -> (stored spec field, or "options.FIELD"; the parsed value as stored).
 _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
@@ -148,13 +147,7 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--simulate-data": ("simulate_data", str),
     "--method": ("method", str),
     "--task": ("task", str),
-    "--model": ("options.model", str),
-    "--activation": ("options.activation", str),
-    "--device": ("options.device", str),
-    "--engine": ("options.engine", str),
-    "--validation-size": ("options.validation_size", _same),
-    "--subset": ("options.subset", _same),
-    "--test-subset": ("options.test_subset", _same),
+    **{flag_of(field): (f"options.{field}", _same) for field in _SWEEP_OPTIONS},
 }
 
 

@@ -19,6 +19,7 @@ from dpplan.cli.common import (
     given_flags,
     plan_or_file,
 )
+from dpplan.cli.flags import resumable
 from dpplan.cli.render import fitting_noise, plan_lines, record_epsilon_text, run_summary
 from dpplan.errors import (
     InfeasibleTargetError,
@@ -227,7 +228,8 @@ def _started(run: Any, *, verb: str = "started") -> None:
 
 
 #: Flags of ``dpplan train`` that may differ from the stored run with ``--resume``.
-_RESUME_MAY_CHANGE = ("resume", "data_dir", "threads", "json", "task")
+#: (The table's resumable flags; the task is imported again, and may be given again.)
+_RESUME_MAY_CHANGE = resumable("train") | {"task"}
 
 
 def _resume_conflicts(args: argparse.Namespace, run: Any) -> list[tuple[str, Any, Any]]:
