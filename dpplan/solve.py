@@ -12,11 +12,12 @@ lives in :mod:`dpplan.solve_search`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from dpplan import _validate
 from dpplan.accounting import METHODS, check_plan, get_accountant, is_phased
-from dpplan.errors import AccountingError, InfeasibleTargetError
+from dpplan.errors import AccountingError, InfeasibleTargetError, PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.solve_search import (
     NOISE_MULTIPLIER_RELATIVE_TOL,
@@ -38,6 +39,7 @@ __all__ = [
     "Solution",
     "solve_batch_size",
     "solve_epochs",
+    "solve_fields",
     "solve_noise_multiplier",
     "solve_plan",
 ]
@@ -337,6 +339,57 @@ def solve_plan(
         candidates=candidates,
         notes=notes,
     )
+
+
+def _search_start(field: str, fields: Mapping[str, object]) -> object:
+    """Where the search for ``field`` starts, a value every valid set of the other fields
+    admits: σ = 1 (the σ search's first guess), one epoch (the epochs search's lowest), or the
+    whole dataset as one batch (the batch search's highest, the fewest steps)."""
+    if field == "noise_multiplier":
+        return 1.0
+    if field == "epochs":
+        return 1
+    size = fields.get("dataset_size")
+    return size if isinstance(size, int) else 1  # an invalid size is refused by its own name
+
+
+def solve_fields(
+    fields: Mapping[str, object], *, field: str, target_epsilon: float, method: str = BEST
+) -> Solution:
+    """Solve for ``field`` from the plan's other fields, as :func:`solve_plan` does.
+
+    Args:
+        fields: every plan field but ``field`` (``max_grad_norm`` may be left out), as
+            :meth:`TrainingPlan.to_dict` spells them.
+        field: ``"noise_multiplier"``, ``"epochs"`` or ``"batch_size"``.
+        target_epsilon: the ε to meet at the plan's delta, in (0, 100].
+        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+
+    Returns:
+        A :class:`Solution`, as :func:`solve_plan`'s.
+
+    Raises:
+        PlanError: naming ``field`` when ``fields`` holds it; for a missing, unknown or
+            invalid field, target or method.
+        InfeasibleTargetError, AccountingError: as :func:`solve_plan`.
+
+    Example:
+        >>> fields = dict(dataset_size=60000, batch_size=256, epochs=10, delta=1e-5)
+        >>> solution = solve_fields(fields, field="noise_multiplier", target_epsilon=2.0,
+        ...                         method="rdp")
+        >>> round(solution.value, 2)
+        0.86
+    """
+    field = _validate.choice(options=FIELDS, hint="Choose what to solve for.", field=field)
+    if field in fields:
+        raise PlanError(
+            field,
+            fields[field],
+            f"absent when solving for {field}",
+            f"Leave {field} out: the solver finds it.",
+        )
+    plan = TrainingPlan.from_dict({**fields, field: _search_start(field, fields)})
+    return solve_plan(plan, field=field, target_epsilon=target_epsilon, method=method)
 
 
 def solve_noise_multiplier(

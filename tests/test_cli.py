@@ -478,3 +478,12 @@ def test_plan_flags_and_ids_are_typed_when_parsed():
     with pytest.raises(dpplan.PlanError) as caught:  # the flag's field, not argparse's usage line
         parser.parse_args(["epsilon", *PLAN, "--every", "two"])
     assert caught.value.field == "every"
+
+
+@pytest.mark.parametrize("target", ["noise-multiplier", "epochs", "batch-size"])
+def test_solve_refuses_the_solved_field_as_a_usage_error_naming_its_flag(capsys, target):
+    # Every plan flag, the solved one too: the target has no such flag (nothing is ignored).
+    code = main(["solve", target, "--target-epsilon", "2", *PLAN, "--method", "rdp"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --" + target in err

@@ -609,3 +609,42 @@ def test_best_solve_goes_on_when_the_first_method_cannot_answer(rdp_refusing):
     assert solution.method == "pld" and solution.candidates["rdp"] is None
     assert solution.notes["rdp"].startswith("infeasible: no noise_multiplier <= 1000")
     assert solution.epsilon <= 1.5
+
+
+# --- solve_fields: the other fields, no value for the solved one (issue 19) ---
+
+_OTHER_FIELDS = {
+    "noise_multiplier": {"dataset_size": 60000, "batch_size": 256, "epochs": 5, "delta": 1e-5},
+    "epochs": {"dataset_size": 60000, "batch_size": 256, "noise_multiplier": 1.0, "delta": 1e-5},
+    "batch_size": {"dataset_size": 60000, "noise_multiplier": 1.0, "epochs": 5, "delta": 1e-5},
+}
+
+
+@pytest.mark.parametrize("field", sorted(_OTHER_FIELDS))
+def test_solve_fields_finds_what_solve_plan_finds_from_any_value_of_the_field(field):
+    from dpplan.solve import solve_fields
+
+    fields = _OTHER_FIELDS[field]
+    solution = solve_fields(fields, field=field, target_epsilon=2.0, method="rdp")
+    for value in {"noise_multiplier": (0.5, 7.0), "epochs": (1, 40), "batch_size": (1, 9000)}[
+        field
+    ]:
+        plan = TrainingPlan(**fields, **{field: value})
+        assert solve_plan(plan, field=field, target_epsilon=2.0, method="rdp") == solution
+    assert {k: getattr(solution.plan, k) for k in fields} == fields
+    assert epsilon(solution.plan, method="rdp") <= 2.0
+
+
+def test_solve_fields_refuses_the_solved_field_and_names_a_missing_one():
+    from dpplan.solve import solve_fields
+
+    fields = _OTHER_FIELDS["epochs"]
+    with pytest.raises(PlanError, match="epochs=3 is invalid: must be absent when solving"):
+        solve_fields({**fields, "epochs": 3}, field="epochs", target_epsilon=2.0)
+    with pytest.raises(PlanError) as caught:
+        solve_fields({**fields, "delta": None}, field="epochs", target_epsilon=2.0)
+    assert caught.value.field == "delta"
+    missing = {k: v for k, v in fields.items() if k != "batch_size"}
+    with pytest.raises(PlanError) as caught:
+        solve_fields(missing, field="epochs", target_epsilon=2.0, method="rdp")
+    assert caught.value.field == "batch_size"

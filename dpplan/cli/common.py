@@ -106,17 +106,23 @@ def flag_of(field: str) -> str:
     return f"--{field.replace('_', '-')}"
 
 
-def plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
-    """The plan of the plan flags in ``args``; ``fixed`` gives fields that come from elsewhere
-    (a command without the flag), and wins over a flag."""
-    from dpplan.plan import TrainingPlan
+def plan_values(
+    args: argparse.Namespace, *, fixed: dict[str, Any] | None = None, skip: str | None = None
+) -> dict[str, Any]:
+    """The plan fields of the plan flags in ``args``: those given, and ``fixed``, fields that
+    come from elsewhere (a command without the flag), which win over a flag. ``skip`` is a
+    field the command has no flag for and does not need (the one ``dpplan solve`` finds).
 
+    Raises:
+        PlanError: naming the first missing flag, the message every missing one.
+    """
     fixed = fixed or {}
-    values: dict[str, Any] = {}
     missing = [
         field
         for field in PLAN_FIELDS
-        if field != "max_grad_norm" and field not in fixed and getattr(args, field, None) is None
+        if field not in ("max_grad_norm", skip)
+        and field not in fixed
+        and getattr(args, field, None) is None
     ]
     if missing:  # every missing flag at once, not one per try
         raise PlanError(
@@ -125,13 +131,21 @@ def plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = N
             "given",
             "Missing: " + ", ".join(f"{flag_of(f)} X" for f in missing) + ".",
         )
+    values: dict[str, Any] = {}
     for field in PLAN_FIELDS:
         value = getattr(args, field, None)
         if field in fixed:
             values[field] = fixed[field]
-        elif value is not None:
+        elif value is not None and field != skip:
             values[field] = value
-    return TrainingPlan(**values)
+    return values
+
+
+def plan_from_args(args: argparse.Namespace, *, fixed: dict[str, Any] | None = None):
+    """The plan of the plan flags in ``args`` (see :func:`plan_values`)."""
+    from dpplan.plan import TrainingPlan
+
+    return TrainingPlan(**plan_values(args, fixed=fixed))
 
 
 def _plan_file(path: str):

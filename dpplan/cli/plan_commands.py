@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
 
-from dpplan.cli.common import EXIT_OK, dump, output_every, plan_or_file
+from dpplan.cli.common import EXIT_OK, dump, output_every, plan_or_file, plan_values
 from dpplan.cli.render import curve_table, plan_lines
 from dpplan.errors import (
     PlanError,
@@ -70,21 +69,20 @@ def cmd_solve(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         )
     target_epsilon = args.target_epsilon
     every = output_every(args)
-    # The solved field's own value is ignored; give it a valid placeholder.
-    placeholder: dict[str, Any] = {}
-    if field == "noise_multiplier":
-        placeholder["noise_multiplier"] = 1.0
-    elif field == "epochs":
-        placeholder["epochs"] = 1
-    else:
-        dataset_size = args.dataset_size
-        placeholder["batch_size"] = dataset_size if isinstance(dataset_size, int) else 1
-    plan = plan_or_file(args, fixed=placeholder)
-    if hasattr(plan, "phases"):
-        return _solve_phased(args, plan, field=field, target_epsilon=target_epsilon, out=out)
-    solution = solve.solve_plan(
-        plan, field=field, target_epsilon=target_epsilon, method=args.method
-    )
+    if getattr(args, "plan", None) is None:  # the other fields' flags; no value to solve
+        solution = solve.solve_fields(
+            plan_values(args, skip=field),
+            field=field,
+            target_epsilon=target_epsilon,
+            method=args.method,
+        )
+    else:  # a plan file is a whole plan; its value of the solved field is not used
+        plan = plan_or_file(args)
+        if hasattr(plan, "phases"):
+            return _solve_phased(args, plan, field=field, target_epsilon=target_epsilon, out=out)
+        solution = solve.solve_plan(
+            plan, field=field, target_epsilon=target_epsilon, method=args.method
+        )
     solved = solution.plan
     curve = epsilon_curve(solved, method=solution.method)
     if args.json:
