@@ -129,6 +129,11 @@ def _finite_in(
     return result
 
 
+def _learning_rate(**kwargs: object) -> float:
+    """A learning rate (``lr=`` or ``max_lr=``): finite, in (0, MAX_LR]."""
+    return _validate.finite_positive(maximum=MAX_LR, hint=_LR_HINT, **kwargs)
+
+
 def _momentum(**kwargs: object) -> float:
     return _finite_in(low=0.0, high=1.0, high_open=True, **kwargs)
 
@@ -146,8 +151,46 @@ def _store(spec: object, **values: object) -> None:
         object.__setattr__(spec, name, value)
 
 
+class _Spec:
+    """What every schedule spec has: its ``kind`` and its mapping (subclasses are frozen,
+    slotted dataclasses)."""
+
+    __slots__ = ()
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as a JSON-ready mapping, with ``"kind"`` first.
+
+        Example:
+            >>> OneCycle(max_lr=1.0).to_dict()["kind"]
+            'one_cycle'
+        """
+        data: dict[str, Any] = {"kind": self.kind}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            data[field.name] = getattr(self, field.name)
+        return data
+
+
+class _SteadySpec(_Spec):
+    """A spec that starts at its ``lr`` and ``momentum`` (plateau and constant)."""
+
+    __slots__ = ()
+    lr: float
+    momentum: float
+
+    @property
+    def initial_lr(self) -> float:
+        """The learning rate of the first epoch, ``lr``."""
+        return self.lr
+
+    @property
+    def initial_momentum(self) -> float:
+        """The SGD momentum, ``momentum``."""
+        return self.momentum
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class OneCycle:
+class OneCycle(_Spec):
     """Smith's one-cycle learning-rate policy, stepped after every optimizer step.
 
     Wraps ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing, two phases). The
@@ -191,7 +234,7 @@ class OneCycle:
     def __post_init__(self) -> None:
         _store(
             self,
-            max_lr=_validate.finite_positive(maximum=MAX_LR, hint=_LR_HINT, max_lr=self.max_lr),
+            max_lr=_learning_rate(max_lr=self.max_lr),
             momentum=_momentum(momentum=self.momentum),
             pct_start=_validate.open_interval(low=0.0, high=1.0, pct_start=self.pct_start),
             div_factor=_finite_in(low=1.0, div_factor=self.div_factor),
@@ -219,18 +262,9 @@ class OneCycle:
         """The SGD momentum of the first step."""
         return self.max_momentum if self.cycle_momentum else self.momentum
 
-    def to_dict(self) -> dict[str, Any]:
-        """Return the spec as a JSON-ready mapping, with ``"kind"`` first.
-
-        Example:
-            >>> OneCycle(max_lr=1.0).to_dict()["kind"]
-            'one_cycle'
-        """
-        return _to_dict(self)
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Plateau:
+class Plateau(_SteadySpec):
     """Reduce the learning rate when the validation loss stops improving.
 
     Wraps ``torch.optim.lr_scheduler.ReduceLROnPlateau(mode="min")`` with torch's default
@@ -276,7 +310,7 @@ class Plateau:
     evaluate_every: int | None = None
 
     def __post_init__(self) -> None:
-        lr = _validate.finite_positive(maximum=MAX_LR, hint=_LR_HINT, lr=self.lr)
+        lr = _learning_rate(lr=self.lr)
         _store(
             self,
             lr=lr,
@@ -295,16 +329,6 @@ class Plateau:
             ),
         )
 
-    @property
-    def initial_lr(self) -> float:
-        """The learning rate of the first epoch, ``lr``."""
-        return self.lr
-
-    @property
-    def initial_momentum(self) -> float:
-        """The SGD momentum, ``momentum``."""
-        return self.momentum
-
     def to_dict(self) -> dict[str, Any]:
         """Return the spec as a JSON-ready mapping, with ``"kind"`` first.
 
@@ -317,14 +341,14 @@ class Plateau:
             >>> "evaluate_every" in Plateau(lr=0.05).to_dict()
             False
         """
-        data = _to_dict(self)
+        data = _Spec.to_dict(self)
         if self.evaluate_every is None:
             del data["evaluate_every"]
         return data
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class Constant:
+class Constant(_SteadySpec):
     """A fixed learning rate.
 
     Attributes:
@@ -346,30 +370,7 @@ class Constant:
     momentum: float = 0.0
 
     def __post_init__(self) -> None:
-        _store(
-            self,
-            lr=_validate.finite_positive(maximum=MAX_LR, hint=_LR_HINT, lr=self.lr),
-            momentum=_momentum(momentum=self.momentum),
-        )
-
-    @property
-    def initial_lr(self) -> float:
-        """The learning rate, ``lr``."""
-        return self.lr
-
-    @property
-    def initial_momentum(self) -> float:
-        """The SGD momentum, ``momentum``."""
-        return self.momentum
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the spec as a JSON-ready mapping, with ``"kind"`` first.
-
-        Example:
-            >>> Constant(lr=0.1).to_dict()["kind"]
-            'constant'
-        """
-        return _to_dict(self)
+        _store(self, lr=_learning_rate(lr=self.lr), momentum=_momentum(momentum=self.momentum))
 
 
 ScheduleSpec: TypeAlias = OneCycle | Plateau | Constant
@@ -395,13 +396,6 @@ def grid_for(kind: str, learning_rates: Sequence[float]) -> tuple[ScheduleSpec, 
     if kind == "one_cycle":
         return tuple(OneCycle(max_lr=lr) for lr in learning_rates)
     return tuple(_SPEC_CLASSES[kind](lr=lr) for lr in learning_rates)
-
-
-def _to_dict(spec: ScheduleSpec) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": spec.kind}
-    for field in dataclasses.fields(spec):
-        data[field.name] = getattr(spec, field.name)
-    return data
 
 
 def schedule_from_dict(data: Mapping[str, object]) -> ScheduleSpec:
