@@ -115,14 +115,7 @@ class SolvedPlan:
     method: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "target_epsilon": self.target_epsilon,
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "plan": self.plan.to_dict(),
-            "epsilon": self.epsilon,
-            "method": self.method,
-        }
+        return _fields_dict(self)
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> SolvedPlan:
@@ -149,17 +142,10 @@ class TargetTuning:
     repeat_and_select_epsilon: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "target_epsilon": self.target_epsilon,
-            "single_run_epsilon": self.single_run_epsilon,
-            "runs": self.runs,
-        }
-        if self.all_runs_epsilon is not None:
-            data["all_runs_epsilon"] = self.all_runs_epsilon
-            data["all_runs_method"] = self.all_runs_method
-        if self.repeat_and_select_epsilon is not None:
-            data["repeat_and_select_epsilon"] = self.repeat_and_select_epsilon
-        return data
+        return _fields_dict(
+            self,
+            unless_none=(("all_runs_epsilon", "all_runs_method"), ("repeat_and_select_epsilon",)),
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -201,22 +187,9 @@ class TuningCost:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready ``tuning`` object (as stored and as the CLI prints it)."""
-        data: dict[str, Any] = {
-            "delta": self.delta,
-            "single_run_epsilon": self.single_run_epsilon,
-            "runs": self.runs,
-            "protocol": self.protocol,
-            "per_target": [row.to_dict() for row in self.per_target],
-            "covers": dict(self.covers),
-            "all_runs_epsilon": self.all_runs_epsilon,
-            "all_runs_method": self.all_runs_method,
-        }
-        if self.random_repeats is not None:
-            data["random_repeats"] = self.random_repeats
-            data["repeat_and_select_epsilon"] = self.repeat_and_select_epsilon
-        if self.simulation is not None:
-            data["simulation"] = dict(self.simulation)
-        return data
+        return _fields_dict(
+            self, unless_none=(("random_repeats", "repeat_and_select_epsilon"), ("simulation",))
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TuningCost:
@@ -255,6 +228,30 @@ class TuningCost:
             raise PlanError(
                 "tuning", dict(data), f"a stored tuning cost with the key {missing}"
             ) from None
+
+
+def _json_ready(value: Any) -> Any:
+    if hasattr(value, "to_dict"):  # a plan, a spec, a row of this module
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple):
+        return [_json_ready(item) for item in value]
+    return value
+
+
+def _fields_dict(value: Any, *, unless_none: tuple[tuple[str, ...], ...] = ()) -> dict[str, Any]:
+    """The dataclass ``value``'s fields, in order, as JSON-ready values (nested values by
+    their ``to_dict``, mappings as dicts, tuples as lists).
+
+    Each group of ``unless_none`` is left out when its first field is None.
+    """
+    data = {f.name: _json_ready(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    for group in unless_none:
+        if data[group[0]] is None:
+            for name in group:
+                del data[name]
+    return data
 
 
 def _optional_float(value: object) -> float | None:
