@@ -458,19 +458,17 @@ def _tilted_epsilon(pmf: _internals.SinglePMF, count: int, delta: float, guess: 
         trials = [(tilt * f, grid) for f in _TILT_FACTORS]
         trials.append((tilt, 2 * grid))
         # Trials on one grid two at a time (one forward and one inverse FFT per pair).
-        for index, composed in roundoff.compose_each(probs, count, trials):
-            trial_grid = trials[index][1]
-            epsilon = roundoff.certified_epsilon(
-                composed,
-                np.take(composed.cells, (lower + np.arange(width)) % trial_grid),
-                first_index=lower,
-                first_loss=origin + lower * pmf.discretization,
-                interval=pmf.discretization,
-                infinity_mass=infinity_mass,
-                delta=delta,
-            )
-            if epsilon is not None:
-                best = min(best, epsilon)
+        best = roundoff.least_certified_epsilon(
+            probs,
+            count,
+            trials,
+            first_index=lower,
+            width=width,
+            first_loss=origin + lower * pmf.discretization,
+            interval=pmf.discretization,
+            infinity_mass=infinity_mass,
+            delta=delta,
+        )
     if not math.isfinite(best):
         raise AccountingError(
             f"pld accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "

@@ -601,18 +601,17 @@ def _tilted_upper(
         )
         trials = [(trial, size) for trial in sorted({tilt * f for f in _TILT_FACTORS} | {fitted})]
         # Two trials at a time (one forward and one inverse FFT per pair).
-        for _, composed in roundoff.compose_each(pmf, count, trials):
-            value = roundoff.certified_epsilon(
-                composed,
-                np.take(composed.cells, (first_index + np.arange(size)) % size),
-                first_index=first_index,
-                first_loss=origin + first_index * mesh,
-                interval=mesh,
-                infinity_mass=0.0,
-                delta=delta_fin - delta_error,
-            )
-            if value is not None:
-                upper = min(upper, value)
+        upper = roundoff.least_certified_epsilon(
+            pmf,
+            count,
+            trials,
+            first_index=first_index,
+            width=size,
+            first_loss=origin + first_index * mesh,
+            interval=mesh,
+            infinity_mass=0.0,
+            delta=delta_fin - delta_error,
+        )
     if not math.isfinite(upper):
         raise AccountingError(
             f"prv accountant cannot certify epsilon at delta={delta:g} after {count:,} steps: "

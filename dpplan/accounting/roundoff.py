@@ -124,6 +124,7 @@ __all__ = [
     "fft_relative_error",
     "fit_tilt",
     "inverse_pair",
+    "least_certified_epsilon",
     "twiddle_error",
 ]
 
@@ -554,6 +555,41 @@ def compose_curve(
     yield from composer.compose(counts[:-1])
     final = composer if last is None else last
     yield final.inverse(final.power(counts[-1]), counts[-1])
+
+
+def least_certified_epsilon(
+    probs: np.ndarray,
+    count: int,
+    trials,
+    *,
+    first_index: int,
+    width: int,
+    first_loss: float,
+    interval: float,
+    infinity_mass: float,
+    delta: float,
+) -> float:
+    """The smallest ε that any trial (tilt, grid length) of composing ``probs`` ``count``
+    times certifies (:func:`compose_each`, :func:`certified_epsilon`); ``math.inf`` if none.
+
+    The window of each composition is its ``width`` cells from linear index ``first_index``
+    (at loss ``first_loss``), read around the trial's grid.
+    """
+    best = math.inf
+    for index, composed in compose_each(probs, count, trials):
+        grid = trials[index][1]
+        epsilon = certified_epsilon(
+            composed,
+            np.take(composed.cells, (first_index + np.arange(width)) % grid),
+            first_index=first_index,
+            first_loss=first_loss,
+            interval=interval,
+            infinity_mass=infinity_mass,
+            delta=delta,
+        )
+        if epsilon is not None:
+            best = min(best, epsilon)
+    return best
 
 
 def certified_epsilon(
