@@ -28,7 +28,31 @@ __all__ = ["ACTIVATIONS", "MODELS", "SeedNet", "TemperedCNN", "make_model"]
 _ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-class SeedNet(nn.Module):
+class _MnistCNN(nn.Module):
+    """Both networks' shape: convolutions, flattened, a hidden fully connected layer and the
+    logits layer ``fc2``; a subclass says what its convolutions and hidden layer do."""
+
+    fc2: nn.Linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits for a batch of images.
+
+        Args:
+            x: images of shape ``(N, 1, 28, 28)``.
+
+        Returns:
+            Logits of shape ``(N, 10)``.
+        """
+        return self.fc2(self.hidden(self.convolve(x).flatten(start_dim=1)))
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SeedNet(_MnistCNN):
     """The seed CNN of the super-convergence study, returning logits.
 
     Layers: conv 1→10 (5x5), max-pool 2, ReLU; conv 10→20 (5x5), ``Dropout2d(0.5)``,
@@ -52,23 +76,15 @@ class SeedNet(nn.Module):
         self.fc1_drop = nn.Dropout(p=0.5)
         self.fc2 = nn.Linear(50, 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits for a batch of images.
-
-        Args:
-            x: images of shape ``(N, 1, 28, 28)``.
-
-        Returns:
-            Logits of shape ``(N, 10)``.
-        """
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.pool(self.conv1(x)))  # (N, 10, 12, 12)
-        x = self.relu(self.pool(self.conv2_drop(self.conv2(x))))  # (N, 20, 4, 4)
-        x = x.flatten(start_dim=1)  # (N, 320)
-        x = self.fc1_drop(self.relu(self.fc1(x)))
-        return self.fc2(x)
+        return self.relu(self.pool(self.conv2_drop(self.conv2(x))))  # (N, 20, 4, 4): 320
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc1_drop(self.relu(self.fc1(x)))
 
 
-class TemperedCNN(nn.Module):
+class TemperedCNN(_MnistCNN):
     """The Table 1 CNN of Papernot et al. with a ``tanh`` or ``relu`` hidden activation.
 
     Layers: conv 1→16 (8x8, stride 2, padding 3), activation, max-pool 2 (stride 1);
@@ -100,20 +116,12 @@ class TemperedCNN(nn.Module):
         self.fc1 = nn.Linear(32 * 4 * 4, 32)
         self.fc2 = nn.Linear(32, 10)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits for a batch of images.
-
-        Args:
-            x: images of shape ``(N, 1, 28, 28)``.
-
-        Returns:
-            Logits of shape ``(N, 10)``.
-        """
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.act(self.conv1(x)))  # (N, 16, 13, 13)
-        x = self.pool(self.act(self.conv2(x)))  # (N, 32, 4, 4)
-        x = x.flatten(start_dim=1)  # (N, 512)
-        x = self.act(self.fc1(x))
-        return self.fc2(x)
+        return self.pool(self.act(self.conv2(x)))  # (N, 32, 4, 4): 512
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc1(x))
 
 
 def make_model(name: str, *, activation: str = "relu") -> nn.Module:
