@@ -229,6 +229,28 @@ def _prv_margin_warning(target_epsilon: float) -> tuple[str, ...]:
     return (message,)
 
 
+def _solution(
+    solved: TrainingPlan,
+    field: str,
+    target_epsilon: float,
+    *,
+    requested: str,
+    method: str,
+    **more: Any,
+) -> Solution:
+    """The :class:`Solution` of ``solved``, certified by ``method``: its ε and what bounded it."""
+    return Solution(
+        plan=solved,
+        field=field,
+        target_epsilon=target_epsilon,
+        requested_method=requested,
+        method=method,
+        epsilon=get_accountant(method).epsilon(solved),
+        **_bound(solved, field, method, target_epsilon),
+        **more,
+    )
+
+
 def solve_plan(
     plan: TrainingPlan, *, field: str, target_epsilon: float, method: str = BEST
 ) -> Solution:
@@ -273,15 +295,12 @@ def solve_plan(
     requested = _method(method)
     solve_one = _SOLVE_ONE[field]
     if requested != BEST:
-        solved = solve_one(plan, target_epsilon, requested)
-        return Solution(
-            plan=solved,
-            field=field,
-            target_epsilon=target_epsilon,
-            requested_method=requested,
+        return _solution(
+            solve_one(plan, target_epsilon, requested),
+            field,
+            target_epsilon,
+            requested=requested,
             method=requested,
-            epsilon=get_accountant(requested).epsilon(solved),
-            **_bound(solved, field, requested, target_epsilon),
             warnings=_prv_margin_warning(target_epsilon) if requested == "prv" else (),
         )
     best: tuple[str, TrainingPlan] | None = None
@@ -328,14 +347,12 @@ def solve_plan(
             + "; ".join(f"{name}: {notes[name]}" for name in BEST_ORDER)
         )
     name, solved = best
-    return Solution(
-        plan=solved,
-        field=field,
-        target_epsilon=target_epsilon,
-        requested_method=BEST,
+    return _solution(
+        solved,
+        field,
+        target_epsilon,
+        requested=BEST,
         method=name,
-        epsilon=get_accountant(name).epsilon(solved),
-        **_bound(solved, field, name, target_epsilon),
         candidates=candidates,
         notes=notes,
     )
@@ -361,9 +378,7 @@ def solve_fields(
     Args:
         fields: every plan field but ``field`` (``max_grad_norm`` may be left out), as
             :meth:`TrainingPlan.to_dict` spells them.
-        field: ``"noise_multiplier"``, ``"epochs"`` or ``"batch_size"``.
-        target_epsilon: the ε to meet at the plan's delta, in (0, 100].
-        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+        field, target_epsilon, method: as for :func:`solve_plan`.
 
     Returns:
         A :class:`Solution`, as :func:`solve_plan`'s.
@@ -407,16 +422,14 @@ def solve_noise_multiplier(
     Args:
         plan: the plan; its noise_multiplier is ignored. For a PhasedPlan every phase's σ
             is scaled by one factor (the schedule's shape is kept) and a PhasedPlan returned.
-        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
-        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+        target_epsilon, method: as for :func:`solve_plan`.
 
     Returns:
         A new plan with the solved ``noise_multiplier``.
 
     Raises:
-        PlanError: for an invalid plan, target or method.
         InfeasibleTargetError: if no σ <= 1000 that a method can compute meets the target.
-        AccountingError: if the library fails, or (never expected) the answer overshoots.
+        PlanError, AccountingError: as :func:`solve_plan`.
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.0,
@@ -447,18 +460,15 @@ def solve_epochs(plan: TrainingPlan, *, target_epsilon: float, method: str = BES
     Args:
         plan: the plan; its epochs are ignored. For a PhasedPlan the last phase's epochs
             are solved and a PhasedPlan returned.
-        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
-        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+        target_epsilon, method: as for :func:`solve_plan`.
 
     Returns:
         A new plan with the solved ``epochs``.
 
     Raises:
-        PlanError: for an invalid plan, target or method.
         InfeasibleTargetError: if even one epoch (or the fewest ``method`` can compute)
             exceeds the target.
-        AccountingError: if ``method`` can compute no candidate at all, the library fails,
-            or (never expected) the answer overshoots.
+        PlanError, AccountingError: as :func:`solve_plan`.
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
@@ -488,18 +498,15 @@ def solve_batch_size(
 
     Args:
         plan: the plan; its batch_size is ignored.
-        target_epsilon: the ε to meet at ``plan.delta``, in (0, 100].
-        method: ``"best"`` (default), ``"rdp"``, ``"prv"`` or ``"pld"``.
+        target_epsilon, method: as for :func:`solve_plan`.
 
     Returns:
         A new plan with the solved ``batch_size``.
 
     Raises:
-        PlanError: for an invalid plan, target or method.
         InfeasibleTargetError: if even the smallest batch (or the smallest ``method`` can
             compute) exceeds the target.
-        AccountingError: if ``method`` can compute no candidate at all, the library fails,
-            or (never expected) the answer overshoots.
+        PlanError, AccountingError: as :func:`solve_plan`.
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=1, noise_multiplier=1.1,
