@@ -157,16 +157,13 @@ def epsilon_curve(plan: TrainingPlan, *, method: str = "prv") -> EpsilonCurve:
     The last point equals ``epsilon(plan, method=method)``.
 
     Args:
-        plan: the training plan, or a :class:`~dpplan.phased.PhasedPlan` (its phases
-            composed; a curve's epochs run on across the phases).
-        method: ``"rdp"``, ``"prv"`` (default) or ``"pld"``.
+        plan, method: as for :func:`epsilon`.
 
     Returns:
         An :class:`EpsilonCurve` with the bounds, settings and library versions.
 
     Raises:
-        PlanError: if ``plan`` is not a TrainingPlan or ``method`` is unknown.
-        AccountingError: if the library fails; the message suggests another method.
+        PlanError, AccountingError: as :func:`epsilon`.
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
