@@ -638,13 +638,11 @@ SWEEP_DEFAULTS_GPU = {
 
 @st.cache_resource(show_spinner="Looking for a GPU…")
 def gpu_available() -> bool:
-    """Whether torch sees a CUDA GPU (False without torch); asked once per server, as it
-    imports torch (seconds)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+    """Whether torch sees a CUDA GPU (False without torch); asked once per server, as the
+    trainer's answer imports torch (seconds)."""
+    from dpplan.train import cuda_available
+
+    return cuda_available()
 
 
 def parse_numbers(field: str, text: str) -> list[float]:

@@ -38,6 +38,19 @@ __getattr__, __dir__ = lazy_names(
     },
 )
 
+
+def cuda_available() -> bool:
+    """Return whether torch is installed and sees a CUDA GPU.
+
+    The first call imports torch (seconds); without torch the answer is False.
+    """
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 __all__ = [
     "ENGINES",
     "Constant",
@@ -50,6 +63,7 @@ __all__ = [
     "Task",
     "Trainer",
     "TrainingResult",
+    "cuda_available",
     "load_task",
     "mnist_task",
     "resume",
