@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable
 
 from dpplan import _validate
-from dpplan.accounting.base import METHODS, MIN_NOISE_MULTIPLIER, library_failure
+from dpplan.accounting.base import METHODS, MIN_NOISE_MULTIPLIER, library_failure, result_cache
 from dpplan.errors import AccountingError, PlanError
 
 __all__ = [
@@ -164,6 +164,7 @@ def epsilon_of_segments(segments: Iterable[Segment], *, delta: float, method: st
     return _epsilon(merged, delta, method)
 
 
+@result_cache(maxsize=512)  # a pure function of its inputs; phased curves and reports repeat it
 def _epsilon(merged: tuple[Segment, ...], delta: float, method: str) -> float:
     from dpplan.accounting import get_accountant
 
