@@ -26,7 +26,7 @@ from scipy import stats as _scipy_stats
 
 from dpplan.errors import PlanError
 
-__all__ = ["MeanDifference", "mean_difference", "sample_std"]
+__all__ = ["MeanDifference", "difference_from_summaries", "mean_difference", "sample_std"]
 
 VERDICTS = ("ahead", "tied", "cannot tell")
 
@@ -120,18 +120,64 @@ def mean_difference(
         raise PlanError("confidence", confidence, "a number in (0, 1)")
     if not (tie_margin >= 0.0 and math.isfinite(tie_margin)):
         raise PlanError("tie_margin", tie_margin, "a finite number >= 0")
-    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
-    std_a, std_b = sample_std(a), sample_std(b)
+    return difference_from_summaries(
+        statistics.fmean(a),
+        sample_std(a),
+        len(a),
+        statistics.fmean(b),
+        sample_std(b),
+        len(b),
+        confidence=confidence,
+        tie_margin=tie_margin,
+    )
+
+
+def difference_from_summaries(
+    mean_a: float,
+    std_a: float,
+    n_a: int,
+    mean_b: float,
+    std_b: float,
+    n_b: int,
+    *,
+    confidence: float = 0.95,
+    tie_margin: float = 0.01,
+) -> MeanDifference:
+    """:func:`mean_difference` from each arm's mean, *sample* standard deviation (n - 1 in
+    the denominator) and count, e.g. a sweep's frontier points, which keep no per-seed values.
+
+    Raises:
+        PlanError: for a non-finite mean or standard deviation, a negative standard
+            deviation, a count below 1, or ``confidence``/``tie_margin`` out of range.
+
+    Example:
+        >>> d = difference_from_summaries(0.92, 0.01, 3, 0.89, 0.01, 3)
+        >>> round(d.difference, 3), d.verdict
+        (0.03, 'ahead')
+    """
+    for name, value in (("mean_a", mean_a), ("mean_b", mean_b)):
+        if not math.isfinite(value):
+            raise PlanError(name, value, "a finite number")
+    for name, value in (("std_a", std_a), ("std_b", std_b)):
+        if not (math.isfinite(value) and value >= 0.0):
+            raise PlanError(name, value, "a finite number >= 0 (a sample standard deviation)")
+    for name, value in (("n_a", n_a), ("n_b", n_b)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise PlanError(name, value, "an integer >= 1 (the number of values)")
+    if not 0.0 < confidence < 1.0:
+        raise PlanError("confidence", confidence, "a number in (0, 1)")
+    if not (tie_margin >= 0.0 and math.isfinite(tie_margin)):
+        raise PlanError("tie_margin", tie_margin, "a finite number >= 0")
     difference = mean_a - mean_b
     low = high = p_value = math.nan
-    if len(a) > 1 and len(b) > 1:
-        var_a, var_b = std_a**2 / len(a), std_b**2 / len(b)
+    if n_a > 1 and n_b > 1:
+        var_a, var_b = std_a**2 / n_a, std_b**2 / n_b
         se = math.sqrt(var_a + var_b)
         if se == 0.0:
             low = high = difference
             p_value = 1.0 if difference == 0 else 0.0
         else:
-            df = (var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1))
+            df = (var_a + var_b) ** 2 / (var_a**2 / (n_a - 1) + var_b**2 / (n_b - 1))
             half = float(_scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
             low, high = difference - half, difference + half
             p_value = float(2 * _scipy_stats.t.sf(abs(difference) / se, df))
@@ -149,8 +195,8 @@ def mean_difference(
         high=high,
         confidence=confidence,
         p_value=p_value,
-        n_a=len(a),
-        n_b=len(b),
+        n_a=n_a,
+        n_b=n_b,
         mean_a=mean_a,
         mean_b=mean_b,
         std_a=std_a,

@@ -21,8 +21,8 @@ from dpplan.train.specs import DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
 st.title("Compare")
 st.caption(
     "One-cycle against plateau at equal ε: each line is a schedule and learning rate, "
-    "the band is the spread over seeds. Compare lines of the same plan; every run of a "
-    "plan has the same ε after each epoch."
+    "the band is the range (lowest to highest) over seeds. Compare lines of the same plan; "
+    "every run of a plan has the same ε after each epoch."
 )
 
 runs = [r for r in store().list_runs() if r.records]

@@ -30,7 +30,8 @@ st.caption(
     "For each target ε every plan is solved (σ for each batch size and number of epochs, "
     "never above the target), each schedule's learning rate is chosen on validation "
     "accuracy with the first seed and repeated with the others. The frontier is the best "
-    "configuration at each ε; the band is the spread of test accuracy over seeds."
+    "configuration at each ε; the band is ± one sample standard deviation (n - 1) of test "
+    "accuracy over seeds."
 )
 
 
@@ -127,7 +128,12 @@ def best_table(result: FrontierResult) -> pd.DataFrame:
         rows.append(
             {
                 "ε ≤": target,
-                "test accuracy": f"{best.test_accuracy_mean:.2%} ± {best.test_accuracy_std:.2%}",
+                "test accuracy (mean ± sample std)": f"{best.test_accuracy_mean:.2%} "
+                + (
+                    f"± {best.test_accuracy_std:.2%}"
+                    if len(best.seeds) > 1
+                    else "(1 seed: no spread measured)"
+                ),
                 "ε": format_epsilon(best.epsilon),
                 "batch size": best.plan.batch_size,
                 "epochs": best.plan.epochs,

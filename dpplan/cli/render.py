@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
@@ -211,10 +212,10 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
         *_simulation_lines(result),
         (
             "frontier (configuration with the lowest validation loss at each ε; test "
-            f"loss mean ± std over seeds){predicted}:"
+            f"loss mean ± sample std over seeds){predicted}:"
             if by_loss
             else "frontier (configuration with the best validation accuracy at each ε; test "
-            f"accuracy mean ± std over seeds){predicted}:"
+            f"accuracy mean ± sample std over seeds){predicted}:"
         ),
         "  target ε        ε      B    E        σ  schedule    lr      "
         + ("test loss" if by_loss else "test acc ")
@@ -248,6 +249,8 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
     lines += [row(point) for point in result["points"]] or ["  (no point yet)"]
     for kind, curve in result["curves"].items():
         lines += ["", f"{kind}:"] + [row(point) for point in curve]
+    if not by_loss:
+        lines += _schedule_differences(result["curves"])
     lines += [
         "",
         f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
@@ -286,6 +289,42 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
             "needs to stay secret; publish 'dpplan report --sweep ID', which leaves "
             "them out."
         )
+    return lines
+
+
+def _schedule_differences(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each pair of schedule curves compared at every target ε they share: the difference
+    of the final test accuracy means with its 95% Welch t interval over seeds (from each
+    point's mean, sample std and seed count)."""
+    from dpplan.stats import difference_from_summaries  # scipy: only when a sweep is shown
+
+    lines = []
+    for a, b in itertools.combinations(curves, 2):
+        others = {point["target_epsilon"]: point for point in curves[b]}
+        for point in curves[a]:
+            other = others.get(point["target_epsilon"])
+            if other is None or not point["seeds"] or not other["seeds"]:
+                continue
+            summaries = [
+                float(p[key])
+                for p in (point, other)
+                for key in ("test_accuracy_mean", "test_accuracy_std")
+            ]
+            if not all(math.isfinite(v) for v in summaries):
+                continue
+            mean_a, std_a, mean_b, std_b = summaries
+            difference = difference_from_summaries(
+                mean_a, std_a, len(point["seeds"]), mean_b, std_b, len(other["seeds"])
+            )
+            lines.append(
+                f"  target ε {point['target_epsilon']:g}: {a} − {b}: {difference.describe(a, b)}"
+            )
+    if lines:
+        header = (
+            "schedules at equal target ε (final test accuracy; 95% Welch t interval over "
+            'seeds, "tied" within ±1 point):'
+        )
+        lines[:0] = ["", header]
     return lines
 
 

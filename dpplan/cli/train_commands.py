@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -420,7 +421,9 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         lines.append(f"{summary.kind}: selected {json.dumps(summary.selected)}")
         loss = summary.measure == "test_loss"
         measured = "test loss" if loss else "test acc"
-        lines.append(f"  epoch  ε (smallest bound)   {measured} (mean ± std over seeds)")
+        n = len(summary.final_values)
+        spread = f"mean ± sample std over {n} seeds" if n > 1 else "1 seed: no spread measured"
+        lines.append(f"  epoch  ε (smallest bound)   {measured} ({spread})")
         for epoch, eps, method, mean, std in zip(
             summary.epochs,
             summary.epsilons,
@@ -428,7 +431,25 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             summary.accuracy_mean,
             summary.accuracy_std,
         ):
-            shown = f"{mean:.4g} ± {std:.2g}" if loss else f"{mean:.2%} ± {std:.2%}"
+            shown = f"{mean:.4g}" if loss else f"{mean:.2%}"
+            if n > 1:
+                shown += f" ± {std:.2g}" if loss else f" ± {std:.2%}"
             lines.append(f"  {epoch:5d} {epsilon_text(eps) + ' (' + method + ')':>19}   {shown}")
+    for a, b, difference in result.differences():
+        if result.summaries[0].measure == "test_loss":
+            interval = (
+                f"{difference.difference:+.4g}, {difference.confidence:.0%} CI "
+                f"{difference.low:+.4g} … {difference.high:+.4g}"
+                if not math.isnan(difference.low)
+                else f"{difference.difference:+.4g}, too few seeds for an interval"
+            )
+            lines.append(
+                f"{a} − {b}, test loss at the final epoch: {interval} "
+                f"({difference.n_a} vs {difference.n_b} seeds; lower is better)"
+            )
+        else:
+            lines.append(
+                f"{a} − {b}, test accuracy at the final epoch: {difference.describe(a, b)}"
+            )
     out("\n".join(lines))
     return EXIT_OK

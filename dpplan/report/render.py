@@ -422,7 +422,7 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
 
     series = [
         _line(
-            f"{_SCHEDULE_NAMES.get(c.schedule_kind, c.schedule_kind)} ± std{suffix}",
+            f"{_SCHEDULE_NAMES.get(c.schedule_kind, c.schedule_kind)} ± sample std{suffix}",
             (p.epsilon for p in c.points),
             accuracy(c.points),
             style(c.schedule_kind),

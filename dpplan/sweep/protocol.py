@@ -13,8 +13,8 @@
   the best on validation accuracy is the tuned model, then repeated with the other seeds
   to measure its spread.
 * :func:`frontier`: the point of each ε is the configuration with the best validation
-  accuracy (over every B, E and schedule), reported by test accuracy mean ± std over its
-  seeds; one curve per schedule answers "one-cycle or plateau?" at every ε.
+  accuracy (over every B, E and schedule), reported by test accuracy mean ± sample std
+  over its seeds; one curve per schedule answers "one-cycle or plateau?" at every ε.
 
 Nothing here trains, stores or imports torch or ray; :mod:`dpplan.sweep.execute` runs the
 trials these functions name.
@@ -422,15 +422,13 @@ def _point(
         schedule=winner.schedule,
         validation_accuracy=result.validation_accuracy,
         test_accuracy_mean=statistics.fmean(tests),
-        test_accuracy_std=statistics.pstdev(tests) if len(tests) > 1 else 0.0,
+        test_accuracy_std=statistics.stdev(tests) if len(tests) > 1 else 0.0,  # sample std
         seeds=tuple(int(o.key.rsplit("seed=", 1)[1]) for o in result.outcomes),
         run_ids=tuple(o.run_id for o in result.outcomes),
         diverged_seeds=tuple(int(o.key.rsplit("seed=", 1)[1]) for o in result.diverged),
         validation_loss=math.nan if validation_loss is None else float(validation_loss),
         test_loss_mean=statistics.fmean(losses) if known else math.nan,
-        test_loss_std=(statistics.pstdev(losses) if len(losses) > 1 else 0.0)
-        if known
-        else math.nan,
+        test_loss_std=(statistics.stdev(losses) if len(losses) > 1 else 0.0) if known else math.nan,
     )
 
 
@@ -445,8 +443,8 @@ def frontier(
 
     A point per target ε whose selection is complete: the configuration with the best
     first-seed validation accuracy over every (B, E, schedule) group, with the test accuracy
-    mean ± std over the seeds it was trained with (a seed whose run diverged is left out of
-    the mean and listed in ``diverged_seeds``). ``curves[kind]`` holds the same per ε,
+    mean ± sample std over the seeds it was trained with (a seed whose run diverged is left
+    out of the mean and listed in ``diverged_seeds``). ``curves[kind]`` holds the same per ε,
     restricted to that schedule (random protocol: the best draw of that schedule, first seed
     only). Targets with no finished selection yet have no point.
 

@@ -46,14 +46,15 @@ class FrontierPoint:
         schedule: the selected schedule and learning rate.
         validation_accuracy: the first seed's final validation accuracy (what selected it).
         test_accuracy_mean: final test accuracy, mean over ``seeds``.
-        test_accuracy_std: its population standard deviation (0.0 for one seed).
+        test_accuracy_std: its sample standard deviation (n - 1 in the denominator; 0.0 for
+            one seed, which measures no spread).
         seeds: the seeds whose runs count (diverged ones left out).
         run_ids: their stored runs.
         diverged_seeds: seeds whose run diverged (left out of the mean).
         validation_loss: the first seed's final validation loss (what selected it for a
             task that is not a classification, e.g. a regression, whose accuracies are NaN).
         test_loss_mean: final test loss, mean over ``seeds`` (what a regression reports).
-        test_loss_std: its population standard deviation (0.0 for one seed).
+        test_loss_std: its sample standard deviation (n - 1; 0.0 for one seed).
     """
 
     target_epsilon: float

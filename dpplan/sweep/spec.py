@@ -88,7 +88,7 @@ class SweepSpec:
         constant_lrs: learning rates tried for ``constant``.
         seeds: model-initialisation seeds, distinct, >= 0. The first selects each learning
             rate (on validation accuracy); the selected configuration is repeated with the
-            others, and test accuracy is reported as mean ± std over all of them.
+            others, and test accuracy is reported as mean ± sample std over all of them.
         options: run options shared by every trial (model, activation, device, data folder,
             subset sizes, engine, ...). ``options.seed`` is replaced by each trial's seed;
             the options must be private and have no ``target_epsilon`` of their own.

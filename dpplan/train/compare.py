@@ -3,8 +3,10 @@
 For each schedule, every learning rate of its grid is trained on the same plan with the
 first seed; the rate with the best final **validation** accuracy is selected (the test set is
 never used for selection); the selected rate is then trained with the remaining seeds. The
-result is test accuracy after every epoch, as mean ± std over seeds, against the plan's ε,
-which is the same for every schedule because they share the plan.
+result is test accuracy after every epoch, as mean ± sample standard deviation over seeds,
+against the plan's ε, which is the same for every schedule because they share the plan; the
+schedules' final-epoch means are compared by the difference with its 95% Welch t interval
+(:func:`dpplan.stats.mean_difference`).
 
 For a task that is not a classification (:class:`~dpplan.train.Task` with
 ``classification=False``, e.g. a regression), the rate with the lowest final validation
@@ -18,6 +20,7 @@ runs were tried; their selection is **not** covered by the plan's ε (see Papern
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import statistics
 import uuid
@@ -29,6 +32,7 @@ from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
 from dpplan.selection import Candidate, best_at
+from dpplan.stats import MeanDifference, mean_difference, sample_std
 from dpplan.store import RunRecord, RunStore
 from dpplan.train.runs import start_run
 from dpplan.train.specs import (
@@ -65,7 +69,13 @@ DEFAULT_GRIDS: Mapping[str, tuple[ScheduleSpec, ...]] = {
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ScheduleSummary:
-    """One schedule's selected learning rate and its accuracy-vs-ε curve over seeds."""
+    """One schedule's selected learning rate and its accuracy-vs-ε curve over seeds.
+
+    ``accuracy_std`` is the sample standard deviation over the seeds (n - 1 in the
+    denominator; 0.0 for one seed, which measures no spread); ``final_values`` holds each
+    counted seed's value at the last epoch (diverged runs left out), so ``len(final_values)``
+    is the n of every mean.
+    """
 
     kind: str
     selected: dict[str, Any] = dataclasses.field(hash=False)
@@ -82,6 +92,7 @@ class ScheduleSummary:
     #: that is not a classification, ``"test_loss"`` (validation and test loss, lower is
     #: better).
     measure: str = "test_accuracy"
+    final_values: tuple[float, ...] = ()
 
     def best_accuracy_at(self, epsilon: float) -> float | None:
         """Mean test accuracy (test loss, for measure ``"test_loss"``) at the epoch with the
@@ -110,6 +121,16 @@ class ScheduleComparison:
     runs_tried: int
     summaries: tuple[ScheduleSummary, ...]
 
+    def differences(self) -> list[tuple[str, str, MeanDifference]]:
+        """Each pair of schedules (in order) compared at their final epoch: ``(a, b, d)``
+        with ``d`` the mean of ``a`` minus the mean of ``b`` over seeds and its 95% Welch t
+        interval (NaN, verdict ``"cannot tell"``, with one seed on a side)."""
+        return [
+            (a.kind, b.kind, mean_difference(a.final_values, b.final_values))
+            for a, b in itertools.combinations(self.summaries, 2)
+            if _comparable(a.final_values) and _comparable(b.final_values)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
@@ -128,7 +149,27 @@ class ScheduleComparison:
                 }
                 for s in self.summaries
             ],
+            "differences": [
+                {
+                    "a": a,
+                    "b": b,
+                    "measure": self.summaries[0].measure,
+                    "difference": d.difference,
+                    "low": None if math.isnan(d.low) else d.low,
+                    "high": None if math.isnan(d.high) else d.high,
+                    "confidence": d.confidence,
+                    "n_a": d.n_a,
+                    "n_b": d.n_b,
+                    "verdict": d.verdict,
+                }
+                for a, b, d in self.differences()
+            ],
         }
+
+
+def _comparable(values: Sequence[float]) -> bool:
+    """Whether ``values`` can enter a mean difference: one or more, all finite."""
+    return bool(values) and all(math.isfinite(v) for v in values)
 
 
 def _final_validation(run: RunRecord, *, classification: bool = True) -> float:
@@ -149,8 +190,8 @@ def summarize(
     *,
     measure: str = "test_accuracy",
 ) -> ScheduleSummary:
-    """Build a :class:`ScheduleSummary` from stored runs (mean ± std of test accuracy, or
-    of ``measure``: ``"test_loss"`` for a task that is not a classification).
+    """Build a :class:`ScheduleSummary` from stored runs (mean ± sample std of test accuracy,
+    or of ``measure``: ``"test_loss"`` for a task that is not a classification).
 
     ε per epoch is the smallest upper bound recorded (the one every surface shows). Runs
     that diverged are left out of the mean (unless every selected run diverged).
@@ -166,7 +207,7 @@ def summarize(
     for index in range(length):
         values = [getattr(run.records[index], measure) for run in selected_runs]
         means.append(statistics.fmean(values))
-        stds.append(statistics.pstdev(values) if len(values) > 1 else 0.0)
+        stds.append(sample_std(values))
         validations.append(
             statistics.fmean(
                 getattr(run.records[index], validation_measure) for run in selected_runs
@@ -190,6 +231,11 @@ def summarize(
         accuracy_std=tuple(stds),
         validation_mean=tuple(validations),
         measure=measure,
+        final_values=tuple(
+            float(getattr(run.records[length - 1], measure)) for run in selected_runs
+        )
+        if length
+        else (),
     )
 
 

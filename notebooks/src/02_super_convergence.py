@@ -33,10 +33,11 @@
 QUICK = False  # True: 2,000 examples, 1-2 epochs, 1 seed, CPU (the test suite runs this)
 
 # %%
+import dataclasses
 import datetime
 import itertools
+import math
 import platform
-import tempfile
 import time
 
 import matplotlib
@@ -47,8 +48,9 @@ import torch  # only to name the device below
 from IPython.display import Markdown, display
 
 import dpplan
+from dpplan.accounting import compose_runs
 from dpplan.stats import mean_difference, sample_std
-from dpplan.train import OneCycle, Plateau, RunOptions, RunStore, train, training_set_size
+from dpplan.train import OneCycle, Plateau, RunOptions, train, training_set_size
 
 plt.rcParams.update(
     {
@@ -82,29 +84,44 @@ STARTED = time.time()
 # The published scale (all 55,000 training images left after dpplan's 5,000-image validation
 # split, 25 plateau epochs, 5 seeds, epochs up to 25) runs when a GPU is present
 # (`python notebooks/run_all.py --full --device cuda --only 02`). On a CPU the full run is
-# reduced (about 20 minutes on 2 shared cores): an 8,000-image training subset (2,000 held out
-# for validation), the same 25 plateau epochs for the published run, two target ε (2 and 4,
-# where an earlier 2-seed run claimed a gap), 2, 4 or 8 epochs, 5 seeds and 3-value
-# learning-rate grids per schedule. Quick mode (the test suite) only checks that everything
-# runs, with 1 seed: its verdicts say "cannot tell". The paper states neither σ nor the batch
-# size; B = 256 is assumed (as in notebook 01), and σ is solved so that each published run's
-# RDP ε is the published one **on this training set**.
+# reduced (31 minutes on 2 shared cores on 2026-12-03:
+# `python notebooks/run_all.py --full --device cpu --threads 1 --timeout 5400 --only 02`): an
+# 8,000-image training subset (2,000 held out for validation), the same 25 plateau epochs for
+# the published run, two target ε (2 and 4, where an earlier 2-seed run claimed a gap), 4, 8
+# or 16 epochs, 5 seeds and 4-value learning-rate grids per schedule. The grids were placed
+# around the selections of the previous CPU run (2026-12-02: 8 epochs, the top of its 2-4-8
+# grid, at both ε; one-cycle 0.2 and 0.5, plateau 2, the top of its grid). Quick mode (the
+# test suite) only checks that everything runs, with 1 seed: its verdicts say "cannot tell".
+# The paper states neither σ nor the batch size; B = 256 is assumed (as in notebook 01), and σ
+# is solved so that each published run's RDP ε is the published one **on this training set**.
+#
+# The plateau arm of the fair comparison evaluates the validation loss every
+# `PLATEAU_EVERY` optimizer steps (`Plateau(evaluate_every=...)`) and cuts its learning rate
+# ×0.1 after `PLATEAU_PATIENCE` + 1 evaluations in a row without improvement: on the CPU, 8
+# steps (about 4 evaluations per epoch of about 31 steps) and patience 2 (a cut after 24 steps,
+# about three-quarters of an epoch, without improvement), so it can act several times within a
+# 4-16-epoch run. A plateau evaluated once per epoch that cuts after two epochs without
+# improvement (the published run below) is a constant learning rate in runs of 1-3 epochs and
+# can cut at most once, for the last epoch, in a 4-epoch run.
 
 # %%
 if QUICK:
-    SUBSET, VALIDATION, TEST_SUBSET, BATCH = 2_000, 500, 1_000, 64
+    SUBSET, VALIDATION, TEST_SUBSET, BATCH = 2_000, 500, 500, 64
     PLATEAU_EPOCHS, TARGETS, FAIR_EPOCHS, SEEDS = 2, (1.0, 2.0), (1,), (0,)
     ONE_CYCLE_LRS, PLATEAU_LRS = (1.0,), (0.8,)
+    PLATEAU_EVERY, PLATEAU_PATIENCE = 16, 1  # about 31 steps per epoch
 elif GPU:
     SUBSET, VALIDATION, TEST_SUBSET, BATCH = None, 5_000, None, 256
     PLATEAU_EPOCHS, TARGETS = 25, (1.0, 2.0, 4.0, 6.3)
     FAIR_EPOCHS, SEEDS = (1, 2, 4, 8, 16, 25), (0, 1, 2, 3, 4)
     ONE_CYCLE_LRS, PLATEAU_LRS = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0), (0.1, 0.2, 0.5, 1.0, 2.0, 4.0)
+    PLATEAU_EVERY, PLATEAU_PATIENCE = 50, 2  # about 215 steps per epoch
 else:
     SUBSET, VALIDATION, TEST_SUBSET, BATCH = 8_000, 2_000, None, 256
     PLATEAU_EPOCHS, TARGETS = 25, (2.0, 4.0)
-    FAIR_EPOCHS, SEEDS = (2, 4, 8), (0, 1, 2, 3, 4)
-    ONE_CYCLE_LRS, PLATEAU_LRS = (0.2, 0.5, 1.0), (0.5, 1.0, 2.0)
+    FAIR_EPOCHS, SEEDS = (4, 8, 16), (0, 1, 2, 3, 4)
+    ONE_CYCLE_LRS, PLATEAU_LRS = (0.05, 0.1, 0.2, 0.5), (1.0, 2.0, 4.0, 8.0)
+    PLATEAU_EVERY, PLATEAU_PATIENCE = 8, 2  # about 31 steps per epoch
 
 options = RunOptions(
     device=DEVICE, subset=SUBSET, validation_size=VALIDATION, test_subset=TEST_SUBSET, model="seed"
@@ -127,7 +144,8 @@ display(
         f"{TEST_SUBSET or 10_000:,}), batch size {BATCH}, seeds {SEEDS}, plateau run "
         f"{PLATEAU_EPOCHS} epochs (published 25); frontier at target ε {TARGETS} over "
         f"{FAIR_EPOCHS} epochs, learning rates {ONE_CYCLE_LRS} (one-cycle) and {PLATEAU_LRS} "
-        "(plateau)."
+        f"(plateau, evaluated every {PLATEAU_EVERY} steps, patience {PLATEAU_PATIENCE} "
+        f"evaluations; {N / BATCH:.1f} steps per epoch on average)."
     )
 )
 
@@ -135,8 +153,8 @@ display(
 # ## 1. The experiment as published
 #
 # One-cycle with the published peak LR 15.62 for one epoch; plateau with the published LR
-# 0.05 (×0.1 after two epochs without validation-loss improvement: dpplan's plateau evaluates
-# once per epoch) for 25 epochs. The ε paired with each run is a **reading, not a published
+# 0.05 (×0.1 after two epochs without validation-loss improvement, evaluated once per epoch)
+# for 25 epochs. The ε paired with each run is a **reading, not a published
 # pairing**: the paper gives 1 and 25 epochs in Exp. 1 and ε = 1.75 and 7.27 in Exp. 2, without
 # saying that they belong to the same runs. Each plan's σ is solved with dpplan's RDP method
 # for that ε (the paper's moments accountant converts RDP more loosely and would allow less
@@ -197,14 +215,20 @@ plateau_lrs = [r.lr for r in published_runs["plateau"].records]
 cuts = sum(b < a for a, b in itertools.pairwise(plateau_lrs))
 display(
     Markdown(
-        f"As run here the plateau learning rate was cut {cuts} time(s) in {PLATEAU_EPOCHS} epochs, "
-        f"from {plateau_lrs[0]:g} to {plateau_lrs[-1]:g}; the paper's fell by three orders of "
-        "magnitude (its Fig. 2). "
+        f"As run here the plateau learning rate (evaluated once per epoch, as published) was "
+        f"cut {cuts} time(s) in {PLATEAU_EPOCHS} epochs, from {plateau_lrs[0]:g} to "
+        f"{plateau_lrs[-1]:g}; the paper's fell by three orders of magnitude (its Fig. 2). "
         + (
-            "**This run did not reproduce the paper's schedule**: the validation loss kept "
-            "improving on this training set, so the plateau rule never fired as often. "
-            if plateau_lrs[0] / plateau_lrs[-1] < 100
-            else ""
+            f"**This run did not reproduce the paper's schedule**: the plateau arm here was a "
+            f"constant learning rate of {plateau_lrs[0]:g} for all {PLATEAU_EPOCHS} epochs (the "
+            "validation loss kept improving on this training set, so the rule never fired). "
+            if cuts == 0
+            else (
+                "**This run did not reproduce the paper's schedule**: the validation loss kept "
+                "improving on this training set, so the plateau rule fired less often. "
+                if plateau_lrs[0] / plateau_lrs[-1] < 100
+                else ""
+            )
         )
     )
 )
@@ -225,51 +249,98 @@ display(
 # %% [markdown]
 # ## 2. The fair comparison: equal ε, tuned learning rates, several seeds
 #
-# dpplan's frontier sweep (`dpplan.sweep`) asks the question the published experiment did
-# not: *at a given ε, what is the best accuracy each schedule can reach?* For every target ε
-# and every number of epochs in the grid it solves σ (PRV, never above the target), so a
-# 1-epoch and a 4-epoch plan spend the same ε; each schedule trains every learning rate of its
-# grid with the first seed, the configuration (epochs and learning rate) with the best
-# **validation** accuracy is kept, and it is repeated with the other seeds. Each point below
-# is a schedule's selected configuration at one ε, with **test** accuracy as the mean over the
-# seeds and error bars of one *sample* standard deviation. The plateau arm uses dpplan's
-# `Plateau` (×0.1 after 2 epochs without validation-loss improvement): in runs of 2-8 epochs it
-# can cut the learning rate at most a few times, so at this scale it is close to a constant
-# learning rate. A plateau rule with patience in steps would need the trainer to evaluate
-# within an epoch, which it does not do yet.
+# The question the published experiment did not ask: *at a given ε, what is the best accuracy
+# each schedule can reach?* For every target ε and every number of epochs in the grid σ is
+# solved (PRV, never above the target), so a 4-epoch and a 16-epoch plan spend the same ε; each
+# schedule trains every learning rate of its grid at every number of epochs with the first
+# seed, the configuration (epochs and learning rate) with the best **validation** accuracy is
+# kept, and it is repeated with the other seeds. This is the protocol of dpplan's frontier
+# sweep (`dpplan.sweep`, grid protocol), run here with `dpplan.train.train` because the sweep's
+# plateau arm evaluates once per epoch: the plateau arm below is
+# `Plateau(evaluate_every=PLATEAU_EVERY, patience=PLATEAU_PATIENCE)` (see Settings), which can
+# cut its learning rate within a run; evaluated once per epoch it could not cut at all in runs
+# of 1-3 epochs and only a few times in 16. Unlike the sweep, only the configuration selected
+# over *all* epochs is repeated with the other seeds (the sweep repeats the best learning rate
+# at every number of epochs), which saves runs (on the CPU, 64 training runs instead of 96).
+# Each point below is a schedule's selected configuration at one ε, with **test** accuracy as
+# the mean over the seeds and error bars of one *sample* standard deviation.
 
 # %%
-from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
-
-store = RunStore(tempfile.mkdtemp(prefix="dpplan-notebook-02-"))  # a throw-away run store
-spec = SweepSpec(
-    target_epsilons=TARGETS,
-    delta=1e-5,
-    batch_sizes=(BATCH,),
-    epochs=FAIR_EPOCHS,
-    schedules=("one_cycle", "plateau"),
-    one_cycle_lrs=ONE_CYCLE_LRS,
-    plateau_lrs=PLATEAU_LRS,
-    seeds=SEEDS,
-    options=options,
-)
-sweep = run_sweep(create_sweep(spec, store=store), store=store, executor=LocalExecutor()).to_dict()
-curves = sweep["curves"]
-for points in curves.values():
-    for point in points:  # the final test accuracy of every seed, from the run store
-        point["tests"] = [store.get_run(i).records[-1].test_accuracy for i in point["run_ids"]]
-        point["sd"] = sample_std(point["tests"])
+SCHEDULES = ("one_cycle", "plateau")
 grid_of = {"one_cycle": ONE_CYCLE_LRS, "plateau": PLATEAU_LRS}
+
+
+def schedule_for(kind, lr):
+    """The schedule spec of arm ``kind`` at learning rate ``lr`` (peak LR for one-cycle)."""
+    if kind == "one_cycle":
+        return OneCycle(max_lr=lr)
+    return Plateau(lr=lr, patience=PLATEAU_PATIENCE, evaluate_every=PLATEAU_EVERY)
+
+
+def solved(target, epochs):
+    start = dpplan.TrainingPlan(
+        dataset_size=N, batch_size=BATCH, noise_multiplier=1.0, epochs=epochs, delta=1e-5
+    )
+    return dpplan.solve_noise_multiplier(start, target_epsilon=target, method="prv")
+
+
+def finished(run):
+    return run.status == "finished" and bool(run.records)
+
+
+spent = []  # (plan, epochs) of every run that touched the training data
+selection, points = {}, {kind: [] for kind in SCHEDULES}
+for target in TARGETS:
+    plans = {epochs: solved(target, epochs) for epochs in FAIR_EPOCHS}
+    for kind in SCHEDULES:
+        tried = {}
+        for epochs, lr in itertools.product(FAIR_EPOCHS, grid_of[kind]):
+            run = train(
+                plans[epochs], schedule_for(kind, lr), dataclasses.replace(options, seed=SEEDS[0])
+            )
+            spent.append((plans[epochs], len(run.records) + (run.diverged_epoch is not None)))
+            tried[(epochs, lr)] = run
+        selection[(target, kind)] = {
+            key: run.records[-1].validation_accuracy if finished(run) else float("nan")
+            for key, run in tried.items()
+        }
+        (epochs, lr), first = max(
+            ((key, run) for key, run in tried.items() if finished(run)),
+            key=lambda item: item[1].records[-1].validation_accuracy,
+        )
+        runs = [first]
+        for seed in SEEDS[1:]:
+            run = train(
+                plans[epochs], schedule_for(kind, lr), dataclasses.replace(options, seed=seed)
+            )
+            spent.append((plans[epochs], len(run.records) + (run.diverged_epoch is not None)))
+            runs.append(run)
+        kept = [run for run in runs if finished(run)]
+        tests = [run.records[-1].test_accuracy for run in kept]
+        points[kind].append(
+            {
+                "target_epsilon": target,
+                "epochs": epochs,
+                "lr": lr,
+                "plan": plans[epochs],
+                "epsilon": first.records[-1].epsilons["prv"],
+                "validation_accuracy": first.records[-1].validation_accuracy,
+                "tests": tests,
+                "mean": sum(tests) / len(tests),
+                "sd": sample_std(tests),
+                "diverged": len(runs) - len(kept),
+                "final_lrs": [run.records[-1].lr for run in kept],
+            }
+        )
 
 
 def at_edge(kind, point):
     """What of a selected configuration sits at an end of its grid (empty if nothing)."""
-    lr = point["schedule"].get("max_lr", point["schedule"].get("lr"))
     return [
         f"{what} {value:g} at the {'top' if value == max(grid) else 'bottom'} of {grid}"
         for what, value, grid in (
-            ("epochs", point["plan"]["epochs"], FAIR_EPOCHS),
-            ("LR", lr, grid_of[kind]),
+            ("epochs", point["epochs"], FAIR_EPOCHS),
+            ("LR", point["lr"], grid_of[kind]),
         )
         if len(grid) > 1 and value in (min(grid), max(grid))
     ]
@@ -277,49 +348,83 @@ def at_edge(kind, point):
 
 lines = [
     (
-        "| target ε | schedule | selected epochs | σ | selected LR | validation | test accuracy "
-        "(mean ± sample std) | at a grid edge? |"
+        "| target ε | schedule | selected epochs | σ | selected LR | final LR (range over "
+        "seeds) | validation | test accuracy (mean ± sample std) | at a grid edge? |"
     ),
-    "|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|",
 ]
-for kind in ("one_cycle", "plateau"):
-    for point in curves[kind]:
-        schedule = point["schedule"]
+for kind in SCHEDULES:
+    for point in points[kind]:
+        edge = at_edge(kind, point)
+        diverged = f", {point['diverged']} diverged" if point["diverged"] else ""
         lines.append(
-            f"| {point['target_epsilon']:g} | {kind} | {point['plan']['epochs']} | "
-            f"{point['plan']['noise_multiplier']:.3f} | "
-            f"{schedule.get('max_lr', schedule.get('lr')):g} | "
-            f"{point['validation_accuracy']:.1%} | {point['test_accuracy_mean']:.1%} ± "
-            f"{point['sd']:.1%} (n = {len(point['tests'])}) | "
-            f"{'**EDGE**: ' + '; '.join(at_edge(kind, point)) if at_edge(kind, point) else 'no'} |"
+            f"| {point['target_epsilon']:g} | {kind} | {point['epochs']} | "
+            f"{point['plan'].noise_multiplier:.3f} | {point['lr']:g} | "
+            f"{min(point['final_lrs']):.2g} … {max(point['final_lrs']):.2g} | "
+            f"{point['validation_accuracy']:.1%} | {point['mean']:.1%} "
+            + (
+                f"± {point['sd']:.1%} (n = {len(point['tests'])}{diverged})"
+                if len(point["tests"]) > 1
+                else f"(n = 1{diverged}, no spread measured)"
+            )
+            + f" | "
+            f"{'**EDGE**: ' + '; '.join(edge) if edge else 'no'} |"
         )
-tuning = sweep["tuning"]
+merged = {}
+for plan, epochs in spent:
+    merged[plan] = merged.get(plan, 0) + epochs
+composed = compose_runs(
+    [(plan.replace(epochs=epochs), epochs) for plan, epochs in merged.items() if epochs],
+    delta=1e-5,
+)
 display(
     Markdown(
-        "\n".join(lines) + f"\n\n{sweep['runs_tried']} training runs touched the data. Each run "
-        f"alone spends at most its target ε; choosing among the runs is covered only by all of "
-        f"them composed: ε = {tuning['all_runs_epsilon']:.2f} "
-        f"({tuning['all_runs_method'].upper()})."
+        "\n".join(lines) + f"\n\n{len(spent)} training runs touched the data. Each run alone "
+        "spends at most its target ε; choosing among the runs is covered only by all of them "
+        f"composed: ε = {composed.epsilon:.2f} ({composed.method.upper()})."
     )
 )
+
+# %% [markdown]
+# The selection grid: validation accuracy of every configuration with the first seed (the
+# selected one in bold). A selection inside the grid, with lower accuracy on both sides, is
+# bracketed; one at an end may have a better value outside the grid.
+
+# %%
+for target in TARGETS:
+    rows = []
+    for kind in SCHEDULES:
+        grid = grid_of[kind]
+        chosen = next(p for p in points[kind] if p["target_epsilon"] == target)
+        rows.append(f"| {kind} | " + " | ".join(f"LR {lr:g}" for lr in grid) + " |")
+        rows.append("|---" * (len(grid) + 1) + "|")
+        for epochs in FAIR_EPOCHS:
+            cells = []
+            for lr in grid:
+                value = selection[(target, kind)][(epochs, lr)]
+                text = "diverged" if math.isnan(value) else f"{value:.1%}"
+                bold = (epochs, lr) == (chosen["epochs"], chosen["lr"])
+                cells.append(f"**{text}**" if bold else text)
+            rows.append(f"| {epochs} epochs | " + " | ".join(cells) + " |")
+        rows.append("")
+    display(Markdown(f"**Target ε = {target:g}**\n\n" + "\n".join(rows)))
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.2))
 for kind, color in (("one_cycle", "C0"), ("plateau", "C3")):
-    points = curves[kind]
     ax.errorbar(
-        [p["epsilon"] for p in points],
-        [p["test_accuracy_mean"] for p in points],
-        yerr=[p["sd"] for p in points],
+        [p["epsilon"] for p in points[kind]],
+        [p["mean"] for p in points[kind]],
+        yerr=[p["sd"] for p in points[kind]],
         fmt="o-",
         color=color,
         capsize=4,
         label=f"{kind}: best epochs and LR per ε, {len(SEEDS)} seed(s)",
     )
-    for p in points:
+    for p in points[kind]:
         ax.annotate(
-            f"{p['plan']['epochs']} ep",
-            (p["epsilon"], p["test_accuracy_mean"]),
+            f"{p['epochs']} ep",
+            (p["epsilon"], p["mean"]),
             textcoords="offset points",
             xytext=(5, -12),
             fontsize=8,
@@ -341,7 +446,7 @@ ax.set(
     ylabel="test accuracy",
     title="Accuracy against ε: the equal-ε frontier and the published runs",
 )
-low = min(p["test_accuracy_mean"] - p["sd"] for c in curves.values() for p in c)
+low = min(p["mean"] - p["sd"] for c in points.values() for p in c)
 ax.set_ylim(max(0.0, min(low, one_cycle_acc, plateau_acc) - 0.05), 1.0)
 ax.legend(fontsize=8, loc="lower right")
 plt.show()
@@ -351,27 +456,29 @@ plt.show()
 
 # %%
 sentences, verdicts = [], []
-for one, plat in zip(curves["one_cycle"], curves["plateau"]):
+for one, plat in zip(points["one_cycle"], points["plateau"]):
     difference = mean_difference(one["tests"], plat["tests"])
     verdicts.append(difference.verdict if len(SEEDS) > 1 else "cannot tell")
-    edge = at_edge("one_cycle", one) + at_edge("plateau", plat)
+    edge = [f"one-cycle {e}" for e in at_edge("one_cycle", one)] + [
+        f"plateau {e}" for e in at_edge("plateau", plat)
+    ]
     sentences.append(
-        f"at ε = {one['target_epsilon']:g}: one-cycle {one['test_accuracy_mean']:.1%} "
-        f"({one['plan']['epochs']} epoch(s)), plateau {plat['test_accuracy_mean']:.1%} "
-        f"({plat['plan']['epochs']} epoch(s)): "
+        f"at ε = {one['target_epsilon']:g}: one-cycle {one['mean']:.1%} "
+        f"({one['epochs']} epoch(s)), plateau {plat['mean']:.1%} "
+        f"({plat['epochs']} epoch(s)): "
         + (
             "quick mode, one seed: cannot tell"
             if len(SEEDS) == 1
             else difference.describe("one-cycle", "plateau")
         )
-        + (" [a selection sits at a grid edge]" if edge else "")
+        + (f" [at a grid edge: {'; '.join(edge)}]" if edge else "")
     )
 published_gap = PUBLISHED["one-cycle"]["accuracy"] - PUBLISHED["plateau"]["accuracy"]
 edges = sorted(
     {
         f"{kind} ({'; '.join(at_edge(kind, p))})"
-        for kind, points in curves.items()
-        for p in points
+        for kind, kind_points in points.items()
+        for p in kind_points
         if at_edge(kind, p)
     }
 )
@@ -404,9 +511,9 @@ if not GPU:
         Markdown(
             "**Owed:** this run is reduced for a CPU (see Settings). The published scale (all "
             "55,000 training images, 5 seeds, 6-value learning-rate grids from 0.1 to 4, 1 to 25 "
-            "epochs, ε up to 6.3) runs with `python notebooks/run_all.py --full --only 02` on a "
-            "machine with a GPU. It would add: accuracy at the paper's data size (the subset "
-            "costs several points), epoch grids wide enough to bracket the optimum at every ε, "
-            "and plateau runs long enough for the plateau rule to act."
+            "epochs, ε up to 6.3) runs with `python notebooks/run_all.py --full --device cuda "
+            "--only 02` on a machine with a GPU. It would add: accuracy at the paper's data size "
+            "(the subset costs several points), epoch grids wide enough to bracket the optimum "
+            "at every ε, and the comparison at more privacy levels."
         )
     )

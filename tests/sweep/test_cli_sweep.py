@@ -277,6 +277,36 @@ def test_one_seed_shows_that_no_spread_was_measured(capsys, store, tiny_options)
     assert "± 0.00%" in text and "no spread" not in text  # two seeds: a measured spread
 
 
+def test_frontier_compares_the_schedules_by_a_confidence_interval(capsys, store, tiny_options):
+    from sweep_fakes import store_fake_sweep
+
+    from dpplan.stats import mean_difference
+    from dpplan.sweep import SweepSpec
+
+    spec = SweepSpec(
+        target_epsilons=(2,),
+        delta=1e-5,
+        batch_sizes=(256,),
+        epochs=(1,),
+        schedules=("one_cycle", "plateau"),
+        one_cycle_lrs=(0.5,),
+        plateau_lrs=(0.5,),
+        seeds=(0, 1, 2),
+        options=tiny_options,
+    )
+    sweep = store_fake_sweep(
+        store, spec, lambda t: (0.9 if t.kind == "one_cycle" else 0.8) + t.seed / 100
+    )
+    assert main(["frontier", str(sweep)]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy mean ± sample std over seeds" in text
+    # Test accuracy is 0.01 below validation: the same interval from the per-seed values.
+    expected = mean_difference([0.89, 0.90, 0.91], [0.79, 0.80, 0.81])
+    line = f"  target ε 2: one_cycle − plateau: {expected.describe('one_cycle', 'plateau')}"
+    assert line in text.splitlines()
+    assert "one_cycle ahead (+10.0 points, 95% CI" in line
+
+
 def test_default_grids_are_the_measured_ones():
     from dpplan.cli.parser import build_parser
     from dpplan.sweep import SweepSpec

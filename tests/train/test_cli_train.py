@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
+from scipy import stats as scipy_stats
 
 import dpplan
 from dpplan.cli import main
@@ -228,14 +230,27 @@ def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch
     assert one_cycle["selected"]["max_lr"] == 1.0 and plateau["selected"]["lr"] == 0.3
     # ... then repeated with the other seed; the test accuracy is averaged over seeds.
     assert one_cycle["accuracy_mean"] == [pytest.approx(0.55)]
-    assert one_cycle["accuracy_std"] == [pytest.approx(0.05)]
+    assert one_cycle["accuracy_std"] == [pytest.approx(statistics.stdev([0.5, 0.6]))]  # n - 1
+    assert one_cycle["final_values"] == [pytest.approx(0.5), pytest.approx(0.6)]
+    # The final-epoch means are compared by a 95% Welch t interval: equal arms, 2 vs 2 seeds
+    # (se = the sample std here, 2 degrees of freedom): too wide to tell.
+    (difference,) = result["differences"]
+    half = scipy_stats.t.ppf(0.975, 2) * statistics.stdev([0.5, 0.6])
+    assert (difference["a"], difference["b"], difference["verdict"]) == (
+        "one_cycle",
+        "plateau",
+        "cannot tell",
+    )
+    assert difference["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert (difference["low"], difference["high"]) == (pytest.approx(-half), pytest.approx(half))
     assert one_cycle["epsilons"] == plateau["epsilons"]  # compared at equal ε
     assert "not covered" in result["tuning_note"]
     runs = store.list_runs()
     assert len(runs) == 6 and len({run.group_id for run in runs}) == 1
     assert main([arg for arg in argv if arg != "--json"]) == 0
     out = capsys.readouterr().out
-    assert "  epoch  ε (smallest bound)   test acc (mean ± std over seeds)" in out
+    assert "  epoch  ε (smallest bound)   test acc (mean ± sample std over 2 seeds)" in out
+    assert "one_cycle − plateau, test accuracy at the final epoch: cannot tell (+0.0 points" in out
     assert " (rdp)   " in out  # records without every method: the recorded one, named
 
 
@@ -496,5 +511,6 @@ def test_compare_a_regression_task_reports_test_loss(store, user_tasks, capsys):
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert out.count("test loss (mean ± std over seeds)") == 2
+    assert out.count("test loss (1 seed: no spread measured)") == 2
+    assert "too few seeds for an interval" in out  # one seed a side: no interval, no verdict
     assert all(run.task == "linear-regression" for run in store.list_runs())

@@ -289,6 +289,8 @@ def test_comparing_schedules_on_a_regression_task_selects_by_validation_loss(sto
     assert summary.measure == "test_loss" and len(summary.run_ids) == 2
     finals = [store.get_run(i).records[-1].test_loss for i in summary.run_ids]
     assert summary.accuracy_mean[-1] == pytest.approx(sum(finals) / 2)
+    assert summary.accuracy_std[-1] == pytest.approx(abs(finals[0] - finals[1]) / math.sqrt(2))
+    assert summary.final_values == pytest.approx(finals)  # the sample std's n - 1 = 1
     assert summary.best_accuracy_at(math.inf) == min(summary.accuracy_mean)
     assert all(store.get_run(i).task == "linear-regression" for i in summary.run_ids)
 
