@@ -143,19 +143,19 @@ def test_module_imports_no_torch():
 
 
 def test_trials_compose_to_one_run_of_their_summed_steps():
-    sim = simulated_plan(PLAN, 4)
+    sim = simulated_plan(PLAN, 2)  # 216 steps at σ/2 (K = 4's large ε costs PRV and PLD ~15 s)
     (phase,) = sim.phases
-    result = composed_trials_epsilon([(sim, 216), (sim, 216), (sim, 100)], delta=1e-5)
-    longer = PhasedPlan(phases=[phase.replace(epochs=5)], phase_steps=[532])
-    assert result["total_steps"] == 532 and result["mechanisms"] == 1 and result["runs"] == 3
+    result = composed_trials_epsilon([(sim, 100), (sim, 100), (sim, 50)], delta=1e-5)
+    longer = PhasedPlan(phases=[phase.replace(epochs=3)], phase_steps=[250])
+    assert result["total_steps"] == 250 and result["mechanisms"] == 1 and result["runs"] == 3
     assert result["epsilon"] == pytest.approx(dpplan.compare(longer).headline_epsilon)
     assert result["epsilon"] > dpplan.compare(sim).headline_epsilon
 
 
 def test_trials_of_two_plans_compose_as_a_phased_plan():
     one, two = simulated_plan(PLAN, 2), simulated_plan(PLAN.replace(noise_multiplier=2.0), 2)
-    result = composed_trials_epsilon([(one, 216), (two, 216)], delta=1e-5)
-    both = PhasedPlan(phases=[one.phases[0], two.phases[0]], phase_steps=[216, 216])
+    result = composed_trials_epsilon([(one, 100), (two, 100)], delta=1e-5)
+    both = PhasedPlan(phases=[one.phases[0], two.phases[0]], phase_steps=[100, 100])
     assert result["mechanisms"] == 2
     assert result["epsilon"] == pytest.approx(dpplan.compare(both).headline_epsilon)
 
