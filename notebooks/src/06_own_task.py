@@ -148,18 +148,22 @@ for summary in comparison.summaries:
     ax.fill_between(summary.epsilons, mean - std, mean + std, alpha=0.2)
 ax.set_xlabel("ε (upper bound)")
 ax.set_ylabel("test accuracy")
-ax.set_title(f"{task.name}: schedules at equal ε ({len(seeds)} seed(s), mean ± std)")
+ax.set_title(f"{task.name}: schedules at equal ε ({len(seeds)} seed(s), mean ± sample std)")
 ax.legend()
 plt.show()
 final = {s.kind: s.accuracy_mean[-1] for s in comparison.summaries}
-better = max(final, key=final.get)
+# The words follow the 95% Welch t interval of the difference, not the bare means.
+verdicts = "; ".join(
+    f"{a} − {b}: {difference.describe(a, b)}" for a, b, difference in comparison.differences()
+)
 display(
     Markdown(
         f"After {plan.epochs} epochs (ε = {comparison.summaries[0].epsilons[-1]:.3f}) "
         + ", ".join(f"{kind} reaches {value:.2%}" for kind, value in final.items())
-        + f" test accuracy (mean over {len(seeds)} seed(s)); {better} is ahead by "
-        f"{abs(final['one_cycle'] - final['plateau']):.2%}. {comparison.runs_tried} runs "
-        "touched the data; choosing among them is not covered by the plan's ε."
+        + f" test accuracy (mean over {len(seeds)} seed(s)); "
+        + (verdicts or "no interval: a single seed")
+        + f". {comparison.runs_tried} runs touched the data; choosing among them is not "
+        "covered by the plan's ε."
     )
 )
 
@@ -207,7 +211,7 @@ display(
         "point"
         + (
             f"; for scale, the selected one-cycle rate's final test accuracy varied by "
-            f"± {one_cycle.accuracy_std[-1]:.2%} (std) over {len(seeds)} seeds at ε = "
+            f"± {one_cycle.accuracy_std[-1]:.2%} (sample std) over {len(seeds)} seeds at ε = "
             f"{one_cycle.epsilons[-1]:.3f}."
             if len(seeds) > 1
             else " (a single seed: no spread measured in quick mode)."
