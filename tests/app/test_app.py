@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
+from tiny_runs import stored_run
 
 import dpplan
 from dpplan.store import EpochRecord, RunStore
@@ -300,41 +301,11 @@ def test_train_bad_option_shows_error():
     assert any("activation='tanh'" in e.value for e in at.error)
 
 
-def _stub_start_run(plan, schedule, options, *, store, group_id):
-    """Stand-in for start_run: a finished run without training. Validation accuracy falls with
-    the learning rate, test accuracy rises with it: selecting on test would pick the other."""
-    spec = schedule.to_dict()
-    lr = spec.get("max_lr", spec.get("lr"))
-    run_id = store.create_run(
-        plan=plan,
-        schedule=spec,
-        options=options.to_dict(),
-        device="cpu",
-        seed=options.seed,
-        private=True,
-        versions={},
-        group_id=group_id,
-    )
-    curve = dpplan.epsilon_curve(plan, method="rdp").epsilons
-    for epoch in range(1, plan.epochs + 1):
-        store.record_epoch(
-            run_id,
-            EpochRecord(
-                epoch=epoch,
-                steps=plan.steps_after(epoch),
-                epsilon=curve[epoch - 1],
-                epsilon_rdp=curve[epoch - 1],
-                epsilon_opacus=curve[epoch - 1],
-                train_loss=1.0,
-                validation_loss=1.0,
-                validation_accuracy=0.9 - lr / 100,
-                test_accuracy=0.5 + lr / 100 + 0.01 * options.seed,
-                lr=lr,
-                seconds=0.0,
-            ),
-        )
-    store.finish_run(run_id, status="finished")
-    return store.get_run(run_id)
+#: Stand-in for start_run: a finished run without training. Validation accuracy falls with
+#: the learning rate, test accuracy rises with it: selecting on test would pick the other.
+_stub_start_run = stored_run(
+    lambda lr, seed: 0.9 - lr / 100, lambda lr, seed: 0.5 + lr / 100 + 0.01 * seed, method="rdp"
+)
 
 
 def _launch_inline(module, request, *, kind):

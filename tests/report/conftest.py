@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from report_helpers import PLAN
 
-import dpplan
 from dpplan.store import RunStore
 
 
@@ -28,23 +27,12 @@ def smoke_run(tmp_path_factory, mnist_dir):
     folder = mnist_dir  # tests/conftest.py: skips without MNIST, fails with CI=true
     pytest.importorskip("torch")
     pytest.importorskip("opacus")
-    from dpplan.train import Constant, RunOptions, start_run, training_set_size
+    from tiny_runs import tiny_options, tiny_plan
 
-    options = RunOptions(
-        subset=1200,
-        validation_size=200,
-        test_subset=300,
-        data_dir=str(folder),
-        device="cpu",
-        method="rdp",
-    )
-    plan = dpplan.TrainingPlan(
-        dataset_size=training_set_size(options),
-        batch_size=64,
-        noise_multiplier=1.0,
-        epochs=2,
-        delta=1e-4,
-    )
+    from dpplan.train import Constant, start_run
+
+    options = tiny_options(folder, subset=1200)
+    plan = tiny_plan(options)
     store = RunStore(tmp_path_factory.mktemp("smoke-store"))
     run = start_run(plan, Constant(lr=0.3), options, store=store)
     return store, run

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 from mnist_data import find_mnist
+from tiny_runs import data_flags as tiny_data_flags
 
 _LOADED: dict[tuple[Path, str], object] = {}
+
+
+@pytest.fixture
+def data_flags(mnist_dir):
+    """CLI flags for the tiny MNIST run (tests/tiny_runs.py)."""
+    return tiny_data_flags(mnist_dir)
 
 
 @pytest.fixture

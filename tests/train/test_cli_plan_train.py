@@ -25,24 +25,6 @@ PHASED = {
 }
 
 
-@pytest.fixture
-def data_flags(mnist_dir):
-    return [
-        "--subset",
-        "1000",
-        "--validation-size",
-        "200",
-        "--test-subset",
-        "300",
-        "--data-dir",
-        str(mnist_dir),
-        "--device",
-        "cpu",
-        "--method",
-        "rdp",
-    ]
-
-
 def _extra(command):
     """The schedule flags of ``dpplan train`` (``compare`` runs its own grid)."""
     return ["--lr", "0.1", "--schedule", "constant"] if command == "train" else []

@@ -7,33 +7,18 @@ import statistics
 
 import pytest
 from scipy import stats as scipy_stats
+from tiny_runs import stopped_after_one_epoch, stored_run, tiny_options
 
 import dpplan
 from dpplan.cli import main
 from dpplan.run_policy import run_epsilon
-from dpplan.store import EpochRecord
-from dpplan.train import Constant, RunOptions, core, start_run, training_set_size
+from dpplan.train import Constant, RunOptions, core, start_run
 from dpplan.train.data import DATA_DIR_ENV, MIRRORS_ENV, MNIST_FILES
 
+#: Validation accuracy grows with the learning rate, test accuracy with the seed.
+STUB_TRAIN = stored_run(lambda lr, seed: lr / 10, lambda lr, seed: 0.5 + seed / 10)
+
 PLAN = ["--batch-size", "64", "--noise-multiplier", "1.0", "--epochs", "1", "--delta", "1e-4"]
-
-
-@pytest.fixture
-def data_flags(mnist_dir):
-    return [
-        "--subset",
-        "1000",
-        "--validation-size",
-        "200",
-        "--test-subset",
-        "300",
-        "--data-dir",
-        str(mnist_dir),
-        "--device",
-        "cpu",
-        "--method",
-        "rdp",
-    ]
 
 
 def test_train_json_then_runs(store, data_flags, capsys):
@@ -92,31 +77,8 @@ def test_one_epsilon_everywhere(store, data_flags, capsys):
 
 def test_train_resume_reads_data_dir_or_env(store, mnist_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
-    options = RunOptions(
-        subset=1000,
-        validation_size=200,
-        test_subset=300,
-        data_dir=str(mnist_dir),
-        device="cpu",
-        method="rdp",
-    )
-    plan = dpplan.TrainingPlan(
-        dataset_size=training_set_size(options),
-        batch_size=64,
-        noise_multiplier=1.0,
-        epochs=2,
-        delta=1e-4,
-    )
-    ids = []
-    stopped = start_run(
-        plan,
-        Constant(lr=0.2),
-        options,
-        store=store,
-        on_start=lambda run: ids.append(run.id),
-        on_epoch=lambda record: store.request_stop(ids[0]),
-    )
-    assert stopped.status == "stopped" and len(stopped.records) == 1
+    options = tiny_options(mnist_dir)
+    stopped = stopped_after_one_epoch(store, options)
     run_id = str(stopped.id)
     given, from_env = tmp_path / "given", tmp_path / "from-env"
     assert main(["train", "--resume", run_id, "--data-dir", str(given)]) == 2
@@ -172,43 +134,8 @@ def test_train_mistyped_data_dir_exits_2_and_leaves_nothing(store, tmp_path, cap
     assert store.list_runs() == []  # an input error records no run
 
 
-def _stub_train(plan, schedule, options, *, store, group_id):
-    """Store a finished one-epoch-per-epoch run without training: validation accuracy grows
-    with the learning rate, test accuracy with the seed."""
-    spec = schedule.to_dict()
-    lr = spec.get("max_lr", spec.get("lr"))
-    run_id = store.create_run(
-        plan=plan,
-        schedule=spec,
-        options=options.to_dict(),
-        device="cpu",
-        seed=options.seed,
-        private=True,
-        versions={},
-        group_id=group_id,
-    )
-    curve = dpplan.epsilon_curve(plan, method=options.method).epsilons
-    for epoch in range(1, plan.epochs + 1):
-        record = EpochRecord(
-            epoch=epoch,
-            steps=plan.steps_after(epoch),
-            epsilon=curve[epoch - 1],
-            epsilon_rdp=curve[epoch - 1],
-            epsilon_opacus=curve[epoch - 1],
-            train_loss=1.0,
-            validation_loss=1.0,
-            validation_accuracy=lr / 10,
-            test_accuracy=0.5 + options.seed / 10,
-            lr=lr,
-            seconds=0.0,
-        )
-        store.record_epoch(run_id, record)
-    store.finish_run(run_id, status="finished")
-    return store.get_run(run_id)
-
-
 def test_compare_small_grid_orchestration(store, data_flags, capsys, monkeypatch):
-    monkeypatch.setattr("dpplan.train.compare.start_run", _stub_train)
+    monkeypatch.setattr("dpplan.train.compare.start_run", STUB_TRAIN)
     argv = [
         "compare",
         *PLAN,
@@ -305,39 +232,9 @@ def test_a_first_epoch_over_the_target_exits_3_with_the_noise_that_fits(store, d
     assert "not_started" in capsys.readouterr().out
 
 
-def _stopped_after_one_epoch(store, mnist_dir, **changes):
-    values = {
-        "subset": 1000,
-        "validation_size": 200,
-        "test_subset": 300,
-        "data_dir": str(mnist_dir),
-        "device": "cpu",
-        "method": "rdp",
-    }
-    options = RunOptions(**{**values, **changes})
-    plan = dpplan.TrainingPlan(
-        dataset_size=training_set_size(options),
-        batch_size=64,
-        noise_multiplier=1.0,
-        epochs=2,
-        delta=1e-4,
-    )
-    ids = []
-    run = start_run(
-        plan,
-        Constant(lr=0.2),
-        options,
-        store=store,
-        on_start=lambda run: ids.append(run.id),
-        on_epoch=lambda record: store.request_stop(ids[0]),
-    )
-    assert run.status == "stopped" and len(run.records) == 1
-    return run
-
-
 def test_resume_refuses_flags_that_differ_from_the_run(store, mnist_dir, capsys):
     # Issue 17 item 12: flags given with --resume were silently ignored.
-    run = _stopped_after_one_epoch(store, mnist_dir)
+    run = stopped_after_one_epoch(store, tiny_options(mnist_dir))
     resume_flags = ["train", "--resume", str(run.id)]
     differing = [
         "--lr", "0.5", "--epochs", "3", "--engine", "opacus", "--schedule", "plateau",

@@ -6,31 +6,17 @@ import os
 import time
 
 import pytest
+from tiny_runs import tiny_options, tiny_plan
 
-import dpplan
-from dpplan.train import Constant, RunOptions, training_set_size
+from dpplan.train import Constant
 from dpplan.train import worker as worker_module
 from dpplan.train.runs import queue_run
 from dpplan.train.worker import ensure_worker, worker_running
 
 
 def _queue(store, mnist_dir, **changes):
-    options = RunOptions(
-        subset=1200,
-        validation_size=200,
-        test_subset=200,
-        data_dir=str(mnist_dir),
-        device="cpu",
-        method="rdp",
-        **changes,
-    )
-    plan = dpplan.TrainingPlan(
-        dataset_size=training_set_size(options),
-        batch_size=64,
-        noise_multiplier=1.0,
-        epochs=2,
-        delta=1e-4,
-    )
+    options = tiny_options(mnist_dir, subset=1200, test_subset=200, **changes)
+    plan = tiny_plan(options)
     return queue_run(plan, Constant(lr=0.2), options, store=store)
 
 
