@@ -40,6 +40,32 @@ TASK_GRID = [
 ]
 
 
+def _spec(**changes):
+    """A one-epoch sweep of the blobs task at B = 50 (changes override any field)."""
+    from dpplan.sweep import SweepSpec
+
+    values = {
+        "target_epsilons": (4,),
+        "delta": 1e-4,
+        "batch_sizes": (50,),
+        "epochs": (1,),
+        "schedules": ("constant",),
+        "constant_lrs": (0.5,),
+        "seeds": (0,),
+        "task": "user_tasks:blobs",
+    }
+    return SweepSpec(**{**values, **changes})
+
+
+def _run_locally(store, spec):
+    """Create ``spec``'s sweep and run it in this process; return (sweep id, result)."""
+    from dpplan.sweep import LocalExecutor, create_sweep, run_sweep
+
+    executor = LocalExecutor()
+    sweep_id = create_sweep(spec, store=store, executor=executor)
+    return sweep_id, run_sweep(sweep_id, store=store, executor=executor)
+
+
 @pytest.fixture
 def user_tasks(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "fixtures"))
@@ -103,48 +129,27 @@ def test_sweep_of_the_blobs_task_gives_a_point_per_target(store, user_tasks, cap
 
 
 def test_no_mnist_is_loaded_for_a_task(store, user_tasks, monkeypatch):
-    from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
     from dpplan.sweep import trials as trials_module
 
     def refuse(options):
         raise AssertionError("MNIST was loaded for a task sweep")
 
     monkeypatch.setattr(trials_module, "split_arrays", refuse)
-    spec = SweepSpec(
-        target_epsilons=(4,),
-        delta=1e-4,
-        batch_sizes=(50,),
-        epochs=(1,),
-        schedules=("constant",),
-        constant_lrs=(0.5,),
-        seeds=(0,),
-        task="user_tasks:blobs",
-    )
-    executor = LocalExecutor()
-    sweep_id = create_sweep(spec, store=store, executor=executor)
-    result = run_sweep(sweep_id, store=store, executor=executor)
+    _, result = _run_locally(store, _spec())
     assert len(result.points) == 1 and result.trials.failed == 0
 
 
 def test_a_regression_sweep_selects_by_validation_loss_and_reports_test_loss(
     store, user_tasks, capsys
 ):
-    from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
 
-    spec = SweepSpec(
+    spec = _spec(
         target_epsilons=(8,),
-        delta=1e-4,
-        batch_sizes=(50,),
-        epochs=(1,),
-        schedules=("constant",),
         constant_lrs=(0.01, 0.5),
-        seeds=(0,),
         method="rdp",
         task="user_tasks:regression",
     )
-    executor = LocalExecutor()
-    sweep_id = create_sweep(spec, store=store, executor=executor)
-    result = run_sweep(sweep_id, store=store, executor=executor)
+    sweep_id, result = _run_locally(store, spec)
     (point,) = result.points
     runs = {r.schedule["lr"]: r for r in store.list_runs()}
     losses = {lr: run.records[-1].validation_loss for lr, run in runs.items()}
@@ -176,20 +181,9 @@ def test_the_readme_example_tasks_load_and_batchnorm_is_refused(monkeypatch, sto
 def test_resuming_a_task_sweep_on_other_data_is_refused(store, user_tasks, monkeypatch):
     import user_tasks as module
 
-    from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
+    from dpplan.sweep import LocalExecutor, run_sweep
 
-    spec = SweepSpec(
-        target_epsilons=(4,),
-        delta=1e-4,
-        batch_sizes=(50,),
-        epochs=(1,),
-        schedules=("constant",),
-        constant_lrs=(0.5, 1.0),
-        seeds=(0,),
-        task="user_tasks:blobs",
-    )
-    sweep_id = create_sweep(spec, store=store)
-    run_sweep(sweep_id, store=store, executor=LocalExecutor())
+    sweep_id, _ = _run_locally(store, _spec(constant_lrs=(0.5, 1.0)))
     assert len(store.list_runs()) == 2
     original = module.blobs
     monkeypatch.setattr(module, "blobs", lambda: original(seed=1))  # other data, same shapes
