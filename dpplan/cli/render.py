@@ -329,7 +329,8 @@ def _schedule_differences(curves: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def _grid_text(spec: dict[str, Any]) -> str:
-    """Return a sweep's grid in a few words: ``ε 1,3 × B 256 × E 1 × one_cycle 3 LRs ...``."""
+    """Return a sweep's grid in a few words: ``ε 1,3 × B 256 × E 1 × one_cycle 3 LRs ...``,
+    ending with the task it trains (``on MNIST`` or ``on module:function``)."""
 
     def values(key: str) -> str:
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in spec.get(key, []))
@@ -346,7 +347,7 @@ def _grid_text(spec: dict[str, Any]) -> str:
     if spec.get("simulate") is not None:
         on = ", public validation data" if spec.get("simulate_data") == "validation" else ""
         text += f" (predicted by simulation at K={spec['simulate']}{on})"
-    return text
+    return f"{text} on {spec.get('task') or 'MNIST'}"
 
 
 def sweep_summary(record: Any) -> dict[str, Any]:
@@ -361,6 +362,7 @@ def sweep_summary(record: Any) -> dict[str, Any]:
         "sweep_id": record.id,
         "status": record.status,
         "grid": _grid_text(record.spec),
+        "task": record.spec.get("task"),
         "spec": record.spec,
         "trials": {
             "planned": planned,

@@ -260,6 +260,7 @@ def test_sweeps_lists_id_status_grid_trials_and_created(capsys, store, tiny_opti
     assert listed[1]["trials"] == {"planned": 2, "finished": 2, "failed": 0}
     assert listed[0]["trials"] == {"planned": 6, "finished": 6, "failed": 0}
     assert listed[0]["grid"].startswith("ε 1,3 × B 256 × E 1 × one_cycle 2 LRs × 2 seeds")
+    assert listed[0]["grid"].endswith(" on MNIST") and listed[0]["task"] is None
     assert isinstance(listed[0]["created_at"], float)
     assert main(["sweeps"]) == 0
     text = capsys.readouterr().out

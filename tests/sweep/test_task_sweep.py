@@ -126,6 +126,11 @@ def test_sweep_of_the_blobs_task_gives_a_point_per_target(store, user_tasks, cap
     assert main(["frontier", str(result["sweep_id"])]) == 0
     text = capsys.readouterr().out
     assert "task: user_tasks:blobs" in text and "test acc" in text
+    assert main(["sweeps", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)["sweeps"]
+    assert listed["task"] == "user_tasks:blobs"
+    assert main(["sweeps"]) == 0
+    assert "seeds on user_tasks:blobs" in capsys.readouterr().out
 
 
 def test_no_mnist_is_loaded_for_a_task(store, user_tasks, monkeypatch):
