@@ -666,9 +666,7 @@ def sweep_estimate(spec) -> tuple[int, float]:
     :data:`SWEEP_EPOCH_EXAMPLES` training examples, each trial taking the grid's mean number of
     epochs over the sweep's training examples.
     """
-    from dpplan.train.specs import training_set_size
-
-    examples = training_set_size(spec.options)
+    examples = spec.dataset_size  # the task's, or MNIST's subset
     mean_epochs = sum(spec.epochs) / len(spec.epochs)
     per_trial = mean_epochs * examples / SWEEP_EPOCH_EXAMPLES * SWEEP_EPOCH_SECONDS
     return spec.trial_count, spec.trial_count * per_trial

@@ -18,12 +18,12 @@ from components import (
     plain,
     store,
     sweep_estimate,
+    task_field,
 )
 
 from dpplan.errors import DpplanError, PlanError
 from dpplan.sweep import FrontierResult, SweepSpec, background, frontier_result
 from dpplan.train import RunOptions
-from dpplan.train.specs import training_set_size
 
 st.title("Frontier")
 st.caption(
@@ -280,7 +280,7 @@ cols = st.columns(4)
 seeds = cols[0].text_input("Seeds (the first selects)", defaults["seeds"], key="sweep_seeds")
 delta = cols[1].text_input("δ", "1e-5", key="sweep_delta")
 subset = cols[2].number_input(
-    "First N training examples (0 = all)",
+    "First N MNIST training examples (0 = all; not used with a task)",
     value=defaults["subset"],
     step=1000,
     format="%d",
@@ -289,6 +289,7 @@ subset = cols[2].number_input(
 repeats = cols[3].number_input(
     "Random repeats, mean (0 = full grid)", value=0.0, step=1.0, key="sweep_repeats"
 )
+task_text = task_field("sweep_task")
 cols = st.columns(2)
 simulate = cols[0].number_input(
     "Predict by simulation at K (0 = train every plan)",
@@ -329,7 +330,8 @@ def launch_spec() -> SweepSpec:
         schedules=tuple(schedules),
         **{k: v for k, v in lrs.items() if v or k.removesuffix("_lrs") in schedules},
         seeds=parse_numbers("seeds", seeds),
-        options=RunOptions(subset=int(subset) if subset else None),
+        options=RunOptions(subset=int(subset) if subset and not task_text.strip() else None),
+        task=task_text.strip() or None,
         random_repeats=repeats if repeats and math.isfinite(repeats) else None,
         simulate=int(simulate) if simulate else None,
         simulate_data="validation" if simulate and simulate_public else "training",
@@ -350,7 +352,12 @@ else:
         if measured and measured["cost_ratio"]:
             seconds /= measured["cost_ratio"]
     protocol = "expected trials (random protocol)" if spec.random_repeats else "trials"
-    if gpu:
+    if spec.task is not None:
+        estimate = (
+            f"No time is measured for task {plain(spec.task)}'s model; the MNIST network's "
+            f"rate would give about {format_duration(seconds)}, which need not hold for it."
+        )
+    elif gpu:
         estimate = (
             f"A GPU is present: no GPU cost is measured yet (BENCHMARKS.md owes it); at the "
             f"CPU's measured rate this would take about {format_duration(seconds)}, an upper "
@@ -364,7 +371,8 @@ else:
     st.info(
         f"**{trials:,} {protocol}** of about "
         f"{sum(spec.epochs) / len(spec.epochs):g} epochs on "
-        f"{training_set_size(spec.options):,} training examples. {estimate}"
+        f"{spec.dataset_size:,} training examples"
+        f"{'' if spec.task is None else f' of task {plain(spec.task)}'}. {estimate}"
     )
     note = ""
     if spec.simulate:

@@ -209,3 +209,30 @@ def test_launch_estimate_follows_the_fields_and_refuses_bad_ones():
         at.text_input(key="sweep_seeds").set_value("0, x").run()
         assert any("seeds='0, x'" in e.value.replace("\\", "") for e in at.error)
         assert at.button(key="sweep_launch").disabled
+
+
+def test_a_task_sweep_is_launched_with_its_task_and_dataset_size(monkeypatch):
+    # The Frontier page's Task field: the spec carries the task, the estimate its dataset size.
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "fixtures"))
+    with (
+        mock.patch("torch.cuda.is_available", return_value=False),
+        mock.patch(
+            "dpplan.sweep.background.launch_sweep", return_value=(4343, Path("/tmp/y.log"))
+        ) as launch,
+    ):
+        at = page()
+        at.text_input(key="sweep_task").set_value("user_tasks:blobs")
+        at.text_input(key="sweep_batch_sizes").set_value("50").run()
+        assert not at.exception, at.exception
+        [info] = [i.value for i in at.info if "trials" in i.value]
+        assert "400 training examples of task user_tasks:blobs" in info.replace("\\", "")
+        assert "No time is measured for task" in info
+        at.text_input(key="sweep_task").set_value("user_tasks:missing").run()
+        assert any("has no attribute" in e.value for e in at.error), [e.value for e in at.error]
+        assert at.button(key="sweep_launch").disabled
+        at.text_input(key="sweep_task").set_value("user_tasks:blobs").run()
+        at.button(key="sweep_launch").click().run()
+    [spec] = launch.call_args.args
+    assert spec.task == "user_tasks:blobs" and spec.dataset_size == 400
+    assert spec.options.subset is None
