@@ -465,15 +465,12 @@ def _frontier_point(point: SweepPoint, alone: SweepPoint | None = None) -> Front
     """A point of ``frontier_result``; with ``alone`` (random protocol) the selected model's
     own first-seed measurement (its curve point) replaces the mean over its repeats."""
     shown = point if alone is None else alone
+    same = ("target_epsilon", "epsilon", "epsilon_method", "learning_rate", "validation_accuracy")
     return FrontierPoint(
-        target_epsilon=point.target_epsilon,
-        epsilon=point.epsilon,
-        epsilon_method=point.epsilon_method,
+        **{name: getattr(point, name) for name in same},
         plan=_plan(point.plan),
         schedule_kind=point.schedule.kind,
-        learning_rate=point.learning_rate,
         schedule=_jsonable(point.schedule.to_dict()),
-        validation_accuracy=point.validation_accuracy,
         test_accuracy_mean=shown.test_accuracy_mean,
         # One seed measures no spread: None (shown as such), never a spread of 0.
         test_accuracy_std=None
