@@ -187,19 +187,8 @@ def check_texts(title: object, notes: object) -> tuple[str | None, str | None]:
     return title, notes
 
 
-def _group(
-    plan: TrainingPlan,
-    run: RunRecord | None,
-    group_runs: Sequence[RunRecord],
-    tuning_runs: int | None,
-) -> list[RunRecord]:
-    """Check ``run`` and its group against ``plan``; return the group's runs by id."""
-    if run is None:
-        if group_runs:
-            raise PlanError(
-                "group_runs", len(group_runs), "empty without a run", "Pass run= as well."
-            )
-        return []
+def _check_run(plan: TrainingPlan | dpplan.PhasedPlan, run: object) -> None:
+    """Refuse a ``run`` that is not a stored, private run of ``plan``."""
     if not isinstance(run, RunRecord):
         raise PlanError(
             "run", run, "a dpplan.store.RunRecord", "Load one with RunStore().get_run(run_id)."
@@ -213,6 +202,22 @@ def _group(
             "a private run",
             "A non-private baseline has no differential-privacy guarantee to report.",
         )
+
+
+def _group(
+    plan: TrainingPlan,
+    run: RunRecord | None,
+    group_runs: Sequence[RunRecord],
+    tuning_runs: int | None,
+) -> list[RunRecord]:
+    """Check ``run`` and its group against ``plan``; return the group's runs by id."""
+    if run is None:
+        if group_runs:
+            raise PlanError(
+                "group_runs", len(group_runs), "empty without a run", "Pass run= as well."
+            )
+        return []
+    _check_run(plan, run)
     if not run.records:
         raise PlanError(
             "run",
@@ -346,10 +351,7 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
     of the epochs the run completed (a diverged run's last, unrecorded epoch counted)."""
     from dpplan.report.composition import build_phased_report
 
-    if run.plan != plan:
-        raise PlanError("run", run.id, "a run of this plan", "Pass run.plan as the plan.")
-    if not run.private:
-        raise PlanError("run", run.id, "a private run", "A non-private run has no ε to report.")
+    _check_run(plan, run)
     others = [r for r in group_runs if r.id != run.id]
     if others or tuning_runs is not None:
         raise PlanError(
