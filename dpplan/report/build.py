@@ -49,6 +49,7 @@ from dpplan.report.sections import (
     membership_section,
     run_section,
     tuning_section,
+    warned,
 )
 from dpplan.report.sections import iso as _iso
 from dpplan.report.sections import jsonable as _jsonable
@@ -331,11 +332,8 @@ def build_report(
         values=_plan_values(plan, run, store_home) | {"tuning_runs": tuning_runs},
         hashed=plan_hash(plan),
         created_at=created_at,
-        warnings=[
-            *comparison.warnings,
-            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
-            *(run.warnings if run is not None else ()),
-        ],
+        warnings=warned(comparison.warnings, comparison.failures)
+        + list(run.warnings if run is not None else ()),
         plan=_plan(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,

@@ -99,10 +99,7 @@ def build_phased_report(
         values={"plan": plan_file},
         hashed=build.digest(plan.to_dict()),
         created_at=created_at,
-        warnings=[
-            *comparison.warnings,
-            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
-        ],
+        warnings=sections.warned(comparison.warnings, comparison.failures),
         epochs=len(ends),
         total_steps=plan.total_steps,
         accounting=sections.accounting_section(
@@ -185,7 +182,7 @@ def build_ledger_report(
         as_if_poisson_epsilon=as_if_poisson,
         libraries=dict(sorted(libraries.items())),
     )
-    warnings = [f"{m}: failed: {text}" for m, text in failures.items()]
+    warnings = sections.warned((), failures)
     if ledger.delta >= 1 / ledger.dataset_size:
         warnings.append(
             f"delta={ledger.delta:g} >= 1/dataset_size={1 / ledger.dataset_size:.3g}: a "

@@ -26,6 +26,7 @@ __all__ = [
     "membership_section",
     "run_section",
     "tuning_section",
+    "warned",
 ]
 
 #: False-positive rates at which the membership-inference bound is tabulated.
@@ -42,6 +43,11 @@ def iso(timestamp: float) -> str:
 def jsonable(value: Any) -> Any:
     """Tuples as lists, numpy scalars as Python numbers."""
     return json.loads(json.dumps(value, default=float))
+
+
+def warned(warnings: Sequence[str], failures: Mapping[str, str]) -> list[str]:
+    """The accountants' warnings, then one line per method that failed."""
+    return [*warnings, *(f"{m}: failed: {text}" for m, text in failures.items())]
 
 
 def accounting_section(
