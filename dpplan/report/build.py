@@ -520,6 +520,11 @@ def _sweep_tuning(tuning: TuningCost) -> SweepTuning:
     return SweepTuning(**fields(tuning, SweepTuning) | {"per_target": per_target})
 
 
+#: The sweep spec's fields a Sweep section holds as they are (lists become tuples).
+_SPEC_SAME = ("method", "delta", "target_epsilons", "batch_sizes", "epochs", "schedules")
+_SPEC_SAME += ("seeds", "max_grad_norm")
+
+
 def _sweep(result: FrontierResult, record: Any) -> Sweep:
     """The Sweep section from ``frontier_result`` (random protocol: the secret parts left out)."""
     spec = result.spec.to_dict()
@@ -534,17 +539,10 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         status=result.status,
         error=None if random else record.error,
         protocol="random_repeats" if random else "grid",
-        method=spec["method"],
-        delta=spec["delta"],
+        **{name: spec[name] for name in _SPEC_SAME},
         dataset_size=result.plans[0].plan.dataset_size,
         validation_size=int(options.get("validation_size", 0)),
-        target_epsilons=tuple(spec["target_epsilons"]),
-        batch_sizes=tuple(spec["batch_sizes"]),
-        epochs=tuple(spec["epochs"]),
-        schedules=tuple(spec["schedules"]),
         learning_rates={kind: tuple(spec[f"{kind}_lrs"]) for kind in spec["schedules"]},
-        seeds=tuple(spec["seeds"]),
-        max_grad_norm=spec["max_grad_norm"],
         random_repeats=spec.get("random_repeats"),
         options=options,
         spec_hash=digest(spec),

@@ -45,6 +45,9 @@ def no_amplification_phased(plan: PhasedPlan) -> float:
     return float(dp_accounting.get_epsilon_gaussian(1 / math.sqrt(precision), plan.delta))
 
 
+_PHASE_SAME = ("batch_size", "noise_multiplier", "epochs", "sample_rate")
+
+
 def build_phased_report(
     plan: PhasedPlan,
     *,
@@ -81,12 +84,9 @@ def build_phased_report(
         best = min(comparison.curves, key=lambda c: (c.epsilons[point], METHODS.index(c.method)))
         phases.append(
             Phase(
+                **{name: getattr(phase, name) for name in _PHASE_SAME},
                 phase=index + 1,
-                batch_size=phase.batch_size,
-                noise_multiplier=phase.noise_multiplier,
-                epochs=phase.epochs,
                 steps=steps,
-                sample_rate=phase.sample_rate,
                 epsilon=best.epsilons[point],
                 method=best.method,
             )

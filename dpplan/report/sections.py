@@ -50,6 +50,9 @@ def warned(warnings: Sequence[str], failures: Mapping[str, str]) -> list[str]:
     return [*warnings, *(f"{m}: failed: {text}" for m, text in failures.items())]
 
 
+_CURVE_SAME = ("method", "epsilons", "lower", "estimates", "warnings")
+
+
 def accounting_section(
     comparison: accounting.Comparison, plan: TrainingPlan, no_amplification: float | None = None
 ) -> Accounting:
@@ -61,14 +64,10 @@ def accounting_section(
         library = next(key for key in curve.versions if key != "dpplan")
         curves.append(
             Curve(
-                method=curve.method,
+                **{name: getattr(curve, name) for name in _CURVE_SAME},
                 library=library,
                 library_version=curve.versions[library],
-                epsilons=curve.epsilons,
-                lower=curve.lower,
-                estimates=curve.estimates,
                 settings=jsonable(curve.settings),
-                warnings=curve.warnings,
             )
         )
     return Accounting(
