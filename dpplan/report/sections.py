@@ -112,9 +112,8 @@ def tuning_section(
     composed = None
     if runs > 1 and not leaky:
         pairs = [(m.plan, m.epochs_spent) for m in group] if grouped else None
-        composed = accounting.compose_runs(
-            pairs or [(accounted, accounted.epochs)] * runs, delta=plan.delta
-        )
+        pairs = pairs or [(accounted, accounted.epochs)] * runs  # declared: K runs of the plan
+        composed = accounting.compose_runs(pairs, delta=plan.delta)
     # A group's repeat-and-select ε is defined only when every run used this plan.
     selectable = all(m.plan == plan for m in group) if grouped else runs > 1
     return Tuning(
