@@ -49,6 +49,7 @@ from dpplan.report.sections import (
     membership_section,
     run_section,
     tuning_section,
+    warned,
 )
 from dpplan.report.sections import iso as _iso
 from dpplan.report.sections import jsonable as _jsonable
@@ -187,19 +188,8 @@ def check_texts(title: object, notes: object) -> tuple[str | None, str | None]:
     return title, notes
 
 
-def _group(
-    plan: TrainingPlan,
-    run: RunRecord | None,
-    group_runs: Sequence[RunRecord],
-    tuning_runs: int | None,
-) -> list[RunRecord]:
-    """Check ``run`` and its group against ``plan``; return the group's runs by id."""
-    if run is None:
-        if group_runs:
-            raise PlanError(
-                "group_runs", len(group_runs), "empty without a run", "Pass run= as well."
-            )
-        return []
+def _check_run(plan: TrainingPlan | dpplan.PhasedPlan, run: object) -> None:
+    """Refuse a ``run`` that is not a stored, private run of ``plan``."""
     if not isinstance(run, RunRecord):
         raise PlanError(
             "run", run, "a dpplan.store.RunRecord", "Load one with RunStore().get_run(run_id)."
@@ -213,6 +203,22 @@ def _group(
             "a private run",
             "A non-private baseline has no differential-privacy guarantee to report.",
         )
+
+
+def _group(
+    plan: TrainingPlan,
+    run: RunRecord | None,
+    group_runs: Sequence[RunRecord],
+    tuning_runs: int | None,
+) -> list[RunRecord]:
+    """Check ``run`` and its group against ``plan``; return the group's runs by id."""
+    if run is None:
+        if group_runs:
+            raise PlanError(
+                "group_runs", len(group_runs), "empty without a run", "Pass run= as well."
+            )
+        return []
+    _check_run(plan, run)
     if not run.records:
         raise PlanError(
             "run",
@@ -326,11 +332,8 @@ def build_report(
         values=_plan_values(plan, run, store_home) | {"tuning_runs": tuning_runs},
         hashed=plan_hash(plan),
         created_at=created_at,
-        warnings=[
-            *comparison.warnings,
-            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
-            *(run.warnings if run is not None else ()),
-        ],
+        warnings=warned(comparison.warnings, comparison.failures)
+        + list(run.warnings if run is not None else ()),
         plan=_plan(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,
@@ -346,10 +349,7 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
     of the epochs the run completed (a diverged run's last, unrecorded epoch counted)."""
     from dpplan.report.composition import build_phased_report
 
-    if run.plan != plan:
-        raise PlanError("run", run.id, "a run of this plan", "Pass run.plan as the plan.")
-    if not run.private:
-        raise PlanError("run", run.id, "a private run", "A non-private run has no ε to report.")
+    _check_run(plan, run)
     others = [r for r in group_runs if r.id != run.id]
     if others or tuning_runs is not None:
         raise PlanError(
@@ -465,15 +465,12 @@ def _frontier_point(point: SweepPoint, alone: SweepPoint | None = None) -> Front
     """A point of ``frontier_result``; with ``alone`` (random protocol) the selected model's
     own first-seed measurement (its curve point) replaces the mean over its repeats."""
     shown = point if alone is None else alone
+    same = ("target_epsilon", "epsilon", "epsilon_method", "learning_rate", "validation_accuracy")
     return FrontierPoint(
-        target_epsilon=point.target_epsilon,
-        epsilon=point.epsilon,
-        epsilon_method=point.epsilon_method,
+        **{name: getattr(point, name) for name in same},
         plan=_plan(point.plan),
         schedule_kind=point.schedule.kind,
-        learning_rate=point.learning_rate,
         schedule=_jsonable(point.schedule.to_dict()),
-        validation_accuracy=point.validation_accuracy,
         test_accuracy_mean=shown.test_accuracy_mean,
         # One seed measures no spread: None (shown as such), never a spread of 0.
         test_accuracy_std=None
@@ -523,6 +520,11 @@ def _sweep_tuning(tuning: TuningCost) -> SweepTuning:
     return SweepTuning(**fields(tuning, SweepTuning) | {"per_target": per_target})
 
 
+#: The sweep spec's fields a Sweep section holds as they are (lists become tuples).
+_SPEC_SAME = ("method", "delta", "target_epsilons", "batch_sizes", "epochs", "schedules")
+_SPEC_SAME += ("seeds", "max_grad_norm")
+
+
 def _sweep(result: FrontierResult, record: Any) -> Sweep:
     """The Sweep section from ``frontier_result`` (random protocol: the secret parts left out)."""
     spec = result.spec.to_dict()
@@ -537,17 +539,10 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         status=result.status,
         error=None if random else record.error,
         protocol="random_repeats" if random else "grid",
-        method=spec["method"],
-        delta=spec["delta"],
+        **{name: spec[name] for name in _SPEC_SAME},
         dataset_size=result.plans[0].plan.dataset_size,
         validation_size=int(options.get("validation_size", 0)),
-        target_epsilons=tuple(spec["target_epsilons"]),
-        batch_sizes=tuple(spec["batch_sizes"]),
-        epochs=tuple(spec["epochs"]),
-        schedules=tuple(spec["schedules"]),
         learning_rates={kind: tuple(spec[f"{kind}_lrs"]) for kind in spec["schedules"]},
-        seeds=tuple(spec["seeds"]),
-        max_grad_norm=spec["max_grad_norm"],
         random_repeats=spec.get("random_repeats"),
         options=options,
         spec_hash=digest(spec),

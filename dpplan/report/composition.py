@@ -45,6 +45,9 @@ def no_amplification_phased(plan: PhasedPlan) -> float:
     return float(dp_accounting.get_epsilon_gaussian(1 / math.sqrt(precision), plan.delta))
 
 
+_PHASE_SAME = ("batch_size", "noise_multiplier", "epochs", "sample_rate")
+
+
 def build_phased_report(
     plan: PhasedPlan,
     *,
@@ -81,12 +84,9 @@ def build_phased_report(
         best = min(comparison.curves, key=lambda c: (c.epsilons[point], METHODS.index(c.method)))
         phases.append(
             Phase(
+                **{name: getattr(phase, name) for name in _PHASE_SAME},
                 phase=index + 1,
-                batch_size=phase.batch_size,
-                noise_multiplier=phase.noise_multiplier,
-                epochs=phase.epochs,
                 steps=steps,
-                sample_rate=phase.sample_rate,
                 epsilon=best.epsilons[point],
                 method=best.method,
             )
@@ -99,10 +99,7 @@ def build_phased_report(
         values={"plan": plan_file},
         hashed=build.digest(plan.to_dict()),
         created_at=created_at,
-        warnings=[
-            *comparison.warnings,
-            *(f"{m}: failed: {text}" for m, text in comparison.failures.items()),
-        ],
+        warnings=sections.warned(comparison.warnings, comparison.failures),
         epochs=len(ends),
         total_steps=plan.total_steps,
         accounting=sections.accounting_section(
@@ -185,7 +182,7 @@ def build_ledger_report(
         as_if_poisson_epsilon=as_if_poisson,
         libraries=dict(sorted(libraries.items())),
     )
-    warnings = [f"{m}: failed: {text}" for m, text in failures.items()]
+    warnings = sections.warned((), failures)
     if ledger.delta >= 1 / ledger.dataset_size:
         warnings.append(
             f"delta={ledger.delta:g} >= 1/dataset_size={1 / ledger.dataset_size:.3g}: a "

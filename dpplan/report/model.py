@@ -507,9 +507,8 @@ class Report(_Facts):
     def epsilon(self) -> float | None:
         """The headline ε: the smallest upper bound of the methods that answered (None for
         a sweep: see ``sweep.tuning``)."""
-        if self.ledger is not None:
-            return self.ledger.epsilon
-        return self.accounting.epsilon if self.accounting is not None else None
+        headline = self.ledger or self.accounting
+        return None if headline is None else headline.epsilon
 
     @property
     def delta(self) -> float:
@@ -520,9 +519,8 @@ class Report(_Facts):
     @property
     def method(self) -> str | None:
         """The method of the headline ε (None for a sweep)."""
-        if self.ledger is not None:
-            return self.ledger.method
-        return self.accounting.method if self.accounting is not None else None
+        headline = self.ledger or self.accounting
+        return None if headline is None else headline.method
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready form that :func:`report_schema` describes."""

@@ -26,6 +26,7 @@ __all__ = [
     "membership_section",
     "run_section",
     "tuning_section",
+    "warned",
 ]
 
 #: False-positive rates at which the membership-inference bound is tabulated.
@@ -44,6 +45,14 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=float))
 
 
+def warned(warnings: Sequence[str], failures: Mapping[str, str]) -> list[str]:
+    """The accountants' warnings, then one line per method that failed."""
+    return [*warnings, *(f"{m}: failed: {text}" for m, text in failures.items())]
+
+
+_CURVE_SAME = ("method", "epsilons", "lower", "estimates", "warnings")
+
+
 def accounting_section(
     comparison: accounting.Comparison, plan: TrainingPlan, no_amplification: float | None = None
 ) -> Accounting:
@@ -55,14 +64,10 @@ def accounting_section(
         library = next(key for key in curve.versions if key != "dpplan")
         curves.append(
             Curve(
-                method=curve.method,
+                **{name: getattr(curve, name) for name in _CURVE_SAME},
                 library=library,
                 library_version=curve.versions[library],
-                epsilons=curve.epsilons,
-                lower=curve.lower,
-                estimates=curve.estimates,
                 settings=jsonable(curve.settings),
-                warnings=curve.warnings,
             )
         )
     return Accounting(
@@ -100,62 +105,35 @@ def tuning_section(
     tuning_runs: int | None,
 ) -> Tuning:
     """Other runs on the data: a run store group, a declared count, or none."""
-    empty = dict(  # noqa: C408 - keyword names read as the Tuning fields
-        group_id=run.group_id if run else None,
-        run_ids=(run.id,) if run else (),
-        unfinished_run_ids=(),
-        non_private_run_ids=(),
-        epsilon_all=None,
-        method_all=None,
-        same_mechanism=None,
-        total_steps=None,
-        repeat_and_select_epsilon=None,
-    )
-    if len(group) > 1:
-        leaky = tuple(m.id for m in group if m.records and not m.private)
-        composed = (
-            None
-            if leaky
-            else accounting.compose_runs(
-                [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
-            )
-        )
-        same_plan = all(m.plan == plan for m in group)
-        return Tuning(
-            source="group",
-            runs=len(group),
-            group_id=group[0].group_id,
-            run_ids=tuple(m.id for m in group),
-            unfinished_run_ids=tuple(m.id for m in group if m.status in ("running", "queued")),
-            non_private_run_ids=leaky,
-            epsilon_all=math.inf if leaky else composed.epsilon,
-            method_all=None if leaky else composed.method,
-            same_mechanism=None if leaky else composed.same_mechanism,
-            total_steps=None if leaky else composed.total_steps,
-            repeat_and_select_epsilon=accounting.repeat_and_select_epsilon(
-                plan, mean_runs=len(group)
-            )
-            if same_plan
-            else None,
-        )
-    if tuning_runs is None or tuning_runs == 1:
-        return Tuning(source="none" if tuning_runs is None else "declared", runs=1, **empty)
-    composed = accounting.compose_runs(
-        [(accounted, accounted.epochs)] * tuning_runs, delta=plan.delta
-    )
+    grouped = len(group) > 1
+    runs = len(group) if grouped else tuning_runs or 1
+    members = group if grouped else [run] if run else []
+    leaky = tuple(m.id for m in group if m.records and not m.private) if grouped else ()
+    composed = None
+    if runs > 1 and not leaky:
+        pairs = [(m.plan, m.epochs_spent) for m in group] if grouped else None
+        pairs = pairs or [(accounted, accounted.epochs)] * runs  # declared: K runs of the plan
+        composed = accounting.compose_runs(pairs, delta=plan.delta)
+    # A group's repeat-and-select ε is defined only when every run used this plan.
+    selectable = all(m.plan == plan for m in group) if grouped else runs > 1
     return Tuning(
-        **{
-            **empty,
-            "source": "declared",
-            "runs": tuning_runs,
-            "epsilon_all": composed.epsilon,
-            "method_all": composed.method,
-            "same_mechanism": True,
-            "total_steps": composed.total_steps,
-            "repeat_and_select_epsilon": accounting.repeat_and_select_epsilon(
-                accounted, mean_runs=tuning_runs
-            ),
-        }
+        source="group" if grouped else "none" if tuning_runs is None else "declared",
+        runs=runs,
+        group_id=group[0].group_id if grouped else run.group_id if run else None,
+        run_ids=tuple(m.id for m in members),
+        unfinished_run_ids=tuple(m.id for m in group if m.status in ("running", "queued"))
+        if grouped
+        else (),
+        non_private_run_ids=leaky,
+        epsilon_all=math.inf if leaky else composed and composed.epsilon,
+        method_all=composed and composed.method,
+        same_mechanism=composed and composed.same_mechanism,
+        total_steps=composed and composed.total_steps,
+        repeat_and_select_epsilon=accounting.repeat_and_select_epsilon(
+            plan if grouped else accounted, mean_runs=runs
+        )
+        if selectable
+        else None,
     )
 
 
@@ -174,6 +152,9 @@ def measured(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_EPOCH_SAME = ("epoch", "steps", "epsilon_rdp", "epsilon_opacus", "lr", "seconds")
+
+
 def run_section(run: RunRecord) -> Run:
     differences = [
         abs(r.epsilon_rdp - r.epsilon_opacus) / r.epsilon_opacus
@@ -185,30 +166,20 @@ def run_section(run: RunRecord) -> Run:
         epsilon, method = epoch_epsilon(r, run.method)
         epochs.append(
             Epoch(
-                epoch=r.epoch,
-                steps=r.steps,
+                **{name: getattr(r, name) for name in _EPOCH_SAME},
                 epsilon=epsilon,
                 method=method,
                 epsilons=dict(r.epsilons),
-                epsilon_rdp=r.epsilon_rdp,
-                epsilon_opacus=r.epsilon_opacus,
                 validation_loss=measured(r.validation_loss),
                 validation_accuracy=measured(r.validation_accuracy),
                 test_accuracy=measured(r.test_accuracy),
-                lr=r.lr,
-                seconds=r.seconds,
             )
         )
+    # Runs stored before engines existed were trained by Opacus.
+    same = ("id", "status", "stop_reason", "error", "device", "seed", "group_id", "warnings")
     return Run(
-        id=run.id,
-        status=run.status,
-        stop_reason=run.stop_reason,
-        error=run.error,
-        device=run.device,
-        # Runs stored before engines existed were trained by Opacus.
+        **{name: getattr(run, name) for name in same},
         engine=run.options.engine if run.private else "non_private",
-        seed=run.seed,
-        group_id=run.group_id,
         recorded_method=run.method,
         options=jsonable(shown_options(run.options)),
         schedule=jsonable(dict(run.schedule)),
@@ -219,7 +190,6 @@ def run_section(run: RunRecord) -> Run:
         steps_counted=run.records[-1].steps,
         opacus_max_relative_difference=max(differences) if differences else None,
         epochs=tuple(epochs),
-        warnings=run.warnings,
         task=getattr(run, "task", None),
         task_spec=getattr(run, "task_spec", None),
     )

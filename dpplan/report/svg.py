@@ -97,6 +97,16 @@ def log_ticks(low: float, high: float) -> list[float]:
     return ticks or [low, high]
 
 
+def _finite(*columns: Sequence[float]) -> list[tuple[float, ...]]:
+    """The rows of ``columns`` (zipped) whose every value is finite."""
+    return [row for row in zip(*columns, strict=True) if all(map(math.isfinite, row))]
+
+
+def _points(pairs: Sequence[tuple[float, float]]) -> str:
+    """SVG ``points`` text of (x, y) pixel pairs."""
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in pairs)
+
+
 def _marker(kind: str | None, x: float, y: float, color: str) -> str:
     if kind == "ring":
         return (
@@ -189,12 +199,7 @@ def line_chart(
     legend_rows = max((row for row, _ in placed), default=0) + 1
     bottom = 44 + 20 * legend_rows
     plot_h = height - top - bottom
-    points = [
-        (x, y)
-        for s in series
-        for x, y in zip(s.xs, s.ys, strict=True)
-        if math.isfinite(x) and math.isfinite(y)
-    ]
+    points = [point for s in series for point in _finite(s.xs, s.ys)]
     xs, ys = [x for x, _ in points] or [0.0, 1.0], [y for _, y in points] or [0.0, 1.0]
     x_low, x_high = x_range or (min(xs), max(xs))
     if integer_x and x_range is None:
@@ -255,41 +260,30 @@ def line_chart(
         f"{html.escape(y_label)}</text>"
     )
     if reference:
-        points = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in reference)
         out.append(
-            f'<polyline points="{points}" fill="none" stroke="#888" stroke-width="1.2" '
-            'stroke-dasharray="4 4"/>'
+            f'<polyline points="{_points([(px(x), py(y)) for x, y in reference])}" fill="none" '
+            'stroke="#888" stroke-width="1.2" stroke-dasharray="4 4"/>'
         )
     for item in series:  # bands first, under every line
         if item.low is None or item.high is None:
             continue
-        edges = [
-            (px(x), py(lo), py(hi))
-            for x, lo, hi in zip(item.xs, item.low, item.high, strict=True)
-            if math.isfinite(x) and math.isfinite(lo) and math.isfinite(hi)
-        ]
+        edges = [(px(x), py(lo), py(hi)) for x, lo, hi in _finite(item.xs, item.low, item.high)]
         if len(edges) > 1:
             outline = [(x, hi) for x, _, hi in edges] + [(x, lo) for x, lo, _ in reversed(edges)]
-            text = " ".join(f"{x:.1f},{y:.1f}" for x, y in outline)
-            out.append(f'<polygon points="{text}" fill="{item.color}" fill-opacity="0.14"/>')
+            out.append(
+                f'<polygon points="{_points(outline)}" fill="{item.color}" fill-opacity="0.14"/>'
+            )
         for x, lo, hi in edges:
             out.append(
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" '
                 f'stroke="{item.color}" stroke-width="1.2" stroke-opacity="0.7"/>'
             )
     for item in series:
-        points = [
-            (px(x), py(y))
-            for x, y in zip(item.xs, item.ys, strict=True)
-            if math.isfinite(x) and math.isfinite(y)
-        ]
-        if not points:
-            continue
+        points = [(px(x), py(y)) for x, y in _finite(item.xs, item.ys)]
         dash = f' stroke-dasharray="{item.dash}"' if item.dash else ""
         if len(points) > 1 and item.width > 0:
-            text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             out.append(
-                f'<polyline points="{text}" fill="none" stroke="{item.color}" '
+                f'<polyline points="{_points(points)}" fill="none" stroke="{item.color}" '
                 f'stroke-width="{item.width}" stroke-linejoin="round"{dash}/>'
             )
         if item.marker and len(points) <= 60:
