@@ -70,6 +70,11 @@ def main() -> int:
         help="plateau: step on the validation loss every N steps (0: once per epoch)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument(
+        "--set-ups",
+        default="one-cycle-1,one-cycle-4,plateau,tanh",
+        help="which set-ups to run, comma-separated (e.g. to extend one grid)",
+    )
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be an integer >= 1, got {args.seeds}")
@@ -78,6 +83,13 @@ def main() -> int:
     if args.plateau_every < 0:
         parser.error(f"--plateau-every must be an integer >= 0, got {args.plateau_every}")
     plateau_every = args.plateau_every or None
+    set_ups = set(args.set_ups.split(","))
+    if unknown := set_ups - {"one-cycle-1", "one-cycle-4", "plateau", "tanh"}:
+        parser.error(f"--set-ups has unknown names {sorted(unknown)}")
+    if args.tanh_only:
+        set_ups = {"tanh"}
+    if args.skip_tanh:
+        set_ups.discard("tanh")
     store = RunStore(tempfile.mkdtemp(prefix="dpplan-accuracy-"))
     subset = 10_000 if args.quick and args.subset is None else args.subset
     one_cycle_grid = tuple(float(x) for x in args.one_cycle_lrs.split(","))
@@ -130,21 +142,21 @@ def main() -> int:
         repeats = [run(plan, spec, run_options, seed) for seed in range(1, args.seeds)]
         rows.append((name, [best, *repeats], grid))
 
-    for epochs in () if args.tanh_only else (1, 4):
+    for epochs in [e for e in (1, 4) if f"one-cycle-{e}" in set_ups]:
         tuned(
             "seed net, one-cycle",
             base.replace(epochs=epochs),
             lambda lr: OneCycle(max_lr=lr),
             one_cycle_grid,
         )
-    if not args.tanh_only:
+    if "plateau" in set_ups:
         tuned(
             "seed net, plateau (tuned)",
             base.replace(epochs=4),
             lambda lr: Plateau(lr=lr, evaluate_every=plateau_every),
             plateau_grid,
         )
-    if not args.skip_tanh:
+    if "tanh" in set_ups:
         tanh_options = RunOptions(
             device=args.device,
             data_dir=args.data_dir,
