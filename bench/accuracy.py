@@ -241,7 +241,9 @@ def main() -> int:
             f"| {name} | {result.plan.epochs} | {result.schedule['kind']} lr={lr:g}{edge} | "
             f"{', '.join(f'{g:g}' for g in grid)} | {last.epsilon:.3f} | "
             f"{last.epsilon_opacus:.3f} | {last.validation_accuracy:.2%} | "
-            f"{statistics.fmean(values):.2%} ± {half:.2%} ({len(values)}) | {seconds:.1f} |"
+            f"{statistics.fmean(values):.2%} "
+            f"{f'± {half:.2%}' if len(values) > 1 else '(no interval)'} ({len(values)}) | "
+            f"{seconds:.1f} |"
         )
     one, plateau = (
         tests.get(("seed net, one-cycle", 4)),
