@@ -7,7 +7,8 @@ plateau schedule whose learning rate is tuned on validation accuracy over the sa
 through ``dpplan.train.train``, so ε is dpplan's PRV bound and Opacus' ε is recorded beside it.
 
     python bench/accuracy.py [--device auto] [--quick] [--skip-tanh] [--seeds 3] [--subset N]
-        [--plateau-every 25] [--threads 1] [--output F]
+        [--plateau-every 25] [--threads 1] [--set-ups one-cycle-1,one-cycle-4,plateau,tanh]
+        [--output F]
 
 ``--quick`` trains on 10,000 examples with one learning rate per schedule (a smoke run);
 ``--subset N`` trains on the first N training examples (the validation split is unchanged).
