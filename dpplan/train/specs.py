@@ -86,11 +86,13 @@ SCHEDULES: tuple[str, ...] = ("one_cycle", "plateau", "constant")
 MAX_LR = 100.0
 """Largest learning rate a spec accepts. The super-convergence study peaked at 15.62."""
 
-#: Default learning-rate grids, from what the notebooks and benchmarks measured on MNIST with
-#: the seed network (notebook 02, BENCHMARKS.md "Accuracy evidence"): one-cycle peaks 0.5
-#: (4 epochs) and 2 (1 epoch) were selected, plateau starts 1 and 2. The super-convergence
-#: study's peak 15.62 diverges in this set-up (notebook 02: 11.4% after one epoch), so it is
-#: not a default; give it with ``one_cycle_lrs`` to try it.
+#: Default learning-rate grids, from what the benchmarks measured on MNIST with the seed
+#: network (BENCHMARKS.md "Accuracy evidence", full MNIST, 2026-12-03): one-cycle peaks 2
+#: (1 epoch) and 1 (4 epochs) were selected; the per-epoch plateau started best at 1 and 2
+#: (2026-11-23), while a plateau stepped every 25 steps selected 8, above this grid (pass
+#: ``plateau_lrs`` to reach it). Notebook 02's 8,000-image subset selected smaller peaks
+#: (0.1-0.5). The super-convergence study's peak 15.62 diverges in this set-up (notebook 02:
+#: 11.4% after one epoch), so it is not a default; give it with ``one_cycle_lrs`` to try it.
 DEFAULT_ONE_CYCLE_LRS = (0.5, 1.0, 2.0)
 DEFAULT_PLATEAU_LRS = (0.5, 1.0, 2.0)
 DEFAULT_CONSTANT_LRS = (0.1, 0.5)

@@ -315,7 +315,7 @@ def test_default_grids_are_the_measured_ones():
 
     spec = SweepSpec(target_epsilons=(1,), delta=1e-5, batch_sizes=(256,), epochs=(1,))
     assert 15.62 not in spec.one_cycle_lrs and spec.one_cycle_lrs == DEFAULT_ONE_CYCLE_LRS
-    assert {0.5, 2.0} <= set(spec.one_cycle_lrs)  # selected in notebook 02 / BENCHMARKS.md
+    assert {1.0, 2.0} <= set(spec.one_cycle_lrs)  # selected in BENCHMARKS.md (full MNIST)
     assert {1.0, 2.0} <= set(spec.plateau_lrs)
     args = build_parser().parse_args(["sweep"])
     assert [float(v) for v in args.one_cycle_lrs] == list(spec.one_cycle_lrs)  # typed when parsed
