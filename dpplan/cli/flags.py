@@ -74,6 +74,15 @@ TASK = Flag(
     "--task my_tasks:blobs); dataset_size is its training set size, and --model, "
     "--activation, --data-dir and the MNIST subsets are not used. Default: MNIST",
 )
+#: ``--plateau-every`` of ``compare`` and ``sweep`` (issue 24); ``train`` has its own, for
+#: its one schedule.
+PLATEAU_EVERY = number(
+    "plateau_every",
+    metavar="N",
+    help="step every plateau run's schedule on the validation loss every N optimizer steps "
+    "(patience counts these evaluations), so it can act within a short run; default: once "
+    "per epoch",
+)
 SEEDS = numbers("seeds", default="0,1,2", help="seeds; the first selects the LR")
 PLATEAU_LRS = numbers(
     "plateau_lrs", default=_grid(DEFAULT_PLATEAU_LRS), help="plateau start LR grid"
@@ -260,6 +269,7 @@ _COMPARE = Command(
                 help="one-cycle peak LR grid (default: the peaks the notebooks selected)",
             ),
             PLATEAU_LRS,
+            PLATEAU_EVERY,
             SEEDS,
             skip="dataset_size",
         ),
@@ -331,6 +341,7 @@ _SWEEP = Command(
                     "the published 15.62 diverges in this set-up)",
                 ),
                 PLATEAU_LRS,
+                PLATEAU_EVERY,
                 numbers(
                     "constant_lrs", default=_grid(DEFAULT_CONSTANT_LRS), help="constant LR grid"
                 ),

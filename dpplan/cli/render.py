@@ -344,6 +344,8 @@ def _grid_text(spec: dict[str, Any]) -> str:
     )
     if spec.get("random_repeats") is not None:
         text += f" (random, mean {spec['random_repeats']:g})"
+    if spec.get("plateau_every") is not None:
+        text += f" (plateau evaluated every {spec['plateau_every']} steps)"
     if spec.get("simulate") is not None:
         on = ", public validation data" if spec.get("simulate_data") == "validation" else ""
         text += f" (predicted by simulation at K={spec['simulate']}{on})"

@@ -100,6 +100,8 @@ def _sweep_spec(args: argparse.Namespace):
         values[f"{kind}_lrs"] = rates if rates or kind in kinds else []
     if args.random_repeats is not None:
         values["random_repeats"] = args.random_repeats
+    if args.plateau_every is not None:  # issue 24: plateau trials that act within the run
+        values["plateau_every"] = args.plateau_every
     if getattr(args, "task", None) is not None:
         values["task"] = args.task
     if args.simulate is not None:  # issue 22: predict by simulation at K
@@ -140,6 +142,7 @@ _SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--schedules": ("schedules", lambda t: [k.strip() for k in t.split(",") if k.strip()]),
     "--one-cycle-lrs": ("one_cycle_lrs", lambda v: list(map(float, v))),
     "--plateau-lrs": ("plateau_lrs", lambda v: list(map(float, v))),
+    "--plateau-every": ("plateau_every", _same),
     "--constant-lrs": ("constant_lrs", lambda v: list(map(float, v))),
     "--seeds": ("seeds", list),
     "--random-repeats": ("random_repeats", float),

@@ -375,7 +375,7 @@ def cmd_train(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     _require_training()
     from dpplan.train import RunStore
-    from dpplan.train.compare import compare_schedules, grid_for
+    from dpplan.train.compare import compare_schedules, grid_for, with_plateau_every
 
     options = run_options(args, seed=0)
     task = _task(args)
@@ -383,6 +383,10 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     grids = {}
     for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         grids[kind] = grid_for(kind, rates)
+    if args.plateau_every is not None:  # issue 24: plateau runs that act within the run
+        grids = {
+            kind: with_plateau_every(specs, args.plateau_every) for kind, specs in grids.items()
+        }
     seeds = args.seeds
 
     def on_run(run: Any) -> None:

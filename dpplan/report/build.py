@@ -544,6 +544,7 @@ def _sweep(result: FrontierResult, record: Any) -> Sweep:
         validation_size=int(options.get("validation_size", 0)),
         learning_rates={kind: tuple(spec[f"{kind}_lrs"]) for kind in spec["schedules"]},
         random_repeats=spec.get("random_repeats"),
+        plateau_every=spec.get("plateau_every"),
         options=options,
         spec_hash=digest(spec),
         created_at=_iso(record.created_at),

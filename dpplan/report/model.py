@@ -432,6 +432,9 @@ class Sweep(_Facts):
     curves: tuple[ScheduleCurve, ...]
     tuning: SweepTuning
     simulation: SweepSimulation | None = None
+    #: Optimizer steps between a plateau trial's evaluations (``--plateau-every``, issue
+    #: 24); None: once per epoch.
+    plateau_every: int | None = None
 
 
 class Reproducibility(_Facts):

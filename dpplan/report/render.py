@@ -217,6 +217,8 @@ def _plan_json(report: Report) -> str:
     grid = {k: getattr(s, k) for k in ("target_epsilons", "delta", "batch_sizes", "epochs")}
     grid |= {"schedules": s.schedules} | {f"{k}_lrs": v for k, v in s.learning_rates.items()}
     grid |= {k: getattr(s, k) for k in ("seeds", "method", "max_grad_norm", "random_repeats")}
+    if s.plateau_every is not None:
+        grid["plateau_every"] = s.plateau_every
     grid["options"] = s.options
     lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in grid.items()]
     return "{\n" + ",\n".join(lines) + "\n}"

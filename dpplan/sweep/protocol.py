@@ -33,7 +33,7 @@ from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.sweep.results import FrontierPoint
 from dpplan.sweep.spec import SweepSpec
-from dpplan.train.specs import ScheduleSpec, grid_for
+from dpplan.train.specs import Plateau, ScheduleSpec, grid_for
 
 __all__ = [
     "PlanKey",
@@ -67,6 +67,8 @@ class Trial:
         seed: the model-initialisation seed.
         phase: ``"select"`` (first seed, chooses the learning rate) or ``"repeat"``.
         group: the selection group this trial belongs to.
+        evaluate_every: the sweep's ``plateau_every``: a plateau trial's schedule is stepped
+            on the validation loss every this many optimizer steps (None: once per epoch).
     """
 
     key: str
@@ -78,6 +80,7 @@ class Trial:
     seed: int
     phase: str
     group: str
+    evaluate_every: int | None = None
 
     @property
     def plan_key(self) -> PlanKey:
@@ -86,8 +89,12 @@ class Trial:
 
     @property
     def schedule(self) -> ScheduleSpec:
-        """The schedule spec (dpplan's defaults with this learning rate)."""
-        return grid_for(self.kind, [self.lr])[0]
+        """The schedule spec (dpplan's defaults with this learning rate; a plateau stepped
+        every ``evaluate_every`` steps when that is set)."""
+        spec = grid_for(self.kind, [self.lr])[0]
+        if self.evaluate_every is not None and isinstance(spec, Plateau):
+            return dataclasses.replace(spec, evaluate_every=self.evaluate_every)
+        return spec
 
     @property
     def config(self) -> tuple[int, int, str, float]:
@@ -246,6 +253,7 @@ def _trial(
     phase: str,
     group: str,
     draw: int | None = None,
+    plateau_every: int | None = None,
 ) -> Trial:
     batch_size, epochs, kind, lr = config
     return Trial(
@@ -258,6 +266,7 @@ def _trial(
         seed=seed,
         phase=phase,
         group=group,
+        evaluate_every=plateau_every if kind == "plateau" else None,
     )
 
 
@@ -275,7 +284,15 @@ def _groups(spec: SweepSpec, draws: Mapping[str, Any] | None) -> list[tuple[str,
                 (
                     group,
                     [
-                        _trial(target, tuple(c), first, phase="select", group=group, draw=i)
+                        _trial(
+                            target,
+                            tuple(c),
+                            first,
+                            phase="select",
+                            group=group,
+                            draw=i,
+                            plateau_every=spec.plateau_every,
+                        )
                         for i, c in enumerate(picked)
                     ],
                 )
@@ -292,6 +309,7 @@ def _groups(spec: SweepSpec, draws: Mapping[str, Any] | None) -> list[tuple[str,
                             first,
                             phase="select",
                             group=group,
+                            plateau_every=spec.plateau_every,
                         )
                         for lr in spec.learning_rates(kind)
                     ]
@@ -315,7 +333,14 @@ def _winner(trials: Sequence[Trial], outcomes: Mapping[str, TrialOutcome]) -> Tr
 
 def _repeats(spec: SweepSpec, winner: Trial) -> list[Trial]:
     return [
-        _trial(winner.target_epsilon, winner.config, seed, phase="repeat", group=winner.group)
+        _trial(
+            winner.target_epsilon,
+            winner.config,
+            seed,
+            phase="repeat",
+            group=winner.group,
+            plateau_every=spec.plateau_every,
+        )
         for seed in spec.seeds[1:]
     ]
 

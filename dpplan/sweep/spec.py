@@ -110,6 +110,11 @@ class SweepSpec:
         simulate_data: ``"training"`` (default: the trials' own, large ε count against the
             training data) or ``"validation"`` (the trials train on the validation split,
             treated as public, and select on its other half).
+        plateau_every: ``None`` (default: every plateau trial steps its schedule once per
+            epoch), or N >= 1: every plateau trial steps it on the validation loss every N
+            optimizer steps (:class:`~dpplan.train.Plateau`'s ``evaluate_every``; patience
+            counts these evaluations), so a plateau can act within a run of one or two
+            epochs. Needs ``"plateau"`` among the schedules.
 
     Raises:
         PlanError: naming the field, for a value out of range, NaN, a bool, an empty or
@@ -143,6 +148,7 @@ class SweepSpec:
     task: str | None = None
     simulate: int | None = None
     simulate_data: str = "training"
+    plateau_every: int | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -243,6 +249,23 @@ class SweepSpec:
                 ),
             )
         self._check_simulation()
+        if self.plateau_every is not None:
+            set_(
+                "plateau_every",
+                _validate.integer(
+                    minimum=1,
+                    hint="Optimizer steps between a plateau's evaluations, e.g. 20; None "
+                    "steps it once per epoch.",
+                    plateau_every=self.plateau_every,
+                ),
+            )
+            if "plateau" not in self.schedules:
+                raise PlanError(
+                    "plateau_every",
+                    self.plateau_every,
+                    "None unless 'plateau' is among the schedules",
+                    "Add plateau to the schedules, or drop plateau_every.",
+                )
         count = self.trial_count
         if count > MAX_TRIALS:
             raise PlanError(
@@ -313,11 +336,13 @@ class SweepSpec:
         return len(self.target_epsilons) * (self.configurations_per_target + groups * repeats)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the spec as a JSON-ready dict (``options`` as ``RunOptions.to_dict()``)."""
+        """Return the spec as a JSON-ready dict (``options`` as ``RunOptions.to_dict()``;
+        ``plateau_every`` only when set, so a default spec is stored as before it existed)."""
         data = {
             field.name: getattr(self, field.name)
             for field in dataclasses.fields(self)
             if field.name != "options"
+            and not (field.name == "plateau_every" and self.plateau_every is None)
         }
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
         data["options"] = self.options.to_dict()

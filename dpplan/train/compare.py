@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dpplan import _validate
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
@@ -56,6 +57,7 @@ __all__ = [
     "launch_comparison",
     "main",
     "planned_runs",
+    "with_plateau_every",
 ]
 
 #: Default learning-rate grids: the ones sweeps use, measured by the notebooks (see
@@ -240,17 +242,48 @@ def summarize(
 
 
 def _checked(
-    grids: Mapping[str, Sequence[ScheduleSpec]] | None, seeds: Sequence[int]
+    grids: Mapping[str, Sequence[ScheduleSpec]] | None,
+    seeds: Sequence[int],
+    plateau_every: int | None = None,
 ) -> tuple[dict[str, tuple[ScheduleSpec, ...]], tuple[int, ...]]:
     grids = {
         kind: tuple(specs) for kind, specs in (DEFAULT_GRIDS if grids is None else grids).items()
     }
+    if plateau_every is not None:
+        grids = {kind: with_plateau_every(specs, plateau_every) for kind, specs in grids.items()}
+        if not any(isinstance(spec, Plateau) for specs in grids.values() for spec in specs):
+            raise PlanError(
+                "plateau_every",
+                plateau_every,
+                "None unless a grid holds a plateau schedule",
+                "Add a plateau grid, or drop plateau_every.",
+            )
     if not grids or any(len(specs) == 0 for specs in grids.values()):
         raise PlanError("grids", grids, "a non-empty grid of schedules per kind")
     seeds = tuple(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise PlanError("seeds", seeds, "one or more distinct seeds")
     return grids, seeds
+
+
+def with_plateau_every(specs: Sequence[ScheduleSpec], every: int) -> tuple[ScheduleSpec, ...]:
+    """Return ``specs`` with every :class:`~dpplan.train.Plateau` stepped on the validation
+    loss every ``every`` optimizer steps (``evaluate_every``); other kinds unchanged.
+
+    Raises:
+        PlanError: field ``plateau_every``, unless ``every`` is an integer >= 1.
+
+    Example:
+        >>> with_plateau_every(DEFAULT_GRIDS["plateau"], 20)[0].evaluate_every
+        20
+    """
+    every = _validate.integer(
+        minimum=1, hint="Optimizer steps between evaluations, e.g. 20.", plateau_every=every
+    )
+    return tuple(
+        dataclasses.replace(spec, evaluate_every=every) if isinstance(spec, Plateau) else spec
+        for spec in specs
+    )
 
 
 def compare_schedules(
@@ -263,6 +296,7 @@ def compare_schedules(
     on_run: Callable[[RunRecord], None] | None = None,
     group_id: str | None = None,
     task: Any = None,
+    plateau_every: int | None = None,
 ) -> ScheduleComparison:
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
@@ -275,14 +309,19 @@ def compare_schedules(
         on_run: called with each finished run.
         group_id: the comparison's run group (default: a new random id).
         task: the :class:`~dpplan.train.Task` every run trains; ``None`` for MNIST.
+        plateau_every: ``None`` (the grids as given: the default plateau steps once per
+            epoch), or N >= 1: every plateau spec of the grids is stepped on the validation
+            loss every N optimizer steps (``Plateau.evaluate_every``), so it can act within
+            a short run.
 
     Returns:
         A :class:`ScheduleComparison`.
 
     Raises:
-        PlanError: for empty grids or seeds, or invalid specs or options.
+        PlanError: for empty grids or seeds, invalid specs or options, or a
+            ``plateau_every`` that is not an integer >= 1.
     """
-    grids, seeds = _checked(grids, seeds)
+    grids, seeds = _checked(grids, seeds, plateau_every)
     options = options or RunOptions()
     store = store or RunStore()
     group_id = group_id or uuid.uuid4().hex[:12]
@@ -331,25 +370,28 @@ def launch_comparison(
     seeds: Sequence[int],
     options: RunOptions,
     task: str | None = None,
+    plateau_every: int | None = None,
 ) -> tuple[int, Path, str]:
     """Run :func:`compare_schedules` in a background process (the app's Compare page).
 
     Everything is validated here, in the caller's process; the child receives the plan, the
     specs and the options as JSON (their ``to_dict`` forms), and ``task``, a
     ``"module:function"`` (:func:`~dpplan.train.load_task`) it imports again, and stores each
-    run in group ``group_id`` as it finishes.
+    run in group ``group_id`` as it finishes. ``plateau_every`` is applied to the plateau
+    specs here, as in :func:`compare_schedules`.
 
     Returns:
         (the child's PID, its log file, the comparison's run group).
 
     Raises:
-        PlanError: for empty grids or seeds, repeated seeds, invalid specs or options, a task
+        PlanError: for empty grids or seeds, repeated seeds, invalid specs, options or
+            ``plateau_every``, a task
             that cannot be loaded, or a plan whose ``dataset_size`` is not
             ``training_set_size(options)`` (the task's training set size, with a task).
     """
     from dpplan.background import launch_detached
 
-    grids, seeds = _checked(grids, seeds)
+    grids, seeds = _checked(grids, seeds, plateau_every)
     if not isinstance(plan, TrainingPlan):
         raise PlanError("plan", plan, "a dpplan.TrainingPlan")
     if not isinstance(options, RunOptions):
