@@ -89,6 +89,16 @@ with st.form("compare_form"):
         ", ".join(f"{lr:g}" for lr in DEFAULT_PLATEAU_LRS),
         key="cmp_plateau",
     )
+    plateau_every = st.number_input(
+        "Plateau: evaluate every N steps (0 = once per epoch)",
+        value=0,
+        step=1,
+        format="%d",
+        key="cmp_plateau_every",
+        help="Every plateau run steps its schedule on the validation loss every N optimizer "
+        "steps (patience counts these evaluations), so it can act within a short run; "
+        "`dpplan compare --plateau-every N`.",
+    )
     seeds = st.text_input("Seeds", "0, 1, 2", key="cmp_seeds")
     subset = st.number_input(
         "Use first N MNIST training examples (0 = all; not used with a task)",
@@ -120,6 +130,7 @@ if launch and plan is not None:
             seeds=seed_list,
             options=options,
             task=None if task is None else task.spec,
+            plateau_every=plateau_every or None,
         )
         if trained != plan:
             source = "MNIST" if task is None else f"Task {plain(task.name)}"

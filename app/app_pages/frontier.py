@@ -290,6 +290,16 @@ repeats = cols[3].number_input(
     "Random repeats, mean (0 = full grid)", value=0.0, step=1.0, key="sweep_repeats"
 )
 task_text = task_field("sweep_task")
+plateau_every = st.number_input(
+    "Plateau: evaluate every N steps (0 = once per epoch)",
+    value=0,
+    step=1,
+    format="%d",
+    key="sweep_plateau_every",
+    help="Every plateau trial steps its schedule on the validation loss every N optimizer "
+    "steps (patience counts these evaluations), so it can act within a short run; "
+    "`dpplan sweep --plateau-every N`.",
+)
 cols = st.columns(2)
 simulate = cols[0].number_input(
     "Predict by simulation at K (0 = train every plan)",
@@ -335,6 +345,7 @@ def launch_spec() -> SweepSpec:
         random_repeats=repeats if repeats and math.isfinite(repeats) else None,
         simulate=int(simulate) if simulate else None,
         simulate_data="validation" if simulate and simulate_public else "training",
+        plateau_every=plateau_every or None,
     )
 
 
