@@ -353,6 +353,32 @@ def test_compare_launches_select_then_repeat_and_shows_schedules_at_equal_epsilo
     assert "best at ε ≤ 1" in table.columns
 
 
+def test_compare_plateau_every_reaches_every_plateau_run(home):
+    # Issue 24: the form's "Plateau: evaluate every N steps" is compare's --plateau-every.
+    with (
+        mock.patch("dpplan.train.compare.start_run", _stub_start_run),
+        mock.patch("dpplan.background.launch_detached", _launch_inline),
+    ):
+        at = _app(epochs=2).run()
+        at.switch_page("app_pages/compare.py").run()
+        at.text_input(key="cmp_oc").set_value("1")
+        at.text_input(key="cmp_plateau").set_value("0.05, 0.1")
+        at.text_input(key="cmp_seeds").set_value("0, 1")
+        at.number_input(key="cmp_plateau_every").set_value(-1)
+        at.button[0].click().run()
+        assert any("plateau_every=-1" in e.value.replace("\\", "") for e in at.error), [
+            e.value for e in at.error
+        ]
+        assert RunStore(home).list_runs() == []
+        at.number_input(key="cmp_plateau_every").set_value(12)
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+    runs = RunStore(home).list_runs()
+    plateaus = [r.schedule for r in runs if r.schedule["kind"] == "plateau"]
+    assert len(plateaus) == 3 and all(s["evaluate_every"] == 12 for s in plateaus)
+    assert all("evaluate_every" not in r.schedule for r in runs if r.schedule["kind"] != "plateau")
+
+
 def test_compare_bad_grid_shows_error():
     with mock.patch("dpplan.background.launch_detached") as launch:
         at = _app(epochs=2).run()

@@ -236,3 +236,29 @@ def test_a_task_sweep_is_launched_with_its_task_and_dataset_size(monkeypatch):
     [spec] = launch.call_args.args
     assert spec.task == "user_tasks:blobs" and spec.dataset_size == 400
     assert spec.options.subset is None
+
+
+def test_launch_form_gives_plateau_trials_evaluate_every():
+    # Issue 24: "Plateau: evaluate every N steps (0 = once per epoch)" is the spec's
+    # plateau_every (dpplan sweep --plateau-every); 0 keeps the default, a bad N is refused.
+    with (
+        mock.patch("torch.cuda.is_available", return_value=False),
+        mock.patch(
+            "dpplan.sweep.background.launch_sweep", return_value=(4545, Path("/tmp/z.log"))
+        ) as launch,
+    ):
+        at = page()
+        assert not at.exception, at.exception
+        at.button(key="sweep_launch").click().run()
+        [default] = launch.call_args.args
+        assert default.plateau_every is None
+        at.number_input(key="sweep_plateau_every").set_value(-2).run()
+        assert any("plateau_every=-2" in e.value.replace("\\", "") for e in at.error), [
+            e.value for e in at.error
+        ]
+        assert at.button(key="sweep_launch").disabled
+        at.number_input(key="sweep_plateau_every").set_value(20).run()
+        at.button(key="sweep_launch").click().run()
+        assert not at.exception, at.exception
+    [spec] = launch.call_args.args
+    assert spec.plateau_every == 20 and "plateau" in spec.schedules
