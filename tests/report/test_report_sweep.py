@@ -443,3 +443,19 @@ def test_one_seed_shows_that_no_spread_was_measured(tmp_path):
     assert points and all(p.test_accuracy_std is None for p in points)
     for text in (to_markdown(report), to_html(report)):
         assert "no spread measured" in text and "± 0.00%" not in text
+
+
+def test_the_grid_section_shows_plateau_every_only_when_set(tmp_path):
+    # Issue 24: a sweep's --plateau-every is one of its settings; a default sweep's report
+    # reads as before.
+    store = RunStore(tmp_path / "home")
+    made = store_fake_sweep(
+        store, SweepSpec(**{**GRID, "seeds": (0,), "plateau_every": 5}), _accuracy
+    )
+    default = store_fake_sweep(store, SweepSpec(**{**GRID, "seeds": (0,)}), _accuracy)
+    report = build_sweep_report(store, made)
+    assert report.sweep.plateau_every == 5
+    assert '"plateau_every": 5' in to_markdown(report)
+    assert report_from_dict(json.loads(to_json(report))).sweep.plateau_every == 5
+    plain = build_sweep_report(store, default)
+    assert plain.sweep.plateau_every is None and "plateau_every" not in to_markdown(plain)
