@@ -270,6 +270,13 @@ def with_plateau_every(specs: Sequence[ScheduleSpec], every: int) -> tuple[Sched
     """Return ``specs`` with every :class:`~dpplan.train.Plateau` stepped on the validation
     loss every ``every`` optimizer steps (``evaluate_every``); other kinds unchanged.
 
+    Args:
+        specs: schedule specs (a grid).
+        every: optimizer steps between a plateau's evaluations, an integer >= 1.
+
+    Returns:
+        The specs, in order, each plateau with ``evaluate_every=every``.
+
     Raises:
         PlanError: field ``plateau_every``, unless ``every`` is an integer >= 1.
 
