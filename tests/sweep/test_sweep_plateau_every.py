@@ -159,3 +159,19 @@ def test_resume_refuses_a_changed_plateau_every_by_name(capsys, store, tiny_opti
     argv = ["sweep", "--local", "--resume", str(with_it), "--plateau-every", "5", "--json"]
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["sweep_id"] == with_it
+
+
+def test_a_local_sweep_trial_steps_its_plateau_within_the_epoch(capsys, store, mnist_dir):
+    # One real trial (a few seconds): at lr 1e-4 the validation loss stalls, so the default
+    # plateau (patience 1, factor 0.1) evaluated every 3 steps is cut to min_lr 1e-5 within
+    # its single epoch; the per-epoch plateau could not act in it.
+    argv = ["--epsilons", "2", "--batch-sizes", "64", "--epochs", "1", "--seeds", "0"]
+    argv += ["--schedules", "plateau", "--plateau-lrs", "1e-4", "--plateau-every", "3"]
+    argv += ["--subset", "1000", "--validation-size", "200", "--test-subset", "200"]
+    argv += ["--device", "cpu", "--method", "rdp", "--data-dir", str(mnist_dir)]
+    assert main(["sweep", "--local", *argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    (run,) = store.list_runs()
+    assert run.schedule["evaluate_every"] == 3 and run.plan.steps_per_epoch >= 9
+    assert run.records[0].lr == pytest.approx(1e-5)
+    assert result["points"][0]["schedule"]["evaluate_every"] == 3
