@@ -64,6 +64,16 @@ with st.form("train_form"):
         key="train_device",
         help="auto: the GPU when there is one",
     )
+    plateau_every = st.number_input(
+        "Plateau: evaluate every N steps (0 = once per epoch)",
+        value=0,
+        step=1,
+        format="%d",
+        key="train_plateau_every",
+        help="Plateau only: step the schedule on the validation loss every N optimizer steps "
+        "(patience counts these evaluations), so it can act within a short run; "
+        "`dpplan train --plateau-every N`.",
+    )
     cols = st.columns(3)
     validation_size = cols[0].number_input(
         "MNIST validation examples", value=5000, step=500, format="%d", key="train_validation"
@@ -122,9 +132,16 @@ if submitted:
             engine=engine,
             threads=int(threads),
         )
+        if plateau_every and schedule_kind != "plateau":
+            raise PlanError(
+                "plateau_every",
+                int(plateau_every),
+                "0 unless the schedule is plateau",
+                "Only the plateau schedule is stepped on the validation loss.",
+            )
         schedule = {
             "one_cycle": lambda: OneCycle(max_lr=lr),
-            "plateau": lambda: Plateau(lr=lr),
+            "plateau": lambda: Plateau(lr=lr, evaluate_every=int(plateau_every) or None),
             "constant": lambda: Constant(lr=lr),
         }[schedule_kind]()
         # The data decide dataset_size: the sidebar plan's is replaced by the training set

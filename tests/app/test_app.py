@@ -279,6 +279,7 @@ def test_train_queues_a_run_and_shows_it(home):
         at.selectbox(key="train_device").set_value("cpu")
         at.selectbox(key="train_engine").set_value("opacus")
         at.number_input(key="train_threads").set_value(2)
+        at.number_input(key="train_plateau_every").set_value(7)
         at.button[0].click().run()
         assert not at.exception, at.exception
         assert any("Queued run #1" in s.value for s in at.success)
@@ -286,6 +287,7 @@ def test_train_queues_a_run_and_shows_it(home):
     [run] = RunStore(home).list_runs()
     assert run.status == "finished" and run.plan.dataset_size == 55000
     assert run.schedule["kind"] == "plateau" and len(run.records) == 2
+    assert run.schedule["evaluate_every"] == 7  # the Train page's plateau field
     assert run.options["engine"] == "opacus" and run.options["threads"] == 2
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
@@ -299,6 +301,10 @@ def test_train_bad_option_shows_error():
     at.selectbox(key="train_activation").set_value("tanh")
     at.button[0].click().run()
     assert any("activation='tanh'" in e.value for e in at.error)
+    at.selectbox(key="train_activation").set_value("relu")
+    at.number_input(key="train_plateau_every").set_value(5)  # the schedule is one-cycle
+    at.button[0].click().run()
+    assert any("plateau_every=5" in e.value for e in at.error)
 
 
 #: Stand-in for start_run: a finished run without training. Validation accuracy falls with
