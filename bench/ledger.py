@@ -9,11 +9,13 @@ Rows (σ = 1.1, q = 256/60000, δ = 1e-5 unless said):
    ``RDPAccountant`` (``step`` then ``get_epsilon(δ)`` after every step; timed in full, or on
    the first ``--opacus-steps`` steps when that is smaller). Also the guard: ``record`` with
    ``budget=--budget`` (1.9: about 9,300 steps fit) then ``epsilon()`` after every step.
+   Truncated Poisson records (``--truncated-steps``, batches cut to ``--max-batch``; PLD only)
+   against dp-accounting's ``PLDAccountant`` composing the same event from scratch.
 2. The same event through dpplan's dp-accounting accountant (``"pld"``) and through
    dp-accounting's own ``PLDAccountant`` (one (q, σ), 2,350 steps; and two phases).
 
 Usage:
-    python bench/ledger.py [--steps N] [--json FILE]
+    python bench/ledger.py [--steps N] [--truncated-steps N] [--max-batch B] [--json FILE]
 """
 
 from __future__ import annotations
@@ -96,6 +98,55 @@ def _ledger_rows(steps: int) -> list[dict]:
         }
     )
 
+    # Truncated Poisson steps (PLD only; a batch over --max-batch is cut to it): the ledger's
+    # read against dp-accounting's PLDAccountant composing the same event from scratch, at the
+    # ledger's PLD discretisation interval, at sampled step counts.
+    import dp_accounting
+
+    from dpplan.accounting.schemes import TRUNCATED_PLD_INTERVAL
+
+    truncated = min(steps, ARGS.truncated_steps)
+    clear_caches()
+    ledger = dpplan.Ledger(dataset_size=N, delta=DELTA)
+    start = time.perf_counter()
+    for _ in range(truncated):
+        ledger.record(
+            noise_multiplier=SIGMA,
+            batch_size=BATCH,
+            sampling="truncated_poisson",
+            max_batch_size=ARGS.max_batch,
+        )
+        ledger.epsilon()
+    total = time.perf_counter() - start
+    rows.append(
+        {
+            "row": f"truncated Poisson (≤{ARGS.max_batch}): Ledger.epsilon() (PLD)",
+            "ms_per_step": total / truncated * 1e3,
+            "measured": f"in full ({truncated:,} steps)",
+        }
+    )
+    times = []
+    for count in [max(1, round(truncated * k / 4)) for k in range(1, 5)]:
+        accountant = dp_accounting.pld.PLDAccountant(
+            value_discretization_interval=TRUNCATED_PLD_INTERVAL
+        )
+        event = dp_accounting.TruncatedSubsampledGaussianDpEvent(
+            dataset_size=N,
+            sampling_probability=BATCH / N,
+            truncated_batch_size=ARGS.max_batch,
+            noise_multiplier=SIGMA,
+        )
+        start = time.perf_counter()
+        accountant.compose(event, count).get_epsilon(DELTA)
+        times.append(time.perf_counter() - start)
+    rows.append(
+        {
+            "row": "truncated Poisson: dp-accounting PLD from scratch",
+            "ms_per_step": statistics.mean(times) * 1e3,
+            "measured": f"mean of 4 step counts in [1, {truncated}]",
+        }
+    )
+
     from opacus.accountants import RDPAccountant
 
     accountant = RDPAccountant()
@@ -165,10 +216,10 @@ def main() -> None:
     )
     print(f"\nPer-step ε, {ARGS.steps:,} single-step records (σ={SIGMA}, q={BATCH}/{N}, δ={DELTA})")
     base = ledger[0]["ms_per_step"]
-    print(f"{'row':45} {'ms/step':>9} {'× headline':>11}  measured")
+    print(f"{'row':52} {'ms/step':>9} {'× headline':>11}  measured")
     for row in ledger:
         print(
-            f"{row['row']:45} {row['ms_per_step']:9.3f} {row['ms_per_step'] / base:11.2f}  "
+            f"{row['row']:52} {row['ms_per_step']:9.3f} {row['ms_per_step'] / base:11.2f}  "
             f"{row['measured']}"
         )
     print("\nSame event: dpplan.dp_accounting_accountant('pld') vs dp-accounting PLDAccountant")
@@ -193,6 +244,8 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--opacus-steps", type=int, default=10_000)
     parser.add_argument("--budget", type=float, default=1.9)
+    parser.add_argument("--truncated-steps", type=int, default=300)
+    parser.add_argument("--max-batch", type=int, default=2 * BATCH)
     parser.add_argument("--json")
     ARGS = parser.parse_args()
     main()
