@@ -8,6 +8,11 @@ against the plan's ε, which is the same for every schedule because they share t
 schedules' final-epoch means are compared by the difference with its 95% Welch t interval
 (:func:`dpplan.stats.mean_difference`).
 
+The plan may be a :class:`~dpplan.PhasedPlan` (σ, batch size and sampling rate changing at
+phase boundaries): every run then trains the same phased plan, and the summaries' epochs are
+its (possibly partial) epochs numbered on across phases (:meth:`~dpplan.PhasedPlan.epoch_ends`),
+with its ε curve.
+
 For a task that is not a classification (:class:`~dpplan.train.Task` with
 ``classification=False``, e.g. a regression), the rate with the lowest final validation
 loss is selected and the summary's measure is the test loss (lower is better).
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dpplan.errors import PlanError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
 from dpplan.selection import Candidate, best_at
@@ -55,6 +61,7 @@ __all__ = [
     "grid_for",
     "launch_comparison",
     "main",
+    "plan_from_dict",
     "planned_runs",
 ]
 
@@ -113,9 +120,10 @@ class ScheduleSummary:
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ScheduleComparison:
-    """The result of :func:`compare_schedules`."""
+    """The result of :func:`compare_schedules`; ``plan`` is the plan every run trained (a
+    TrainingPlan or a PhasedPlan)."""
 
-    plan: TrainingPlan
+    plan: TrainingPlan | PhasedPlan
     group_id: str
     seeds: tuple[int, ...]
     runs_tried: int
@@ -253,8 +261,33 @@ def _checked(
     return grids, seeds
 
 
+def _checked_plan(plan: object) -> TrainingPlan | PhasedPlan:
+    """``plan`` if it is a TrainingPlan or a PhasedPlan.
+
+    Raises:
+        PlanError: field ``plan`` otherwise.
+    """
+    if not isinstance(plan, (TrainingPlan, PhasedPlan)):
+        raise PlanError(
+            "plan", plan, "a dpplan.TrainingPlan or dpplan.PhasedPlan", "Build one first."
+        )
+    return plan
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> TrainingPlan | PhasedPlan:
+    """The plan of a comparison's JSON (``ScheduleComparison.to_dict()["plan"]``): a
+    PhasedPlan for a mapping with ``phases``, else a TrainingPlan.
+
+    Raises:
+        PlanError: for invalid fields.
+    """
+    if isinstance(data, Mapping) and "phases" in data:
+        return PhasedPlan.from_dict(data)
+    return TrainingPlan.from_dict(data)
+
+
 def compare_schedules(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     *,
     grids: Mapping[str, Sequence[ScheduleSpec]] | None = None,
     seeds: Sequence[int] = (0, 1, 2),
@@ -267,7 +300,8 @@ def compare_schedules(
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
     Args:
-        plan: the plan every run trains (so every schedule is compared at equal ε).
+        plan: the plan every run trains (so every schedule is compared at equal ε): a
+            TrainingPlan, or a PhasedPlan whose phases every run trains in turn.
         grids: schedule kind -> specs to try; default :data:`DEFAULT_GRIDS`.
         seeds: seeds; the first selects the learning rate, all are reported.
         options: run options (``seed`` is overridden per run).
@@ -280,8 +314,10 @@ def compare_schedules(
         A :class:`ScheduleComparison`.
 
     Raises:
-        PlanError: for empty grids or seeds, or invalid specs or options.
+        PlanError: for a plan that is neither a TrainingPlan nor a PhasedPlan, empty grids or
+            seeds, or invalid specs or options.
     """
+    plan = _checked_plan(plan)
     grids, seeds = _checked(grids, seeds)
     options = options or RunOptions()
     store = store or RunStore()
@@ -325,7 +361,7 @@ def planned_runs(grids: Mapping[str, Sequence[ScheduleSpec]], seeds: Sequence[in
 
 
 def launch_comparison(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     *,
     grids: Mapping[str, Sequence[ScheduleSpec]],
     seeds: Sequence[int],
@@ -350,8 +386,7 @@ def launch_comparison(
     from dpplan.background import launch_detached
 
     grids, seeds = _checked(grids, seeds)
-    if not isinstance(plan, TrainingPlan):
-        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    plan = _checked_plan(plan)
     if not isinstance(options, RunOptions):
         raise PlanError("options", options, "a dpplan.train.RunOptions")
     if task is not None:
@@ -394,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         request = read_request(list(sys.argv[1:] if argv is None else argv))
-        plan = TrainingPlan.from_dict(request["plan"])
+        plan = plan_from_dict(request["plan"])
         grids = {
             kind: tuple(schedule_from_dict(spec) for spec in specs)
             for kind, specs in request["grids"].items()
