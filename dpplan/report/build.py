@@ -351,22 +351,44 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
 
     _check_run(plan, run)
     others = [r for r in group_runs if r.id != run.id]
-    if others or tuning_runs is not None:
+    if tuning_runs is not None:
         raise PlanError(
-            "group_runs" if others else "tuning_runs",
-            len(others) if others else tuning_runs,
+            "tuning_runs",
+            tuning_runs,
             "none for a phased run",
-            "Tuning over phased runs is not reported yet; report the run's plan alone.",
+            "A phased run's tuning is its run group (e.g. a 'dpplan compare' of the plan).",
         )
     if run.epochs_spent < 1:
         raise PlanError("run", run.id, "a run with at least one completed epoch")
     accounted = truncated_phased(plan, plan.steps_after(run.epochs_spent))
-    return build_phased_report(
+    report = build_phased_report(
         accounted,
         title=title if title is not None else f"DP-SGD privacy report of run {run.id}",
         notes=notes,
         created_at=created_at,
     )
+    if not others:
+        return report
+    from dpplan.format import epsilon_text
+
+    # A phased report has no tuning section: the group's composed ε is stated as a warning.
+    group = [run, *others]
+    leaky = [m.id for m in group if m.records and not m.private]
+    if leaky:
+        stated = f"runs {', '.join(map(str, leaky))} trained without DP, so no ε covers them all"
+    else:
+        composed = accounting.compose_runs(
+            [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
+        )
+        stated = (
+            f"ε of all {composed.runs} runs composed ({composed.total_steps:,} noisy steps) is "
+            f"{epsilon_text(composed.epsilon)} ({composed.method}) at δ={plan.delta:g}"
+        )
+    warning = (
+        f"Run {run.id} is one of {len(group)} runs of group {run.group_id} on the same data; "
+        f"this report's ε covers run {run.id} alone, not a selection among them: {stated}."
+    )
+    return report.model_copy(update={"warnings": (*report.warnings, warning)})
 
 
 def build_run_report(
