@@ -46,6 +46,7 @@ from dpplan.report.model import (
 from dpplan.report.sections import (
     FALSE_POSITIVE_RATES,
     accounting_section,
+    group_epsilon_warning,
     membership_section,
     run_section,
     tuning_section,
@@ -369,25 +370,8 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
     )
     if not others:
         return report
-    from dpplan.format import epsilon_text
-
     # A phased report has no tuning section: the group's composed ε is stated as a warning.
-    group = [run, *others]
-    leaky = [m.id for m in group if m.records and not m.private]
-    if leaky:
-        stated = f"runs {', '.join(map(str, leaky))} trained without DP, so no ε covers them all"
-    else:
-        composed = accounting.compose_runs(
-            [(m.plan, m.epochs_spent) for m in group], delta=plan.delta
-        )
-        stated = (
-            f"ε of all {composed.runs} runs composed ({composed.total_steps:,} noisy steps) is "
-            f"{epsilon_text(composed.epsilon)} ({composed.method}) at δ={plan.delta:g}"
-        )
-    warning = (
-        f"Run {run.id} is one of {len(group)} runs of group {run.group_id} on the same data; "
-        f"this report's ε covers run {run.id} alone, not a selection among them: {stated}."
-    )
+    warning = group_epsilon_warning(run, [run, *others], delta=plan.delta)
     return report.model_copy(update={"warnings": (*report.warnings, warning)})
 
 
