@@ -370,8 +370,9 @@ def launch_comparison(
 ) -> tuple[int, Path, str]:
     """Run :func:`compare_schedules` in a background process (the app's Compare page).
 
-    Everything is validated here, in the caller's process; the child receives the plan, the
-    specs and the options as JSON (their ``to_dict`` forms), and ``task``, a
+    Everything is validated here, in the caller's process; the child receives the plan (a
+    TrainingPlan or a PhasedPlan, read back by :func:`plan_from_dict`), the specs and the
+    options as JSON (their ``to_dict`` forms), and ``task``, a
     ``"module:function"`` (:func:`~dpplan.train.load_task`) it imports again, and stores each
     run in group ``group_id`` as it finishes.
 
@@ -379,7 +380,8 @@ def launch_comparison(
         (the child's PID, its log file, the comparison's run group).
 
     Raises:
-        PlanError: for empty grids or seeds, repeated seeds, invalid specs or options, a task
+        PlanError: for a plan that is neither a TrainingPlan nor a PhasedPlan, empty grids or
+            seeds, repeated seeds, invalid specs or options, a task
             that cannot be loaded, or a plan whose ``dataset_size`` is not
             ``training_set_size(options)`` (the task's training set size, with a task).
     """
