@@ -102,7 +102,9 @@ def stored_run(
             group_id=group_id,
         )
         curve = dpplan.epsilon_curve(plan, method=method or options.method).epsilons
-        for epoch in range(1, plan.epochs + 1):
+        # A PhasedPlan's epochs (possibly partial) run on across its phases.
+        epochs = len(plan.epoch_ends()) if hasattr(plan, "phases") else plan.epochs
+        for epoch in range(1, epochs + 1):
             store.record_epoch(
                 run_id,
                 EpochRecord(

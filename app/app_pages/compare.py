@@ -8,13 +8,13 @@ from components import (
     grouped_accuracy,
     load_user_task,
     parse_numbers,
-    phase_one_notice,
     plain,
     run_label,
     store,
     task_field,
 )
 
+import dpplan
 from dpplan.errors import DpplanError
 from dpplan.train.specs import DEFAULT_ONE_CYCLE_LRS, DEFAULT_PLATEAU_LRS
 
@@ -76,7 +76,27 @@ else:
 
 st.subheader("Launch a fair comparison")
 plan = st.session_state.get("plan")
-phase_one_notice("compares")
+phased = st.session_state.get("phased_plan")
+if phased is not None and len(phased.phases) == 1 and not phased.phase_steps:
+    phased = None  # one phase, all its epochs: the sidebar plan itself
+if phased is not None and plan is not None:
+    st.caption(
+        f"Every run trains the sidebar's phased plan ({len(phased.phases)} phases, "
+        f"{phased.total_steps:,} steps), so the schedules are compared at its ε after each "
+        "(possibly partial) epoch."
+    )
+
+
+def _with_dataset_size(chosen, size: int):
+    """``chosen`` (a TrainingPlan or a PhasedPlan) over ``size`` training examples."""
+    if isinstance(chosen, dpplan.PhasedPlan):
+        return dpplan.PhasedPlan(
+            phases=[phase.replace(dataset_size=size) for phase in chosen.phases],
+            phase_steps=chosen.phase_steps,
+        )
+    return chosen.replace(dataset_size=size)
+
+
 with st.form("compare_form"):
     task_text = task_field("cmp_task")
     one_cycle = st.text_input(
@@ -123,7 +143,8 @@ if launch and plan is not None:
         task = load_user_task(task_text)
         options = RunOptions(subset=int(subset) or None)
         size = training_set_size(options) if task is None else task.dataset_size
-        trained = plan.replace(dataset_size=size)
+        chosen = phased if phased is not None else plan
+        trained = _with_dataset_size(chosen, size)
         pid, log, group = launch_comparison(
             trained,
             grids=grids,
@@ -132,7 +153,7 @@ if launch and plan is not None:
             task=None if task is None else task.spec,
             plateau_every=plateau_every or None,
         )
-        if trained != plan:
+        if trained.dataset_size != plan.dataset_size:
             source = "MNIST" if task is None else f"Task {plain(task.name)}"
             st.info(
                 f"{source} gives {size:,} training examples (the sidebar plan has "

@@ -112,18 +112,30 @@ class ComposedEpsilon:
     total_steps: int
 
 
-def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> ComposedEpsilon:
+def _run_mechanisms(plan, epochs: int) -> tuple[tuple[float, float, int], ...]:
+    """``(sample_rate, noise_multiplier, steps)`` of the first ``epochs`` epochs of a run of
+    ``plan``: one mechanism for a TrainingPlan, its phases' for a PhasedPlan (epochs numbered
+    on across phases, :meth:`~dpplan.PhasedPlan.epoch_ends`)."""
+    if hasattr(plan, "phases"):
+        return plan.mechanisms(plan.steps_after(epochs))
+    steps = plan.steps_after(epochs)
+    return ((plan.sample_rate, plan.noise_multiplier, steps),) if steps else ()
+
+
+def compose_runs(runs: Sequence[tuple[object, int]], *, delta: float) -> ComposedEpsilon:
     """Return ε at ``delta`` of training every run in ``runs`` on the same data.
 
     Composing every run covers releasing all of them, hence any selection among them
-    (choosing hyper-parameters by their validation accuracy). When every run shares one
+    (choosing hyper-parameters by their validation accuracy). A run of a
+    :class:`~dpplan.PhasedPlan` contributes each of its phases' steps. When every run shares one
     mechanism (sample rate and noise multiplier) they are one run of the summed steps and
     all three methods answer; otherwise their DP-SGD events are composed with
     dp-accounting's RDP and PLD accountants.
 
     Args:
-        runs: (plan, completed epochs) of each run; a run's unfinished epoch releases
-            nothing and is not counted.
+        runs: (plan, completed epochs) of each run, the plan a TrainingPlan or a PhasedPlan
+            (whose epochs, possibly partial, are numbered on across phases); a run's
+            unfinished epoch releases nothing and is not counted.
         delta: δ in (0, 1).
 
     Returns:
@@ -131,7 +143,8 @@ def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> C
 
     Raises:
         PlanError: for an empty ``runs``, a run that is not (TrainingPlan, epochs in
-            [0, plan.epochs]), or ``delta`` outside (0, 1).
+            [0, plan.epochs]) or (PhasedPlan, epochs in [0, its epochs]), or ``delta``
+            outside (0, 1).
         AccountingError: if every method failed.
 
     Example:
@@ -144,26 +157,28 @@ def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> C
     import dp_accounting
 
     from dpplan.accounting import get_accountant
-    from dpplan.accounting.events import dpsgd_event
 
     delta = _validate.open_interval(low=0.0, high=1.0, delta=delta)
     if isinstance(runs, (str, bytes)) or not runs:
         raise PlanError("runs", runs, "a non-empty list of (plan, epochs) pairs")
+    from dpplan.phased import PhasedPlan
+
+    mechanisms = []
     for plan, epochs in runs:
-        if not isinstance(plan, TrainingPlan):
-            raise PlanError("runs", plan, "(TrainingPlan, epochs) pairs")
-        _validate.integer(minimum=0, maximum=plan.epochs, epochs=epochs)
-    counted = [(plan, epochs) for plan, epochs in runs if epochs > 0]
-    total_steps = sum(plan.steps_after(epochs) for plan, epochs in counted)
-    if not counted:
+        if isinstance(plan, PhasedPlan):
+            _validate.integer(minimum=0, maximum=len(plan.epoch_ends()), epochs=epochs)
+        elif isinstance(plan, TrainingPlan):
+            _validate.integer(minimum=0, maximum=plan.epochs, epochs=epochs)
+        else:
+            raise PlanError("runs", plan, "(TrainingPlan or PhasedPlan, epochs) pairs")
+        mechanisms.extend(_run_mechanisms(plan, epochs))
+    total_steps = sum(steps for _, _, steps in mechanisms)
+    if not mechanisms:
         return ComposedEpsilon(
             epsilon=0.0, method=METHODS[0], runs=len(runs), same_mechanism=True, total_steps=0
         )
-    first = counted[0][0]
-    same = all(
-        (p.sample_rate, p.noise_multiplier) == (first.sample_rate, first.noise_multiplier)
-        for p, _ in counted
-    )
+    first_rate, first_sigma, _ = mechanisms[0]
+    same = all((rate, sigma) == (first_rate, first_sigma) for rate, sigma, _ in mechanisms)
     found: dict[str, float] = {}
     if same:
         for method in METHODS:
@@ -171,8 +186,8 @@ def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> C
                 found[method] = (
                     get_accountant(method)
                     .compute(
-                        sample_rate=first.sample_rate,
-                        noise_multiplier=first.noise_multiplier,
+                        sample_rate=first_rate,
+                        noise_multiplier=first_sigma,
                         delta=delta,
                         steps=(total_steps,),
                     )
@@ -182,7 +197,16 @@ def compose_runs(runs: Sequence[tuple[TrainingPlan, int]], *, delta: float) -> C
                 continue
     else:
         event = dp_accounting.ComposedDpEvent(
-            events=[dpsgd_event(plan, steps=plan.steps_after(epochs)) for plan, epochs in counted]
+            events=[
+                dp_accounting.SelfComposedDpEvent(
+                    event=dp_accounting.PoissonSampledDpEvent(
+                        sampling_probability=rate,
+                        event=dp_accounting.GaussianDpEvent(noise_multiplier=sigma),
+                    ),
+                    count=steps,
+                )
+                for rate, sigma, steps in mechanisms
+            ]
         )
         accountants = {
             "rdp": lambda: dp_accounting.rdp.RdpAccountant(

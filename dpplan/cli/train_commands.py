@@ -95,23 +95,6 @@ def _train_plan(args: argparse.Namespace, options, task: Any = None):
     return plan
 
 
-def _single_phase(plan: Any, command: str) -> Any:
-    """``plan`` as a TrainingPlan for commands that train one σ and batch size throughout.
-
-    Raises:
-        PlanError: field ``plan`` for a phased plan of several phases (or one cut mid-epoch).
-    """
-    if hasattr(plan, "phases"):
-        raise PlanError(
-            "plan",
-            f"{len(plan.phases)} phases",
-            "a single-phase plan file",
-            f"'dpplan {command}' compares schedules over one fixed plan; train a phased plan "
-            "with 'dpplan train --plan FILE'.",
-        )
-    return plan
-
-
 def _task(args: argparse.Namespace) -> Any:
     """The task of ``--task MODULE:FUNCTION`` (None without it).
 
@@ -379,7 +362,7 @@ def cmd_compare(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 
     options = run_options(args, seed=0)
     task = _task(args)
-    plan = _single_phase(_train_plan(args, options, task), "compare")
+    plan = _train_plan(args, options, task)  # a TrainingPlan or a PhasedPlan (--plan FILE)
     grids = {}
     for kind, rates in (("one_cycle", args.one_cycle_lrs), ("plateau", args.plateau_lrs)):
         grids[kind] = grid_for(kind, rates)

@@ -46,6 +46,7 @@ from dpplan.report.model import (
 from dpplan.report.sections import (
     FALSE_POSITIVE_RATES,
     accounting_section,
+    group_epsilon_warning,
     membership_section,
     run_section,
     tuning_section,
@@ -351,22 +352,27 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
 
     _check_run(plan, run)
     others = [r for r in group_runs if r.id != run.id]
-    if others or tuning_runs is not None:
+    if tuning_runs is not None:
         raise PlanError(
-            "group_runs" if others else "tuning_runs",
-            len(others) if others else tuning_runs,
+            "tuning_runs",
+            tuning_runs,
             "none for a phased run",
-            "Tuning over phased runs is not reported yet; report the run's plan alone.",
+            "A phased run's tuning is its run group (e.g. a 'dpplan compare' of the plan).",
         )
     if run.epochs_spent < 1:
         raise PlanError("run", run.id, "a run with at least one completed epoch")
     accounted = truncated_phased(plan, plan.steps_after(run.epochs_spent))
-    return build_phased_report(
+    report = build_phased_report(
         accounted,
         title=title if title is not None else f"DP-SGD privacy report of run {run.id}",
         notes=notes,
         created_at=created_at,
     )
+    if not others:
+        return report
+    # A phased report has no tuning section: the group's composed ε is stated as a warning.
+    warning = group_epsilon_warning(run, [run, *others], delta=plan.delta)
+    return report.model_copy(update={"warnings": (*report.warnings, warning)})
 
 
 def build_run_report(

@@ -137,6 +137,27 @@ def tuning_section(
     )
 
 
+def group_epsilon_warning(run: RunRecord, group: Sequence[RunRecord], *, delta: float) -> str:
+    """What a report without a tuning section (a phased run's) says of ``run``'s group: ε of
+    all the group's runs composed (:func:`~dpplan.accounting.compose_runs`, phased runs
+    included), or that a run trained without DP leaves none."""
+    from dpplan.format import epsilon_text
+
+    leaky = [m.id for m in group if m.records and not m.private]
+    if leaky:
+        stated = f"runs {', '.join(map(str, leaky))} trained without DP, so no ε covers them all"
+    else:
+        composed = accounting.compose_runs([(m.plan, m.epochs_spent) for m in group], delta=delta)
+        stated = (
+            f"ε of all {composed.runs} runs composed ({composed.total_steps:,} noisy steps) is "
+            f"{epsilon_text(composed.epsilon)} ({composed.method}) at δ={delta:g}"
+        )
+    return (
+        f"Run {run.id} is one of {len(group)} runs of group {run.group_id} on the same data; "
+        f"this report's ε covers run {run.id} alone, not a selection among them: {stated}."
+    )
+
+
 def shown_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """A run's options as the report shows them: where the data came from replaces the
     ``download`` permission once it is known (``download=True`` read as if MNIST had been

@@ -8,6 +8,11 @@ against the plan's ε, which is the same for every schedule because they share t
 schedules' final-epoch means are compared by the difference with its 95% Welch t interval
 (:func:`dpplan.stats.mean_difference`).
 
+The plan may be a :class:`~dpplan.PhasedPlan` (σ, batch size and sampling rate changing at
+phase boundaries): every run then trains the same phased plan, and the summaries' epochs are
+its (possibly partial) epochs numbered on across phases (:meth:`~dpplan.PhasedPlan.epoch_ends`),
+with its ε curve.
+
 For a task that is not a classification (:class:`~dpplan.train.Task` with
 ``classification=False``, e.g. a regression), the rate with the lowest final validation
 loss is selected and the summary's measure is the test loss (lower is better).
@@ -30,6 +35,7 @@ from typing import Any
 
 from dpplan import _validate
 from dpplan.errors import PlanError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
 from dpplan.selection import Candidate, best_at
@@ -56,6 +62,7 @@ __all__ = [
     "grid_for",
     "launch_comparison",
     "main",
+    "plan_from_dict",
     "planned_runs",
     "with_plateau_every",
 ]
@@ -115,9 +122,10 @@ class ScheduleSummary:
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ScheduleComparison:
-    """The result of :func:`compare_schedules`."""
+    """The result of :func:`compare_schedules`; ``plan`` is the plan every run trained (a
+    TrainingPlan or a PhasedPlan)."""
 
-    plan: TrainingPlan
+    plan: TrainingPlan | PhasedPlan
     group_id: str
     seeds: tuple[int, ...]
     runs_tried: int
@@ -293,8 +301,33 @@ def with_plateau_every(specs: Sequence[ScheduleSpec], every: int) -> tuple[Sched
     )
 
 
+def _checked_plan(plan: object) -> TrainingPlan | PhasedPlan:
+    """``plan`` if it is a TrainingPlan or a PhasedPlan.
+
+    Raises:
+        PlanError: field ``plan`` otherwise.
+    """
+    if not isinstance(plan, (TrainingPlan, PhasedPlan)):
+        raise PlanError(
+            "plan", plan, "a dpplan.TrainingPlan or dpplan.PhasedPlan", "Build one first."
+        )
+    return plan
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> TrainingPlan | PhasedPlan:
+    """The plan of a comparison's JSON (``ScheduleComparison.to_dict()["plan"]``): a
+    PhasedPlan for a mapping with ``phases``, else a TrainingPlan.
+
+    Raises:
+        PlanError: for invalid fields.
+    """
+    if isinstance(data, Mapping) and "phases" in data:
+        return PhasedPlan.from_dict(data)
+    return TrainingPlan.from_dict(data)
+
+
 def compare_schedules(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     *,
     grids: Mapping[str, Sequence[ScheduleSpec]] | None = None,
     seeds: Sequence[int] = (0, 1, 2),
@@ -308,7 +341,8 @@ def compare_schedules(
     """Compare schedules on one plan: tune each one's learning rate, then repeat over seeds.
 
     Args:
-        plan: the plan every run trains (so every schedule is compared at equal ε).
+        plan: the plan every run trains (so every schedule is compared at equal ε): a
+            TrainingPlan, or a PhasedPlan whose phases every run trains in turn.
         grids: schedule kind -> specs to try; default :data:`DEFAULT_GRIDS`.
         seeds: seeds; the first selects the learning rate, all are reported.
         options: run options (``seed`` is overridden per run).
@@ -325,9 +359,10 @@ def compare_schedules(
         A :class:`ScheduleComparison`.
 
     Raises:
-        PlanError: for empty grids or seeds, invalid specs or options, or a
-            ``plateau_every`` that is not an integer >= 1.
+        PlanError: for a plan that is neither a TrainingPlan nor a PhasedPlan, empty grids or
+            seeds, invalid specs or options, or a ``plateau_every`` that is not an integer >= 1.
     """
+    plan = _checked_plan(plan)
     grids, seeds = _checked(grids, seeds, plateau_every)
     options = options or RunOptions()
     store = store or RunStore()
@@ -371,7 +406,7 @@ def planned_runs(grids: Mapping[str, Sequence[ScheduleSpec]], seeds: Sequence[in
 
 
 def launch_comparison(
-    plan: TrainingPlan,
+    plan: TrainingPlan | PhasedPlan,
     *,
     grids: Mapping[str, Sequence[ScheduleSpec]],
     seeds: Sequence[int],
@@ -381,8 +416,9 @@ def launch_comparison(
 ) -> tuple[int, Path, str]:
     """Run :func:`compare_schedules` in a background process (the app's Compare page).
 
-    Everything is validated here, in the caller's process; the child receives the plan, the
-    specs and the options as JSON (their ``to_dict`` forms), and ``task``, a
+    Everything is validated here, in the caller's process; the child receives the plan (a
+    TrainingPlan or a PhasedPlan, read back by :func:`plan_from_dict`), the specs and the
+    options as JSON (their ``to_dict`` forms), and ``task``, a
     ``"module:function"`` (:func:`~dpplan.train.load_task`) it imports again, and stores each
     run in group ``group_id`` as it finishes. ``plateau_every`` is applied to the plateau
     specs here, as in :func:`compare_schedules`.
@@ -391,16 +427,15 @@ def launch_comparison(
         (the child's PID, its log file, the comparison's run group).
 
     Raises:
-        PlanError: for empty grids or seeds, repeated seeds, invalid specs, options or
-            ``plateau_every``, a task
+        PlanError: for a plan that is neither a TrainingPlan nor a PhasedPlan, empty grids or
+            seeds, repeated seeds, invalid specs, options or ``plateau_every``, a task
             that cannot be loaded, or a plan whose ``dataset_size`` is not
             ``training_set_size(options)`` (the task's training set size, with a task).
     """
     from dpplan.background import launch_detached
 
     grids, seeds = _checked(grids, seeds, plateau_every)
-    if not isinstance(plan, TrainingPlan):
-        raise PlanError("plan", plan, "a dpplan.TrainingPlan")
+    plan = _checked_plan(plan)
     if not isinstance(options, RunOptions):
         raise PlanError("options", options, "a dpplan.train.RunOptions")
     if task is not None:
@@ -443,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         request = read_request(list(sys.argv[1:] if argv is None else argv))
-        plan = TrainingPlan.from_dict(request["plan"])
+        plan = plan_from_dict(request["plan"])
         grids = {
             kind: tuple(schedule_from_dict(spec) for spec in specs)
             for kind, specs in request["grids"].items()

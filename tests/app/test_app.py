@@ -385,6 +385,33 @@ def test_compare_plateau_every_reaches_every_plateau_run(home):
     assert all("evaluate_every" not in r.schedule for r in runs if r.schedule["kind"] != "plateau")
 
 
+def test_compare_launches_the_whole_phased_sidebar_plan(home):
+    with (
+        mock.patch("dpplan.train.compare.start_run", _stub_start_run),
+        mock.patch("dpplan.background.launch_detached", _launch_inline),
+    ):
+        at = _app(epochs=1, batch_size=1000, noise_multiplier=1.0, phases="3000,2.0,1,10").run()
+        at.switch_page("app_pages/compare.py").run()
+        assert not at.exception, at.exception
+        assert not any("phase 1 only" in w.value for w in at.warning)
+        at.text_input(key="cmp_oc").set_value("1")
+        at.text_input(key="cmp_plateau").set_value("0.05")
+        at.text_input(key="cmp_seeds").set_value("0")
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        assert any("2 runs" in s.value for s in at.success)
+    first = dpplan.TrainingPlan(
+        dataset_size=55000, batch_size=1000, noise_multiplier=1.0, epochs=1, delta=1e-5
+    )
+    expected = dpplan.PhasedPlan(
+        phases=[first, first.replace(batch_size=3000, noise_multiplier=2.0)],
+        phase_steps=[None, 10],
+    )
+    runs = RunStore(home).list_runs()
+    assert len(runs) == 2 and all(r.plan == expected for r in runs)
+    assert all(len(r.records) == len(expected.epoch_ends()) for r in runs)
+
+
 def test_compare_bad_grid_shows_error():
     with mock.patch("dpplan.background.launch_detached") as launch:
         at = _app(epochs=2).run()
@@ -729,6 +756,8 @@ def test_pages_that_act_on_one_plan_say_they_use_phase_one_of_a_phased_plan():
     assert "phase 1 only" in phase_one_message(stopped, "trains")
     assert phase_one_message(None, "solves") is None
     assert phase_one_message(dpplan.PhasedPlan(phases=[first]), "solves") is None
-    # The Solve, Train, Compare and Report pages show it (they act on one plan).
-    for page in ("solve", "train", "compare", "report"):
+    # The Solve, Train and Report pages show it (they act on one plan); Compare trains the
+    # whole phased plan.
+    for page in ("solve", "train", "report"):
         assert "phase_one_notice(" in (Path(APP).parent / "app_pages" / f"{page}.py").read_text()
+    assert "phase_one_notice(" not in (Path(APP).parent / "app_pages" / "compare.py").read_text()

@@ -105,11 +105,21 @@ def test_a_plan_file_of_another_dataset_size_is_refused(
     assert store.list_runs() == []
 
 
-def test_compare_refuses_a_phased_file(store, data_flags, plan_file, capsys):
-    assert main(["compare", "--plan", plan_file(PHASED), *data_flags, "--json"]) == 2
-    error = json.loads(capsys.readouterr().out)["error"]
-    assert error["field"] == "plan" and "dpplan train --plan" in error["hint"]
-    assert store.list_runs() == []
+def test_compare_trains_a_phased_file(store, data_flags, plan_file, capsys):
+    """One real phased comparison: one rate per schedule, one seed (two tiny runs)."""
+    plan = dpplan.PhasedPlan.from_dict(PHASED)
+    args = ["compare", "--plan", plan_file(PHASED), *data_flags, "--seeds", "0"]
+    args += ["--one-cycle-lrs", "0.5", "--plateau-lrs", "0.1", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["plan"] == plan.to_dict() and result["runs_tried"] == 2
+    curve = [min(values.values()) for values in plan_epoch_epsilons(plan)]
+    runs = store.list_runs()
+    assert len(runs) == 2 and all(run.plan == plan for run in runs)
+    for schedule, run in zip(result["schedules"], sorted(runs, key=lambda r: r.id)):
+        assert schedule["epochs"] == [1, 2, 3]
+        assert schedule["epsilons"] == pytest.approx(curve, rel=1e-9)
+        assert [record.steps for record in run.records] == list(plan.epoch_ends())
 
 
 def test_target_epsilon_stops_a_phased_run_before_the_epoch_that_exceeds_it(
