@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dpplan import _validate
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
@@ -328,10 +329,13 @@ class RunsRepository(StoreDatabase):
         error: str | None = None,
         stop_reason: str | None = None,
         diverged_epoch: int | None = None,
+        abandoned_steps: int = 0,
     ) -> None:
         """Set a run's final status (finished, failed, stopped, diverged, not_started) and end
         this process's lease. ``diverged_epoch``: the (unrecorded) epoch a diverged run
-        diverged in, whose steps count against privacy.
+        diverged in, whose steps count against privacy. ``abandoned_steps``: noisy steps of
+        an epoch this process abandoned mid-way (not recorded; they count against privacy),
+        added to the run's :attr:`~dpplan.store.RunRecord.abandoned_steps`.
 
         Only the process holding the run changes it; for a run another process has taken
         over, this does nothing.
@@ -341,17 +345,19 @@ class RunsRepository(StoreDatabase):
         """
         if status not in STATUSES:
             raise PlanError("status", status, "one of " + ", ".join(STATUSES))
+        abandoned_steps = _validate.integer(minimum=0, abandoned_steps=abandoned_steps)
         self._stop_heartbeat(run_id)
         live = self.liveness
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE runs SET status=?, error=?, stop_reason=?, diverged_epoch=?, "
-                "updated_at=? WHERE id=? AND pid=? AND host=?",
+                "abandoned_steps=abandoned_steps+?, updated_at=? WHERE id=? AND pid=? AND host=?",
                 (
                     status,
                     error,
                     stop_reason,
                     diverged_epoch,
+                    abandoned_steps,
                     live.now(),
                     stored_id(run_id),
                     live.pid(),
@@ -611,6 +617,7 @@ class RunsRepository(StoreDatabase):
             updated_at=row["updated_at"],
             records=records,
             diverged_epoch=_column(row, "diverged_epoch"),
+            abandoned_steps=int(_column(row, "abandoned_steps") or 0),
             task=_column(row, "task"),
             task_fingerprint=(
                 None
