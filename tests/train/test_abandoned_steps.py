@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from tiny_runs import tiny_options, tiny_plan
 
 import dpplan
@@ -104,3 +105,24 @@ def test_a_run_without_a_stop_has_no_abandoned_steps(mnist_dir, store):
     report = build_run_report(store, run.id)
     assert report.total_steps == plan.total_steps
     assert not any("abandoned" in w for w in report.warnings)
+
+
+def test_an_error_mid_epoch_counts_the_steps_taken(mnist_dir, store, monkeypatch):
+    options = tiny_options(mnist_dir)
+    plan = tiny_plan(options)
+    real_step = core.Trainer.step
+    calls = []
+
+    def failing_step(self):
+        calls.append(1)
+        if len(calls) > plan.steps_per_epoch + ABANDONED:  # step ABANDONED + 1 of epoch 2
+            raise RuntimeError("a crash mid-epoch")
+        return real_step(self)
+
+    monkeypatch.setattr(core.Trainer, "step", failing_step)
+    with pytest.raises(RuntimeError, match="a crash mid-epoch"):
+        start_run(plan, Constant(lr=0.2), options, store=store)
+    [run] = store.list_runs()
+    assert run.status == "failed" and len(run.records) == 1
+    assert run.abandoned_steps == ABANDONED
+    assert run_epsilon(run)[0] == _smallest_epsilon(plan, plan.steps_per_epoch + ABANDONED)
