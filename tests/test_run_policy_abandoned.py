@@ -3,6 +3,9 @@ phased plans, whole-epoch composition, and runs without any (unchanged)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import dpplan
 from dpplan.accounting import METHODS
 from dpplan.run_policy import (
@@ -96,3 +99,57 @@ def test_whole_epoch_composition_rounds_abandoned_steps_up(tmp_path):
     clean = _stopped(store, plan, epochs=1, abandoned=0)
     assert whole_epochs_spent(clean) == (clean.plan, 1) and abandoned_note(clean) is None
     assert run_epsilon(clean) == (1.0, "rdp")  # the recorded ε, as before
+
+
+_DEAD_RUN = """
+import sys
+import dpplan
+from dpplan.store import EpochRecord, RunStore
+store = RunStore(sys.argv[1])
+plan = dpplan.TrainingPlan(dataset_size=100, batch_size=10, noise_multiplier=1.0, epochs=2,
+                           delta=1e-3)
+run_id = store.create_run(plan=plan, schedule={"kind": "constant", "lr": 0.1}, options={},
+                          device="cpu", seed=0, private=True, versions={})
+for epoch in range(1, int(sys.argv[2]) + 1):
+    store.record_epoch(run_id, EpochRecord(epoch=epoch, steps=10 * epoch, epsilon=1.0,
+        epsilon_rdp=1.0, epsilon_opacus=1.0, train_loss=0.5, validation_loss=0.5,
+        validation_accuracy=0.9, test_accuracy=0.9, lr=0.1, seconds=1.0))
+print(run_id)
+"""
+
+
+def _dead_run(home, recorded: int) -> int:
+    """A run whose process ended (killed, in effect) after recording ``recorded`` epochs."""
+    child = subprocess.run(
+        [sys.executable, "-c", _DEAD_RUN, str(home), str(recorded)],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    return int(child.stdout.strip())
+
+
+def test_a_dead_processes_epoch_in_flight_is_counted_whole(tmp_path):
+    # The process may have taken any of epoch 2's 10 steps before it died: counting all of
+    # them is the upper bound, whether the run is stopped, queued again or resumed.
+    store = RunStore(tmp_path)
+    stopped, queued, claimed = (_dead_run(tmp_path, 1) for _ in range(3))
+    done = _dead_run(tmp_path, 2)  # died after its last epoch: nothing in flight
+    assert {store.get_run(i).status for i in (stopped, queued, claimed, done)} == {"interrupted"}
+    store.request_stop(stopped)
+    store.requeue(queued)
+    store.claim(claimed)
+    store.request_stop(done)
+    assert [store.get_run(i).abandoned_steps for i in (stopped, queued, claimed, done)] == [
+        10,
+        10,
+        10,
+        0,
+    ]
+    run = store.get_run(stopped)
+    assert run.status == "stopped" and run_epsilon(run)[0] == min(
+        dpplan.epsilon_at(run.plan, steps=20, method=method) for method in METHODS
+    )
+    store.finish_run(claimed, status="stopped")  # this process ends it: nothing more
+    assert store.get_run(claimed).abandoned_steps == 10

@@ -115,6 +115,31 @@ def _not_found(run_id: object) -> NotFoundError:
     )
 
 
+def _in_flight_steps(connection: sqlite3.Connection, row: sqlite3.Row) -> int:
+    """An upper bound on the noisy steps a run's dead process took after its last recorded
+    epoch: all the steps of the next epoch (a process records each epoch before it starts
+    the next), 0 after the plan's last epoch."""
+    text = connection.execute("SELECT plan FROM plans WHERE id=?", (row["plan_id"],)).fetchone()
+    plan = _plan_from_dict(json.loads(text[0]))
+    phased = plan if isinstance(plan, PhasedPlan) else PhasedPlan(phases=(plan,))
+    ends = phased.epoch_ends()
+    (done,) = connection.execute(
+        "SELECT count(*) FROM epochs WHERE run_id=?", (row["id"],)
+    ).fetchone()
+    if done >= len(ends):
+        return 0
+    return ends[done] - (ends[done - 1] if done else 0)
+
+
+def _count_in_flight(connection: sqlite3.Connection, row: sqlite3.Row) -> None:
+    """Add to a run whose process died while running it the steps it may have taken in the
+    epoch in flight (:func:`_in_flight_steps`): not recorded, but they touched the data."""
+    connection.execute(
+        "UPDATE runs SET abandoned_steps=abandoned_steps+? WHERE id=?",
+        (_in_flight_steps(connection, row), row["id"]),
+    )
+
+
 def _run_row(connection: sqlite3.Connection, run_id: int, *, required: bool = True):
     """The ``runs`` row of ``run_id`` (None if there is none and not ``required``).
 
@@ -246,6 +271,8 @@ class RunsRepository(StoreDatabase):
                     f"Run {run_id} is running ({live.owner_text(row, now)}). Stop it with "
                     f"'dpplan runs stop {run_id}' first.",
                 )
+            if row["status"] == "running" and not live.owned(row):  # its process died
+                _count_in_flight(connection, row)
             connection.execute(
                 "UPDATE runs SET status=?, pid=?, pid_started=?, host=?, heartbeat_at=?, "
                 "updated_at=?, error=NULL, stop_reason=NULL WHERE id=?",
@@ -408,6 +435,9 @@ class RunsRepository(StoreDatabase):
         """
         self.resumable_run(run_id)
         with self._transaction() as connection:
+            row = _run_row(connection, run_id)
+            if row["status"] == "running":  # interrupted: its process died
+                _count_in_flight(connection, row)
             connection.execute(
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
                 "WHERE id=?",
@@ -458,6 +488,8 @@ class RunsRepository(StoreDatabase):
                     if force
                     else "stopped after its process ended"
                 )
+                if not alive:  # a live one adds the steps it took when it stops
+                    _count_in_flight(connection, row)
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason=?, updated_at=? WHERE id=?",
                     (reason, now, stored_id(run_id)),
