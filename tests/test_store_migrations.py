@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dpplan.errors import StoreError
+from dpplan.errors import PlanError, StoreError
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import run_epsilon
 from dpplan.store import (
@@ -205,3 +205,37 @@ def test_liveness_can_be_injected(tmp_path):
     assert store.get_run(run_id).status == "running"
     store.finish_run(run_id, status="stopped")
     assert store.get_run(run_id).status == "stopped"
+
+
+V4_FIXTURE = Path(__file__).parent / "fixtures" / "store_v4" / "runs.sqlite3"
+
+
+def test_a_version_4_store_migrates_with_no_abandoned_steps(tmp_path):
+    # fixtures/store_v4 (make_store_v4.py, commit 58f2d6a): a run stopped during epoch 2,
+    # stored before runs.abandoned_steps existed.
+    with sqlite3.connect(f"{V4_FIXTURE.as_uri()}?mode=ro", uri=True) as connection:
+        assert schema.schema_version(connection) == 4
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+        assert "abandoned_steps" not in columns
+    shutil.copy(V4_FIXTURE, tmp_path / "runs.sqlite3")
+    store = RunStore(tmp_path)
+    assert _version(tmp_path) == SCHEMA_VERSION == 5
+    [run] = store.list_runs()
+    assert run.status == "stopped" and run.abandoned_steps == 0 and run.epochs_spent == 1
+    assert run_epsilon(run) == (1.0, "prv")  # the recorded ε, unchanged
+    # The migrated store takes abandoned steps; they add up over stops.
+    new = store.create_run(
+        plan=run.plan,
+        schedule=run.schedule,
+        options=run.options,
+        device="cpu",
+        seed=2,
+        private=True,
+        versions={},
+    )
+    store.finish_run(new, status="stopped", abandoned_steps=7)
+    store.finish_run(new, status="stopped", abandoned_steps=5)
+    assert store.get_run(new).abandoned_steps == 12
+    assert store.get_run(run.id).abandoned_steps == 0
+    with pytest.raises(PlanError, match="abandoned_steps"):
+        store.finish_run(new, status="stopped", abandoned_steps=-1)

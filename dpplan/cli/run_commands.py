@@ -40,7 +40,7 @@ def _planned_epochs(plan: Any) -> int:
 
 
 def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
-    from dpplan.run_policy import delete_run, run_epsilon
+    from dpplan.run_policy import abandoned_note, delete_run, run_epsilon
     from dpplan.store import RunStore
 
     store = RunStore()
@@ -63,6 +63,10 @@ def cmd_runs(args: argparse.Namespace, out: Callable[[str], None]) -> int:
             out(dump(data))
             return EXIT_OK
         lines = run_summary(run)
+        note = abandoned_note(run) if run.private else None
+        if note is not None:
+            spent, method = run_epsilon(run)
+            lines.append(f"  ε spent: {epsilon_text(spent)} ({method}); {note}")
         if trial is not None:
             lines.append(f"  sweep {trial['sweep_id']} trial {trial['key']}: {trial['status']}")
             if trial["error"]:

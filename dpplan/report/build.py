@@ -23,7 +23,7 @@ import dpplan
 from dpplan import _validate, accounting
 from dpplan.commands import PLAN_FLAGS, report_command
 from dpplan.errors import PlanError
-from dpplan.phased import truncated_phased  # re-exported (tests)
+from dpplan.phased import truncated_phased  # noqa: F401 - re-exported (tests)
 from dpplan.plan import TrainingPlan
 from dpplan.report.model import (
     SCHEMA_ID,
@@ -54,6 +54,7 @@ from dpplan.report.sections import (
 )
 from dpplan.report.sections import iso as _iso
 from dpplan.report.sections import jsonable as _jsonable
+from dpplan.run_policy import abandoned_note, epochs_counted, spent_phased
 from dpplan.selection import best_at
 from dpplan.store import RunRecord, RunStore
 
@@ -321,9 +322,11 @@ def build_report(
             hint="Give the number of training runs on this data.",
         )
     group = _group(plan, run, group_runs, tuning_runs)
-    # A diverged run's last epoch is not recorded, but its steps touched the data.
-    epochs_done = run.epochs_spent if run is not None else plan.epochs
+    # A diverged run's last epoch is not recorded, but its steps touched the data; so did
+    # the steps of an epoch a stop abandoned (rounded up to whole epochs here).
+    epochs_done = epochs_counted(run) if run is not None else plan.epochs
     accounted = plan if epochs_done == plan.epochs else plan.replace(epochs=epochs_done)
+    note = abandoned_note(run) if run is not None else None
     comparison = accounting.compare(accounted)
     return new_report(
         "run" if run is not None else "plan",
@@ -334,7 +337,8 @@ def build_report(
         hashed=plan_hash(plan),
         created_at=created_at,
         warnings=warned(comparison.warnings, comparison.failures)
-        + list(run.warnings if run is not None else ()),
+        + list(run.warnings if run is not None else ())
+        + ([f"{note}, rounded up to whole epochs (ε is an upper bound)."] if note else []),
         plan=_plan(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,
@@ -361,7 +365,11 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
         )
     if run.epochs_spent < 1:
         raise PlanError("run", run.id, "a run with at least one completed epoch")
-    accounted = truncated_phased(plan, plan.steps_after(run.epochs_spent))
+    accounted = spent_phased(run)  # an epoch a stop abandoned: one more phase
+    note = abandoned_note(run)
+    if note:
+        note += " (as a last phase at the largest sample rate and smallest σ of any phase)."
+        notes = f"{notes}\n\n{note}" if notes else note
     report = build_phased_report(
         accounted,
         title=title if title is not None else f"DP-SGD privacy report of run {run.id}",

@@ -15,7 +15,7 @@ from dpplan import accounting
 from dpplan.accounting.base import library_versions
 from dpplan.plan import TrainingPlan
 from dpplan.report.model import Accounting, Curve, Epoch, Membership, Run, Tuning
-from dpplan.run_policy import epoch_epsilon
+from dpplan.run_policy import epoch_epsilon, spent_phased, whole_epochs_spent
 from dpplan.store import RunRecord
 
 __all__ = [
@@ -111,7 +111,7 @@ def tuning_section(
     leaky = tuple(m.id for m in group if m.records and not m.private) if grouped else ()
     composed = None
     if runs > 1 and not leaky:
-        pairs = [(m.plan, m.epochs_spent) for m in group] if grouped else None
+        pairs = [whole_epochs_spent(m) for m in group] if grouped else None
         pairs = pairs or [(accounted, accounted.epochs)] * runs  # declared: K runs of the plan
         composed = accounting.compose_runs(pairs, delta=plan.delta)
     # A group's repeat-and-select ε is defined only when every run used this plan.
@@ -147,7 +147,9 @@ def group_epsilon_warning(run: RunRecord, group: Sequence[RunRecord], *, delta: 
     if leaky:
         stated = f"runs {', '.join(map(str, leaky))} trained without DP, so no ε covers them all"
     else:
-        composed = accounting.compose_runs([(m.plan, m.epochs_spent) for m in group], delta=delta)
+        # Every noisy step of each run, an abandoned (stopped) epoch's included (spent_phased).
+        spent = [p for p in map(spent_phased, group) if p is not None]
+        composed = accounting.compose_runs([(p, len(p.epoch_ends())) for p in spent], delta=delta)
         stated = (
             f"ε of all {composed.runs} runs composed ({composed.total_steps:,} noisy steps) is "
             f"{epsilon_text(composed.epsilon)} ({composed.method}) at δ={delta:g}"

@@ -133,6 +133,10 @@ class RunRecord:
     updated_at: float
     records: tuple[EpochRecord, ...]
     diverged_epoch: int | None = None
+    #: Noisy steps of epochs abandoned mid-way (a stop or a crash during an epoch, over all
+    #: stops and resumes): not recorded, and a resume retrains that epoch, but they touched
+    #: the data, so the run's ε counts them (:func:`dpplan.run_policy.run_epsilon`).
+    abandoned_steps: int = 0
     #: The task trained (``"mnist-seed"``, ... for the built-in MNIST tasks; None for runs
     #: stored before tasks were recorded), its data fingerprint
     #: (:meth:`dpplan.train.Task.fingerprint`) and the ``"module:function"`` it was loaded

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dpplan import _validate
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
@@ -111,6 +112,31 @@ def _metrics(row: sqlite3.Row) -> dict[str, float]:
 def _not_found(run_id: object) -> NotFoundError:
     return NotFoundError(
         "run_id", run_id, "the id of a stored run", "List the runs with 'dpplan runs'."
+    )
+
+
+def _in_flight_steps(connection: sqlite3.Connection, row: sqlite3.Row) -> int:
+    """An upper bound on the noisy steps a run's dead process took after its last recorded
+    epoch: all the steps of the next epoch (a process records each epoch before it starts
+    the next), 0 after the plan's last epoch."""
+    text = connection.execute("SELECT plan FROM plans WHERE id=?", (row["plan_id"],)).fetchone()
+    plan = _plan_from_dict(json.loads(text[0]))
+    phased = plan if isinstance(plan, PhasedPlan) else PhasedPlan(phases=(plan,))
+    ends = phased.epoch_ends()
+    (done,) = connection.execute(
+        "SELECT count(*) FROM epochs WHERE run_id=?", (row["id"],)
+    ).fetchone()
+    if done >= len(ends):
+        return 0
+    return ends[done] - (ends[done - 1] if done else 0)
+
+
+def _count_in_flight(connection: sqlite3.Connection, row: sqlite3.Row) -> None:
+    """Add to a run whose process died while running it the steps it may have taken in the
+    epoch in flight (:func:`_in_flight_steps`): not recorded, but they touched the data."""
+    connection.execute(
+        "UPDATE runs SET abandoned_steps=abandoned_steps+? WHERE id=?",
+        (_in_flight_steps(connection, row), row["id"]),
     )
 
 
@@ -245,6 +271,8 @@ class RunsRepository(StoreDatabase):
                     f"Run {run_id} is running ({live.owner_text(row, now)}). Stop it with "
                     f"'dpplan runs stop {run_id}' first.",
                 )
+            if row["status"] == "running" and not live.owned(row):  # its process died
+                _count_in_flight(connection, row)
             connection.execute(
                 "UPDATE runs SET status=?, pid=?, pid_started=?, host=?, heartbeat_at=?, "
                 "updated_at=?, error=NULL, stop_reason=NULL WHERE id=?",
@@ -328,10 +356,13 @@ class RunsRepository(StoreDatabase):
         error: str | None = None,
         stop_reason: str | None = None,
         diverged_epoch: int | None = None,
+        abandoned_steps: int = 0,
     ) -> None:
         """Set a run's final status (finished, failed, stopped, diverged, not_started) and end
         this process's lease. ``diverged_epoch``: the (unrecorded) epoch a diverged run
-        diverged in, whose steps count against privacy.
+        diverged in, whose steps count against privacy. ``abandoned_steps``: noisy steps of
+        an epoch this process abandoned mid-way (not recorded; they count against privacy),
+        added to the run's :attr:`~dpplan.store.RunRecord.abandoned_steps`.
 
         Only the process holding the run changes it; for a run another process has taken
         over, this does nothing.
@@ -341,17 +372,19 @@ class RunsRepository(StoreDatabase):
         """
         if status not in STATUSES:
             raise PlanError("status", status, "one of " + ", ".join(STATUSES))
+        abandoned_steps = _validate.integer(minimum=0, abandoned_steps=abandoned_steps)
         self._stop_heartbeat(run_id)
         live = self.liveness
         with self._transaction() as connection:
             connection.execute(
                 "UPDATE runs SET status=?, error=?, stop_reason=?, diverged_epoch=?, "
-                "updated_at=? WHERE id=? AND pid=? AND host=?",
+                "abandoned_steps=abandoned_steps+?, updated_at=? WHERE id=? AND pid=? AND host=?",
                 (
                     status,
                     error,
                     stop_reason,
                     diverged_epoch,
+                    abandoned_steps,
                     live.now(),
                     stored_id(run_id),
                     live.pid(),
@@ -402,6 +435,9 @@ class RunsRepository(StoreDatabase):
         """
         self.resumable_run(run_id)
         with self._transaction() as connection:
+            row = _run_row(connection, run_id)
+            if row["status"] == "running":  # interrupted: its process died
+                _count_in_flight(connection, row)
             connection.execute(
                 "UPDATE runs SET status='queued', stop_reason=NULL, error=NULL, updated_at=? "
                 "WHERE id=?",
@@ -452,6 +488,8 @@ class RunsRepository(StoreDatabase):
                     if force
                     else "stopped after its process ended"
                 )
+                if not alive:  # a live one adds the steps it took when it stops
+                    _count_in_flight(connection, row)
                 connection.execute(
                     "UPDATE runs SET status='stopped', stop_reason=?, updated_at=? WHERE id=?",
                     (reason, now, stored_id(run_id)),
@@ -611,6 +649,7 @@ class RunsRepository(StoreDatabase):
             updated_at=row["updated_at"],
             records=records,
             diverged_epoch=_column(row, "diverged_epoch"),
+            abandoned_steps=int(_column(row, "abandoned_steps") or 0),
             task=_column(row, "task"),
             task_fingerprint=(
                 None

@@ -15,7 +15,9 @@ Version history:
 4. what a run trained: ``runs.task`` (the task's name), ``runs.task_fingerprint`` (JSON:
    sizes, shapes and a SHA-256 of the training data) and ``runs.task_spec`` (the
    ``module:function`` it was loaded from); per epoch ``epochs.test_loss`` and
-   ``epochs.metrics`` (JSON: a task's own metric). Runs stored before have NULLs there.
+   ``epochs.metrics`` (JSON: a task's own metric). Runs stored before have NULLs there;
+5. ``runs.abandoned_steps``: noisy steps of epochs abandoned mid-way (a stop, a crash), not
+   recorded but counted against privacy (cumulative over stops and resumes; 0 before).
 """
 
 from __future__ import annotations
@@ -133,12 +135,17 @@ def _v4_tasks(connection: sqlite3.Connection) -> None:
     _add_columns(connection, "epochs", ("test_loss REAL", "metrics TEXT"))
 
 
+def _v5_abandoned_steps(connection: sqlite3.Connection) -> None:
+    _add_columns(connection, "runs", ("abandoned_steps INTEGER NOT NULL DEFAULT 0",))
+
+
 #: The migrations, in order: migration ``i`` (1-based) brings a store to version ``i``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_runs,
     _v2_diverged_epoch,
     _v3_sweeps,
     _v4_tasks,
+    _v5_abandoned_steps,
 )
 #: The schema version this dpplan writes.
 SCHEMA_VERSION = len(MIGRATIONS)

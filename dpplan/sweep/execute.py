@@ -22,6 +22,7 @@ from typing import Any
 
 from dpplan.errors import PlanError
 from dpplan.plan import TrainingPlan
+from dpplan.run_policy import epochs_counted, whole_epochs_spent
 from dpplan.store import RunStore
 from dpplan.sweep import protocol
 from dpplan.sweep.protocol import Trial, TrialOutcome
@@ -454,7 +455,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
                 delta=spec.delta,
                 plan_epsilons=epsilons,
                 trial_plans={key: _trained_plan(plan, spec) for key, plan in plans.items()},
-                runs=[(run.plan, run.epochs_spent) for run in runs],
+                runs=[whole_epochs_spent(run) for run in runs],
                 k=spec.simulate,
                 data=spec.simulate_data,
                 coverage=COVERAGE,
@@ -465,7 +466,7 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
             delta=spec.delta,
             plan_epsilons=epsilons,
             plans=plans,
-            runs=[(run.plan, run.epochs_spent) for run in runs],
+            runs=[(run.plan, epochs_counted(run)) for run in runs],
             random_repeats=spec.random_repeats,
         )
     simulation = None

@@ -221,6 +221,9 @@ class Trainer:
         self._phase_index = 0
         #: The epoch the run diverged in (set by :meth:`run`), else None.
         self.diverged_epoch: int | None = None
+        #: Noisy steps of an epoch abandoned by a stop (set by :meth:`run`): not recorded,
+        #: but they touched the data, so they count against privacy.
+        self.abandoned_steps = 0
 
     @property
     def model(self) -> torch.nn.Module:
@@ -514,8 +517,8 @@ class Trainer:
         * before an epoch whose ε (the smallest upper bound, :meth:`headline_after`) would
           exceed ``options.target_epsilon``: status ``finished``, or ``not_started`` when
           that is the first epoch of the plan (nothing was trained);
-        * when ``should_stop`` returns True: status ``stopped`` (a partial epoch is
-          discarded);
+        * when ``should_stop`` returns True: status ``stopped`` (a partial epoch is not
+          recorded, but its noisy steps touched the data: :attr:`abandoned_steps`);
         * when the loss or the weights stop being finite: status ``diverged``, the reason
           naming the epoch and step. The epoch is not recorded, but its steps touched the
           data, so the reason states ε after it.
@@ -534,11 +537,16 @@ class Trainer:
                         )
                 if should_stop is not None and should_stop():
                     return "stopped", "stop requested"
+                started = self.sampled_steps
                 try:
                     train_loss, seconds = self.train_epoch(should_stop, on_step, epoch=epoch)
                     record = self.finish_epoch(epoch, train_loss, seconds)
                 except StopRequested:
-                    return "stopped", f"stop requested during epoch {epoch}"
+                    self.abandoned_steps = self.sampled_steps - started
+                    return "stopped", (
+                        f"stop requested during epoch {epoch}, after {self.abandoned_steps} "
+                        "of its steps (counted against privacy)"
+                    )
                 except Diverged as exc:
                     self.diverged_epoch = exc.epoch
                     return "diverged", self._diverged_reason(exc)

@@ -565,18 +565,29 @@ def _execute(
     on_step: Callable[[int, int], None] | None = None,
     trainer: Trainer | None = None,
 ) -> RunRecord:
+    recorded: list[int] = []  # the last epoch recorded (or restored), once known
+
+    def abandoned() -> int:
+        # Noisy steps taken after the last recorded epoch: an epoch left mid-way (a stop, a
+        # crash) is not recorded and a resume retrains it, but its steps touched the data.
+        if trainer is None or not recorded:
+            return 0
+        return max(0, trainer.sampled_steps - trainer.phased.steps_after(recorded[-1]))
+
     try:
         if trainer is None:
             trainer = Trainer(plan, schedule, options, data=data, device=device)
         if trainer.data.source is not None:
             store.update_options(run_id, {DATA_SOURCE_KEY: trainer.data.source})
         first_epoch = 1 if start_state is None else _restore(trainer, start_state) + 1
+        recorded.append(first_epoch - 1)
         for warning in store.get_run(run_id).warnings:
             if warning not in trainer.warnings:
                 trainer.warnings.insert(0, warning)
 
         def keep(record: EpochRecord) -> None:
             store.record_epoch(run_id, record, tuple(trainer.warnings))
+            recorded.append(record.epoch)
             _atomic_save(_checkpoint(trainer, record.epoch, run_id), store.checkpoint_path(run_id))
             if on_epoch is not None:
                 on_epoch(record)
@@ -588,12 +599,27 @@ def _execute(
             should_stop=lambda: store.stop_requested(run_id),
         )
         store.finish_run(
-            run_id, status=status, stop_reason=reason, diverged_epoch=trainer.diverged_epoch
+            run_id,
+            status=status,
+            stop_reason=reason,
+            diverged_epoch=trainer.diverged_epoch,
+            # A diverged epoch is counted whole (diverged_epoch).
+            abandoned_steps=0 if status == "diverged" else abandoned(),
         )
     except KeyboardInterrupt:
-        store.finish_run(run_id, status="stopped", stop_reason="interrupted by the user")
+        store.finish_run(
+            run_id,
+            status="stopped",
+            stop_reason="interrupted by the user",
+            abandoned_steps=abandoned(),
+        )
         raise
     except Exception as exc:
-        store.finish_run(run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        store.finish_run(
+            run_id,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            abandoned_steps=abandoned(),
+        )
         raise
     return store.get_run(run_id)

@@ -158,3 +158,18 @@ def test_cli_compare_takes_a_phased_file(store, data_flags, tmp_path, capsys, mo
     assert composed.epsilon > report.epsilon
     assert main(["report", "--run", str(run.id)]) == 0
     assert "ε of all 5 runs composed" in capsys.readouterr().out
+
+
+def test_a_phased_groups_stated_epsilon_counts_a_stopped_runs_abandoned_steps(store, stubbed):
+    # A run stopped mid-epoch took steps no epoch records; the group's composed ε counts them.
+    plan = dpplan.PhasedPlan.from_dict(PHASED)
+    compare_schedules(plan, grids=GRIDS, seeds=(0,), options=_options(), store=store)
+    runs = store.list_runs()
+    before = build_run_report(store, runs[0].id, created_at="2026-01-01T00:00:00+00:00")
+    store.finish_run(runs[1].id, status="finished", abandoned_steps=4)
+    after = build_run_report(store, runs[0].id, created_at="2026-01-01T00:00:00+00:00")
+    (said_before,) = [w for w in before.warnings if "runs composed" in w]
+    (said_after,) = [w for w in after.warnings if "runs composed" in w]
+    steps = len(runs) * plan.total_steps
+    assert f"({steps:,} noisy steps)" in said_before
+    assert f"({steps + 4:,} noisy steps)" in said_after
