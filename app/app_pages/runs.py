@@ -19,7 +19,7 @@ from components import (
 )
 
 from dpplan.errors import DpplanError
-from dpplan.run_policy import delete_run, run_epsilon
+from dpplan.run_policy import abandoned_note, delete_run, run_epsilon
 
 st.title("Runs")
 run_store = store()
@@ -80,6 +80,12 @@ schedule_col.markdown("**Schedule**")
 schedule_col.dataframe(
     fields_table(schedule_fields(run.schedule)), hide_index=True, width="stretch"
 )
+if run.private and abandoned_note(run) and run_epsilon(run) is not None:
+    value, method = run_epsilon(run)
+    st.info(
+        f"ε spent: {format_epsilon(value)} ({method.upper()}); {abandoned_note(run)}: they "
+        "touched the data though no epoch records them."
+    )
 if run.error:
     st.error(plain(run.error))
 for warning in run.warnings:

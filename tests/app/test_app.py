@@ -761,3 +761,27 @@ def test_pages_that_act_on_one_plan_say_they_use_phase_one_of_a_phased_plan():
     for page in ("solve", "train", "report"):
         assert "phase_one_notice(" in (Path(APP).parent / "app_pages" / f"{page}.py").read_text()
     assert "phase_one_notice(" not in (Path(APP).parent / "app_pages" / "compare.py").read_text()
+
+
+def test_the_runs_page_says_a_stopped_epochs_steps_are_counted(home):
+    from dpplan.run_policy import run_epsilon
+    from dpplan.train.specs import Constant, RunOptions
+
+    run_store = RunStore(home)
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=64, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    options = RunOptions(subset=1000, validation_size=200, device="cpu", method="rdp")
+    run = _stub_start_run(plan, Constant(lr=0.1), options, store=run_store, group_id=None)
+    run_store.finish_run(run.id, status="stopped", abandoned_steps=5)
+    value, method = run_epsilon(run_store.get_run(run.id))
+    longer = plan.replace(epochs=3)  # the 5 steps beyond the plan's 32 count
+    expected = min(dpplan.epsilon_at(longer, steps=37, method=m) for m in dpplan.METHODS)
+    assert value == pytest.approx(expected, rel=1e-9)
+    assert value > dpplan.compare(plan).headline_epsilon
+    at = _app(epochs=2).run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    [said] = [i.value for i in at.info if "abandoned" in i.value]
+    assert "5 steps of an abandoned (stopped) epoch are counted" in said
+    assert f"{_fmt(value)} ({method.upper()})" in said
