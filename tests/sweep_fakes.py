@@ -57,7 +57,7 @@ def store_fake_sweep(
                 ),
             )
             store.finish_run(run_id, status="finished")
-            store.record_trial(sweep_id, trial.key, status="finished", run_id=run_id)
+            store.record_trial(sweep_id, trial.key, run_id, None)
             outcomes[trial.key] = protocol.TrialOutcome(
                 key=trial.key,
                 status="finished",

@@ -73,16 +73,9 @@ class SweepsRepository(StoreDatabase):
                 (live.now(), stored_id(sweep_id), live.pid(), live.host()),
             )
 
-    def record_trial(
-        self,
-        sweep_id: int,
-        key: str,
-        *,
-        status: str,
-        run_id: int | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Record a trial's outcome (``finished`` with its run, or ``failed`` with the error).
+    def record_trial(self, sweep_id: int, key: str, run_id: int | None, error: str | None) -> None:
+        """Record a trial's outcome: ``finished`` with its run when ``error`` is None, else
+        ``failed`` with the error (and the run it stored, if any).
 
         Raises:
             StoreError: if this process does not hold the sweep; nothing is written.
@@ -98,7 +91,14 @@ class SweepsRepository(StoreDatabase):
             connection.execute(
                 "INSERT OR REPLACE INTO sweep_trials (sweep_id, key, run_id, status, error, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (stored_id(sweep_id), key, run_id, status, error, now),
+                (
+                    stored_id(sweep_id),
+                    key,
+                    run_id,
+                    "finished" if error is None else "failed",
+                    error,
+                    now,
+                ),
             )
             connection.execute(
                 "UPDATE sweeps SET updated_at=?, heartbeat_at=? WHERE id=?",

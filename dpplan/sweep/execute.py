@@ -372,14 +372,14 @@ def run_sweep(
             key, value = ended
             trial = in_flight.pop(key)
             if isinstance(value, BaseException):
-                store.record_trial(sweep_id, key, status="failed", error=_failure(value))
+                store.record_trial(sweep_id, key, run_id=None, error=_failure(value))
                 outcomes[key] = TrialOutcome(key=key, status="failed")
             else:
                 plan = plans[trial.plan_key]
                 run_id = _store_result(store, sweep_id, trial, plan, spec, value, task_columns)
                 records = value["result"].records
                 if value["result"].status == "diverged":
-                    store.record_trial(sweep_id, key, status="finished", run_id=run_id)
+                    store.record_trial(sweep_id, key, run_id=run_id, error=None)
                     outcomes[key] = TrialOutcome(
                         key=key,
                         status="finished",
@@ -389,7 +389,7 @@ def run_sweep(
                     )
                     session_done += 1
                 elif records:
-                    store.record_trial(sweep_id, key, status="finished", run_id=run_id)
+                    store.record_trial(sweep_id, key, run_id=run_id, error=None)
                     outcomes[key] = TrialOutcome(
                         key=key,
                         status="finished",
@@ -403,11 +403,7 @@ def run_sweep(
                     session_done += 1
                 else:
                     store.record_trial(
-                        sweep_id,
-                        key,
-                        status="failed",
-                        run_id=run_id,
-                        error="the run finished no epoch",
+                        sweep_id, key, run_id=run_id, error="the run finished no epoch"
                     )
                     outcomes[key] = TrialOutcome(key=key, status="failed", run_id=run_id)
             report(last=key)

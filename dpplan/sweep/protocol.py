@@ -50,6 +50,8 @@ __all__ = [
 
 #: (target ε, batch size, epochs): the key of a solved plan.
 PlanKey = tuple[float, int, int]
+#: (batch size, epochs, schedule kind, learning rate): one configuration of the grid.
+Config = tuple[int, int, str, float]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -97,7 +99,7 @@ class Trial:
         return spec
 
     @property
-    def config(self) -> tuple[int, int, str, float]:
+    def config(self) -> Config:
         """(B, E, schedule kind, learning rate): what the seeds repeat."""
         return (self.batch_size, self.epochs, self.kind, self.lr)
 
@@ -239,23 +241,18 @@ def draw_random_trials(spec: SweepSpec, *, rng: Any = None) -> dict[str, Any]:
     return {"mean": spec.random_repeats, "per_target": per_target}
 
 
-def _key(target: float, config: tuple[int, int, str, float], seed: int, draw: int | None) -> str:
+def _key(target: float, config: Config, seed: int, draw: int | None) -> str:
     batch_size, epochs, kind, lr = config
     prefix = f"eps={target!r}" + ("" if draw is None else f"/draw={draw}")
     return f"{prefix}/B={batch_size}/E={epochs}/{kind}/lr={lr!r}/seed={seed}"
 
 
-def _trial(
-    target: float,
-    config: tuple[int, int, str, float],
-    seed: int,
-    *,
-    phase: str,
-    group: str,
-    draw: int | None = None,
-    plateau_every: int | None = None,
+def _selection(
+    spec: SweepSpec, target: float, config: Config, group: str, draw: int | None = None
 ) -> Trial:
+    """The selection trial (first seed) of ``config`` at ``target``, in ``group``."""
     batch_size, epochs, kind, lr = config
+    seed = spec.seeds[0]
     return Trial(
         key=_key(target, config, seed, draw),
         target_epsilon=target,
@@ -264,15 +261,14 @@ def _trial(
         kind=str(kind),
         lr=float(lr),
         seed=seed,
-        phase=phase,
+        phase="select",
         group=group,
-        evaluate_every=plateau_every if kind == "plateau" else None,
+        evaluate_every=spec.plateau_every if kind == "plateau" else None,
     )
 
 
 def _groups(spec: SweepSpec, draws: Mapping[str, Any] | None) -> list[tuple[str, list[Trial]]]:
     """Return every selection group and its selection trials (first seed), in grid order."""
-    first = spec.seeds[0]
     groups = []
     for target in spec.target_epsilons:
         if spec.random_repeats is not None:
@@ -283,18 +279,7 @@ def _groups(spec: SweepSpec, draws: Mapping[str, Any] | None) -> list[tuple[str,
             groups.append(
                 (
                     group,
-                    [
-                        _trial(
-                            target,
-                            tuple(c),
-                            first,
-                            phase="select",
-                            group=group,
-                            draw=i,
-                            plateau_every=spec.plateau_every,
-                        )
-                        for i, c in enumerate(picked)
-                    ],
+                    [_selection(spec, target, tuple(c), group, i) for i, c in enumerate(picked)],
                 )
             )
             continue
@@ -303,14 +288,7 @@ def _groups(spec: SweepSpec, draws: Mapping[str, Any] | None) -> list[tuple[str,
                 for kind in spec.schedules:
                     group = f"eps={target!r}/B={batch_size}/E={epochs}/{kind}"
                     trials = [
-                        _trial(
-                            target,
-                            (batch_size, epochs, kind, lr),
-                            first,
-                            phase="select",
-                            group=group,
-                            plateau_every=spec.plateau_every,
-                        )
+                        _selection(spec, target, (batch_size, epochs, kind, lr), group)
                         for lr in spec.learning_rates(kind)
                     ]
                     groups.append((group, trials))
@@ -332,14 +310,13 @@ def _winner(trials: Sequence[Trial], outcomes: Mapping[str, TrialOutcome]) -> Tr
 
 
 def _repeats(spec: SweepSpec, winner: Trial) -> list[Trial]:
+    """The winner's configuration again with every other seed."""
     return [
-        _trial(
-            winner.target_epsilon,
-            winner.config,
-            seed,
+        dataclasses.replace(
+            winner,
+            key=_key(winner.target_epsilon, winner.config, seed, None),
+            seed=seed,
             phase="repeat",
-            group=winner.group,
-            plateau_every=spec.plateau_every,
         )
         for seed in spec.seeds[1:]
     ]

@@ -47,6 +47,7 @@ from torch import nn
 from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
+from dpplan.train.specs import ENGINES
 from dpplan.train.tasks import Loss, check_model
 
 __all__ = [
@@ -60,8 +61,6 @@ __all__ = [
     "make_engine",
 ]
 
-#: Engine names accepted by :class:`~dpplan.train.RunOptions` and ``--engine``.
-ENGINES = ("fused", "opacus")
 
 #: Opacus' guard against dividing by a zero norm in the clip factor (kept identical so the
 #: engines agree to round-off).
@@ -223,10 +222,10 @@ class NonPrivateEngine(_Engine):
         """Nothing to change: the non-private engine neither clips nor adds noise."""
 
 
-class OpacusEngine(_Engine):
-    """Opacus' hook-based per-example gradients and ``DPOptimizer``."""
-
-    name = "opacus"
+class _PrivateEngine(_Engine):
+    """What both DP-SGD engines share: the model check, the batch-mean loss (default
+    cross-entropy), the secret noise generator and Opacus' RDP accountant, which counts every
+    noisy step; :meth:`_attach` sets up the engine's own per-example machinery."""
 
     def __init__(
         self,
@@ -237,12 +236,27 @@ class OpacusEngine(_Engine):
         noise_generator: torch.Generator,
         loss: Loss | None = None,
     ) -> None:
-        from opacus import GradSampleModule
-        from opacus.optimizers import DPOptimizer
-
         check_model(model, self.name)
         self.model, self.optimizer = model, optimizer
         self.loss = F.cross_entropy if loss is None else loss
+        self.noise_generator = noise_generator
+        self.accountant = _rdp_accountant()
+        self._attach(mechanism)
+
+    def _attach(self, mechanism: Mechanism) -> None:
+        raise NotImplementedError
+
+
+class OpacusEngine(_PrivateEngine):
+    """Opacus' hook-based per-example gradients and ``DPOptimizer``."""
+
+    name = "opacus"
+
+    def _attach(self, mechanism: Mechanism) -> None:
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        model = self.model
         try:
             self._wrapped = GradSampleModule(model, loss_reduction="mean")
         except NotImplementedError as exc:
@@ -253,15 +267,14 @@ class OpacusEngine(_Engine):
                 f"Opacus: {exc}. Use engine='fused' (torch.func) for this model.",
             ) from exc
         self._dp_optimizer = DPOptimizer(
-            optimizer,
+            self.optimizer,
             noise_multiplier=mechanism.noise_multiplier,
             max_grad_norm=mechanism.max_grad_norm,
             expected_batch_size=mechanism.expected_batch_size,
             loss_reduction="mean",
-            generator=noise_generator,
+            generator=self.noise_generator,
         )
         self.mechanism = mechanism
-        self.accountant = _rdp_accountant()
         # Opacus' own hook (``get_optimizer_hook_fn``) fixes q when attached; this one reads
         # the current mechanism's, so a phase boundary changes q and σ together.
         self._dp_optimizer.attach_step_hook(
@@ -291,7 +304,7 @@ class OpacusEngine(_Engine):
         return loss
 
 
-class FusedEngine(_Engine):
+class FusedEngine(_PrivateEngine):
     """Per-example gradients with ``torch.func``, clipped and summed in one function.
 
     Args:
@@ -310,26 +323,17 @@ class FusedEngine(_Engine):
     name = "fused"
 
     def __init__(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        mechanism: Mechanism,
-        *,
-        noise_generator: torch.Generator,
-        compile: bool | None = None,
-        cap: int | None = None,
-        loss: Loss | None = None,
+        self, *args: Any, compile: bool | None = None, cap: int | None = None, **kwargs: Any
     ) -> None:
-        check_model(model, self.name)
-        self.loss = F.cross_entropy if loss is None else loss
-        self.model, self.optimizer = model, optimizer
-        self.noise_generator = noise_generator
-        self.accountant = _rdp_accountant()
+        self._compile, self._fixed_cap = compile, None if cap is None else int(cap)
+        super().__init__(*args, **kwargs)
+
+    def _attach(self, mechanism: Mechanism) -> None:
+        model = self.model
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for p in model.parameters() if p.requires_grad]
         device = self.params[0].device
-        self.compiled = device.type == "cuda" if compile is None else bool(compile)
-        self._fixed_cap = None if cap is None else int(cap)
+        self.compiled = device.type == "cuda" if self._compile is None else bool(self._compile)
         self.mechanism: Mechanism | None = None
         self.last_norms: torch.Tensor | None = None
         self.set_mechanism(mechanism)

@@ -414,9 +414,7 @@ def test_a_ray_task_error_is_stored_as_the_trials_own_error():
 def test_runs_show_names_the_sweep_trial_and_its_error(capsys, store, tiny_options):
     sweep_id = _fake_sweep(store, tiny_options)
     trial = store.get_sweep(sweep_id).trials[0]
-    store.record_trial(
-        sweep_id, trial.key, status="failed", run_id=trial.run_id, error="ValueError: a\nwhole"
-    )
+    store.record_trial(sweep_id, trial.key, trial.run_id, "ValueError: a\nwhole")
     assert main(["runs", "show", str(trial.run_id)]) == 0
     text = capsys.readouterr().out
     assert f"sweep {sweep_id} trial {trial.key}: failed" in text
