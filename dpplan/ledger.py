@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dpplan import _validate
+from dpplan.accounting.base import METHODS
 from dpplan.accounting.schemes import (
     SCHEMES,
     TRUNCATED_PLD_INTERVAL,
@@ -74,7 +75,6 @@ __all__ = [
 
 #: Most step counts a PRV or PLD block of bounds covers ahead of the current count.
 BLOCK_POINTS = 64
-_METHODS = ("rdp", "prv", "pld")
 _SAMPLING = tuple(SCHEMES)
 _KEYS = ("format", "dataset_size", "delta", "budget", "methods", "records")
 #: Schema version of :meth:`Ledger.to_dict`.
@@ -110,7 +110,7 @@ class Ledger:
         dataset_size: int,
         delta: float,
         budget: float | None = None,
-        methods: tuple[str, ...] = _METHODS,
+        methods: tuple[str, ...] = METHODS,
     ) -> None:
         self.dataset_size = _validate.integer(
             minimum=1, maximum=MAX_DATASET_SIZE, dataset_size=dataset_size
@@ -119,8 +119,8 @@ class Ledger:
         self.budget = None if budget is None else _validate.finite_positive(budget=budget)
         if isinstance(methods, str) or not methods:
             raise PlanError("methods", methods, "a non-empty tuple of method names")
-        chosen = {_validate.choice(options=_METHODS, method=method) for method in methods}
-        self.methods = tuple(method for method in _METHODS if method in chosen)
+        chosen = {_validate.choice(options=METHODS, method=method) for method in methods}
+        self.methods = tuple(method for method in METHODS if method in chosen)
         self._records: list[LedgerRecord] = []
         self._counts: dict[tuple[float, float], int] = {}
         self._last: tuple[float, float] | None = None
@@ -485,7 +485,7 @@ class Ledger:
                 failures.append(f"{method}: {exc}")
         if not found:
             raise AccountingError("every method failed for this ledger: " + "; ".join(failures))
-        method = min(found, key=lambda m: (found[m], _METHODS.index(m)))
+        method = min(found, key=lambda m: (found[m], METHODS.index(m)))
         if fast and self.budget is not None and found[method] > self.budget:
             # A carried bound above the budget for a state the guard admitted: be exact.
             return self._headline(state, fast=False)
@@ -514,7 +514,7 @@ class Ledger:
         """
         if method is None:
             return self.headline()[1]
-        method = _validate.choice(options=_METHODS, method=method)
+        method = _validate.choice(options=METHODS, method=method)
         refuse_method(method, self.schemes)
         state = self._state()
         if not state[2] and not state[0]:
@@ -554,7 +554,7 @@ class Ledger:
         """
         from dpplan.accounting.segments import Segment, epsilon_of_segments
 
-        method = _validate.choice(options=_METHODS, method=method)
+        method = _validate.choice(options=METHODS, method=method)
         if set(self.schemes) - {"poisson", "shuffle"}:
             raise PlanError("sampling", self.schemes, "only 'poisson' or 'shuffle' records")
         return epsilon_of_segments(
@@ -663,7 +663,7 @@ class Ledger:
             dataset_size=data["dataset_size"],
             delta=data["delta"],
             budget=data.get("budget"),
-            methods=tuple(data.get("methods", _METHODS)),
+            methods=tuple(data.get("methods", METHODS)),
         )
         fields = {f.name for f in dataclasses.fields(LedgerRecord)}
         for item in data.get("records", []):

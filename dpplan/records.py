@@ -12,14 +12,9 @@ import dataclasses
 import math
 from typing import Any
 
-__all__ = ["EpochRecord", "json_value"]
+from dpplan.format import json_safe
 
-
-def json_value(value: Any) -> Any:
-    """Return ``value`` ready for JSON: a non-finite float as ``"inf"``, ``"-inf"``, ``"nan"``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
-    return value
+__all__ = ["EpochRecord"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,7 +59,7 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict (infinite ε as the string ``"inf"``)."""
-        data = {k: json_value(v) for k, v in dataclasses.asdict(self).items()}
-        data["epsilons"] = {k: json_value(v) for k, v in self.epsilons.items()}
-        data["metrics"] = {k: json_value(v) for k, v in self.metrics.items()}
+        data = {k: json_safe(v) for k, v in dataclasses.asdict(self).items()}
+        data["epsilons"] = {k: json_safe(v) for k, v in self.epsilons.items()}
+        data["metrics"] = {k: json_safe(v) for k, v in self.metrics.items()}
         return data

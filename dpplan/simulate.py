@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from dpplan import _validate
+from dpplan.accounting.base import METHODS
 from dpplan.errors import PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import NOISE_MULTIPLIER_MAX, NOISE_MULTIPLIER_MIN, TrainingPlan
@@ -362,7 +363,7 @@ def composed_trials_epsilon(
     runs: Sequence[tuple[PhasedPlan | TrainingPlan, int]],
     *,
     delta: float,
-    methods: tuple[str, ...] = ("rdp", "prv", "pld"),
+    methods: tuple[str, ...] = METHODS,
 ) -> dict[str, Any]:
     """ε of every simulated trial composed: what the trials cost the data they trained on.
 

@@ -130,14 +130,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("app",),
 )
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
-#: What the store may import from dpplan: the bottom layers (plans, phased plans, the
-#: torch-free epoch records) and itself (no accounting).
+#: What the store may import from dpplan: the bottom layers (plans, phased plans, number
+#: formatting, the torch-free epoch records) and itself (no accounting).
 STORE_ALLOWED = {
     "dpplan.errors",
     "dpplan._validate",
     "dpplan.plan",
     "dpplan.phased",
     "dpplan.records",
+    "dpplan.format",
     "dpplan.store",
 }
 

@@ -8,12 +8,12 @@ import dataclasses
 import functools
 import importlib.metadata
 import itertools
-import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dpplan import _validate
 from dpplan.errors import AccountingError, PlanError
+from dpplan.format import json_float
 from dpplan.plan import NOISE_MULTIPLIER_MIN, TrainingPlan
 
 if TYPE_CHECKING:
@@ -124,24 +124,20 @@ class EpsilonCurve:
         """Return the curve as a JSON-ready dict (infinite ε becomes the string "inf")."""
         data: dict[str, Any] = {
             "method": self.method,
-            "epsilon": _json_float(self.epsilon),
+            "epsilon": json_float(self.epsilon),
             "curve": {
                 "epochs": list(self.epochs),
-                "epsilon": [_json_float(e) for e in self.epsilons],
+                "epsilon": [json_float(e) for e in self.epsilons],
             },
             "settings": dict(self.settings),
             "versions": dict(self.versions),
             "warnings": list(self.warnings),
         }
         if self.lower is not None:
-            data["curve"]["epsilon_lower"] = [_json_float(e) for e in self.lower]
+            data["curve"]["epsilon_lower"] = [json_float(e) for e in self.lower]
         if self.estimates is not None:
-            data["curve"]["epsilon_estimate"] = [_json_float(e) for e in self.estimates]
+            data["curve"]["epsilon_estimate"] = [json_float(e) for e in self.estimates]
         return data
-
-
-def _json_float(value: float) -> float | str:
-    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
 def monotone_upper(values: list[float]) -> list[float]:

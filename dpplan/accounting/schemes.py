@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from dpplan.accounting.base import result_cache
+from dpplan.accounting.base import METHODS, result_cache
 from dpplan.errors import AccountingError, PlanError
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
 #: than at 1e-4 for 200 steps at q = 0.01, σ = 1) and a query costs ~0.2 s instead of ~2 s.
 TRUNCATED_PLD_INTERVAL = 1e-3
 
-_METHODS = ("rdp", "prv", "pld")
 ADD_OR_REMOVE_ONE = "add_or_remove_one"
 REPLACE_ONE = "replace_one"
 
@@ -76,13 +75,13 @@ SCHEMES = {
         Scheme(
             name="poisson",
             relation=ADD_OR_REMOVE_ONE,
-            methods=_METHODS,
+            methods=METHODS,
             accounted_as="Poisson-subsampled Gaussian at sample_rate",
         ),
         Scheme(
             name="shuffle",
             relation=ADD_OR_REMOVE_ONE,
-            methods=_METHODS,
+            methods=METHODS,
             accounted_as="no amplification: one full-batch Gaussian per started epoch",
         ),
         Scheme(

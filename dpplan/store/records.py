@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from dpplan.plan import TrainingPlan
-from dpplan.records import EpochRecord, json_value
+from dpplan.records import EpochRecord
 
 __all__ = [
     "STATUSES",
@@ -22,7 +22,6 @@ __all__ = [
     "ScheduleRecord",
     "SweepRecord",
     "SweepTrialRecord",
-    "json_value",
     "plan_id",
 ]
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from dpplan import _validate
 from dpplan.errors import NotFoundError, PlanError, StateConflictError, StoreError
+from dpplan.format import json_float
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.store.database import StoreDatabase, stored_id
@@ -34,7 +35,6 @@ from dpplan.store.records import (
     OptionsRecord,
     RunRecord,
     ScheduleRecord,
-    json_value,
     plan_id,
 )
 
@@ -320,9 +320,9 @@ class RunsRepository(StoreDatabase):
                     values["test_accuracy"],
                     values["lr"],
                     values["seconds"],
-                    json.dumps({k: json_value(float(v)) for k, v in record.epsilons.items()}),
+                    json.dumps({k: json_float(float(v)) for k, v in record.epsilons.items()}),
                     values["test_loss"],
-                    json.dumps({k: json_value(float(v)) for k, v in record.metrics.items()}),
+                    json.dumps({k: json_float(float(v)) for k, v in record.metrics.items()}),
                 ),
             )
             connection.execute(

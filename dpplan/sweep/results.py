@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dpplan.errors import PlanError
+from dpplan.format import json_safe
 from dpplan.plan import TrainingPlan
-from dpplan.records import json_value
 from dpplan.selection import best_at
 from dpplan.sweep.spec import SweepSpec
 from dpplan.train.specs import ScheduleSpec
@@ -91,16 +91,16 @@ class FrontierPoint:
             "epsilon": self.epsilon,
             "plan": self.plan.to_dict(),
             "schedule": self.schedule.to_dict(),
-            "validation_accuracy": json_value(self.validation_accuracy),
-            "test_accuracy_mean": json_value(self.test_accuracy_mean),
-            "test_accuracy_std": json_value(self.test_accuracy_std),
+            "validation_accuracy": json_safe(self.validation_accuracy),
+            "test_accuracy_mean": json_safe(self.test_accuracy_mean),
+            "test_accuracy_std": json_safe(self.test_accuracy_std),
             "seeds": list(self.seeds),
             "run_ids": list(self.run_ids),
             "diverged_seeds": list(self.diverged_seeds),
             "epsilon_method": self.epsilon_method,
-            "validation_loss": json_value(self.validation_loss),
-            "test_loss_mean": json_value(self.test_loss_mean),
-            "test_loss_std": json_value(self.test_loss_std),
+            "validation_loss": json_safe(self.validation_loss),
+            "test_loss_mean": json_safe(self.test_loss_mean),
+            "test_loss_std": json_safe(self.test_loss_std),
         }
 
 

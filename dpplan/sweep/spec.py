@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dpplan import _validate
+from dpplan.accounting.base import METHODS
 from dpplan.errors import PlanError
 from dpplan.train.specs import (  # the default grids are defined with the schedules
     DEFAULT_CONSTANT_LRS,
@@ -235,7 +236,7 @@ class SweepSpec:
             for v in _sequence("seeds", self.seeds)
         )
         set_("seeds", _distinct("seeds", seeds))
-        _validate.choice(options=("rdp", "prv", "pld"), method=self.method)
+        _validate.choice(options=METHODS, method=self.method)
         set_("max_grad_norm", _validate.finite_positive(max_grad_norm=self.max_grad_norm))
         if self.random_repeats is not None:
             set_(

@@ -35,6 +35,7 @@ from typing import Any
 
 from dpplan import _validate
 from dpplan.errors import PlanError
+from dpplan.format import json_float
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.run_policy import epoch_epsilon
@@ -155,7 +156,7 @@ class ScheduleComparison:
             "schedules": [
                 {
                     **{k: v for k, v in dataclasses.asdict(s).items()},
-                    "epsilons": [e if math.isfinite(e) else "inf" for e in s.epsilons],
+                    "epsilons": [json_float(e) for e in s.epsilons],
                 }
                 for s in self.summaries
             ],

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, TypeAlias
 
 from dpplan import _validate
+from dpplan.accounting.base import METHODS
 from dpplan.errors import PlanError
 
 __all__ = [
@@ -78,7 +79,6 @@ DEFAULT_THREADS = 1
 #: Largest ``threads`` accepted.
 MAX_THREADS = 1024
 #: Accounting methods (as :data:`dpplan.accounting.METHODS`, without importing it).
-_METHODS = ("rdp", "prv", "pld")
 
 SCHEDULES: tuple[str, ...] = ("one_cycle", "plateau", "constant")
 """Schedule kinds, as spelled in ``to_dict()["kind"]``."""
@@ -545,7 +545,7 @@ class RunOptions:
         object.__setattr__(self, "data_dir", _absolute_data_dir(self.data_dir))
         if self.test_subset is not None:
             _validate.integer(minimum=1, maximum=MNIST_TEST_SIZE, test_subset=self.test_subset)
-        _validate.choice(options=_METHODS, method=self.method)
+        _validate.choice(options=METHODS, method=self.method)
         if self.target_epsilon is not None:
             _validate.finite_positive(target_epsilon=self.target_epsilon)
         if not isinstance(self.private, bool):
