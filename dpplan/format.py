@@ -1,4 +1,5 @@
-"""How dpplan writes numbers: ε at one precision, and non-finite floats as strings in JSON.
+"""How dpplan writes numbers: ε at one precision, non-finite floats as strings in JSON, and
+the hash of a value's canonical JSON.
 
 Imports nothing from dpplan, so every layer may use it.
 
@@ -11,10 +12,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
-__all__ = ["epsilon_text", "json_float", "json_safe"]
+__all__ = ["epsilon_text", "json_digest", "json_float", "json_safe"]
 
 
 def epsilon_text(value: float) -> str:
@@ -43,3 +46,10 @@ def json_safe(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [json_safe(value) for value in data]
     return data
+
+
+def json_digest(data: Any) -> str:
+    """SHA-256 (64 hex digits) of ``data``'s canonical JSON (sorted keys): the hash of a plan,
+    a phased plan, a ledger or a sweep spec (its ``to_dict()``); a stored plan's id is its first
+    16 digits."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -7,10 +7,9 @@ smallest upper bound) is computed above the store, in :mod:`dpplan.run_policy`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from typing import Any
 
+from dpplan.format import json_digest
 from dpplan.plan import TrainingPlan
 from dpplan.records import EpochRecord
 
@@ -43,8 +42,7 @@ STATUSES = (
 
 def plan_id(plan: TrainingPlan) -> str:
     """Return the stored id of a plan: a hash of its canonical JSON (16 hex digits)."""
-    text = json.dumps(plan.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_digest(plan.to_dict())[:16]
 
 
 class _StoredFields(dict):
