@@ -219,7 +219,7 @@ def test_a_version_4_store_migrates_with_no_abandoned_steps(tmp_path):
         assert "abandoned_steps" not in columns
     shutil.copy(V4_FIXTURE, tmp_path / "runs.sqlite3")
     store = RunStore(tmp_path)
-    assert _version(tmp_path) == SCHEMA_VERSION == 5
+    assert _version(tmp_path) == SCHEMA_VERSION
     [run] = store.list_runs()
     assert run.status == "stopped" and run.abandoned_steps == 0 and run.epochs_spent == 1
     assert run_epsilon(run) == (1.0, "prv")  # the recorded ε, unchanged
@@ -239,3 +239,34 @@ def test_a_version_4_store_migrates_with_no_abandoned_steps(tmp_path):
     assert store.get_run(run.id).abandoned_steps == 0
     with pytest.raises(PlanError, match="abandoned_steps"):
         store.finish_run(new, status="stopped", abandoned_steps=-1)
+
+
+V5_FIXTURE = Path(__file__).parent / "fixtures" / "store_v5" / "runs.sqlite3"
+
+
+def test_a_version_5_store_migrates_with_no_cut_off_trial_attempts(tmp_path):
+    # fixtures/store_v5 (make_store_v5.py, commit 18b53c2): a sweep with a finished trial and
+    # its run and a failed trial, stored before sweep_trials.abandoned existed.
+    with sqlite3.connect(f"{V5_FIXTURE.as_uri()}?mode=ro", uri=True) as connection:
+        assert schema.schema_version(connection) == 5
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(sweep_trials)")}
+        assert "abandoned" not in columns
+    shutil.copy(V5_FIXTURE, tmp_path / "runs.sqlite3")
+    store = RunStore(tmp_path)
+    assert _version(tmp_path) == SCHEMA_VERSION == 6
+    [sweep] = store.list_sweeps()
+    assert sweep.status == "interrupted"  # its builder's process is gone
+    assert [(t.status, t.abandoned, t.has_outcome) for t in sweep.trials] == [
+        ("finished", 0, True),
+        ("failed", 0, True),
+    ]
+    # The migrated store counts a cut-off attempt, and keeps the count when the trial ends.
+    store.claim_sweep(sweep.id)
+    key = sweep.trials[1].key
+    store.start_trial(sweep.id, key)
+    assert store.get_sweep(sweep.id).trials[1].status == "running"
+    assert store.abandon_trials(sweep.id) == 1
+    store.start_trial(sweep.id, key)
+    store.record_trial(sweep.id, key, run_id=None, error="ValueError: again")
+    trial = store.get_sweep(sweep.id).trials[1]
+    assert (trial.status, trial.abandoned, trial.error) == ("failed", 1, "ValueError: again")

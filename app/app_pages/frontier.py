@@ -23,6 +23,7 @@ from components import (
 
 from dpplan.errors import DpplanError, PlanError
 from dpplan.sweep import FrontierResult, SweepSpec, background, frontier_result
+from dpplan.sweep.results import unstored_note
 from dpplan.train import RunOptions
 
 st.title("Frontier")
@@ -155,6 +156,8 @@ def show(sweep_id: int) -> None:
     cols[1].metric("Trials done", f"{trials.finished} / {trials.planned}")
     cols[2].metric("Failed", trials.failed)
     cols[3].metric("Runs on the data", result.runs_tried)
+    if note := unstored_note(result.unstored_attempts):
+        st.caption(note)
     if trials.diverged:
         st.caption(
             f"{trials.diverged} finished trial(s) diverged (non-finite loss): they have no "
@@ -248,7 +251,7 @@ else:
         format_func=lambda i: next(
             f"sweep {s.id}: {s.status}, ε targets "
             f"{', '.join(f'{e:g}' for e in s.spec['target_epsilons'])}, "
-            f"{len(s.trials)} trials done"
+            f"{sum(t.has_outcome for t in s.trials)} trials done"
             for s in sweeps
             if s.id == i
         ),

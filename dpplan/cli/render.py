@@ -12,6 +12,7 @@ from dpplan.errors import (
 )
 from dpplan.format import epsilon_text
 from dpplan.store.records import ScheduleRecord
+from dpplan.sweep.results import unstored_note
 
 
 def _phase_lines(plan) -> list[str]:
@@ -201,6 +202,8 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
             + f", {result['trials']['failed']} failed of {result['trials']['planned']} planned"
         ),
     ]
+    if note := unstored_note(result.get("unstored_attempts", 0)):
+        lines.append(note)
     if result.get("task"):
         lines.append(f"task: {result['task']} (--task)")
     points = list(result["points"]) + [p for c in result["curves"].values() for p in c]

@@ -175,12 +175,21 @@ class RunRecord:
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class SweepTrialRecord:
-    """A trial of a sweep with an outcome: ``finished`` (its run) or ``failed``."""
+    """A trial of a sweep: ``finished`` (its run) or ``failed`` (the error), ``running`` (in
+    flight, no outcome yet) or ``abandoned`` (cut off, to be run again); ``abandoned`` counts
+    its attempts cut off by a stopped or killed driver (each trained on the data and stored no
+    run)."""
 
     key: str
     run_id: int | None
     status: str
     error: str | None
+    abandoned: int = 0
+
+    @property
+    def has_outcome(self) -> bool:
+        """Finished or failed: the trial is not run again."""
+        return self.status in ("finished", "failed")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)

@@ -17,7 +17,10 @@ Version history:
    ``module:function`` it was loaded from); per epoch ``epochs.test_loss`` and
    ``epochs.metrics`` (JSON: a task's own metric). Runs stored before have NULLs there;
 5. ``runs.abandoned_steps``: noisy steps of epochs abandoned mid-way (a stop, a crash), not
-   recorded but counted against privacy (cumulative over stops and resumes; 0 before).
+   recorded but counted against privacy (cumulative over stops and resumes; 0 before);
+6. ``sweep_trials.abandoned``: attempts of a trial cut off by a stopped or killed sweep
+   driver (they store no run, but they trained on the data; 0 before). A trial in flight has
+   status ``running``.
 """
 
 from __future__ import annotations
@@ -139,6 +142,10 @@ def _v5_abandoned_steps(connection: sqlite3.Connection) -> None:
     _add_columns(connection, "runs", ("abandoned_steps INTEGER NOT NULL DEFAULT 0",))
 
 
+def _v6_trial_attempts(connection: sqlite3.Connection) -> None:
+    _add_columns(connection, "sweep_trials", ("abandoned INTEGER NOT NULL DEFAULT 0",))
+
+
 #: The migrations, in order: migration ``i`` (1-based) brings a store to version ``i``.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v1_runs,
@@ -146,6 +153,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _v3_sweeps,
     _v4_tasks,
     _v5_abandoned_steps,
+    _v6_trial_attempts,
 )
 #: The schema version this dpplan writes.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,6 +3,9 @@
 A sweep's driver holds its lease (host, PID, heartbeat) like a run's process
 (:mod:`dpplan.store.liveness`); its trials' runs are ordinary runs in group ``sweep-ID`` (so
 group composition counts them), linked to the trial that produced them in ``sweep_trials``.
+A trial is ``running`` from its start until its outcome is recorded; a driver that stops or
+dies meanwhile leaves it cut off, and the attempt is counted in ``sweep_trials.abandoned``
+(:meth:`SweepsRepository.abandon_trials`): it stored no run but trained on the data.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from dpplan.store.liveness import LEASE_COLUMNS
 from dpplan.store.records import SweepRecord, SweepTrialRecord
 
 __all__ = ["SweepsRepository"]
+
+
+def _abandon_running(connection: sqlite3.Connection, sweep_id: int) -> int:
+    cursor = connection.execute(
+        "UPDATE sweep_trials SET status='abandoned', abandoned=abandoned+1 "
+        "WHERE sweep_id=? AND status='running'",
+        (stored_id(sweep_id),),
+    )
+    return cursor.rowcount
 
 
 class SweepsRepository(StoreDatabase):
@@ -63,6 +75,7 @@ class SweepsRepository(StoreDatabase):
                 "heartbeat_at=?, updated_at=?, error=NULL WHERE id=?",
                 (pid, started, host, now, now, stored_id(sweep_id)),
             )
+            _abandon_running(connection, sweep_id)  # the trials its dead driver had in flight
 
     def sweep_heartbeat(self, sweep_id: int) -> None:
         """Renew this process's lease on a running sweep."""
@@ -73,6 +86,23 @@ class SweepsRepository(StoreDatabase):
                 (live.now(), stored_id(sweep_id), live.pid(), live.host()),
             )
 
+    def start_trial(self, sweep_id: int, key: str) -> None:
+        """Mark a trial ``running`` (in flight) before it is sent to train.
+
+        Raises:
+            StoreError: if this process does not hold the sweep; nothing is written.
+        """
+        self._write_trial(sweep_id, key, None, "running", None)
+
+    def abandon_trials(self, sweep_id: int) -> int:
+        """Count every ``running`` trial of a sweep as an abandoned attempt (its driver is
+        stopping with them in flight) and return how many there were; 0, changing nothing,
+        unless this process holds the sweep."""
+        with self._transaction() as connection:
+            if not self.liveness.owned(self._sweep_row(connection, sweep_id)):
+                return 0
+            return _abandon_running(connection, sweep_id)
+
     def record_trial(self, sweep_id: int, key: str, run_id: int | None, error: str | None) -> None:
         """Record a trial's outcome: ``finished`` with its run when ``error`` is None, else
         ``failed`` with the error (and the run it stored, if any).
@@ -80,6 +110,11 @@ class SweepsRepository(StoreDatabase):
         Raises:
             StoreError: if this process does not hold the sweep; nothing is written.
         """
+        self._write_trial(sweep_id, key, run_id, "finished" if error is None else "failed", error)
+
+    def _write_trial(
+        self, sweep_id: int, key: str, run_id: int | None, status: str, error: str | None
+    ) -> None:
         now = self.liveness.now()
         with self._transaction() as connection:
             row = self._sweep_row(connection, sweep_id)
@@ -89,16 +124,11 @@ class SweepsRepository(StoreDatabase):
                     f"(pid {self.liveness.pid()}); trial {key} was not recorded."
                 )
             connection.execute(
-                "INSERT OR REPLACE INTO sweep_trials (sweep_id, key, run_id, status, error, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    stored_id(sweep_id),
-                    key,
-                    run_id,
-                    "finished" if error is None else "failed",
-                    error,
-                    now,
-                ),
+                "INSERT INTO sweep_trials (sweep_id, key, run_id, status, error, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sweep_id, key) DO UPDATE SET "
+                "run_id=excluded.run_id, status=excluded.status, error=excluded.error, "
+                "updated_at=excluded.updated_at",
+                (stored_id(sweep_id), key, run_id, status, error, now),
             )
             connection.execute(
                 "UPDATE sweeps SET updated_at=?, heartbeat_at=? WHERE id=?",
@@ -197,7 +227,11 @@ class SweepsRepository(StoreDatabase):
             updated_at=row["updated_at"],
             trials=tuple(
                 SweepTrialRecord(
-                    key=t["key"], run_id=t["run_id"], status=t["status"], error=t["error"]
+                    key=t["key"],
+                    run_id=t["run_id"],
+                    status=t["status"],
+                    error=t["error"],
+                    abandoned=t["abandoned"],
                 )
                 for t in trials
             ),

@@ -15,6 +15,7 @@ on a stored sweep (``dpplan sweep --resume ID``) runs only the trials without an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -99,6 +100,8 @@ def _outcomes(store: RunStore, record: Any) -> dict[str, TrialOutcome]:
     runs = {run.id: run for run in store.list_runs() if run.group_id == record.group_id}
     outcomes = {}
     for trial in record.trials:
+        if not trial.has_outcome:  # in flight, or cut off and to be run again
+            continue
         run = runs.get(trial.run_id) if trial.run_id is not None else None
         last = run.records[-1] if run is not None and run.records else None
         if trial.status == "finished" and run is not None and run.status == "diverged":
@@ -359,6 +362,7 @@ def run_sweep(
                 if trial.key in outcomes or trial.key in in_flight:
                     continue
                 in_flight[trial.key] = trial
+                store.start_trial(sweep_id, trial.key)
                 executor.submit(trial.key, _payload(trial, plans[trial.plan_key], spec))
                 report()
             if not in_flight:
@@ -410,6 +414,11 @@ def run_sweep(
     finally:
         if close:
             executor.close()
+        # Stopped or failed with trials in flight: they trained and stored nothing. (If the
+        # store cannot be written now, they stay ``running``: counted all the same, and the
+        # next claim marks them abandoned.)
+        with contextlib.suppress(Exception):
+            store.abandon_trials(sweep_id)
     failed = [o.key for o in outcomes.values() if o.status == "failed"]
     result = frontier_result(store, sweep_id)
     status = "failed" if failed else "finished"
@@ -441,6 +450,12 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
     outcomes = _outcomes(store, record)
     points, curves = protocol.frontier(spec, plans, epsilons, outcomes, record.draws)
     runs = [run for run in store.list_runs() if run.group_id == record.group_id]
+    # Attempts that trained and stored no run (cut off, or in flight): each counted whole.
+    unstored = [
+        _trained_plan(plans[protocol.plan_key_of(t.key)], spec)
+        for t in record.trials
+        for _ in range(t.abandoned + (t.status == "running"))
+    ]
     if record.tuning is not None and record.status in ("finished", "failed"):
         tuning = TuningCost.from_dict(record.tuning)
     elif spec.simulate is not None:  # the trials at their own ε (dpplan.simulate)
@@ -451,7 +466,8 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
                 delta=spec.delta,
                 plan_epsilons=epsilons,
                 trial_plans={key: _trained_plan(plan, spec) for key, plan in plans.items()},
-                runs=[whole_epochs_spent(run) for run in runs],
+                runs=[whole_epochs_spent(run) for run in runs]
+                + [(plan, plan.epochs) for plan in unstored],
                 k=spec.simulate,
                 data=spec.simulate_data,
                 coverage=COVERAGE,
@@ -462,7 +478,8 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
             delta=spec.delta,
             plan_epsilons=epsilons,
             plans=plans,
-            runs=[(run.plan, epochs_counted(run)) for run in runs],
+            runs=[(run.plan, epochs_counted(run)) for run in runs]
+            + [(plan, plan.epochs) for plan in unstored],
             random_repeats=spec.random_repeats,
         )
     simulation = None
@@ -475,7 +492,8 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
         status=record.status,
         spec=spec,
         simulation=simulation,
-        runs_tried=len(runs),
+        runs_tried=len(runs) + len(unstored),
+        unstored_attempts=len(unstored),
         trials=TrialCounts(
             planned=protocol.planned_trials(spec, record.draws),
             finished=sum(1 for o in outcomes.values() if o.status == "finished"),

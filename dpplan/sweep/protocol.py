@@ -41,6 +41,7 @@ __all__ = [
     "TrialOutcome",
     "draw_random_trials",
     "frontier",
+    "plan_key_of",
     "planned_trials",
     "plans_from_dict",
     "plans_to_dict",
@@ -245,6 +246,12 @@ def _key(target: float, config: Config, seed: int, draw: int | None) -> str:
     batch_size, epochs, kind, lr = config
     prefix = f"eps={target!r}" + ("" if draw is None else f"/draw={draw}")
     return f"{prefix}/B={batch_size}/E={epochs}/{kind}/lr={lr!r}/seed={seed}"
+
+
+def plan_key_of(key: str) -> PlanKey:
+    """The plan key (target ε, B, E) of a trial's key (as :class:`Trial` writes it)."""
+    fields = dict(part.split("=", 1) for part in key.split("/") if "=" in part)
+    return (float(fields["eps"]), int(fields["B"]), int(fields["E"]))
 
 
 def _selection(

@@ -31,6 +31,7 @@ __all__ = [
     "TrialCounts",
     "TrialFailure",
     "TuningCost",
+    "unstored_note",
 ]
 
 
@@ -285,6 +286,17 @@ class TrialFailure:
         return {"key": self.key, "run_id": self.run_id, "error": self.error}
 
 
+def unstored_note(count: int) -> str | None:
+    """The sentence that says a sweep's ε counts its unstored attempts, or None without any."""
+    if not count:
+        return None
+    return (
+        f"{count} trial attempt{'s' if count != 1 else ''} trained and stored no run (cut off by "
+        "a stopped or killed driver, or in flight): each is counted whole in the runs tried "
+        "and in ε of all runs."
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class FrontierResult:
     """A sweep's frontier and tuning cost, computed from the store (running sweeps too).
@@ -293,7 +305,8 @@ class FrontierResult:
         sweep_id: the sweep.
         status: ``running``, ``finished``, ``failed``, ...
         spec: the sweep's spec.
-        runs_tried: stored runs of the sweep.
+        runs_tried: training runs of the sweep on the data: its stored runs and
+            ``unstored_attempts``.
         trials: trial counts.
         points: one per target ε whose selection finished (best validation accuracy over
             every B, E and schedule).
@@ -304,6 +317,9 @@ class FrontierResult:
         simulation: for a sweep predicted by simulation (``SweepSpec.simulate``), how its
             points are marked (:func:`dpplan.simulate.marking`: K, the data, the label, the
             measured error at K); else None. ``to_dict`` marks every point with it.
+        unstored_attempts: trial attempts that trained on the data but stored no run (cut
+            off by a stopped or killed driver, or in flight now); the tuning cost counts each
+            as its whole plan.
     """
 
     sweep_id: int
@@ -317,6 +333,7 @@ class FrontierResult:
     tuning: TuningCost
     failures: tuple[TrialFailure, ...]
     simulation: Mapping[str, Any] | None = None
+    unstored_attempts: int = 0
 
     def best_at(self, epsilon_at_most: float) -> FrontierPoint | None:
         """The frontier point with the best validation accuracy among ε ≤ x
@@ -344,6 +361,7 @@ class FrontierResult:
             "spec": self.spec.to_dict(),
             "simulation": None if self.simulation is None else dict(self.simulation),
             "runs_tried": self.runs_tried,
+            "unstored_attempts": self.unstored_attempts,
             "trials": self.trials.to_dict(),
             "points": [{**point.to_dict(), **mark} for point in self.points],
             "curves": {

@@ -112,7 +112,7 @@ def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_option
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and driver.poll() is None:
             sweeps = store.list_sweeps()
-            if sweeps and sweeps[0].trials:
+            if sweeps and any(t.has_outcome for t in sweeps[0].trials):
                 break
             time.sleep(0.05)
         assert driver.poll() is None, driver.stderr.read().decode()
@@ -121,9 +121,10 @@ def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_option
         driver.wait(timeout=30)
     sweep = store.get_sweep(store.list_sweeps()[0].id)
     assert sweep.status == "interrupted"
-    done_before = {t.key for t in sweep.trials}
+    done_before = {t.key for t in sweep.trials if t.has_outcome}
+    cut_off = [t.key for t in sweep.trials if t.status == "running"]  # in flight at the kill
     runs_before = {run.id for run in store.list_runs()}
-    assert 1 <= len(done_before) < 4
+    assert 1 <= len(done_before) < 4 and len(cut_off) <= 1
     result = run_sweep(sweep.id, store=store, executor=RayExecutor())
     assert result.status == "finished"
     assert result.trials.to_dict() == {"planned": 4, "finished": 4, "failed": 0, "diverged": 0}
@@ -131,6 +132,10 @@ def test_resume_after_the_driver_is_killed_runs_only_the_rest(store, tiny_option
     assert len(new_runs) == 4 - len(done_before)  # only the unfinished trials trained
     after = store.get_sweep(sweep.id)
     assert {t.key for t in after.trials} >= done_before and len(after.trials) == 4
+    # The attempt cut off by the kill trained on the data too: counted, once.
+    assert [t.key for t in after.trials if t.abandoned] == cut_off
+    assert result.unstored_attempts == len(cut_off)
+    assert result.runs_tried == len(store.list_runs()) + len(cut_off)
 
 
 @pytest.mark.parametrize(
