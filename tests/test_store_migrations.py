@@ -207,19 +207,24 @@ def test_liveness_can_be_injected(tmp_path):
     assert store.get_run(run_id).status == "stopped"
 
 
-V4_FIXTURE = Path(__file__).parent / "fixtures" / "store_v4" / "runs.sqlite3"
+def _migrated(version: int, table: str, column: str, home: Path) -> RunStore:
+    """Open a copy of ``fixtures/store_vVERSION`` in ``home`` after checking that the
+    fixture is at ``version`` and lacks ``table.column``; the store is migrated to today's."""
+    fixture = Path(__file__).parent / "fixtures" / f"store_v{version}" / "runs.sqlite3"
+    with sqlite3.connect(f"{fixture.as_uri()}?mode=ro", uri=True) as connection:
+        assert schema.schema_version(connection) == version
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        assert column not in columns
+    shutil.copy(fixture, home / "runs.sqlite3")
+    store = RunStore(home)
+    assert _version(home) == SCHEMA_VERSION
+    return store
 
 
 def test_a_version_4_store_migrates_with_no_abandoned_steps(tmp_path):
     # fixtures/store_v4 (make_store_v4.py, commit 58f2d6a): a run stopped during epoch 2,
     # stored before runs.abandoned_steps existed.
-    with sqlite3.connect(f"{V4_FIXTURE.as_uri()}?mode=ro", uri=True) as connection:
-        assert schema.schema_version(connection) == 4
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
-        assert "abandoned_steps" not in columns
-    shutil.copy(V4_FIXTURE, tmp_path / "runs.sqlite3")
-    store = RunStore(tmp_path)
-    assert _version(tmp_path) == SCHEMA_VERSION
+    store = _migrated(4, "runs", "abandoned_steps", tmp_path)
     [run] = store.list_runs()
     assert run.status == "stopped" and run.abandoned_steps == 0 and run.epochs_spent == 1
     assert run_epsilon(run) == (1.0, "prv")  # the recorded ε, unchanged
@@ -241,19 +246,11 @@ def test_a_version_4_store_migrates_with_no_abandoned_steps(tmp_path):
         store.finish_run(new, status="stopped", abandoned_steps=-1)
 
 
-V5_FIXTURE = Path(__file__).parent / "fixtures" / "store_v5" / "runs.sqlite3"
-
-
 def test_a_version_5_store_migrates_with_no_cut_off_trial_attempts(tmp_path):
     # fixtures/store_v5 (make_store_v5.py, commit 18b53c2): a sweep with a finished trial and
     # its run and a failed trial, stored before sweep_trials.abandoned existed.
-    with sqlite3.connect(f"{V5_FIXTURE.as_uri()}?mode=ro", uri=True) as connection:
-        assert schema.schema_version(connection) == 5
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(sweep_trials)")}
-        assert "abandoned" not in columns
-    shutil.copy(V5_FIXTURE, tmp_path / "runs.sqlite3")
-    store = RunStore(tmp_path)
-    assert _version(tmp_path) == SCHEMA_VERSION == 6
+    store = _migrated(5, "sweep_trials", "abandoned", tmp_path)
+    assert SCHEMA_VERSION == 6
     [sweep] = store.list_sweeps()
     assert sweep.status == "interrupted"  # its builder's process is gone
     assert [(t.status, t.abandoned, t.has_outcome) for t in sweep.trials] == [

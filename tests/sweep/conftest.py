@@ -26,6 +26,23 @@ def tiny_options(mnist_dir):  # mnist_dir: tests/conftest.py
 
 
 @pytest.fixture
+def one_trial_spec(tiny_options):
+    """A sweep of one trial: ε 2, B 256, one epoch, one-cycle at 0.5, seed 0."""
+    from dpplan.sweep import SweepSpec
+
+    return SweepSpec(
+        target_epsilons=(2,),
+        delta=1e-5,
+        batch_sizes=(256,),
+        epochs=(1,),
+        schedules=("one_cycle",),
+        one_cycle_lrs=(0.5,),
+        seeds=(0,),
+        options=tiny_options,
+    )
+
+
+@pytest.fixture
 def store(tmp_path, monkeypatch):
     from dpplan.store import RunStore
 

@@ -14,37 +14,24 @@ from dpplan.errors import MissingDependencyError, PlanError
 from dpplan.sweep import LocalExecutor, SweepSpec, background
 
 
-def _spec(options) -> SweepSpec:
-    return SweepSpec(
-        target_epsilons=(2,),
-        delta=1e-5,
-        batch_sizes=(256,),
-        epochs=(1,),
-        schedules=("one_cycle",),
-        one_cycle_lrs=(0.5,),
-        seeds=(0,),
-        options=options,
-    )
-
-
 def test_launch_refuses_anything_but_a_spec(store):
     with pytest.raises(PlanError, match="spec="):
         background.launch_sweep(["--epsilons", "1,3"])
     assert not (store.home / "sweeps").exists()
 
 
-def test_launch_without_ray_names_the_extra_and_starts_nothing(store, tiny_options):
+def test_launch_without_ray_names_the_extra_and_starts_nothing(store, one_trial_spec):
     with (
         mock.patch("importlib.util.find_spec", return_value=None),
         mock.patch("subprocess.Popen") as popen,
         pytest.raises(MissingDependencyError, match=r"\[sweep\]"),
     ):
-        background.launch_sweep(_spec(tiny_options))
+        background.launch_sweep(one_trial_spec)
     popen.assert_not_called()
 
 
-def test_launch_hands_the_child_the_spec_as_json(store, tiny_options):
-    spec = _spec(tiny_options)
+def test_launch_hands_the_child_the_spec_as_json(store, one_trial_spec):
+    spec = one_trial_spec
     with mock.patch("subprocess.Popen") as popen:
         popen.return_value.pid = 4242
         pid, log = background.launch_sweep(spec)
@@ -55,9 +42,9 @@ def test_launch_hands_the_child_the_spec_as_json(store, tiny_options):
     assert log.parent == store.home / "sweeps" and popen.call_args.kwargs["start_new_session"]
 
 
-def test_the_child_runs_the_spec_and_prints_its_frontier(store, tiny_options, tmp_path, capsys):
+def test_the_child_runs_the_spec_and_prints_its_frontier(store, one_trial_spec, tmp_path, capsys):
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(_spec(tiny_options).to_dict()))
+    spec_file.write_text(json.dumps(one_trial_spec.to_dict()))
     # The child runs on Ray; here its trials run in this process instead (same driver).
     with mock.patch("dpplan.sweep.ray_executor.RayExecutor", lambda: LocalExecutor()):
         assert background.main([str(spec_file)]) == 0
@@ -65,12 +52,12 @@ def test_the_child_runs_the_spec_and_prints_its_frontier(store, tiny_options, tm
     result = json.loads(out[out.index("{") :])
     assert result["trials"]["finished"] == 1 and len(result["points"]) == 1
     [sweep] = store.list_sweeps()
-    assert sweep.status == "finished" and SweepSpec.from_dict(sweep.spec) == _spec(tiny_options)
+    assert sweep.status == "finished" and SweepSpec.from_dict(sweep.spec) == one_trial_spec
 
 
-def test_the_child_refuses_a_bad_spec_naming_the_field(store, tiny_options, tmp_path, capsys):
+def test_the_child_refuses_a_bad_spec_naming_the_field(store, one_trial_spec, tmp_path, capsys):
     spec_file = tmp_path / "spec.json"
-    bad = {**_spec(tiny_options).to_dict(), "target_epsilons": [0]}
+    bad = {**one_trial_spec.to_dict(), "target_epsilons": [0]}
     spec_file.write_text(json.dumps(bad))
     assert background.main([str(spec_file)]) == 2
     out = capsys.readouterr().out

@@ -364,25 +364,16 @@ def test_resume_refuses_flags_that_differ_from_the_stored_sweep(capsys, store, t
 
 
 def test_a_failed_trial_keeps_its_whole_error_and_frontier_and_runs_show_it(
-    capsys, store, tiny_options, tmp_path
+    capsys, store, tiny_options, one_trial_spec, tmp_path
 ):
     import dataclasses
 
-    from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, run_sweep
+    from dpplan.sweep import LocalExecutor, create_sweep, run_sweep
 
     empty = tmp_path / "no-mnist"
     empty.mkdir()
     options = dataclasses.replace(tiny_options, data_dir=str(empty))
-    spec = SweepSpec(
-        target_epsilons=(2,),
-        delta=1e-5,
-        batch_sizes=(256,),
-        epochs=(1,),
-        schedules=("one_cycle",),
-        one_cycle_lrs=(0.5,),
-        seeds=(0,),
-        options=options,
-    )
+    spec = dataclasses.replace(one_trial_spec, options=options)
     executor = LocalExecutor(ship_data=False)  # each trial reads the (empty) folder itself
     sweep_id = create_sweep(spec, store=store, executor=executor)
     result = run_sweep(sweep_id, store=store, executor=executor)

@@ -7,22 +7,9 @@ from __future__ import annotations
 import pytest
 
 from dpplan.cli import main
-from dpplan.sweep import LocalExecutor, SweepSpec, create_sweep, frontier_result, protocol
+from dpplan.sweep import LocalExecutor, create_sweep, frontier_result, protocol
 from dpplan.sweep.execute import run_sweep
 from dpplan.sweep.tuning import composed_epsilon
-
-
-def _spec(options) -> SweepSpec:
-    return SweepSpec(
-        target_epsilons=(2.0,),
-        delta=1e-5,
-        batch_sizes=(256,),
-        epochs=(1,),
-        schedules=("one_cycle",),
-        one_cycle_lrs=(0.5,),
-        seeds=(0,),
-        options=options,
-    )
 
 
 def _stopped(payload, data):
@@ -33,8 +20,8 @@ def _composed(plan, count: int) -> float:
     return composed_epsilon([(plan, plan.epochs)] * count, delta=1e-5)["epsilon"]
 
 
-def test_stopped_trials_are_counted_whole_across_resumes(store, tiny_options, capsys):
-    sweep_id = create_sweep(_spec(tiny_options), store=store)
+def test_stopped_trials_are_counted_whole_across_resumes(store, one_trial_spec, capsys):
+    sweep_id = create_sweep(one_trial_spec, store=store)
     [plan] = protocol.plans_from_dict(store.get_sweep(sweep_id).plans).values()
     for stops in (1, 2):
         with pytest.raises(KeyboardInterrupt):
@@ -56,8 +43,8 @@ def test_stopped_trials_are_counted_whole_across_resumes(store, tiny_options, ca
     assert "2 trial attempts trained and stored no run" in capsys.readouterr().out
 
 
-def test_a_killed_drivers_trial_in_flight_is_counted_then_marked_abandoned(store, tiny_options):
-    spec = _spec(tiny_options)
+def test_a_killed_drivers_trial_in_flight_is_counted_then_marked_abandoned(store, one_trial_spec):
+    spec = one_trial_spec
     sweep_id = create_sweep(spec, store=store)
     [plan] = protocol.plans_from_dict(store.get_sweep(sweep_id).plans).values()
     [trial] = protocol.ready_trials(spec, {}, None)
