@@ -122,6 +122,25 @@ def test_diverged_trials_are_counted_and_never_a_point(home):
     assert any("1 finished trial(s) diverged" in c.value for c in at.caption)
 
 
+def test_cut_off_trial_attempts_are_counted_and_said(home):
+    sweep_id = fake_sweep(home)
+    store = RunStore(home)
+    trial = store.get_sweep(sweep_id).trials[0]
+    store.claim_sweep(sweep_id)  # a resumed sweep whose driver was stopped during this trial
+    store.start_trial(sweep_id, trial.key)
+    assert store.abandon_trials(sweep_id) == 1
+    store.start_trial(sweep_id, trial.key)  # run again, to the same end
+    store.record_trial(sweep_id, trial.key, run_id=trial.run_id, error=None)
+    tuning = frontier_result(store, sweep_id).tuning
+    store.finish_sweep(sweep_id, status="finished", tuning=tuning.to_dict())
+    result = frontier_result(store, sweep_id)
+    assert result.unstored_attempts == 1 and result.runs_tried == len(store.list_runs()) + 1
+    at = page()
+    assert not at.exception
+    assert any("1 trial attempt trained and stored no run" in c.value for c in at.caption)
+    assert [m.value for m in at.metric if m.label == "Runs on the data"] == [str(result.runs_tried)]
+
+
 def _frontier_spec(at: AppTest) -> dict:
     [chart] = at.get("vega_lite_chart")
     return json.loads(chart.proto.spec)
