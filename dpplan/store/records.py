@@ -191,6 +191,14 @@ class SweepTrialRecord:
         """Finished or failed: the trial is not run again."""
         return self.status in ("finished", "failed")
 
+    @property
+    def unstored_attempts(self) -> int:
+        """Attempts of this trial that may have trained on the data and stored no run: those
+        cut off (``abandoned``), the one in flight, and a failure that stored no run (it
+        may have failed mid-training)."""
+        in_flight = self.status == "running"
+        return self.abandoned + in_flight + (self.status == "failed" and self.run_id is None)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class SweepRecord:

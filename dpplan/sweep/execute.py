@@ -450,11 +450,12 @@ def frontier_result(store: RunStore, sweep_id: int) -> FrontierResult:
     outcomes = _outcomes(store, record)
     points, curves = protocol.frontier(spec, plans, epsilons, outcomes, record.draws)
     runs = [run for run in store.list_runs() if run.group_id == record.group_id]
-    # Attempts that trained and stored no run (cut off, or in flight): each counted whole.
+    # Attempts that may have trained and stored no run (cut off, failed, in flight): each
+    # counted whole.
     unstored = [
         _trained_plan(plans[protocol.plan_key_of(t.key)], spec)
         for t in record.trials
-        for _ in range(t.abandoned + (t.status == "running"))
+        for _ in range(t.unstored_attempts)
     ]
     if record.tuning is not None and record.status in ("finished", "failed"):
         tuning = TuningCost.from_dict(record.tuning)

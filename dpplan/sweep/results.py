@@ -291,9 +291,9 @@ def unstored_note(count: int) -> str | None:
     if not count:
         return None
     return (
-        f"{count} trial attempt{'s' if count != 1 else ''} trained and stored no run (cut off by "
-        "a stopped or killed driver, or in flight): each is counted whole in the runs tried "
-        "and in ε of all runs."
+        f"{count} trial attempt{'s' if count != 1 else ''} may have trained and stored no run "
+        "(cut off by a stopped or killed driver, failed, or in flight): each is counted whole "
+        "in the runs tried and in ε of all runs."
     )
 
 
@@ -317,9 +317,9 @@ class FrontierResult:
         simulation: for a sweep predicted by simulation (``SweepSpec.simulate``), how its
             points are marked (:func:`dpplan.simulate.marking`: K, the data, the label, the
             measured error at K); else None. ``to_dict`` marks every point with it.
-        unstored_attempts: trial attempts that trained on the data but stored no run (cut
-            off by a stopped or killed driver, or in flight now); the tuning cost counts each
-            as its whole plan.
+        unstored_attempts: trial attempts that may have trained on the data and stored no
+            run (cut off by a stopped or killed driver, failed, or in flight now); the tuning
+            cost counts each as its whole plan.
     """
 
     sweep_id: int

@@ -380,6 +380,9 @@ def test_a_failed_trial_keeps_its_whole_error_and_frontier_and_runs_show_it(
     (failure,) = result.failures
     assert result.status == "failed" and result.trials.failed == 1
     assert failure.error.startswith("DataError: ")
+    # It stored no run, and a failure may come mid-training: counted whole, to be safe.
+    assert (result.unstored_attempts, result.runs_tried) == (1, 1)
+    assert result.tuning.all_runs_epsilon > 0
     assert str(empty) in failure.error and "t10k-labels-idx1-ubyte.gz" in failure.error
     assert main(["frontier", str(sweep_id)]) == 0
     text = capsys.readouterr().out

@@ -40,7 +40,7 @@ def test_stopped_trials_are_counted_whole_across_resumes(store, one_trial_spec, 
     assert result.tuning.all_runs_epsilon == pytest.approx(_composed(plan, 3))
     assert store.get_sweep(sweep_id).tuning["all_runs_epsilon"] == result.tuning.all_runs_epsilon
     assert main(["frontier", str(sweep_id)]) == 0
-    assert "2 trial attempts trained and stored no run" in capsys.readouterr().out
+    assert "2 trial attempts may have trained and stored no run" in capsys.readouterr().out
 
 
 def test_a_killed_drivers_trial_in_flight_is_counted_then_marked_abandoned(store, one_trial_spec):
