@@ -88,6 +88,18 @@ _REPRODUCIBLE_WARNING = (
 )
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the body with ``count`` torch CPU threads, then restore the caller's count (torch's
+    thread count is process-wide: a run must not change it for the rest of the program)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class Trainer:
     """One training run in memory: model, step engine, schedule, sampler and counters.
 
@@ -140,7 +152,6 @@ class Trainer:
             sum(self.phased.steps_per_phase[: i + 1]) for i in range(len(self.phased.phases))
         )
         self.device = resolve_device(options.device) if device is None else device
-        torch.set_num_threads(options.threads)
         if task is None:  # the built-in task: MNIST with options.model
             if data is None:
                 data = load_split(options, self.device)
@@ -523,9 +534,10 @@ class Trainer:
           naming the epoch and step. The epoch is not recorded, but its steps touched the
           data, so the reason states ε after it.
 
-        ``on_epoch`` receives every recorded epoch's record.
+        ``on_epoch`` receives every recorded epoch's record. Torch runs with
+        ``options.threads`` CPU threads meanwhile; the caller's count is restored after.
         """
-        with quiet_libraries():
+        with quiet_libraries(), torch_threads(self.options.threads):
             for epoch in range(first_epoch, self.epochs + 1):
                 target = self.options.target_epsilon
                 if target is not None:

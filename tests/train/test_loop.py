@@ -442,3 +442,21 @@ def test_sampled_batch_sizes_follow_poisson_at_the_plans_rate_and_every_draw_is_
     for _ in range(20):
         real.step()
     assert real.steps - before == 20
+
+
+def test_a_run_uses_its_threads_and_gives_the_callers_back(mnist_dir, store):
+    # torch's thread count is process-wide: a run sets its own and restores the caller's.
+    options = _options(mnist_dir, threads=2)
+    seen = []
+    before = torch.get_num_threads()  # 1 in the tests (conftest)
+    assert before != 2
+    result = core.train(
+        _plan(options, epochs=1),
+        Constant(lr=0.5),
+        options,
+        on_epoch=lambda record: seen.append(torch.get_num_threads()),
+    )
+    assert result.status == "finished" and seen == [2]
+    assert torch.get_num_threads() == before
+    run = start_run(_plan(options, epochs=1), Constant(lr=0.5), options, store=store)
+    assert run.status == "finished" and torch.get_num_threads() == before
