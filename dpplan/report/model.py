@@ -9,7 +9,6 @@ stays standard. This module imports neither torch nor streamlit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -24,6 +23,7 @@ from pydantic import (
 )
 
 from dpplan.errors import PlanError
+from dpplan.format import json_float
 
 __all__ = [
     "SCHEMA_ID",
@@ -42,16 +42,10 @@ SCHEMA_ID = "dpplan-report"
 SCHEMA_VERSION = 2
 
 
-def _json_float(value: float) -> float | str:
-    return (
-        value if math.isfinite(value) else ("inf" if value > 0 else "-inf" if value < 0 else "nan")
-    )
-
-
 #: A float that may be infinite (ε of a composition with a non-private run, say).
 Real = Annotated[
     float,
-    PlainSerializer(_json_float, when_used="json"),
+    PlainSerializer(json_float, when_used="json"),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["inf", "-inf", "nan"]}]}),
 ]
 Method = Literal["rdp", "prv", "pld"]
@@ -522,15 +516,11 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
         It was made by an older dpplan (report schema 1); rebuild it with this version.
     """
     if not isinstance(data, Mapping):
-        raise PlanError("report", _short(data), "a mapping (a parsed dpplan report)")
+        raise PlanError("report", data, "a mapping (a parsed dpplan report)")
     version = data.get("schema_version")
     if data.get("schema") != SCHEMA_ID:
-        raise PlanError(
-            "report",
-            _short(data),
-            f"a dpplan report (schema {SCHEMA_ID!r})",
-            f"Found schema={data.get('schema')!r}.",
-        )
+        found = f"Found schema={data.get('schema')!r}."
+        raise PlanError("report", data, f"a dpplan report (schema {SCHEMA_ID!r})", found)
     if version != SCHEMA_VERSION:
         older = isinstance(version, int) and version < SCHEMA_VERSION
         raise PlanError(
@@ -540,34 +530,21 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
             f"It was made by an {'older' if older else 'unknown'} dpplan (report schema "
             f"{version}); rebuild it with this version.",
         )
-    try:
+
+    def mismatch(where: Any, message: str) -> PlanError:
+        where = "/".join(map(str, where)) or "(top level)"
+        expected = "a report matching the report schema"
+        return PlanError("report", data, expected, f"At {where}: {message}")
+
+    try:  # the schema is stricter than the model (no "1" for 1); jsonschema is a test extra
         import jsonschema
-    except ImportError:  # pragma: no cover - jsonschema is a test dependency
-        jsonschema = None
-    if jsonschema is not None:
-        try:
-            jsonschema.validate(dict(data), report_schema())
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(part) for part in exc.absolute_path) or "(top level)"
-            raise PlanError(
-                "report",
-                _short(data),
-                "a report matching the report schema",
-                f"At {where}: {exc.message}",
-            ) from None
+
+        jsonschema.validate(dict(data), report_schema())
+    except ImportError:  # pragma: no cover
+        pass
+    except jsonschema.ValidationError as exc:
+        raise mismatch(exc.absolute_path, exc.message) from None
     try:
         return Report.model_validate(dict(data))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "/".join(str(part) for part in first["loc"]) or "(top level)"
-        raise PlanError(
-            "report",
-            _short(data),
-            "a report matching the report schema",
-            f"At {where}: {first['msg']}",
-        ) from None
-
-
-def _short(data: Any) -> Any:
-    text = repr(data)
-    return data if len(text) <= 80 else text[:77] + "..."
+        raise mismatch(exc.errors()[0]["loc"], exc.errors()[0]["msg"]) from None

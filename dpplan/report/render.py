@@ -28,6 +28,7 @@ import jinja2
 import markupsafe
 from markupsafe import Markup
 
+from dpplan.format import epsilon_text
 from dpplan.report.model import Report, Sweep
 from dpplan.report.svg import Series, line_chart
 
@@ -204,7 +205,7 @@ def _plan_json(report: Report) -> str:
 def _eps(value: float | None) -> Markup:
     if value is None or not math.isfinite(value):
         return Markup("–" if value is None else "nan" if math.isnan(value) else "∞")
-    return Markup(f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}")
+    return Markup(epsilon_text(value))
 
 
 def _num(value: float | None, spec: str = "g") -> Markup:
