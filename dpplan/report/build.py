@@ -158,18 +158,13 @@ def check_texts(title: object, notes: object) -> tuple[str | None, str | None]:
 def _check_run(plan: TrainingPlan | dpplan.PhasedPlan, run: object) -> None:
     """Refuse a ``run`` that is not a stored, private run of ``plan``."""
     if not isinstance(run, RunRecord):
-        raise PlanError(
-            "run", run, "a dpplan.store.RunRecord", "Load one with RunStore().get_run(run_id)."
-        )
+        hint = "Load one with RunStore().get_run(run_id)."
+        raise PlanError("run", run, "a dpplan.store.RunRecord", hint)
     if run.plan != plan:
         raise PlanError("run", run.id, "a run of the given plan", "Pass plan=run.plan.")
     if not run.private:
-        raise PlanError(
-            "run",
-            run.id,
-            "a private run",
-            "A non-private baseline has no differential-privacy guarantee to report.",
-        )
+        hint = "A non-private baseline has no differential-privacy guarantee to report."
+        raise PlanError("run", run.id, "a private run", hint)
 
 
 def _group(
@@ -179,11 +174,9 @@ def _group(
     tuning_runs: int | None,
 ) -> list[RunRecord]:
     """Check ``run`` and its group against ``plan``; return the group's runs by id."""
+    if run is None and group_runs:
+        raise PlanError("group_runs", len(group_runs), "empty without a run", "Pass run= as well.")
     if run is None:
-        if group_runs:
-            raise PlanError(
-                "group_runs", len(group_runs), "empty without a run", "Pass run= as well."
-            )
         return []
     _check_run(plan, run)
     if not run.records:
@@ -193,17 +186,11 @@ def _group(
             "a run with at least one completed epoch",
             f"Run {run.id} is {run.status} with no epoch recorded.",
         )
+    group_id = run.group_id
     for member in group_runs:
-        if (
-            not isinstance(member, RunRecord)
-            or run.group_id is None
-            or member.group_id != run.group_id
-        ):
-            raise PlanError(
-                "group_runs",
-                getattr(member, "id", member),
-                f"runs of the run's group {run.group_id!r}",
-            )
+        if not isinstance(member, RunRecord) or group_id is None or member.group_id != group_id:
+            value = getattr(member, "id", member)
+            raise PlanError("group_runs", value, f"runs of the run's group {group_id!r}")
     by_id = {member.id: member for member in group_runs} | {run.id: run}
     group = [by_id[key] for key in sorted(by_id)] if run.group_id is not None else [run]
     if tuning_runs is not None and len(group) > 1:
