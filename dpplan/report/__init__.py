@@ -23,7 +23,6 @@ Example:
 """
 
 from dpplan.report.build import (
-    FALSE_POSITIVE_RATES,
     FORMATS,
     build_report,
     build_run_report,
@@ -41,6 +40,7 @@ from dpplan.report.model import (
     report_schema,
 )
 from dpplan.report.render import to_html, to_json, to_markdown, to_pdf
+from dpplan.report.sections import FALSE_POSITIVE_RATES
 
 __all__ = [
     "FALSE_POSITIVE_RATES",

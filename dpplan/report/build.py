@@ -25,7 +25,6 @@ from dpplan.plan import TrainingPlan
 from dpplan.report import model
 from dpplan.report.model import SCHEMA_VERSION, Assumptions, Plan, Report, report_from_dict
 from dpplan.report.sections import (
-    FALSE_POSITIVE_RATES,
     accounting_section,
     group_epsilon_warning,
     membership_section,
@@ -38,17 +37,6 @@ from dpplan.report.sections import jsonable as _jsonable
 from dpplan.run_policy import abandoned_note, epochs_counted, spent_phased
 from dpplan.selection import best_at
 from dpplan.store import RunRecord, RunStore
-
-__all__ = [
-    "FALSE_POSITIVE_RATES",
-    "FORMATS",
-    "build_report",
-    "build_run_report",
-    "build_sweep_report",
-    "load_run_report",
-    "plan_hash",
-    "save_run_report",
-]
 
 if TYPE_CHECKING:
     from dpplan.sweep.results import FrontierPoint as SweepPoint

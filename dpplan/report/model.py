@@ -25,16 +25,6 @@ from pydantic import (
 from dpplan.errors import PlanError
 from dpplan.format import json_float
 
-__all__ = [
-    "SCHEMA_ID",
-    "SCHEMA_VERSION",
-    "Assumptions",
-    "Report",
-    "Sweep",
-    "report_from_dict",
-    "report_schema",
-]
-
 SCHEMA_ID = "dpplan-report"
 #: Bumped when a field is removed or changes meaning. 2: facts only, prose in templates. The
 #: sweep, phased and ledger kinds, their sections and ``assumptions`` (filled in from ``kind``

@@ -18,17 +18,6 @@ from dpplan.report.model import Accounting, Curve, Epoch, Membership, Run, Tunin
 from dpplan.run_policy import epoch_epsilon, spent_phased, whole_epochs_spent
 from dpplan.store import RunRecord
 
-__all__ = [
-    "FALSE_POSITIVE_RATES",
-    "accounting_section",
-    "iso",
-    "jsonable",
-    "membership_section",
-    "run_section",
-    "tuning_section",
-    "warned",
-]
-
 #: False-positive rates at which the membership-inference bound is tabulated.
 FALSE_POSITIVE_RATES = (1e-4, 1e-3, 1e-2, 0.1)
 #: FPRs of the ROC chart: 10^-5 to 1, 30 points a decade.
