@@ -1,6 +1,6 @@
 r"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
-The words are in ``templates/_words.j2``, written once. ``report.md.j2`` lays out a plan's or a
+The shared words are in ``templates/_words.j2``. ``report.md.j2`` lays out a plan's or a
 run's report, ``sweep.md.j2`` a sweep's, ``ledger.md.j2`` a phased plan's or a ledger's (their
 shared parts: ``_parts.md.j2``). The HTML page (``page.html.j2``) holds the same Markdown
 rendered by markdown-it, with the SVG charts as HTML blocks. Numbers come only from the model,
