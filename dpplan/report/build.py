@@ -22,18 +22,8 @@ from dpplan.commands import PLAN_FLAGS, report_command
 from dpplan.errors import PlanError
 from dpplan.phased import truncated_phased  # noqa: F401 - re-exported (tests)
 from dpplan.plan import TrainingPlan
-from dpplan.report import model
+from dpplan.report import model, sections
 from dpplan.report.model import SCHEMA_VERSION, Assumptions, Plan, Report, report_from_dict
-from dpplan.report.sections import (
-    accounting_section,
-    group_epsilon_warning,
-    membership_section,
-    run_section,
-    tuning_section,
-    warned,
-)
-from dpplan.report.sections import iso as _iso
-from dpplan.report.sections import jsonable as _jsonable
 from dpplan.run_policy import abandoned_note, epochs_counted, spent_phased
 from dpplan.selection import best_at
 from dpplan.store import RunRecord, RunStore
@@ -71,13 +61,8 @@ def git_state() -> tuple[str | None, bool | None]:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(
-                ["git", "-C", str(root), *args],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
+            command = ["git", "-C", str(root), *args]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout if done.returncode == 0 else None
@@ -273,16 +258,16 @@ def build_report(
         values=flags | {"tuning_runs": tuning_runs},
         hashed=plan_hash(plan),
         created_at=created_at,
-        warnings=warned(comparison.warnings, comparison.failures)
+        warnings=sections.warned(comparison.warnings, comparison.failures)
         + list(run.warnings if run is not None else ())
         + ([f"{note}, rounded up to whole epochs (ε is an upper bound)."] if note else []),
         plan=Plan.model_validate(plan),
         epochs=accounted.epochs,
         total_steps=accounted.total_steps,
-        accounting=accounting_section(comparison, accounted),
-        membership=membership_section(accounted, comparison.headline_epsilon),
-        tuning=tuning_section(plan, accounted, run, group, tuning_runs),
-        run=run_section(run) if run is not None else None,
+        accounting=sections.accounting_section(comparison, accounted),
+        membership=sections.membership_section(accounted, comparison.headline_epsilon),
+        tuning=sections.tuning_section(plan, accounted, run, group, tuning_runs),
+        run=sections.run_section(run) if run is not None else None,
     )
 
 
@@ -316,7 +301,7 @@ def _phased_run_report(plan, run, group_runs, tuning_runs, title, notes, created
     if not others:
         return report
     # A phased report has no tuning section: the group's composed ε is stated as a warning.
-    warning = group_epsilon_warning(run, [run, *others], delta=plan.delta)
+    warning = sections.group_epsilon_warning(run, [run, *others], delta=plan.delta)
     return report.model_copy(update={"warnings": (*report.warnings, warning)})
 
 
@@ -421,7 +406,7 @@ def _frontier_point(point: SweepPoint, alone: SweepPoint | None = None) -> model
         **{name: getattr(point, name) for name in same},
         plan=Plan.model_validate(point.plan),
         schedule_kind=point.schedule.kind,
-        schedule=_jsonable(point.schedule.to_dict()),
+        schedule=sections.jsonable(point.schedule.to_dict()),
         test_accuracy_mean=shown.test_accuracy_mean,
         # One seed measures no spread: None (shown as such), never a spread of 0.
         test_accuracy_std=None
@@ -484,7 +469,7 @@ def _sweep(result: FrontierResult, record: Any) -> model.Sweep:
     points = tuple(
         _frontier_point(p, _selected_alone(p, curves) if random else None) for p in result.points
     )
-    options = _jsonable(spec["options"])
+    options = sections.jsonable(spec["options"])
     return model.Sweep(
         id=result.sweep_id,
         status=result.status,
@@ -498,8 +483,8 @@ def _sweep(result: FrontierResult, record: Any) -> model.Sweep:
         plateau_every=spec.get("plateau_every"),
         options=options,
         spec_hash=digest(spec),
-        created_at=_iso(record.created_at),
-        updated_at=_iso(record.updated_at),
+        created_at=sections.iso(record.created_at),
+        updated_at=sections.iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),
         runs_tried=None if random else result.runs_tried,
         trials=None if random else model.SweepTrials(**result.trials.to_dict()),
