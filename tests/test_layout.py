@@ -32,7 +32,7 @@ MAX_REPORT_LINES = 2_400
 #: the day the file meets the target and the mark must go.
 PENDING_SIZE = {}
 PENDING_TORCH: dict[str, str] = {}
-PENDING_REPORT = "dpplan/report/ is still over 2,400 lines (issue 19)"
+PENDING_REPORT = "dpplan/report/ is still over 2,400 lines: about 3,200 (issue 19)"
 
 
 def _module_name(path: Path) -> str:

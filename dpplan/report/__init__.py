@@ -1,17 +1,14 @@
-"""ε-budget reports of a plan, a run or a sweep: Markdown, self-contained HTML, PDF and JSON.
+"""ε-budget reports of a plan, a run, a phased plan, a ledger or a sweep: Markdown,
+self-contained HTML, PDF and JSON.
 
-A report states exactly what was accounted and how, and what it bought: the (ε, δ)
-guarantee and its unit, adjacency and sampling; the DP-SGD mechanism; ε with Poisson
-sampling and without amplification; ε after every epoch from RDP, PRV and PLD; for a run,
-accuracy and loss against ε with Opacus' ε beside dpplan's; what the mechanism's privacy
-profile implies for a membership-inference attacker; and how to regenerate it. A sweep's
-report (:func:`build_sweep_report`) shows its frontier, the best accuracy at ε ≤ x with the
-plan behind it, the per-schedule curves, the privacy cost of the tuning, and what selection
-on the validation split covers.
-
-:func:`build_report` gathers numbers and facts into a :class:`Report` (every ε from
-:mod:`dpplan.accounting`); the renderers lay them out with one template per format. Nothing
-here imports torch or streamlit.
+A report states exactly what was accounted and how, and what it bought: the (ε, δ) guarantee
+and what it assumes and covers; the DP-SGD mechanism; ε with Poisson sampling and without
+amplification; ε after every epoch from RDP, PRV and PLD; for a run, accuracy and loss against
+ε with Opacus' ε beside dpplan's; what the privacy profile implies for a membership-inference
+attacker; the privacy cost of tuning; and how to regenerate it. A sweep's report shows its
+frontier, the best accuracy at ε ≤ x with the plan behind it and the cost of the tuning.
+:func:`build_report` and its siblings gather numbers and facts into a :class:`Report` (every ε
+from :mod:`dpplan.accounting`); one template per format lays them out. No torch, no streamlit.
 
 Example:
     >>> import dpplan
@@ -26,7 +23,6 @@ Example:
 """
 
 from dpplan.report.build import (
-    FALSE_POSITIVE_RATES,
     FORMATS,
     build_report,
     build_run_report,
@@ -44,6 +40,7 @@ from dpplan.report.model import (
     report_schema,
 )
 from dpplan.report.render import to_html, to_json, to_markdown, to_pdf
+from dpplan.report.sections import FALSE_POSITIVE_RATES
 
 __all__ = [
     "FALSE_POSITIVE_RATES",

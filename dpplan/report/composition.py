@@ -1,9 +1,7 @@
 """Reports of a phased plan (a phase table) and of a ledger (its records), as :class:`Report`.
 
-Both reuse the plan report's pieces: the accounting section (ε per epoch from each method)
-for a phased plan, the reproducibility section, the filters and the HTML page; one compact
-layout (``ledger.md.j2``) shows either. Every ε comes from
-:mod:`dpplan.accounting` (``compare`` of the phased plan) or from the ledger itself.
+Both reuse the plan report's pieces; one compact layout (``ledger.md.j2``) shows either. Every
+ε comes from :mod:`dpplan.accounting` (``compare`` of the phased plan) or from the ledger.
 """
 
 from __future__ import annotations
@@ -17,14 +15,7 @@ from dpplan.errors import AccountingError, PlanError
 from dpplan.ledger import SCHEMES, Ledger
 from dpplan.phased import PhasedPlan
 from dpplan.report import build, sections
-from dpplan.report.model import (
-    Assumptions,
-    LedgerEntry,
-    LedgerFacts,
-    Phase,
-    Phased,
-    Report,
-)
+from dpplan.report.model import Assumptions, LedgerEntry, LedgerFacts, Phase, Phased, Report
 
 __all__ = ["build_ledger_report", "build_phased_report", "no_amplification_phased"]
 
@@ -61,9 +52,8 @@ def build_phased_report(
     Args:
         plan: the phased plan (a one-phase plan that runs all its epochs is an ordinary
             plan: use :func:`~dpplan.report.build_report`, which hands it on).
-        title, notes: as :func:`~dpplan.report.build_report`.
+        title, notes, created_at: as :func:`~dpplan.report.build_report`.
         plan_file: the file the regenerating command reads (``--plan FILE``).
-        created_at: the creation time (ISO 8601); default now.
 
     Returns:
         A report of kind ``"phased"``; its headline equals ``dpplan.compare(plan)``'s.
@@ -82,15 +72,9 @@ def build_phased_report(
         done += steps
         point = ends.index(done)
         best = min(comparison.curves, key=lambda c: (c.epsilons[point], METHODS.index(c.method)))
-        phases.append(
-            Phase(
-                **{name: getattr(phase, name) for name in _PHASE_SAME},
-                phase=index + 1,
-                steps=steps,
-                epsilon=best.epsilons[point],
-                method=best.method,
-            )
-        )
+        same = {name: getattr(phase, name) for name in _PHASE_SAME}
+        at = {"epsilon": best.epsilons[point], "method": best.method}
+        phases.append(Phase(**same, **at, phase=index + 1, steps=steps))
     return build.new_report(
         "phased",
         title=title,
@@ -122,9 +106,8 @@ def build_ledger_report(
 
     Args:
         ledger: the ledger (e.g. ``Ledger.from_dict(json.load(file))``).
-        title, notes: as :func:`~dpplan.report.build_report`.
+        title, notes, created_at: as :func:`~dpplan.report.build_report`.
         ledger_file: the file the regenerating command reads (``--ledger FILE``).
-        created_at: the creation time (ISO 8601); default now.
 
     Returns:
         A report of kind ``"ledger"``. Its headline is the smallest exact bound of the
@@ -162,17 +145,10 @@ def build_ledger_report(
     as_if_poisson = None
     if "shuffle" in schemes and set(schemes) <= {"poisson", "shuffle"}:
         as_if_poisson = ledger.as_if_poisson_epsilon(method)
+    same = ("dataset_size", "delta", "budget", "total_steps", "schemes", "neighbouring_relation")
     facts = LedgerFacts(
-        dataset_size=ledger.dataset_size,
-        delta=ledger.delta,
-        budget=ledger.budget,
-        total_steps=ledger.total_steps,
-        schemes=schemes,
-        neighbouring_relation=ledger.neighbouring_relation,
-        records=tuple(
-            LedgerEntry(**{name: getattr(r, name) for name in LedgerEntry.model_fields})
-            for r in ledger.records
-        ),
+        **{name: getattr(ledger, name) for name in same},
+        records=tuple(map(LedgerEntry.model_validate, ledger.records)),
         accounted_as={scheme: SCHEMES[scheme].accounted_as for scheme in schemes},
         epsilons=epsilons,
         refused=refused,

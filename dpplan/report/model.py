@@ -9,7 +9,6 @@ stays standard. This module imports neither torch nor streamlit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -24,37 +23,19 @@ from pydantic import (
 )
 
 from dpplan.errors import PlanError
+from dpplan.format import json_float
 
-__all__ = [
-    "SCHEMA_ID",
-    "SCHEMA_VERSION",
-    "Assumptions",
-    "Report",
-    "Sweep",
-    "report_from_dict",
-    "report_schema",
-]
-
-#: The ``schema`` value of every dpplan report.
 SCHEMA_ID = "dpplan-report"
-#: Bumped when a field is removed or changes meaning. 2: facts only, prose in templates.
-#: (Sweep reports were added within version 2: a new ``kind``, an optional ``sweep``
-#: section, and the plan-only sections null in a sweep report. ``assumptions`` was added
-#: too, filled in from ``kind`` where a stored report lacks it. Every report stored before
-#: still validates, so the version stayed.)
+#: Bumped when a field is removed or changes meaning. 2: facts only, prose in templates. The
+#: sweep, phased and ledger kinds, their sections and ``assumptions`` (filled in from ``kind``
+#: where a stored report lacks it) came within version 2: every report stored before validates.
 SCHEMA_VERSION = 2
-
-
-def _json_float(value: float) -> float | str:
-    return (
-        value if math.isfinite(value) else ("inf" if value > 0 else "-inf" if value < 0 else "nan")
-    )
 
 
 #: A float that may be infinite (ε of a composition with a non-private run, say).
 Real = Annotated[
     float,
-    PlainSerializer(_json_float, when_used="json"),
+    PlainSerializer(json_float, when_used="json"),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["inf", "-inf", "nan"]}]}),
 ]
 Method = Literal["rdp", "prv", "pld"]
@@ -64,7 +45,9 @@ Protocol = Literal["grid", "random_repeats"]
 
 
 class _Facts(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, from_attributes=True
+    )
 
 
 #: What the guarantee covers (``Assumptions.covers``): every noisy update, hence every
@@ -76,17 +59,12 @@ Public = Literal["dataset_size", "validation_data", "test_data"]
 
 
 class Assumptions(_Facts):
-    """What every ε of the report assumes and covers: facts of dpplan's analysis.
-
-    ``unit``: one training example. ``neighbouring_relation``: two training sets are
-    neighbours if one is the other with one example added or removed. ``sampling``: at each
-    step every training example is included independently with probability ``sample_rate``
-    (Poisson sampling; the accounting's amplification needs it). ``trust_model``: a trusted
-    trainer sees the data; what it releases is protected. ``covers``: the released outputs
-    the guarantee covers. ``public``: what it does not protect: the dataset size always;
-    in a run or sweep the validation and test examples, which are not in the training set,
-    select hyper-parameters and are measured exactly.
-    """
+    """What every ε of the report assumes and covers. ``sampling`` ``"poisson"``: at each step
+    every training example is included independently with probability ``sample_rate`` (the
+    accounting's amplification needs it). ``trust_model``: a trusted trainer sees the data;
+    what it releases is protected. ``public``: not protected: the dataset size always; in a run
+    or sweep the validation and test examples (not trained on, they select hyper-parameters and
+    are measured exactly)."""
 
     unit: Literal["example"]
     neighbouring_relation: Literal["add_or_remove_one_example", "replace_one_example"]
@@ -99,9 +77,8 @@ class Assumptions(_Facts):
     def of(
         cls, kind: str, *, relation: str = "add_or_remove_one", sampling: str = "poisson"
     ) -> Assumptions:
-        """Return the assumptions of a ``"plan"``, ``"run"``, ``"sweep"``, ``"phased"`` or
-        ``"ledger"`` report (a ledger's ``relation`` and ``sampling``: ``"mixed"`` when its
-        records use several schemes, listed in ``Ledger.schemes``)."""
+        """The assumptions of a report of ``kind`` (a ledger's ``relation`` and ``sampling``:
+        ``"mixed"`` when its records use several schemes)."""
         public: tuple[Public, ...] = ("dataset_size",)
         if kind in ("run", "sweep"):
             public += ("validation_data", "test_data")
@@ -131,7 +108,7 @@ class Plan(_Facts):
 
 class Curve(_Facts):
     """One method's ε upper bound after every accounted epoch (PRV adds its lower bound and
-    estimate), its numerical settings, library and warnings."""
+    estimate)."""
 
     method: Method
     library: str
@@ -144,8 +121,7 @@ class Curve(_Facts):
 
 
 class Phase(_Facts):
-    """One phase of a phased plan: its settings, the steps it runs, and the headline ε (the
-    smallest bound, from ``method``) after it."""
+    """One phase of a phased plan, and the headline ε (from ``method``) after it."""
 
     phase: int
     batch_size: int
@@ -166,7 +142,7 @@ class Phased(_Facts):
 
 
 class LedgerEntry(_Facts):
-    """One ledger record (consecutive steps of one kind), as ``LedgerRecord.to_dict``."""
+    """Consecutive steps of one kind (``LedgerRecord.to_dict``)."""
 
     sampling: Literal["poisson", "shuffle", "fixed_size", "truncated_poisson"]
     noise_multiplier: float
@@ -177,10 +153,9 @@ class LedgerEntry(_Facts):
 
 
 class LedgerFacts(_Facts):
-    """A ledger (``dpplan.Ledger``): its records, the schemes and the neighbouring relation of
-    every ε, what each scheme is accounted as, each method's ε (``refused``: the methods that cannot account a scheme recorded,
-    and why) and the headline. ``as_if_poisson_epsilon`` (shuffled records only) is **not** a
-    guarantee: the shuffled steps accounted as if Poisson-sampled, shown for comparison."""
+    """A ``dpplan.Ledger`` (``refused``: the methods that cannot account a scheme recorded,
+    and why). ``as_if_poisson_epsilon`` (shuffled records only) is **not** a guarantee: the
+    shuffled steps accounted as if Poisson-sampled, shown for comparison."""
 
     dataset_size: int
     delta: float
@@ -243,9 +218,7 @@ class Tuning(_Facts):
 
 class Epoch(_Facts):
     """One stored epoch of a run (no training loss: it is computed on private batches
-    without noise). ``epsilon`` is the smallest bound recorded, from ``method``. A loss or
-    accuracy that was not finite (an epoch recorded after the run diverged, by a dpplan that
-    did not yet stop such runs) is None."""
+    without noise); a loss or accuracy that was not finite (a diverged epoch) is None."""
 
     epoch: int
     steps: int
@@ -262,8 +235,6 @@ class Epoch(_Facts):
 
 
 class Run(_Facts):
-    """A stored training run: status, where and how it ran, and every epoch."""
-
     id: int
     status: str
     stop_reason: str | None
@@ -283,14 +254,13 @@ class Run(_Facts):
     opacus_max_relative_difference: float | None
     epochs: tuple[Epoch, ...]
     warnings: tuple[str, ...]
-    #: The task trained (``dpplan.train.Task`` name) and the ``module:function`` it came from.
-    task: str | None = None
+    task: str | None = None  # a dpplan.train.Task name; task_spec: its module:function
     task_spec: str | None = None
 
 
 class SolvedPlan(_Facts):
-    """A plan of a sweep's grid: the noise multiplier solved (by ``method``) so that ε of one
-    run is at most ``target_epsilon``; ``epsilon`` is that ε."""
+    """A plan of a sweep's grid, σ solved by ``method`` so that ε of one run (``epsilon``) is
+    at most ``target_epsilon``."""
 
     target_epsilon: float
     epsilon: Real
@@ -299,13 +269,10 @@ class SolvedPlan(_Facts):
 
 
 class FrontierPoint(_Facts):
-    """The configuration selected at a target ε (best first-seed validation accuracy over
-    every batch size, epochs and schedule; or, in a per-schedule curve, over that schedule).
-
-    ``test_accuracy_mean``/``_std`` are over ``seeds`` (the selection seed, then the
-    repeats). Random protocol: the selected model alone (its seed only, ``std`` and
-    ``run_ids`` None): its repeats are not published.
-    """
+    """The configuration selected at a target ε (best first-seed validation accuracy; in a
+    per-schedule curve, within that schedule). Test accuracy is over ``seeds`` (the selection
+    seed, then the repeats); in the random protocol the selected model's alone (std and
+    ``run_ids`` None): its repeats are not published."""
 
     target_epsilon: float
     epsilon: Real
@@ -329,16 +296,15 @@ class ScheduleCurve(_Facts):
 
 
 class BestAtMost(_Facts):
-    """Best accuracy at ε ≤ ``epsilon_at_most``: ``point`` indexes ``Sweep.points``, the one
-    with the best validation accuracy among those whose ε is at most the bound."""
+    """``point`` indexes the ``Sweep.points`` with the best validation accuracy at ε ≤ x."""
 
     epsilon_at_most: float
     point: int
 
 
 class TargetCost(_Facts):
-    """The tuning cost of one target ε: one run, the runs at this target composed (grid), and
-    Papernot & Steinke's ε of its selected model (random protocol)."""
+    """The tuning cost of one target ε: one run, its runs composed (grid), repeat-and-select
+    (random)."""
 
     target_epsilon: float
     single_run_epsilon: Real
@@ -349,8 +315,8 @@ class TargetCost(_Facts):
 
 
 class SweepTuning(_Facts):
-    """The privacy cost of the sweep's tuning at ``delta``: one run, every run composed
-    (grid; None in the random protocol, whose count is secret), repeat-and-select (random)."""
+    """The privacy cost of the tuning: one run, every run composed (grid; None in the random
+    protocol, whose count is secret), Papernot & Steinke's repeat-and-select (random)."""
 
     delta: float
     single_run_epsilon: Real
@@ -363,9 +329,8 @@ class SweepTuning(_Facts):
 
 
 class SweepTrials(_Facts):
-    """Trials planned (if every selection finds a winner), finished and failed; ``diverged``
-    counts the finished trials whose loss or weights became non-finite (no accuracy, never
-    selected)."""
+    """``planned``: if every selection finds a winner; ``diverged``: finished with a non-finite
+    loss or weights (no accuracy, never selected)."""
 
     planned: int
     finished: int
@@ -374,13 +339,10 @@ class SweepTrials(_Facts):
 
 
 class SweepSimulation(_Facts):
-    """A sweep predicted by simulation (:mod:`dpplan.simulate`): every point is a prediction.
-
-    ``k``: the factor (trials trained B/K with σ/K for the plans' steps); ``data``: what they
-    trained on (``"validation"``: the validation split, treated as public); the trials' own ε
-    (one trial, all composed; 0 on public data); the measured error of predictions at K
-    (``bench/predict.py``), None when K was not calibrated.
-    """
+    """A sweep predicted by simulation (:mod:`dpplan.simulate`): trials trained B/K with σ/K
+    for the plans' steps, on ``data`` (the validation split is treated as public); their own
+    ε (0 on public data); the measured error of predictions at K (``bench/predict.py``), None
+    when K was not calibrated."""
 
     k: int
     data: Literal["training", "validation"]
@@ -393,15 +355,10 @@ class SweepSimulation(_Facts):
 
 
 class Sweep(_Facts):
-    """A stored frontier sweep (``dpplan sweep``): its grid, solved plans, frontier, curves
-    and tuning cost, from :func:`dpplan.sweep.frontier_result`.
-
-    ``withheld`` names what the report leaves out. In the random protocol that is every
-    count of trials or runs, the runs' ids, the seed repeats, ε of all runs composed (a
-    function of their number), the per-schedule curves (best trials other than the
-    selected one) and the sweep's error text: the repeat-and-select guarantee needs the
-    number of trials to stay secret.
-    """
+    """A stored sweep, from :func:`dpplan.sweep.frontier_result`. ``withheld`` names what
+    the report leaves out: in the random protocol every count of trials or runs, the runs'
+    ids, the seed repeats, ε of all runs composed, the per-schedule curves and the error text,
+    since the repeat-and-select guarantee needs the number of trials to stay secret."""
 
     id: int
     status: str
@@ -432,14 +389,11 @@ class Sweep(_Facts):
     curves: tuple[ScheduleCurve, ...]
     tuning: SweepTuning
     simulation: SweepSimulation | None = None
-    #: Optimizer steps between a plateau trial's evaluations (``--plateau-every``, issue
-    #: 24); None: once per epoch.
-    plateau_every: int | None = None
+    plateau_every: int | None = None  # steps between a plateau trial's evaluations (None: epoch)
 
 
 class Reproducibility(_Facts):
-    """Versions, hashes and the command that regenerates the report (``plan_hash`` is None
-    in a sweep report: its spec's hash is ``Sweep.spec_hash``)."""
+    """``commands``: ``dpplan report`` per format; ``plan_hash``: None in a sweep report."""
 
     dpplan_version: str
     python_version: str
@@ -463,15 +417,9 @@ _SECTIONS = {
 
 
 class Report(_Facts):
-    """An ε-budget report of a plan, of a run or of a sweep. Build it with ``build_report``,
-    ``build_run_report`` or ``build_sweep_report``.
-
+    """An ε-budget report; the sections each kind has are in ``_SECTIONS``, the others None.
     ``epochs``/``total_steps`` are what was accounted (fewer than planned when a run stopped
-    early); ``warnings`` are the accountants' and the run's own, as they gave them. A sweep
-    report has many plans: ``plan``, ``epochs``, ``total_steps``, ``accounting``,
-    ``membership`` and ``tuning`` are None and ``sweep`` holds its facts; in a plan or run
-    report ``sweep`` is None. ``assumptions`` states what every ε assumes and covers.
-    """
+    early); ``warnings`` are the accountants' and the run's own, as they gave them."""
 
     schema_id: Literal["dpplan-report"] = Field(alias="schema")
     schema_version: Literal[2]
@@ -515,7 +463,6 @@ class Report(_Facts):
 
     @property
     def delta(self) -> float:
-        """δ."""
         found = self.plan or self.phased or self.ledger or self.sweep
         return found.delta
 
@@ -559,15 +506,11 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
         It was made by an older dpplan (report schema 1); rebuild it with this version.
     """
     if not isinstance(data, Mapping):
-        raise PlanError("report", _short(data), "a mapping (a parsed dpplan report)")
+        raise PlanError("report", data, "a mapping (a parsed dpplan report)")
     version = data.get("schema_version")
     if data.get("schema") != SCHEMA_ID:
-        raise PlanError(
-            "report",
-            _short(data),
-            f"a dpplan report (schema {SCHEMA_ID!r})",
-            f"Found schema={data.get('schema')!r}.",
-        )
+        found = f"Found schema={data.get('schema')!r}."
+        raise PlanError("report", data, f"a dpplan report (schema {SCHEMA_ID!r})", found)
     if version != SCHEMA_VERSION:
         older = isinstance(version, int) and version < SCHEMA_VERSION
         raise PlanError(
@@ -577,34 +520,21 @@ def report_from_dict(data: Mapping[str, Any]) -> Report:
             f"It was made by an {'older' if older else 'unknown'} dpplan (report schema "
             f"{version}); rebuild it with this version.",
         )
-    try:
+
+    def mismatch(where: Any, message: str) -> PlanError:
+        where = "/".join(map(str, where)) or "(top level)"
+        expected = "a report matching the report schema"
+        return PlanError("report", data, expected, f"At {where}: {message}")
+
+    try:  # the schema is stricter than the model (no "1" for 1); jsonschema is a test extra
         import jsonschema
-    except ImportError:  # pragma: no cover - jsonschema is a test dependency
-        jsonschema = None
-    if jsonschema is not None:
-        try:
-            jsonschema.validate(dict(data), report_schema())
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(part) for part in exc.absolute_path) or "(top level)"
-            raise PlanError(
-                "report",
-                _short(data),
-                "a report matching the report schema",
-                f"At {where}: {exc.message}",
-            ) from None
+
+        jsonschema.validate(dict(data), report_schema())
+    except ImportError:  # pragma: no cover
+        pass
+    except jsonschema.ValidationError as exc:
+        raise mismatch(exc.absolute_path, exc.message) from None
     try:
         return Report.model_validate(dict(data))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "/".join(str(part) for part in first["loc"]) or "(top level)"
-        raise PlanError(
-            "report",
-            _short(data),
-            "a report matching the report schema",
-            f"At {where}: {first['msg']}",
-        ) from None
-
-
-def _short(data: Any) -> Any:
-    text = repr(data)
-    return data if len(text) <= 80 else text[:77] + "..."
+        raise mismatch(exc.errors()[0]["loc"], exc.errors()[0]["msg"]) from None

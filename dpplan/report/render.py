@@ -1,25 +1,17 @@
 r"""Render a :class:`~dpplan.report.model.Report`: JSON, and Markdown, HTML and PDF from templates.
 
-The words are in ``templates/_words.j2``, written once. ``report.md.j2`` lays out a plan's or a
-run's report, ``sweep.md.j2`` a sweep's, ``ledger.md.j2`` a phased plan's or a ledger's (the
-parts they share are in ``_parts.md.j2``). The HTML page (``page.html.j2``: the
-Content-Security-Policy, CSS, header and summary cards) holds the same Markdown rendered by
-markdown-it, with the SVG charts as HTML blocks. Numbers come only from the model, through the
-filters here.
+The shared words are in ``templates/_words.j2``. ``report.md.j2`` lays out a plan's or a
+run's report, ``sweep.md.j2`` a sweep's, ``ledger.md.j2`` a phased plan's or a ledger's (their
+shared parts: ``_parts.md.j2``). The HTML page (``page.html.j2``) holds the same Markdown
+rendered by markdown-it, with the SVG charts as HTML blocks. Numbers come only from the model,
+through the filters here.
 
-User-supplied strings (title, notes, run errors, option values) are text, not markup. The
-page's own template escapes every value (Jinja2 autoescape). In the Markdown every value
-printed is escaped unless a filter here marked it safe: every character that could start
-Markdown markup (links, images, emphasis, code, headings, lists, tables, autolinks) gets a
-backslash, ``<``, ``>``, ``&`` become entities, and a value stays on one line (notes go through
-:func:`_quote`, line by line), so markdown-it turns it back into the same text. The HTML loads
-nothing: inline CSS and SVG, no script, no URL, and a Content-Security-Policy that forbids any
-request.
-
-Only user-supplied strings are escaped: dpplan's own words (versions, timestamps, settings,
-field names, statuses, number lists) go through the ``own`` filter and print as they are in
-Markdown (``0.1.0``, not ``0\.1.0``; ``1 < ε``, not ``1 &lt; ε``); in the HTML body ``<>&``
-become entities.
+User-supplied strings (title, notes, run errors, option values) are text, not markup: the page
+template escapes every value (Jinja2 autoescape); in the Markdown every value printed is escaped
+(:func:`_text`) unless a filter marked it safe, so markdown-it turns it back into the same text.
+dpplan's own words (versions, timestamps, settings, field names, statuses) go through the
+``own`` filter and print as they are (``0.1.0``, not ``0\.1.0``). The HTML loads nothing: inline
+CSS and SVG, no script, no URL, and a Content-Security-Policy that forbids any request.
 """
 
 from __future__ import annotations
@@ -36,7 +28,8 @@ import jinja2
 import markupsafe
 from markupsafe import Markup
 
-from dpplan.report.model import Report
+from dpplan.format import epsilon_text
+from dpplan.report.model import Report, Sweep
 from dpplan.report.svg import Series, line_chart
 
 __all__ = ["to_html", "to_json", "to_markdown", "to_pdf"]
@@ -47,16 +40,16 @@ MAX_TABLE_ROWS = 40
 #: Starts each item of a list a words macro returns (see ``_words.j2``).
 SEP = "\x1e"
 _METHODS = {"rdp": "RDP", "prv": "PRV", "pld": "PLD"}
+_SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "plateau", "constant": "constant"}
+#: Colour, dash and marker of each method's line (ε chart) and each schedule's (frontier).
 _STYLE = {
     "rdp": ("#1f5fa8", None, "circle"),
     "prv": ("#c0392b", "7 4", "square"),
     "pld": ("#2e7d32", "2 3", "triangle"),
+    "one_cycle": ("#1f5fa8", None, "circle"),
+    "plateau": ("#c77c02", "7 4", "square"),
+    "constant": ("#2e7d32", "2 3", "triangle"),
 }
-
-
-def _percent(value: float | None) -> float:
-    """An accuracy in percent for a chart; NaN (not drawn) where it is unknown."""
-    return math.nan if value is None else value * 100
 
 
 def to_json(report: Report) -> str:
@@ -94,13 +87,13 @@ def _markdown(report: Report, fmt: str, command_format: str = "md") -> str:
     charts = _charts(report) if fmt == "html" else {}
 
     def figure(name: str, caption: str) -> Markup:
-        if name not in charts:
-            return Markup("")
-        return Markup(f"\n\n<figure>{charts[name]}<figcaption>{caption}</figcaption></figure>\n\n")
+        chart = f"<figure>{charts.get(name)}<figcaption>{caption}</figcaption></figure>"
+        return Markup(f"\n\n{chart}\n\n" if name in charts else "")
 
+    layout = {"sweep": "sweep", "phased": "ledger", "ledger": "ledger"}.get(report.kind, "report")
     text = (
         _env(fmt)
-        .get_template(_template(report))
+        .get_template(f"{layout}.md.j2")
         .render(
             r=report,
             command_format=command_format,
@@ -176,24 +169,13 @@ def to_pdf(report: Report) -> bytes:
         logger.setLevel(level)
 
 
-def _template(report: Report) -> str:
-    """A sweep's layout, a phased plan's or ledger's (one compact layout), or a plan's."""
-    kind = {"sweep": "sweep", "phased": "ledger", "ledger": "ledger"}.get(report.kind, "report")
-    return f"{kind}.md.j2"
-
-
 def _plan_json(report: Report) -> str:
     """The plan's fields as JSON; for a sweep, its grid (the ``dpplan sweep`` inputs, one line
     a key); for a phased plan its ``--plan`` file; for a ledger its records."""
-    if report.ledger is not None:
-        keep = ("noise_multiplier", "sample_rate", "steps", "batch_size", "sampling")
-        return json.dumps(
-            [
-                {k: v for k, v in e.model_dump().items() if k in keep or v is not None}
-                for e in report.ledger.records
-            ],
-            indent=2,
-        )
+    if report.ledger is not None:  # a record's max_batch_size only where it has one
+        records = [e.model_dump().items() for e in report.ledger.records]
+        records = [{k: v for k, v in e if v is not None or k == "batch_size"} for e in records]
+        return json.dumps(records, indent=2)
     if (p := report.phased) is not None:
         phases = []
         for phase in p.phases:
@@ -205,15 +187,8 @@ def _plan_json(report: Report) -> str:
             {"dataset_size": p.dataset_size, "delta": p.delta, "phases": phases}, indent=2
         )
     if (s := report.sweep) is None:
-        fields = (
-            "dataset_size",
-            "batch_size",
-            "noise_multiplier",
-            "epochs",
-            "delta",
-            "max_grad_norm",
-        )
-        return json.dumps({k: getattr(report.plan, k) for k in fields}, indent=2)
+        derived = {"sample_rate", "steps_per_epoch", "total_steps"}
+        return json.dumps(report.plan.model_dump(exclude=derived), indent=2)
     grid = {k: getattr(s, k) for k in ("target_epsilons", "delta", "batch_sizes", "epochs")}
     grid |= {"schedules": s.schedules} | {f"{k}_lrs": v for k, v in s.learning_rates.items()}
     grid |= {k: getattr(s, k) for k in ("seeds", "method", "max_grad_norm", "random_repeats")}
@@ -228,13 +203,9 @@ def _plan_json(report: Report) -> str:
 
 
 def _eps(value: float | None) -> Markup:
-    if value is None:
-        return Markup("–")
-    if math.isnan(value):
-        return Markup("nan")
-    if math.isinf(value):
-        return Markup("∞")
-    return Markup(f"{value:.4f}" if abs(value) < 1000 else f"{value:.4g}")
+    if value is None or not math.isfinite(value):
+        return Markup("–" if value is None else "nan" if math.isnan(value) else "∞")
+    return Markup(epsilon_text(value))
 
 
 def _num(value: float | None, spec: str = "g") -> Markup:
@@ -392,15 +363,6 @@ def _env(fmt: str) -> jinja2.Environment:
 # ---- charts (inline SVG) ------------------------------------------------------------------
 
 
-#: Colour, dash and marker of each schedule's line in the frontier chart.
-_SCHEDULE_STYLE = {
-    "one_cycle": ("#1f5fa8", None, "circle"),
-    "plateau": ("#c77c02", "7 4", "square"),
-    "constant": ("#2e7d32", "2 3", "triangle"),
-}
-_SCHEDULE_NAMES = {"one_cycle": "one-cycle", "plateau": "plateau", "constant": "constant"}
-
-
 def _line(label: str, xs: Any, ys: Any, style: tuple, **more: Any) -> Series:
     color, dash, marker = style
     return Series(
@@ -408,31 +370,28 @@ def _line(label: str, xs: Any, ys: Any, style: tuple, **more: Any) -> Series:
     )
 
 
-def _sweep_charts(report: Report) -> dict[str, Markup]:
+def _sweep_charts(s: Sweep) -> dict[str, Markup]:
     """The frontier chart: test accuracy (%) against ε on a log axis; a line with a ± std
     band per schedule, and the frontier's selected points ringed on top."""
-    s = report.sweep
     predicted = s.simulation is not None  # predictions: dashed lines, hollow markers
     suffix = f", {s.simulation.label}" if predicted else ""
 
     def accuracy(points: Any, sign: int = 0) -> list[float]:
         return [(p.test_accuracy_mean + sign * (p.test_accuracy_std or 0)) * 100 for p in points]
 
-    def style(kind: str) -> tuple:
-        color, dash, marker = _SCHEDULE_STYLE.get(kind, ("#555", None, "circle"))
-        return (color, dash or "5 3", "ring") if predicted else (color, dash, marker)
-
-    series = [
-        _line(
-            f"{_SCHEDULE_NAMES.get(c.schedule_kind, c.schedule_kind)} ± sample std{suffix}",
-            (p.epsilon for p in c.points),
-            accuracy(c.points),
-            style(c.schedule_kind),
-            low=tuple(accuracy(c.points, -1)),
-            high=tuple(accuracy(c.points, 1)),
+    series = []
+    for c in s.curves:
+        color, dash, marker = _STYLE.get(c.schedule_kind, ("#555", None, "circle"))
+        series.append(
+            _line(
+                f"{_SCHEDULE_NAMES.get(c.schedule_kind, c.schedule_kind)} ± sample std{suffix}",
+                (p.epsilon for p in c.points),
+                accuracy(c.points),
+                (color, dash or "5 3", "ring") if predicted else (color, dash, marker),
+                low=tuple(accuracy(c.points, -1)),
+                high=tuple(accuracy(c.points, 1)),
+            )
         )
-        for c in s.curves
-    ]
     alone = s.protocol == "random_repeats"
     series.append(
         _line(
@@ -466,23 +425,17 @@ def _sweep_charts(report: Report) -> dict[str, Markup]:
 
 def _charts(report: Report) -> dict[str, Markup]:
     """The SVG figures of the HTML report, by name."""
-    if report.sweep is not None:
-        return _sweep_charts(report)
-    if report.accounting is None:  # a ledger: no curve
-        return {}
     a, m, run = report.accounting, report.membership, report.run
-    xs = (0.0,) + tuple(float(e) for e in a.epochs)  # ε after 0 epochs is 0
+    if report.sweep is not None or a is None:  # a ledger has no curve
+        return _sweep_charts(report.sweep) if report.sweep else {}
+    xs = (0.0, *map(float, a.epochs))  # ε after 0 epochs is 0
     series = []
-    for curve in a.curves:
-        name = _METHODS[curve.method]
-        series.append(
-            _line(f"{name} upper bound", xs, (0.0, *curve.epsilons), _STYLE[curve.method])
-        )
-        if curve.lower is not None:
-            lower = (0.0, *curve.lower)
-            series.append(
-                _line(f"{name} lower bound", xs, lower, ("#e6a29b", "1 3", None), width=1.6)
-            )
+    for c in a.curves:
+        name = _METHODS[c.method]
+        series.append(_line(f"{name} upper bound", xs, (0.0, *c.epsilons), _STYLE[c.method]))
+        if c.lower is not None:
+            low = ("#e6a29b", "1 3", None)
+            series.append(_line(f"{name} lower bound", xs, (0.0, *c.lower), low, width=1.6))
     charts = {
         "epsilon": line_chart(
             series,
@@ -491,19 +444,12 @@ def _charts(report: Report) -> dict[str, Markup]:
             y_label=f"ε at δ = {report.delta:g}",
             integer_x=True,
             height=320,
-        ),
+        )
     }
     if m is not None:
+        roc = ("largest possible TPR (privacy profile)", m.roc_false_positive_rates)
         charts["membership"] = line_chart(
-            [
-                _line(
-                    "largest possible TPR (privacy profile)",
-                    m.roc_false_positive_rates,
-                    m.roc_true_positive_rates,
-                    ("#c0392b", None, None),
-                    width=2.2,
-                )
-            ],
+            [_line(*roc, m.roc_true_positive_rates, ("#c0392b", None, None), width=2.2)],
             title="Upper bound on a membership-inference attack's ROC curve (log-log)",
             x_label="false-positive rate (log scale)",
             y_label="true-positive rate (log scale)",
@@ -518,28 +464,27 @@ def _charts(report: Report) -> dict[str, Markup]:
         )
     if run is not None:
         xs = tuple(e.epsilon for e in run.epochs)
+        shape = {"x_label": "ε after each epoch (smallest upper bound)", "width": 440}
+
+        def measured(name: str, scale: float = 100) -> list[float]:  # NaN (not drawn): unknown
+            return [math.nan if (v := getattr(e, name)) is None else v * scale for e in run.epochs]
+
         validation = ("#c77c02", "6 3", "square")  # both charts
-        shape = {
-            "x_label": "ε after each epoch (smallest upper bound)",
-            "width": 440,
-            "height": 300,
-        }
-        test = [_percent(e.test_accuracy) for e in run.epochs]
-        accuracy = [_percent(e.validation_accuracy) for e in run.epochs]
-        loss = [math.nan if e.validation_loss is None else e.validation_loss for e in run.epochs]
         charts["accuracy"] = line_chart(
             [
-                _line("test accuracy", xs, test, ("#1f5fa8", None, "circle")),
-                _line("validation accuracy", xs, accuracy, validation),
+                _line("test accuracy", xs, measured("test_accuracy"), _STYLE["rdp"]),
+                _line("validation accuracy", xs, measured("validation_accuracy"), validation),
             ],
             title="Accuracy against ε",
             y_label="accuracy (%)",
+            height=300,
             **shape,
         )
         charts["loss"] = line_chart(
-            [_line("validation loss", xs, loss, validation)],
+            [_line("validation loss", xs, measured("validation_loss", 1), validation)],
             title="Validation loss against ε",
             y_label="cross-entropy loss",
+            height=300,
             **shape,
         )
     return {name: Markup(svg) for name, svg in charts.items()}

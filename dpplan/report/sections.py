@@ -18,17 +18,6 @@ from dpplan.report.model import Accounting, Curve, Epoch, Membership, Run, Tunin
 from dpplan.run_policy import epoch_epsilon, spent_phased, whole_epochs_spent
 from dpplan.store import RunRecord
 
-__all__ = [
-    "FALSE_POSITIVE_RATES",
-    "accounting_section",
-    "iso",
-    "jsonable",
-    "membership_section",
-    "run_section",
-    "tuning_section",
-    "warned",
-]
-
 #: False-positive rates at which the membership-inference bound is tabulated.
 FALSE_POSITIVE_RATES = (1e-4, 1e-3, 1e-2, 0.1)
 #: FPRs of the ROC chart: 10^-5 to 1, 30 points a decade.
@@ -160,22 +149,8 @@ def group_epsilon_warning(run: RunRecord, group: Sequence[RunRecord], *, delta: 
     )
 
 
-def shown_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's options as the report shows them: where the data came from replaces the
-    ``download`` permission once it is known (``download=True`` read as if MNIST had been
-    downloaded, though a folder held it)."""
-    shown = dict(options)
-    if shown.get("data_source") is not None:
-        shown.pop("download", None)
-    return shown
-
-
-def measured(value: float) -> float | None:
-    """A measured loss or accuracy; None where it is not finite (a diverged epoch)."""
-    return value if math.isfinite(value) else None
-
-
 _EPOCH_SAME = ("epoch", "steps", "epsilon_rdp", "epsilon_opacus", "lr", "seconds")
+_MEASURED = ("validation_loss", "validation_accuracy", "test_accuracy")
 
 
 def run_section(run: RunRecord) -> Run:
@@ -187,24 +162,20 @@ def run_section(run: RunRecord) -> Run:
     epochs = []
     for r in run.records:
         epsilon, method = epoch_epsilon(r, run.method)
-        epochs.append(
-            Epoch(
-                **{name: getattr(r, name) for name in _EPOCH_SAME},
-                epsilon=epsilon,
-                method=method,
-                epsilons=dict(r.epsilons),
-                validation_loss=measured(r.validation_loss),
-                validation_accuracy=measured(r.validation_accuracy),
-                test_accuracy=measured(r.test_accuracy),
-            )
-        )
-    # Runs stored before engines existed were trained by Opacus.
+        # A loss or accuracy that is not finite (a diverged epoch) is None.
+        same = {name: getattr(r, name) for name in _EPOCH_SAME}
+        same |= {name: v if math.isfinite(v := getattr(r, name)) else None for name in _MEASURED}
+        epochs.append(Epoch(**same, epsilon=epsilon, method=method, epsilons=dict(r.epsilons)))
     same = ("id", "status", "stop_reason", "error", "device", "seed", "group_id", "warnings")
+    # Where the data came from replaces the download permission once it is known
+    # (download=True read as if MNIST had been downloaded, though a folder held it).
+    known = run.options.get("data_source") is not None
+    options = {k: v for k, v in run.options.items() if not (known and k == "download")}
     return Run(
         **{name: getattr(run, name) for name in same},
-        engine=run.options.engine if run.private else "non_private",
+        engine=run.options.engine if run.private else "non_private",  # old runs: Opacus
         recorded_method=run.method,
-        options=jsonable(shown_options(run.options)),
+        options=jsonable(options),
         schedule=jsonable(dict(run.schedule)),
         versions=dict(run.versions),
         created_at=iso(run.created_at),

@@ -9,29 +9,27 @@ import dataclasses
 import html
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 __all__ = ["Series", "line_chart", "log_ticks", "nice_ticks"]
 
 _FONT = 'font-family="Helvetica, Arial, sans-serif"'
+#: Each marker at (x, y) in colour c; a ring is hollow, drawn over other lines.
+_MARKERS = {
+    "ring": '<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="none" stroke="{c}" stroke-width="2"/>',
+    "circle": '<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{c}"/>',
+    "square": '<rect x="{left:.1f}" y="{up:.1f}" width="6" height="6" fill="{c}"/>',
+    "triangle": '<path d="M{x:.1f},{tip:.1f} L{right:.1f},{base:.1f} L{west:.1f},{base:.1f} Z" '
+    'fill="{c}"/>',
+}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class Series:
-    """One line of a chart.
-
-    Attributes:
-        label: legend text.
-        xs: x values.
-        ys: y values (non-finite points are skipped).
-        color: stroke colour.
-        dash: SVG ``stroke-dasharray`` (``None`` for solid), so lines differ in print.
-        marker: ``"circle"``, ``"square"``, ``"triangle"``, ``"ring"`` (a hollow circle
-            drawn over other lines) or ``None``.
-        width: stroke width (0: markers only, no line).
-        low: lower edge of a shaded band around the line, one value per x (e.g. mean − std);
-            drawn with ``high`` as a translucent area and a whisker at every point.
-        high: upper edge of the band.
-    """
+    """One line of a chart: legend ``label``, ``xs`` and ``ys`` (non-finite points skipped),
+    ``color``, ``dash`` (an SVG ``stroke-dasharray``, so lines differ in print; None: solid),
+    ``marker`` (a key of ``_MARKERS`` or None), ``width`` (0: markers only), and ``low`` and
+    ``high``, the edges of a translucent band with a whisker at every x (e.g. mean ± std)."""
 
     label: str
     xs: tuple[float, ...]
@@ -58,27 +56,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / max(1, count)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
-    ticks = []
-    value = start
+    ticks, value = [], math.floor(low / step) * step
     while value < high + step * 0.5 and len(ticks) < 50:
         ticks.append(round(value, 12))
         if value >= high - 1e-12 * step:
             break
         value += step
     return ticks
-
-
-def _legend_layout(labels: Sequence[str], width: float) -> list[tuple[int, float]]:
-    """Return (row, x offset) of each legend entry, flowing left to right and wrapping."""
-    placed, row, offset = [], 0, 0.0
-    for label in labels:
-        size = 40 + 6.6 * len(label) + 18  # line sample, text (~6.6 px a character), gap
-        if offset > 0 and offset + size > width:
-            row, offset = row + 1, 0.0
-        placed.append((row, offset))
-        offset += size
-    return placed
 
 
 def log_ticks(low: float, high: float) -> list[float]:
@@ -88,46 +72,15 @@ def log_ticks(low: float, high: float) -> list[float]:
         >>> [round(10**t, 6) for t in log_ticks(math.log10(0.8), math.log10(9))]
         [1.0, 2.0, 5.0]
     """
-    ticks = []
-    for exponent in range(math.floor(low) - 1, math.ceil(high) + 1):
-        for mantissa in (1, 2, 5):
-            tick = exponent + math.log10(mantissa)
-            if low - 1e-9 <= tick <= high + 1e-9:
-                ticks.append(tick)
-    return ticks or [low, high]
+    ticks = [
+        exponent + math.log10(mantissa)
+        for exponent in range(math.floor(low) - 1, math.ceil(high) + 1)
+        for mantissa in (1, 2, 5)
+    ]
+    return [t for t in ticks if low - 1e-9 <= t <= high + 1e-9] or [low, high]
 
 
-def _finite(*columns: Sequence[float]) -> list[tuple[float, ...]]:
-    """The rows of ``columns`` (zipped) whose every value is finite."""
-    return [row for row in zip(*columns, strict=True) if all(map(math.isfinite, row))]
-
-
-def _points(pairs: Sequence[tuple[float, float]]) -> str:
-    """SVG ``points`` text of (x, y) pixel pairs."""
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in pairs)
-
-
-def _marker(kind: str | None, x: float, y: float, color: str) -> str:
-    if kind == "ring":
-        return (
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="none" stroke="{color}" '
-            'stroke-width="2"/>'
-        )
-    if kind == "circle":
-        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
-    if kind == "square":
-        return f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{color}"/>'
-    if kind == "triangle":
-        return (
-            f'<path d="M{x:.1f},{y - 3.8:.1f} L{x + 3.6:.1f},{y + 2.6:.1f} '
-            f'L{x - 3.6:.1f},{y + 2.6:.1f} Z" fill="{color}"/>'
-        )
-    return ""
-
-
-def _ticks(
-    low: float, high: float, *, log: bool, count: int, values: Sequence[float] | None
-) -> list[float]:
+def _ticks(low: float, high: float, log: bool, count: int, values: Sequence | None) -> list:
     """One axis's ticks (log10 values on a log axis): ``values`` if given (a log axis ticks only
     the positive ones), else decades on a log axis spanning over two decades, 1-2-5 on a
     shorter one, round numbers on a linear one."""
@@ -137,6 +90,22 @@ def _ticks(
     if log and high - low > 2:
         return [float(k) for k in range(math.floor(low), math.ceil(high) + 1)]
     return log_ticks(low, high) if log else nice_ticks(low, high, count)
+
+
+def _finite(*columns: Sequence[float]) -> list[tuple[float, ...]]:
+    """The rows of ``columns`` (zipped) whose every value is finite."""
+    return [row for row in zip(*columns, strict=True) if all(map(math.isfinite, row))]
+
+
+def _points(pairs: Sequence[tuple[float, float]]) -> str:
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in pairs)
+
+
+def _marker(kind: str | None, x: float, y: float, c: str) -> str:
+    shape = _MARKERS.get(kind or "", "")
+    return shape.format(
+        x=x, y=y, c=c, left=x - 3, up=y - 3, tip=y - 3.8, right=x + 3.6, base=y + 2.6, west=x - 3.6
+    )
 
 
 def line_chart(
@@ -158,78 +127,62 @@ def line_chart(
 ) -> str:
     """Return an ``<svg>`` element with one line per series, axes, ticks and a legend.
 
-    Args:
-        series: the lines.
-        title: accessible title (``<title>``), not drawn.
-        x_label: x-axis label.
-        y_label: y-axis label.
-        width: width in px (the SVG scales to its container).
-        height: height in px, legend included.
-        x_range: (min, max) of the x-axis; default from the data.
-        y_range: (min, max) of the y-axis; default 0 (or the data minimum) to the maximum.
-        integer_x: only whole-number x ticks (epochs).
-        reference: points of a grey dashed reference line (e.g. the diagonal).
-        reference_label: its legend text.
-        log_x: the x-axis logarithmic (base 10), ticked at every decade or 1, 2, 5 per decade;
-            needs positive values and range.
-        log_y: the y-axis logarithmic, likewise.
-        x_tick_values: the x ticks (in data units, e.g. every target ε) instead of ticks
-            chosen from the range; on a log axis only positive values are ticked.
-
-    Returns:
-        The SVG markup.
+    ``title`` is the accessible ``<title>``, not drawn. ``width`` and ``height`` are in px,
+    legend included (the SVG scales to its container). The ranges default to the data (y from
+    0 or the data minimum). ``integer_x`` ticks only whole numbers (epochs). ``reference`` is
+    a grey dashed line (e.g. the diagonal), ``reference_label`` its legend. ``log_x`` and
+    ``log_y`` make an axis logarithmic (base 10; positive values and range), ticked at every
+    decade or at 1, 2, 5 per decade. ``x_tick_values`` are the x ticks in data units (e.g.
+    every target ε) instead of ticks chosen from the range; a log axis ticks the positive ones.
     """
 
     def scale(values: Sequence[float], log: bool) -> tuple[float, ...]:
         return tuple((math.log10(v) if v > 0 else -math.inf) if log else v for v in values)
 
-    series = [
-        dataclasses.replace(item, xs=scale(item.xs, log_x), ys=scale(item.ys, log_y))
-        for item in series
-    ]
+    series = [replace(s, xs=scale(s.xs, log_x), ys=scale(s.ys, log_y)) for s in series]
     reference = [(*scale([x], log_x), *scale([y], log_y)) for x, y in reference or ()]
     x_range = scale(x_range, log_x) if x_range else None
     y_range = scale(y_range, log_y) if y_range else None
-    left, right, top = 64, 16, 14
+    left, top, plot_w = 64, 14, width - 80
     entries = [(s.label, s.color, s.dash, s.marker, s.width) for s in series]
     if reference:
         entries.append((reference_label or "reference", "#888", "4 4", None, 1.2))
-    plot_w = width - left - right
-    placed = _legend_layout([label for label, *_ in entries], plot_w)
-    legend_rows = max((row for row, _ in placed), default=0) + 1
-    bottom = 44 + 20 * legend_rows
-    plot_h = height - top - bottom
+    placed, row, offset = [], 0, 0.0  # legend entries flow left to right, wrapping
+    for label, *_ in entries:
+        size = 40 + 6.6 * len(label) + 18  # line sample, text (~6.6 px a character), gap
+        if offset > 0 and offset + size > plot_w:
+            row, offset = row + 1, 0.0
+        placed.append((row, offset))
+        offset += size
+    plot_h = height - top - 44 - 20 * (row + 1)
     points = [point for s in series for point in _finite(s.xs, s.ys)]
     xs, ys = [x for x, _ in points] or [0.0, 1.0], [y for _, y in points] or [0.0, 1.0]
     x_low, x_high = x_range or (min(xs), max(xs))
     if integer_x and x_range is None:
         x_low = 0.0 if x_high <= 10 else (min(x_low, 1.0) if x_low >= 0 else x_low)
     y_low, y_high = y_range or (min(0.0, min(ys)), max(ys))
-    count = 8 if width > 500 else 5
-    x_ticks = _ticks(x_low, x_high, log=log_x, count=count, values=x_tick_values)
+    x_ticks = _ticks(x_low, x_high, log_x, 8 if width > 500 else 5, x_tick_values)
     if integer_x:
         x_ticks = [t for t in x_ticks if float(t).is_integer()] or [x_low, x_high]
-    y_ticks = _ticks(y_low, y_high, log=log_y, count=5, values=None)
+    y_ticks = _ticks(y_low, y_high, log_y, 5, None)
     if x_range is None:
         x_low, x_high = min(x_ticks[0], x_low), max(x_ticks[-1], x_high)
     if y_range is None:
         y_low, y_high = min(y_ticks[0], y_low), max(y_ticks[-1], y_high)
-    x_span = (x_high - x_low) or 1.0
-    y_span = (y_high - y_low) or 1.0
 
     def px(x: float) -> float:
-        return left + (x - x_low) / x_span * plot_w
+        return left + (x - x_low) / ((x_high - x_low) or 1.0) * plot_w
 
     def py(y: float) -> float:
-        return top + plot_h - (y - y_low) / y_span * plot_h
+        return top + plot_h - (y - y_low) / ((y_high - y_low) or 1.0) * plot_h
 
     def tick_text(tick: float, log: bool) -> str:
         return html.escape(f"{10**tick if log else tick:g}")
 
     out = [
         (
-            f'<svg viewBox="0 0 {width} {height}" '
-            f'width="100%" role="img" aria-label="{html.escape(title)}" class="chart">'
+            f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" '
+            f'aria-label="{html.escape(title)}" class="chart">'
         ),
         f"<title>{html.escape(title)}</title>",
         (
@@ -237,70 +190,72 @@ def line_chart(
             'stroke="#999" stroke-width="1"/>'
         ),
     ]
-    tick_font = f'font-size="11" {_FONT} fill="#333"'
+    font = f'font-size="11" {_FONT} fill="#333"'
     for tick in (t for t in y_ticks if y_low - 1e-12 <= t <= y_high + 1e-12):
         out.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{py(tick):.1f}" y2="{py(tick):.1f}" '
             f'stroke="#e4e4e4" stroke-width="1"/><text x="{left - 6}" y="{py(tick) + 4:.1f}" '
-            f'text-anchor="end" {tick_font}>{tick_text(tick, log_y)}</text>'
+            f'text-anchor="end" {font}>{tick_text(tick, log_y)}</text>'
         )
     for tick in (t for t in x_ticks if x_low - 1e-12 <= t <= x_high + 1e-12):
         out.append(
             f'<line x1="{px(tick):.1f}" x2="{px(tick):.1f}" y1="{top}" y2="{top + plot_h}" '
             f'stroke="#f0f0f0" stroke-width="1"/><text x="{px(tick):.1f}" '
-            f'y="{top + plot_h + 15}" text-anchor="middle" {tick_font}>{tick_text(tick, log_x)}</text>'
+            f'y="{top + plot_h + 15}" text-anchor="middle" {font}>{tick_text(tick, log_x)}</text>'
         )
-    out.append(
-        f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
-        f'font-size="12" {_FONT} fill="#111">{html.escape(x_label)}</text>'
-    )
-    out.append(
-        f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
-        f'text-anchor="middle" font-size="12" {_FONT} fill="#111">'
-        f"{html.escape(y_label)}</text>"
-    )
+    out += [
+        (
+            f'<text x="{left + plot_w / 2:.1f}" y="{top + plot_h + 32}" text-anchor="middle" '
+            f'font-size="12" {_FONT} fill="#111">{html.escape(x_label)}</text>'
+        ),
+        (
+            f'<text transform="translate(14,{top + plot_h / 2:.1f}) rotate(-90)" '
+            f'text-anchor="middle" font-size="12" {_FONT} fill="#111">{html.escape(y_label)}</text>'
+        ),
+    ]
     if reference:
         out.append(
             f'<polyline points="{_points([(px(x), py(y)) for x, y in reference])}" fill="none" '
             'stroke="#888" stroke-width="1.2" stroke-dasharray="4 4"/>'
         )
-    for item in series:  # bands first, under every line
-        if item.low is None or item.high is None:
+    for s in series:  # bands first, under every line
+        if s.low is None or s.high is None:
             continue
-        edges = [(px(x), py(lo), py(hi)) for x, lo, hi in _finite(item.xs, item.low, item.high)]
+        edges = [(px(x), py(lo), py(hi)) for x, lo, hi in _finite(s.xs, s.low, s.high)]
         if len(edges) > 1:
             outline = [(x, hi) for x, _, hi in edges] + [(x, lo) for x, lo, _ in reversed(edges)]
             out.append(
-                f'<polygon points="{_points(outline)}" fill="{item.color}" fill-opacity="0.14"/>'
+                f'<polygon points="{_points(outline)}" fill="{s.color}" fill-opacity="0.14"/>'
             )
-        for x, lo, hi in edges:
+        out += [
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="{s.color}" '
+            'stroke-width="1.2" stroke-opacity="0.7"/>'
+            for x, lo, hi in edges
+        ]
+    for s in series:
+        points = [(px(x), py(y)) for x, y in _finite(s.xs, s.ys)]
+        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        if len(points) > 1 and s.width > 0:
             out.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" '
-                f'stroke="{item.color}" stroke-width="1.2" stroke-opacity="0.7"/>'
+                f'<polyline points="{_points(points)}" fill="none" stroke="{s.color}" '
+                f'stroke-width="{s.width}" stroke-linejoin="round"{dash}/>'
             )
-    for item in series:
-        points = [(px(x), py(y)) for x, y in _finite(item.xs, item.ys)]
-        dash = f' stroke-dasharray="{item.dash}"' if item.dash else ""
-        if len(points) > 1 and item.width > 0:
-            out.append(
-                f'<polyline points="{_points(points)}" fill="none" stroke="{item.color}" '
-                f'stroke-width="{item.width}" stroke-linejoin="round"{dash}/>'
-            )
-        if item.marker and len(points) <= 60:
-            out += [_marker(item.marker, x, y, item.color) for x, y in points]
+        if len(points) <= 60:
+            out += [_marker(s.marker, x, y, s.color) for x, y in points]
     for (row, offset), (label, color, dash, marker, stroke) in zip(placed, entries, strict=True):
-        x0 = left + offset
-        y0 = top + plot_h + 50 + row * 20
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        x0, y0 = left + offset, top + plot_h + 50 + row * 20
         if stroke > 0:
+            dash = f' stroke-dasharray="{dash}"' if dash else ""
             out.append(
                 f'<line x1="{x0:.1f}" x2="{x0 + 28:.1f}" y1="{y0:.1f}" y2="{y0:.1f}" '
-                f'stroke="{color}" stroke-width="{stroke}"{dash_attr}/>'
+                f'stroke="{color}" stroke-width="{stroke}"{dash}/>'
             )
-        out.append(_marker(marker, x0 + 14, y0, color))
-        out.append(
-            f'<text x="{x0 + 34:.1f}" y="{y0 + 4:.1f}" font-size="11.5" {_FONT} '
-            f'fill="#222">{html.escape(label)}</text>'
-        )
+        out += [
+            _marker(marker, x0 + 14, y0, color),
+            (
+                f'<text x="{x0 + 34:.1f}" y="{y0 + 4:.1f}" font-size="11.5" {_FONT} '
+                f'fill="#222">{html.escape(label)}</text>'
+            ),
+        ]
     out.append("</svg>")
     return "\n".join(part for part in out if part)
