@@ -8,8 +8,6 @@ tuning cost composes through the same functions.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -20,6 +18,7 @@ import dpplan
 from dpplan import _validate, accounting
 from dpplan.commands import PLAN_FLAGS, report_command
 from dpplan.errors import PlanError
+from dpplan.format import json_digest
 from dpplan.phased import truncated_phased  # noqa: F401 - re-exported (tests)
 from dpplan.plan import TrainingPlan
 from dpplan.report import model, sections
@@ -48,11 +47,7 @@ def plan_hash(plan: TrainingPlan) -> str:
         >>> len(plan_hash(plan))
         64
     """
-    return digest(plan.to_dict())
-
-
-def digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return json_digest(plan.to_dict())
 
 
 def git_state() -> tuple[str | None, bool | None]:
@@ -482,7 +477,7 @@ def _sweep(result: FrontierResult, record: Any) -> model.Sweep:
         random_repeats=spec.get("random_repeats"),
         plateau_every=spec.get("plateau_every"),
         options=options,
-        spec_hash=digest(spec),
+        spec_hash=json_digest(spec),
         created_at=sections.iso(record.created_at),
         updated_at=sections.iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),

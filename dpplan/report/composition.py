@@ -12,6 +12,7 @@ import dpplan
 from dpplan import accounting
 from dpplan.accounting.base import METHODS, library_versions
 from dpplan.errors import AccountingError, PlanError
+from dpplan.format import json_digest
 from dpplan.ledger import SCHEMES, Ledger
 from dpplan.phased import PhasedPlan
 from dpplan.report import build, sections
@@ -81,7 +82,7 @@ def build_phased_report(
         default_title="DP-SGD privacy report of a phased plan",
         notes=notes,
         values={"plan": plan_file},
-        hashed=build.digest(plan.to_dict()),
+        hashed=json_digest(plan.to_dict()),
         created_at=created_at,
         warnings=sections.warned(comparison.warnings, comparison.failures),
         epochs=len(ends),
@@ -172,7 +173,7 @@ def build_ledger_report(
         default_title="DP-SGD privacy ledger report",
         notes=notes,
         values={"ledger": ledger_file},
-        hashed=build.digest(ledger.to_dict()),
+        hashed=json_digest(ledger.to_dict()),
         created_at=created_at,
         warnings=warnings,
         assumptions=Assumptions.of(

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from dpplan.accounting.base import METHODS
 from dpplan.errors import PlanError
 from dpplan.format import json_float
 
@@ -38,7 +39,7 @@ Real = Annotated[
     PlainSerializer(json_float, when_used="json"),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"enum": ["inf", "-inf", "nan"]}]}),
 ]
-Method = Literal["rdp", "prv", "pld"]
+Method = Literal[METHODS]  # type: ignore[valid-type] - the one list, as a Literal
 #: How a sweep tuned: every configuration of the grid, or Papernot & Steinke's random
 #: repeat-and-select protocol.
 Protocol = Literal["grid", "random_repeats"]

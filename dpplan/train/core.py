@@ -49,6 +49,7 @@ from dpplan.train.inputs import (  # re-exported: core was their home
     plan_epochs,
     resolve_device,
     split_indices,
+    torch_threads,
     versions,
 )
 from dpplan.train.schedules import LrController, make_optimizer, make_scheduler
@@ -86,18 +87,6 @@ _REPRODUCIBLE_WARNING = (
     "reproducible=True: sampling and noise were derived from the public seed, so this run has "
     "no privacy guarantee against anyone who knows the seed (for experiments only)"
 )
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run the body with ``count`` torch CPU threads, then restore the caller's count (torch's
-    thread count is process-wide: a run must not change it for the rest of the program)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class Trainer:

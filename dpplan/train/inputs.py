@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 
 import torch
@@ -42,6 +44,7 @@ __all__ = [
     "plan_epochs",
     "resolve_device",
     "split_indices",
+    "torch_threads",
     "versions",
 ]
 
@@ -257,3 +260,15 @@ def evaluate(
         value = float(metric(torch.cat(outputs), labels))
     accuracy = correct / len(images) if classification else math.nan
     return loss_sum / len(images), accuracy, value
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the body with ``count`` torch CPU threads, then restore the caller's count (torch's
+    thread count is process-wide: a run must not change it for the rest of the program)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
