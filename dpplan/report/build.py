@@ -382,6 +382,7 @@ def load_run_report(store: RunStore, run_id: int) -> Report | None:
 #: secret number of trials, or releases a trial the repeat-and-select guarantee does not cover.
 RANDOM_WITHHELD = (
     "runs_tried",
+    "unstored_attempts",
     "trials",
     "run_ids",
     "seed_repeats",
@@ -482,6 +483,7 @@ def _sweep(result: FrontierResult, record: Any) -> model.Sweep:
         updated_at=sections.iso(record.updated_at),
         withheld=RANDOM_WITHHELD if random else (),
         runs_tried=None if random else result.runs_tried,
+        unstored_attempts=None if random else result.unstored_attempts,
         trials=None if random else model.SweepTrials(**result.trials.to_dict()),
         plans=tuple(model.SolvedPlan.model_validate(row) for row in result.plans),
         points=points,
@@ -527,7 +529,11 @@ def _sweep_warnings(sweep: model.Sweep) -> tuple[str, ...]:
     if missing := ", ".join(f"{t:g}" for t in sweep.target_epsilons if t not in found):
         warnings.append(f"No point at target ε {missing} (no selection there has finished).")
     if sweep.trials is not None and sweep.trials.failed:
-        warnings.append(f"{sweep.trials.failed} trials failed; they released nothing.")
+        warnings.append(f"{sweep.trials.failed} trials failed; each released only its error.")
+    if sweep.unstored_attempts:
+        from dpplan.sweep.results import unstored_note
+
+        warnings.append(unstored_note(sweep.unstored_attempts))
     sim = sweep.simulation
     if sim is not None:
         error = (

@@ -384,6 +384,10 @@ class Sweep(_Facts):
     withheld: tuple[str, ...]
     runs_tried: int | None
     trials: SweepTrials | None
+    #: Of ``runs_tried``: trial attempts that may have trained and stored no run (cut off,
+    #: failed, in flight), each counted whole in ε of all runs (None: withheld, or a report
+    #: stored before they were counted).
+    unstored_attempts: int | None = None
     plans: tuple[SolvedPlan, ...]
     points: tuple[FrontierPoint, ...]
     best: tuple[BestAtMost, ...]

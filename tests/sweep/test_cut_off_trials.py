@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dpplan.cli import main
+from dpplan.report import build_sweep_report, to_markdown
 from dpplan.sweep import LocalExecutor, create_sweep, frontier_result, protocol
 from dpplan.sweep.execute import run_sweep
 from dpplan.sweep.tuning import composed_epsilon
@@ -41,6 +42,12 @@ def test_stopped_trials_are_counted_whole_across_resumes(store, one_trial_spec, 
     assert store.get_sweep(sweep_id).tuning["all_runs_epsilon"] == result.tuning.all_runs_epsilon
     assert main(["frontier", str(sweep_id)]) == 0
     assert "2 trial attempts may have trained and stored no run" in capsys.readouterr().out
+    report = build_sweep_report(store, sweep_id)  # the shareable report says the same
+    assert (report.sweep.runs_tried, report.sweep.unstored_attempts) == (3, 2)
+    assert any("2 trial attempts may have trained" in w for w in report.warnings)
+    text = to_markdown(report)
+    assert "| Runs tried | 3 (2 of them attempts that stored no run) |" in text
+    assert "All 3 runs composed" in text and "each for its whole plan" in text
 
 
 def test_a_killed_drivers_trial_in_flight_is_counted_then_marked_abandoned(store, one_trial_spec):
