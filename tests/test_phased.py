@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dp_accounting
 import prv_accountant
 import pytest
@@ -216,3 +218,14 @@ def test_a_plan_file_naming_another_sampling_scheme_points_to_the_ledger():
         with pytest.raises(dpplan.PlanError, match="sampling='fixed_size'.*Ledger"):
             PhasedPlan.from_dict(bad)
     assert PhasedPlan.from_dict(data).phases[0].batch_size == 10
+
+
+def test_no_amplification_epsilon_composes_every_started_epoch_of_each_phase():
+    # 2 epochs at σ = 1, 3 at σ = 1.5: one Gaussian with 1/σ² = 2/1² + 3/1.5².
+    sigma = 1 / math.sqrt(2 / 1.0**2 + 3 / 1.5**2)
+    exact = dp_accounting.get_epsilon_gaussian(sigma, 1e-5)
+    assert dpplan.accounting.no_amplification_epsilon(PHASED) == pytest.approx(exact, rel=1e-12)
+    one = PhasedPlan(phases=[WARMUP])
+    assert dpplan.accounting.no_amplification_epsilon(
+        one
+    ) == dpplan.accounting.no_amplification_epsilon(WARMUP)

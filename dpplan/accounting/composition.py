@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dpplan import _validate
 from dpplan.accounting.base import METHODS, result_cache
 from dpplan.errors import AccountingError, PlanError
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 
 __all__ = [
@@ -230,14 +231,15 @@ def compose_runs(runs: Sequence[tuple[object, int]], *, delta: float) -> Compose
     )
 
 
-def no_amplification_epsilon(plan: TrainingPlan) -> float:
+def no_amplification_epsilon(plan: TrainingPlan | PhasedPlan) -> float:
     """Return ε of ``plan``'s epochs if each example is used once per epoch, in any order.
 
     Without amplification by sampling or shuffling, each epoch is one Gaussian mechanism
     with noise multiplier σ for any one example (sensitivity C under add-or-remove), and E
     epochs compose to one with noise multiplier σ/√E (Dong, Roth & Su 2019); its exact ε
     (Balle & Wang 2018, ``dp_accounting.get_epsilon_gaussian``). This is the second number
-    of TF Privacy's privacy statement.
+    of TF Privacy's privacy statement. For a :class:`~dpplan.PhasedPlan` every started epoch
+    of phase i counts with its σ_i: they compose to one Gaussian with 1/σ² = Σ_i e_i/σ_i².
 
     Example:
         >>> plan = TrainingPlan(dataset_size=60000, batch_size=256, noise_multiplier=1.1,
@@ -247,11 +249,15 @@ def no_amplification_epsilon(plan: TrainingPlan) -> float:
     """
     import dp_accounting
 
-    return float(
-        dp_accounting.get_epsilon_gaussian(
-            plan.noise_multiplier / math.sqrt(plan.epochs), plan.delta
+    if isinstance(plan, TrainingPlan):
+        sigma = plan.noise_multiplier / math.sqrt(plan.epochs)
+    else:
+        precision = sum(
+            -(-steps // phase.steps_per_epoch) / phase.noise_multiplier**2
+            for phase, steps in zip(plan.phases, plan.steps_per_phase, strict=True)
         )
-    )
+        sigma = 1 / math.sqrt(precision)
+    return float(dp_accounting.get_epsilon_gaussian(sigma, plan.delta))
 
 
 def repeat_and_select_epsilon(plan: TrainingPlan, *, mean_runs: float) -> float:

@@ -6,8 +6,6 @@ Both reuse the plan report's pieces; one compact layout (``ledger.md.j2``) shows
 
 from __future__ import annotations
 
-import math
-
 import dpplan
 from dpplan import accounting
 from dpplan.accounting.base import METHODS, library_versions
@@ -18,23 +16,7 @@ from dpplan.phased import PhasedPlan
 from dpplan.report import build, sections
 from dpplan.report.model import Assumptions, LedgerEntry, LedgerFacts, Phase, Phased, Report
 
-__all__ = ["build_ledger_report", "build_phased_report", "no_amplification_phased"]
-
-
-def no_amplification_phased(plan: PhasedPlan) -> float:
-    """ε if each example is used once per started epoch of every phase, in any order.
-
-    Each started epoch of phase i is one Gaussian mechanism with noise multiplier σ_i for any
-    one example (sensitivity C, add-or-remove); they compose to one Gaussian with
-    1/σ² = Σ_i e_i/σ_i² (Dong, Roth & Su 2019), whose exact ε is dp-accounting's
-    ``get_epsilon_gaussian`` (as ``no_amplification_epsilon`` of one plan).
-    """
-    import dp_accounting
-
-    precision = 0.0
-    for phase, steps in zip(plan.phases, plan.steps_per_phase):
-        precision += -(-steps // phase.steps_per_epoch) / phase.noise_multiplier**2
-    return float(dp_accounting.get_epsilon_gaussian(1 / math.sqrt(precision), plan.delta))
+__all__ = ["build_ledger_report", "build_phased_report"]
 
 
 _PHASE_SAME = ("batch_size", "noise_multiplier", "epochs", "sample_rate")
@@ -87,9 +69,7 @@ def build_phased_report(
         warnings=sections.warned(comparison.warnings, comparison.failures),
         epochs=len(ends),
         total_steps=plan.total_steps,
-        accounting=sections.accounting_section(
-            comparison, plan, no_amplification=no_amplification_phased(plan)
-        ),
+        accounting=sections.accounting_section(comparison, plan),
         phased=Phased(dataset_size=plan.dataset_size, delta=plan.delta, phases=tuple(phases)),
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 import dpplan
 from dpplan import accounting
 from dpplan.accounting.base import library_versions
+from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
 from dpplan.report.model import Accounting, Curve, Epoch, Membership, Run, Tuning
 from dpplan.run_policy import epoch_epsilon, spent_phased, whole_epochs_spent
@@ -43,7 +44,7 @@ _CURVE_SAME = ("method", "epsilons", "lower", "estimates", "warnings")
 
 
 def accounting_section(
-    comparison: accounting.Comparison, plan: TrainingPlan, no_amplification: float | None = None
+    comparison: accounting.Comparison, plan: TrainingPlan | PhasedPlan
 ) -> Accounting:
     libraries = {"dpplan": dpplan.__version__}
     for method in accounting.METHODS:
@@ -66,9 +67,7 @@ def accounting_section(
         failures=dict(comparison.failures),
         method=comparison.headline_method,
         epsilon=comparison.headline_epsilon,
-        no_amplification_epsilon=accounting.no_amplification_epsilon(plan)
-        if no_amplification is None
-        else no_amplification,
+        no_amplification_epsilon=accounting.no_amplification_epsilon(plan),
         libraries=dict(sorted(libraries.items())),
     )
 
