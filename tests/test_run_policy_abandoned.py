@@ -35,8 +35,9 @@ def _record(epoch: int, steps: int) -> EpochRecord:
     )
 
 
-def _stopped(store: RunStore, plan, epochs: int, abandoned: int):
+def _stopped(store: RunStore, plan, epochs: int, abandoned: int, group: str | None = None):
     run_id = store.create_run(
+        group_id=group,
         plan=plan,
         schedule={"kind": "constant", "lr": 0.1},
         options={"method": "rdp"},
@@ -99,6 +100,24 @@ def test_whole_epoch_composition_rounds_abandoned_steps_up(tmp_path):
     clean = _stopped(store, plan, epochs=1, abandoned=0)
     assert whole_epochs_spent(clean) == (clean.plan, 1) and abandoned_note(clean) is None
     assert run_epsilon(clean) == (1.0, "rdp")  # the recorded ε, as before
+
+
+def test_a_group_reports_tuning_cost_counts_and_says_it_counts_abandoned_epochs(tmp_path):
+    from dpplan.report import build_run_report, to_markdown
+
+    plan = dpplan.TrainingPlan(
+        dataset_size=1000, batch_size=100, noise_multiplier=1.0, epochs=2, delta=1e-5
+    )
+    store = RunStore(tmp_path)
+    first = _stopped(store, plan, epochs=2, abandoned=3, group="g")  # 3 epochs counted
+    _stopped(store, plan, epochs=1, abandoned=0, group="g")  # 1 epoch
+    report = build_run_report(store, first.id)
+    composed = dpplan.accounting.compose_runs([(plan.replace(epochs=3), 3), (plan, 1)], delta=1e-5)
+    assert report.tuning.epsilon_all == composed.epsilon
+    assert report.tuning.total_steps == 40
+    assert "that epoch's noisy steps rounded up to a whole epoch" in " ".join(
+        to_markdown(report).split()
+    )
 
 
 _DEAD_RUN = """

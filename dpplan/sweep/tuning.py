@@ -7,9 +7,11 @@ Three numbers, every one an upper bound at the sweep's δ:
 * ``all_runs_epsilon``: ε of every stored run of the sweep composed
   (:func:`dpplan.accounting.compose_runs`, dp-accounting's composition of their DP-SGD
   events). It covers releasing all of them, hence any selection among them: the honest
-  bound for a fixed grid with selection. Attempts whose worker died or whose driver was
-  killed returned nothing and released nothing; every stored run is counted, even one cut
-  short.
+  bound for a fixed grid with selection. Every stored run is counted, even one cut short,
+  and the caller adds every attempt that may have trained and stored no run (cut off by a
+  stopped or killed driver, failed, in flight) as its whole plan
+  (:func:`dpplan.sweep.frontier_result`); an attempt whose Ray worker died and that Ray ran
+  again returned nothing and released nothing.
 * ``repeat_and_select_epsilon`` (random protocol only): Papernot & Steinke 2022 (Thm. 6),
   through dp-accounting's ``RepeatAndSelectDpEvent`` with a Poisson number of trials. It
   covers releasing the one selected model (and its configuration and score) of a target ε,
