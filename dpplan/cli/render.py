@@ -254,11 +254,12 @@ def frontier_lines(result: dict[str, Any]) -> list[str]:
         lines += ["", f"{kind}:"] + [row(point) for point in curve]
     if not by_loss:
         lines += _schedule_differences(result["curves"])
+    all_runs = f"all {tuning['runs']} runs composed:"
     lines += [
         "",
         f"privacy cost of tuning (δ = {tuning['delta']:g}, upper bounds):",
-        f"  one run:                 ε = {epsilon_text(tuning['single_run_epsilon'])}",
-        f"  all {tuning['runs']} runs composed:   ε = {epsilon_text(tuning['all_runs_epsilon'])}"
+        f"  {'one run:':<25}ε = {epsilon_text(tuning['single_run_epsilon'])}",
+        f"  {all_runs:<25}ε = {epsilon_text(tuning['all_runs_epsilon'])}"
         + (f" ({tuning['all_runs_method']})" if tuning.get("all_runs_method") else ""),
     ]
     if "repeat_and_select_epsilon" in tuning:
