@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from dpplan import _validate
 from dpplan.accounting.base import METHODS, result_cache
+from dpplan.accounting.segments import Segment, epsilon_of_segments
 from dpplan.errors import AccountingError, PlanError
 from dpplan.phased import PhasedPlan
 from dpplan.plan import TrainingPlan
@@ -129,9 +130,10 @@ def compose_runs(runs: Sequence[tuple[object, int]], *, delta: float) -> Compose
     Composing every run covers releasing all of them, hence any selection among them
     (choosing hyper-parameters by their validation accuracy). A run of a
     :class:`~dpplan.PhasedPlan` contributes each of its phases' steps. When every run shares one
-    mechanism (sample rate and noise multiplier) they are one run of the summed steps and
-    all three methods answer; otherwise their DP-SGD events are composed with
-    dp-accounting's RDP and PLD accountants.
+    mechanism (sample rate and noise multiplier) they are one run of the summed steps;
+    otherwise the steps of each distinct mechanism are composed
+    (:func:`~dpplan.accounting.segments.epsilon_of_segments`). Every method answers where its
+    library can; the smallest upper bound is the headline.
 
     Args:
         runs: (plan, completed epochs) of each run, the plan a TrainingPlan or a PhasedPlan
@@ -155,15 +157,9 @@ def compose_runs(runs: Sequence[tuple[object, int]], *, delta: float) -> Compose
         >>> both.same_mechanism, both.total_steps
         (True, 940)
     """
-    import dp_accounting
-
-    from dpplan.accounting import get_accountant
-
     delta = _validate.open_interval(low=0.0, high=1.0, delta=delta)
     if isinstance(runs, (str, bytes)) or not runs:
         raise PlanError("runs", runs, "a non-empty list of (plan, epochs) pairs")
-    from dpplan.phased import PhasedPlan
-
     mechanisms = []
     for plan, epochs in runs:
         if isinstance(plan, PhasedPlan):
@@ -178,49 +174,14 @@ def compose_runs(runs: Sequence[tuple[object, int]], *, delta: float) -> Compose
         return ComposedEpsilon(
             epsilon=0.0, method=METHODS[0], runs=len(runs), same_mechanism=True, total_steps=0
         )
-    first_rate, first_sigma, _ = mechanisms[0]
-    same = all((rate, sigma) == (first_rate, first_sigma) for rate, sigma, _ in mechanisms)
+    same = len({(rate, sigma) for rate, sigma, _ in mechanisms}) == 1
+    segments = [Segment(sample_rate=q, noise_multiplier=s, steps=n) for q, s, n in mechanisms]
     found: dict[str, float] = {}
-    if same:
-        for method in METHODS:
-            try:
-                found[method] = (
-                    get_accountant(method)
-                    .compute(
-                        sample_rate=first_rate,
-                        noise_multiplier=first_sigma,
-                        delta=delta,
-                        steps=(total_steps,),
-                    )
-                    .upper[-1]
-                )
-            except AccountingError:
-                continue
-    else:
-        event = dp_accounting.ComposedDpEvent(
-            events=[
-                dp_accounting.SelfComposedDpEvent(
-                    event=dp_accounting.PoissonSampledDpEvent(
-                        sampling_probability=rate,
-                        event=dp_accounting.GaussianDpEvent(noise_multiplier=sigma),
-                    ),
-                    count=steps,
-                )
-                for rate, sigma, steps in mechanisms
-            ]
-        )
-        accountants = {
-            "rdp": lambda: dp_accounting.rdp.RdpAccountant(
-                orders=list(get_accountant("rdp").orders)
-            ),
-            "pld": dp_accounting.pld.PLDAccountant,
-        }
-        for method, make in accountants.items():
-            try:
-                with quiet_absl():
-                    found[method] = float(make().compose(event).get_epsilon(delta))
-            except (ValueError, ArithmeticError, MemoryError):
-                continue
+    for method in METHODS:
+        try:
+            found[method] = epsilon_of_segments(segments, delta=delta, method=method)
+        except AccountingError:
+            continue
     if not found:
         raise AccountingError(
             f"every method failed to compose {len(runs)} runs ({total_steps:,} noisy steps)"
