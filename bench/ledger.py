@@ -12,7 +12,10 @@ Rows (σ = 1.1, q = 256/60000, δ = 1e-5 unless said):
    Truncated Poisson records (``--truncated-steps``, batches cut to ``--max-batch``; PLD only)
    against dp-accounting's ``PLDAccountant`` composing the same event from scratch.
 2. The same event through dpplan's dp-accounting accountant (``"pld"``) and through
-   dp-accounting's own ``PLDAccountant`` (one (q, σ), 2,350 steps; and two phases).
+   dp-accounting's own ``PLDAccountant`` (one (q, σ), 2,350 steps; and two phases); six runs
+   of two plans (one phased) composed by ``compose_runs`` against dp-accounting's RDP and PLD
+   accountants composing every run's event (the smaller ε); a phased plan's PLD ε curve
+   against ``PLDAccountant`` composing each epoch's prefix from scratch.
 
 Usage:
     python bench/ledger.py [--steps N] [--truncated-steps N] [--max-batch B] [--json FILE]
@@ -204,6 +207,79 @@ def _accountant_rows() -> list[dict]:
                 "dp_accounting_epsilon": theirs,
             }
         )
+    rows += _composition_rows(event)
+    return rows
+
+
+def _composition_rows(event) -> list[dict]:
+    """A group of runs composed, and a phased plan's ε curve: dpplan against dp-accounting's
+    accountants composing every run's (or every prefix's) event from scratch, as a user of
+    dp-accounting alone would (and as dpplan did before it built each one-step PLD once)."""
+    import dp_accounting
+
+    import dpplan
+    from dpplan.accounting import clear_caches, compose_runs, get_accountant
+
+    one = dpplan.PhasedPlan.from_dict(
+        {
+            "dataset_size": N,
+            "delta": DELTA,
+            "phases": [
+                {"batch_size": BATCH, "noise_multiplier": SIGMA, "epochs": 2},
+                {"batch_size": 512, "noise_multiplier": 1.5, "epochs": 1},
+            ],
+        }
+    )
+    other = dpplan.PhasedPlan(phases=(one.phases[0].replace(noise_multiplier=1.3, epochs=3),))
+    runs = [(one, 3), (other, 3)] * 3
+    mechanisms = [m for plan, _ in runs for m in plan.mechanisms(None)]
+
+    def theirs_min(mechanisms):
+        rdp = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
+        pld = dp_accounting.pld.PLDAccountant()
+        return min(
+            rdp.compose(event(mechanisms)).get_epsilon(DELTA),
+            pld.compose(event(mechanisms)).get_epsilon(DELTA),
+        )
+
+    rows = []
+    clear_caches()
+    start = time.perf_counter()
+    ours = compose_runs(runs, delta=DELTA).epsilon
+    ours_time = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = theirs_min(mechanisms)
+    theirs_time = time.perf_counter() - start
+    rows.append(
+        {
+            "row": "6 runs composed (3 of 2 plans)",
+            "dpplan_s": ours_time,
+            "dp_accounting_s": theirs_time,
+            "speedup": theirs_time / ours_time,
+            "dpplan_epsilon": ours,
+            "dp_accounting_epsilon": theirs,
+        }
+    )
+    clear_caches()
+    start = time.perf_counter()
+    curve = dpplan.epsilon_curve(one, method="pld").epsilons
+    ours_time = time.perf_counter() - start
+    start = time.perf_counter()
+    theirs = [
+        dp_accounting.pld.PLDAccountant().compose(event(one.mechanisms(end))).get_epsilon(DELTA)
+        for end in one.epoch_ends()
+    ]
+    theirs_time = time.perf_counter() - start
+    rows.append(
+        {
+            "row": f"phased ε curve, {len(curve)} epochs (PLD)",
+            "dpplan_s": ours_time,
+            "dp_accounting_s": theirs_time,
+            "speedup": theirs_time / ours_time,
+            "dpplan_epsilon": curve[-1],
+            "dp_accounting_epsilon": theirs[-1],
+        }
+    )
     return rows
 
 
@@ -222,7 +298,10 @@ def main() -> None:
             f"{row['row']:52} {row['ms_per_step']:9.3f} {row['ms_per_step'] / base:11.2f}  "
             f"{row['measured']}"
         )
-    print("\nSame event: dpplan.dp_accounting_accountant('pld') vs dp-accounting PLDAccountant")
+    print(
+        "\nSame event: dpplan.dp_accounting_accountant('pld') (then compose_runs, epsilon_curve) "
+        "vs dp-accounting"
+    )
     print(
         f"{'event':32} {'dpplan s':>9} {'dp-acc s':>9} {'speedup':>8} {'ε dpplan':>10} "
         f"{'ε dp-acc':>10}"

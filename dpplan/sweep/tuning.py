@@ -5,8 +5,8 @@ Three numbers, every one an upper bound at the sweep's δ:
 * ``single_run_epsilon``: ε of one run (its plan), which is what each point's plan was
   solved for. It covers releasing **one** run trained without looking at any other.
 * ``all_runs_epsilon``: ε of every stored run of the sweep composed
-  (:func:`dpplan.accounting.compose_runs`: their DP-SGD steps composed, the smallest upper
-  bound of RDP, PRV and PLD). It covers releasing all of them, hence any selection among them: the honest
+  (:func:`dpplan.accounting.compose_runs`, dp-accounting's composition of their DP-SGD
+  events). It covers releasing all of them, hence any selection among them: the honest
   bound for a fixed grid with selection. Every stored run is counted, even one cut short,
   and the caller adds every attempt that may have trained and stored no run (cut off by a
   stopped or killed driver, failed, in flight) as its whole plan
