@@ -219,14 +219,11 @@ def _one_step_pld(dataset_size: int, mechanism: tuple, interval: float):
     ``PoissonSampledDpEvent`` of a Gaussian or a ``TruncatedSubsampledGaussianDpEvent``."""
     from dp_accounting.pld import privacy_loss_distribution as pld
 
+    from dpplan.accounting.pld import pld_per_step
+
     relation = _add_or_remove()
-    if len(mechanism) == 2:
-        return pld.from_gaussian_mechanism(
-            standard_deviation=mechanism[1],
-            value_discretization_interval=interval,
-            sampling_prob=mechanism[0],
-            neighboring_relation=relation,
-        )
+    if len(mechanism) == 2:  # the PLD backend's, shared with phased plans and compose_runs
+        return pld_per_step(mechanism[0], mechanism[1], interval)
     return pld.from_truncated_subsampled_gaussian_mechanism(
         dataset_size=dataset_size,
         sampling_probability=mechanism[0],
