@@ -221,7 +221,6 @@ def _one_step_pld(dataset_size: int, mechanism: tuple, interval: float):
 
     from dpplan.accounting.pld import pld_per_step
 
-    relation = _add_or_remove()
     if len(mechanism) == 2:  # the PLD backend's, shared with phased plans and compose_runs
         return pld_per_step(mechanism[0], mechanism[1], interval)
     return pld.from_truncated_subsampled_gaussian_mechanism(
@@ -230,7 +229,7 @@ def _one_step_pld(dataset_size: int, mechanism: tuple, interval: float):
         truncated_batch_size=mechanism[3],
         noise_multiplier=mechanism[1],
         value_discretization_interval=interval,
-        neighboring_relation=relation,
+        neighboring_relation=_add_or_remove(),
     )
 
 

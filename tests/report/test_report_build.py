@@ -228,8 +228,7 @@ def test_group_with_different_plans_composes_events(store):
     expected = min(
         rdp.compose(event).get_epsilon(first.delta), pld.compose(event).get_epsilon(first.delta)
     )
-    # dpplan composes the distinct mechanisms (merged), so it agrees to round-off.
-    assert tuning.epsilon_all == pytest.approx(expected, rel=1e-9)
+    assert tuning.epsilon_all == pytest.approx(expected, rel=1e-12)
     assert tuning.same_mechanism is False and tuning.repeat_and_select_epsilon is None
 
 
