@@ -234,21 +234,18 @@ def _composition_rows(event) -> list[dict]:
     runs = [(one, 3), (other, 3)] * 3
     mechanisms = [m for plan, _ in runs for m in plan.mechanisms(None)]
 
-    def theirs_min(mechanisms):
-        rdp = dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
-        pld = dp_accounting.pld.PLDAccountant()
-        return min(
-            rdp.compose(event(mechanisms)).get_epsilon(DELTA),
-            pld.compose(event(mechanisms)).get_epsilon(DELTA),
-        )
-
     rows = []
     clear_caches()
     start = time.perf_counter()
     ours = compose_runs(runs, delta=DELTA).epsilon
     ours_time = time.perf_counter() - start
     start = time.perf_counter()
-    theirs = theirs_min(mechanisms)
+    theirs = min(
+        dp_accounting.rdp.RdpAccountant(orders=list(get_accountant("rdp").orders))
+        .compose(event(mechanisms))
+        .get_epsilon(DELTA),
+        dp_accounting.pld.PLDAccountant().compose(event(mechanisms)).get_epsilon(DELTA),
+    )
     theirs_time = time.perf_counter() - start
     rows.append(
         {

@@ -76,6 +76,11 @@ def test_local_sweep_and_frontier(capsys, store, mnist_dir):
     assert main(["frontier", str(result["sweep_id"])]) == 0
     text = capsys.readouterr().out
     assert "frontier" in text and "all 1 runs composed" in text
+    one, every = (
+        next(line for line in text.splitlines() if line.startswith(f"  {label}"))
+        for label in ("one run:", "all 1 runs composed:")
+    )
+    assert one.index("ε =") == every.index("ε =")  # the tuning costs line up
     assert main(["frontier", "99"]) == 2
 
 
